@@ -1,0 +1,1 @@
+//! Janus API client.

@@ -1,0 +1,16 @@
+//! janus-recorder: records every publisher of Janus VideoRoom rooms into per-feed WebM files.
+//!
+//! Data flows one way: Janus event -> [`room`] watcher -> [`feed`] subscriber -> media frames
+//! -> [`webm`] writer. The Janus API client lives in [`janus`]; the str0m sans-IO loop lives
+//! only in [`feed::rtc`]; [`check`] reads recordings back independently of the writer.
+
+pub mod check;
+pub mod config;
+pub mod feed;
+pub mod ids;
+pub mod janus;
+pub mod media;
+pub mod output;
+pub mod room;
+pub mod service;
+pub mod webm;

@@ -1,0 +1,34 @@
+//! The `janus-recorder` binary: command-line parsing only; the work lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "janus-recorder", version, about = "Records Janus VideoRoom rooms into per-feed WebM files")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the recorder service.
+    Run {
+        /// Path of the TOML config file.
+        #[arg(long, default_value = "/etc/janus-recorder/config.toml")]
+        config: PathBuf,
+    },
+    /// Check that recordings play.
+    Check(janus_recorder::check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run { config } => janus_recorder::service::run(&config),
+        Command::Check(args) => janus_recorder::check::run(&args),
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}

@@ -1,0 +1,3 @@
+//! WebM (Matroska) writing.
+
+pub mod writer;

@@ -1,0 +1,1 @@
+//! WebM writer (to be written).
