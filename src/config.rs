@@ -1,1 +1,274 @@
-//! TODO
+//! The TOML config file: parsing, validation, and errors that name the file, the key and the
+//! problem. Unknown keys are errors, so a typo never silently changes behaviour.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ids::RoomId;
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub janus: JanusConfig,
+    pub output: OutputConfig,
+    #[serde(default)]
+    pub network: NetworkConfig,
+    pub rooms: Vec<RoomConfig>,
+}
+
+/// `[janus]`: how to reach the Janus WebSocket API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JanusConfig {
+    /// `ws://` or `wss://` (certificates are verified against the system roots).
+    pub url: String,
+    /// Janus's `api_secret`, when the server sets one.
+    pub api_secret: Option<String>,
+    /// A stored-auth token, when the server has `token_auth` on.
+    pub token: Option<String>,
+}
+
+/// `[output]`: where recordings go.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    pub dir: PathBuf,
+}
+
+/// `[network]`: the ICE side of the subscriber sessions.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Address the UDP sockets bind to. Unset or unspecified (`0.0.0.0`): one socket per
+    /// advertised address, bound to that address.
+    pub bind: Option<IpAddr>,
+    /// Addresses offered to Janus as host candidates. Default: `bind` when it is a specific
+    /// address, else every non-loopback interface address (the way Janus picks its own).
+    #[serde(default)]
+    pub advertise: Vec<IpAddr>,
+}
+
+/// One `[[rooms]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomConfig {
+    /// Numeric (`1234`) or string (`"hearing-7"`, for Janus's `string_ids`) room id.
+    pub room: RoomId,
+    /// The room's PIN, if it has one.
+    pub pin: Option<String>,
+}
+
+/// A config that could not be used. Its `Display` names the file, the key and the problem.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted path of the offending key (`rooms[1].room`), when known.
+    pub key: Option<String>,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config error in {}", self.file.display())?;
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            key: None,
+            problem: format!("cannot read the file: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let err = |key: Option<String>, problem: String| ConfigError {
+            file: path.to_owned(),
+            key,
+            problem,
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| err(None, one_line(e.message())))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = (key != ".").then_some(key);
+            err(key, one_line(e.inner().message()))
+        })?;
+        config
+            .validate()
+            .map_err(|(key, problem)| err(Some(key.into()), problem))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let url = self.janus.url.as_str();
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err((
+                "janus.url",
+                format!("must start with ws:// or wss://, got {url:?}"),
+            ));
+        }
+        if self.output.dir.as_os_str().is_empty() {
+            return Err(("output.dir", "must not be empty".into()));
+        }
+        if self.rooms.is_empty() {
+            return Err(("rooms", "at least one [[rooms]] table is needed".into()));
+        }
+        for (i, room) in self.rooms.iter().enumerate() {
+            if self.rooms[..i].iter().any(|r| r.room == room.room) {
+                return Err(("rooms", format!("room {} is listed twice", room.room)));
+            }
+        }
+        if let Some(ip) = self.network.advertise.iter().find(|ip| ip.is_unspecified()) {
+            return Err((
+                "network.advertise",
+                format!("{ip} cannot be advertised to Janus"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// toml's messages can span lines; a log line should not.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl NetworkConfig {
+    /// The UDP sockets a subscriber session opens: (address to bind, address to advertise).
+    /// Port 0 everywhere: each session gets fresh ephemeral ports.
+    pub fn socket_plan(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        let advertise = if !self.advertise.is_empty() {
+            self.advertise.clone()
+        } else {
+            match self.bind {
+                Some(ip) if !ip.is_unspecified() => vec![ip],
+                _ => interface_addresses(),
+            }
+        };
+        advertise
+            .into_iter()
+            .map(|adv| {
+                let bind = match self.bind {
+                    Some(ip) if !ip.is_unspecified() => ip,
+                    _ => adv,
+                };
+                (SocketAddr::new(bind, 0), SocketAddr::new(adv, 0))
+            })
+            .collect()
+    }
+}
+
+/// Every non-loopback, non-link-local interface address of this host.
+pub fn interface_addresses() -> Vec<IpAddr> {
+    let Ok(ifaces) = if_addrs::get_if_addrs() else {
+        return Vec::new();
+    };
+    ifaces
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| !ip.is_loopback() && !is_link_local(ip))
+        .collect()
+}
+
+fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/jr.toml"))
+    }
+
+    const GOOD: &str = r#"
+        [janus]
+        url = "ws://127.0.0.1:8188"
+        api_secret = "s3cret"
+        [output]
+        dir = "/var/lib/janus-recorder"
+        [network]
+        bind = "10.0.0.2"
+        [[rooms]]
+        room = 1234
+        [[rooms]]
+        room = "hearing-7"
+        pin = "42"
+    "#;
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.janus.api_secret.as_deref(), Some("s3cret"));
+        assert_eq!(c.rooms[0].room, RoomId::from(1234));
+        assert_eq!(c.rooms[1].room, RoomId::from("hearing-7"));
+        assert_eq!(c.rooms[1].pin.as_deref(), Some("42"));
+        let plan = c.network.socket_plan();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].0, "10.0.0.2:0".parse().unwrap());
+        assert_eq!(plan[0].1, "10.0.0.2:0".parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let text = GOOD.replace("pin = \"42\"", "pin = \"42\"\nrecord = true");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("config error in /etc/jr.toml"), "{e}");
+        assert!(e.contains("rooms[1]"), "{e}");
+        assert!(e.contains("record"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let text = GOOD.replace("room = 1234", "room = 12.5");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("rooms[0].room"), "{e}");
+    }
+
+    #[test]
+    fn missing_section_and_bad_url_and_syntax() {
+        let e = parse("[output]\ndir = \"/x\"\n[[rooms]]\nroom = 1\n").unwrap_err();
+        assert!(e.problem.contains("janus"), "{e}");
+        let e = parse(&GOOD.replace("ws://", "http://")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("janus.url"));
+        let e = parse("[janus\nurl=").unwrap_err();
+        assert!(e.key.is_none());
+        assert!(!e.problem.contains('\n'));
+        let e = parse(&GOOD.replace("room = \"hearing-7\"", "room = 1234")).unwrap_err();
+        assert!(e.problem.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn advertise_overrides_bind_for_nat() {
+        let text = GOOD.replace(
+            "bind = \"10.0.0.2\"",
+            "bind = \"10.0.0.2\"\nadvertise = [\"203.0.113.9\"]",
+        );
+        let plan = parse(&text).unwrap().network.socket_plan();
+        assert_eq!(
+            plan,
+            vec![(
+                "10.0.0.2:0".parse().unwrap(),
+                "203.0.113.9:0".parse().unwrap()
+            )]
+        );
+    }
+}

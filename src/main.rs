@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "janus-recorder", version, about = "Records Janus VideoRoom rooms into per-feed WebM files")]
+#[command(
+    name = "janus-recorder",
+    version,
+    about = "Records Janus VideoRoom rooms into per-feed WebM files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

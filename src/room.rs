@@ -1,1 +1,267 @@
-//! TODO
+//! The room watcher: one task per configured room. A watcher handle joins the room without
+//! publishing, learns the publishers from `joined`, follows `publishers`, `unpublished`,
+//! `leaving`, `kicked` and `destroyed`, and runs one [`feed`](crate::feed) task per publisher.
+//! A room that cannot be joined (no such room, wrong pin) is retried; other rooms go on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::{Id, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::RoomConfig;
+use crate::feed::{self, EndReason, FeedSettings, FeedSpec};
+use crate::ids::FeedId;
+use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
+use crate::janus::{Handle, Session};
+
+/// How long to wait before trying a refused or vanished room again.
+pub const ROOM_RETRY: Duration = Duration::from_secs(30);
+/// The display name of our watcher participant.
+pub const WATCHER_DISPLAY: &str = "janus-recorder";
+
+/// How one stint of watching a room ended.
+#[derive(Debug)]
+enum RoomEnd {
+    Shutdown,
+    ConnectionLost,
+    /// Could not join, or was thrown out: try again later.
+    Retry(String),
+}
+
+/// Watches `room` on `session` until shutdown or until the connection is lost.
+pub async fn watch(
+    session: Session,
+    settings: Arc<FeedSettings>,
+    room: RoomConfig,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match watch_once(&session, &settings, &room, &shutdown).await {
+            RoomEnd::Shutdown | RoomEnd::ConnectionLost => return,
+            RoomEnd::Retry(why) => {
+                tracing::error!(reason = %why, "room not recorded; retrying in {ROOM_RETRY:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(ROOM_RETRY) => {}
+                    _ = shutdown.cancelled() => return,
+                    _ = session.closed() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn watch_once(
+    session: &Session,
+    settings: &Arc<FeedSettings>,
+    room: &RoomConfig,
+    shutdown: &CancellationToken,
+) -> RoomEnd {
+    let (mut handle, private_id, publishers) = match join(session, room).await {
+        Ok(v) => v,
+        Err(_) if session.is_closed() => return RoomEnd::ConnectionLost,
+        Err(e) => return RoomEnd::Retry(e),
+    };
+    tracing::info!(publishers = publishers.len(), "watching room");
+    let mut feeds = Feeds {
+        session: session.clone(),
+        settings: settings.clone(),
+        room: room.clone(),
+        private_id,
+        running: HashMap::new(),
+        tasks: JoinSet::new(),
+        task_feed: HashMap::new(),
+    };
+    for p in publishers {
+        feeds.start(p);
+    }
+    let end = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break (EndReason::Shutdown, RoomEnd::Shutdown),
+            msg = handle.next_event() => {
+                let Some(msg) = msg else {
+                    break (EndReason::ConnectionLost, RoomEnd::ConnectionLost);
+                };
+                if let Some(end) = feeds.on_message(msg) {
+                    break end;
+                }
+            }
+            Some(done) = feeds.tasks.join_next_with_id() => feeds.reap(done),
+        }
+    };
+    feeds.stop_all(end.0).await;
+    if matches!(end.1, RoomEnd::Shutdown) {
+        let leave = handle.message(json!({"request": "leave"}), None);
+        let _ = tokio::time::timeout(Duration::from_secs(1), leave).await;
+    }
+    end.1
+}
+
+/// Attaches and joins as a non-publishing participant.
+async fn join(
+    session: &Session,
+    room: &RoomConfig,
+) -> Result<(Handle, Option<u64>, Vec<Publisher>), String> {
+    let handle = session
+        .attach_videoroom()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut body = json!({
+        "request": "join",
+        "room": room.room,
+        "ptype": "publisher",
+        "display": WATCHER_DISPLAY,
+    });
+    if let Some(pin) = &room.pin {
+        body["pin"] = json!(pin);
+    }
+    let (data, _) = handle
+        .message(body, None)
+        .await
+        .map_err(|e| format!("cannot join: {e}"))?;
+    match VideoRoomEvent::parse(&data) {
+        VideoRoomEvent::Joined {
+            private_id,
+            publishers,
+            ..
+        } => Ok((handle, private_id, publishers)),
+        other => Err(format!("join answered {other:?}")),
+    }
+}
+
+/// A feed task that is still wanted.
+struct Running {
+    stop: oneshot::Sender<EndReason>,
+    display: Option<String>,
+}
+
+/// The feed tasks of one room.
+struct Feeds {
+    session: Session,
+    settings: Arc<FeedSettings>,
+    room: RoomConfig,
+    private_id: Option<u64>,
+    running: HashMap<FeedId, Running>,
+    tasks: JoinSet<EndReason>,
+    task_feed: HashMap<Id, FeedId>,
+}
+
+impl Feeds {
+    /// Starts recording `p` unless it is already being recorded.
+    fn start(&mut self, p: Publisher) {
+        if self.running.contains_key(&p.id) {
+            tracing::debug!(feed = %p.id, "already recording");
+            return;
+        }
+        let span = tracing::info_span!("feed", feed = %p.id, display = ?p.display.as_deref().unwrap_or(""));
+        span.in_scope(|| tracing::info!("publisher announced; subscribing"));
+        let (stop, stop_rx) = oneshot::channel();
+        self.running.insert(
+            p.id.clone(),
+            Running {
+                stop,
+                display: p.display.clone(),
+            },
+        );
+        let id = p.id.clone();
+        let spec = FeedSpec {
+            room: self.room.room.clone(),
+            pin: self.room.pin.clone(),
+            private_id: self.private_id,
+            publisher: p,
+        };
+        let task = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
+        let handle = self.tasks.spawn(task.instrument(span));
+        self.task_feed.insert(handle.id(), id);
+    }
+
+    /// Tells one feed to end (it finalizes its file on its own).
+    fn stop(&mut self, feed: &FeedId, reason: EndReason) {
+        match self.running.remove(feed) {
+            Some(r) => {
+                tracing::info!(%feed, display = ?r.display, %reason, "publisher gone");
+                let _ = r.stop.send(reason);
+            }
+            None => tracing::debug!(%feed, %reason, "not a feed we record"),
+        }
+    }
+
+    /// Ends every feed and waits for all of them to finalize.
+    async fn stop_all(&mut self, reason: EndReason) {
+        for (_, r) in self.running.drain() {
+            let _ = r.stop.send(reason.clone());
+        }
+        while let Some(done) = self.tasks.join_next_with_id().await {
+            self.reap(done);
+        }
+    }
+
+    /// Logs how a feed task ended; a panic ends only that feed.
+    fn reap(&mut self, done: Result<(Id, EndReason), tokio::task::JoinError>) {
+        let (id, outcome) = match done {
+            Ok((id, reason)) => (id, Ok(reason)),
+            Err(e) => (e.id(), Err(e)),
+        };
+        let feed = self.task_feed.remove(&id);
+        match outcome {
+            Ok(reason) => {
+                tracing::debug!(feed = ?feed.as_ref().map(ToString::to_string), %reason, "feed task ended")
+            }
+            Err(e) => {
+                tracing::error!(feed = ?feed.as_ref().map(ToString::to_string), error = %e, "feed task crashed")
+            }
+        }
+        // A feed that ended by itself (hangup, ICE failure) may be announced again later.
+        if let Some(feed) = feed
+            && self.running.get(&feed).is_some_and(|r| r.stop.is_closed())
+        {
+            self.running.remove(&feed);
+        }
+    }
+
+    /// Handles one message for the watcher handle; returns how the room ends, if it does.
+    fn on_message(&mut self, msg: Incoming) -> Option<(EndReason, RoomEnd)> {
+        let Incoming::Event { data, .. } = msg else {
+            tracing::debug!(?msg, "watcher handle message");
+            return None;
+        };
+        match VideoRoomEvent::parse(&data) {
+            VideoRoomEvent::Publishers { publishers, .. } => {
+                for p in publishers {
+                    self.start(p);
+                }
+            }
+            VideoRoomEvent::Unpublished { feed: Some(f) } => self.stop(&f, EndReason::Unpublished),
+            VideoRoomEvent::Leaving { feed: Some(f) } => self.stop(&f, EndReason::Leaving),
+            VideoRoomEvent::Kicked { feed: Some(f) } => self.stop(&f, EndReason::Kicked),
+            VideoRoomEvent::Kicked { feed: None } | VideoRoomEvent::Leaving { feed: None } => {
+                return Some((
+                    EndReason::Kicked,
+                    RoomEnd::Retry("our watcher was removed from the room".into()),
+                ));
+            }
+            VideoRoomEvent::Destroyed { .. } => {
+                return Some((
+                    EndReason::RoomDestroyed,
+                    RoomEnd::Retry("the room was destroyed".into()),
+                ));
+            }
+            VideoRoomEvent::Talking { feed, talking } => {
+                let who = feed
+                    .as_ref()
+                    .and_then(|f| self.running.get(f))
+                    .and_then(|r| r.display.clone());
+                tracing::info!(feed = ?feed.map(|f| f.to_string()), display = ?who, talking, "talking");
+            }
+            VideoRoomEvent::Error { code, message } => {
+                tracing::warn!(code, %message, "VideoRoom error event")
+            }
+            other => tracing::info!(event = ?other, "room event not acted on"),
+        }
+        None
+    }
+}

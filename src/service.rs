@@ -1,8 +1,160 @@
-//! Service glue: logging, signals, the top-level run loop (to be written).
+//! Service glue: logging, the config, signals, and the top-level loop that keeps a Janus
+//! session up (connecting with backoff, reconnecting when it is lost) and runs one room
+//! watcher per configured room. Shutdown is one [`CancellationToken`] passed down.
 
+use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::{Config, ConfigError};
+use crate::feed::FeedSettings;
+use crate::janus::{Auth, Session};
+use crate::room;
+
+/// Exit status for a config that cannot be used.
+pub const EXIT_CONFIG: i32 = 2;
+/// Longest wait between connection attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long shutdown waits for feeds to finalize (systemd's default stop timeout is far
+/// longer; we promise 5 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
 
 /// Runs the recorder service until SIGTERM/SIGINT; returns the process exit status.
-pub fn run(_config: &Path) -> i32 {
-    2
+pub fn run(config_path: &Path) -> i32 {
+    init_logging();
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&config.output.dir) {
+        let e = ConfigError {
+            file: config_path.to_owned(),
+            key: Some("output.dir".into()),
+            problem: format!("cannot create {}: {e}", config.output.dir.display()),
+        };
+        eprintln!("{e}");
+        return EXIT_CONFIG;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(serve(config));
+    0
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Cancels the returned token on SIGTERM or SIGINT.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finalizing recordings"),
+            _ = int.recv() => tracing::info!("SIGINT: finalizing recordings"),
+        }
+        t.cancel();
+    });
+    token
+}
+
+async fn serve(config: Config) {
+    let shutdown = shutdown_on_signals();
+    let settings = Arc::new(FeedSettings {
+        out_dir: config.output.dir.clone(),
+        socket_plan: config.network.socket_plan(),
+    });
+    let advertised: Vec<String> = settings
+        .socket_plan
+        .iter()
+        .map(|(_, a)| a.ip().to_string())
+        .collect();
+    tracing::info!(
+        url = %config.janus.url,
+        rooms = config.rooms.len(),
+        dir = %config.output.dir.display(),
+        candidates = ?advertised,
+        "janus-recorder starting"
+    );
+    if advertised.is_empty() {
+        tracing::error!("no address to offer Janus for media: set [network] advertise");
+    }
+    let auth = Auth {
+        api_secret: config.janus.api_secret.clone(),
+        token: config.janus.token.clone(),
+    };
+    let mut backoff = Duration::from_secs(1);
+    while !shutdown.is_cancelled() {
+        let connected = tokio::select! {
+            r = Session::connect(&config.janus.url, auth.clone()) => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let session = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "Janus unreachable; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        tracing::info!(session = %session.id(), "connected to Janus");
+        let mut rooms = JoinSet::new();
+        for r in &config.rooms {
+            let span = tracing::info_span!("room", room = %r.room);
+            let task = room::watch(
+                session.clone(),
+                settings.clone(),
+                r.clone(),
+                shutdown.clone(),
+            );
+            rooms.spawn(task.instrument(span));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = session.closed() => tracing::warn!("lost the connection to Janus; finalizing and reconnecting"),
+        }
+        // Room watchers see the same signal and finalize their feeds.
+        let drain = async { while rooms.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            tracing::error!("some recordings did not finish in time");
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), session.destroy()).await;
+    }
+    tracing::info!("stopped");
 }

@@ -1,0 +1,657 @@
+//! The feed subscriber: one task per publisher. It subscribes with its own Janus handle,
+//! answers Janus's offer with a str0m session over its own UDP sockets ([`rtc`]), places
+//! frames on one timeline ([`timeline`]), gates video on keyframes, and writes one WebM file
+//! plus its sidecar. It ends when the room says so (`stop`), on `hangup`, on ICE failure, or
+//! when the connection to Janus is lost, and always finalizes what it wrote.
+
+pub mod rtc;
+pub mod timeline;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+use str0m::media::{MediaData, Mid};
+use tokio::sync::oneshot;
+
+use crate::ids::RoomId;
+use crate::janus::messages::{Incoming, Jsep, Publisher, StreamKind, VideoRoomEvent};
+use crate::janus::{Handle, Session};
+use crate::media::{Codec, MediaKind};
+use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
+use crate::webm::writer::{TrackSetup, WebmWriter};
+use rtc::{RtcEvent, RtcSession};
+use timeline::TrackClock;
+
+/// Settings shared by every feed of the process.
+#[derive(Debug, Clone)]
+pub struct FeedSettings {
+    pub out_dir: PathBuf,
+    /// UDP sockets to open per session: (bind, advertise).
+    pub socket_plan: Vec<(SocketAddr, SocketAddr)>,
+}
+
+/// What one feed subscribes to.
+#[derive(Debug, Clone)]
+pub struct FeedSpec {
+    pub room: RoomId,
+    pub pin: Option<String>,
+    /// The room watcher's private id (rooms with `require_pvtid` need it).
+    pub private_id: Option<u64>,
+    pub publisher: Publisher,
+}
+
+/// Why a recording ended; written to the sidecar and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    Unpublished,
+    Leaving,
+    Kicked,
+    RoomDestroyed,
+    HangUp(String),
+    IceFailed,
+    Shutdown,
+    ConnectionLost,
+    Failed(String),
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::Unpublished => f.write_str("unpublished"),
+            EndReason::Leaving => f.write_str("leaving"),
+            EndReason::Kicked => f.write_str("kicked"),
+            EndReason::RoomDestroyed => f.write_str("destroyed"),
+            EndReason::HangUp(r) => write!(f, "hangup: {r}"),
+            EndReason::IceFailed => f.write_str("ice-failed"),
+            EndReason::Shutdown => f.write_str("shutdown"),
+            EndReason::ConnectionLost => f.write_str("connection-lost"),
+            EndReason::Failed(e) => write!(f, "error: {e}"),
+        }
+    }
+}
+
+/// How often to ask for a keyframe while waiting for one.
+const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
+/// How often buffered file data is pushed to disk (bounds what a crash can lose).
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How long ICE may stay disconnected before the feed gives up.
+const ICE_GRACE: Duration = Duration::from_secs(10);
+
+/// Records one publisher until it ends; returns why it ended.
+pub async fn run(
+    session: Session,
+    settings: Arc<FeedSettings>,
+    spec: FeedSpec,
+    mut stop: oneshot::Receiver<EndReason>,
+) -> EndReason {
+    let (handle, rtc, tracks) = tokio::select! {
+        r = subscribe(&session, &settings, &spec) => match r {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot subscribe");
+                return EndReason::Failed(e);
+            }
+        },
+        r = &mut stop => return r.unwrap_or(EndReason::Shutdown),
+    };
+    let mut feed = Feed {
+        settings,
+        spec,
+        tracks,
+        recording: None,
+        video_gate: VideoGate::default(),
+        disconnected_since: None,
+    };
+    let reason = feed.record(handle, rtc, stop).await;
+    feed.finish(&reason);
+    reason
+}
+
+/// Attaches, joins as subscriber, answers the offer and sends our candidates.
+async fn subscribe(
+    session: &Session,
+    settings: &FeedSettings,
+    spec: &FeedSpec,
+) -> Result<(Handle, RtcSession, HashMap<Mid, Track>), String> {
+    let handle = session
+        .attach_videoroom()
+        .await
+        .map_err(|e| e.to_string())?;
+    let p = &spec.publisher;
+    let mut streams: Vec<Value> = p
+        .streams
+        .iter()
+        .filter(|s| matches!(s.kind, StreamKind::Audio | StreamKind::Video) && !s.disabled)
+        .filter(|s| !s.mid.is_empty())
+        .map(|s| json!({"feed": p.id, "mid": s.mid}))
+        .collect();
+    if streams.is_empty() {
+        streams.push(json!({"feed": p.id}));
+    }
+    let mut join =
+        json!({"request": "join", "room": spec.room, "ptype": "subscriber", "streams": streams});
+    if let Some(pid) = spec.private_id {
+        join["private_id"] = json!(pid);
+    }
+    if let Some(pin) = &spec.pin {
+        join["pin"] = json!(pin);
+    }
+    let (data, jsep) = handle
+        .message(join, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let VideoRoomEvent::Attached { streams } = VideoRoomEvent::parse(&data) else {
+        return Err(format!("join answered {data}"));
+    };
+    let offer = jsep
+        .filter(|j| j.kind == "offer")
+        .ok_or("Janus sent no SDP offer")?;
+    let tracks = tracks_for(p, &streams);
+    if tracks.is_empty() {
+        return Err(format!(
+            "nothing recordable: streams {:?}",
+            p.streams
+                .iter()
+                .map(|s| s.codec_name.clone())
+                .collect::<Vec<_>>()
+        ));
+    }
+
+    let mut rtc = RtcSession::bind(&settings.socket_plan)
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer = rtc.accept_offer(&offer.sdp)?;
+    let answer = Jsep {
+        kind: "answer".into(),
+        sdp: answer,
+    };
+    handle
+        .message(json!({"request": "start"}), Some(&answer))
+        .await
+        .map_err(|e| e.to_string())?;
+    handle
+        .trickle(&rtc.local_candidates())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((handle, rtc, tracks))
+}
+
+/// Chooses what to record: the first audio and the first video stream whose codec we can
+/// write. (A publisher with several video streams has the others logged and skipped.)
+fn tracks_for(
+    publisher: &Publisher,
+    subscribed: &[crate::janus::messages::SubscribedStream],
+) -> HashMap<Mid, Track> {
+    let mut tracks = HashMap::new();
+    let mut have = (false, false);
+    for s in subscribed {
+        let source = publisher.streams.iter().find(|p| {
+            Some(&p.mid) == s.feed_mid.as_ref() || (p.mid.is_empty() && p.kind == s.kind)
+        });
+        let codec = source.and_then(|p| p.codec);
+        let taken = match s.kind {
+            StreamKind::Audio => &mut have.0,
+            StreamKind::Video => &mut have.1,
+            _ => continue,
+        };
+        match codec {
+            Some(codec) if !*taken && codec.kind() == kind_of(s.kind) => {
+                *taken = true;
+                tracks.insert(Mid::from(s.mid.as_str()), Track::new(codec));
+            }
+            _ => tracing::warn!(
+                mid = %s.mid,
+                codec = ?source.and_then(|p| p.codec_name.clone()),
+                "stream not recorded (unsupported codec or a second stream of its kind)"
+            ),
+        }
+    }
+    tracks
+}
+
+fn kind_of(k: StreamKind) -> MediaKind {
+    if k == StreamKind::Audio {
+        MediaKind::Audio
+    } else {
+        MediaKind::Video
+    }
+}
+
+/// One recorded track.
+#[derive(Debug)]
+struct Track {
+    codec: Codec,
+    clock: TrackClock,
+    /// Frames whose codec did not match, reported once.
+    warned_codec: bool,
+}
+
+impl Track {
+    fn new(codec: Codec) -> Track {
+        Track {
+            codec,
+            clock: TrackClock::default(),
+            warned_codec: false,
+        }
+    }
+}
+
+/// Keyframe gating for the video track: nothing is written until a keyframe arrives, at the
+/// start and after every break in the packet sequence.
+#[derive(Debug)]
+struct VideoGate {
+    waiting: bool,
+    last_request: Option<Instant>,
+    mid: Option<Mid>,
+}
+
+impl Default for VideoGate {
+    fn default() -> Self {
+        VideoGate {
+            waiting: true,
+            last_request: None,
+            mid: None,
+        }
+    }
+}
+
+impl VideoGate {
+    /// Sends a PLI if we are waiting and have not asked recently.
+    fn maybe_request(&mut self, rtc: &mut RtcSession, now: Instant) {
+        let due = self
+            .last_request
+            .is_none_or(|t| now.duration_since(t) >= KEYFRAME_RETRY);
+        if let (true, true, Some(mid)) = (self.waiting, due, self.mid)
+            && rtc.request_keyframe(mid)
+        {
+            tracing::debug!("keyframe requested (PLI)");
+            self.last_request = Some(now);
+        }
+    }
+}
+
+/// An open file and its sidecar.
+struct Recording {
+    writer: WebmWriter,
+    paths: RecordingPaths,
+    sidecar: Sidecar,
+    /// The timeline's zero: arrival of the first written frame.
+    zero: Instant,
+    last_flush: Instant,
+}
+
+struct Feed {
+    settings: Arc<FeedSettings>,
+    spec: FeedSpec,
+    tracks: HashMap<Mid, Track>,
+    recording: Option<Recording>,
+    video_gate: VideoGate,
+    disconnected_since: Option<Instant>,
+}
+
+impl Feed {
+    /// The event loop: str0m, Janus events for our handle, the room's stop, a tick.
+    async fn record(
+        &mut self,
+        mut handle: Handle,
+        mut rtc: RtcSession,
+        mut stop: oneshot::Receiver<EndReason>,
+    ) -> EndReason {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let reason = loop {
+            tokio::select! {
+                ev = rtc.next_event() => if let Some(r) = self.on_rtc(ev, &mut rtc) {
+                    break r;
+                },
+                msg = handle.next_event() => match msg {
+                    Some(msg) => if let Some(r) = self.on_janus(msg, &mut rtc) {
+                        break r;
+                    },
+                    None => break EndReason::ConnectionLost,
+                },
+                r = &mut stop => break r.unwrap_or(EndReason::Shutdown),
+                _ = tick.tick() => if let Some(r) = self.on_tick(&mut rtc) {
+                    break r;
+                },
+            }
+        };
+        rtc.close();
+        // Detach now (Drop would too); bounded so shutdown stays quick.
+        let _ = tokio::time::timeout(Duration::from_secs(1), handle.detach()).await;
+        reason
+    }
+
+    fn on_rtc(&mut self, ev: RtcEvent, rtc: &mut RtcSession) -> Option<EndReason> {
+        match ev {
+            RtcEvent::Connected => {
+                tracing::info!("media connected");
+                self.disconnected_since = None;
+            }
+            RtcEvent::MediaAdded { mid, kind } => {
+                if kind == str0m::media::MediaKind::Video
+                    && self
+                        .tracks
+                        .get(&mid)
+                        .is_some_and(|t| t.codec.kind() == MediaKind::Video)
+                {
+                    self.video_gate.mid = Some(mid);
+                    self.video_gate.maybe_request(rtc, Instant::now());
+                }
+            }
+            RtcEvent::Frame(d) => return self.on_frame(d, rtc),
+            RtcEvent::Disconnected => {
+                tracing::warn!("ICE disconnected");
+                self.disconnected_since.get_or_insert_with(Instant::now);
+            }
+            RtcEvent::Failed(e) => {
+                tracing::error!(error = %e, "media session failed");
+                return Some(EndReason::Failed(e));
+            }
+        }
+        None
+    }
+
+    fn on_frame(&mut self, d: MediaData, rtc: &mut RtcSession) -> Option<EndReason> {
+        self.disconnected_since = None;
+        let Some(track) = self.tracks.get_mut(&d.mid) else {
+            return None;
+        };
+        let codec = match d.params.spec().codec {
+            str0m::format::Codec::Opus => Some(Codec::Opus),
+            str0m::format::Codec::Vp8 => Some(Codec::Vp8),
+            str0m::format::Codec::Vp9 => Some(Codec::Vp9),
+            _ => None,
+        };
+        if codec != Some(track.codec) {
+            if !track.warned_codec {
+                track.warned_codec = true;
+                tracing::warn!(expected = %track.codec, got = ?d.params.spec().codec, "dropping frames of an unexpected codec");
+            }
+            return None;
+        }
+        let is_video = track.codec.kind() == MediaKind::Video;
+        if is_video {
+            let gate = &mut self.video_gate;
+            if !d.contiguous && !gate.waiting {
+                tracing::debug!("break in the video stream; waiting for a keyframe");
+                gate.waiting = true;
+                gate.last_request = None;
+            }
+            if gate.waiting {
+                if !d.is_keyframe() {
+                    gate.maybe_request(rtc, d.network_time);
+                    return None;
+                }
+                gate.waiting = false;
+                tracing::debug!("keyframe received");
+            }
+        }
+        if self.recording.is_none() {
+            match self.open(d.network_time) {
+                Ok(r) => self.recording = Some(r),
+                Err(e) => return Some(EndReason::Failed(e)),
+            }
+        }
+        let rec = self.recording.as_mut().expect("just opened");
+        let track = self.tracks.get_mut(&d.mid).expect("looked up above");
+        let ts = track
+            .clock
+            .place(d.time.numer(), d.time.denom(), d.network_time, rec.zero);
+        let written = if is_video {
+            rec.writer.write_video(ts, d.is_keyframe(), &d.data)
+        } else {
+            rec.writer.write_audio(ts, &d.data)
+        };
+        written.err().map(|e| {
+            tracing::error!(error = %e, "writing the recording failed");
+            EndReason::Failed(e.to_string())
+        })
+    }
+
+    /// Opens the file and writes the first sidecar.
+    fn open(&self, zero: Instant) -> Result<Recording, String> {
+        let started = SystemTime::now();
+        let p = &self.spec.publisher;
+        let paths = recording_paths(
+            &self.settings.out_dir,
+            &self.spec.room,
+            &p.id,
+            p.display.as_deref(),
+            started,
+        )
+        .map_err(|e| {
+            format!(
+                "cannot create the recording in {}: {e}",
+                self.settings.out_dir.display()
+            )
+        })?;
+        let codec_of = |k: MediaKind| {
+            self.tracks
+                .values()
+                .map(|t| t.codec)
+                .find(|c| c.kind() == k)
+        };
+        let setup = TrackSetup {
+            audio: codec_of(MediaKind::Audio),
+            video: codec_of(MediaKind::Video),
+        };
+        let sidecar = Sidecar {
+            room: self.spec.room.clone(),
+            feed: p.id.clone(),
+            display: p.display.clone(),
+            file: paths
+                .webm
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            started_at: rfc3339(started),
+            ended_at: None,
+            audio_codec: setup.audio.map(|c| c.to_string()),
+            video_codec: setup.video.map(|c| c.to_string()),
+            end_reason: None,
+            duration_ms: None,
+            audio_frames: None,
+            video_frames: None,
+            bytes: None,
+        };
+        let writer = WebmWriter::create(&paths.webm, setup).map_err(|e| e.to_string())?;
+        if let Err(e) = sidecar.write(&paths.sidecar) {
+            tracing::warn!(path = %paths.sidecar.display(), error = %e, "cannot write the sidecar");
+        }
+        tracing::info!(path = %paths.webm.display(), "recording started");
+        Ok(Recording {
+            writer,
+            paths,
+            sidecar,
+            zero,
+            last_flush: Instant::now(),
+        })
+    }
+
+    fn on_janus(&mut self, msg: Incoming, rtc: &mut RtcSession) -> Option<EndReason> {
+        match msg {
+            Incoming::Trickle {
+                candidate: Some(c), ..
+            } => {
+                if let Err(e) = rtc.add_remote_candidate(&c) {
+                    tracing::warn!(error = %e, "ignoring Janus's candidate");
+                }
+            }
+            Incoming::Trickle {
+                candidate: None, ..
+            } => tracing::debug!("Janus finished trickling"),
+            Incoming::HangUp { reason, .. } => {
+                tracing::info!(%reason, "Janus hung up the subscription");
+                return Some(EndReason::HangUp(reason));
+            }
+            Incoming::Detached { .. } => return Some(EndReason::HangUp("detached".into())),
+            Incoming::WebrtcUp { .. } => tracing::info!("webrtcup"),
+            Incoming::Media {
+                mid,
+                kind,
+                receiving,
+                ..
+            } => tracing::info!(?mid, %kind, receiving, "media"),
+            Incoming::SlowLink {
+                mid,
+                media,
+                lost,
+                uplink,
+                ..
+            } => tracing::info!(?mid, ?media, lost, uplink, "slow link"),
+            Incoming::Event { data, .. } => match VideoRoomEvent::parse(&data) {
+                VideoRoomEvent::SlowLink { current_bitrate } => {
+                    tracing::info!(?current_bitrate, "slow_link")
+                }
+                ev => tracing::info!(event = ?ev, "subscriber event"),
+            },
+            other => tracing::debug!(?other, "unhandled message for the subscriber"),
+        }
+        None
+    }
+
+    fn on_tick(&mut self, rtc: &mut RtcSession) -> Option<EndReason> {
+        let now = Instant::now();
+        self.video_gate.maybe_request(rtc, now);
+        if self
+            .disconnected_since
+            .is_some_and(|t| now.duration_since(t) >= ICE_GRACE)
+        {
+            tracing::warn!("ICE stayed disconnected for {ICE_GRACE:?}");
+            return Some(EndReason::IceFailed);
+        }
+        if let Some(rec) = &mut self.recording
+            && now.duration_since(rec.last_flush) >= FLUSH_EVERY
+        {
+            rec.last_flush = now;
+            if let Err(e) = rec.writer.flush() {
+                tracing::error!(error = %e, "flushing the recording failed");
+                return Some(EndReason::Failed(e.to_string()));
+            }
+        }
+        None
+    }
+
+    /// Finalizes the file and completes the sidecar.
+    fn finish(&mut self, reason: &EndReason) {
+        let Some(rec) = self.recording.take() else {
+            tracing::info!(%reason, "feed ended before any media was recorded");
+            return;
+        };
+        let mut sidecar = rec.sidecar;
+        sidecar.ended_at = Some(rfc3339(SystemTime::now()));
+        sidecar.end_reason = Some(reason.to_string());
+        match rec.writer.finalize() {
+            Ok(s) => {
+                sidecar.duration_ms = Some(s.duration.as_millis() as u64);
+                sidecar.audio_frames = Some(s.audio_frames);
+                sidecar.video_frames = Some(s.video_frames);
+                sidecar.bytes = Some(s.bytes);
+                tracing::info!(
+                    path = %rec.paths.webm.display(),
+                    %reason,
+                    duration_ms = s.duration.as_millis() as u64,
+                    audio_frames = s.audio_frames,
+                    video_frames = s.video_frames,
+                    "recording finished"
+                );
+            }
+            Err(e) => {
+                tracing::error!(path = %rec.paths.webm.display(), error = %e, "finalizing the recording failed");
+                sidecar.end_reason = Some(format!("{reason}; finalize failed: {e}"));
+            }
+        }
+        if let Err(e) = sidecar.write(&rec.paths.sidecar) {
+            tracing::warn!(path = %rec.paths.sidecar.display(), error = %e, "cannot write the sidecar");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::FeedId;
+    use crate::janus::messages::{PublisherStream, SubscribedStream};
+
+    fn stream(kind: StreamKind, mid: &str, codec: &str) -> PublisherStream {
+        PublisherStream {
+            kind,
+            mid: mid.into(),
+            codec: Codec::from_janus_name(codec),
+            codec_name: Some(codec.into()),
+            disabled: false,
+        }
+    }
+
+    fn sub(kind: StreamKind, mid: &str, feed_mid: &str) -> SubscribedStream {
+        SubscribedStream {
+            kind,
+            mid: mid.into(),
+            feed: Some(FeedId::from(1)),
+            feed_mid: Some(feed_mid.into()),
+        }
+    }
+
+    #[test]
+    fn tracks_follow_the_publishers_codecs() {
+        let p = Publisher {
+            id: FeedId::from(1),
+            display: None,
+            streams: vec![
+                stream(StreamKind::Audio, "0", "opus"),
+                stream(StreamKind::Video, "1", "vp9"),
+                stream(StreamKind::Video, "2", "vp8"),
+                stream(StreamKind::Data, "3", ""),
+            ],
+        };
+        // Subscriber mids need not equal the publisher's.
+        let subscribed = [
+            sub(StreamKind::Audio, "a", "0"),
+            sub(StreamKind::Video, "b", "1"),
+            sub(StreamKind::Video, "c", "2"),
+        ];
+        let t = tracks_for(&p, &subscribed);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[&Mid::from("a")].codec, Codec::Opus);
+        assert_eq!(t[&Mid::from("b")].codec, Codec::Vp9);
+    }
+
+    #[test]
+    fn unsupported_codecs_are_skipped() {
+        let p = Publisher {
+            id: FeedId::from(1),
+            display: None,
+            streams: vec![
+                stream(StreamKind::Audio, "0", "opus"),
+                stream(StreamKind::Video, "1", "h264"),
+            ],
+        };
+        let t = tracks_for(
+            &p,
+            &[
+                sub(StreamKind::Audio, "0", "0"),
+                sub(StreamKind::Video, "1", "1"),
+            ],
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[&Mid::from("0")].codec, Codec::Opus);
+    }
+
+    #[test]
+    fn end_reasons_read_well() {
+        assert_eq!(EndReason::Unpublished.to_string(), "unpublished");
+        assert_eq!(
+            EndReason::HangUp("DTLS alert".into()).to_string(),
+            "hangup: DTLS alert"
+        );
+        assert_eq!(
+            EndReason::Failed("disk full".into()).to_string(),
+            "error: disk full"
+        );
+    }
+}

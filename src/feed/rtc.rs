@@ -1,0 +1,306 @@
+//! The str0m session of one subscriber over UDP sockets it owns: the only place the sans-IO
+//! loop (`poll_output` / `handle_input`) runs.
+//!
+//! str0m panics on internal invariant violations by design; every call into it is wrapped in
+//! `catch_unwind`, and a panic turns into [`RtcEvent::Failed`] so that only this feed ends
+//! (its file is still finalized by the caller).
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+
+/// What the session reports to the feed.
+#[derive(Debug)]
+pub enum RtcEvent {
+    /// ICE and DTLS are up.
+    Connected,
+    /// The remote offered this media (from the SDP).
+    MediaAdded { mid: Mid, kind: MediaKind },
+    /// A depacketized frame.
+    Frame(MediaData),
+    /// ICE lost the peer (it may come back).
+    Disconnected,
+    /// The session is over and cannot be used again.
+    Failed(String),
+}
+
+/// Largest UDP datagram we read.
+const RECV_BUF: usize = 2000;
+
+/// One UDP socket and the host candidate address it is advertised as (they differ behind
+/// 1:1 NAT, where the socket binds a private address and Janus is told the public one).
+struct Path {
+    socket: UdpSocket,
+    advertised: SocketAddr,
+}
+
+/// A str0m `Rtc` driven over its own UDP sockets.
+pub struct RtcSession {
+    rtc: Rtc,
+    paths: Vec<Path>,
+    buf: Vec<u8>,
+    /// When str0m next wants `Input::Timeout`.
+    deadline: Instant,
+    /// Set once str0m panicked or closed: nothing may be called on `rtc` any more.
+    dead: bool,
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+impl RtcSession {
+    /// Binds one UDP socket per (bind, advertise) pair of `plan` and registers each as a host
+    /// candidate.
+    pub async fn bind(plan: &[(SocketAddr, SocketAddr)]) -> io::Result<RtcSession> {
+        if plan.is_empty() {
+            return Err(io::Error::other(
+                "no address to offer Janus: set [network] advertise (no non-loopback interface found)",
+            ));
+        }
+        let mut rtc = Rtc::builder()
+            // Recording only: we never send media, so no bandwidth estimation.
+            .set_stats_interval(None)
+            .build(Instant::now());
+        let mut paths = Vec::with_capacity(plan.len());
+        for &(bind, advertise) in plan {
+            let socket = UdpSocket::bind(bind)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("binding UDP {bind}: {e}")))?;
+            let port = socket.local_addr()?.port();
+            let advertised = SocketAddr::new(advertise.ip(), port);
+            let candidate = Candidate::host(advertised, "udp")
+                .map_err(|e| io::Error::other(format!("candidate {advertised}: {e}")))?;
+            rtc.add_local_candidate(candidate);
+            paths.push(Path { socket, advertised });
+        }
+        Ok(RtcSession {
+            rtc,
+            paths,
+            buf: vec![0; RECV_BUF],
+            deadline: Instant::now(),
+            dead: false,
+        })
+    }
+
+    /// Runs `f` on the `Rtc`, turning a str0m panic into an error and marking the session dead.
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Rtc) -> T) -> Result<T, String> {
+        if self.dead {
+            return Err("session already failed".into());
+        }
+        match catch_unwind(AssertUnwindSafe(|| f(&mut self.rtc))) {
+            Ok(v) => Ok(v),
+            Err(p) => {
+                self.dead = true;
+                Err(format!("str0m panicked: {}", panic_message(p)))
+            }
+        }
+    }
+
+    /// Accepts Janus's SDP offer; returns our SDP answer.
+    pub fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("bad SDP offer: {e}"))?;
+        let answer = self
+            .guarded(|rtc| rtc.sdp_api().accept_offer(offer))?
+            .map_err(|e| format!("cannot accept the SDP offer: {e}"))?;
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Our host candidates as SDP `candidate:` strings, for `trickle`.
+    pub fn local_candidates(&self) -> Vec<String> {
+        self.paths
+            .iter()
+            .filter_map(|p| Candidate::host(p.advertised, "udp").ok())
+            .map(|c| c.to_sdp_string().trim_start_matches("a=").to_owned())
+            .collect()
+    }
+
+    /// Adds a candidate Janus trickled (an SDP `candidate:` string).
+    pub fn add_remote_candidate(&mut self, sdp: &str) -> Result<(), String> {
+        let c =
+            Candidate::from_sdp_string(sdp).map_err(|e| format!("bad candidate {sdp:?}: {e}"))?;
+        self.guarded(|rtc| rtc.add_remote_candidate(c))
+    }
+
+    /// Asks the sender of `mid` for a keyframe with a PLI. False when not possible (yet).
+    pub fn request_keyframe(&mut self, mid: Mid) -> bool {
+        self.guarded(|rtc| {
+            let Some(mut w) = rtc.writer(mid) else {
+                return false;
+            };
+            if !w.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
+                return false;
+            }
+            w.request_keyframe(None, KeyframeRequestKind::Pli).is_ok()
+        })
+        .unwrap_or(false)
+    }
+
+    /// Ends the session politely (RTCP BYE / DTLS close_notify are flushed best effort).
+    pub fn close(&mut self) {
+        if self.dead {
+            return;
+        }
+        let _ = self.guarded(|rtc| rtc.disconnect());
+        let _ = self.drain_outputs();
+        self.dead = true;
+    }
+
+    /// Drives the session until something happens the feed must know about. Cancel-safe:
+    /// a datagram is only taken off a socket in the same poll that hands it to str0m.
+    pub async fn next_event(&mut self) -> RtcEvent {
+        loop {
+            if self.dead {
+                return RtcEvent::Failed("session closed".into());
+            }
+            match self.drain_outputs() {
+                Ok(Some(ev)) => return ev,
+                Ok(None) => {}
+                Err(e) => return RtcEvent::Failed(e),
+            }
+            let received = tokio::select! {
+                r = recv_any(&self.paths, &mut self.buf) => Some(r),
+                _ = tokio::time::sleep_until(self.deadline.into()) => None,
+            };
+            let now = Instant::now();
+            let result = match received {
+                Some(Ok((i, len, source))) => {
+                    let mut r = self.receive(now, i, len, source);
+                    // Take everything else already queued before polling str0m again: one
+                    // wake-up for many packets.
+                    while r.is_ok() {
+                        match try_recv_any(&self.paths, &mut self.buf) {
+                            Some((i, len, source)) => r = self.receive(now, i, len, source),
+                            None => break,
+                        }
+                    }
+                    r
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "UDP receive error");
+                    Ok(())
+                }
+                None => self
+                    .guarded(|rtc| rtc.handle_input(Input::Timeout(now)))
+                    .and_then(|r| r.map_err(|e| format!("str0m: {e}"))),
+            };
+            if let Err(e) = result {
+                self.dead = true;
+                return RtcEvent::Failed(e);
+            }
+        }
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        i: usize,
+        len: usize,
+        source: SocketAddr,
+    ) -> Result<(), String> {
+        let destination = self.paths[i].advertised;
+        let Ok(input) = Receive::new(Protocol::Udp, source, destination, &self.buf[..len]) else {
+            return Ok(()); // not STUN/DTLS/RTP: ignore stray datagrams
+        };
+        // No `rtc.accepts()` filter: these sockets belong to this session alone, and
+        // `accepts()` refuses Janus's first DTLS ClientHello when it arrives before our ICE
+        // agent has a viable pair, which costs a full 1 s DTLS retransmit.
+        let input = Input::Receive(now, input);
+        let rtc = &mut self.rtc;
+        match catch_unwind(AssertUnwindSafe(|| rtc.handle_input(input))) {
+            Ok(Ok(())) => Ok(()),
+            // A bad packet (e.g. failed SRTP auth) is not the end of the session.
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "str0m rejected a datagram");
+                Ok(())
+            }
+            Err(p) => Err(format!("str0m panicked: {}", panic_message(p))),
+        }
+    }
+
+    /// Sends what str0m wants sent, returns its next event (if any) and records its deadline.
+    fn drain_outputs(&mut self) -> Result<Option<RtcEvent>, String> {
+        loop {
+            let out = self
+                .guarded(|rtc| rtc.poll_output())?
+                .map_err(|e| format!("str0m: {e}"))?;
+            match out {
+                Output::Timeout(t) => {
+                    // str0m says "far future" when idle; wake at least every second anyway.
+                    self.deadline = t.min(Instant::now() + Duration::from_secs(1));
+                    return Ok(None);
+                }
+                Output::Transmit(t) => {
+                    let path = self
+                        .paths
+                        .iter()
+                        .find(|p| p.advertised == t.source)
+                        .or(self.paths.first());
+                    if let Some(p) = path {
+                        // UDP: a full socket buffer drops the datagram, as the network would.
+                        if let Err(e) = p.socket.try_send_to(&t.contents, t.destination) {
+                            tracing::debug!(error = %e, len = t.contents.len(), "UDP send failed");
+                        }
+                    }
+                }
+                Output::Event(ev) => {
+                    let ev = match ev {
+                        Event::Connected => RtcEvent::Connected,
+                        Event::MediaAdded(m) => RtcEvent::MediaAdded {
+                            mid: m.mid,
+                            kind: m.kind,
+                        },
+                        Event::MediaData(d) => RtcEvent::Frame(d),
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            RtcEvent::Disconnected
+                        }
+                        Event::Closed => {
+                            self.dead = true;
+                            RtcEvent::Failed("peer closed the DTLS connection".into())
+                        }
+                        other => {
+                            tracing::trace!(event = ?other, "str0m event");
+                            continue;
+                        }
+                    };
+                    return Ok(Some(ev));
+                }
+            }
+        }
+    }
+}
+
+/// Waits for a datagram on any of the sockets: (socket index, length, source).
+async fn recv_any(paths: &[Path], buf: &mut [u8]) -> io::Result<(usize, usize, SocketAddr)> {
+    poll_fn(|cx| {
+        for (i, p) in paths.iter().enumerate() {
+            let mut rb = ReadBuf::new(buf);
+            if let Poll::Ready(r) = p.socket.poll_recv_from(cx, &mut rb) {
+                return Poll::Ready(r.map(|src| (i, rb.filled().len(), src)));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Takes one queued datagram from any socket without waiting.
+fn try_recv_any(paths: &[Path], buf: &mut [u8]) -> Option<(usize, usize, SocketAddr)> {
+    paths
+        .iter()
+        .enumerate()
+        .find_map(|(i, p)| p.socket.try_recv_from(buf).ok().map(|(n, src)| (i, n, src)))
+}

@@ -1,0 +1,459 @@
+//! The Janus WebSocket API client: one connection and one session per Janus server.
+//!
+//! A reader task parses every frame once ([`parse_incoming`]) and routes it: replies go to the
+//! request that is waiting on its transaction, asynchronous messages go to the [`Handle`] they
+//! name (`sender`). A writer task owns the sink; a keepalive task pings the session. When the
+//! connection is lost, every waiting request fails and every handle's event stream ends, so
+//! the tasks above see one clear signal and finalize their files.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_util::sync::CancellationToken;
+
+use super::messages::{Incoming, Jsep, parse_incoming};
+use crate::ids::{HandleId, SessionId};
+
+/// Janus drops sessions idle for 60 s by default; 25 s leaves room for a lost ping.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(25);
+/// How long a request may wait for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What went wrong talking to Janus.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JanusError {
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("connection to Janus lost")]
+    Closed,
+    #[error("Janus did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Janus error {code}: {reason}")]
+    Janus { code: i64, reason: String },
+    #[error("VideoRoom error {code}: {message}")]
+    Plugin { code: i64, message: String },
+    #[error("unexpected answer from Janus: {0}")]
+    Protocol(String),
+}
+
+/// Optional credentials added to every request.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub api_secret: Option<String>,
+    pub token: Option<String>,
+}
+
+struct Pending {
+    /// Plugin `message`s are acked first and answered later by an `event`.
+    skip_ack: bool,
+    reply: oneshot::Sender<Incoming>,
+}
+
+struct Inner {
+    out: mpsc::UnboundedSender<Message>,
+    pending: Mutex<HashMap<String, Pending>>,
+    handles: Mutex<HashMap<HandleId, mpsc::UnboundedSender<Incoming>>>,
+    next_transaction: AtomicU64,
+    auth: Auth,
+    /// Cancelled when the connection ends, for whatever reason.
+    closed: CancellationToken,
+}
+
+impl Inner {
+    /// Adds a fresh transaction and the credentials to a request; returns the transaction.
+    fn stamp(&self, body: &mut Value) -> String {
+        let transaction = format!(
+            "jr{}",
+            self.next_transaction.fetch_add(1, Ordering::Relaxed)
+        );
+        body["transaction"] = json!(transaction);
+        if let Some(s) = &self.auth.api_secret {
+            body["apisecret"] = json!(s);
+        }
+        if let Some(t) = &self.auth.token {
+            body["token"] = json!(t);
+        }
+        transaction
+    }
+
+    /// Sends `body` with a fresh transaction and waits for its answer.
+    async fn request(&self, mut body: Value, skip_ack: bool) -> Result<Incoming, JanusError> {
+        let transaction = self.stamp(&mut body);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(
+            transaction.clone(),
+            Pending {
+                skip_ack,
+                reply: tx,
+            },
+        );
+        if self.closed.is_cancelled() || self.out.send(Message::text(body.to_string())).is_err() {
+            self.pending.lock().unwrap().remove(&transaction);
+            return Err(JanusError::Closed);
+        }
+        let answer = tokio::select! {
+            r = rx => r.map_err(|_| JanusError::Closed),
+            _ = tokio::time::sleep(REQUEST_TIMEOUT) => Err(JanusError::Timeout(REQUEST_TIMEOUT)),
+        };
+        self.pending.lock().unwrap().remove(&transaction);
+        match answer? {
+            Incoming::Error { code, reason, .. } => Err(JanusError::Janus { code, reason }),
+            other => Ok(other),
+        }
+    }
+
+    /// Sends without waiting for an answer (used from `Drop`, which cannot await).
+    fn send_nowait(&self, mut body: Value) {
+        self.stamp(&mut body);
+        let _ = self.out.send(Message::text(body.to_string()));
+    }
+
+    /// Routes one parsed message from Janus.
+    fn dispatch(&self, msg: Incoming) {
+        if let Some(t) = msg.transaction() {
+            let mut pending = self.pending.lock().unwrap();
+            let is_ack = matches!(msg, Incoming::Ack { .. });
+            if let Some(p) = pending.get(t)
+                && !(is_ack && p.skip_ack)
+            {
+                let p = pending.remove(t).expect("present");
+                let _ = p.reply.send(msg);
+                return;
+            }
+            if is_ack {
+                return;
+            }
+        }
+        match msg.sender() {
+            Some(h) => {
+                let handles = self.handles.lock().unwrap();
+                match handles.get(&h) {
+                    Some(tx) => {
+                        let _ = tx.send(msg);
+                    }
+                    None => {
+                        tracing::debug!(handle = %h, ?msg, "message for a handle we no longer have")
+                    }
+                }
+            }
+            None => match msg {
+                Incoming::Timeout { .. } => {
+                    tracing::warn!("Janus timed our session out");
+                    self.closed.cancel();
+                }
+                Incoming::Unknown(v) => {
+                    tracing::warn!(message = %truncate(&v.to_string(), 500), "unknown message from Janus")
+                }
+                other => tracing::debug!(?other, "unsolicited message from Janus"),
+            },
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A Janus session over one WebSocket connection. Cloning shares it.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+    id: SessionId,
+}
+
+impl Session {
+    /// Connects to `url` (`ws://` or `wss://`, subprotocol `janus-protocol`) and creates a session.
+    pub async fn connect(url: &str, auth: Auth) -> Result<Session, JanusError> {
+        let connect_err = |reason: String| JanusError::Connect {
+            url: url.to_owned(),
+            reason,
+        };
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| connect_err(e.to_string()))?;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("janus-protocol"),
+        );
+        let (ws, _) =
+            tokio::time::timeout(REQUEST_TIMEOUT, tokio_tungstenite::connect_async(request))
+                .await
+                .map_err(|_| connect_err("timed out".into()))?
+                .map_err(|e| connect_err(e.to_string()))?;
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let inner = Arc::new(Inner {
+            out,
+            pending: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_transaction: AtomicU64::new(1),
+            auth,
+            closed: CancellationToken::new(),
+        });
+
+        let closed = inner.closed.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    msg = out_rx.recv() => match msg {
+                        Some(m) => if let Err(e) = sink.send(m).await {
+                            tracing::warn!(error = %e, "writing to Janus failed");
+                            break;
+                        },
+                        None => break,
+                    },
+                    _ = closed.cancelled() => break,
+                }
+            }
+            // Best effort: drain what is queued (detach/destroy on shutdown), then close.
+            while let Ok(m) = out_rx.try_recv() {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+            closed.cancel();
+        });
+
+        let reader = Arc::downgrade(&inner);
+        let closed = inner.closed.clone();
+        tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    f = stream.next() => f,
+                    _ = closed.cancelled() => break,
+                };
+                let Some(inner) = reader.upgrade() else { break };
+                match frame {
+                    Some(Ok(Message::Text(text))) => match parse_incoming(&text) {
+                        Ok(msg) => inner.dispatch(msg),
+                        Err(e) => {
+                            tracing::warn!(error = %e, frame = %truncate(&text, 500), "ignoring a frame from Janus")
+                        }
+                    },
+                    Some(Ok(Message::Close(_))) | None => {
+                        tracing::warn!("Janus closed the WebSocket");
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "reading from Janus failed");
+                        break;
+                    }
+                }
+            }
+            closed.cancel();
+            if let Some(inner) = reader.upgrade() {
+                // Failing every waiter and ending every handle's stream is the "connection lost" signal.
+                inner.pending.lock().unwrap().clear();
+                inner.handles.lock().unwrap().clear();
+            }
+        });
+
+        let answer = inner.request(json!({"janus": "create"}), false).await?;
+        let Incoming::Success { id: Some(id), .. } = answer else {
+            return Err(JanusError::Protocol(format!("create answered {answer:?}")));
+        };
+        let session = Session {
+            inner,
+            id: SessionId(id),
+        };
+        session.spawn_keepalive();
+        Ok(session)
+    }
+
+    fn spawn_keepalive(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let id = self.id;
+        let closed = self.inner.closed.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEEPALIVE_INTERVAL);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = closed.cancelled() => return,
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                match inner
+                    .request(json!({"janus": "keepalive", "session_id": id.0}), false)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(JanusError::Janus { code, reason }) => {
+                        // 458: the session is gone on the server; only a new session helps.
+                        tracing::warn!(code, %reason, "keepalive refused; dropping the connection");
+                        inner.closed.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "keepalive failed"),
+                }
+            }
+        });
+    }
+
+    /// The session id Janus gave us.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Resolves when the connection is lost (or the session timed out).
+    pub async fn closed(&self) {
+        self.inner.closed.cancelled().await
+    }
+
+    /// Whether the connection is already lost.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_cancelled()
+    }
+
+    /// Attaches a handle to the VideoRoom plugin.
+    pub async fn attach_videoroom(&self) -> Result<Handle, JanusError> {
+        let answer = self
+            .inner
+            .request(
+                json!({"janus": "attach", "plugin": "janus.plugin.videoroom", "session_id": self.id.0}),
+                false,
+            )
+            .await?;
+        let Incoming::Success { id: Some(id), .. } = answer else {
+            return Err(JanusError::Protocol(format!("attach answered {answer:?}")));
+        };
+        let id = HandleId(id);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.handles.lock().unwrap().insert(id, tx);
+        Ok(Handle {
+            session: self.clone(),
+            id,
+            events: rx,
+            detached: false,
+        })
+    }
+
+    /// Destroys the session and closes the connection.
+    pub async fn destroy(&self) {
+        if !self.is_closed() {
+            let _ = self
+                .inner
+                .request(json!({"janus": "destroy", "session_id": self.id.0}), false)
+                .await;
+        }
+        self.inner.closed.cancel();
+    }
+}
+
+/// A plugin handle. Dropping it detaches it (fire and forget).
+pub struct Handle {
+    session: Session,
+    id: HandleId,
+    events: mpsc::UnboundedReceiver<Incoming>,
+    detached: bool,
+}
+
+impl Handle {
+    pub fn id(&self) -> HandleId {
+        self.id
+    }
+
+    /// Sends a plugin `message` (with an optional `jsep`) and waits past the `ack` for its
+    /// answer: the plugin's data and any SDP. A VideoRoom `error_code` becomes an error.
+    pub async fn message(
+        &self,
+        body: Value,
+        jsep: Option<&Jsep>,
+    ) -> Result<(Value, Option<Jsep>), JanusError> {
+        let mut req = json!({
+            "janus": "message",
+            "session_id": self.session.id.0,
+            "handle_id": self.id.0,
+            "body": body,
+        });
+        if let Some(j) = jsep {
+            req["jsep"] = json!(j);
+        }
+        let answer = self.session.inner.request(req, true).await?;
+        let (data, jsep) = match answer {
+            Incoming::Event { data, jsep, .. } => (data, jsep),
+            Incoming::Success {
+                plugindata: Some(data),
+                ..
+            } => (data, None),
+            other => return Err(JanusError::Protocol(format!("message answered {other:?}"))),
+        };
+        if let Some(code) = data.get("error_code").and_then(Value::as_i64) {
+            let message = data
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            return Err(JanusError::Plugin { code, message });
+        }
+        Ok((data, jsep))
+    }
+
+    /// Sends our ICE candidates (SDP `candidate:` strings, all on mid "0"/m-line 0 because
+    /// the session is BUNDLEd), then `completed`.
+    pub async fn trickle(&self, candidates: &[String]) -> Result<(), JanusError> {
+        let list: Vec<Value> = candidates
+            .iter()
+            .map(|c| json!({"candidate": c, "sdpMid": "0", "sdpMLineIndex": 0}))
+            .collect();
+        for candidate in [json!(list), json!({"completed": true})] {
+            let key = if candidate.is_array() {
+                "candidates"
+            } else {
+                "candidate"
+            };
+            let mut req = json!({
+                "janus": "trickle",
+                "session_id": self.session.id.0,
+                "handle_id": self.id.0,
+            });
+            req[key] = candidate;
+            self.session.inner.request(req, false).await?;
+        }
+        Ok(())
+    }
+
+    /// The next asynchronous message about this handle; `None` once the connection is lost.
+    pub async fn next_event(&mut self) -> Option<Incoming> {
+        self.events.recv().await
+    }
+
+    /// Detaches the handle and waits for Janus to confirm.
+    pub async fn detach(mut self) {
+        self.detached = true;
+        self.session.inner.handles.lock().unwrap().remove(&self.id);
+        let _ = self
+            .session
+            .inner
+            .request(
+                json!({"janus": "detach", "session_id": self.session.id.0, "handle_id": self.id.0}),
+                false,
+            )
+            .await;
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
+        self.session.inner.handles.lock().unwrap().remove(&self.id);
+        self.session.inner.send_nowait(
+            json!({"janus": "detach", "session_id": self.session.id.0, "handle_id": self.id.0}),
+        );
+    }
+}
