@@ -1,0 +1,117 @@
+//! The binary's contract for bad configs: exit status 2 and a message naming file, key, problem.
+
+use std::process::Command;
+
+fn run_with_config(text: &str) -> (i32, String) {
+    let dir = std::env::temp_dir().join(format!("jr-cli-{}-{}", std::process::id(), text.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    std::fs::remove_dir_all(&dir).unwrap();
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn broken_configs_exit_2_naming_file_key_and_problem() {
+    let good_head = "[janus]\nurl = \"ws://127.0.0.1:1\"\n[output]\ndir = \"/tmp/jr-cli-out\"\n";
+    let cases = [
+        (
+            format!("{good_head}[[rooms]]\nroom = 1\nrecord = true\n"),
+            "rooms[0]",
+            "record",
+        ),
+        (
+            format!("{good_head}[[rooms]]\nroom = [1]\n"),
+            "rooms[0].room",
+            "",
+        ),
+        (
+            good_head.replace("ws://", "http://") + "[[rooms]]\nroom = 1\n",
+            "janus.url",
+            "ws://",
+        ),
+        (
+            format!("{good_head}[network]\nadvertise = [\"not-an-ip\"]\n[[rooms]]\nroom = 1\n"),
+            "network.advertise",
+            "",
+        ),
+        ("[janus\n".to_owned(), "", "config error in"),
+    ];
+    for (text, key, problem) in cases {
+        let (code, stderr) = run_with_config(&text);
+        assert_eq!(code, 2, "config:\n{text}\nstderr: {stderr}");
+        assert!(stderr.contains("config.toml"), "file not named: {stderr}");
+        assert!(stderr.contains(key), "key {key} not named: {stderr}");
+        assert!(
+            stderr.contains(problem),
+            "problem {problem} not said: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn missing_config_file_exits_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+        .args(["run", "--config", "/nonexistent/jr.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/jr.toml") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unreachable_janus_is_retried_with_backoff_and_sigterm_exits_0() {
+    let dir = std::env::temp_dir().join(format!("jr-cli-unreachable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    // Port 1 on loopback: nothing listens there.
+    let text = format!(
+        "[janus]\nurl = \"ws://127.0.0.1:1\"\n[output]\ndir = \"{}\"\n[[rooms]]\nroom = 1\n",
+        dir.join("rec").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Attempts at 0 s, 1 s and 3 s (backoff 1 s, 2 s, ...).
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let t = std::time::Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let elapsed = t.elapsed();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(5),
+        "took {elapsed:?}"
+    );
+    let retries: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Janus unreachable"))
+        .collect();
+    assert_eq!(retries.len(), 3, "{log}");
+    assert!(
+        retries[0].contains("retrying in 1s") && retries[1].contains("retrying in 2s"),
+        "{log}"
+    );
+    assert!(log.contains("ws://127.0.0.1:1"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
