@@ -356,11 +356,9 @@ impl Feed {
         None
     }
 
-    fn on_frame(&mut self, d: MediaData, rtc: &mut RtcSession) -> Option<EndReason> {
+    fn on_frame(&mut self, d: Box<MediaData>, rtc: &mut RtcSession) -> Option<EndReason> {
         self.disconnected_since = None;
-        let Some(track) = self.tracks.get_mut(&d.mid) else {
-            return None;
-        };
+        let track = self.tracks.get_mut(&d.mid)?;
         let codec = match d.params.spec().codec {
             str0m::format::Codec::Opus => Some(Codec::Opus),
             str0m::format::Codec::Vp8 => Some(Codec::Vp8),

@@ -27,7 +27,8 @@ pub enum RtcEvent {
     /// The remote offered this media (from the SDP).
     MediaAdded { mid: Mid, kind: MediaKind },
     /// A depacketized frame.
-    Frame(MediaData),
+    /// Boxed: a frame is far larger than the other events.
+    Frame(Box<MediaData>),
     /// ICE lost the peer (it may come back).
     Disconnected,
     /// The session is over and cannot be used again.
@@ -263,7 +264,7 @@ impl RtcSession {
                             mid: m.mid,
                             kind: m.kind,
                         },
-                        Event::MediaData(d) => RtcEvent::Frame(d),
+                        Event::MediaData(d) => RtcEvent::Frame(Box::new(d)),
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                             RtcEvent::Disconnected
                         }

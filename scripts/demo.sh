@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Records a real Janus VideoRoom meeting end to end on this machine, then proves the files play.
+#
+# Inside a private network namespace (so nothing leaves the machine) it starts Janus 1.1.2 with
+# two rooms (1234: VP8, 1235: VP9), two headless Chromium publishers with fake camera and
+# microphone, and janus-recorder; after DEMO_SECS seconds the publishers leave, janus-recorder is
+# stopped with SIGTERM, and the recordings are checked with `janus-recorder check` and ffprobe.
+# Recordings and logs stay in ./demo-output. Run scripts/setup.sh first; needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+secs=${DEMO_SECS:-20}
+out=$root/demo-output
+ns=jr-demo-$$
+
+rm -rf "$out"
+mkdir -p "$out/janus-conf" "$out/www/control" "$out/recordings"
+
+echo "== building janus-recorder (release)"
+cargo build --release --quiet
+bin=$root/target/release/janus-recorder
+
+cleanup() {
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+echo "== network namespace $ns: veth 10.201.0.1 <-> 10.201.0.2"
+ip netns add "$ns"
+inns() { ip netns exec "$ns" "$@"; }
+inns ip link set lo up
+inns ip link add va type veth peer name vb
+inns ip addr add 10.201.0.1/24 dev va
+inns ip addr add 10.201.0.2/24 dev vb
+inns ip link set va up
+inns ip link set vb up
+
+echo "== Janus (log: demo-output/janus.log)"
+cp tests/janus/janus.jcfg tests/janus/janus.transport.websockets.jcfg "$out/janus-conf/"
+cat > "$out/janus-conf/janus.plugin.videoroom.jcfg" <<ROOMS
+general: {
+}
+room-1234: {
+	description = "Demo room (VP8)"
+	publishers = 16
+	audiocodec = "opus"
+	videocodec = "vp8"
+}
+room-1235: {
+	description = "Demo room (VP9)"
+	publishers = 16
+	audiocodec = "opus"
+	videocodec = "vp9"
+}
+ROOMS
+inns janus -F "$out/janus-conf" -C "$out/janus-conf/janus.jcfg" >"$out/janus.log" 2>&1 &
+wait_log() { # file pattern seconds
+    for _ in $(seq $(($3 * 10))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+    echo "timed out waiting for '$2' in $1:" >&2; tail -20 "$1" >&2; exit 1
+}
+wait_log "$out/janus.log" "WebSockets thread started" 20
+
+echo "== janus-recorder (log: demo-output/janus-recorder.log)"
+cat > "$out/janus-recorder.toml" <<CONFIG
+[janus]
+url = "ws://127.0.0.1:8188"
+
+[output]
+dir = "$out/recordings"
+
+[network]
+advertise = ["10.201.0.2"]
+
+[[rooms]]
+room = 1234
+
+[[rooms]]
+room = 1235
+CONFIG
+inns "$bin" run --config "$out/janus-recorder.toml" >"$out/janus-recorder.log" 2>&1 &
+recorder=$!
+wait_log "$out/janus-recorder.log" "watching room" 20
+
+echo "== publishers: Alice in room 1234 (VP8), Bob in room 1235 (VP9), ${secs}s each"
+cp tests/publisher/publisher.html "$out/www/"
+ln -s /usr/share/javascript/janus-gateway/janus.min.js "$out/www/"
+ln -s /usr/share/javascript/webrtc-adapter/adapter.min.js "$out/www/"
+inns python3 -u -m http.server 8000 --bind 127.0.0.1 --directory "$out/www" >"$out/http.log" 2>&1 &
+wait_log "$out/http.log" "Serving HTTP" 10
+publish() { # name room
+    inns chromium --headless=new --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --use-fake-device-for-media-stream --use-fake-ui-for-media-stream \
+        --enable-logging=stderr --v=0 --user-data-dir="$out/chromium-$1" \
+        "http://127.0.0.1:8000/publisher.html?room=$2&name=$1&secs=$secs&end=leave" \
+        >"$out/chromium-$1.log" 2>&1 &
+}
+publish Alice 1234
+publish Bob 1235
+wait_log "$out/chromium-Alice.log" "JRT-LEFT" $((secs + 30))
+wait_log "$out/chromium-Bob.log" "JRT-LEFT" $((secs + 30))
+sleep 1
+
+echo "== stopping janus-recorder with SIGTERM"
+kill -TERM "$recorder"
+status=0
+wait "$recorder" || status=$?
+echo "janus-recorder exited with status $status"
+
+echo "== recordings"
+find "$out/recordings" -type f | sort
+echo
+for f in $(find "$out/recordings" -name '*.webm' | sort); do
+    ffprobe -v error -show_entries stream=codec_name,width,height:format=duration -of compact "$f"
+done
+echo
+echo "== janus-recorder check"
+"$bin" check "$out/recordings"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything janus-recorder needs to build, run its demo and run its tests on a fresh
+# Debian machine (run as root): the build tools for str0m's and libopus's C parts, Janus 1.1.2
+# with its demos (janus.js) and tools (janus-pp-rec), Chromium for the test publishers, ffmpeg,
+# mkvtoolnix and iproute2. Safe to run again.
+set -euo pipefail
+
+packages=(
+    # building: aws-lc-rs (str0m's crypto) and libopus are compiled from source
+    build-essential cmake pkg-config libopus-dev libsystemd-dev
+    # the real Janus, janus.js for the test page, janus-pp-rec (the reference recorder)
+    janus janus-demos janus-tools
+    # publishers, media checks, network namespaces, the page server
+    chromium ffmpeg mkvtoolnix iproute2 python3 procps ca-certificates
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh installs Debian packages: run it as root" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+# The Debian package starts Janus as a service on port 8188; the tests and the demo run their
+# own Janus inside network namespaces, so the system one is not needed.
+systemctl disable --now janus >/dev/null 2>&1 || true
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+echo "setup done: $(janus --version 2>/dev/null | head -1), $(chromium --version 2>/dev/null), $(cargo --version)"

@@ -1,0 +1,632 @@
+//! Test rig for the integration tests: a network namespace with a veth pair, a real Janus
+//! (Debian's 1.1.2) configured from `tests/janus/`, a page server, headless Chromium publishers
+//! running `tests/publisher/publisher.html`, the daemon under test, and ffprobe/ffmpeg helpers.
+//!
+//! Every process runs inside the namespace, so all traffic stays on addresses the test made.
+//! Missing tools fail the test with the command that installs them; nothing is skipped.
+#![allow(dead_code)] // each test binary uses a different part of the rig
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The two ends of the veth pair inside the namespace.
+pub const ADDR_A: &str = "10.201.0.1";
+pub const ADDR_B: &str = "10.201.0.2";
+
+/// Fails the test, naming the missing tools and how to install them.
+pub fn require_tools() {
+    let needed = [
+        ("ip", "iproute2"),
+        ("janus", "janus"),
+        ("janus-pp-rec", "janus-tools"),
+        ("chromium", "chromium"),
+        ("ffmpeg", "ffmpeg"),
+        ("ffprobe", "ffmpeg"),
+        ("python3", "python3"),
+    ];
+    let missing: Vec<_> = needed.iter().filter(|(bin, _)| !on_path(bin)).collect();
+    assert!(
+        missing.is_empty(),
+        "missing tools {:?}: run `scripts/setup.sh` (or `apt-get install -y {}`)",
+        missing.iter().map(|(b, _)| *b).collect::<Vec<_>>(),
+        missing
+            .iter()
+            .map(|(_, p)| *p)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for file in [
+        "/usr/share/javascript/janus-gateway/janus.min.js",
+        "/usr/share/javascript/webrtc-adapter/adapter.min.js",
+    ] {
+        assert!(
+            Path::new(file).exists(),
+            "{file} is missing: run `scripts/setup.sh` (or `apt-get install -y janus-demos`)"
+        );
+    }
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "the integration tests create network namespaces and must run as root"
+    );
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false)
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A scratch directory for one test, removed at the end unless `JRT_KEEP=1` is set (then its
+/// path is printed so the logs and recordings can be read).
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let path = std::env::temp_dir().join(format!("jrt-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("scratch dir");
+        Scratch { path }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::env::var_os("JRT_KEEP").is_some() || std::thread::panicking() {
+            eprintln!("test files kept in {}", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A network namespace with `lo` up and a veth pair `va` (ADDR_A) / `vb` (ADDR_B), both inside.
+/// Dropping it kills whatever still runs inside and deletes it.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn create(tag: &str) -> Netns {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "jrt-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        for args in [
+            "ip link set lo up",
+            "ip link add va type veth peer name vb",
+            &format!("ip addr add {ADDR_A}/24 dev va"),
+            &format!("ip addr add {ADDR_B}/24 dev vb"),
+            "ip link set va up",
+            "ip link set vb up",
+        ] {
+            run_ok(&mut ns.command_line(args));
+        }
+        ns
+    }
+
+    fn command_line(&self, line: &str) -> Command {
+        let mut words = line.split_whitespace();
+        let mut cmd = self.command(words.next().unwrap());
+        cmd.args(words);
+        cmd
+    }
+
+    /// A command that runs `program` inside the namespace (`ip netns exec` execs it, so the
+    /// child's pid is the program's own).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A child process whose combined output goes to a log file that the test can search.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+        let file = fs::File::create(&log).expect("log file");
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The last lines of the log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Waits until a log line contains `needle`; returns that line. Fails with the log's tail.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_nth(needle, 1, timeout)
+    }
+
+    /// Waits until `n` log lines contain `needle`; returns the n-th.
+    pub fn wait_for_nth(&mut self, needle: &str, n: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.log_text();
+            if let Some(line) = text.lines().filter(|l| l.contains(needle)).nth(n - 1) {
+                return line.to_string();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before logging {needle:?}; log:\n{}",
+                    self.name,
+                    self.log_tail(60)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not log {needle:?} within {timeout:?}; log:\n{}",
+                self.name,
+                self.log_tail(60)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the status and how long it took.
+    pub fn terminate(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        let start = Instant::now();
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status, start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!(
+                    "{} did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                    self.name,
+                    self.log_tail(60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A room in Janus's VideoRoom configuration.
+#[derive(Debug, Clone)]
+pub struct RoomSpec {
+    pub id: u64,
+    pub videocodec: &'static str,
+    pub pin: Option<&'static str>,
+    /// Janus's own recorder on (`record = true`), files under `<janus dir>/rec`.
+    pub record: bool,
+}
+
+impl RoomSpec {
+    pub fn new(id: u64, videocodec: &'static str) -> RoomSpec {
+        RoomSpec {
+            id,
+            videocodec,
+            pin: None,
+            record: false,
+        }
+    }
+}
+
+/// A running Janus with the test configuration from `tests/janus/` and the given rooms.
+pub struct Janus {
+    pub proc: Proc,
+    /// Where rooms with `record = true` write their `.mjr` files.
+    pub rec_dir: PathBuf,
+}
+
+impl Janus {
+    pub fn start(ns: &Netns, dir: &Path, rooms: &[RoomSpec]) -> Janus {
+        let conf = dir.join("janus-conf");
+        let rec_dir = dir.join("janus-rec");
+        fs::create_dir_all(&conf).unwrap();
+        fs::create_dir_all(&rec_dir).unwrap();
+        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/janus");
+        for name in ["janus.jcfg", "janus.transport.websockets.jcfg"] {
+            fs::copy(templates.join(name), conf.join(name)).unwrap();
+        }
+        fs::write(
+            conf.join("janus.plugin.videoroom.jcfg"),
+            videoroom_config(rooms, &rec_dir),
+        )
+        .unwrap();
+        let mut cmd = ns.command("janus");
+        cmd.arg("-F")
+            .arg(&conf)
+            .arg("-C")
+            .arg(conf.join("janus.jcfg"));
+        let mut proc = Proc::spawn("janus", cmd, dir.join("janus.log"));
+        proc.wait_for("WebSockets thread started", Duration::from_secs(20));
+        Janus { proc, rec_dir }
+    }
+}
+
+/// The VideoRoom plugin's configuration for `rooms`.
+pub fn videoroom_config(rooms: &[RoomSpec], rec_dir: &Path) -> String {
+    let mut text = String::from("general: {\n}\n");
+    for r in rooms {
+        text.push_str(&format!(
+            "room-{}: {{\n\tdescription = \"Test room {}\"\n\tpublishers = 16\n\taudiocodec = \"opus\"\n\tvideocodec = \"{}\"\n\trecord = {}\n\trec_dir = \"{}\"\n",
+            r.id,
+            r.id,
+            r.videocodec,
+            r.record,
+            rec_dir.display()
+        ));
+        if let Some(pin) = r.pin {
+            text.push_str(&format!("\tpin = \"{pin}\"\n"));
+        }
+        text.push_str("}\n");
+    }
+    text
+}
+
+/// Serves `tests/publisher/publisher.html` and janus.js on 127.0.0.1:8000 inside the namespace.
+pub struct PageServer {
+    proc: Proc,
+    /// Files created here (`control/NAME`) end a publisher's cycle.
+    pub control_dir: PathBuf,
+}
+
+impl PageServer {
+    pub fn start(ns: &Netns, dir: &Path) -> PageServer {
+        let www = dir.join("www");
+        let control_dir = www.join("control");
+        fs::create_dir_all(&control_dir).unwrap();
+        fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/publisher/publisher.html"),
+            www.join("publisher.html"),
+        )
+        .unwrap();
+        for (name, target) in [
+            (
+                "janus.min.js",
+                "/usr/share/javascript/janus-gateway/janus.min.js",
+            ),
+            (
+                "adapter.min.js",
+                "/usr/share/javascript/webrtc-adapter/adapter.min.js",
+            ),
+        ] {
+            std::os::unix::fs::symlink(target, www.join(name)).unwrap();
+        }
+        let mut cmd = ns.command("python3");
+        cmd.args(["-u", "-m", "http.server", "8000", "--bind", "127.0.0.1"])
+            .arg("--directory")
+            .arg(&www);
+        let mut proc = Proc::spawn("page server", cmd, dir.join("http.log"));
+        proc.wait_for("Serving HTTP", Duration::from_secs(10));
+        PageServer { proc, control_dir }
+    }
+}
+
+/// What a Chromium publisher does.
+#[derive(Debug, Clone)]
+pub struct PublisherSpec {
+    pub room: u64,
+    pub display: String,
+    pub pin: Option<String>,
+    pub audio: bool,
+    pub video: bool,
+    /// Each cycle lasts this long; `None` = until [`Publisher::stop`].
+    pub secs: Option<u32>,
+    /// "unpublish" or "leave" at the end of the last cycle.
+    pub end: &'static str,
+    pub cycles: u32,
+}
+
+impl PublisherSpec {
+    pub fn new(room: u64, display: &str) -> PublisherSpec {
+        PublisherSpec {
+            room,
+            display: display.to_string(),
+            pin: None,
+            audio: true,
+            video: true,
+            secs: None,
+            end: "unpublish",
+            cycles: 1,
+        }
+    }
+}
+
+/// A headless Chromium publishing its fake camera and microphone with janus.js.
+pub struct Publisher {
+    pub proc: Proc,
+    pub spec: PublisherSpec,
+    control: PathBuf,
+}
+
+impl Publisher {
+    pub fn start(ns: &Netns, page: &PageServer, dir: &Path, spec: PublisherSpec) -> Publisher {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let id = format!("pub{}", COUNTER.fetch_add(1, Ordering::Relaxed));
+        let profile = dir.join(format!("chromium-{id}"));
+        let mut url = format!(
+            "http://127.0.0.1:8000/publisher.html?room={}&name={}&audio={}&video={}&secs={}&end={}&cycles={}&control={id}",
+            spec.room,
+            percent_encode(&spec.display),
+            u8::from(spec.audio),
+            u8::from(spec.video),
+            spec.secs.unwrap_or(0),
+            spec.end,
+            spec.cycles,
+        );
+        if let Some(pin) = &spec.pin {
+            url.push_str(&format!("&pin={}", percent_encode(pin)));
+        }
+        let mut cmd = ns.command("chromium");
+        cmd.args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url);
+        let proc = Proc::spawn(&id, cmd, dir.join(format!("{id}.log")));
+        Publisher {
+            proc,
+            control: page.control_dir.join(&id),
+            spec,
+        }
+    }
+
+    /// Waits until the n-th publication's PeerConnection is up; returns when (page clock).
+    pub fn wait_published(&mut self, n: usize) -> SystemTime {
+        let line = self
+            .proc
+            .wait_for_nth("JRT-PUBLISHED", n, Duration::from_secs(30));
+        page_time(&line)
+    }
+
+    /// Waits until the n-th unpublish (or the final leave) was acknowledged; returns when.
+    pub fn wait_ended(&mut self, n: usize, timeout: Duration) -> SystemTime {
+        let marker = if self.spec.end == "leave" && n as u32 == self.spec.cycles {
+            "JRT-LEFT"
+        } else {
+            "JRT-UNPUBLISHED"
+        };
+        let nth = if marker == "JRT-LEFT" { 1 } else { n };
+        page_time(&self.proc.wait_for_nth(marker, nth, timeout))
+    }
+
+    /// Ends the current cycle now (unpublish, or leave on the last cycle).
+    pub fn stop(&self) {
+        fs::write(&self.control, b"stop").unwrap();
+    }
+}
+
+/// The timestamp after a `JRT-...` marker (the page's `Date.now()`).
+fn page_time(line: &str) -> SystemTime {
+    let ms: u64 = line
+        .split("JRT-")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|t| t.trim_end_matches(['"', ',']).parse().ok())
+        .unwrap_or_else(|| panic!("no timestamp in {line:?}"));
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The daemon under test, started inside the namespace with a config file written by the test.
+pub struct Daemon {
+    pub proc: Proc,
+    pub config: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(ns: &Netns, dir: &Path, config: &str) -> Daemon {
+        let path = dir.join("janus-recorder.toml");
+        fs::write(&path, config).unwrap();
+        let mut cmd = ns.command(env!("CARGO_BIN_EXE_janus-recorder"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info,janus_recorder=debug");
+        let proc = Proc::spawn("janus-recorder", cmd, dir.join("janus-recorder.log"));
+        Daemon { proc, config: path }
+    }
+}
+
+/// A stream as ffprobe sees it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ProbeStream {
+    pub codec_type: String,
+    pub codec_name: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// ffprobe's view of a file: its streams and duration in seconds.
+pub fn probe(path: &Path) -> (Vec<ProbeStream>, f64) {
+    #[derive(serde::Deserialize)]
+    struct Out {
+        streams: Vec<ProbeStream>,
+        format: Format,
+    }
+    #[derive(serde::Deserialize)]
+    struct Format {
+        duration: Option<String>,
+    }
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-of",
+            "json",
+            "-show_streams",
+            "-show_format",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: Out = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let duration = parsed
+        .format
+        .duration
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("ffprobe gives no duration for {}", path.display()));
+    (parsed.streams, duration)
+}
+
+/// Decodes every frame with ffmpeg; returns what ffmpeg printed at level `error` (empty = clean).
+pub fn decode_errors(path: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        text.push_str(&format!("\nffmpeg exited with {}", out.status));
+    }
+    text
+}
+
+/// Whether the first video packet of the file is flagged as a keyframe (ffprobe's view).
+pub fn first_video_packet_is_key(path: &Path) -> bool {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-read_intervals",
+            "%+#1",
+            "-show_entries",
+            "packet=flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().next().is_some_and(|l| l.starts_with('K'))
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Lines of a log file that contain `needle`.
+pub fn lines_with(path: &Path, needle: &str) -> Vec<String> {
+    let Ok(f) = fs::File::open(path) else {
+        return Vec::new();
+    };
+    BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains(needle))
+        .collect()
+}
