@@ -1,3 +1,4 @@
 //! WebM (Matroska) writing.
 
+mod vpx;
 pub mod writer;

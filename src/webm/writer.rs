@@ -1,48 +1,710 @@
-//! WebM writer: placeholder with the agreed API until the real one is merged.
-#![allow(unused)]
+//! The live WebM writer: one file per feed, playable at every moment.
+//!
+//! While recording, the Segment and every Cluster have an *unknown* size, so a file cut off by a
+//! crash plays up to the cut with no fix-up. Room for the SeekHead, the Info's Duration and the
+//! Tracks (whose video size may be learnt late) is reserved with `Void` elements right after
+//! the header; [`WebmWriter::finalize`] appends Cues, fills those regions in and patches the
+//! Segment's and Clusters' sizes in place (their size fields are 8 bytes wide, as the unknown
+//! size marker, so no byte moves).
+//!
+//! Frames come in arrival order, which across tracks is not timestamp order; a short muxing
+//! queue ([`MUX_DELAY`]) puts them back in order before they become blocks.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::media::Codec;
+use webm_iterable::WebmWriter as TagWriter;
+use webm_iterable::WriteOptions;
+use webm_iterable::matroska_spec::{Master, MatroskaSpec, SimpleBlock};
 
+use super::vpx;
+use crate::media::{Codec, MediaKind};
+
+/// Clusters are cut once they would span this long.
+const MAX_CLUSTER_MS: u64 = 2_000;
+/// A video keyframe starts a new cluster once the current one is at least this old.
+const MIN_KEYFRAME_CLUSTER_MS: u64 = 250;
+/// How long frames wait in the muxing queue for earlier frames of the other track.
+const MUX_DELAY_MS: u64 = 200;
+/// How long the header waits (in media time) for a video keyframe to learn the frame size.
+const HEADER_WAIT_MS: u64 = 2_000;
+/// Reserved room (bytes) for the SeekHead, for the Info to grow by a Duration, and for the
+/// Tracks to grow by a late-learnt frame size.
+const SEEKHEAD_ROOM: usize = 96;
+const INFO_ROOM: usize = 24;
+const TRACKS_ROOM: usize = 32;
+/// Frame size written when no keyframe arrived before the header had to go out; corrected at
+/// finalize (Chromium's fake camera and most webcams start at this size).
+const PLACEHOLDER_SIZE: (u32, u32) = (640, 480);
+/// Matroska element ids used when patching.
+const INFO_ID: u64 = 0x1549_A966;
+const TRACKS_ID: u64 = 0x1654_AE6B;
+const CUES_ID: u64 = 0x1C53_BB6B;
+const CLUSTER_ID_LEN: u64 = 4;
+/// The size field of unknown-sized masters (and of their patched sizes) is 8 bytes.
+const SIZE_FIELD_LEN: u64 = 8;
+/// The header of an unknown-sized Segment or Cluster: a 4-byte id and the size field.
+const UNKNOWN_SIZED_HEADER_LEN: u64 = 4 + SIZE_FIELD_LEN;
+
+/// The tracks a file will have; fixed when the file is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackSetup {
     pub audio: Option<Codec>,
     pub video: Option<Codec>,
 }
+
+/// A failure to write a recording, naming the file and the cause.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct WriteError(String);
+#[error("writing {}: {cause}", path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub cause: String,
+}
+
+/// What a finalized file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteSummary {
     pub duration: Duration,
     pub audio_frames: u64,
     pub video_frames: u64,
     pub bytes: u64,
 }
+
+/// Collects what the tag writer produces; the file is written only on [`WebmWriter::flush`]
+/// and at cluster ends. (The tag writer calls `flush()` after every top-level element, which
+/// here does nothing, so a block is not a system call.)
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+}
+
+impl Write for Pending {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct QueuedFrame {
+    ms: u64,
+    kind: MediaKind,
+    keyframe: bool,
+    data: Vec<u8>,
+}
+
+/// A region reserved in the header, rewritten at finalize.
+#[derive(Debug, Clone, Copy)]
+struct Region {
+    offset: u64,
+    len: usize,
+}
+
+#[derive(Debug)]
+struct Layout {
+    /// Where the Segment's data starts (positions in SeekHead and Cues are relative to it).
+    segment_data: u64,
+    seekhead: Region,
+    info: Region,
+    tracks: Region,
+    tracks_size: (u32, u32),
+}
+
+#[derive(Debug)]
+struct ClusterMark {
+    offset: u64,
+    start_ms: u64,
+    /// The track a cue for this cluster points at (the video track when it opens with a
+    /// keyframe), or none.
+    cue_track: Option<u64>,
+}
+
+/// Writes one WebM file live. See the module documentation for the layout.
 pub struct WebmWriter {
     path: PathBuf,
+    file: File,
+    tags: TagWriter<Pending>,
+    /// Bytes already in the file.
+    written: u64,
+    /// Bytes the tag writer holds back: it keeps an unknown-sized start until the next
+    /// element is written.
+    held: u64,
+    setup: TrackSetup,
+    uid_seed: u64,
+    layout: Option<Layout>,
+    /// Frame size from the first video keyframe.
+    video_size: Option<(u32, u32)>,
+    queue: VecDeque<QueuedFrame>,
+    newest_ms: u64,
+    clusters: Vec<ClusterMark>,
+    last_ms: Option<u64>,
+    audio_frames: u64,
+    video_frames: u64,
+    audio_end_ms: u64,
+    last_video_ms: Option<u64>,
+    video_interval_ms: u64,
+    clamped: u64,
+    failed: Option<String>,
+    finished: bool,
 }
+
 impl WebmWriter {
-    pub fn create(path: &Path, tracks: TrackSetup) -> Result<WebmWriter, WriteError> {
-        Err(WriteError("not written yet".into()))
+    /// Creates the file (it must not exist yet). The header is written with the first frames.
+    pub fn create(path: &Path, setup: TrackSetup) -> Result<WebmWriter, WriteError> {
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| WriteError {
+                path: path.to_path_buf(),
+                cause: e.to_string(),
+            })?;
+        let uid_seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Ok(WebmWriter {
+            path: path.to_path_buf(),
+            file,
+            tags: TagWriter::new(Pending::default()),
+            written: 0,
+            held: 0,
+            setup,
+            uid_seed,
+            layout: None,
+            video_size: None,
+            queue: VecDeque::new(),
+            newest_ms: 0,
+            clusters: Vec::new(),
+            last_ms: None,
+            audio_frames: 0,
+            video_frames: 0,
+            audio_end_ms: 0,
+            last_video_ms: None,
+            video_interval_ms: 0,
+            clamped: 0,
+            failed: None,
+            finished: false,
+        })
     }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Adds an Opus packet at `ts` on the file's timeline.
     pub fn write_audio(&mut self, ts: Duration, data: &[u8]) -> Result<(), WriteError> {
-        unreachable!()
+        self.push(ts, MediaKind::Audio, true, data)
     }
+
+    /// Adds a VP8/VP9 frame at `ts` on the file's timeline.
     pub fn write_video(
         &mut self,
         ts: Duration,
         keyframe: bool,
         data: &[u8],
     ) -> Result<(), WriteError> {
-        unreachable!()
+        self.push(ts, MediaKind::Video, keyframe, data)
     }
+
+    /// Hands everything written so far (but the muxing queue) to the operating system.
     pub fn flush(&mut self) -> Result<(), WriteError> {
-        unreachable!()
+        self.check()?;
+        let r = self.write_pending();
+        self.record(r)
     }
-    pub fn finalize(self) -> Result<WriteSummary, WriteError> {
-        unreachable!()
+
+    /// Writes the rest, the Cues, Duration, SeekHead and sizes; returns what the file holds.
+    pub fn finalize(mut self) -> Result<WriteSummary, WriteError> {
+        self.finish()
     }
-    pub fn path(&self) -> &Path {
-        &self.path
+
+    fn push(
+        &mut self,
+        ts: Duration,
+        kind: MediaKind,
+        keyframe: bool,
+        data: &[u8],
+    ) -> Result<(), WriteError> {
+        self.check()?;
+        let has_track = match kind {
+            MediaKind::Audio => self.setup.audio.is_some(),
+            MediaKind::Video => self.setup.video.is_some(),
+        };
+        if !has_track || data.is_empty() {
+            return Ok(());
+        }
+        let ms = ts.as_millis() as u64;
+        if kind == MediaKind::Video && keyframe && self.video_size.is_none() {
+            self.video_size = self.setup.video.and_then(|c| vpx::frame_size(c, data));
+        }
+        let frame = QueuedFrame {
+            ms,
+            kind,
+            keyframe,
+            data: data.to_vec(),
+        };
+        // Keep the queue sorted; frames are nearly in order, so search from the back.
+        let at = self
+            .queue
+            .iter()
+            .rposition(|f| f.ms <= ms)
+            .map_or(0, |i| i + 1);
+        self.queue.insert(at, frame);
+        self.newest_ms = self.newest_ms.max(ms);
+        let r = self.emit_ready(false);
+        self.record(r)
+    }
+
+    fn check(&self) -> Result<(), WriteError> {
+        match &self.failed {
+            Some(cause) => Err(self.error(format!("the file is unusable after: {cause}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn error(&self, cause: String) -> WriteError {
+        WriteError {
+            path: self.path.clone(),
+            cause,
+        }
+    }
+
+    /// Remembers the first failure: the writer refuses further work after it.
+    fn record(&mut self, r: Result<(), String>) -> Result<(), WriteError> {
+        r.map_err(|cause| {
+            self.failed = Some(cause.clone());
+            self.error(cause)
+        })
+    }
+
+    /// Turns queued frames into blocks: those older than the muxing delay, or all of them.
+    fn emit_ready(&mut self, all: bool) -> Result<(), String> {
+        if self.layout.is_none() {
+            let waited = self
+                .queue
+                .front()
+                .is_some_and(|f| self.newest_ms - f.ms >= HEADER_WAIT_MS);
+            if self.setup.video.is_some() && self.video_size.is_none() && !waited && !all {
+                return Ok(());
+            }
+            if self.queue.is_empty() && !all {
+                return Ok(());
+            }
+            self.write_header()?;
+        }
+        while let Some(front) = self.queue.front() {
+            if !all && front.ms + MUX_DELAY_MS > self.newest_ms {
+                break;
+            }
+            let frame = self.queue.pop_front().expect("front exists");
+            self.emit(frame)?;
+        }
+        Ok(())
+    }
+
+    fn track_number(&self, kind: MediaKind) -> u64 {
+        match kind {
+            MediaKind::Audio => 1,
+            MediaKind::Video => 1 + u64::from(self.setup.audio.is_some()),
+        }
+    }
+
+    /// Where the next element starts in the file.
+    fn pos(&self) -> u64 {
+        self.written + self.tags.get_ref().bytes.len() as u64 + self.held
+    }
+
+    /// Writes a complete element (which also releases a held unknown-sized start).
+    fn put(&mut self, tag: MatroskaSpec) -> Result<(), String> {
+        self.tags.write(&tag).map_err(|e| e.to_string())?;
+        self.held = 0;
+        Ok(())
+    }
+
+    /// Starts a Segment or Cluster of unknown size.
+    fn put_unknown_sized(&mut self, tag: MatroskaSpec) -> Result<(), String> {
+        self.tags
+            .write_advanced(&tag, WriteOptions::is_unknown_sized_element())
+            .map_err(|e| e.to_string())?;
+        self.held += UNKNOWN_SIZED_HEADER_LEN;
+        Ok(())
+    }
+
+    fn write_header(&mut self) -> Result<(), String> {
+        self.put(MatroskaSpec::Ebml(Master::Full(vec![
+            MatroskaSpec::EbmlVersion(1),
+            MatroskaSpec::EbmlReadVersion(1),
+            MatroskaSpec::EbmlMaxIdLength(4),
+            MatroskaSpec::EbmlMaxSizeLength(8),
+            MatroskaSpec::DocType("webm".into()),
+            MatroskaSpec::DocTypeVersion(4),
+            MatroskaSpec::DocTypeReadVersion(2),
+        ])))?;
+        self.put_unknown_sized(MatroskaSpec::Segment(Master::Start))?;
+        let segment_data = self.pos();
+        let seekhead = self.reserve(&[], SEEKHEAD_ROOM)?;
+        let info = self.reserve(&[self.info(None)], INFO_ROOM)?;
+        let size = self.video_size.unwrap_or(PLACEHOLDER_SIZE);
+        let tracks = self.reserve(&[self.tracks(size)], TRACKS_ROOM)?;
+        self.layout = Some(Layout {
+            segment_data,
+            seekhead,
+            info,
+            tracks,
+            tracks_size: size,
+        });
+        Ok(())
+    }
+
+    /// Writes `tags` followed by `room` bytes of Void; returns the region they cover.
+    fn reserve(&mut self, tags: &[MatroskaSpec], room: usize) -> Result<Region, String> {
+        let offset = self.pos();
+        for t in tags {
+            self.put(t.clone())?;
+        }
+        self.put(void_of(room)?)?;
+        Ok(Region {
+            offset,
+            len: (self.pos() - offset) as usize,
+        })
+    }
+
+    fn info(&self, duration_ms: Option<f64>) -> MatroskaSpec {
+        let app = format!("janus-recorder {}", env!("CARGO_PKG_VERSION"));
+        let mut children = vec![
+            MatroskaSpec::TimestampScale(1_000_000),
+            MatroskaSpec::MuxingApp(app.clone()),
+            MatroskaSpec::WritingApp(app),
+        ];
+        if let Some(d) = duration_ms {
+            children.push(MatroskaSpec::Duration(d));
+        }
+        MatroskaSpec::Info(Master::Full(children))
+    }
+
+    fn tracks(&self, size: (u32, u32)) -> MatroskaSpec {
+        let mut entries = Vec::new();
+        if let Some(codec) = self.setup.audio {
+            let number = self.track_number(MediaKind::Audio);
+            entries.push(MatroskaSpec::TrackEntry(Master::Full(vec![
+                MatroskaSpec::TrackNumber(number),
+                MatroskaSpec::TrackUID(self.uid_seed.rotate_left(7) ^ number | 1),
+                MatroskaSpec::TrackType(2),
+                MatroskaSpec::CodecID(codec.matroska_id().into()),
+                MatroskaSpec::CodecPrivate(opus_head().to_vec()),
+                // 80 ms pre-roll after a seek, as the WebM spec asks of Opus.
+                MatroskaSpec::SeekPreRoll(80_000_000),
+                MatroskaSpec::Audio(Master::Full(vec![
+                    MatroskaSpec::SamplingFrequency(48_000.0),
+                    MatroskaSpec::Channels(2),
+                ])),
+            ])));
+        }
+        if let Some(codec) = self.setup.video {
+            let number = self.track_number(MediaKind::Video);
+            entries.push(MatroskaSpec::TrackEntry(Master::Full(vec![
+                MatroskaSpec::TrackNumber(number),
+                MatroskaSpec::TrackUID(self.uid_seed.rotate_left(13) ^ number | 1),
+                MatroskaSpec::TrackType(1),
+                MatroskaSpec::CodecID(codec.matroska_id().into()),
+                MatroskaSpec::Video(Master::Full(vec![
+                    MatroskaSpec::PixelWidth(u64::from(size.0)),
+                    MatroskaSpec::PixelHeight(u64::from(size.1)),
+                ])),
+            ])));
+        }
+        MatroskaSpec::Tracks(Master::Full(entries))
+    }
+
+    fn emit(&mut self, frame: QueuedFrame) -> Result<(), String> {
+        // Frames that missed the muxing queue keep their order by taking the last timestamp.
+        let ms = match self.last_ms {
+            Some(last) if frame.ms < last => {
+                self.clamped += 1;
+                if self.clamped == 1 {
+                    tracing::debug!(
+                        late_ms = last - frame.ms,
+                        "a frame came later than the muxing delay; its time is moved up"
+                    );
+                }
+                last
+            }
+            _ => frame.ms,
+        };
+        let is_video = frame.kind == MediaKind::Video;
+        let cluster_start = self.clusters.last().map(|c| c.start_ms);
+        let new_cluster = match cluster_start {
+            None => true,
+            Some(start) => {
+                ms - start >= MAX_CLUSTER_MS
+                    || (is_video && frame.keyframe && ms - start >= MIN_KEYFRAME_CLUSTER_MS)
+            }
+        };
+        if new_cluster {
+            self.open_cluster(ms, &frame)?;
+        }
+        let start = self.clusters.last().map_or(ms, |c| c.start_ms);
+        let track = self.track_number(frame.kind);
+        let block = SimpleBlock::new_uncheked(
+            &frame.data,
+            track,
+            (ms - start) as i16,
+            false,
+            None,
+            false,
+            frame.keyframe,
+        );
+        self.put(MatroskaSpec::from(block))?;
+        self.last_ms = Some(ms);
+        match frame.kind {
+            MediaKind::Audio => {
+                self.audio_frames += 1;
+                self.audio_end_ms = ms + opus_frame_ms(&frame.data);
+            }
+            MediaKind::Video => {
+                self.video_frames += 1;
+                if let Some(prev) = self.last_video_ms {
+                    self.video_interval_ms = ms - prev;
+                }
+                self.last_video_ms = Some(ms);
+            }
+        }
+        Ok(())
+    }
+
+    fn open_cluster(&mut self, ms: u64, first: &QueuedFrame) -> Result<(), String> {
+        if !self.clusters.is_empty() {
+            self.put(MatroskaSpec::Cluster(Master::End))?;
+            // A finished cluster is a natural point to hand the bytes to the system.
+            self.write_pending()?;
+        }
+        let cue_track = match first.kind {
+            MediaKind::Video if first.keyframe => Some(self.track_number(MediaKind::Video)),
+            MediaKind::Audio => Some(self.track_number(MediaKind::Audio)),
+            MediaKind::Video => None,
+        };
+        let offset = self.pos();
+        self.put_unknown_sized(MatroskaSpec::Cluster(Master::Start))?;
+        self.put(MatroskaSpec::Timestamp(ms))?;
+        self.clusters.push(ClusterMark {
+            offset,
+            start_ms: ms,
+            cue_track,
+        });
+        Ok(())
+    }
+
+    fn write_pending(&mut self) -> Result<(), String> {
+        let pending = std::mem::take(&mut self.tags.get_mut().bytes);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(&pending).map_err(|e| e.to_string())?;
+        self.written += pending.len() as u64;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<WriteSummary, WriteError> {
+        self.check()?;
+        self.finished = true;
+        let r = self.finish_file();
+        self.record(r)?;
+        if self.clamped > 0 {
+            tracing::info!(
+                path = %self.path.display(),
+                frames = self.clamped,
+                "frames came late and were moved up in time"
+            );
+        }
+        let video_end = self.last_video_ms.map_or(0, |v| v + self.video_interval_ms);
+        Ok(WriteSummary {
+            duration: Duration::from_millis(self.audio_end_ms.max(video_end)),
+            audio_frames: self.audio_frames,
+            video_frames: self.video_frames,
+            bytes: self.written,
+        })
+    }
+
+    fn finish_file(&mut self) -> Result<(), String> {
+        self.emit_ready(true)?;
+        let layout = self
+            .layout
+            .take()
+            .expect("emit_ready(true) writes the header");
+        if !self.clusters.is_empty() {
+            self.put(MatroskaSpec::Cluster(Master::End))?;
+        }
+        let cues_at = self.pos();
+        let cue_points: Vec<MatroskaSpec> = self
+            .clusters
+            .iter()
+            .filter_map(|c| {
+                c.cue_track.map(|track| {
+                    MatroskaSpec::CuePoint(Master::Full(vec![
+                        MatroskaSpec::CueTime(c.start_ms),
+                        MatroskaSpec::CueTrackPositions(Master::Full(vec![
+                            MatroskaSpec::CueTrack(track),
+                            MatroskaSpec::CueClusterPosition(c.offset - layout.segment_data),
+                        ])),
+                    ]))
+                })
+            })
+            .collect();
+        let has_cues = !cue_points.is_empty();
+        if has_cues {
+            self.put(MatroskaSpec::Cues(Master::Full(cue_points)))?;
+        }
+        let end = self.pos();
+        self.write_pending()?;
+
+        // Sizes: the Segment and each Cluster, in place of their unknown-size markers.
+        let mut patches = vec![(
+            layout.segment_data - SIZE_FIELD_LEN,
+            sized_vint(end - layout.segment_data),
+        )];
+        for (i, c) in self.clusters.iter().enumerate() {
+            let next = self.clusters.get(i + 1).map_or(cues_at, |n| n.offset);
+            let data = c.offset + CLUSTER_ID_LEN + SIZE_FIELD_LEN;
+            patches.push((c.offset + CLUSTER_ID_LEN, sized_vint(next - data)));
+        }
+        // The header regions: SeekHead, Info with Duration, Tracks with the real frame size.
+        let duration = {
+            let video_end = self.last_video_ms.map_or(0, |v| v + self.video_interval_ms);
+            self.audio_end_ms.max(video_end) as f64
+        };
+        let mut seeks = vec![
+            seek(INFO_ID, layout.info.offset - layout.segment_data),
+            seek(TRACKS_ID, layout.tracks.offset - layout.segment_data),
+        ];
+        if has_cues {
+            seeks.push(seek(CUES_ID, cues_at - layout.segment_data));
+        }
+        patches.push((
+            layout.seekhead.offset,
+            fill_region(
+                &[MatroskaSpec::SeekHead(Master::Full(seeks))],
+                layout.seekhead.len,
+            )?,
+        ));
+        patches.push((
+            layout.info.offset,
+            fill_region(&[self.info(Some(duration))], layout.info.len)?,
+        ));
+        if let Some(size) = self.video_size
+            && size != layout.tracks_size
+        {
+            patches.push((
+                layout.tracks.offset,
+                fill_region(&[self.tracks(size)], layout.tracks.len)?,
+            ));
+        }
+        for (offset, bytes) in patches {
+            self.file
+                .seek(SeekFrom::Start(offset))
+                .and_then(|_| self.file.write_all(&bytes))
+                .map_err(|e| e.to_string())?;
+        }
+        self.file.sync_all().map_err(|e| e.to_string())
     }
 }
+
+impl Drop for WebmWriter {
+    /// A writer dropped without [`WebmWriter::finalize`] (a panicking feed) still finalizes.
+    fn drop(&mut self) {
+        if !self.finished
+            && self.failed.is_none()
+            && let Err(e) = self.finish()
+        {
+            tracing::error!(error = %e, "finalizing a dropped recording failed");
+        }
+    }
+}
+
+/// The Opus identification header for CodecPrivate (RFC 7845 section 5.1): version 1, two
+/// channels (WebRTC Opus is always signalled as stereo), no pre-skip (RTP carries none), 48 kHz,
+/// no gain, channel mapping family 0.
+fn opus_head() -> [u8; 19] {
+    let mut h = [0u8; 19];
+    h[..8].copy_from_slice(b"OpusHead");
+    h[8] = 1;
+    h[9] = 2;
+    h[12..16].copy_from_slice(&48_000u32.to_le_bytes());
+    h
+}
+
+/// The length of an Opus packet in ms (20 ms if it cannot be told).
+fn opus_frame_ms(packet: &[u8]) -> u64 {
+    opus::packet::get_nb_samples(packet, 48_000)
+        .map(|n| n as u64 / 48)
+        .unwrap_or(20)
+}
+
+/// An 8-byte EBML size field holding `size` (the same width as the unknown-size marker).
+fn sized_vint(size: u64) -> Vec<u8> {
+    let mut b = size.to_be_bytes();
+    b[0] = 0x01;
+    b.to_vec()
+}
+
+fn seek(id: u64, position: u64) -> MatroskaSpec {
+    let id_bytes: Vec<u8> = id
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
+    MatroskaSpec::Seek(Master::Full(vec![
+        MatroskaSpec::SeekID(id_bytes),
+        MatroskaSpec::SeekPosition(position),
+    ]))
+}
+
+/// A Void element exactly `len` bytes long (at least 2).
+fn void_of(len: usize) -> Result<MatroskaSpec, String> {
+    // One id byte and a 1-byte size (up to 126 bytes of data): every reserved region is
+    // smaller than 128 bytes.
+    match len {
+        2..=128 => Ok(MatroskaSpec::Void(vec![0; len - 2])),
+        _ => Err(format!("no Void of exactly {len} bytes")),
+    }
+}
+
+/// Encodes `tags` (as children of a Segment) padded with a Void to exactly `len` bytes.
+fn fill_region(tags: &[MatroskaSpec], len: usize) -> Result<Vec<u8>, String> {
+    let mut bytes = encode_in_segment(tags)?;
+    if bytes.len() < len {
+        bytes.extend(encode_in_segment(&[void_of(len - bytes.len())?])?);
+    }
+    if bytes.len() != len {
+        return Err(format!(
+            "header region overflow: {} bytes for {len}",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The tag writer checks that elements sit under their parents, so Segment children are
+/// encoded after an unknown-sized Segment start, which is then cut off.
+fn encode_in_segment(tags: &[MatroskaSpec]) -> Result<Vec<u8>, String> {
+    let mut w = TagWriter::new(Vec::new());
+    w.write_advanced(
+        &MatroskaSpec::Segment(Master::Start),
+        WriteOptions::is_unknown_sized_element(),
+    )
+    .map_err(|e| e.to_string())?;
+    for t in tags {
+        w.write(t).map_err(|e| e.to_string())?;
+    }
+    Ok(w.get_ref()[UNKNOWN_SIZED_HEADER_LEN as usize..].to_vec())
+}
+
+#[cfg(test)]
+mod tests;

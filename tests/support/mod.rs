@@ -566,7 +566,9 @@ pub fn decode_errors(path: &Path) -> String {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(path)
-        .args(["-f", "null", "-"])
+        // Keep the file's 1 ms time base: at the nominal frame rate's time base, two frames
+        // with capture jitter can round to one tick and the null muxer reports that as an error.
+        .args(["-enc_time_base:v", "-1", "-f", "null", "-"])
         .output()
         .expect("ffmpeg");
     let mut text = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -1,0 +1,431 @@
+//! The writer fed with real VP8, VP9 and Opus frames (encoded by ffmpeg at test time), its
+//! output read back with webm-iterable and checked with ffprobe and ffmpeg.
+
+use super::*;
+use std::process::Command;
+use webm_iterable::WebmIterator;
+
+#[derive(Debug, Clone)]
+struct Frame {
+    kind: MediaKind,
+    ms: u64,
+    key: bool,
+    data: Vec<u8>,
+}
+
+fn tool(name: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()));
+    assert!(found, "{name} not found: run `apt-get install -y ffmpeg`");
+    Command::new(name)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jr-writer-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Encodes a test clip with ffmpeg and returns its frames in file order.
+fn source(dir: &Path, video: Option<&str>, audio: bool, secs: u32) -> Vec<Frame> {
+    let out = dir.join("source.webm");
+    let mut cmd = tool("ffmpeg");
+    cmd.args(["-nostdin", "-v", "error", "-y"]);
+    if video.is_some() {
+        cmd.args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"]);
+    }
+    if audio {
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
+    }
+    cmd.args(["-t", &secs.to_string()]);
+    match video {
+        Some("vp9") => cmd.args([
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-g",
+            "30",
+            "-b:v",
+            "300k",
+        ]),
+        Some(_) => cmd.args(["-c:v", "libvpx", "-g", "30", "-b:v", "300k"]),
+        None => cmd.arg("-vn"),
+    };
+    if audio {
+        cmd.args(["-c:a", "libopus", "-ac", "2"]);
+    }
+    let status = cmd.arg(&out).status().expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg could not make the test clip");
+    let parsed = read_back(&out);
+    parsed
+        .blocks
+        .into_iter()
+        .map(|b| Frame {
+            kind: parsed.kinds[&b.track],
+            ms: b.ms,
+            key: b.key,
+            data: b.data,
+        })
+        .collect()
+}
+
+struct Block {
+    track: u64,
+    ms: u64,
+    key: bool,
+    data: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Parsed {
+    kinds: std::collections::HashMap<u64, MediaKind>,
+    codecs: Vec<String>,
+    codec_private: Option<Vec<u8>>,
+    size: Option<(u64, u64)>,
+    duration: Option<f64>,
+    clusters: Vec<u64>,
+    cue_points: usize,
+    blocks: Vec<Block>,
+}
+
+/// Reads a WebM file with webm-iterable.
+fn read_back(path: &Path) -> Parsed {
+    let file = std::fs::File::open(path).unwrap();
+    let mut p = Parsed::default();
+    let mut cluster_ms = 0;
+    let mut entry: Option<(u64, u64)> = None; // (number, type)
+    for tag in WebmIterator::new(file, &[]) {
+        match tag.unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
+            MatroskaSpec::TrackNumber(n) => entry = Some((n, entry.map_or(0, |e| e.1))),
+            MatroskaSpec::TrackType(t) => entry = Some((entry.map_or(0, |e| e.0), t)),
+            MatroskaSpec::TrackEntry(Master::End) => {
+                let (n, t) = entry.take().unwrap();
+                p.kinds.insert(
+                    n,
+                    if t == 2 {
+                        MediaKind::Audio
+                    } else {
+                        MediaKind::Video
+                    },
+                );
+            }
+            MatroskaSpec::CodecID(c) => p.codecs.push(c),
+            MatroskaSpec::CodecPrivate(c) => p.codec_private = Some(c),
+            MatroskaSpec::PixelWidth(w) => p.size = Some((w, p.size.map_or(0, |s| s.1))),
+            MatroskaSpec::PixelHeight(h) => p.size = Some((p.size.map_or(0, |s| s.0), h)),
+            MatroskaSpec::Duration(d) => p.duration = Some(d),
+            MatroskaSpec::Timestamp(t) => {
+                cluster_ms = t;
+                p.clusters.push(t);
+            }
+            MatroskaSpec::CuePoint(Master::Start) => p.cue_points += 1,
+            tag @ MatroskaSpec::SimpleBlock(_) => {
+                let b = SimpleBlock::try_from(&tag).unwrap();
+                p.blocks.push(Block {
+                    track: b.track,
+                    ms: (cluster_ms as i64 + i64::from(b.timestamp)) as u64,
+                    key: b.keyframe,
+                    data: b.raw_frame_data().to_vec(),
+                });
+            }
+            _ => {}
+        }
+    }
+    p
+}
+
+fn setup_of(video: Option<Codec>, audio: bool) -> TrackSetup {
+    TrackSetup {
+        audio: audio.then_some(Codec::Opus),
+        video,
+    }
+}
+
+/// Creates a writer and writes `frames` in the given order, then flushes.
+fn writer_with(path: &Path, setup: TrackSetup, frames: &[Frame]) -> WebmWriter {
+    let mut w = WebmWriter::create(path, setup).unwrap();
+    for f in frames {
+        let ts = Duration::from_millis(f.ms);
+        match f.kind {
+            MediaKind::Audio => w.write_audio(ts, &f.data).unwrap(),
+            MediaKind::Video => w.write_video(ts, f.key, &f.data).unwrap(),
+        }
+    }
+    w.flush().unwrap();
+    w
+}
+
+/// Writes `frames` in the given order, finalizes, returns the summary.
+fn write(path: &Path, setup: TrackSetup, frames: &[Frame]) -> WriteSummary {
+    writer_with(path, setup, frames).finalize().unwrap()
+}
+
+/// ffprobe's duration and per-kind packet counts.
+fn probe(path: &Path) -> (f64, u64, u64) {
+    let out = tool("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-show_entries",
+            "stream=codec_type,nb_read_packets:format=duration",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let count = |kind: &str| {
+        v["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["codec_type"] == kind)
+            .map(|s| {
+                s["nb_read_packets"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .sum()
+    };
+    let duration = v["format"]["duration"]
+        .as_str()
+        .map_or(f64::NAN, |d| d.parse().unwrap());
+    (duration, count("audio"), count("video"))
+}
+
+/// What ffmpeg prints at level `error` while decoding every frame (empty = clean).
+fn decode_errors(path: &Path) -> String {
+    let out = tool("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        // Keep the file's 1 ms time base: at the nominal frame rate's time base, two frames
+        // with capture jitter can round to one tick and the null muxer reports that as an error.
+        .args(["-enc_time_base:v", "-1", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        text.push_str("ffmpeg failed");
+    }
+    text
+}
+
+fn count(frames: &[Frame], kind: MediaKind) -> u64 {
+    frames.iter().filter(|f| f.kind == kind).count() as u64
+}
+
+/// The full round trip for one codec combination.
+fn round_trip(name: &str, video: Option<Codec>, audio: bool) {
+    let dir = scratch(name);
+    let vname = video.map(|c| c.to_string());
+    let frames = source(&dir, vname.as_deref(), audio, 4);
+    let out = dir.join("out.webm");
+    let summary = write(&out, setup_of(video, audio), &frames);
+    assert_eq!(summary.audio_frames, count(&frames, MediaKind::Audio));
+    assert_eq!(summary.video_frames, count(&frames, MediaKind::Video));
+    assert_eq!(summary.bytes, std::fs::metadata(&out).unwrap().len());
+
+    let back = read_back(&out);
+    let mut want_codecs = Vec::new();
+    if audio {
+        want_codecs.push("A_OPUS".to_string());
+        assert_eq!(back.codec_private.as_deref(), Some(&opus_head()[..]));
+    }
+    if let Some(v) = video {
+        want_codecs.push(v.matroska_id().to_string());
+        assert_eq!(back.size, Some((320, 240)));
+    }
+    assert_eq!(back.codecs, want_codecs);
+    assert_eq!(back.blocks.len(), frames.len());
+    if video.is_some() {
+        let first_video = back
+            .blocks
+            .iter()
+            .find(|b| back.kinds[&b.track] == MediaKind::Video)
+            .unwrap();
+        assert!(first_video.key, "first video block is not a keyframe");
+    }
+    // Blocks in time order, clusters no longer than about 2 s, cues for seeking.
+    assert!(back.blocks.windows(2).all(|w| w[0].ms <= w[1].ms));
+    for pair in back.clusters.windows(2) {
+        assert!(
+            pair[1] - pair[0] <= MAX_CLUSTER_MS + 40,
+            "{:?}",
+            back.clusters
+        );
+    }
+    assert!(back.cue_points > 0, "no cues");
+    let duration = back.duration.expect("Duration written");
+    assert!(
+        (duration - summary.duration.as_millis() as f64).abs() < 1.0,
+        "{duration} vs {summary:?}"
+    );
+    assert!((duration - 4000.0).abs() <= 40.0, "duration {duration} ms");
+
+    let (probed, audio_packets, video_packets) = probe(&out);
+    assert!((probed - 4.0).abs() <= 0.04, "ffprobe duration {probed}");
+    assert_eq!(audio_packets, count(&frames, MediaKind::Audio));
+    assert_eq!(video_packets, count(&frames, MediaKind::Video));
+    assert_eq!(decode_errors(&out), "");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn vp8_and_opus() {
+    round_trip("vp8", Some(Codec::Vp8), true);
+}
+
+#[test]
+fn vp9_and_opus() {
+    round_trip("vp9", Some(Codec::Vp9), true);
+}
+
+#[test]
+fn audio_only() {
+    round_trip("audio", None, true);
+}
+
+#[test]
+fn video_only() {
+    round_trip("video", Some(Codec::Vp8), false);
+}
+
+#[test]
+fn frames_out_of_order_across_tracks_come_out_in_order() {
+    let dir = scratch("order");
+    let mut frames = source(&dir, Some("vp8"), true, 3);
+    // Video arrives up to 80 ms ahead of audio with earlier timestamps.
+    frames.sort_by_key(|f| match f.kind {
+        MediaKind::Video => f.ms.saturating_sub(80),
+        MediaKind::Audio => f.ms,
+    });
+    let out = dir.join("out.webm");
+    write(&out, setup_of(Some(Codec::Vp8), true), &frames);
+    let back = read_back(&out);
+    assert_eq!(back.blocks.len(), frames.len());
+    assert!(back.blocks.windows(2).all(|w| w[0].ms <= w[1].ms));
+    // Every frame kept its own time (none had to be moved).
+    let mut want: Vec<u64> = frames.iter().map(|f| f.ms).collect();
+    want.sort();
+    let got: Vec<u64> = back.blocks.iter().map(|b| b.ms).collect();
+    assert_eq!(got, want);
+    assert_eq!(decode_errors(&out), "");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_pause_stays_on_the_timeline() {
+    let dir = scratch("pause");
+    let clip = source(&dir, Some("vp8"), true, 2);
+    // 2 s of media, 10 s of nothing, the same 2 s again (starting with its keyframe).
+    let mut frames = clip.clone();
+    frames.extend(clip.iter().map(|f| Frame {
+        ms: f.ms + 12_000,
+        ..f.clone()
+    }));
+    let out = dir.join("out.webm");
+    let summary = write(&out, setup_of(Some(Codec::Vp8), true), &frames);
+    assert!(
+        (summary.duration.as_secs_f64() - 14.0).abs() < 0.05,
+        "{summary:?}"
+    );
+    let (probed, _, _) = probe(&out);
+    assert!((probed - 14.0).abs() < 0.05, "ffprobe duration {probed}");
+    let back = read_back(&out);
+    let gap = back
+        .blocks
+        .windows(2)
+        .map(|w| w[1].ms - w[0].ms)
+        .max()
+        .unwrap();
+    assert!(gap >= 9_900, "the pause was squeezed: largest gap {gap} ms");
+    assert_eq!(decode_errors(&out), "");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_crash_leaves_a_playable_file() {
+    let dir = scratch("crash");
+    let frames = source(&dir, Some("vp8"), true, 5);
+    let out = dir.join("out.webm");
+    let w = writer_with(&out, setup_of(Some(Codec::Vp8), true), &frames);
+    // The process dies: nothing after the last flush happens (no finalize, no Drop).
+    std::mem::forget(w);
+
+    let (_, audio_packets, video_packets) = probe(&out);
+    let before = |kind, limit| {
+        frames
+            .iter()
+            .filter(|f| f.kind == kind && f.ms < limit)
+            .count() as u64
+    };
+    // Everything but the muxing delay's worth reached the file.
+    assert!(
+        audio_packets >= before(MediaKind::Audio, 4_700),
+        "{audio_packets}"
+    );
+    assert!(
+        video_packets >= before(MediaKind::Video, 4_700),
+        "{video_packets}"
+    );
+    assert_eq!(decode_errors(&out), "");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn dropping_the_writer_finalizes_the_file() {
+    let dir = scratch("drop");
+    let frames = source(&dir, None, true, 2);
+    let out = dir.join("out.webm");
+    drop(writer_with(&out, setup_of(None, true), &frames));
+    let back = read_back(&out);
+    assert_eq!(back.blocks.len(), frames.len());
+    assert!(back.duration.is_some_and(|d| (d - 2000.0).abs() <= 20.0));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_late_first_keyframe_still_gets_the_right_frame_size() {
+    let dir = scratch("late");
+    let clip = source(&dir, Some("vp8"), true, 4);
+    // Video starts 3 s after audio: the header goes out with a placeholder size first.
+    let frames: Vec<Frame> = clip
+        .iter()
+        .filter(|f| f.kind == MediaKind::Audio || f.ms >= 3_000)
+        .cloned()
+        .collect();
+    let first_video = frames
+        .iter()
+        .position(|f| f.kind == MediaKind::Video)
+        .unwrap();
+    let mut frames = frames;
+    frames[first_video].key = true; // the clip has a keyframe every second (-g 30)
+    assert!(vpx::frame_size(Codec::Vp8, &frames[first_video].data).is_some());
+    let out = dir.join("out.webm");
+    write(&out, setup_of(Some(Codec::Vp8), true), &frames);
+    assert_eq!(read_back(&out).size, Some((320, 240)));
+    assert_eq!(decode_errors(&out), "");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_existing_file_is_never_overwritten() {
+    let dir = scratch("exists");
+    let out = dir.join("out.webm");
+    std::fs::write(&out, b"keep me").unwrap();
+    let err = WebmWriter::create(&out, setup_of(None, true))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains(&*out.to_string_lossy()), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
+    std::fs::remove_dir_all(dir).unwrap();
+}
