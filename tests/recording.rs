@@ -9,7 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use janus_recorder::check::{CheckOptions, Status, check_file};
+use serde_json::{Value, json};
 use support::*;
 
 /// What one recording should look like.
@@ -59,6 +60,7 @@ fn records_every_publisher_of_every_room() {
                 pin: Some("right"),
                 ..RoomSpec::new(1237, "vp8")
             },
+            RoomSpec::new(1238, "vp8"),
         ],
     );
     let page = PageServer::start(&ns, dir);
@@ -104,6 +106,9 @@ room = 1237
 pin = "wrong"
 
 [[rooms]]
+room = 1238
+
+[[rooms]]
 room = 9999
 "#,
         out.display()
@@ -145,14 +150,26 @@ room = 9999
             ..PublisherSpec::new(1236, HOSTILE)
         },
     );
+    // Kicked by the room's administrator, and alone in a room that gets destroyed.
+    let mut kim = Publisher::start(&ns, &page, dir, PublisherSpec::new(1234, "Kim"));
+    let mut dora = Publisher::start(&ns, &page, dir, PublisherSpec::new(1238, "Dora"));
     let carol_start = carol.wait_published(1);
     let erin_start_1 = erin.wait_published(1);
     let mallory_start = mallory.wait_published(1);
+    let kim_start = kim.wait_published(1);
+    let dora_start = dora.wait_published(1);
 
     std::thread::sleep(Duration::from_secs(7));
     alice.stop();
     bob.stop();
     mallory.stop();
+    let kim_id = kim.feed_id();
+    let kick = videoroom_request(&ns, json!({"request": "kick", "room": 1234, "id": kim_id}));
+    assert_eq!(kick["videoroom"], "success", "kick: {kick}");
+    let kim_end = SystemTime::now();
+    let destroy = videoroom_request(&ns, json!({"request": "destroy", "room": 1238}));
+    assert_eq!(destroy["videoroom"], "destroyed", "destroy: {destroy}");
+    let dora_end = SystemTime::now();
     let long = Duration::from_secs(20);
     let alice_end = alice.wait_ended(1, long);
     let bob_end = bob.wait_ended(1, long);
@@ -244,6 +261,24 @@ room = 9999
             audio: true,
             video: Some("vp8"),
             end_reason: "leaving",
+        },
+        Expected {
+            room: 1234,
+            display: "Kim".into(),
+            start: kim_start,
+            end: kim_end,
+            audio: true,
+            video: Some("vp8"),
+            end_reason: "kicked",
+        },
+        Expected {
+            room: 1238,
+            display: "Dora".into(),
+            start: dora_start,
+            end: dora_end,
+            audio: true,
+            video: Some("vp8"),
+            end_reason: "destroyed",
         },
     ];
 
@@ -398,6 +433,15 @@ fn check_recording(out: &Path, webm: &Path, sidecar: &Value, want: &Expected) ->
     if !errors.trim().is_empty() {
         fail(format!("ffmpeg decode errors:\n{errors}"));
     }
+
+    // Our own check tool finds nothing wrong, and agrees with ffprobe.
+    let report = check_file(webm, &CheckOptions::default());
+    if report.status != Status::Ok {
+        fail(format!("the check tool says:\n{}", report.human()));
+    }
+    if let Some(problem) = agreement_with_ffprobe(webm, &report, 0.05) {
+        fail(problem);
+    }
     failures
 }
 
@@ -423,6 +467,10 @@ fn compare_with_janus_recording(rec_dir: &Path, dir: &Path, want: &Expected, out
         String::from_utf8_lossy(&status.stderr)
     );
     let (_, reference) = probe(&converted);
+    // The check tool reads a file Janus's own tools wrote, and agrees with ffprobe on it.
+    let report = check_file(&converted, &CheckOptions::default());
+    assert!(report.playable, "{}", report.human());
+    assert_eq!(agreement_with_ffprobe(&converted, &report, 0.05), None);
     let ours = recordings_by_sidecar(&out.join("1236"));
     assert_eq!(ours.len(), 1);
     let (_, ours) = probe(ours.keys().next().unwrap());

@@ -465,6 +465,16 @@ impl Publisher {
         page_time(&self.proc.wait_for_nth(marker, nth, timeout))
     }
 
+    /// The publisher's feed id in its room (once joined).
+    pub fn feed_id(&mut self) -> u64 {
+        let line = self.proc.wait_for("JRT-JOINED", Duration::from_secs(30));
+        line.split("JRT-JOINED ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("no feed id in {line:?}"))
+    }
+
     /// Ends the current cycle now (unpublish, or leave on the last cycle).
     pub fn stop(&self) {
         fs::write(&self.control, b"stop").unwrap();
@@ -631,4 +641,119 @@ pub fn lines_with(path: &Path, needle: &str) -> Vec<String> {
         .map_while(Result::ok)
         .filter(|l| l.contains(needle))
         .collect()
+}
+
+/// Runs `f` on a thread that has entered the namespace's network stack, so sockets it opens
+/// reach Janus on the namespace's loopback.
+pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::os::fd::AsRawFd;
+    let path = format!("/var/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        let fd = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("thread inside the namespace panicked")
+}
+
+/// Sends one VideoRoom request (e.g. `kick`, `destroy`) to the namespace's Janus, as an
+/// administrator would, with the daemon's own Janus client; returns the plugin's answer.
+pub fn videoroom_request(ns: &Netns, body: serde_json::Value) -> serde_json::Value {
+    in_netns(ns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let session =
+                janus_recorder::janus::Session::connect("ws://127.0.0.1:8188", Default::default())
+                    .await
+                    .expect("connect to Janus");
+            let handle = session.attach_videoroom().await.expect("attach");
+            let (answer, _) = handle
+                .message(body.clone(), None)
+                .await
+                .unwrap_or_else(|e| panic!("{body}: {e}"));
+            session.destroy().await;
+            answer
+        })
+    })
+}
+
+/// Fails the test unless ffmpeg and ffprobe are installed.
+pub fn require_ffmpeg() {
+    for bin in ["ffmpeg", "ffprobe"] {
+        assert!(
+            on_path(bin),
+            "{bin} not found: run `scripts/setup.sh` (or `apt-get install -y ffmpeg`)"
+        );
+    }
+}
+
+/// Packets per stream kind as ffprobe counts them: (audio, video).
+pub fn packet_counts(path: &Path) -> (u64, u64) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-show_entries",
+            "stream=codec_type,nb_read_packets",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let count = |kind: &str| -> u64 {
+        v["streams"]
+            .as_array()
+            .map(|streams| {
+                streams
+                    .iter()
+                    .filter(|s| s["codec_type"] == kind)
+                    .filter_map(|s| s["nb_read_packets"].as_str()?.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    (count("audio"), count("video"))
+}
+
+/// Whether the check tool's report agrees with ffprobe on `path`: the same frame counts, and
+/// durations within `one_frame` seconds. Returns the disagreement, if any.
+pub fn agreement_with_ffprobe(
+    path: &Path,
+    report: &janus_recorder::check::FileReport,
+    one_frame: f64,
+) -> Option<String> {
+    let (audio, video) = packet_counts(path);
+    let frames = |kind: &str| -> u64 {
+        report
+            .tracks
+            .iter()
+            .filter(|t| t.kind == kind)
+            .map(|t| t.frames)
+            .sum()
+    };
+    let (_, seconds) = probe(path);
+    let ours = report.duration_ms.unwrap_or(0) as f64 / 1000.0;
+    if frames("audio") != audio || frames("video") != video {
+        Some(format!(
+            "{}: check counts {}+{} frames, ffprobe {audio}+{video}",
+            path.display(),
+            frames("audio"),
+            frames("video")
+        ))
+    } else if (ours - seconds).abs() > one_frame + 0.001 {
+        Some(format!(
+            "{}: check says {ours} s, ffprobe {seconds} s",
+            path.display()
+        ))
+    } else {
+        None
+    }
 }

@@ -1,0 +1,590 @@
+//! Reads one file with webm-iterable, tolerating damage, and builds its [`FileReport`].
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use webm_iterable::WebmIterator;
+use webm_iterable::errors::TagIteratorError;
+use webm_iterable::matroska_spec::{Block, Master, MatroskaSpec, SimpleBlock};
+
+use super::CheckOptions;
+use super::audio::{OpusCheck, packet_ms};
+use super::report::{FileReport, Problem, ProblemKind, SizeChange, Status, TrackReport};
+use super::vpx;
+
+/// Largest element accepted; a corrupt size field must not make us allocate gigabytes.
+const MAX_ELEMENT: usize = 64 << 20;
+/// Corrupt spots skipped before giving up on the rest of the file.
+const MAX_RECOVERIES: usize = 50;
+/// Problems of one kind on one track listed one by one; the rest are counted.
+const MAX_LISTED: usize = 20;
+
+#[derive(Default)]
+struct EntryBuilder {
+    number: Option<u64>,
+    track_type: Option<u64>,
+    codec: Option<String>,
+    private: Option<Vec<u8>>,
+}
+
+/// Per-track state while reading.
+struct Track {
+    number: u64,
+    kind: &'static str,
+    codec: String,
+    private_len: usize,
+    frames: u64,
+    keyframes: u64,
+    bytes: u64,
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+    last_len_ms: u64,
+    size: Option<(u32, u32)>,
+    size_changes: Vec<SizeChange>,
+    keyframe_ms: Vec<i64>,
+    opus: Option<OpusCheck>,
+}
+
+impl Track {
+    fn end_ms(&self) -> Option<i64> {
+        self.last_ms.map(|l| l + self.last_len_ms as i64)
+    }
+
+    fn duration_ms(&self) -> u64 {
+        match (self.first_ms, self.end_ms()) {
+            (Some(f), Some(e)) => (e - f).max(0) as u64,
+            _ => 0,
+        }
+    }
+
+    /// The average time between frames (what a video frame is assumed to last).
+    fn interval_ms(&self) -> u64 {
+        match (self.first_ms, self.last_ms) {
+            (Some(f), Some(l)) if self.frames > 1 => ((l - f) as u64) / (self.frames - 1),
+            _ => 0,
+        }
+    }
+}
+
+/// Collects problems, listing at most [`MAX_LISTED`] of one kind per track.
+#[derive(Default)]
+struct Problems {
+    list: Vec<Problem>,
+    counts: HashMap<(String, Option<u64>), usize>,
+}
+
+impl Problems {
+    fn add(&mut self, kind: ProblemKind, at_ms: Option<i64>, track: Option<u64>, message: String) {
+        let n = self.counts.entry((format!("{kind:?}"), track)).or_default();
+        *n += 1;
+        if *n <= MAX_LISTED {
+            self.list.push(Problem {
+                kind,
+                at_ms,
+                track,
+                message,
+            });
+        }
+    }
+
+    /// Adds "and N more" lines for kinds that overflowed.
+    fn finish(mut self) -> Vec<Problem> {
+        let mut extra: Vec<_> = self
+            .counts
+            .iter()
+            .filter(|(_, n)| **n > MAX_LISTED)
+            .map(|((kind, track), n)| (kind.clone(), *track, *n))
+            .collect();
+        extra.sort();
+        for (kind, track, n) in extra {
+            let like = self
+                .list
+                .iter()
+                .find(|p| format!("{:?}", p.kind) == kind && p.track == track)
+                .map(|p| p.kind)
+                .expect("listed before counted");
+            self.list.push(Problem {
+                kind: like,
+                at_ms: None,
+                track,
+                message: format!("{} more like this not listed", n - MAX_LISTED),
+            });
+        }
+        self.list
+    }
+}
+
+/// The reading state of one file.
+struct Scan<'a> {
+    opts: &'a CheckOptions,
+    saw_ebml: bool,
+    doc_type: Option<String>,
+    segment_started: bool,
+    segment_ended: bool,
+    scale_ns: u64,
+    info_duration: Option<f64>,
+    cue_points: u64,
+    entry: Option<EntryBuilder>,
+    tracks: Vec<Track>,
+    cluster_ts: Option<u64>,
+    group_block: Option<Vec<u8>>,
+    group_referenced: bool,
+    first_video_seen: bool,
+    problems: Problems,
+}
+
+/// Checks one file; never panics on bad input.
+pub fn check_file(path: &Path, opts: &CheckOptions) -> FileReport {
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut report = FileReport {
+        file: path.to_path_buf(),
+        playable: false,
+        status: Status::Unreadable,
+        duration_ms: None,
+        playable_ms: None,
+        bytes,
+        finalized: false,
+        tracks: Vec::new(),
+        av_offset_ms: None,
+        av_duration_diff_ms: None,
+        problems: Vec::new(),
+    };
+    let problem = |kind, message: String| Problem {
+        kind,
+        at_ms: None,
+        track: None,
+        message,
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            report
+                .problems
+                .push(problem(ProblemKind::NotWebm, format!("cannot open: {e}")));
+            return report;
+        }
+    };
+    if bytes == 0 {
+        report
+            .problems
+            .push(problem(ProblemKind::Empty, "the file is empty".into()));
+        return report;
+    }
+    let mut scan = Scan {
+        opts,
+        saw_ebml: false,
+        doc_type: None,
+        segment_started: false,
+        segment_ended: false,
+        scale_ns: 1_000_000,
+        info_duration: None,
+        cue_points: 0,
+        entry: None,
+        tracks: Vec::new(),
+        cluster_ts: None,
+        group_block: None,
+        group_referenced: false,
+        first_video_seen: false,
+        problems: Problems::default(),
+    };
+    let cut_off = scan.read(BufReader::new(file));
+    scan.finish(cut_off, report)
+}
+
+impl Scan<'_> {
+    /// Reads every element; returns whether the file ended in the middle of one.
+    fn read(&mut self, source: BufReader<File>) -> bool {
+        let mut it = WebmIterator::new(source, &[]);
+        // Without this, elements still open at the end of the file would be reported as
+        // closed, and a cut-off file would look complete.
+        it.emit_master_end_when_eof(false);
+        it.set_max_allowable_tag_size(Some(MAX_ELEMENT));
+        let mut recoveries = 0;
+        loop {
+            match it.next() {
+                None => return false,
+                Some(Ok(tag)) => {
+                    if !self.saw_ebml && !matches!(tag, MatroskaSpec::Ebml(_)) {
+                        // Not EBML at all: stop rather than hunt through random bytes.
+                        return false;
+                    }
+                    self.on_tag(tag);
+                }
+                Some(Err(TagIteratorError::UnexpectedEOF { .. })) => return true,
+                Some(Err(e)) => {
+                    if !self.saw_ebml {
+                        return false;
+                    }
+                    let at = self.last_time();
+                    self.problems.add(
+                        ProblemKind::CorruptData,
+                        at,
+                        None,
+                        format!(
+                            "corrupt data near byte {}: {e}",
+                            it.last_emitted_tag_offset()
+                        ),
+                    );
+                    recoveries += 1;
+                    if recoveries > MAX_RECOVERIES || it.try_recover().is_err() {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn last_time(&self) -> Option<i64> {
+        self.tracks.iter().filter_map(|t| t.last_ms).max()
+    }
+
+    fn on_tag(&mut self, tag: MatroskaSpec) {
+        match tag {
+            MatroskaSpec::Ebml(Master::Start) => self.saw_ebml = true,
+            MatroskaSpec::DocType(d) => self.doc_type = Some(d),
+            MatroskaSpec::Segment(Master::Start) => self.segment_started = true,
+            MatroskaSpec::Segment(Master::End) => self.segment_ended = true,
+            MatroskaSpec::TimestampScale(s) if s > 0 => self.scale_ns = s,
+            MatroskaSpec::Duration(d) => self.info_duration = Some(d),
+            MatroskaSpec::CuePoint(Master::Start) => self.cue_points += 1,
+            MatroskaSpec::TrackEntry(Master::Start) => self.entry = Some(EntryBuilder::default()),
+            MatroskaSpec::TrackNumber(n) => self.with_entry(|e| e.number = Some(n)),
+            MatroskaSpec::TrackType(t) => self.with_entry(|e| e.track_type = Some(t)),
+            MatroskaSpec::CodecID(c) => self.with_entry(|e| e.codec = Some(c)),
+            MatroskaSpec::CodecPrivate(p) => self.with_entry(|e| e.private = Some(p)),
+            MatroskaSpec::TrackEntry(Master::End) => self.end_entry(),
+            MatroskaSpec::Timestamp(t) => self.cluster_ts = Some(t),
+            MatroskaSpec::BlockGroup(Master::Start) => {
+                self.group_block = None;
+                self.group_referenced = false;
+            }
+            MatroskaSpec::Block(data) => self.group_block = Some(data),
+            MatroskaSpec::ReferenceBlock(_) => self.group_referenced = true,
+            MatroskaSpec::BlockGroup(Master::End) => {
+                if let Some(data) = self.group_block.take() {
+                    let tag = MatroskaSpec::Block(data);
+                    match Block::try_from(&tag) {
+                        Ok(b) => {
+                            let key = !self.group_referenced;
+                            let frames = match b.read_frame_data() {
+                                Ok(f) => f.into_iter().map(|f| f.data.to_vec()).collect(),
+                                Err(_) => vec![b.raw_frame_data().to_vec()],
+                            };
+                            self.on_block(b.track, b.timestamp, key, frames);
+                        }
+                        Err(e) => self.corrupt_block(e.to_string()),
+                    }
+                }
+            }
+            tag @ MatroskaSpec::SimpleBlock(_) => match SimpleBlock::try_from(&tag) {
+                Ok(b) => {
+                    let frames = if b.lacing.is_some() {
+                        match b.read_frame_data() {
+                            Ok(f) => f.into_iter().map(|f| f.data.to_vec()).collect(),
+                            Err(e) => return self.corrupt_block(e.to_string()),
+                        }
+                    } else {
+                        vec![b.raw_frame_data().to_vec()]
+                    };
+                    self.on_block(b.track, b.timestamp, b.keyframe, frames);
+                }
+                Err(e) => self.corrupt_block(e.to_string()),
+            },
+            _ => {}
+        }
+    }
+
+    fn with_entry(&mut self, f: impl FnOnce(&mut EntryBuilder)) {
+        if let Some(e) = &mut self.entry {
+            f(e);
+        }
+    }
+
+    fn end_entry(&mut self) {
+        let Some(e) = self.entry.take() else { return };
+        let Some(number) = e.number else {
+            self.problems.add(
+                ProblemKind::CorruptData,
+                None,
+                None,
+                "a track without a number".into(),
+            );
+            return;
+        };
+        let kind = match e.track_type {
+            Some(1) => "video",
+            Some(2) => "audio",
+            _ => "other",
+        };
+        let codec = e.codec.unwrap_or_default();
+        if codec.is_empty() {
+            self.problems.add(
+                ProblemKind::UnknownCodec,
+                None,
+                Some(number),
+                "the track has no codec id".into(),
+            );
+        }
+        if codec == "A_OPUS" {
+            match &e.private {
+                None => self.problems.add(
+                    ProblemKind::MissingCodecPrivate,
+                    None,
+                    Some(number),
+                    "Opus needs an OpusHead in CodecPrivate".into(),
+                ),
+                Some(p) if p.len() < 19 || !p.starts_with(b"OpusHead") || p[9] == 0 => {
+                    self.problems.add(
+                        ProblemKind::BadCodecPrivate,
+                        None,
+                        Some(number),
+                        format!("CodecPrivate is not a valid OpusHead ({} bytes)", p.len()),
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+        self.tracks.push(Track {
+            number,
+            kind,
+            opus: (codec == "A_OPUS").then(OpusCheck::new),
+            codec,
+            private_len: e.private.map_or(0, |p| p.len()),
+            frames: 0,
+            keyframes: 0,
+            bytes: 0,
+            first_ms: None,
+            last_ms: None,
+            last_len_ms: 0,
+            size: None,
+            size_changes: Vec::new(),
+            keyframe_ms: Vec::new(),
+        });
+    }
+
+    fn corrupt_block(&mut self, why: String) {
+        let at = self.last_time();
+        self.problems.add(
+            ProblemKind::CorruptData,
+            at,
+            None,
+            format!("unreadable block: {why}"),
+        );
+    }
+
+    fn on_block(&mut self, track: u64, rel: i16, flagged_key: bool, frames: Vec<Vec<u8>>) {
+        let Some(cluster) = self.cluster_ts else {
+            return self.corrupt_block("a block outside a cluster with a timestamp".into());
+        };
+        let ticks = cluster as i128 + i128::from(rel);
+        let ms = (ticks * i128::from(self.scale_ns) / 1_000_000) as i64;
+        let gap_ms = self.opts.gap.as_millis() as i64;
+        let Some(t) = self.tracks.iter_mut().find(|t| t.number == track) else {
+            return self.corrupt_block(format!("a block for track {track}, which is not declared"));
+        };
+        let mut found: Vec<(ProblemKind, Option<i64>, String)> = Vec::new();
+        if let Some(prev) = t.last_ms {
+            if ms < prev {
+                found.push((
+                    ProblemKind::TimestampBackwards,
+                    Some(ms),
+                    format!("goes back {} ms", prev - ms),
+                ));
+            } else if ms - prev > gap_ms {
+                found.push((
+                    ProblemKind::Gap,
+                    Some(prev),
+                    format!("no {} for {:.2} s", t.kind, (ms - prev) as f64 / 1000.0),
+                ));
+            }
+        }
+        t.frames += frames.len() as u64;
+        t.keyframes += u64::from(flagged_key);
+        if flagged_key && t.kind == "video" && t.keyframe_ms.len() < 10_000 {
+            t.keyframe_ms.push(ms);
+        }
+        t.first_ms.get_or_insert(ms);
+        t.last_ms = Some(t.last_ms.map_or(ms, |l| l.max(ms)));
+        for frame in &frames {
+            t.bytes += frame.len() as u64;
+            match t.codec.as_str() {
+                "A_OPUS" => {
+                    t.last_len_ms = packet_ms(frame).unwrap_or(20);
+                    if let Some(opus) = &mut t.opus
+                        && let Err(e) = opus.decode(frame)
+                    {
+                        found.push((ProblemKind::DecodeError, Some(ms), format!("libopus: {e}")));
+                    }
+                }
+                "V_VP8" | "V_VP9" => {
+                    let header = if t.codec == "V_VP8" {
+                        vpx::vp8(frame)
+                    } else {
+                        vpx::vp9(frame)
+                    };
+                    let first = !self.first_video_seen;
+                    self.first_video_seen = true;
+                    match header {
+                        None => found.push((
+                            ProblemKind::UndecodableVideo,
+                            Some(ms),
+                            "the frame header cannot be read".into(),
+                        )),
+                        Some(h) => {
+                            if first && !(h.keyframe && flagged_key) {
+                                found.push((
+                                    ProblemKind::FirstVideoNotKeyframe,
+                                    Some(ms),
+                                    "the first video frame is not a keyframe: the start will not show".into(),
+                                ));
+                            } else if h.keyframe != flagged_key {
+                                found.push((
+                                    ProblemKind::KeyframeFlagMismatch,
+                                    Some(ms),
+                                    format!(
+                                        "block flag says {}, bitstream says {}",
+                                        key_word(flagged_key),
+                                        key_word(h.keyframe)
+                                    ),
+                                ));
+                            }
+                            if let Some(size) = h.size
+                                && t.size != Some(size)
+                            {
+                                if t.size.is_some() {
+                                    t.size_changes.push(SizeChange {
+                                        at_ms: ms,
+                                        width: size.0,
+                                        height: size.1,
+                                    });
+                                }
+                                t.size = Some(size);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (kind, at, msg) in found {
+            self.problems.add(kind, at, Some(track), msg);
+        }
+    }
+
+    fn finish(self, cut_off: bool, mut report: FileReport) -> FileReport {
+        let mut problems = self.problems;
+        let not_webm = |problems: &mut Problems, msg: &str| {
+            problems.add(ProblemKind::NotWebm, None, None, msg.into());
+        };
+        if !self.saw_ebml {
+            not_webm(&mut problems, "no EBML header: not a WebM/Matroska file");
+        } else if !matches!(self.doc_type.as_deref(), Some("webm" | "matroska")) {
+            not_webm(
+                &mut problems,
+                &format!("document type {:?} is not webm or matroska", self.doc_type),
+            );
+        } else if !self.segment_started {
+            not_webm(&mut problems, "no Segment");
+        } else if self.tracks.is_empty() {
+            problems.add(ProblemKind::NoTracks, None, None, "no tracks".into());
+        }
+        let frames: u64 = self.tracks.iter().map(|t| t.frames).sum();
+        let end = self.tracks.iter().filter_map(Track::end_ms).max();
+        report.playable = self.saw_ebml && self.segment_started && frames > 0;
+        if self.saw_ebml && self.segment_started && !self.tracks.is_empty() && frames == 0 {
+            problems.add(ProblemKind::NoFrames, None, None, "no frames".into());
+        }
+        report.playable_ms = end.map(|e| e.max(0) as u64);
+        report.finalized = self.segment_ended && !cut_off;
+        if report.playable {
+            let playable = report.playable_ms.unwrap_or(0) as f64 / 1000.0;
+            if !report.finalized {
+                problems.add(
+                    ProblemKind::Truncated,
+                    end,
+                    None,
+                    format!(
+                        "the file ends early (a crash, or still being written): {playable:.1} s playable"
+                    ),
+                );
+            } else {
+                if self.info_duration.is_none() {
+                    problems.add(
+                        ProblemKind::MissingDuration,
+                        None,
+                        None,
+                        "no Duration in the Segment Info".into(),
+                    );
+                }
+                if self.cue_points == 0 {
+                    problems.add(
+                        ProblemKind::MissingCues,
+                        None,
+                        None,
+                        "no Cues: players cannot seek".into(),
+                    );
+                }
+            }
+        }
+        report.duration_ms = match self.info_duration {
+            Some(d) if report.finalized => {
+                Some((d * self.scale_ns as f64 / 1_000_000.0).round() as u64)
+            }
+            _ => report.playable_ms,
+        };
+        let first_of = |kind: &str| self.tracks.iter().find(|t| t.kind == kind && t.frames > 0);
+        if let (Some(a), Some(v)) = (first_of("audio"), first_of("video")) {
+            report.av_offset_ms = Some(v.first_ms.unwrap_or(0) - a.first_ms.unwrap_or(0));
+            report.av_duration_diff_ms = Some(v.duration_ms() as i64 - a.duration_ms() as i64);
+        }
+        report.tracks = self
+            .tracks
+            .into_iter()
+            .map(|mut t| {
+                if t.kind == "video" {
+                    t.last_len_ms = t.interval_ms();
+                }
+                let duration_ms = t.duration_ms();
+                let seconds = duration_ms as f64 / 1000.0;
+                TrackReport {
+                    number: t.number,
+                    kind: t.kind.to_string(),
+                    codec: t.codec.clone(),
+                    codec_private_bytes: t.private_len,
+                    frames: t.frames,
+                    keyframes: t.keyframes,
+                    first_ms: t.first_ms,
+                    last_ms: t.last_ms,
+                    duration_ms,
+                    fps: (t.kind == "video" && t.frames > 1 && seconds > 0.0).then(|| {
+                        (t.frames - 1) as f64
+                            / ((t.last_ms.unwrap_or(0) - t.first_ms.unwrap_or(0)) as f64 / 1000.0)
+                    }),
+                    bitrate_kbps: (seconds > 0.0).then(|| t.bytes as f64 * 8.0 / seconds / 1000.0),
+                    width: t.size.map(|s| s.0),
+                    height: t.size.map(|s| s.1),
+                    size_changes: t.size_changes,
+                    keyframe_ms: t.keyframe_ms,
+                    decode_errors: t.opus.as_ref().map_or(0, |o| o.errors),
+                    decoded_ms: t.opus.as_ref().map(OpusCheck::decoded_ms),
+                    silent_share: t.opus.as_ref().and_then(OpusCheck::silent_share),
+                }
+            })
+            .collect();
+        report.problems = problems.finish();
+        report.status = if !report.playable {
+            Status::Unreadable
+        } else if report.problems.is_empty() {
+            Status::Ok
+        } else {
+            Status::Problems
+        };
+        report
+    }
+}
+
+fn key_word(key: bool) -> &'static str {
+    if key { "keyframe" } else { "not a keyframe" }
+}

@@ -1,0 +1,323 @@
+//! The check tool on files no one here wrote (ffmpeg with libvpx and libopus) and on damaged
+//! copies of them, compared with ffprobe; and its command line. (Janus's own recordings via
+//! janus-pp-rec and the daemon's files are checked in `tests/recording.rs`.)
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use janus_recorder::check::{CheckOptions, FileReport, ProblemKind, Status, check_file};
+use support::{Scratch, agreement_with_ffprobe, require_ffmpeg};
+
+/// Makes a 5 s clip with ffmpeg: `video` is "vp8", "vp9" or none; `extra` goes before the
+/// output name.
+fn clip(
+    dir: &Path,
+    name: &str,
+    video: Option<&str>,
+    audio_src: Option<&str>,
+    extra: &[&str],
+) -> PathBuf {
+    require_ffmpeg();
+    let out = dir.join(name);
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "error", "-y"]);
+    if video.is_some() {
+        cmd.args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"]);
+    }
+    if let Some(src) = audio_src {
+        cmd.args(["-f", "lavfi", "-i", src]);
+    }
+    cmd.args(["-t", "5"]);
+    match video {
+        Some("vp9") => cmd.args([
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-g",
+            "30",
+        ]),
+        Some(_) => cmd.args(["-c:v", "libvpx", "-g", "30"]),
+        None => cmd.arg("-vn"),
+    };
+    if audio_src.is_some() {
+        cmd.args(["-c:a", "libopus", "-ac", "2"]);
+    }
+    let status = cmd.args(extra).arg(&out).status().expect("ffmpeg");
+    assert!(status.success(), "ffmpeg could not make {name}");
+    out
+}
+
+const SINE: &str = "sine=frequency=440:sample_rate=48000";
+
+fn check(path: &Path) -> FileReport {
+    check_file(path, &CheckOptions::default())
+}
+
+#[test]
+fn files_from_ffmpeg_are_ok_and_agree_with_ffprobe() {
+    let scratch = Scratch::new("check-good");
+    let dir = &scratch.path;
+    for (name, video, audio) in [
+        ("vp8.webm", Some("vp8"), Some(SINE)),
+        ("vp9.webm", Some("vp9"), Some(SINE)),
+        ("audio.webm", None, Some(SINE)),
+        ("video.mkv", Some("vp8"), None),
+    ] {
+        let path = clip(dir, name, video, audio, &[]);
+        let r = check(&path);
+        assert_eq!(r.status, Status::Ok, "{name}: {}", r.human());
+        assert!(r.problems.is_empty() && r.playable && r.finalized);
+        let one_frame = if video.is_some() { 1.0 / 30.0 } else { 0.02 };
+        assert_eq!(agreement_with_ffprobe(&path, &r, one_frame), None);
+        for t in &r.tracks {
+            match t.kind.as_str() {
+                "audio" => {
+                    assert_eq!(t.codec, "A_OPUS");
+                    assert_eq!(t.decode_errors, 0);
+                    let decoded = t.decoded_ms.unwrap();
+                    assert!(
+                        (decoded as i64 - 5000).abs() <= 30,
+                        "{name}: decoded {decoded}"
+                    );
+                    assert!(
+                        t.silent_share.unwrap() < 0.05,
+                        "{name}: a sine is not silent"
+                    );
+                }
+                "video" => {
+                    assert_eq!(
+                        t.codec,
+                        if video == Some("vp9") {
+                            "V_VP9"
+                        } else {
+                            "V_VP8"
+                        }
+                    );
+                    assert_eq!((t.width, t.height), (Some(320), Some(240)));
+                    assert_eq!(t.keyframes, 5, "{name}: a keyframe every 30 frames");
+                    assert!((t.fps.unwrap() - 30.0).abs() < 0.5);
+                }
+                other => panic!("{name}: unexpected track kind {other}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn silence_and_gaps_are_reported() {
+    let scratch = Scratch::new("check-gaps");
+    let dir = &scratch.path;
+    // First half silent, second half a tone.
+    let quiet = clip(
+        dir,
+        "half-silent.webm",
+        None,
+        Some("aevalsrc=if(lt(t\\,2.5)\\,0\\,0.5*sin(2*PI*440*t)):s=48000:d=5"),
+        &[],
+    );
+    let r = check(&quiet);
+    let share = r.tracks[0].silent_share.unwrap();
+    assert!((share - 0.5).abs() < 0.06, "silent share {share}");
+    assert_eq!(r.status, Status::Ok, "silence alone is not a problem");
+
+    // Video that jumps 3 s ahead at 2 s.
+    let gappy = clip(
+        dir,
+        "gap.webm",
+        Some("vp8"),
+        None,
+        &[
+            "-vf",
+            "setpts=PTS+gte(T\\,2)*3/TB",
+            "-fps_mode",
+            "passthrough",
+            "-t",
+            "9",
+        ],
+    );
+    let r = check(&gappy);
+    let gaps: Vec<_> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Gap)
+        .collect();
+    assert_eq!(gaps.len(), 1, "{}", r.human());
+    let at = gaps[0].at_ms.unwrap();
+    assert!((1900..=2050).contains(&at), "gap at {at} ms");
+    assert_eq!(r.status, Status::Problems);
+    assert_eq!(r.exit_status(), 1);
+    // A larger threshold hides it.
+    let relaxed = check_file(
+        &gappy,
+        &CheckOptions {
+            gap: std::time::Duration::from_secs(5),
+        },
+    );
+    assert!(relaxed.problems.iter().all(|p| p.kind != ProblemKind::Gap));
+}
+
+/// A reproducible stream of bytes that look random.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
+}
+
+#[test]
+fn damaged_files_are_diagnosed_without_a_panic() {
+    let scratch = Scratch::new("check-damaged");
+    let dir = &scratch.path;
+    let good = clip(dir, "good.webm", Some("vp8"), Some(SINE), &[]);
+    let bytes = fs::read(&good).unwrap();
+
+    // Cut off at 10%, 50% and 90%: playable up to roughly the cut.
+    let mut playable = Vec::new();
+    for percent in [10, 50, 90] {
+        let path = dir.join(format!("cut-{percent}.webm"));
+        fs::write(&path, &bytes[..bytes.len() * percent / 100]).unwrap();
+        let r = check(&path);
+        assert!(r.playable, "cut at {percent}%: {}", r.human());
+        assert_eq!(r.status, Status::Problems);
+        assert!(
+            r.problems.iter().any(|p| p.kind == ProblemKind::Truncated),
+            "{}",
+            r.human()
+        );
+        let ms = r.playable_ms.unwrap() as f64;
+        let expected = 5000.0 * percent as f64 / 100.0;
+        assert!(
+            (ms - expected).abs() < 1000.0,
+            "cut at {percent}%: {ms} ms playable"
+        );
+        playable.push(ms);
+    }
+    assert!(playable.windows(2).all(|w| w[0] < w[1]));
+
+    // 2 KiB of noise over the middle: reported, not a panic.
+    let mut damaged = bytes.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid..mid + 2048].copy_from_slice(&noise(2048, 7));
+    let path = dir.join("overwritten.webm");
+    fs::write(&path, &damaged).unwrap();
+    let r = check(&path);
+    assert_ne!(r.status, Status::Ok, "{}", r.human());
+    assert!(!r.problems.is_empty());
+
+    // A mangled OpusHead.
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"OpusHead")
+        .expect("OpusHead in the file");
+    let mut mangled = bytes.clone();
+    mangled[at..at + 8].copy_from_slice(b"OpusXXXX");
+    let path = dir.join("bad-opushead.webm");
+    fs::write(&path, &mangled).unwrap();
+    let r = check(&path);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::BadCodecPrivate),
+        "{}",
+        r.human()
+    );
+
+    // Random bytes and an empty file: unreadable.
+    for (name, content) in [
+        ("random.webm", noise(100_000, 42)),
+        ("empty.webm", Vec::new()),
+    ] {
+        let path = dir.join(name);
+        fs::write(&path, content).unwrap();
+        let r = check(&path);
+        assert_eq!(r.status, Status::Unreadable, "{name}: {}", r.human());
+        assert!(!r.playable);
+        assert_eq!(r.exit_status(), 2);
+    }
+}
+
+fn run_check(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+        .arg("check")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn command_line_json_exit_status_and_timeline() {
+    let scratch = Scratch::new("check-cli");
+    let dir = &scratch.path;
+    fs::create_dir_all(dir.join("a")).unwrap();
+    let good = clip(dir, "a/good.webm", Some("vp8"), Some(SINE), &[])
+        .to_string_lossy()
+        .into_owned();
+    let bytes = fs::read(&good).unwrap();
+    let cut = dir.join("a/b/cut.mkv");
+    fs::create_dir_all(cut.parent().unwrap()).unwrap();
+    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let random = dir.join("random.webm");
+    fs::write(&random, noise(5000, 3)).unwrap();
+
+    // One good file: exit 0, a JSON object with the promised fields.
+    let (code, out) = run_check(&["--json", &good]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    for key in ["file", "playable", "duration_ms", "tracks", "problems"] {
+        assert!(v.get(key).is_some(), "no {key} in {v}");
+    }
+    for key in ["codec", "frames", "keyframes", "duration_ms"] {
+        assert!(v["tracks"][0].get(key).is_some(), "no tracks[].{key}");
+    }
+
+    // A directory: found recursively, worst status wins, an array of objects.
+    let (code, out) = run_check(&["--json", &dir.join("a").to_string_lossy()]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(2), "{v}");
+    let cut_report = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["file"].as_str().unwrap().ends_with("cut.mkv"))
+        .expect("the cut file is found");
+    assert_eq!(cut_report["problems"][0]["kind"], "truncated");
+    assert!(cut_report["problems"][0]["at_ms"].is_i64());
+    assert!(cut_report["problems"][0]["message"].is_string());
+
+    let (code, out) = run_check(&[&good, &random.to_string_lossy()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("UNREADABLE") && out.contains("OK"), "{out}");
+
+    // A timeline per file.
+    let svg = dir.join("t.svg");
+    let (code, _) = run_check(&[
+        "--timeline",
+        &svg.to_string_lossy(),
+        &good,
+        &cut.to_string_lossy(),
+    ]);
+    assert_eq!(code, 1);
+    for name in ["t-good.svg", "t-cut.svg"] {
+        let text = fs::read_to_string(dir.join(name)).unwrap();
+        assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+        assert_eq!(text.matches("class=\"lane\"").count(), 2, "{name}");
+        assert!(text.contains("class=\"keyframe\""));
+    }
+    let cut_svg = fs::read_to_string(dir.join("t-cut.svg")).unwrap();
+    assert!(cut_svg.contains("class=\"problem\""));
+}
