@@ -320,6 +320,21 @@ room = 9999
     }
     assert!(!Path::new("/tmp/evil").exists(), "the hostile name escaped");
 
+    // A damaged copy of a recording (cut in half, as by a full disk) is diagnosed, not refused.
+    let (alice, _) = recordings_by_sidecar(&out.join("1234"))
+        .into_iter()
+        .find(|(_, sc)| sc["display"] == "Alice")
+        .expect("Alice's recording");
+    let bytes = fs::read(&alice).unwrap();
+    let cut = dir.join("alice-cut.webm");
+    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let report = check_file(&cut, &CheckOptions::default());
+    assert!(
+        report.playable && report.status == Status::Problems && !report.finalized,
+        "{}",
+        report.human()
+    );
+
     // Janus's own recording of the hostile publisher, converted by janus-pp-rec, agrees.
     compare_with_janus_recording(&janus.rec_dir, dir, &expected[5], &out);
 }

@@ -165,6 +165,9 @@ impl FileReport {
                 if let (Some(w), Some(h)) = (t.width, t.height) {
                     let _ = write!(s, "  {w}x{h}");
                 }
+                for c in &t.size_changes {
+                    let _ = write!(s, ", {}x{} at {}", c.width, c.height, clock(c.at_ms));
+                }
             }
             if let Some(d) = t.decoded_ms {
                 let _ = write!(s, "  decoded {:.2}s", d as f64 / 1000.0);
