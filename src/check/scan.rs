@@ -548,6 +548,7 @@ impl Scan<'_> {
                 }
                 let duration_ms = t.duration_ms();
                 let seconds = duration_ms as f64 / 1000.0;
+                let span_ms = t.last_ms.unwrap_or(0) - t.first_ms.unwrap_or(0);
                 TrackReport {
                     number: t.number,
                     kind: t.kind.to_string(),
@@ -558,10 +559,8 @@ impl Scan<'_> {
                     first_ms: t.first_ms,
                     last_ms: t.last_ms,
                     duration_ms,
-                    fps: (t.kind == "video" && t.frames > 1 && seconds > 0.0).then(|| {
-                        (t.frames - 1) as f64
-                            / ((t.last_ms.unwrap_or(0) - t.first_ms.unwrap_or(0)) as f64 / 1000.0)
-                    }),
+                    fps: (t.kind == "video" && t.frames > 1 && span_ms > 0)
+                        .then(|| (t.frames - 1) as f64 / (span_ms as f64 / 1000.0)),
                     bitrate_kbps: (seconds > 0.0).then(|| t.bytes as f64 * 8.0 / seconds / 1000.0),
                     width: t.size.map(|s| s.0),
                     height: t.size.map(|s| s.1),

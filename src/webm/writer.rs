@@ -7,8 +7,10 @@
 //! Segment's and Clusters' sizes in place (their size fields are 8 bytes wide, as the unknown
 //! size marker, so no byte moves).
 //!
-//! Frames come in arrival order, which across tracks is not timestamp order; a short muxing
-//! queue ([`MUX_DELAY`]) puts them back in order before they become blocks.
+//! Frames come in arrival order, which across tracks is not timestamp order; a muxing queue
+//! holds each frame until every track has reached its time (at most [`MAX_HOLD_MS`]), so
+//! blocks go out in timestamp order. A frame that still comes too late keeps its own time,
+//! written before its cluster's start (a negative block offset): never a duplicate timestamp.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -27,8 +29,9 @@ use crate::media::{Codec, MediaKind};
 const MAX_CLUSTER_MS: u64 = 2_000;
 /// A video keyframe starts a new cluster once the current one is at least this old.
 const MIN_KEYFRAME_CLUSTER_MS: u64 = 250;
-/// How long frames wait in the muxing queue for earlier frames of the other track.
-const MUX_DELAY_MS: u64 = 200;
+/// Longest a frame waits in the muxing queue for the other track to catch up (a track that
+/// stalls, or lags the other, holds the queue no longer than this).
+const MAX_HOLD_MS: u64 = 1_000;
 /// How long the header waits (in media time) for a video keyframe to learn the frame size.
 const HEADER_WAIT_MS: u64 = 2_000;
 /// Reserved room (bytes) for the SeekHead, for the Info to grow by a Duration, and for the
@@ -141,15 +144,20 @@ pub struct WebmWriter {
     /// Frame size from the first video keyframe.
     video_size: Option<(u32, u32)>,
     queue: VecDeque<QueuedFrame>,
+    /// The newest timestamp seen, overall and per track (audio, video).
     newest_ms: u64,
+    newest_by_kind: [Option<u64>; 2],
     clusters: Vec<ClusterMark>,
+    /// The last timestamp written, overall and per track.
     last_ms: Option<u64>,
+    last_by_kind: [Option<u64>; 2],
     audio_frames: u64,
     video_frames: u64,
     audio_end_ms: u64,
     last_video_ms: Option<u64>,
     video_interval_ms: u64,
-    clamped: u64,
+    /// Frames written behind a later frame of the other track.
+    late: u64,
     failed: Option<String>,
     finished: bool,
 }
@@ -181,14 +189,16 @@ impl WebmWriter {
             video_size: None,
             queue: VecDeque::new(),
             newest_ms: 0,
+            newest_by_kind: [None; 2],
             clusters: Vec::new(),
             last_ms: None,
+            last_by_kind: [None; 2],
             audio_frames: 0,
             video_frames: 0,
             audio_end_ms: 0,
             last_video_ms: None,
             video_interval_ms: 0,
-            clamped: 0,
+            late: 0,
             failed: None,
             finished: false,
         })
@@ -259,6 +269,8 @@ impl WebmWriter {
             .map_or(0, |i| i + 1);
         self.queue.insert(at, frame);
         self.newest_ms = self.newest_ms.max(ms);
+        let newest = &mut self.newest_by_kind[kind_index(kind)];
+        *newest = Some(newest.map_or(ms, |n| n.max(ms)));
         let r = self.emit_ready(false);
         self.record(r)
     }
@@ -301,13 +313,28 @@ impl WebmWriter {
             self.write_header()?;
         }
         while let Some(front) = self.queue.front() {
-            if !all && front.ms + MUX_DELAY_MS > self.newest_ms {
+            let ready = all
+                || self.every_track_reached(front.ms)
+                || front.ms + MAX_HOLD_MS <= self.newest_ms;
+            if !ready {
                 break;
             }
             let frame = self.queue.pop_front().expect("front exists");
             self.emit(frame)?;
         }
         Ok(())
+    }
+
+    /// Whether every track of the file has had a frame at or after `ms` (frames of one track
+    /// arrive in time order, so nothing earlier can still come).
+    fn every_track_reached(&self, ms: u64) -> bool {
+        [
+            (self.setup.audio, MediaKind::Audio),
+            (self.setup.video, MediaKind::Video),
+        ]
+        .iter()
+        .filter(|(codec, _)| codec.is_some())
+        .all(|(_, kind)| self.newest_by_kind[kind_index(*kind)].is_some_and(|n| n >= ms))
     }
 
     fn track_number(&self, kind: MediaKind) -> u64 {
@@ -425,45 +452,51 @@ impl WebmWriter {
     }
 
     fn emit(&mut self, frame: QueuedFrame) -> Result<(), String> {
-        // Frames that missed the muxing queue keep their order by taking the last timestamp.
-        let ms = match self.last_ms {
-            Some(last) if frame.ms < last => {
-                self.clamped += 1;
-                if self.clamped == 1 {
-                    tracing::debug!(
-                        late_ms = last - frame.ms,
-                        "a frame came later than the muxing delay; its time is moved up"
-                    );
-                }
-                last
+        // Each track's times only go forward (the feed's clocks promise it; this keeps it).
+        let index = kind_index(frame.kind);
+        let ms = frame.ms.max(self.last_by_kind[index].unwrap_or(0));
+        if let Some(last) = self.last_ms
+            && ms < last
+        {
+            self.late += 1;
+            if self.late == 1 {
+                tracing::debug!(
+                    late_ms = last - ms,
+                    kind = ?frame.kind,
+                    "a frame came after a later frame of the other track was written"
+                );
             }
-            _ => frame.ms,
-        };
+        }
         let is_video = frame.kind == MediaKind::Video;
         let cluster_start = self.clusters.last().map(|c| c.start_ms);
         let new_cluster = match cluster_start {
             None => true,
             Some(start) => {
-                ms - start >= MAX_CLUSTER_MS
-                    || (is_video && frame.keyframe && ms - start >= MIN_KEYFRAME_CLUSTER_MS)
+                let age = ms.saturating_sub(start);
+                age >= MAX_CLUSTER_MS
+                    || (is_video && frame.keyframe && age >= MIN_KEYFRAME_CLUSTER_MS)
             }
         };
         if new_cluster {
             self.open_cluster(ms, &frame)?;
         }
         let start = self.clusters.last().map_or(ms, |c| c.start_ms);
+        // Negative only for a late frame (see the module documentation); the feed's clocks keep
+        // tracks within seconds of each other, far inside i16's range.
+        let offset = (ms as i64 - start as i64).clamp(i64::from(i16::MIN), i64::from(i16::MAX));
         let track = self.track_number(frame.kind);
         let block = SimpleBlock::new_uncheked(
             &frame.data,
             track,
-            (ms - start) as i16,
+            offset as i16,
             false,
             None,
             false,
             frame.keyframe,
         );
         self.put(MatroskaSpec::from(block))?;
-        self.last_ms = Some(ms);
+        self.last_ms = Some(self.last_ms.map_or(ms, |l| l.max(ms)));
+        self.last_by_kind[index] = Some(ms);
         match frame.kind {
             MediaKind::Audio => {
                 self.audio_frames += 1;
@@ -517,11 +550,11 @@ impl WebmWriter {
         self.finished = true;
         let r = self.finish_file();
         self.record(r)?;
-        if self.clamped > 0 {
+        if self.late > 0 {
             tracing::info!(
                 path = %self.path.display(),
-                frames = self.clamped,
-                "frames came late and were moved up in time"
+                frames = self.late,
+                "frames came more than {MAX_HOLD_MS} ms behind the other track"
             );
         }
         let video_end = self.last_video_ms.map_or(0, |v| v + self.video_interval_ms);
@@ -708,3 +741,10 @@ fn encode_in_segment(tags: &[MatroskaSpec]) -> Result<Vec<u8>, String> {
 
 #[cfg(test)]
 mod tests;
+
+fn kind_index(kind: MediaKind) -> usize {
+    match kind {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
+    }
+}

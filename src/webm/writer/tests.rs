@@ -323,6 +323,39 @@ fn frames_out_of_order_across_tracks_come_out_in_order() {
 }
 
 #[test]
+fn a_lagging_track_keeps_its_own_times() {
+    let dir = scratch("lag");
+    let mut frames = source(&dir, Some("vp8"), true, 4);
+    // Audio arrives 400 ms behind video (an overloaded sender), then 1.5 s behind: the first
+    // fits the muxing queue, the second does not; either way no timestamp is altered.
+    frames.sort_by_key(|f| match f.kind {
+        MediaKind::Video => f.ms,
+        MediaKind::Audio if f.ms < 2_000 => f.ms + 400,
+        MediaKind::Audio => f.ms + 1_500,
+    });
+    let out = dir.join("out.webm");
+    write(&out, setup_of(Some(Codec::Vp8), true), &frames);
+    let back = read_back(&out);
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        let mut want: Vec<u64> = frames
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.ms)
+            .collect();
+        want.sort();
+        let got: Vec<u64> = back
+            .blocks
+            .iter()
+            .filter(|b| back.kinds[&b.track] == kind)
+            .map(|b| b.ms)
+            .collect();
+        assert_eq!(got, want, "{kind:?} times changed");
+    }
+    assert_eq!(decode_errors(&out), "");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn a_pause_stays_on_the_timeline() {
     let dir = scratch("pause");
     let clip = source(&dir, Some("vp8"), true, 2);
