@@ -12,6 +12,8 @@ packages=(
     janus janus-demos janus-tools
     # publishers, media checks, network namespaces, the page server
     chromium ffmpeg mkvtoolnix iproute2 python3 procps ca-certificates
+    # systemd-analyze, for the unit file tests
+    systemd
 )
 
 if [ "$(id -u)" -ne 0 ]; then

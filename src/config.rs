@@ -27,9 +27,9 @@ pub struct JanusConfig {
     /// `ws://` or `wss://` (certificates are verified against the system roots).
     pub url: String,
     /// Janus's `api_secret`, when the server sets one.
-    pub api_secret: Option<String>,
+    pub api_secret: Option<Secret>,
     /// A stored-auth token, when the server has `token_auth` on.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
 }
 
 /// `[output]`: where recordings go.
@@ -59,7 +59,57 @@ pub struct RoomConfig {
     /// Numeric (`1234`) or string (`"hearing-7"`, for Janus's `string_ids`) room id.
     pub room: RoomId,
     /// The room's PIN, if it has one.
-    pub pin: Option<String>,
+    pub pin: Option<Secret>,
+}
+
+/// A secret given in the config text (`"..."`), read from a file (`{ file = "/run/x" }`, one
+/// trailing newline dropped) or from an environment variable (`{ env = "NAME" }`), so it need
+/// not sit in the config. It is read when the config is loaded (and on every reload); its
+/// `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the request that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        use serde::de::Error;
+        const EXPECTED: &str = r#"expected a string, { file = "PATH" } or { env = "NAME" }"#;
+        let value = toml::Value::deserialize(d)?;
+        match value {
+            toml::Value::String(s) => Ok(Secret(s)),
+            toml::Value::Table(t) if t.len() == 1 => match t.iter().next() {
+                Some((k, toml::Value::String(path))) if k == "file" => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| D::Error::custom(format!("cannot read {path}: {e}")))?;
+                    let text = text.strip_suffix('\n').unwrap_or(&text);
+                    Ok(Secret(text.strip_suffix('\r').unwrap_or(text).to_owned()))
+                }
+                Some((k, toml::Value::String(name))) if k == "env" => {
+                    std::env::var(name).map(Secret).map_err(|_| {
+                        D::Error::custom(format!("environment variable {name} is not set"))
+                    })
+                }
+                _ => Err(D::Error::custom(EXPECTED)),
+            },
+            _ => Err(D::Error::custom(EXPECTED)),
+        }
+    }
 }
 
 /// A config that could not be used. Its `Display` names the file, the key and the problem.
@@ -217,14 +267,44 @@ mod tests {
     #[test]
     fn parses_a_full_config() {
         let c = parse(GOOD).unwrap();
-        assert_eq!(c.janus.api_secret.as_deref(), Some("s3cret"));
+        assert_eq!(c.janus.api_secret, Some(Secret::new("s3cret")));
         assert_eq!(c.rooms[0].room, RoomId::from(1234));
         assert_eq!(c.rooms[1].room, RoomId::from("hearing-7"));
-        assert_eq!(c.rooms[1].pin.as_deref(), Some("42"));
+        assert_eq!(c.rooms[1].pin, Some(Secret::new("42")));
+        assert_eq!(format!("{:?}", c.rooms[1].pin), "Some(Secret(..))");
         let plan = c.network.socket_plan();
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].0, "10.0.0.2:0".parse().unwrap());
         assert_eq!(plan[0].1, "10.0.0.2:0".parse().unwrap());
+    }
+
+    #[test]
+    fn secrets_from_a_file_or_the_environment() {
+        let dir = std::env::temp_dir().join(format!("jr-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("api_secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("JR_TEST_PIN", "from-env") };
+        let text = GOOD
+            .replace(
+                "api_secret = \"s3cret\"",
+                &format!("api_secret = {{ file = \"{}\" }}", file.display()),
+            )
+            .replace("pin = \"42\"", "pin = { env = \"JR_TEST_PIN\" }");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.janus.api_secret.unwrap().expose(), "from-file");
+        assert_eq!(c.rooms[1].pin.as_ref().unwrap().expose(), "from-env");
+
+        let e = parse(&text.replace("JR_TEST_PIN", "JR_TEST_UNSET")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("rooms[1].pin"), "{e}");
+        assert!(e.problem.contains("JR_TEST_UNSET is not set"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("janus.api_secret"), "{e}");
+        assert!(e.problem.contains("cannot read"), "{e}");
+        let e = parse(&GOOD.replace("pin = \"42\"", "pin = { path = \"x\" }")).unwrap_err();
+        assert!(e.problem.contains("{ env = "), "{e}");
     }
 
     #[test]

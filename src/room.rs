@@ -13,7 +13,7 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::RoomConfig;
+use crate::config::{RoomConfig, Secret};
 use crate::feed::{self, EndReason, FeedSettings, FeedSpec};
 use crate::ids::FeedId;
 use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
@@ -45,6 +45,7 @@ pub async fn watch(
             RoomEnd::Shutdown | RoomEnd::ConnectionLost => return,
             RoomEnd::Retry(why) => {
                 tracing::error!(reason = %why, "room not recorded; retrying in {ROOM_RETRY:?}");
+                settings.health.error(format!("room {}: {why}", room.room));
                 tokio::select! {
                     _ = tokio::time::sleep(ROOM_RETRY) => {}
                     _ = shutdown.cancelled() => return,
@@ -67,6 +68,7 @@ async fn watch_once(
         Err(e) => return RoomEnd::Retry(e),
     };
     tracing::info!(publishers = publishers.len(), "watching room");
+    let _watched = count_as_watched(settings);
     let mut feeds = Feeds {
         session: session.clone(),
         settings: settings.clone(),
@@ -116,7 +118,7 @@ async fn join(
         "ptype": "publisher",
         "display": WATCHER_DISPLAY,
     });
-    if let Some(pin) = &room.pin {
+    if let Some(pin) = room.pin.as_ref().map(Secret::expose) {
         body["pin"] = json!(pin);
     }
     let (data, _) = handle
@@ -264,4 +266,16 @@ impl Feeds {
         }
         None
     }
+}
+
+/// Counts the room as watched (for the status line) until the returned guard is dropped.
+fn count_as_watched(settings: &Arc<FeedSettings>) -> impl Drop + use<> {
+    settings.health.room_joined();
+    struct Left(Arc<FeedSettings>);
+    impl Drop for Left {
+        fn drop(&mut self) {
+            self.0.health.room_left();
+        }
+    }
+    Left(settings.clone())
 }

@@ -12,10 +12,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub mod health;
+mod notify;
+
 use crate::config::{Config, ConfigError};
 use crate::feed::FeedSettings;
 use crate::janus::{Auth, Session};
 use crate::room;
+use health::Health;
+use notify::Notifier;
 
 /// Exit status for a config that cannot be used.
 pub const EXIT_CONFIG: i32 = 2;
@@ -24,6 +29,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long shutdown waits for feeds to finalize (systemd's default stop timeout is far
 /// longer; we promise 5 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
+/// How often the systemd STATUS line is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs the recorder service until SIGTERM/SIGINT; returns the process exit status.
 pub fn run(config_path: &Path) -> i32 {
@@ -58,11 +65,33 @@ pub fn run(config_path: &Path) -> i32 {
     0
 }
 
+/// Logs to the journal, with the span fields as structured fields (ROOM, FEED, DISPLAY),
+/// when systemd connected our output to it (JOURNAL_STREAM is set); else plain text on
+/// stderr, coloured only on a terminal.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                let journal = journal
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("janus-recorder".into());
+                let _ = tracing_subscriber::registry()
+                    .with(filter())
+                    .with(journal)
+                    .try_init();
+                return;
+            }
+            Err(e) => eprintln!("cannot log to the journal ({e}); logging to stderr"),
+        }
+    }
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
@@ -91,10 +120,19 @@ fn shutdown_on_signals() -> CancellationToken {
 
 async fn serve(config: Config) {
     let shutdown = shutdown_on_signals();
+    let notifier = Notifier::from_env();
+    let health = Arc::new(Health::default());
     let settings = Arc::new(FeedSettings {
         out_dir: config.output.dir.clone(),
         socket_plan: config.network.socket_plan(),
+        health: health.clone(),
     });
+    let supervisor = tokio::spawn(supervise(
+        notifier.clone(),
+        health.clone(),
+        config.rooms.len(),
+        shutdown.clone(),
+    ));
     let advertised: Vec<String> = settings
         .socket_plan
         .iter()
@@ -111,19 +149,29 @@ async fn serve(config: Config) {
         tracing::error!("no address to offer Janus for media: set [network] advertise");
     }
     let auth = Auth {
-        api_secret: config.janus.api_secret.clone(),
-        token: config.janus.token.clone(),
+        api_secret: config
+            .janus
+            .api_secret
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
+        token: config.janus.token.as_ref().map(|s| s.expose().to_owned()),
     };
     let mut backoff = Duration::from_secs(1);
+    let mut first_attempt = true;
     while !shutdown.is_cancelled() {
         let connected = tokio::select! {
             r = Session::connect(&config.janus.url, auth.clone()) => r,
             _ = shutdown.cancelled() => break,
         };
+        if std::mem::take(&mut first_attempt) {
+            // Ready means: config loaded, output writable, Janus tried (reachable or not).
+            notifier.ready(&health.status_line(config.rooms.len()));
+        }
         let session = match connected {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "Janus unreachable; retrying in {backoff:?}");
+                health.error(format!("Janus unreachable: {e}"));
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.cancelled() => break,
@@ -147,7 +195,10 @@ async fn serve(config: Config) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = session.closed() => tracing::warn!("lost the connection to Janus; finalizing and reconnecting"),
+            _ = session.closed() => {
+                tracing::warn!("lost the connection to Janus; finalizing and reconnecting");
+                health.error("lost the connection to Janus");
+            }
         }
         // Room watchers see the same signal and finalize their feeds.
         let drain = async { while rooms.join_next().await.is_some() {} };
@@ -156,5 +207,43 @@ async fn serve(config: Config) {
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), session.destroy()).await;
     }
+    supervisor.abort();
     tracing::info!("stopped");
+}
+
+/// Keeps systemd informed: STATUS every few seconds, and WATCHDOG=1 only while every feed
+/// loop is going round (a stuck feed lets the watchdog expire and systemd restart us).
+async fn supervise(
+    notifier: Notifier,
+    health: Arc<Health>,
+    rooms: usize,
+    shutdown: CancellationToken,
+) {
+    let watchdog = notifier.watchdog_interval();
+    let period = watchdog.map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY));
+    let mut tick = tokio::time::interval(period);
+    let mut withheld = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => {
+                notifier.stopping();
+                return;
+            }
+        }
+        notifier.status(&health.status_line(rooms));
+        if let Some(w) = watchdog {
+            let stuck = health.stuck_loops(w / 2);
+            if stuck == 0 {
+                notifier.watchdog();
+                withheld = false;
+            } else if !withheld {
+                tracing::error!(
+                    stuck,
+                    "feed loops are not going round; withholding the watchdog"
+                );
+                withheld = true;
+            }
+        }
+    }
 }

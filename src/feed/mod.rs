@@ -18,11 +18,13 @@ use serde_json::{Value, json};
 use str0m::media::{MediaData, Mid};
 use tokio::sync::oneshot;
 
+use crate::config::Secret;
 use crate::ids::RoomId;
 use crate::janus::messages::{Incoming, Jsep, Publisher, StreamKind, VideoRoomEvent};
 use crate::janus::{Handle, Session};
 use crate::media::{Codec, MediaKind};
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
+use crate::service::health::Health;
 use crate::webm::writer::{TrackSetup, WebmWriter};
 use rtc::{RtcEvent, RtcSession};
 use timeline::TrackClock;
@@ -33,13 +35,15 @@ pub struct FeedSettings {
     pub out_dir: PathBuf,
     /// UDP sockets to open per session: (bind, advertise).
     pub socket_plan: Vec<(SocketAddr, SocketAddr)>,
+    /// The service's shared state (status line, watchdog heartbeats).
+    pub health: Arc<Health>,
 }
 
 /// What one feed subscribes to.
 #[derive(Debug, Clone)]
 pub struct FeedSpec {
     pub room: RoomId,
-    pub pin: Option<String>,
+    pub pin: Option<Secret>,
     /// The room watcher's private id (rooms with `require_pvtid` need it).
     pub private_id: Option<u64>,
     pub publisher: Publisher,
@@ -138,7 +142,7 @@ async fn subscribe(
     if let Some(pid) = spec.private_id {
         join["private_id"] = json!(pid);
     }
-    if let Some(pin) = &spec.pin {
+    if let Some(pin) = spec.pin.as_ref().map(Secret::expose) {
         join["pin"] = json!(pin);
     }
     let (data, jsep) = handle
@@ -303,6 +307,9 @@ impl Feed {
         mut stop: oneshot::Receiver<EndReason>,
     ) -> EndReason {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // The watchdog is fed only while every feed loop goes round.
+        let settings = self.settings.clone();
+        let heartbeat = settings.health.heartbeat();
         let reason = loop {
             tokio::select! {
                 ev = rtc.next_event() => if let Some(r) = self.on_rtc(ev, &mut rtc) {
@@ -315,8 +322,11 @@ impl Feed {
                     None => break EndReason::ConnectionLost,
                 },
                 r = &mut stop => break r.unwrap_or(EndReason::Shutdown),
-                _ = tick.tick() => if let Some(r) = self.on_tick(&mut rtc) {
-                    break r;
+                _ = tick.tick() => {
+                    heartbeat.beat();
+                    if let Some(r) = self.on_tick(&mut rtc) {
+                        break r;
+                    }
                 },
             }
         };
@@ -392,7 +402,10 @@ impl Feed {
         if self.recording.is_none() {
             match self.open(d.network_time) {
                 Ok(r) => self.recording = Some(r),
-                Err(e) => return Some(EndReason::Failed(e)),
+                Err(e) => {
+                    self.settings.health.error(e.clone());
+                    return Some(EndReason::Failed(e));
+                }
             }
         }
         let rec = self.recording.as_mut().expect("just opened");
@@ -407,6 +420,7 @@ impl Feed {
         };
         written.err().map(|e| {
             tracing::error!(error = %e, "writing the recording failed");
+            self.settings.health.error(e.to_string());
             EndReason::Failed(e.to_string())
         })
     }
@@ -462,6 +476,7 @@ impl Feed {
             tracing::warn!(path = %paths.sidecar.display(), error = %e, "cannot write the sidecar");
         }
         tracing::info!(path = %paths.webm.display(), "recording started");
+        self.settings.health.recording_started();
         Ok(Recording {
             writer,
             paths,
@@ -529,6 +544,7 @@ impl Feed {
             rec.last_flush = now;
             if let Err(e) = rec.writer.flush() {
                 tracing::error!(error = %e, "flushing the recording failed");
+                self.settings.health.error(e.to_string());
                 return Some(EndReason::Failed(e.to_string()));
             }
         }
@@ -541,6 +557,7 @@ impl Feed {
             tracing::info!(%reason, "feed ended before any media was recorded");
             return;
         };
+        self.settings.health.recording_ended();
         let mut sidecar = rec.sidecar;
         sidecar.ended_at = Some(rfc3339(SystemTime::now()));
         sidecar.end_reason = Some(reason.to_string());
@@ -561,6 +578,7 @@ impl Feed {
             }
             Err(e) => {
                 tracing::error!(path = %rec.paths.webm.display(), error = %e, "finalizing the recording failed");
+                self.settings.health.error(e.to_string());
                 sidecar.end_reason = Some(format!("{reason}; finalize failed: {e}"));
             }
         }

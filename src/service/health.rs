@@ -1,0 +1,132 @@
+//! What the service knows about its own state, shared by every task: how many rooms are
+//! watched and feeds recorded, the last error, and a heartbeat per feed loop. It feeds the
+//! systemd STATUS line and decides whether the watchdog may be fed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Shared service state; cheap to update from any task.
+#[derive(Debug, Default)]
+pub struct Health {
+    rooms_watched: AtomicUsize,
+    feeds_recording: AtomicUsize,
+    last_error: Mutex<Option<String>>,
+    next_loop: AtomicU64,
+    /// The last time each running feed loop went round.
+    beats: Mutex<HashMap<u64, Instant>>,
+}
+
+/// A feed loop's registration; beats until dropped.
+pub struct Heartbeat<'a> {
+    health: &'a Health,
+    id: u64,
+}
+
+impl Heartbeat<'_> {
+    /// Says the loop is still going round.
+    pub fn beat(&self) {
+        if let Ok(mut beats) = self.health.beats.lock() {
+            beats.insert(self.id, Instant::now());
+        }
+    }
+}
+
+impl Drop for Heartbeat<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut beats) = self.health.beats.lock() {
+            beats.remove(&self.id);
+        }
+    }
+}
+
+impl Health {
+    /// Registers a loop whose progress the watchdog depends on.
+    pub fn heartbeat(&self) -> Heartbeat<'_> {
+        let id = self.next_loop.fetch_add(1, Ordering::Relaxed);
+        let hb = Heartbeat { health: self, id };
+        hb.beat();
+        hb
+    }
+
+    /// The loops that have not gone round for `limit`, if any (the watchdog is then withheld).
+    pub fn stuck_loops(&self, limit: Duration) -> usize {
+        let now = Instant::now();
+        self.beats.lock().map_or(0, |b| {
+            b.values()
+                .filter(|t| now.duration_since(**t) > limit)
+                .count()
+        })
+    }
+
+    pub fn room_joined(&self) {
+        self.rooms_watched.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn room_left(&self) {
+        self.rooms_watched.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn recording_started(&self) {
+        self.feeds_recording.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn recording_ended(&self) {
+        self.feeds_recording.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn feeds_recording(&self) -> usize {
+        self.feeds_recording.load(Ordering::Relaxed)
+    }
+
+    /// Remembers an error for the status line.
+    pub fn error(&self, message: impl Into<String>) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(message.into());
+        }
+    }
+
+    /// The systemd STATUS line.
+    pub fn status_line(&self, rooms_configured: usize) -> String {
+        let mut s = format!(
+            "recording {} feeds; watching {}/{} rooms",
+            self.feeds_recording(),
+            self.rooms_watched.load(Ordering::Relaxed),
+            rooms_configured
+        );
+        if let Ok(e) = self.last_error.lock()
+            && let Some(e) = e.as_ref()
+        {
+            s.push_str("; last error: ");
+            s.push_str(e);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_stuck_loops() {
+        let h = Health::default();
+        h.room_joined();
+        h.recording_started();
+        h.error("room 9: No such room");
+        assert_eq!(
+            h.status_line(2),
+            "recording 1 feeds; watching 1/2 rooms; last error: room 9: No such room"
+        );
+        let hb = h.heartbeat();
+        assert_eq!(h.stuck_loops(Duration::from_secs(1)), 0);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(h.stuck_loops(Duration::from_millis(10)), 1);
+        hb.beat();
+        assert_eq!(h.stuck_loops(Duration::from_millis(10)), 0);
+        drop(hb);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(h.stuck_loops(Duration::from_millis(10)), 0);
+    }
+}
