@@ -2,6 +2,7 @@
 //! session up (connecting with backoff, reconnecting when it is lost) and runs one room
 //! watcher per configured room. Shutdown is one [`CancellationToken`] passed down.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,8 +16,9 @@ use tracing::Instrument;
 pub mod health;
 mod notify;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, RoomConfig};
 use crate::feed::FeedSettings;
+use crate::ids::RoomId;
 use crate::janus::{Auth, Session};
 use crate::room;
 use health::Health;
@@ -61,7 +63,7 @@ pub fn run(config_path: &Path) -> i32 {
             return 1;
         }
     };
-    runtime.block_on(serve(config));
+    runtime.block_on(serve(config_path, config));
     0
 }
 
@@ -118,21 +120,13 @@ fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-async fn serve(config: Config) {
-    let shutdown = shutdown_on_signals();
-    let notifier = Notifier::from_env();
-    let health = Arc::new(Health::default());
+/// Builds what every feed shares from the config.
+fn feed_settings(config: &Config, health: &Arc<Health>) -> Arc<FeedSettings> {
     let settings = Arc::new(FeedSettings {
         out_dir: config.output.dir.clone(),
         socket_plan: config.network.socket_plan(),
         health: health.clone(),
     });
-    let supervisor = tokio::spawn(supervise(
-        notifier.clone(),
-        health.clone(),
-        config.rooms.len(),
-        shutdown.clone(),
-    ));
     let advertised: Vec<String> = settings
         .socket_plan
         .iter()
@@ -143,29 +137,173 @@ async fn serve(config: Config) {
         rooms = config.rooms.len(),
         dir = %config.output.dir.display(),
         candidates = ?advertised,
-        "janus-recorder starting"
+        "settings"
     );
     if advertised.is_empty() {
         tracing::error!("no address to offer Janus for media: set [network] advertise");
     }
-    let auth = Auth {
+    health.set_rooms_configured(config.rooms.len());
+    settings
+}
+
+fn auth_of(config: &Config) -> Auth {
+    Auth {
         api_secret: config
             .janus
             .api_secret
             .as_ref()
             .map(|s| s.expose().to_owned()),
         token: config.janus.token.as_ref().map(|s| s.expose().to_owned()),
+    }
+}
+
+/// Reads the config again for SIGHUP; a config that cannot be used is refused.
+fn reload(path: &Path) -> Result<Config, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&config.output.dir).map_err(|e| {
+        format!(
+            "config error in {}: key `output.dir`: cannot create {}: {e}",
+            path.display(),
+            config.output.dir.display()
+        )
+    })?;
+    Ok(config)
+}
+
+/// What a SIGHUP asks of the running session.
+enum Reloaded {
+    /// The config could not be used; the old one stays.
+    Refused,
+    /// Only the rooms changed: applied in place.
+    Rooms,
+    /// The connection, network or output settings changed: reconnect with them.
+    Reconnect,
+}
+
+/// Reloads the config on SIGHUP, telling systemd (RELOADING=1, then READY=1).
+fn on_hangup(path: &Path, config: &mut Config, notifier: &Notifier, health: &Health) -> Reloaded {
+    notifier.reloading();
+    let verdict = match reload(path) {
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the new config is refused; keeping the running one");
+            health.error(format!("reload refused: {e}"));
+            Reloaded::Refused
+        }
+        Ok(new) => {
+            let reconnect = new.janus != config.janus
+                || new.network != config.network
+                || new.output != config.output;
+            tracing::info!(
+                rooms = new.rooms.len(),
+                reconnect,
+                "SIGHUP: config reloaded"
+            );
+            *config = new;
+            health.set_rooms_configured(config.rooms.len());
+            if reconnect {
+                Reloaded::Reconnect
+            } else {
+                Reloaded::Rooms
+            }
+        }
     };
+    notifier.ready(&health.status_line());
+    verdict
+}
+
+/// The room watchers of one Janus session, each with its own stop token so a reload can
+/// stop or start one room without touching the others.
+struct Rooms {
+    session: Session,
+    settings: Arc<FeedSettings>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+    running: HashMap<RoomId, (RoomConfig, CancellationToken)>,
+}
+
+impl Rooms {
+    fn new(session: Session, settings: Arc<FeedSettings>, shutdown: CancellationToken) -> Rooms {
+        Rooms {
+            session,
+            settings,
+            shutdown,
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+        }
+    }
+
+    fn start(&mut self, room: &RoomConfig) {
+        let stop = self.shutdown.child_token();
+        let span = tracing::info_span!("room", room = %room.room);
+        let task = room::watch(
+            self.session.clone(),
+            self.settings.clone(),
+            room.clone(),
+            stop.clone(),
+        );
+        self.tasks.spawn(task.instrument(span));
+        self.running.insert(room.room.clone(), (room.clone(), stop));
+    }
+
+    /// Stops rooms no longer listed (or whose pin changed) and starts new ones; rooms that
+    /// stay as they were keep recording into the same files.
+    fn apply(&mut self, wanted: &[RoomConfig]) {
+        self.running.retain(|id, (running, stop)| {
+            let keep = wanted.iter().any(|w| w == running);
+            if !keep {
+                tracing::info!(room = %id, "room removed from the config; finalizing its recordings");
+                stop.cancel();
+            }
+            keep
+        });
+        for room in wanted {
+            if !self.running.contains_key(&room.room) {
+                tracing::info!(room = %room.room, "room added to the config");
+                self.start(room);
+            }
+        }
+    }
+
+    /// Stops every room and waits (boundedly) for their files to be finalized. After a lost
+    /// connection the watchers stop on their own, and their files say `connection-lost`.
+    async fn stop_all(mut self, cancel: bool) {
+        if cancel {
+            for (_, stop) in self.running.values() {
+                stop.cancel();
+            }
+        }
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            tracing::error!("some recordings did not finish in time");
+        }
+    }
+}
+
+async fn serve(config_path: &Path, mut config: Config) {
+    let shutdown = shutdown_on_signals();
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler");
+        return;
+    };
+    let notifier = Notifier::from_env();
+    let health = Arc::new(Health::default());
+    let mut settings = feed_settings(&config, &health);
+    let supervisor = tokio::spawn(supervise(
+        notifier.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!("janus-recorder starting");
     let mut backoff = Duration::from_secs(1);
     let mut first_attempt = true;
     while !shutdown.is_cancelled() {
         let connected = tokio::select! {
-            r = Session::connect(&config.janus.url, auth.clone()) => r,
+            r = Session::connect(&config.janus.url, auth_of(&config)) => r,
             _ = shutdown.cancelled() => break,
         };
         if std::mem::take(&mut first_attempt) {
             // Ready means: config loaded, output writable, Janus tried (reachable or not).
-            notifier.ready(&health.status_line(config.rooms.len()));
+            notifier.ready(&health.status_line());
         }
         let session = match connected {
             Ok(s) => s,
@@ -174,6 +312,11 @@ async fn serve(config: Config) {
                 health.error(format!("Janus unreachable: {e}"));
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
+                    _ = hangup.recv() => {
+                        if !matches!(on_hangup(config_path, &mut config, &notifier, &health), Reloaded::Refused) {
+                            settings = feed_settings(&config, &health);
+                        }
+                    }
                     _ = shutdown.cancelled() => break,
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -182,29 +325,28 @@ async fn serve(config: Config) {
         };
         backoff = Duration::from_secs(1);
         tracing::info!(session = %session.id(), "connected to Janus");
-        let mut rooms = JoinSet::new();
-        for r in &config.rooms {
-            let span = tracing::info_span!("room", room = %r.room);
-            let task = room::watch(
-                session.clone(),
-                settings.clone(),
-                r.clone(),
-                shutdown.clone(),
-            );
-            rooms.spawn(task.instrument(span));
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = session.closed() => {
-                tracing::warn!("lost the connection to Janus; finalizing and reconnecting");
-                health.error("lost the connection to Janus");
+        let mut rooms = Rooms::new(session.clone(), settings.clone(), shutdown.clone());
+        rooms.apply(&config.rooms);
+        let cancel = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break true,
+                _ = session.closed() => {
+                    tracing::warn!("lost the connection to Janus; finalizing and reconnecting");
+                    health.error("lost the connection to Janus");
+                    break false;
+                }
+                _ = hangup.recv() => match on_hangup(config_path, &mut config, &notifier, &health) {
+                    Reloaded::Refused => {}
+                    Reloaded::Rooms => rooms.apply(&config.rooms),
+                    Reloaded::Reconnect => {
+                        settings = feed_settings(&config, &health);
+                        break true;
+                    }
+                },
+                Some(_) = rooms.tasks.join_next() => {}
             }
-        }
-        // Room watchers see the same signal and finalize their feeds.
-        let drain = async { while rooms.join_next().await.is_some() {} };
-        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-            tracing::error!("some recordings did not finish in time");
-        }
+        };
+        rooms.stop_all(cancel).await;
         let _ = tokio::time::timeout(Duration::from_millis(500), session.destroy()).await;
     }
     supervisor.abort();
@@ -213,12 +355,7 @@ async fn serve(config: Config) {
 
 /// Keeps systemd informed: STATUS every few seconds, and WATCHDOG=1 only while every feed
 /// loop is going round (a stuck feed lets the watchdog expire and systemd restart us).
-async fn supervise(
-    notifier: Notifier,
-    health: Arc<Health>,
-    rooms: usize,
-    shutdown: CancellationToken,
-) {
+async fn supervise(notifier: Notifier, health: Arc<Health>, shutdown: CancellationToken) {
     let watchdog = notifier.watchdog_interval();
     let period = watchdog.map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY));
     let mut tick = tokio::time::interval(period);
@@ -231,7 +368,7 @@ async fn supervise(
                 return;
             }
         }
-        notifier.status(&health.status_line(rooms));
+        notifier.status(&health.status_line());
         if let Some(w) = watchdog {
             let stuck = health.stuck_loops(w / 2);
             if stuck == 0 {

@@ -97,7 +97,7 @@ fn speaks_sd_notify() {
         .unwrap();
 
     let mut messages = Vec::new();
-    let mut receive_until = |want: &str, within: Duration, messages: &mut Vec<String>| {
+    let receive_until = |want: &str, within: Duration, messages: &mut Vec<String>| {
         let deadline = Instant::now() + within;
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {

@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use super::messages::{Incoming, Jsep, parse_incoming};
 use crate::ids::{HandleId, SessionId};
 
-/// Janus drops sessions idle for 60 s by default; 25 s leaves room for a lost ping.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(25);
+/// Janus drops sessions idle for 60 s by default; 10 s leaves room for lost pings and for
+/// servers configured with a shorter `session_timeout`.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 /// Shared service state; cheap to update from any task.
 #[derive(Debug, Default)]
 pub struct Health {
+    rooms_configured: AtomicUsize,
     rooms_watched: AtomicUsize,
     feeds_recording: AtomicUsize,
     last_error: Mutex<Option<String>>,
@@ -60,6 +61,11 @@ impl Health {
         })
     }
 
+    /// How many rooms the config lists (it changes on reload).
+    pub fn set_rooms_configured(&self, n: usize) {
+        self.rooms_configured.store(n, Ordering::Relaxed);
+    }
+
     pub fn room_joined(&self) {
         self.rooms_watched.fetch_add(1, Ordering::Relaxed);
     }
@@ -88,12 +94,12 @@ impl Health {
     }
 
     /// The systemd STATUS line.
-    pub fn status_line(&self, rooms_configured: usize) -> String {
+    pub fn status_line(&self) -> String {
         let mut s = format!(
             "recording {} feeds; watching {}/{} rooms",
             self.feeds_recording(),
             self.rooms_watched.load(Ordering::Relaxed),
-            rooms_configured
+            self.rooms_configured.load(Ordering::Relaxed)
         );
         if let Ok(e) = self.last_error.lock()
             && let Some(e) = e.as_ref()
@@ -112,11 +118,12 @@ mod tests {
     #[test]
     fn status_and_stuck_loops() {
         let h = Health::default();
+        h.set_rooms_configured(2);
         h.room_joined();
         h.recording_started();
         h.error("room 9: No such room");
         assert_eq!(
-            h.status_line(2),
+            h.status_line(),
             "recording 1 feeds; watching 1/2 rooms; last error: room 9: No such room"
         );
         let hb = h.heartbeat();

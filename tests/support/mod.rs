@@ -279,31 +279,75 @@ pub struct Janus {
     pub proc: Proc,
     /// Where rooms with `record = true` write their `.mjr` files.
     pub rec_dir: PathBuf,
+    conf: PathBuf,
+    dir: PathBuf,
+    starts: u32,
 }
 
 impl Janus {
     pub fn start(ns: &Netns, dir: &Path, rooms: &[RoomSpec]) -> Janus {
+        Janus::start_with(ns, dir, rooms, None)
+    }
+
+    /// Like [`Janus::start`], with Janus's `session_timeout` (seconds) set.
+    pub fn start_with(
+        ns: &Netns,
+        dir: &Path,
+        rooms: &[RoomSpec],
+        session_timeout: Option<u32>,
+    ) -> Janus {
         let conf = dir.join("janus-conf");
         let rec_dir = dir.join("janus-rec");
         fs::create_dir_all(&conf).unwrap();
         fs::create_dir_all(&rec_dir).unwrap();
         let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/janus");
-        for name in ["janus.jcfg", "janus.transport.websockets.jcfg"] {
-            fs::copy(templates.join(name), conf.join(name)).unwrap();
+        fs::copy(
+            templates.join("janus.transport.websockets.jcfg"),
+            conf.join("janus.transport.websockets.jcfg"),
+        )
+        .unwrap();
+        let mut core = fs::read_to_string(templates.join("janus.jcfg")).unwrap();
+        if let Some(t) = session_timeout {
+            core = core.replacen(
+                "general: {",
+                &format!("general: {{\n\tsession_timeout = {t}"),
+                1,
+            );
         }
+        fs::write(conf.join("janus.jcfg"), core).unwrap();
         fs::write(
             conf.join("janus.plugin.videoroom.jcfg"),
             videoroom_config(rooms, &rec_dir),
         )
         .unwrap();
+        let proc = Janus::spawn(ns, &conf, &dir.join("janus.log"));
+        Janus {
+            proc,
+            rec_dir,
+            conf,
+            dir: dir.to_path_buf(),
+            starts: 1,
+        }
+    }
+
+    fn spawn(ns: &Netns, conf: &Path, log: &Path) -> Proc {
         let mut cmd = ns.command("janus");
         cmd.arg("-F")
-            .arg(&conf)
+            .arg(conf)
             .arg("-C")
             .arg(conf.join("janus.jcfg"));
-        let mut proc = Proc::spawn("janus", cmd, dir.join("janus.log"));
+        let mut proc = Proc::spawn("janus", cmd, log.to_path_buf());
         proc.wait_for("WebSockets thread started", Duration::from_secs(20));
-        Janus { proc, rec_dir }
+        proc
+    }
+
+    /// Kills Janus (SIGKILL, as a crash) and starts it again with the same configuration.
+    pub fn crash_and_restart(&mut self, ns: &Netns) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+        self.starts += 1;
+        let log = self.dir.join(format!("janus-{}.log", self.starts));
+        self.proc = Janus::spawn(ns, &self.conf, &log);
     }
 }
 
@@ -379,6 +423,8 @@ pub struct PublisherSpec {
     /// "unpublish" or "leave" at the end of the last cycle.
     pub end: &'static str,
     pub cycles: u32,
+    /// Join and publish again when the connection to Janus is lost (Janus restarted).
+    pub rejoin: bool,
 }
 
 impl PublisherSpec {
@@ -392,6 +438,7 @@ impl PublisherSpec {
             secs: None,
             end: "unpublish",
             cycles: 1,
+            rejoin: false,
         }
     }
 }
@@ -420,6 +467,9 @@ impl Publisher {
         );
         if let Some(pin) = &spec.pin {
             url.push_str(&format!("&pin={}", percent_encode(pin)));
+        }
+        if spec.rejoin {
+            url.push_str("&rejoin=1");
         }
         let mut cmd = ns.command("chromium");
         cmd.args([

@@ -1,0 +1,299 @@
+//! Faults caused for real, and reloading: SIGHUP with changed rooms, SIGKILL while recording,
+//! a full disk, Janus crashing and coming back, and Janus timing our session out. Each test
+//! runs Janus 1.1.2 and Chromium publishers in its own network namespace.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use janus_recorder::check::{CheckOptions, FileReport, Status, check_file};
+use serde_json::Value;
+use support::*;
+
+/// These tests each run Janus and browsers; one at a time keeps timings honest on 2 cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn config_text(out: &Path, rooms: &[u64]) -> String {
+    let mut text = format!(
+        "[janus]\nurl = \"ws://127.0.0.1:8188\"\n[output]\ndir = \"{}\"\n[network]\nadvertise = [\"{ADDR_B}\"]\n",
+        out.display()
+    );
+    for r in rooms {
+        text.push_str(&format!("[[rooms]]\nroom = {r}\n"));
+    }
+    text
+}
+
+/// The recordings of `display` under `out`, oldest first, with their sidecars.
+fn recordings_of(out: &Path, display: &str) -> Vec<(PathBuf, Value)> {
+    let mut found: Vec<(PathBuf, Value)> = files_under(out)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "webm"))
+        .filter_map(|f| {
+            let sidecar: Value =
+                serde_json::from_str(&fs::read_to_string(f.with_extension("json")).ok()?).ok()?;
+            (sidecar["display"] == display).then_some((f, sidecar))
+        })
+        .collect();
+    found.sort_by(|a, b| a.1["started_at"].as_str().cmp(&b.1["started_at"].as_str()));
+    found
+}
+
+fn check(path: &Path) -> FileReport {
+    check_file(path, &CheckOptions::default())
+}
+
+fn signal(daemon: &Daemon, sig: i32) {
+    unsafe { libc::kill(daemon.proc.child.id() as i32, sig) };
+}
+
+struct Rig {
+    _scratch: Scratch,
+    dir: PathBuf,
+    ns: Netns,
+    janus: Janus,
+    page: PageServer,
+    out: PathBuf,
+}
+
+impl Rig {
+    fn new(tag: &str, rooms: &[u64], session_timeout: Option<u32>) -> Rig {
+        require_tools();
+        let scratch = Scratch::new(tag);
+        let dir = scratch.path.clone();
+        let ns = Netns::create(tag);
+        let specs: Vec<RoomSpec> = rooms.iter().map(|r| RoomSpec::new(*r, "vp8")).collect();
+        let janus = Janus::start_with(&ns, &dir, &specs, session_timeout);
+        let page = PageServer::start(&ns, &dir);
+        let out = dir.join("recordings");
+        Rig {
+            _scratch: scratch,
+            dir,
+            ns,
+            janus,
+            page,
+            out,
+        }
+    }
+
+    fn publisher(&self, spec: PublisherSpec) -> Publisher {
+        let mut p = Publisher::start(&self.ns, &self.page, &self.dir, spec);
+        p.wait_published(1);
+        p
+    }
+
+    fn daemon(&self, rooms: &[u64]) -> Daemon {
+        Daemon::start(&self.ns, &self.dir, &config_text(&self.out, rooms))
+    }
+}
+
+#[test]
+fn sighup_applies_room_changes_and_refuses_a_broken_config() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new("reload", &[1234, 1235], None);
+    let _alice = rig.publisher(PublisherSpec::new(1234, "Alice"));
+    let _bob = rig.publisher(PublisherSpec::new(1235, "Bob"));
+    let mut daemon = rig.daemon(&[1234]);
+    let long = Duration::from_secs(20);
+    daemon.proc.wait_for_nth("recording started", 1, long);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // 1234 out, 1235 in.
+    fs::write(&daemon.config, config_text(&rig.out, &[1235])).unwrap();
+    signal(&daemon, libc::SIGHUP);
+    daemon.proc.wait_for("room removed from the config", long);
+    daemon.proc.wait_for_nth("recording started", 2, long);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // 1234 back; 1235 unchanged keeps its file.
+    fs::write(&daemon.config, config_text(&rig.out, &[1235, 1234])).unwrap();
+    signal(&daemon, libc::SIGHUP);
+    daemon.proc.wait_for_nth("recording started", 3, long);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // A broken config is refused; everything goes on.
+    fs::write(&daemon.config, "[janus]\nurl = 5\n").unwrap();
+    signal(&daemon, libc::SIGHUP);
+    let refused = daemon.proc.wait_for("the new config is refused", long);
+    assert!(refused.contains("janus.url"), "{refused}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        daemon.proc.child.try_wait().unwrap().is_none(),
+        "the daemon died"
+    );
+
+    let (status, took) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(
+        status.success() && took < Duration::from_secs(5),
+        "{status} after {took:?}"
+    );
+    let alice = recordings_of(&rig.out, "Alice");
+    let bob = recordings_of(&rig.out, "Bob");
+    assert_eq!(
+        alice.len(),
+        2,
+        "Alice: removed, then added again: {alice:?}"
+    );
+    assert_eq!(bob.len(), 1, "Bob's room stayed in the config: {bob:?}");
+    for (file, sidecar) in alice.iter().chain(&bob) {
+        assert_eq!(sidecar["end_reason"], "shutdown");
+        let r = check(file);
+        assert_eq!(r.status, Status::Ok, "{}", r.human());
+    }
+    assert!(check(&bob[0].0).duration_ms.unwrap() >= 5_000);
+}
+
+#[test]
+fn sigkill_leaves_files_playable_up_to_two_seconds_before() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new("sigkill", &[1234], None);
+    let _alice = rig.publisher(PublisherSpec::new(1234, "Alice"));
+    let mut daemon = rig.daemon(&[1234]);
+    daemon
+        .proc
+        .wait_for("recording started", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(6));
+    let killed_at = SystemTime::now();
+    signal(&daemon, libc::SIGKILL);
+    let _ = daemon.proc.child.wait();
+
+    let files = recordings_of(&rig.out, "Alice");
+    assert_eq!(files.len(), 1);
+    let (file, sidecar) = &files[0];
+    let started: SystemTime = time::OffsetDateTime::parse(
+        sidecar["started_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+    .into();
+    let recorded = killed_at.duration_since(started).unwrap().as_millis() as u64;
+    let r = check(file);
+    assert!(r.playable && !r.finalized, "{}", r.human());
+    assert_eq!(r.status, Status::Problems, "truncated, not unreadable");
+    let playable = r.playable_ms.unwrap();
+    assert!(
+        playable + 2_000 >= recorded,
+        "{playable} ms playable of {recorded} ms recorded"
+    );
+    let errors = decode_errors(file);
+    assert!(errors.trim().is_empty(), "ffmpeg: {errors}");
+}
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_closes_that_file_with_a_clear_error_and_the_rest_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new("diskfull", &[1234, 1235], None);
+    // Room 1234 records onto a 160 KiB filesystem; 1235 onto the real disk.
+    let small = rig.out.join("1234");
+    fs::create_dir_all(&small).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=160k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cannot mount a tmpfs (the tests run as root)"
+    );
+    let _mount = Mount(small.clone());
+
+    let _alice = rig.publisher(PublisherSpec::new(1234, "Alice"));
+    let _bob = rig.publisher(PublisherSpec::new(1235, "Bob"));
+    let mut daemon = rig.daemon(&[1234, 1235]);
+    // Whichever write hits the limit (a block, or the periodic flush) reports it.
+    let line = daemon
+        .proc
+        .wait_for("No space left on device", Duration::from_secs(40));
+    assert!(
+        line.contains(&small.display().to_string()) && line.contains("ERROR"),
+        "the error names the path and the cause: {line}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        daemon.proc.child.try_wait().unwrap().is_none(),
+        "the daemon died"
+    );
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+
+    let alice = files_under(&small)
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "webm"))
+        .expect("Alice's file");
+    let r = check(&alice);
+    assert!(r.playable, "what was written stays playable: {}", r.human());
+    assert!(r.playable_ms.unwrap() >= 2_000, "{}", r.human());
+    let bob = recordings_of(&rig.out, "Bob");
+    assert_eq!(bob.len(), 1);
+    let r = check(&bob[0].0);
+    assert_eq!(r.status, Status::Ok, "Bob went on: {}", r.human());
+    assert_eq!(bob[0].1["end_reason"], "shutdown");
+}
+
+#[test]
+fn janus_crashing_and_coming_back_is_survived() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rig = Rig::new("restart", &[1234], None);
+    let _alice = rig.publisher(PublisherSpec {
+        rejoin: true,
+        ..PublisherSpec::new(1234, "Alice")
+    });
+    let mut daemon = rig.daemon(&[1234]);
+    let long = Duration::from_secs(40);
+    daemon.proc.wait_for("recording started", long);
+    std::thread::sleep(Duration::from_secs(3));
+    rig.janus.crash_and_restart(&rig.ns);
+    daemon.proc.wait_for("lost the connection to Janus", long);
+    daemon.proc.wait_for_nth("connected to Janus", 2, long);
+    daemon.proc.wait_for_nth("recording started", 2, long);
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+
+    let files = recordings_of(&rig.out, "Alice");
+    assert_eq!(files.len(), 2, "one file per Janus session: {files:?}");
+    assert_eq!(files[0].1["end_reason"], "connection-lost");
+    assert_eq!(files[1].1["end_reason"], "shutdown");
+    for (file, _) in &files {
+        let r = check(file);
+        assert_eq!(r.status, Status::Ok, "{}", r.human());
+        assert!(r.duration_ms.unwrap() >= 2_000, "{}", r.human());
+    }
+}
+
+#[test]
+fn a_session_janus_timed_out_is_replaced() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Longer than the daemon's 10 s keepalive, shorter than the freeze below.
+    let rig = Rig::new("timeout", &[1234], Some(12));
+    let _alice = rig.publisher(PublisherSpec::new(1234, "Alice"));
+    let mut daemon = rig.daemon(&[1234]);
+    let long = Duration::from_secs(40);
+    daemon.proc.wait_for("recording started", long);
+    // Frozen past Janus's session_timeout: Janus drops the session and its handles.
+    signal(&daemon, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(17));
+    signal(&daemon, libc::SIGCONT);
+    daemon.proc.wait_for_nth("connected to Janus", 2, long);
+    daemon.proc.wait_for_nth("recording started", 2, long);
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    let files = recordings_of(&rig.out, "Alice");
+    assert_eq!(files.len(), 2, "{files:?}");
+    for (file, _) in &files {
+        assert!(check(file).playable);
+    }
+}
