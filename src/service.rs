@@ -99,8 +99,8 @@ fn init_logging() {
         .try_init();
 }
 
-/// Cancels the returned token on SIGTERM or SIGINT.
-fn shutdown_on_signals() -> CancellationToken {
+/// Cancels the returned token on SIGTERM or SIGINT, telling systemd we are stopping.
+fn shutdown_on_signals(notifier: Notifier) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
@@ -115,6 +115,7 @@ fn shutdown_on_signals() -> CancellationToken {
             _ = term.recv() => tracing::info!("SIGTERM: finalizing recordings"),
             _ = int.recv() => tracing::info!("SIGINT: finalizing recordings"),
         }
+        notifier.stopping();
         t.cancel();
     });
     token
@@ -280,12 +281,12 @@ impl Rooms {
 }
 
 async fn serve(config_path: &Path, mut config: Config) {
-    let shutdown = shutdown_on_signals();
+    let notifier = Notifier::from_env();
+    let shutdown = shutdown_on_signals(notifier.clone());
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot install the SIGHUP handler");
         return;
     };
-    let notifier = Notifier::from_env();
     let health = Arc::new(Health::default());
     let mut settings = feed_settings(&config, &health);
     let supervisor = tokio::spawn(supervise(
@@ -363,10 +364,7 @@ async fn supervise(notifier: Notifier, health: Arc<Health>, shutdown: Cancellati
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.cancelled() => {
-                notifier.stopping();
-                return;
-            }
+            _ = shutdown.cancelled() => return,
         }
         notifier.status(&health.status_line());
         if let Some(w) = watchdog {
