@@ -18,6 +18,16 @@ pub struct Config {
     #[serde(default)]
     pub network: NetworkConfig,
     pub rooms: Vec<RoomConfig>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the optional Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where to serve the Prometheus text format, e.g. `127.0.0.1:9469`. Unset: no endpoint.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[janus]`: how to reach the Janus WebSocket API.

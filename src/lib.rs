@@ -10,6 +10,7 @@ pub mod feed;
 pub mod ids;
 pub mod janus;
 pub mod media;
+pub mod metrics;
 pub mod output;
 pub mod room;
 pub mod service;

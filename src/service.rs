@@ -191,6 +191,9 @@ fn on_hangup(path: &Path, config: &mut Config, notifier: &Notifier, health: &Hea
             Reloaded::Refused
         }
         Ok(new) => {
+            if new.metrics != config.metrics {
+                tracing::warn!("SIGHUP: a change to [metrics] takes effect after a restart");
+            }
             let reconnect = new.janus != config.janus
                 || new.network != config.network
                 || new.output != config.output;
@@ -294,6 +297,16 @@ async fn serve(config_path: &Path, mut config: Config) {
         health.clone(),
         shutdown.clone(),
     ));
+    if let Some(listen) = config.metrics.listen {
+        match crate::metrics::serve(listen) {
+            Ok(()) => tracing::info!(%listen, "serving Prometheus metrics"),
+            Err(e) => {
+                tracing::error!(error = %e, "metrics are off");
+                health.error(e);
+            }
+        }
+    }
+    let mut lost_a_session = false;
     tracing::info!("janus-recorder starting");
     let mut backoff = Duration::from_secs(1);
     let mut first_attempt = true;
@@ -326,6 +339,9 @@ async fn serve(config_path: &Path, mut config: Config) {
         };
         backoff = Duration::from_secs(1);
         tracing::info!(session = %session.id(), "connected to Janus");
+        if std::mem::take(&mut lost_a_session) {
+            crate::metrics::reconnect();
+        }
         let mut rooms = Rooms::new(session.clone(), settings.clone(), shutdown.clone());
         rooms.apply(&config.rooms);
         let cancel = loop {
@@ -334,6 +350,7 @@ async fn serve(config_path: &Path, mut config: Config) {
                 _ = session.closed() => {
                     tracing::warn!("lost the connection to Janus; finalizing and reconnecting");
                     health.error("lost the connection to Janus");
+                    lost_a_session = true;
                     break false;
                 }
                 _ = hangup.recv() => match on_hangup(config_path, &mut config, &notifier, &health) {

@@ -243,14 +243,15 @@ fn a_full_disk_closes_that_file_with_a_clear_error_and_the_rest_goes_on() {
 }
 
 #[test]
-fn janus_crashing_and_coming_back_is_survived() {
+fn janus_crashing_and_coming_back_is_survived_and_counted() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut rig = Rig::new("restart", &[1234], None);
     let _alice = rig.publisher(PublisherSpec {
         rejoin: true,
         ..PublisherSpec::new(1234, "Alice")
     });
-    let mut daemon = rig.daemon(&[1234]);
+    let config = config_text(&rig.out, &[1234]) + "[metrics]\nlisten = \"127.0.0.1:9469\"\n";
+    let mut daemon = Daemon::start(&rig.ns, &rig.dir, &config);
     let long = Duration::from_secs(40);
     daemon.proc.wait_for("recording started", long);
     std::thread::sleep(Duration::from_secs(3));
@@ -259,6 +260,36 @@ fn janus_crashing_and_coming_back_is_survived() {
     daemon.proc.wait_for_nth("connected to Janus", 2, long);
     daemon.proc.wait_for_nth("recording started", 2, long);
     std::thread::sleep(Duration::from_secs(3));
+
+    // The Prometheus endpoint counts what happened.
+    let text = http_get(&rig.ns, "127.0.0.1:9469", "/metrics");
+    assert_eq!(
+        metric(&text, "janus_recorder_reconnects_total"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "janus_recorder_feeds_recording"),
+        1.0,
+        "{text}"
+    );
+    for kind in ["audio", "video"] {
+        let frames = metric(
+            &text,
+            &format!("janus_recorder_frames_written_total{{kind=\"{kind}\"}}"),
+        );
+        let bytes = metric(
+            &text,
+            &format!("janus_recorder_bytes_written_total{{kind=\"{kind}\"}}"),
+        );
+        assert!(frames > 50.0 && bytes > frames, "{kind}: {text}");
+    }
+    assert!(
+        metric(&text, "janus_recorder_keyframe_requests_total") >= 1.0,
+        "{text}"
+    );
+    assert!(text.contains("janus_recorder_file_errors_total") || !text.contains("file_errors"));
+
     let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
     assert!(status.success());
 

@@ -26,7 +26,7 @@ use crate::media::{Codec, MediaKind};
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
 use crate::service::health::Health;
 use crate::webm::writer::{TrackSetup, WebmWriter};
-use rtc::{RtcEvent, RtcSession};
+use rtc::{ReceiveStats, RtcEvent, RtcSession};
 use timeline::TrackClock;
 
 /// Settings shared by every feed of the process.
@@ -108,6 +108,7 @@ pub async fn run(
         spec,
         tracks,
         recording: None,
+        stats: HashMap::new(),
         video_gate: VideoGate::default(),
         disconnected_since: None,
     };
@@ -274,6 +275,7 @@ impl VideoGate {
             && rtc.request_keyframe(mid)
         {
             tracing::debug!("keyframe requested (PLI)");
+            crate::metrics::keyframe_requested();
             self.last_request = Some(now);
         }
     }
@@ -294,6 +296,8 @@ struct Feed {
     spec: FeedSpec,
     tracks: HashMap<Mid, Track>,
     recording: Option<Recording>,
+    /// The last receive statistics per media, to turn str0m's totals into increments.
+    stats: HashMap<Option<Mid>, ReceiveStats>,
     video_gate: VideoGate,
     disconnected_since: Option<Instant>,
 }
@@ -354,6 +358,14 @@ impl Feed {
                 }
             }
             RtcEvent::Frame(d) => return self.on_frame(d, rtc),
+            RtcEvent::Stats(now) => {
+                let before = self.stats.insert(now.mid, now).unwrap_or_default();
+                let packets = now.packets.saturating_sub(before.packets);
+                crate::metrics::receive_stats(
+                    (f64::from(now.loss) * packets as f64).round() as u64,
+                    now.nacks.saturating_sub(before.nacks),
+                );
+            }
             RtcEvent::Disconnected => {
                 tracing::warn!("ICE disconnected");
                 self.disconnected_since.get_or_insert_with(Instant::now);
@@ -404,6 +416,7 @@ impl Feed {
                 Ok(r) => self.recording = Some(r),
                 Err(e) => {
                     self.settings.health.error(e.clone());
+                    crate::metrics::file_error();
                     return Some(EndReason::Failed(e));
                 }
             }
@@ -418,9 +431,13 @@ impl Feed {
         } else {
             rec.writer.write_audio(ts, &d.data)
         };
+        if written.is_ok() {
+            crate::metrics::frame_written(track.codec.kind(), d.data.len());
+        }
         written.err().map(|e| {
             tracing::error!(error = %e, "writing the recording failed");
             self.settings.health.error(e.to_string());
+            crate::metrics::file_error();
             EndReason::Failed(e.to_string())
         })
     }
@@ -545,6 +562,7 @@ impl Feed {
             if let Err(e) = rec.writer.flush() {
                 tracing::error!(error = %e, "flushing the recording failed");
                 self.settings.health.error(e.to_string());
+                crate::metrics::file_error();
                 return Some(EndReason::Failed(e.to_string()));
             }
         }
@@ -579,6 +597,9 @@ impl Feed {
             Err(e) => {
                 tracing::error!(path = %rec.paths.webm.display(), error = %e, "finalizing the recording failed");
                 self.settings.health.error(e.to_string());
+                if !matches!(reason, EndReason::Failed(_)) {
+                    crate::metrics::file_error();
+                }
                 sidecar.end_reason = Some(format!("{reason}; finalize failed: {e}"));
             }
         }

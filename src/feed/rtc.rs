@@ -31,9 +31,24 @@ pub enum RtcEvent {
     Frame(Box<MediaData>),
     /// ICE lost the peer (it may come back).
     Disconnected,
+    /// Receive statistics of one media, cumulative since the session began.
+    Stats(ReceiveStats),
     /// The session is over and cannot be used again.
     Failed(String),
 }
+
+/// Cumulative receive statistics of one media (str0m's `MediaIngressStats`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReceiveStats {
+    pub mid: Option<Mid>,
+    pub packets: u64,
+    pub nacks: u64,
+    /// Fraction lost in the last receiver report interval.
+    pub loss: f32,
+}
+
+/// How often str0m reports receive statistics.
+const STATS_EVERY: Duration = Duration::from_secs(5);
 
 /// Largest UDP datagram we read.
 const RECV_BUF: usize = 2000;
@@ -73,8 +88,8 @@ impl RtcSession {
             ));
         }
         let mut rtc = Rtc::builder()
-            // Recording only: we never send media, so no bandwidth estimation.
-            .set_stats_interval(None)
+            // Receive statistics (loss, NACKs, PLIs) for the metrics.
+            .set_stats_interval(Some(STATS_EVERY))
             .build(Instant::now());
         let mut paths = Vec::with_capacity(plan.len());
         for &(bind, advertise) in plan {
@@ -268,6 +283,12 @@ impl RtcSession {
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                             RtcEvent::Disconnected
                         }
+                        Event::MediaIngressStats(s) => RtcEvent::Stats(ReceiveStats {
+                            mid: Some(s.mid),
+                            packets: s.packets,
+                            nacks: s.nacks,
+                            loss: s.loss.unwrap_or(0.0),
+                        }),
                         Event::Closed => {
                             self.dead = true;
                             RtcEvent::Failed("peer closed the DTLS connection".into())

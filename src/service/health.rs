@@ -75,11 +75,13 @@ impl Health {
     }
 
     pub fn recording_started(&self) {
-        self.feeds_recording.fetch_add(1, Ordering::Relaxed);
+        let now = self.feeds_recording.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::metrics::feeds_recording(now);
     }
 
     pub fn recording_ended(&self) {
-        self.feeds_recording.fetch_sub(1, Ordering::Relaxed);
+        let now = self.feeds_recording.fetch_sub(1, Ordering::Relaxed) - 1;
+        crate::metrics::feeds_recording(now);
     }
 
     pub fn feeds_recording(&self) -> usize {

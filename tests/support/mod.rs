@@ -807,3 +807,34 @@ pub fn agreement_with_ffprobe(
         None
     }
 }
+
+/// GETs `path` from `addr` inside the namespace; returns the response body.
+pub fn http_get(ns: &Netns, addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let (addr, path) = (addr.to_string(), path.to_string());
+    in_netns(ns, move || {
+        let mut stream =
+            std::net::TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_string()
+    })
+}
+
+/// The value of a Prometheus sample (`name` with its labels, as printed), or 0.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}

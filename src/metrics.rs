@@ -1,0 +1,87 @@
+//! Prometheus metrics (`[metrics] listen = "127.0.0.1:9469"`, off by default), through the
+//! `metrics` facade and `metrics-exporter-prometheus`, which renders the text format and
+//! serves it over HTTP. Without a listener every call here is a no-op.
+
+use std::net::SocketAddr;
+
+use crate::media::MediaKind;
+
+/// Serves `/metrics` (any path, in fact) on `listen`. Call inside the tokio runtime.
+pub fn serve(listen: SocketAddr) -> Result<(), String> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .install()
+        .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_gauge!(
+        "janus_recorder_feeds_recording",
+        "Feeds being written to a file now."
+    );
+    describe_counter!(
+        "janus_recorder_frames_written_total",
+        "Frames written to recordings, by kind (audio, video)."
+    );
+    describe_counter!(
+        "janus_recorder_bytes_written_total",
+        Unit::Bytes,
+        "Media bytes written to recordings, by kind."
+    );
+    describe_counter!(
+        "janus_recorder_packets_lost_total",
+        "RTP packets lost on the way from Janus (from the loss fraction of our receiver reports)."
+    );
+    describe_counter!("janus_recorder_nacks_sent_total", "NACKs sent to Janus.");
+    describe_counter!(
+        "janus_recorder_keyframe_requests_total",
+        "Keyframe requests (PLI) sent to Janus."
+    );
+    describe_counter!(
+        "janus_recorder_reconnects_total",
+        "New Janus sessions after a lost one."
+    );
+    describe_counter!(
+        "janus_recorder_file_errors_total",
+        "Recordings that failed to write, flush or finalize."
+    );
+}
+
+fn kind_label(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+    }
+}
+
+pub fn frame_written(kind: MediaKind, bytes: usize) {
+    let kind = kind_label(kind);
+    metrics::counter!("janus_recorder_frames_written_total", "kind" => kind).increment(1);
+    metrics::counter!("janus_recorder_bytes_written_total", "kind" => kind).increment(bytes as u64);
+}
+
+pub fn feeds_recording(now: usize) {
+    metrics::gauge!("janus_recorder_feeds_recording").set(now as f64);
+}
+
+/// Increments from one feed's receive statistics since its last report.
+pub fn receive_stats(lost: u64, nacks: u64) {
+    metrics::counter!("janus_recorder_packets_lost_total").increment(lost);
+    metrics::counter!("janus_recorder_nacks_sent_total").increment(nacks);
+}
+
+/// We asked Janus for a keyframe (PLI).
+pub fn keyframe_requested() {
+    metrics::counter!("janus_recorder_keyframe_requests_total").increment(1);
+}
+
+pub fn reconnect() {
+    metrics::counter!("janus_recorder_reconnects_total").increment(1);
+}
+
+pub fn file_error() {
+    metrics::counter!("janus_recorder_file_errors_total").increment(1);
+}
