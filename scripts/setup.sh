@@ -11,7 +11,7 @@ packages=(
     # the real Janus, janus.js for the test page, janus-pp-rec (the reference recorder)
     janus janus-demos janus-tools
     # publishers, media checks, network namespaces, the page server
-    chromium ffmpeg mkvtoolnix iproute2 python3 procps ca-certificates
+    chromium ffmpeg mkvtoolnix iproute2 nftables python3 procps ca-certificates
     # systemd-analyze, for the unit file tests
     systemd
 )

@@ -328,3 +328,63 @@ fn a_session_janus_timed_out_is_replaced() {
         assert!(check(file).playable);
     }
 }
+
+/// Known bug, kept so the next change can run it with `cargo test --test faults -- --ignored`:
+/// with even 1% loss, after the first break in the video the PLIs sent every 500 ms bring no
+/// keyframe (inter frames keep coming), so video stops while audio goes on.
+#[test]
+#[ignore = "known bug (issue 4): after a loss-induced break, PLIs bring no keyframe"]
+fn packet_loss_is_repaired_or_recovered_and_the_file_decodes() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new("loss", &[1234], None);
+    // The daemon gets an address of its own, and 5% of the UDP packets sent to it are dropped
+    // (nftables' random number generator: this kernel has no netem).
+    let lossy = "10.201.0.3";
+    for line in [
+        format!("ip addr add {lossy}/24 dev vb"),
+        "nft add table inet loss".to_string(),
+        "nft add chain inet loss input { type filter hook input priority 0 ; }".to_string(),
+        format!(
+            "nft add rule inet loss input ip daddr {lossy} meta l4proto udp numgen random mod 100 < 5 drop"
+        ),
+    ] {
+        let mut words = line.split_whitespace();
+        let out = rig
+            .ns
+            .command(words.next().unwrap())
+            .args(words)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _alice = rig.publisher(PublisherSpec::new(1234, "Alice"));
+    let config = config_text(&rig.out, &[1234]).replace(ADDR_B, lossy)
+        + "[metrics]\nlisten = \"127.0.0.1:9469\"\n";
+    let mut daemon = Daemon::start(&rig.ns, &rig.dir, &config);
+    daemon
+        .proc
+        .wait_for("recording started", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(12));
+    let text = http_get(&rig.ns, "127.0.0.1:9469", "/metrics");
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+
+    assert!(
+        metric(&text, "janus_recorder_nacks_sent_total") > 0.0,
+        "losses were asked for again: {text}"
+    );
+    let files = recordings_of(&rig.out, "Alice");
+    assert_eq!(files.len(), 1);
+    let file = &files[0].0;
+    let errors = decode_errors(file);
+    assert!(errors.trim().is_empty(), "ffmpeg: {errors}");
+    let r = check(file);
+    assert!(r.playable, "{}", r.human());
+    let video = r.tracks.iter().find(|t| t.kind == "video").expect("video");
+    // 20 fps for about 12 s: most frames survive (repaired by retransmission).
+    assert!(video.frames >= 180, "{}", r.human());
+}

@@ -21,6 +21,7 @@ pub const ADDR_B: &str = "10.201.0.2";
 pub fn require_tools() {
     let needed = [
         ("ip", "iproute2"),
+        ("nft", "nftables"),
         ("janus", "janus"),
         ("janus-pp-rec", "janus-tools"),
         ("chromium", "chromium"),
@@ -565,10 +566,10 @@ impl Daemon {
         let path = dir.join("janus-recorder.toml");
         fs::write(&path, config).unwrap();
         let mut cmd = ns.command(env!("CARGO_BIN_EXE_janus-recorder"));
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info,janus_recorder=debug");
+        cmd.arg("run").arg("--config").arg(&path).env(
+            "RUST_LOG",
+            std::env::var("JRT_RUST_LOG").unwrap_or_else(|_| "info,janus_recorder=debug".into()),
+        );
         let proc = Proc::spawn("janus-recorder", cmd, dir.join("janus-recorder.log"));
         Daemon { proc, config: path }
     }
