@@ -289,6 +289,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let c = Config::parse(
+            include_str!("../config/config.toml"),
+            Path::new("config.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.rooms.len(), 1);
+        assert_eq!(c.metrics.listen, None);
+    }
+
+    #[test]
     fn secrets_from_a_file_or_the_environment() {
         let dir = std::env::temp_dir().join(format!("jr-secret-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
