@@ -137,11 +137,11 @@ struct ClusterMark {
     offset: u64,
     /// The cluster's Timestamp: no block of it is earlier.
     timestamp: u64,
-    /// The time of its first block, from which its length is measured and its cue's time.
+    /// The time of its first block, from which its length is measured.
     first_ms: u64,
-    /// The track a cue for this cluster points at (the video track when it opens with a
-    /// keyframe; the audio track in audio-only files), or none.
-    cue_track: Option<u64>,
+    /// The track and time a cue for this cluster points at: its first video keyframe, or in
+    /// audio-only files its first block.
+    cue: Option<(u64, u64)>,
 }
 
 /// Writes one WebM file live. See the module documentation for the layout.
@@ -515,7 +515,7 @@ impl WebmWriter {
             }
         };
         if new_cluster {
-            self.open_cluster(ms, &frame)?;
+            self.open_cluster(ms)?;
         }
         let timestamp = self.clusters.last().map_or(ms, |c| c.timestamp);
         if ms < timestamp {
@@ -540,6 +540,18 @@ impl WebmWriter {
             frame.keyframe,
         );
         self.put(MatroskaSpec::from(block))?;
+        // Cues are for seeking: to a video keyframe (a cluster normally opens with one, but the
+        // first may open with audio), or in audio-only files to any cluster.
+        let cue_here = match frame.kind {
+            MediaKind::Video => frame.keyframe,
+            MediaKind::Audio => self.setup.video.is_none(),
+        };
+        if let Some(c) = self.clusters.last_mut()
+            && cue_here
+            && c.cue.is_none()
+        {
+            c.cue = Some((track, ms));
+        }
         self.last_ms = Some(self.last_ms.map_or(ms, |l| l.max(ms)));
         match frame.kind {
             MediaKind::Audio => {
@@ -581,20 +593,12 @@ impl WebmWriter {
         }
     }
 
-    fn open_cluster(&mut self, ms: u64, first: &QueuedFrame) -> Result<(), String> {
+    fn open_cluster(&mut self, ms: u64) -> Result<(), String> {
         if !self.clusters.is_empty() {
             self.put(MatroskaSpec::Cluster(Master::End))?;
             // A finished cluster is a natural point to hand the bytes to the system.
             self.write_pending()?;
         }
-        // Cues are for seeking: to a video keyframe, or in audio-only files to any cluster.
-        let cue_track = match first.kind {
-            MediaKind::Video if first.keyframe => Some(self.track_number(MediaKind::Video)),
-            MediaKind::Audio if self.setup.video.is_none() => {
-                Some(self.track_number(MediaKind::Audio))
-            }
-            _ => None,
-        };
         let timestamp = self.cluster_timestamp(ms);
         let offset = self.pos();
         self.put_unknown_sized(MatroskaSpec::Cluster(Master::Start))?;
@@ -603,7 +607,7 @@ impl WebmWriter {
             offset,
             timestamp,
             first_ms: ms,
-            cue_track,
+            cue: None,
         });
         Ok(())
     }
@@ -661,9 +665,9 @@ impl WebmWriter {
             .clusters
             .iter()
             .filter_map(|c| {
-                c.cue_track.map(|track| {
+                c.cue.map(|(track, ms)| {
                     MatroskaSpec::CuePoint(Master::Full(vec![
-                        MatroskaSpec::CueTime(c.first_ms),
+                        MatroskaSpec::CueTime(ms),
                         MatroskaSpec::CueTrackPositions(Master::Full(vec![
                             MatroskaSpec::CueTrack(track),
                             MatroskaSpec::CueClusterPosition(c.offset - layout.segment_data),

@@ -88,11 +88,15 @@ struct Parsed {
     size: Option<(u64, u64)>,
     duration: Option<f64>,
     clusters: Vec<u64>,
+    /// Each cluster's first block: (track, keyframe).
+    cluster_first: Vec<(u64, bool)>,
+    codec_delay: Option<u64>,
+    seek_pre_roll: Option<u64>,
     cue_points: usize,
     blocks: Vec<Block>,
 }
 
-/// Reads a WebM file with webm-iterable.
+/// Reads a WebM file with webm-iterable; panics on a block before its cluster's timestamp.
 fn read_back(path: &Path) -> Parsed {
     let file = std::fs::File::open(path).unwrap();
     let mut p = Parsed::default();
@@ -118,6 +122,8 @@ fn read_back(path: &Path) -> Parsed {
             MatroskaSpec::PixelWidth(w) => p.size = Some((w, p.size.map_or(0, |s| s.1))),
             MatroskaSpec::PixelHeight(h) => p.size = Some((p.size.map_or(0, |s| s.0), h)),
             MatroskaSpec::Duration(d) => p.duration = Some(d),
+            MatroskaSpec::CodecDelay(d) => p.codec_delay = Some(d),
+            MatroskaSpec::SeekPreRoll(d) => p.seek_pre_roll = Some(d),
             MatroskaSpec::Timestamp(t) => {
                 cluster_ms = t;
                 p.clusters.push(t);
@@ -125,6 +131,15 @@ fn read_back(path: &Path) -> Parsed {
             MatroskaSpec::CuePoint(Master::Start) => p.cue_points += 1,
             tag @ MatroskaSpec::SimpleBlock(_) => {
                 let b = SimpleBlock::try_from(&tag).unwrap();
+                assert!(
+                    b.timestamp >= 0,
+                    "{}: block offset {} before its cluster at {cluster_ms}",
+                    path.display(),
+                    b.timestamp
+                );
+                if p.cluster_first.len() < p.clusters.len() {
+                    p.cluster_first.push((b.track, b.keyframe));
+                }
                 p.blocks.push(Block {
                     track: b.track,
                     ms: (cluster_ms as i64 + i64::from(b.timestamp)) as u64,
@@ -164,15 +179,32 @@ fn write(path: &Path, setup: TrackSetup, frames: &[Frame]) -> WriteSummary {
     writer_with(path, setup, frames).finalize().unwrap()
 }
 
-/// ffprobe's duration and per-kind packet counts.
-fn probe(path: &Path) -> (f64, u64, u64) {
+/// What ffprobe sees in a file.
+#[derive(Debug)]
+struct Probe {
+    duration: f64,
+    /// (codec name, packets read, width, height) per stream.
+    streams: Vec<(String, u64, u64, u64)>,
+}
+
+impl Probe {
+    fn packets(&self, codecs: &[&str]) -> u64 {
+        self.streams
+            .iter()
+            .filter(|s| codecs.contains(&s.0.as_str()))
+            .map(|s| s.1)
+            .sum()
+    }
+}
+
+fn probe(path: &Path) -> Probe {
     let out = tool("ffprobe")
         .args([
             "-v",
             "error",
             "-count_packets",
             "-show_entries",
-            "stream=codec_type,nb_read_packets:format=duration",
+            "stream=codec_name,nb_read_packets,width,height:format=duration",
             "-of",
             "json",
         ])
@@ -181,25 +213,39 @@ fn probe(path: &Path) -> (f64, u64, u64) {
         .unwrap();
     assert!(out.status.success(), "ffprobe failed on {}", path.display());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let count = |kind: &str| {
-        v["streams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["codec_type"] == kind)
-            .map(|s| {
-                s["nb_read_packets"]
-                    .as_str()
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap()
-            })
-            .sum()
-    };
+    let streams = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["codec_name"].as_str().unwrap().to_string(),
+                s["nb_read_packets"].as_str().unwrap().parse().unwrap(),
+                s["width"].as_u64().unwrap_or(0),
+                s["height"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
     let duration = v["format"]["duration"]
         .as_str()
         .map_or(f64::NAN, |d| d.parse().unwrap());
-    (duration, count("audio"), count("video"))
+    Probe { duration, streams }
+}
+
+/// ffprobe's packet times (ms) of the first stream of `kind` ("a" or "v"), in file order.
+fn packet_times(path: &Path, kind: &str) -> Vec<u64> {
+    let out = tool("ffprobe")
+        .args(["-v", "error", "-select_streams", kind])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| (l.trim().parse::<f64>().unwrap() * 1000.0).round() as u64)
+        .collect()
 }
 
 /// What ffmpeg prints at level `error` while decoding every frame (empty = clean).
@@ -217,6 +263,13 @@ fn decode_errors(path: &Path) -> String {
         text.push_str("ffmpeg failed");
     }
     text
+}
+
+fn kind_of(ffprobe_kind: &str) -> MediaKind {
+    match ffprobe_kind {
+        "a" => MediaKind::Audio,
+        _ => MediaKind::Video,
+    }
 }
 
 fn count(frames: &[Frame], kind: MediaKind) -> u64 {
@@ -254,7 +307,7 @@ fn round_trip(name: &str, video: Option<Codec>, audio: bool) {
             .unwrap();
         assert!(first_video.key, "first video block is not a keyframe");
     }
-    // Blocks in time order, clusters no longer than about 2 s, cues for seeking.
+    // Blocks in time order, clusters no longer than about 2 s.
     assert!(back.blocks.windows(2).all(|w| w[0].ms <= w[1].ms));
     for pair in back.clusters.windows(2) {
         assert!(
@@ -263,18 +316,54 @@ fn round_trip(name: &str, video: Option<Codec>, audio: bool) {
             back.clusters
         );
     }
-    assert!(back.cue_points > 0, "no cues");
+    let keyframes = back
+        .blocks
+        .iter()
+        .filter(|b| back.kinds[&b.track] == MediaKind::Video && b.key)
+        .count();
+    if video.is_some() {
+        // The clip has a keyframe every second: each one opens a cluster (but the first,
+        // which audio may open a few ms earlier), and only they do; each has a cue.
+        assert_eq!(keyframes, 4);
+        assert!(
+            back.cluster_first[1..]
+                .iter()
+                .all(|&(t, key)| key && back.kinds[&t] == MediaKind::Video),
+            "{:?}",
+            back.cluster_first
+        );
+        assert_eq!(back.clusters.len(), keyframes);
+        assert_eq!(back.cue_points, keyframes);
+    } else {
+        assert_eq!(back.cue_points, back.clusters.len());
+    }
+    if audio {
+        assert_eq!(back.codec_delay, Some(0));
+        assert_eq!(back.seek_pre_roll, Some(80_000_000));
+    }
     let duration = back.duration.expect("Duration written");
     assert!(
         (duration - summary.duration.as_millis() as f64).abs() < 1.0,
         "{duration} vs {summary:?}"
     );
-    assert!((duration - 4000.0).abs() <= 40.0, "duration {duration} ms");
+    // One frame: 20 ms of Opus, 33 ms of video.
+    assert!((duration - 4000.0).abs() <= 34.0, "duration {duration} ms");
 
-    let (probed, audio_packets, video_packets) = probe(&out);
-    assert!((probed - 4.0).abs() <= 0.04, "ffprobe duration {probed}");
-    assert_eq!(audio_packets, count(&frames, MediaKind::Audio));
-    assert_eq!(video_packets, count(&frames, MediaKind::Video));
+    let probed = probe(&out);
+    assert!(
+        (probed.duration - 4.0).abs() <= 0.034,
+        "ffprobe duration {}",
+        probed.duration
+    );
+    let mut want_streams = Vec::new();
+    if audio {
+        want_streams.push(("opus".to_string(), count(&frames, MediaKind::Audio), 0, 0));
+    }
+    if let Some(v) = video {
+        let name = v.to_string();
+        want_streams.push((name, count(&frames, MediaKind::Video), 320, 240));
+    }
+    assert_eq!(probed.streams, want_streams);
     assert_eq!(decode_errors(&out), "");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -371,8 +460,21 @@ fn a_pause_stays_on_the_timeline() {
         (summary.duration.as_secs_f64() - 14.0).abs() < 0.05,
         "{summary:?}"
     );
-    let (probed, _, _) = probe(&out);
+    let probed = probe(&out).duration;
     assert!((probed - 14.0).abs() < 0.05, "ffprobe duration {probed}");
+    // ffmpeg sees the jump in both tracks' packet times.
+    for kind in ["a", "v"] {
+        let times = packet_times(&out, kind);
+        assert_eq!(
+            times.len(),
+            2 * clip.iter().filter(|f| f.kind == kind_of(kind)).count()
+        );
+        let jump = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            (9_900..=10_100).contains(&jump),
+            "{kind}: largest step {jump} ms"
+        );
+    }
     let back = read_back(&out);
     let gap = back
         .blocks
@@ -394,23 +496,39 @@ fn a_crash_leaves_a_playable_file() {
     // The process dies: nothing after the last flush happens (no finalize, no Drop).
     std::mem::forget(w);
 
-    let (_, audio_packets, video_packets) = probe(&out);
-    let before = |kind, limit| {
-        frames
-            .iter()
-            .filter(|f| f.kind == kind && f.ms < limit)
-            .count() as u64
-    };
-    // Everything but the muxing delay's worth reached the file.
+    // flush() drained the muxing queue: every frame is in the file, and it all decodes.
+    let probed = probe(&out);
+    assert_eq!(probed.packets(&["opus"]), count(&frames, MediaKind::Audio));
+    assert_eq!(probed.packets(&["vp8"]), count(&frames, MediaKind::Video));
     assert!(
-        audio_packets >= before(MediaKind::Audio, 4_700),
-        "{audio_packets}"
-    );
-    assert!(
-        video_packets >= before(MediaKind::Video, 4_700),
-        "{video_packets}"
+        packet_times(&out, "v").last().is_some_and(|&t| t >= 4_900),
+        "less than 5 s of video"
     );
     assert_eq!(decode_errors(&out), "");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_file_cut_anywhere_still_plays_up_to_the_cut() {
+    let dir = scratch("cut");
+    let frames = source(&dir, Some("vp8"), true, 5);
+    let out = dir.join("out.webm");
+    std::mem::forget(writer_with(&out, setup_of(Some(Codec::Vp8), true), &frames));
+    let whole = std::fs::read(&out).unwrap();
+    // A crash that got part of a write to disk: the file ends inside a block.
+    for fraction in [0.3, 0.55, 0.9] {
+        let cut = dir.join(format!("cut-{fraction}.webm"));
+        std::fs::write(&cut, &whole[..(whole.len() as f64 * fraction) as usize]).unwrap();
+        let probed = probe(&cut);
+        let want = (5_000.0 * fraction * 0.8) as u64;
+        assert!(
+            packet_times(&cut, "a").last().is_some_and(|&t| t >= want),
+            "{fraction}: {probed:?}"
+        );
+        // ffmpeg decodes all but the cut-off frame; at most that frame is reported.
+        let errors = decode_errors(&cut);
+        assert!(errors.lines().count() <= 2, "{fraction}: {errors}");
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 
