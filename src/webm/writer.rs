@@ -17,8 +17,9 @@
 //! cluster's first block. Only a frame later than even that is moved forward to the cluster's
 //! timestamp, and counted.
 //!
-//! Each track's times only go forward: a frame earlier than its track's previous one gets the
-//! previous one's time (and is counted), so the queue never reorders frames of one track.
+//! Each track's times only go forward: a frame not after its track's previous one is placed
+//! 1 ms after it (and counted), so the queue never reorders frames of one track. Not at the
+//! same time: tools that remux (ffmpeg into MP4, say) reject equal timestamps in a track.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -276,16 +277,16 @@ impl WebmWriter {
         let newest = self.newest_by_kind[kind_index(kind)];
         let mut ms = ts.as_millis() as u64;
         if let Some(newest) = newest
-            && ms < newest
+            && ms <= newest
         {
             // The feed's clocks never go back, so this is a caller's bug; keep the frame and
             // its track's order rather than fail the recording.
             self.count_moved(
                 kind,
-                newest - ms,
-                "a frame came with a time before its track's previous frame",
+                newest + 1 - ms,
+                "a frame came with a time not after its track's previous frame",
             );
-            ms = newest;
+            ms = newest + 1;
         }
         if kind == MediaKind::Video && keyframe && self.video_size.is_none() {
             self.video_size = self.setup.video.and_then(|c| vpx::frame_size(c, data));

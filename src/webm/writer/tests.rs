@@ -580,3 +580,124 @@ fn an_existing_file_is_never_overwritten() {
     assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_frame_before_its_tracks_previous_one_keeps_its_place_in_the_track() {
+    let dir = scratch("backwards");
+    let mut frames = source(&dir, Some("vp8"), true, 2);
+    // One video frame (not a keyframe) claims a time 50 ms before the previous video frame.
+    let videos: Vec<usize> = (0..frames.len())
+        .filter(|&i| frames[i].kind == MediaKind::Video)
+        .collect();
+    let (prev, odd) = (videos[9], videos[10]);
+    assert!(!frames[odd].key);
+    frames[odd].ms = frames[prev].ms - 50;
+    let out = dir.join("out.webm");
+    write(&out, setup_of(Some(Codec::Vp8), true), &frames);
+    let back = read_back(&out);
+    let got: Vec<(&[u8], u64)> = back
+        .blocks
+        .iter()
+        .filter(|b| back.kinds[&b.track] == MediaKind::Video)
+        .map(|b| (&b.data[..], b.ms))
+        .collect();
+    // The same frames in the same order (a decoder needs that order); the odd one 1 ms after
+    // the previous frame.
+    let want: Vec<(&[u8], u64)> = videos
+        .iter()
+        .map(|&i| {
+            let ms = if i == odd {
+                frames[prev].ms + 1
+            } else {
+                frames[i].ms
+            };
+            (&frames[i].data[..], ms)
+        })
+        .collect();
+    assert!(got == want, "video frames reordered or retimed");
+    assert_eq!(decode_errors(&out), "");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The file size limit the write-error test's child runs under (bytes).
+const FILE_SIZE_LIMIT: u64 = 64 * 1024;
+
+/// A real write error, without root: the test binary runs [`write_error_child`] in a child
+/// process whose file size limit (RLIMIT_FSIZE) is [`FILE_SIZE_LIMIT`], so the kernel fails
+/// the write that would pass it with EFBIG, as a full disk fails one with ENOSPC.
+#[test]
+fn a_write_error_names_the_file_and_the_cause() {
+    use std::os::unix::process::CommandExt;
+    let dir = scratch("write-error");
+    let frames = source(&dir, Some("vp8"), true, 5);
+    assert!(frames.iter().map(|f| f.data.len() as u64).sum::<u64>() > 2 * FILE_SIZE_LIMIT);
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["--exact", "webm::writer::tests::write_error_child"])
+        .args(["--ignored", "--nocapture", "--test-threads", "1"])
+        .env("WRITER_TEST_DIR", &dir);
+    // SAFETY: setrlimit and signal are async-signal-safe; nothing else runs between fork and
+    // exec. SIGXFSZ is ignored so the write fails with EFBIG instead of killing the child.
+    unsafe {
+        child.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: FILE_SIZE_LIMIT,
+                rlim_max: FILE_SIZE_LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0
+                || libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = child.output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("1 passed"),
+        "child: {stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // What was written before the error plays.
+    let out = dir.join("out.webm");
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), FILE_SIZE_LIMIT);
+    assert!(probe(&out).packets(&["opus"]) > 25, "{:?}", probe(&out));
+    let errors = decode_errors(&out);
+    assert!(errors.lines().count() <= 2, "{errors}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Run by [`a_write_error_names_the_file_and_the_cause`] under a file size limit.
+#[test]
+#[ignore = "run by a_write_error_names_the_file_and_the_cause"]
+fn write_error_child() {
+    let dir = PathBuf::from(std::env::var_os("WRITER_TEST_DIR").expect("WRITER_TEST_DIR"));
+    let source = read_back(&dir.join("source.webm"));
+    let out = dir.join("out.webm");
+    let mut w = WebmWriter::create(&out, setup_of(Some(Codec::Vp8), true)).unwrap();
+    let mut first_error = None;
+    for (i, b) in source.blocks.iter().enumerate() {
+        let ts = Duration::from_millis(b.ms);
+        let mut r = match source.kinds[&b.track] {
+            MediaKind::Audio => w.write_audio(ts, &b.data),
+            MediaKind::Video => w.write_video(ts, b.key, &b.data),
+        };
+        if i % 50 == 49 {
+            r = r.and_then(|()| w.flush());
+        }
+        if let Err(e) = r {
+            first_error.get_or_insert(e.to_string());
+        }
+    }
+    let first = first_error.expect("no write error under the file size limit");
+    assert_eq!(
+        first,
+        format!("writing {}: File too large (os error 27)", out.display())
+    );
+    // The writer refuses further work, with the path and the original cause.
+    let again = w.write_audio(Duration::from_secs(9), &source.blocks[0].data);
+    let again = again.unwrap_err().to_string();
+    assert!(again.contains(&*out.to_string_lossy()) && again.contains("File too large"));
+    assert!(w.finalize().is_err());
+}
