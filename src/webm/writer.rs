@@ -8,8 +8,9 @@
 //! size marker, so no byte moves).
 //!
 //! Frames come in arrival order, which across tracks is not timestamp order; a muxing queue
-//! holds each frame until every track has reached its time (at most [`MAX_HOLD_MS`], and
-//! [`WebmWriter::flush`] drains it), so blocks mostly go out in timestamp order. A frame that
+//! holds each frame until every track has reached its time (at most [`MAX_HOLD_MS`];
+//! [`WebmWriter::flush`] keeps only the last [`FLUSH_HOLD_MS`]), so blocks normally go out in
+//! timestamp order. A frame that
 //! comes later than that keeps its own time as long as it is not before its cluster's
 //! timestamp: block offsets are never negative (Chromium's WebM parser rejects them). To make
 //! room for such frames a cluster's timestamp is the earliest time a frame of any live track
@@ -46,6 +47,10 @@ const MAX_HOLD_MS: u64 = 1_000;
 /// re-anchors a track whose RTP time is more than 5 s off its arrival time, so within one
 /// recording tracks lag each other by at most about this much.)
 const MAX_LAG_MS: u64 = 5_000;
+/// [`WebmWriter::flush`] lets frames go that are this much older than the newest, so a crash
+/// loses at most this plus the time between flushes, while the usual tens of ms of disorder
+/// between tracks still come out in order.
+const FLUSH_HOLD_MS: u64 = 200;
 /// How long the header waits (in media time) for a video keyframe to learn the frame size.
 const HEADER_WAIT_MS: u64 = 2_000;
 /// Reserved room (bytes) for the SeekHead, for the Info to grow by a Duration, and for the
@@ -106,6 +111,17 @@ impl Write for Pending {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// How far [`WebmWriter::emit_ready`] empties the muxing queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// Frames every track has reached, or held [`MAX_HOLD_MS`].
+    Ready,
+    /// Also frames held [`FLUSH_HOLD_MS`].
+    Flush,
+    /// Everything, and the header even without the video's frame size.
+    All,
 }
 
 #[derive(Debug)]
@@ -243,13 +259,13 @@ impl WebmWriter {
         self.push(ts, MediaKind::Video, keyframe, data)
     }
 
-    /// Hands everything written so far to the operating system (no fsync). The muxing queue
-    /// is drained too, once the header is out; before that, frames wait for the first video
-    /// keyframe's size at most [`HEADER_WAIT_MS`] of media.
+    /// Hands what was written to the operating system (no fsync): all but the last
+    /// [`FLUSH_HOLD_MS`] of the muxing queue, once the header is out (before that, frames wait
+    /// for the first video keyframe's size at most [`HEADER_WAIT_MS`] of media).
     pub fn flush(&mut self) -> Result<(), WriteError> {
         self.check()?;
         let r = self
-            .emit_ready(self.layout.is_some())
+            .emit_ready(Drain::Flush)
             .and_then(|()| self.write_pending());
         self.record(r)
     }
@@ -308,7 +324,7 @@ impl WebmWriter {
         self.queue.insert(at, frame);
         self.newest_ms = self.newest_ms.max(ms);
         self.newest_by_kind[kind_index(kind)] = Some(ms);
-        let r = self.emit_ready(false);
+        let r = self.emit_ready(Drain::Ready);
         self.record(r)
     }
 
@@ -334,8 +350,10 @@ impl WebmWriter {
         })
     }
 
-    /// Turns queued frames into blocks: those older than the muxing delay, or all of them.
-    fn emit_ready(&mut self, all: bool) -> Result<(), String> {
+    /// Turns queued frames into blocks: those every track has reached, and those held longer
+    /// than `drain` allows.
+    fn emit_ready(&mut self, drain: Drain) -> Result<(), String> {
+        let all = drain == Drain::All;
         if self.layout.is_none() {
             let waited = self
                 .queue
@@ -350,9 +368,12 @@ impl WebmWriter {
             self.write_header()?;
         }
         while let Some(front) = self.queue.front() {
-            let ready = all
-                || self.every_track_reached(front.ms)
-                || front.ms + MAX_HOLD_MS <= self.newest_ms;
+            let hold = match drain {
+                Drain::Ready => MAX_HOLD_MS,
+                Drain::Flush => FLUSH_HOLD_MS,
+                Drain::All => 0,
+            };
+            let ready = self.every_track_reached(front.ms) || front.ms + hold <= self.newest_ms;
             if !ready {
                 break;
             }
@@ -653,11 +674,11 @@ impl WebmWriter {
     }
 
     fn finish_file(&mut self) -> Result<(), String> {
-        self.emit_ready(true)?;
+        self.emit_ready(Drain::All)?;
         let layout = self
             .layout
             .take()
-            .expect("emit_ready(true) writes the header");
+            .expect("emit_ready(Drain::All) writes the header");
         if !self.clusters.is_empty() {
             self.put(MatroskaSpec::Cluster(Master::End))?;
         }
