@@ -478,36 +478,51 @@ impl WebmWriter {
     fn tracks(&self, size: (u32, u32)) -> MatroskaSpec {
         let mut entries = Vec::new();
         if let Some(codec) = self.setup.audio {
-            let number = self.track_number(MediaKind::Audio);
-            entries.push(MatroskaSpec::TrackEntry(Master::Full(vec![
-                MatroskaSpec::TrackNumber(number),
-                MatroskaSpec::TrackUID(self.uid_seed.rotate_left(7) ^ number | 1),
-                MatroskaSpec::TrackType(2),
-                MatroskaSpec::CodecID(codec.matroska_id().into()),
-                MatroskaSpec::CodecPrivate(opus_head().to_vec()),
-                // 80 ms pre-roll after a seek, as the WebM spec asks of Opus.
-                MatroskaSpec::SeekPreRoll(80_000_000),
-                MatroskaSpec::CodecDelay(0),
-                MatroskaSpec::Audio(Master::Full(vec![
-                    MatroskaSpec::SamplingFrequency(48_000.0),
-                    MatroskaSpec::Channels(2),
-                ])),
-            ])));
+            entries.push(self.track_entry(
+                MediaKind::Audio,
+                codec,
+                vec![
+                    MatroskaSpec::CodecPrivate(opus_head().to_vec()),
+                    // 80 ms pre-roll after a seek, as the WebM spec asks of Opus; no codec
+                    // delay, as the OpusHead has no pre-skip (RTP Opus carries none).
+                    MatroskaSpec::SeekPreRoll(80_000_000),
+                    MatroskaSpec::CodecDelay(0),
+                    MatroskaSpec::Audio(Master::Full(vec![
+                        MatroskaSpec::SamplingFrequency(48_000.0),
+                        MatroskaSpec::Channels(2),
+                    ])),
+                ],
+            ));
         }
         if let Some(codec) = self.setup.video {
-            let number = self.track_number(MediaKind::Video);
-            entries.push(MatroskaSpec::TrackEntry(Master::Full(vec![
-                MatroskaSpec::TrackNumber(number),
-                MatroskaSpec::TrackUID(self.uid_seed.rotate_left(13) ^ number | 1),
-                MatroskaSpec::TrackType(1),
-                MatroskaSpec::CodecID(codec.matroska_id().into()),
-                MatroskaSpec::Video(Master::Full(vec![
+            entries.push(self.track_entry(
+                MediaKind::Video,
+                codec,
+                vec![MatroskaSpec::Video(Master::Full(vec![
                     MatroskaSpec::PixelWidth(u64::from(size.0)),
                     MatroskaSpec::PixelHeight(u64::from(size.1)),
-                ])),
-            ])));
+                ]))],
+            ));
         }
         MatroskaSpec::Tracks(Master::Full(entries))
+    }
+
+    /// A TrackEntry: number, UID, type, codec, then `rest`.
+    fn track_entry(&self, kind: MediaKind, codec: Codec, rest: Vec<MatroskaSpec>) -> MatroskaSpec {
+        let number = self.track_number(kind);
+        let (track_type, uid_rotation) = match kind {
+            MediaKind::Audio => (2, 7),
+            MediaKind::Video => (1, 13),
+        };
+        let mut children = vec![
+            MatroskaSpec::TrackNumber(number),
+            // Unique per file (the seed is the creation time) and never 0.
+            MatroskaSpec::TrackUID(self.uid_seed.rotate_left(uid_rotation) ^ number | 1),
+            MatroskaSpec::TrackType(track_type),
+            MatroskaSpec::CodecID(codec.matroska_id().into()),
+        ];
+        children.extend(rest);
+        MatroskaSpec::TrackEntry(Master::Full(children))
     }
 
     fn emit(&mut self, frame: QueuedFrame) -> Result<(), String> {

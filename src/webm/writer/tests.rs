@@ -501,14 +501,19 @@ fn a_pause_stays_on_the_timeline() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[test]
-fn a_crash_leaves_a_playable_file() {
-    let dir = scratch("crash");
+/// 5 s of VP8 and Opus written to `out.webm` in a new scratch directory, then the process
+/// "dies": nothing after the last flush happens (no finalize, no Drop).
+fn crashed(name: &str) -> (PathBuf, Vec<Frame>, PathBuf) {
+    let dir = scratch(name);
     let frames = source(&dir, Some("vp8"), true, 5);
     let out = dir.join("out.webm");
-    let w = writer_with(&out, setup_of(Some(Codec::Vp8), true), &frames);
-    // The process dies: nothing after the last flush happens (no finalize, no Drop).
-    std::mem::forget(w);
+    std::mem::forget(writer_with(&out, setup_of(Some(Codec::Vp8), true), &frames));
+    (dir, frames, out)
+}
+
+#[test]
+fn a_crash_leaves_a_playable_file() {
+    let (dir, frames, out) = crashed("crash");
 
     // flush() kept only the last FLUSH_HOLD_MS in the muxing queue: all else is in the file
     // (4.8 s of 5), and it all decodes.
@@ -541,10 +546,7 @@ fn a_crash_leaves_a_playable_file() {
 
 #[test]
 fn a_file_cut_anywhere_still_plays_up_to_the_cut() {
-    let dir = scratch("cut");
-    let frames = source(&dir, Some("vp8"), true, 5);
-    let out = dir.join("out.webm");
-    std::mem::forget(writer_with(&out, setup_of(Some(Codec::Vp8), true), &frames));
+    let (dir, _, out) = crashed("cut");
     let whole = std::fs::read(&out).unwrap();
     // A crash that got part of a write to disk: the file ends inside a block.
     for fraction in [0.3, 0.55, 0.9] {
