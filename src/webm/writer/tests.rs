@@ -277,6 +277,17 @@ fn decode_errors(path: &Path) -> String {
     text
 }
 
+/// The crate's own check tool (`janus-recorder check`) finds nothing wrong.
+fn assert_checks_clean(path: &Path) {
+    let report = crate::check::check_file(path, &Default::default());
+    assert_eq!(
+        report.status,
+        crate::check::Status::Ok,
+        "{}",
+        report.human()
+    );
+}
+
 /// ffmpeg decodes a file that ends inside a block, and says no more than that it ended early
 /// (nothing at all if the cut falls between blocks).
 fn assert_only_cut_short(path: &Path) {
@@ -388,6 +399,7 @@ fn round_trip(name: &str, video: Option<Codec>, audio: bool) {
     }
     assert_eq!(probed.streams, want_streams);
     assert_eq!(decode_errors(&out), "");
+    assert_checks_clean(&out);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -466,6 +478,7 @@ fn a_lagging_track_keeps_its_own_times() {
         assert_eq!(got, want, "{kind:?} times changed");
     }
     assert_eq!(decode_errors(&out), "");
+    assert_checks_clean(&out);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
