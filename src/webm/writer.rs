@@ -8,9 +8,19 @@
 //! size marker, so no byte moves).
 //!
 //! Frames come in arrival order, which across tracks is not timestamp order; a muxing queue
-//! holds each frame until every track has reached its time (at most [`MAX_HOLD_MS`]), so
-//! blocks go out in timestamp order. A frame that still comes too late keeps its own time,
-//! written before its cluster's start (a negative block offset): never a duplicate timestamp.
+//! holds each frame until every track has reached its time (at most [`MAX_HOLD_MS`];
+//! [`WebmWriter::flush`] keeps only the last [`FLUSH_HOLD_MS`]), so blocks normally go out in
+//! timestamp order. A frame that
+//! comes later than that keeps its own time as long as it is not before its cluster's
+//! timestamp: block offsets are never negative (Chromium's WebM parser rejects them). To make
+//! room for such frames a cluster's timestamp is the earliest time a frame of any live track
+//! may still have (see [`WebmWriter::cluster_timestamp`]), which can be a little before the
+//! cluster's first block. Only a frame later than even that is moved forward to the cluster's
+//! timestamp, and counted.
+//!
+//! Each track's times only go forward: a frame not after its track's previous one is placed
+//! 1 ms after it (and counted), so the queue never reorders frames of one track. Not at the
+//! same time: tools that remux (ffmpeg into MP4, say) reject equal timestamps in a track.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -32,6 +42,15 @@ const MIN_KEYFRAME_CLUSTER_MS: u64 = 250;
 /// Longest a frame waits in the muxing queue for the other track to catch up (a track that
 /// stalls, or lags the other, holds the queue no longer than this).
 const MAX_HOLD_MS: u64 = 1_000;
+/// A track whose newest frame is more than this behind the frame opening a cluster is taken
+/// as paused, not lagging: the cluster's timestamp is not held back for it. (The feed
+/// re-anchors a track whose RTP time is more than 5 s off its arrival time, so within one
+/// recording tracks lag each other by at most about this much.)
+const MAX_LAG_MS: u64 = 5_000;
+/// [`WebmWriter::flush`] lets frames go that are this much older than the newest, so a crash
+/// loses at most this plus the time between flushes, while the usual tens of ms of disorder
+/// between tracks still come out in order.
+const FLUSH_HOLD_MS: u64 = 200;
 /// How long the header waits (in media time) for a video keyframe to learn the frame size.
 const HEADER_WAIT_MS: u64 = 2_000;
 /// Reserved room (bytes) for the SeekHead, for the Info to grow by a Duration, and for the
@@ -94,6 +113,17 @@ impl Write for Pending {
     }
 }
 
+/// How far [`WebmWriter::emit_ready`] empties the muxing queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// Frames every track has reached, or held [`MAX_HOLD_MS`].
+    Ready,
+    /// Also frames held [`FLUSH_HOLD_MS`].
+    Flush,
+    /// Everything, and the header even without the video's frame size.
+    All,
+}
+
 #[derive(Debug)]
 struct QueuedFrame {
     ms: u64,
@@ -122,10 +152,13 @@ struct Layout {
 #[derive(Debug)]
 struct ClusterMark {
     offset: u64,
-    start_ms: u64,
-    /// The track a cue for this cluster points at (the video track when it opens with a
-    /// keyframe), or none.
-    cue_track: Option<u64>,
+    /// The cluster's Timestamp: no block of it is earlier.
+    timestamp: u64,
+    /// The time of its first block, from which its length is measured.
+    first_ms: u64,
+    /// The track and time a cue for this cluster points at: its first video keyframe, or in
+    /// audio-only files its first block.
+    cue: Option<(u64, u64)>,
 }
 
 /// Writes one WebM file live. See the module documentation for the layout.
@@ -148,9 +181,8 @@ pub struct WebmWriter {
     newest_ms: u64,
     newest_by_kind: [Option<u64>; 2],
     clusters: Vec<ClusterMark>,
-    /// The last timestamp written, overall and per track.
+    /// The latest timestamp written.
     last_ms: Option<u64>,
-    last_by_kind: [Option<u64>; 2],
     audio_frames: u64,
     video_frames: u64,
     audio_end_ms: u64,
@@ -158,6 +190,9 @@ pub struct WebmWriter {
     video_interval_ms: u64,
     /// Frames written behind a later frame of the other track.
     late: u64,
+    /// Frames whose time was moved forward: earlier than their track's previous frame, or
+    /// than their cluster's timestamp.
+    moved: u64,
     failed: Option<String>,
     finished: bool,
 }
@@ -192,13 +227,13 @@ impl WebmWriter {
             newest_by_kind: [None; 2],
             clusters: Vec::new(),
             last_ms: None,
-            last_by_kind: [None; 2],
             audio_frames: 0,
             video_frames: 0,
             audio_end_ms: 0,
             last_video_ms: None,
             video_interval_ms: 0,
             late: 0,
+            moved: 0,
             failed: None,
             finished: false,
         })
@@ -224,10 +259,14 @@ impl WebmWriter {
         self.push(ts, MediaKind::Video, keyframe, data)
     }
 
-    /// Hands everything written so far (but the muxing queue) to the operating system.
+    /// Hands what was written to the operating system (no fsync): all but the last
+    /// [`FLUSH_HOLD_MS`] of the muxing queue, once the header is out (before that, frames wait
+    /// for the first video keyframe's size at most [`HEADER_WAIT_MS`] of media).
     pub fn flush(&mut self) -> Result<(), WriteError> {
         self.check()?;
-        let r = self.write_pending();
+        let r = self
+            .emit_ready(Drain::Flush)
+            .and_then(|()| self.write_pending());
         self.record(r)
     }
 
@@ -251,7 +290,20 @@ impl WebmWriter {
         if !has_track || data.is_empty() {
             return Ok(());
         }
-        let ms = ts.as_millis() as u64;
+        let newest = self.newest_by_kind[kind_index(kind)];
+        let mut ms = ts.as_millis() as u64;
+        if let Some(newest) = newest
+            && ms <= newest
+        {
+            // The feed's clocks never go back, so this is a caller's bug; keep the frame and
+            // its track's order rather than fail the recording.
+            self.count_moved(
+                kind,
+                newest + 1 - ms,
+                "a frame came with a time not after its track's previous frame",
+            );
+            ms = newest + 1;
+        }
         if kind == MediaKind::Video && keyframe && self.video_size.is_none() {
             self.video_size = self.setup.video.and_then(|c| vpx::frame_size(c, data));
         }
@@ -261,17 +313,18 @@ impl WebmWriter {
             keyframe,
             data: data.to_vec(),
         };
-        // Keep the queue sorted; frames are nearly in order, so search from the back.
+        // Keep the queue sorted, after frames of the same key (so one track's frames keep their
+        // order); frames are nearly in order, so search from the back.
+        let key = queue_key(&frame);
         let at = self
             .queue
             .iter()
-            .rposition(|f| f.ms <= ms)
+            .rposition(|f| queue_key(f) <= key)
             .map_or(0, |i| i + 1);
         self.queue.insert(at, frame);
         self.newest_ms = self.newest_ms.max(ms);
-        let newest = &mut self.newest_by_kind[kind_index(kind)];
-        *newest = Some(newest.map_or(ms, |n| n.max(ms)));
-        let r = self.emit_ready(false);
+        self.newest_by_kind[kind_index(kind)] = Some(ms);
+        let r = self.emit_ready(Drain::Ready);
         self.record(r)
     }
 
@@ -297,8 +350,10 @@ impl WebmWriter {
         })
     }
 
-    /// Turns queued frames into blocks: those older than the muxing delay, or all of them.
-    fn emit_ready(&mut self, all: bool) -> Result<(), String> {
+    /// Turns queued frames into blocks: those every track has reached, and those held longer
+    /// than `drain` allows.
+    fn emit_ready(&mut self, drain: Drain) -> Result<(), String> {
+        let all = drain == Drain::All;
         if self.layout.is_none() {
             let waited = self
                 .queue
@@ -313,9 +368,12 @@ impl WebmWriter {
             self.write_header()?;
         }
         while let Some(front) = self.queue.front() {
-            let ready = all
-                || self.every_track_reached(front.ms)
-                || front.ms + MAX_HOLD_MS <= self.newest_ms;
+            let hold = match drain {
+                Drain::Ready => MAX_HOLD_MS,
+                Drain::Flush => FLUSH_HOLD_MS,
+                Drain::All => 0,
+            };
+            let ready = self.every_track_reached(front.ms) || front.ms + hold <= self.newest_ms;
             if !ready {
                 break;
             }
@@ -420,41 +478,55 @@ impl WebmWriter {
     fn tracks(&self, size: (u32, u32)) -> MatroskaSpec {
         let mut entries = Vec::new();
         if let Some(codec) = self.setup.audio {
-            let number = self.track_number(MediaKind::Audio);
-            entries.push(MatroskaSpec::TrackEntry(Master::Full(vec![
-                MatroskaSpec::TrackNumber(number),
-                MatroskaSpec::TrackUID(self.uid_seed.rotate_left(7) ^ number | 1),
-                MatroskaSpec::TrackType(2),
-                MatroskaSpec::CodecID(codec.matroska_id().into()),
-                MatroskaSpec::CodecPrivate(opus_head().to_vec()),
-                // 80 ms pre-roll after a seek, as the WebM spec asks of Opus.
-                MatroskaSpec::SeekPreRoll(80_000_000),
-                MatroskaSpec::Audio(Master::Full(vec![
-                    MatroskaSpec::SamplingFrequency(48_000.0),
-                    MatroskaSpec::Channels(2),
-                ])),
-            ])));
+            entries.push(self.track_entry(
+                MediaKind::Audio,
+                codec,
+                vec![
+                    MatroskaSpec::CodecPrivate(opus_head().to_vec()),
+                    // 80 ms pre-roll after a seek, as the WebM spec asks of Opus; no codec
+                    // delay, as the OpusHead has no pre-skip (RTP Opus carries none).
+                    MatroskaSpec::SeekPreRoll(80_000_000),
+                    MatroskaSpec::CodecDelay(0),
+                    MatroskaSpec::Audio(Master::Full(vec![
+                        MatroskaSpec::SamplingFrequency(48_000.0),
+                        MatroskaSpec::Channels(2),
+                    ])),
+                ],
+            ));
         }
         if let Some(codec) = self.setup.video {
-            let number = self.track_number(MediaKind::Video);
-            entries.push(MatroskaSpec::TrackEntry(Master::Full(vec![
-                MatroskaSpec::TrackNumber(number),
-                MatroskaSpec::TrackUID(self.uid_seed.rotate_left(13) ^ number | 1),
-                MatroskaSpec::TrackType(1),
-                MatroskaSpec::CodecID(codec.matroska_id().into()),
-                MatroskaSpec::Video(Master::Full(vec![
+            entries.push(self.track_entry(
+                MediaKind::Video,
+                codec,
+                vec![MatroskaSpec::Video(Master::Full(vec![
                     MatroskaSpec::PixelWidth(u64::from(size.0)),
                     MatroskaSpec::PixelHeight(u64::from(size.1)),
-                ])),
-            ])));
+                ]))],
+            ));
         }
         MatroskaSpec::Tracks(Master::Full(entries))
     }
 
+    /// A TrackEntry: number, UID, type, codec, then `rest`.
+    fn track_entry(&self, kind: MediaKind, codec: Codec, rest: Vec<MatroskaSpec>) -> MatroskaSpec {
+        let number = self.track_number(kind);
+        let (track_type, uid_rotation) = match kind {
+            MediaKind::Audio => (2, 7),
+            MediaKind::Video => (1, 13),
+        };
+        let mut children = vec![
+            MatroskaSpec::TrackNumber(number),
+            // Unique per file (the seed is the creation time) and never 0.
+            MatroskaSpec::TrackUID(self.uid_seed.rotate_left(uid_rotation) ^ number | 1),
+            MatroskaSpec::TrackType(track_type),
+            MatroskaSpec::CodecID(codec.matroska_id().into()),
+        ];
+        children.extend(rest);
+        MatroskaSpec::TrackEntry(Master::Full(children))
+    }
+
     fn emit(&mut self, frame: QueuedFrame) -> Result<(), String> {
-        // Each track's times only go forward (the feed's clocks promise it; this keeps it).
-        let index = kind_index(frame.kind);
-        let ms = frame.ms.max(self.last_by_kind[index].unwrap_or(0));
+        let mut ms = frame.ms;
         if let Some(last) = self.last_ms
             && ms < last
         {
@@ -468,35 +540,56 @@ impl WebmWriter {
             }
         }
         let is_video = frame.kind == MediaKind::Video;
-        let cluster_start = self.clusters.last().map(|c| c.start_ms);
-        let new_cluster = match cluster_start {
+        let new_cluster = match self.clusters.last() {
             None => true,
-            Some(start) => {
-                let age = ms.saturating_sub(start);
+            Some(c) => {
+                // A late frame (before the cluster's first block) never opens a cluster: that
+                // would put clusters out of time order.
+                let age = ms.saturating_sub(c.first_ms);
                 age >= MAX_CLUSTER_MS
                     || (is_video && frame.keyframe && age >= MIN_KEYFRAME_CLUSTER_MS)
+                    || ms - c.timestamp.min(ms) > i16::MAX as u64
             }
         };
         if new_cluster {
-            self.open_cluster(ms, &frame)?;
+            self.open_cluster(ms)?;
         }
-        let start = self.clusters.last().map_or(ms, |c| c.start_ms);
-        // Negative only for a late frame (see the module documentation); the feed's clocks keep
-        // tracks within seconds of each other, far inside i16's range.
-        let offset = (ms as i64 - start as i64).clamp(i64::from(i16::MIN), i64::from(i16::MAX));
+        let timestamp = self.clusters.last().map_or(ms, |c| c.timestamp);
+        if ms < timestamp {
+            self.count_moved(
+                frame.kind,
+                timestamp - ms,
+                "a frame came before its cluster's timestamp",
+            );
+            ms = timestamp;
+        }
+        // In range: a cluster spans under MAX_CLUSTER_MS from its first block, whose time is
+        // at most MAX_LAG_MS after the cluster's timestamp; the check above guards the rest.
+        let offset = (ms - timestamp) as i16;
         let track = self.track_number(frame.kind);
         let block = SimpleBlock::new_uncheked(
             &frame.data,
             track,
-            offset as i16,
+            offset,
             false,
             None,
             false,
             frame.keyframe,
         );
         self.put(MatroskaSpec::from(block))?;
+        // Cues are for seeking: to a video keyframe (a cluster normally opens with one, but the
+        // first may open with audio), or in audio-only files to any cluster.
+        let cue_here = match frame.kind {
+            MediaKind::Video => frame.keyframe,
+            MediaKind::Audio => self.setup.video.is_none(),
+        };
+        if let Some(c) = self.clusters.last_mut()
+            && cue_here
+            && c.cue.is_none()
+        {
+            c.cue = Some((track, ms));
+        }
         self.last_ms = Some(self.last_ms.map_or(ms, |l| l.max(ms)));
-        self.last_by_kind[index] = Some(ms);
         match frame.kind {
             MediaKind::Audio => {
                 self.audio_frames += 1;
@@ -505,7 +598,7 @@ impl WebmWriter {
             MediaKind::Video => {
                 self.video_frames += 1;
                 if let Some(prev) = self.last_video_ms {
-                    self.video_interval_ms = ms - prev;
+                    self.video_interval_ms = ms.saturating_sub(prev);
                 }
                 self.last_video_ms = Some(ms);
             }
@@ -513,24 +606,45 @@ impl WebmWriter {
         Ok(())
     }
 
-    fn open_cluster(&mut self, ms: u64, first: &QueuedFrame) -> Result<(), String> {
+    /// The Timestamp for a cluster whose first block is at `ms`: the earliest time a frame of
+    /// a track may still have (each track's frames only go forward, so it is the newest time
+    /// that track has queued), so that a frame still on its way from a lagging track lands in
+    /// the cluster with a non-negative offset. A track more than [`MAX_LAG_MS`] behind is
+    /// taken as paused. Never before the previous cluster's timestamp.
+    fn cluster_timestamp(&self, ms: u64) -> u64 {
+        let earliest = self
+            .newest_by_kind
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|n| n + MAX_LAG_MS >= ms)
+            .fold(ms, u64::min);
+        let previous = self.clusters.last().map_or(0, |c| c.timestamp);
+        earliest.max(previous)
+    }
+
+    fn count_moved(&mut self, kind: MediaKind, by_ms: u64, what: &str) {
+        self.moved += 1;
+        if self.moved == 1 {
+            tracing::warn!(path = %self.path.display(), ?kind, by_ms, "{what}; its time was moved forward");
+        }
+    }
+
+    fn open_cluster(&mut self, ms: u64) -> Result<(), String> {
         if !self.clusters.is_empty() {
             self.put(MatroskaSpec::Cluster(Master::End))?;
             // A finished cluster is a natural point to hand the bytes to the system.
             self.write_pending()?;
         }
-        let cue_track = match first.kind {
-            MediaKind::Video if first.keyframe => Some(self.track_number(MediaKind::Video)),
-            MediaKind::Audio => Some(self.track_number(MediaKind::Audio)),
-            MediaKind::Video => None,
-        };
+        let timestamp = self.cluster_timestamp(ms);
         let offset = self.pos();
         self.put_unknown_sized(MatroskaSpec::Cluster(Master::Start))?;
-        self.put(MatroskaSpec::Timestamp(ms))?;
+        self.put(MatroskaSpec::Timestamp(timestamp))?;
         self.clusters.push(ClusterMark {
             offset,
-            start_ms: ms,
-            cue_track,
+            timestamp,
+            first_ms: ms,
+            cue: None,
         });
         Ok(())
     }
@@ -550,28 +664,36 @@ impl WebmWriter {
         self.finished = true;
         let r = self.finish_file();
         self.record(r)?;
-        if self.late > 0 {
+        if self.late > 0 || self.moved > 0 {
             tracing::info!(
                 path = %self.path.display(),
-                frames = self.late,
-                "frames came more than {MAX_HOLD_MS} ms behind the other track"
+                late = self.late,
+                moved = self.moved,
+                "frames written behind a later frame of the other track (late), or with their \
+                 time moved forward (moved)"
             );
         }
-        let video_end = self.last_video_ms.map_or(0, |v| v + self.video_interval_ms);
         Ok(WriteSummary {
-            duration: Duration::from_millis(self.audio_end_ms.max(video_end)),
+            duration: Duration::from_millis(self.duration_ms()),
             audio_frames: self.audio_frames,
             video_frames: self.video_frames,
             bytes: self.written,
         })
     }
 
+    /// The end of the last frame of any track: an Opus packet's own length, and for video the
+    /// last interval between frames.
+    fn duration_ms(&self) -> u64 {
+        let video_end = self.last_video_ms.map_or(0, |v| v + self.video_interval_ms);
+        self.audio_end_ms.max(video_end)
+    }
+
     fn finish_file(&mut self) -> Result<(), String> {
-        self.emit_ready(true)?;
+        self.emit_ready(Drain::All)?;
         let layout = self
             .layout
             .take()
-            .expect("emit_ready(true) writes the header");
+            .expect("emit_ready(Drain::All) writes the header");
         if !self.clusters.is_empty() {
             self.put(MatroskaSpec::Cluster(Master::End))?;
         }
@@ -580,9 +702,9 @@ impl WebmWriter {
             .clusters
             .iter()
             .filter_map(|c| {
-                c.cue_track.map(|track| {
+                c.cue.map(|(track, ms)| {
                     MatroskaSpec::CuePoint(Master::Full(vec![
-                        MatroskaSpec::CueTime(c.start_ms),
+                        MatroskaSpec::CueTime(ms),
                         MatroskaSpec::CueTrackPositions(Master::Full(vec![
                             MatroskaSpec::CueTrack(track),
                             MatroskaSpec::CueClusterPosition(c.offset - layout.segment_data),
@@ -609,10 +731,7 @@ impl WebmWriter {
             patches.push((c.offset + CLUSTER_ID_LEN, sized_vint(next - data)));
         }
         // The header regions: SeekHead, Info with Duration, Tracks with the real frame size.
-        let duration = {
-            let video_end = self.last_video_ms.map_or(0, |v| v + self.video_interval_ms);
-            self.audio_end_ms.max(video_end) as f64
-        };
+        let duration = self.duration_ms() as f64;
         let mut seeks = vec![
             seek(INFO_ID, layout.info.offset - layout.segment_data),
             seek(TRACKS_ID, layout.tracks.offset - layout.segment_data),
@@ -741,6 +860,12 @@ fn encode_in_segment(tags: &[MatroskaSpec]) -> Result<Vec<u8>, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// Queue order: by time, and video before audio at the same time, so a keyframe, not the audio
+/// frame beside it, opens the cluster.
+fn queue_key(f: &QueuedFrame) -> (u64, bool) {
+    (f.ms, f.kind == MediaKind::Audio)
+}
 
 fn kind_index(kind: MediaKind) -> usize {
     match kind {

@@ -60,7 +60,12 @@ fn source(dir: &Path, video: Option<&str>, audio: bool, secs: u32) -> Vec<Frame>
     }
     let status = cmd.arg(&out).status().expect("ffmpeg runs");
     assert!(status.success(), "ffmpeg could not make the test clip");
-    let parsed = read_back(&out);
+    frames_of(&out)
+}
+
+/// The frames of a WebM file, in file order.
+fn frames_of(path: &Path) -> Vec<Frame> {
+    let parsed = read_back(path);
     parsed
         .blocks
         .into_iter()
@@ -88,11 +93,15 @@ struct Parsed {
     size: Option<(u64, u64)>,
     duration: Option<f64>,
     clusters: Vec<u64>,
+    /// Each cluster's first block: (track, keyframe).
+    cluster_first: Vec<(u64, bool)>,
+    codec_delay: Option<u64>,
+    seek_pre_roll: Option<u64>,
     cue_points: usize,
     blocks: Vec<Block>,
 }
 
-/// Reads a WebM file with webm-iterable.
+/// Reads a WebM file with webm-iterable; panics on a block before its cluster's timestamp.
 fn read_back(path: &Path) -> Parsed {
     let file = std::fs::File::open(path).unwrap();
     let mut p = Parsed::default();
@@ -118,6 +127,8 @@ fn read_back(path: &Path) -> Parsed {
             MatroskaSpec::PixelWidth(w) => p.size = Some((w, p.size.map_or(0, |s| s.1))),
             MatroskaSpec::PixelHeight(h) => p.size = Some((p.size.map_or(0, |s| s.0), h)),
             MatroskaSpec::Duration(d) => p.duration = Some(d),
+            MatroskaSpec::CodecDelay(d) => p.codec_delay = Some(d),
+            MatroskaSpec::SeekPreRoll(d) => p.seek_pre_roll = Some(d),
             MatroskaSpec::Timestamp(t) => {
                 cluster_ms = t;
                 p.clusters.push(t);
@@ -125,6 +136,15 @@ fn read_back(path: &Path) -> Parsed {
             MatroskaSpec::CuePoint(Master::Start) => p.cue_points += 1,
             tag @ MatroskaSpec::SimpleBlock(_) => {
                 let b = SimpleBlock::try_from(&tag).unwrap();
+                assert!(
+                    b.timestamp >= 0,
+                    "{}: block offset {} before its cluster at {cluster_ms}",
+                    path.display(),
+                    b.timestamp
+                );
+                if p.cluster_first.len() < p.clusters.len() {
+                    p.cluster_first.push((b.track, b.keyframe));
+                }
                 p.blocks.push(Block {
                     track: b.track,
                     ms: (cluster_ms as i64 + i64::from(b.timestamp)) as u64,
@@ -145,15 +165,22 @@ fn setup_of(video: Option<Codec>, audio: bool) -> TrackSetup {
     }
 }
 
-/// Creates a writer and writes `frames` in the given order, then flushes.
+/// Writes one frame; every 50th frame (about once a second, as the feed does) flushes too.
+fn put(w: &mut WebmWriter, i: usize, f: &Frame) -> Result<(), WriteError> {
+    let ts = Duration::from_millis(f.ms);
+    match f.kind {
+        MediaKind::Audio => w.write_audio(ts, &f.data)?,
+        MediaKind::Video => w.write_video(ts, f.key, &f.data)?,
+    }
+    if i % 50 == 49 { w.flush() } else { Ok(()) }
+}
+
+/// Creates a writer and writes `frames` in the given order, flushing now and then and at the
+/// end.
 fn writer_with(path: &Path, setup: TrackSetup, frames: &[Frame]) -> WebmWriter {
     let mut w = WebmWriter::create(path, setup).unwrap();
-    for f in frames {
-        let ts = Duration::from_millis(f.ms);
-        match f.kind {
-            MediaKind::Audio => w.write_audio(ts, &f.data).unwrap(),
-            MediaKind::Video => w.write_video(ts, f.key, &f.data).unwrap(),
-        }
+    for (i, f) in frames.iter().enumerate() {
+        put(&mut w, i, f).unwrap();
     }
     w.flush().unwrap();
     w
@@ -164,15 +191,32 @@ fn write(path: &Path, setup: TrackSetup, frames: &[Frame]) -> WriteSummary {
     writer_with(path, setup, frames).finalize().unwrap()
 }
 
-/// ffprobe's duration and per-kind packet counts.
-fn probe(path: &Path) -> (f64, u64, u64) {
+/// What ffprobe sees in a file.
+#[derive(Debug)]
+struct Probe {
+    duration: f64,
+    /// (codec name, packets read, width, height) per stream.
+    streams: Vec<(String, u64, u64, u64)>,
+}
+
+impl Probe {
+    fn packets(&self, codecs: &[&str]) -> u64 {
+        self.streams
+            .iter()
+            .filter(|s| codecs.contains(&s.0.as_str()))
+            .map(|s| s.1)
+            .sum()
+    }
+}
+
+fn probe(path: &Path) -> Probe {
     let out = tool("ffprobe")
         .args([
             "-v",
             "error",
             "-count_packets",
             "-show_entries",
-            "stream=codec_type,nb_read_packets:format=duration",
+            "stream=codec_name,nb_read_packets,width,height:format=duration",
             "-of",
             "json",
         ])
@@ -181,25 +225,39 @@ fn probe(path: &Path) -> (f64, u64, u64) {
         .unwrap();
     assert!(out.status.success(), "ffprobe failed on {}", path.display());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let count = |kind: &str| {
-        v["streams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["codec_type"] == kind)
-            .map(|s| {
-                s["nb_read_packets"]
-                    .as_str()
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap()
-            })
-            .sum()
-    };
+    let streams = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["codec_name"].as_str().unwrap().to_string(),
+                s["nb_read_packets"].as_str().unwrap().parse().unwrap(),
+                s["width"].as_u64().unwrap_or(0),
+                s["height"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
     let duration = v["format"]["duration"]
         .as_str()
         .map_or(f64::NAN, |d| d.parse().unwrap());
-    (duration, count("audio"), count("video"))
+    Probe { duration, streams }
+}
+
+/// ffprobe's packet times (ms) of the first stream of `kind` ("a" or "v"), in file order.
+fn packet_times(path: &Path, kind: &str) -> Vec<u64> {
+    let out = tool("ffprobe")
+        .args(["-v", "error", "-select_streams", kind])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| (l.trim().parse::<f64>().unwrap() * 1000.0).round() as u64)
+        .collect()
 }
 
 /// What ffmpeg prints at level `error` while decoding every frame (empty = clean).
@@ -217,6 +275,35 @@ fn decode_errors(path: &Path) -> String {
         text.push_str("ffmpeg failed");
     }
     text
+}
+
+/// The crate's own check tool (`janus-recorder check`) finds nothing wrong.
+fn assert_checks_clean(path: &Path) {
+    let report = crate::check::check_file(path, &Default::default());
+    assert_eq!(
+        report.status,
+        crate::check::Status::Ok,
+        "{}",
+        report.human()
+    );
+}
+
+/// ffmpeg decodes a file that ends inside a block, and says no more than that it ended early
+/// (nothing at all if the cut falls between blocks).
+fn assert_only_cut_short(path: &Path) {
+    let errors = decode_errors(path);
+    assert!(
+        errors.lines().all(|l| l.contains("File ended prematurely")),
+        "{}: {errors}",
+        path.display()
+    );
+}
+
+fn kind_of(ffprobe_kind: &str) -> MediaKind {
+    match ffprobe_kind {
+        "a" => MediaKind::Audio,
+        _ => MediaKind::Video,
+    }
 }
 
 fn count(frames: &[Frame], kind: MediaKind) -> u64 {
@@ -254,7 +341,7 @@ fn round_trip(name: &str, video: Option<Codec>, audio: bool) {
             .unwrap();
         assert!(first_video.key, "first video block is not a keyframe");
     }
-    // Blocks in time order, clusters no longer than about 2 s, cues for seeking.
+    // Blocks in time order, clusters no longer than about 2 s.
     assert!(back.blocks.windows(2).all(|w| w[0].ms <= w[1].ms));
     for pair in back.clusters.windows(2) {
         assert!(
@@ -263,19 +350,56 @@ fn round_trip(name: &str, video: Option<Codec>, audio: bool) {
             back.clusters
         );
     }
-    assert!(back.cue_points > 0, "no cues");
+    let keyframes = back
+        .blocks
+        .iter()
+        .filter(|b| back.kinds[&b.track] == MediaKind::Video && b.key)
+        .count();
+    if video.is_some() {
+        // The clip has a keyframe every second: each one opens a cluster (but the first,
+        // which audio may open a few ms earlier), and only they do; each has a cue.
+        assert_eq!(keyframes, 4);
+        assert!(
+            back.cluster_first[1..]
+                .iter()
+                .all(|&(t, key)| key && back.kinds[&t] == MediaKind::Video),
+            "{:?}",
+            back.cluster_first
+        );
+        assert_eq!(back.clusters.len(), keyframes);
+        assert_eq!(back.cue_points, keyframes);
+    } else {
+        assert_eq!(back.cue_points, back.clusters.len());
+    }
+    if audio {
+        assert_eq!(back.codec_delay, Some(0));
+        assert_eq!(back.seek_pre_roll, Some(80_000_000));
+    }
     let duration = back.duration.expect("Duration written");
     assert!(
         (duration - summary.duration.as_millis() as f64).abs() < 1.0,
         "{duration} vs {summary:?}"
     );
-    assert!((duration - 4000.0).abs() <= 40.0, "duration {duration} ms");
+    // One frame: 20 ms of Opus, 33 ms of video.
+    assert!((duration - 4000.0).abs() <= 34.0, "duration {duration} ms");
 
-    let (probed, audio_packets, video_packets) = probe(&out);
-    assert!((probed - 4.0).abs() <= 0.04, "ffprobe duration {probed}");
-    assert_eq!(audio_packets, count(&frames, MediaKind::Audio));
-    assert_eq!(video_packets, count(&frames, MediaKind::Video));
+    let probed = probe(&out);
+    assert!(
+        (probed.duration - 4.0).abs() <= 0.034,
+        "ffprobe duration {}",
+        probed.duration
+    );
+    let mut want_streams = Vec::new();
+    if audio {
+        want_streams.push(("opus".to_string(), count(&frames, MediaKind::Audio), 0, 0));
+    }
+    if let Some(v) = video {
+        let name = v.to_string();
+        want_streams.push((name, count(&frames, MediaKind::Video), 320, 240));
+    }
+    assert_eq!(probed.streams, want_streams);
     assert_eq!(decode_errors(&out), "");
+    assert_checks_clean(&out);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -325,13 +449,15 @@ fn frames_out_of_order_across_tracks_come_out_in_order() {
 #[test]
 fn a_lagging_track_keeps_its_own_times() {
     let dir = scratch("lag");
-    let mut frames = source(&dir, Some("vp8"), true, 4);
-    // Audio arrives 400 ms behind video (an overloaded sender), then 1.5 s behind: the first
-    // fits the muxing queue, the second does not; either way no timestamp is altered.
+    let mut frames = source(&dir, Some("vp8"), true, 6);
+    // Audio arrives 400 ms behind video (an overloaded sender), then 1.5 s, then 4 s behind:
+    // the first fits the muxing queue, the others do not (and flushes drain it); either way
+    // no timestamp is altered, and no block lies before its cluster (read_back checks).
     frames.sort_by_key(|f| match f.kind {
         MediaKind::Video => f.ms,
         MediaKind::Audio if f.ms < 2_000 => f.ms + 400,
-        MediaKind::Audio => f.ms + 1_500,
+        MediaKind::Audio if f.ms < 4_000 => f.ms + 1_500,
+        MediaKind::Audio => f.ms + 4_000,
     });
     let out = dir.join("out.webm");
     write(&out, setup_of(Some(Codec::Vp8), true), &frames);
@@ -352,6 +478,7 @@ fn a_lagging_track_keeps_its_own_times() {
         assert_eq!(got, want, "{kind:?} times changed");
     }
     assert_eq!(decode_errors(&out), "");
+    assert_checks_clean(&out);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -371,8 +498,21 @@ fn a_pause_stays_on_the_timeline() {
         (summary.duration.as_secs_f64() - 14.0).abs() < 0.05,
         "{summary:?}"
     );
-    let (probed, _, _) = probe(&out);
+    let probed = probe(&out).duration;
     assert!((probed - 14.0).abs() < 0.05, "ffprobe duration {probed}");
+    // ffmpeg sees the jump in both tracks' packet times.
+    for kind in ["a", "v"] {
+        let times = packet_times(&out, kind);
+        assert_eq!(
+            times.len(),
+            2 * clip.iter().filter(|f| f.kind == kind_of(kind)).count()
+        );
+        let jump = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            (9_900..=10_100).contains(&jump),
+            "{kind}: largest step {jump} ms"
+        );
+    }
     let back = read_back(&out);
     let gap = back
         .blocks
@@ -385,32 +525,65 @@ fn a_pause_stays_on_the_timeline() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[test]
-fn a_crash_leaves_a_playable_file() {
-    let dir = scratch("crash");
+/// 5 s of VP8 and Opus written to `out.webm` in a new scratch directory, then the process
+/// "dies": nothing after the last flush happens (no finalize, no Drop).
+fn crashed(name: &str) -> (PathBuf, Vec<Frame>, PathBuf) {
+    let dir = scratch(name);
     let frames = source(&dir, Some("vp8"), true, 5);
     let out = dir.join("out.webm");
-    let w = writer_with(&out, setup_of(Some(Codec::Vp8), true), &frames);
-    // The process dies: nothing after the last flush happens (no finalize, no Drop).
-    std::mem::forget(w);
+    std::mem::forget(writer_with(&out, setup_of(Some(Codec::Vp8), true), &frames));
+    (dir, frames, out)
+}
 
-    let (_, audio_packets, video_packets) = probe(&out);
-    let before = |kind, limit| {
+#[test]
+fn a_crash_leaves_a_playable_file() {
+    let (dir, frames, out) = crashed("crash");
+
+    // flush() kept only the last FLUSH_HOLD_MS in the muxing queue: all else is in the file
+    // (4.8 s of 5), and it all decodes.
+    let end = frames.iter().map(|f| f.ms).max().unwrap();
+    let before = |kind| {
         frames
             .iter()
-            .filter(|f| f.kind == kind && f.ms < limit)
+            .filter(|f| f.kind == kind && f.ms + FLUSH_HOLD_MS < end)
             .count() as u64
     };
-    // Everything but the muxing delay's worth reached the file.
+    let probed = probe(&out);
     assert!(
-        audio_packets >= before(MediaKind::Audio, 4_700),
-        "{audio_packets}"
+        probed.packets(&["opus"]) >= before(MediaKind::Audio),
+        "{probed:?}"
     );
     assert!(
-        video_packets >= before(MediaKind::Video, 4_700),
-        "{video_packets}"
+        probed.packets(&["vp8"]) >= before(MediaKind::Video),
+        "{probed:?}"
     );
+    for kind in ["a", "v"] {
+        let last = packet_times(&out, kind).last().copied();
+        assert!(
+            last.is_some_and(|t| t >= 4_700),
+            "{kind}: last packet at {last:?}"
+        );
+    }
     assert_eq!(decode_errors(&out), "");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_file_cut_anywhere_still_plays_up_to_the_cut() {
+    let (dir, _, out) = crashed("cut");
+    let whole = std::fs::read(&out).unwrap();
+    // A crash that got part of a write to disk: the file ends inside a block.
+    for fraction in [0.3, 0.55, 0.9] {
+        let cut = dir.join(format!("cut-{fraction}.webm"));
+        std::fs::write(&cut, &whole[..(whole.len() as f64 * fraction) as usize]).unwrap();
+        let probed = probe(&cut);
+        let want = (5_000.0 * fraction * 0.8) as u64;
+        assert!(
+            packet_times(&cut, "a").last().is_some_and(|&t| t >= want),
+            "{fraction}: {probed:?}"
+        );
+        assert_only_cut_short(&cut);
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -444,11 +617,24 @@ fn a_late_first_keyframe_still_gets_the_right_frame_size() {
     frames[first_video].key = true; // the clip has a keyframe every second (-g 30)
     assert!(vpx::frame_size(Codec::Vp8, &frames[first_video].data).is_some());
     let out = dir.join("out.webm");
-    write(&out, setup_of(Some(Codec::Vp8), true), &frames);
+    let w = writer_with(&out, setup_of(Some(Codec::Vp8), true), &frames);
+    // Had the process died now, the file would have the placeholder size, and still decode.
+    let crashed = dir.join("crashed.webm");
+    std::fs::copy(&out, &crashed).unwrap();
+    assert_eq!(read_back(&crashed).size, Some(PLACEHOLDER_SIZE_U64));
+    assert_eq!(
+        probe(&crashed).packets(&["vp8"]),
+        count(&frames, MediaKind::Video)
+    );
+    assert_eq!(decode_errors(&crashed), "");
+
+    w.finalize().unwrap();
     assert_eq!(read_back(&out).size, Some((320, 240)));
     assert_eq!(decode_errors(&out), "");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+const PLACEHOLDER_SIZE_U64: (u64, u64) = (PLACEHOLDER_SIZE.0 as u64, PLACEHOLDER_SIZE.1 as u64);
 
 #[test]
 fn an_existing_file_is_never_overwritten() {
@@ -461,4 +647,116 @@ fn an_existing_file_is_never_overwritten() {
     assert!(err.to_string().contains(&*out.to_string_lossy()), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_frame_before_its_tracks_previous_one_keeps_its_place_in_the_track() {
+    let dir = scratch("backwards");
+    let mut frames = source(&dir, Some("vp8"), true, 2);
+    // One video frame (not a keyframe) claims a time 50 ms before the previous video frame.
+    let videos: Vec<usize> = (0..frames.len())
+        .filter(|&i| frames[i].kind == MediaKind::Video)
+        .collect();
+    let (prev, odd) = (videos[9], videos[10]);
+    assert!(!frames[odd].key);
+    frames[odd].ms = frames[prev].ms - 50;
+    let out = dir.join("out.webm");
+    write(&out, setup_of(Some(Codec::Vp8), true), &frames);
+    let back = read_back(&out);
+    let got: Vec<(&[u8], u64)> = back
+        .blocks
+        .iter()
+        .filter(|b| back.kinds[&b.track] == MediaKind::Video)
+        .map(|b| (&b.data[..], b.ms))
+        .collect();
+    // The same frames in the same order (a decoder needs that order); the odd one 1 ms after
+    // the previous frame.
+    let want: Vec<(&[u8], u64)> = videos
+        .iter()
+        .map(|&i| {
+            let ms = if i == odd {
+                frames[prev].ms + 1
+            } else {
+                frames[i].ms
+            };
+            (&frames[i].data[..], ms)
+        })
+        .collect();
+    assert!(got == want, "video frames reordered or retimed");
+    assert_eq!(decode_errors(&out), "");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The file size limit the write-error test's child runs under (bytes).
+const FILE_SIZE_LIMIT: u64 = 64 * 1024;
+
+/// A real write error, without root: the test binary runs [`write_error_child`] in a child
+/// process whose file size limit (RLIMIT_FSIZE) is [`FILE_SIZE_LIMIT`], so the kernel fails
+/// the write that would pass it with EFBIG, as a full disk fails one with ENOSPC.
+#[test]
+fn a_write_error_names_the_file_and_the_cause() {
+    use std::os::unix::process::CommandExt;
+    let dir = scratch("write-error");
+    let frames = source(&dir, Some("vp8"), true, 5);
+    assert!(frames.iter().map(|f| f.data.len() as u64).sum::<u64>() > 2 * FILE_SIZE_LIMIT);
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["--exact", "webm::writer::tests::write_error_child"])
+        .args(["--ignored", "--nocapture", "--test-threads", "1"])
+        .env("WRITER_TEST_DIR", &dir);
+    // SAFETY: setrlimit and signal are async-signal-safe; nothing else runs between fork and
+    // exec. SIGXFSZ is ignored so the write fails with EFBIG instead of killing the child.
+    unsafe {
+        child.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: FILE_SIZE_LIMIT,
+                rlim_max: FILE_SIZE_LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0
+                || libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = child.output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("1 passed"),
+        "child: {stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // What was written before the error plays.
+    let out = dir.join("out.webm");
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), FILE_SIZE_LIMIT);
+    assert!(probe(&out).packets(&["opus"]) > 25, "{:?}", probe(&out));
+    assert_only_cut_short(&out);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Run by [`a_write_error_names_the_file_and_the_cause`] under a file size limit.
+#[test]
+#[ignore = "run by a_write_error_names_the_file_and_the_cause"]
+fn write_error_child() {
+    let dir = PathBuf::from(std::env::var_os("WRITER_TEST_DIR").expect("WRITER_TEST_DIR"));
+    let frames = frames_of(&dir.join("source.webm"));
+    let out = dir.join("out.webm");
+    let mut w = WebmWriter::create(&out, setup_of(Some(Codec::Vp8), true)).unwrap();
+    let mut first_error = None;
+    for (i, f) in frames.iter().enumerate() {
+        if let Err(e) = put(&mut w, i, f) {
+            first_error.get_or_insert(e.to_string());
+        }
+    }
+    let first = first_error.expect("no write error under the file size limit");
+    assert_eq!(
+        first,
+        format!("writing {}: File too large (os error 27)", out.display())
+    );
+    // The writer refuses further work, with the path and the original cause.
+    let again = w.write_audio(Duration::from_secs(9), &frames[0].data);
+    let again = again.unwrap_err().to_string();
+    assert!(again.contains(&*out.to_string_lossy()) && again.contains("File too large"));
+    assert!(w.finalize().is_err());
 }
