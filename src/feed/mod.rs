@@ -128,11 +128,19 @@ async fn subscribe(
         .await
         .map_err(|e| e.to_string())?;
     let p = &spec.publisher;
-    let mut streams: Vec<Value> = p
+    let mut wanted: Vec<_> = p
         .streams
         .iter()
         .filter(|s| matches!(s.kind, StreamKind::Audio | StreamKind::Video) && !s.disabled)
         .filter(|s| !s.mid.is_empty())
+        .collect();
+    // Video first. Janus maps an RTCP packet it cannot place by SSRC (str0m's keyframe
+    // requests come without a receiver report, and a recv-only peer has no SSRC Janus knows)
+    // to the first m-line; were that audio, Janus would drop our PLIs and a video stream
+    // broken by packet loss would never get a keyframe again.
+    wanted.sort_by_key(|s| s.kind != StreamKind::Video);
+    let mut streams: Vec<Value> = wanted
+        .iter()
         .map(|s| json!({"feed": p.id, "mid": s.mid}))
         .collect();
     if streams.is_empty() {
