@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use report::{FileReport, Problem, ProblemKind, SizeChange, Status, TrackReport};
-pub use scan::check_file;
+pub use scan::{check_bytes, check_file};
 
 /// Command-line arguments of `janus-recorder check`.
 #[derive(Debug, clap::Args)]

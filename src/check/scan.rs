@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use webm_iterable::WebmIterator;
 use webm_iterable::errors::TagIteratorError;
-use webm_iterable::matroska_spec::{Block, Master, MatroskaSpec, SimpleBlock};
+use webm_iterable::matroska_spec::{Block, Master, MatroskaSpec};
 
 use super::CheckOptions;
 use super::audio::{OpusCheck, packet_ms};
@@ -138,7 +138,28 @@ struct Scan<'a> {
 /// Checks one file; never panics on bad input.
 pub fn check_file(path: &Path, opts: &CheckOptions) -> FileReport {
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let mut report = FileReport {
+    match File::open(path) {
+        Ok(file) => check_reader(path, BufReader::new(file), bytes, opts),
+        Err(e) => {
+            let mut report = empty_report(path, bytes);
+            report.problems.push(Problem {
+                kind: ProblemKind::NotWebm,
+                at_ms: None,
+                track: None,
+                message: format!("cannot open: {e}"),
+            });
+            report
+        }
+    }
+}
+
+/// Checks bytes in memory (the fuzz target's entry); `name` only labels the report.
+pub fn check_bytes(name: &Path, data: &[u8], opts: &CheckOptions) -> FileReport {
+    check_reader(name, data, data.len() as u64, opts)
+}
+
+fn empty_report(path: &Path, bytes: u64) -> FileReport {
+    FileReport {
         file: path.to_path_buf(),
         playable: false,
         status: Status::Unreadable,
@@ -150,26 +171,18 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> FileReport {
         av_offset_ms: None,
         av_duration_diff_ms: None,
         problems: Vec::new(),
-    };
-    let problem = |kind, message: String| Problem {
-        kind,
-        at_ms: None,
-        track: None,
-        message,
-    };
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            report
-                .problems
-                .push(problem(ProblemKind::NotWebm, format!("cannot open: {e}")));
-            return report;
-        }
-    };
+    }
+}
+
+fn check_reader(path: &Path, source: impl Read, bytes: u64, opts: &CheckOptions) -> FileReport {
+    let mut report = empty_report(path, bytes);
     if bytes == 0 {
-        report
-            .problems
-            .push(problem(ProblemKind::Empty, "the file is empty".into()));
+        report.problems.push(Problem {
+            kind: ProblemKind::Empty,
+            at_ms: None,
+            track: None,
+            message: "the file is empty".into(),
+        });
         return report;
     }
     let mut scan = Scan {
@@ -189,13 +202,13 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> FileReport {
         first_video_seen: false,
         problems: Problems::default(),
     };
-    let cut_off = scan.read(BufReader::new(file));
+    let cut_off = scan.read(source);
     scan.finish(cut_off, report)
 }
 
 impl Scan<'_> {
     /// Reads every element; returns whether the file ended in the middle of one.
-    fn read(&mut self, source: BufReader<File>) -> bool {
+    fn read(&mut self, source: impl Read) -> bool {
         let mut it = WebmIterator::new(source, &[]);
         // Without this, elements still open at the end of the file would be reported as
         // closed, and a cut-off file would look complete.
@@ -264,33 +277,18 @@ impl Scan<'_> {
             MatroskaSpec::ReferenceBlock(_) => self.group_referenced = true,
             MatroskaSpec::BlockGroup(Master::End) => {
                 if let Some(data) = self.group_block.take() {
-                    let tag = MatroskaSpec::Block(data);
-                    match Block::try_from(&tag) {
-                        Ok(b) => {
+                    match decode_block(&MatroskaSpec::Block(data)) {
+                        Ok((track, ts, _, frames)) => {
                             let key = !self.group_referenced;
-                            let frames = match b.read_frame_data() {
-                                Ok(f) => f.into_iter().map(|f| f.data.to_vec()).collect(),
-                                Err(_) => vec![b.raw_frame_data().to_vec()],
-                            };
-                            self.on_block(b.track, b.timestamp, key, frames);
+                            self.on_block(track, ts, key, frames);
                         }
-                        Err(e) => self.corrupt_block(e.to_string()),
+                        Err(e) => self.corrupt_block(e),
                     }
                 }
             }
-            tag @ MatroskaSpec::SimpleBlock(_) => match SimpleBlock::try_from(&tag) {
-                Ok(b) => {
-                    let frames = if b.lacing.is_some() {
-                        match b.read_frame_data() {
-                            Ok(f) => f.into_iter().map(|f| f.data.to_vec()).collect(),
-                            Err(e) => return self.corrupt_block(e.to_string()),
-                        }
-                    } else {
-                        vec![b.raw_frame_data().to_vec()]
-                    };
-                    self.on_block(b.track, b.timestamp, b.keyframe, frames);
-                }
-                Err(e) => self.corrupt_block(e.to_string()),
+            tag @ MatroskaSpec::SimpleBlock(_) => match decode_block(&tag) {
+                Ok((track, ts, key, frames)) => self.on_block(track, ts, key, frames),
+                Err(e) => self.corrupt_block(e),
             },
             _ => {}
         }
@@ -586,4 +584,66 @@ impl Scan<'_> {
 
 fn key_word(key: bool) -> &'static str {
     if key { "keyframe" } else { "not a keyframe" }
+}
+
+/// A block's track, relative time, keyframe flag (SimpleBlock only) and frames.
+type DecodedBlock = (u64, i16, bool, Vec<Vec<u8>>);
+
+/// Decodes a SimpleBlock or Block without trusting its bytes: webm-iterable 0.7 indexes past
+/// the end of a block shorter than its header (found by the `webm_check` fuzz target), so the
+/// header length is checked first, and the library calls run under `catch_unwind` in case
+/// other such paths remain.
+fn decode_block(tag: &MatroskaSpec) -> Result<DecodedBlock, String> {
+    let data = match tag {
+        MatroskaSpec::SimpleBlock(d) | MatroskaSpec::Block(d) => d,
+        _ => return Err("not a block".into()),
+    };
+    // Track number (an EBML vint: its length is the first byte's leading zeros + 1), then a
+    // 2-byte timestamp and a flags byte.
+    let vint_len = data.first().map_or(9, |b| b.leading_zeros() as usize + 1);
+    if vint_len > 8 || data.len() < vint_len + 3 {
+        return Err(format!(
+            "a block of {} bytes is shorter than its header",
+            data.len()
+        ));
+    }
+    // A SimpleBlock is a Block whose flags byte also carries the keyframe bit (0x80).
+    let keyframe = matches!(tag, MatroskaSpec::SimpleBlock(_)) && data[vint_len + 2] & 0x80 != 0;
+    std::panic::catch_unwind(|| {
+        let b = Block::try_from(data.as_slice()).map_err(|e| e.to_string())?;
+        let frames = if b.lacing.is_some() {
+            b.read_frame_data()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|f| f.data.to_vec())
+                .collect()
+        } else {
+            vec![b.raw_frame_data().to_vec()]
+        };
+        Ok((b.track, b.timestamp, keyframe, frames))
+    })
+    .unwrap_or_else(|_| Err("the block cannot be parsed".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks shorter than their header (the fuzzer's first find) are errors, not panics.
+    #[test]
+    fn short_blocks_are_refused() {
+        for data in [
+            vec![],
+            vec![0x81],
+            vec![0x81, 0x00],
+            vec![0x00, 0x01, 0x02, 0x03],
+        ] {
+            assert!(decode_block(&MatroskaSpec::SimpleBlock(data.clone())).is_err());
+            assert!(decode_block(&MatroskaSpec::Block(data)).is_err());
+        }
+        let ok = decode_block(&MatroskaSpec::SimpleBlock(vec![
+            0x81, 0x00, 0x05, 0x80, 1, 2,
+        ]));
+        assert_eq!(ok, Ok((1, 5, true, vec![vec![1, 2]])));
+    }
 }

@@ -128,11 +128,29 @@ impl RtcSession {
 
     /// Accepts Janus's SDP offer; returns our SDP answer.
     pub fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("bad SDP offer: {e}"))?;
-        let answer = self
-            .guarded(|rtc| rtc.sdp_api().accept_offer(offer))?
-            .map_err(|e| format!("cannot accept the SDP offer: {e}"))?;
-        Ok(answer.to_sdp_string())
+        // Parsing is guarded too: the SDP comes from the network.
+        let answer = self.guarded(|rtc| {
+            let offer =
+                SdpOffer::from_sdp_string(sdp).map_err(|e| format!("bad SDP offer: {e}"))?;
+            rtc.sdp_api()
+                .accept_offer(offer)
+                .map(|a| a.to_sdp_string())
+                .map_err(|e| format!("cannot accept the SDP offer: {e}"))
+        })??;
+        Ok(answer)
+    }
+
+    /// The SDP path of [`RtcSession::accept_offer`] on a session without sockets: what the
+    /// fuzz target drives with hostile offers. Never panics; an error says why.
+    pub fn answer_offline(sdp: &str) -> Result<String, String> {
+        let mut session = RtcSession {
+            rtc: Rtc::builder().build(Instant::now()),
+            paths: Vec::new(),
+            buf: Vec::new(),
+            deadline: Instant::now(),
+            dead: false,
+        };
+        session.accept_offer(sdp)
     }
 
     /// Our host candidates as SDP `candidate:` strings, for `trickle`.
@@ -325,4 +343,38 @@ fn try_recv_any(paths: &[Path], buf: &mut [u8]) -> Option<(usize, usize, SocketA
         .iter()
         .enumerate()
         .find_map(|(i, p)| p.socket.try_recv_from(buf).ok().map(|(n, src)| (i, n, src)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Janus's real subscriber offer (from the reference flow) is answered; hostile ones are
+    /// refused with a reason, never a panic.
+    #[test]
+    fn offers_real_and_hostile() {
+        let fixture: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/janus/25-event-attached.json"
+        ))
+        .unwrap();
+        // The reference capture names the field `janusSdp`.
+        let sdp = fixture["janusSdp"]["sdp"]
+            .as_str()
+            .expect("offer in the fixture");
+        let answer = RtcSession::answer_offline(sdp).unwrap();
+        assert!(answer.contains("a=recvonly"), "{answer}");
+        for bad in [
+            "",
+            "v=0",
+            "garbage\r\n\r\n",
+            &sdp.replace(
+                "m=video",
+                "m=video 9 UDP/TLS/RTP/SAVPF 99999999999999999999",
+            ),
+            &sdp.replace("a=fingerprint", "a=fingerprintx"),
+            &sdp[..sdp.len() / 2],
+        ] {
+            assert!(RtcSession::answer_offline(bad).is_err(), "{bad:?}");
+        }
+    }
 }

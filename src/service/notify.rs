@@ -13,10 +13,13 @@ pub struct Notifier {
 impl Notifier {
     /// Reads WATCHDOG_USEC (left in the environment: nothing here modifies it).
     pub fn from_env() -> Notifier {
+        #[cfg(feature = "systemd")]
         let watchdog = systemd::daemon::watchdog_enabled()
             .ok()
             .filter(|usec| *usec > 0)
             .map(Duration::from_micros);
+        #[cfg(not(feature = "systemd"))]
+        let watchdog = None;
         Notifier { watchdog }
     }
 
@@ -46,8 +49,12 @@ impl Notifier {
     }
 }
 
+#[cfg(feature = "systemd")]
 fn send(state: &[(&str, &str)]) {
     if let Err(e) = systemd::daemon::notify(state.iter()) {
         tracing::debug!(error = %e, "sd_notify failed");
     }
 }
+
+#[cfg(not(feature = "systemd"))]
+fn send(_state: &[(&str, &str)]) {}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (fuzz/fuzz_targets) for a bounded time each, seeded with the Janus
+# messages of tests/fixtures/janus, their SDP offers, and small WebM files made by ffmpeg.
+# Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
+# Needs cargo-fuzz (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP lets it use the stable
+# toolchain's instrumentation flags. Crashes are saved under fuzz/artifacts/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-60}
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+export RUSTC_BOOTSTRAP=1
+
+corpus=fuzz/corpus
+mkdir -p "$corpus/janus_message" "$corpus/sdp_offer" "$corpus/webm_check"
+cp tests/fixtures/janus/*.json "$corpus/janus_message/"
+python3 - "$corpus/sdp_offer" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+for f in pathlib.Path("tests/fixtures/janus").glob("*.json"):
+    msg = json.loads(f.read_text())
+    jsep = msg.get("jsep") or msg.get("janusSdp")
+    if jsep and jsep.get("sdp"):
+        (out / f.stem).write_text(jsep["sdp"])
+PY
+if [ ! -s "$corpus/webm_check/vp8-opus.webm" ]; then
+    ffmpeg -nostdin -v error -y -f lavfi -i testsrc=size=64x48:rate=10 -f lavfi \
+        -i sine=sample_rate=48000 -t 1 -c:v libvpx -c:a libopus -ac 2 "$corpus/webm_check/vp8-opus.webm"
+    ffmpeg -nostdin -v error -y -f lavfi -i sine=sample_rate=48000 -t 1 -c:a libopus \
+        "$corpus/webm_check/opus.webm"
+fi
+
+for target in janus_message sdp_offer webm_check; do
+    echo "== $target for ${secs}s"
+    cargo fuzz run -s none "$target" "$corpus/$target" -- \
+        -max_total_time="$secs" -max_len=65536 -print_final_stats=1 2>&1 |
+        grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss|==|SUMMARY)|panicked|Crash|crash-" || true
+done
