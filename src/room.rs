@@ -1,6 +1,6 @@
 //! The room watcher: one task per configured room. A watcher handle joins the room without
 //! publishing, learns the publishers from `joined`, follows `publishers`, `unpublished`,
-//! `leaving`, `kicked` and `destroyed`, and runs one [`feed`](crate::feed) task per publisher.
+//! `leaving`, `kicked` and `destroyed`, and runs one [`feed`](mod@crate::feed) task per publisher.
 //! A room that cannot be joined (no such room, wrong pin) is retried; other rooms go on.
 
 use std::collections::HashMap;

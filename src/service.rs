@@ -1,6 +1,8 @@
-//! Service glue: logging, the config, signals, and the top-level loop that keeps a Janus
+//! Service glue: logging (journald or text), the config and its reload on SIGHUP, signals,
+//! systemd notifications (`notify`, [`health`]), and the top-level loop that keeps a Janus
 //! session up (connecting with backoff, reconnecting when it is lost) and runs one room
-//! watcher per configured room. Shutdown is one [`CancellationToken`] passed down.
+//! watcher per configured room (`Rooms`). Shutdown is one [`CancellationToken`] passed down;
+//! each room has a child token so a reload can stop one room alone.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;

@@ -1,8 +1,8 @@
 //! `janus-recorder check`: proves that recordings play, without a player.
 //!
-//! It reads each file on its own with webm-iterable ([`scan`]): structure, tracks and
-//! CodecPrivate, every block's time, VP8/VP9 frame headers ([`vpx`]) and every Opus packet
-//! decoded with libopus ([`audio`]). It shares nothing with the writer but the WebM element
+//! It reads each file on its own with webm-iterable (`scan`): structure, tracks and
+//! CodecPrivate, every block's time, VP8/VP9 frame headers (`vpx`) and every Opus packet
+//! decoded with libopus (`audio`). It shares nothing with the writer but the WebM element
 //! definitions, so it catches the writer's mistakes instead of repeating them.
 
 mod audio;
@@ -30,7 +30,7 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 500)]
     pub gap_ms: u64,
     /// Draw each recording's timeline (tracks, gaps, keyframes, problems) as SVG. With several
-    /// files, OUT.svg becomes OUT-<file name>.svg for each.
+    /// files, OUT.svg becomes OUT-NAME.svg for each (NAME: the file name without extension).
     #[arg(long, value_name = "OUT.svg")]
     pub timeline: Option<PathBuf>,
 }

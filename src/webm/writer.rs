@@ -8,13 +8,13 @@
 //! size marker, so no byte moves).
 //!
 //! Frames come in arrival order, which across tracks is not timestamp order; a muxing queue
-//! holds each frame until every track has reached its time (at most [`MAX_HOLD_MS`];
-//! [`WebmWriter::flush`] keeps only the last [`FLUSH_HOLD_MS`]), so blocks normally go out in
+//! holds each frame until every track has reached its time (at most `MAX_HOLD_MS`;
+//! [`WebmWriter::flush`] keeps only the last `FLUSH_HOLD_MS`), so blocks normally go out in
 //! timestamp order. A frame that
 //! comes later than that keeps its own time as long as it is not before its cluster's
 //! timestamp: block offsets are never negative (Chromium's WebM parser rejects them). To make
 //! room for such frames a cluster's timestamp is the earliest time a frame of any live track
-//! may still have (see [`WebmWriter::cluster_timestamp`]), which can be a little before the
+//! may still have (see `WebmWriter::cluster_timestamp`), which can be a little before the
 //! cluster's first block. Only a frame later than even that is moved forward to the cluster's
 //! timestamp, and counted.
 //!
@@ -260,8 +260,8 @@ impl WebmWriter {
     }
 
     /// Hands what was written to the operating system (no fsync): all but the last
-    /// [`FLUSH_HOLD_MS`] of the muxing queue, once the header is out (before that, frames wait
-    /// for the first video keyframe's size at most [`HEADER_WAIT_MS`] of media).
+    /// `FLUSH_HOLD_MS` of the muxing queue, once the header is out (before that, frames wait
+    /// for the first video keyframe's size at most `HEADER_WAIT_MS` of media).
     pub fn flush(&mut self) -> Result<(), WriteError> {
         self.check()?;
         let r = self
