@@ -321,3 +321,81 @@ fn command_line_json_exit_status_and_timeline() {
     let cut_svg = fs::read_to_string(dir.join("t-cut.svg")).unwrap();
     assert!(cut_svg.contains("class=\"problem\""));
 }
+
+#[test]
+fn a_resolution_change_is_reported_but_is_no_problem() {
+    let scratch = Scratch::new("check-resize");
+    let dir = &scratch.path;
+    let big = clip(dir, "big.webm", Some("vp8"), None, &["-t", "2"]);
+    let small = dir.join("small.webm");
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi"])
+        .args([
+            "-i",
+            "testsrc=size=160x120:rate=30",
+            "-t",
+            "2",
+            "-c:v",
+            "libvpx",
+            "-g",
+            "30",
+        ])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let list = dir.join("list.txt");
+    fs::write(
+        &list,
+        format!("file '{}'\nfile '{}'\n", big.display(), small.display()),
+    )
+    .unwrap();
+    let joined = dir.join("joined.webm");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
+        ])
+        .arg(&list)
+        .args(["-c", "copy"])
+        .arg(&joined)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r = check(&joined);
+    let video = &r.tracks[0];
+    assert_eq!(
+        (video.width, video.height),
+        (Some(160), Some(120)),
+        "the last size"
+    );
+    assert_eq!(video.size_changes.len(), 1, "{}", r.human());
+    assert!((1900..=2100).contains(&video.size_changes[0].at_ms));
+    assert_eq!(r.status, Status::Ok, "{}", r.human());
+}
+
+#[test]
+fn a_missing_opus_codec_private_is_reported() {
+    let scratch = Scratch::new("check-nopriv");
+    let bytes = fs::read(clip(&scratch.path, "a.webm", None, Some(SINE), &[])).unwrap();
+    // Turn CodecPrivate (id 63 A2, 1-byte size) into a Void of the same length.
+    let at = bytes
+        .windows(2)
+        .position(|w| w == [0x63, 0xA2])
+        .expect("CodecPrivate");
+    let size = bytes[at + 2];
+    assert!(size & 0x80 != 0, "a 1-byte size");
+    let mut removed = bytes[..at].to_vec();
+    removed.extend_from_slice(&[0xEC, 0x40, size & 0x7F]);
+    removed.extend_from_slice(&bytes[at + 3..]);
+    let path = scratch.path.join("no-private.webm");
+    fs::write(&path, removed).unwrap();
+    let r = check(&path);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::MissingCodecPrivate),
+        "{}",
+        r.human()
+    );
+    assert_eq!(r.status, Status::Problems);
+}
