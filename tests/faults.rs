@@ -385,9 +385,15 @@ fn packet_loss_is_repaired_or_recovered_and_the_file_decodes() {
     assert!(r.playable, "{}", r.human());
     let video = r.tracks.iter().find(|t| t.kind == "video").expect("video");
     // Breaks were recovered from: keyframes came on request, and video goes on to the end.
+    // (Loss is random: a run may lose nothing that retransmission could not repair.)
+    let breaks = daemon
+        .proc
+        .log_text()
+        .matches("break in the video stream")
+        .count();
     assert!(
-        video.keyframes >= 2,
-        "no keyframe after a break: {}",
+        breaks == 0 || video.keyframes >= 2,
+        "no keyframe after {breaks} breaks: {}",
         r.human()
     );
     let end = r.duration_ms.unwrap() as i64;
