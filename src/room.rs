@@ -33,15 +33,37 @@ enum RoomEnd {
     Retry(String),
 }
 
-/// Watches `room` on `session` until shutdown or until the connection is lost.
+/// How a room watcher is told to stop, and why.
+#[derive(Debug, Clone)]
+pub struct RoomStop {
+    /// The whole service is stopping.
+    pub service: CancellationToken,
+    /// This room is to stop: a child of `service`, also cancelled alone when a reload
+    /// removes the room (or changes the connection settings).
+    pub room: CancellationToken,
+}
+
+impl RoomStop {
+    /// The end reason for this room's recordings once `room` is cancelled.
+    fn reason(&self) -> EndReason {
+        if self.service.is_cancelled() {
+            EndReason::Shutdown
+        } else {
+            EndReason::Reconfigured
+        }
+    }
+}
+
+/// Watches `room` on `session` until told to stop or until the connection is lost.
 pub async fn watch(
     session: Session,
     settings: Arc<FeedSettings>,
     room: RoomConfig,
-    shutdown: CancellationToken,
+    stop: RoomStop,
 ) {
+    let shutdown = &stop.room;
     loop {
-        match watch_once(&session, &settings, &room, &shutdown).await {
+        match watch_once(&session, &settings, &room, &stop).await {
             RoomEnd::Shutdown | RoomEnd::ConnectionLost => return,
             RoomEnd::Retry(why) => {
                 tracing::error!(reason = %why, "room not recorded; retrying in {ROOM_RETRY:?}");
@@ -60,7 +82,7 @@ async fn watch_once(
     session: &Session,
     settings: &Arc<FeedSettings>,
     room: &RoomConfig,
-    shutdown: &CancellationToken,
+    stop: &RoomStop,
 ) -> RoomEnd {
     let (mut handle, private_id, publishers) = match join(session, room).await {
         Ok(v) => v,
@@ -83,7 +105,7 @@ async fn watch_once(
     }
     let end = loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break (EndReason::Shutdown, RoomEnd::Shutdown),
+            _ = stop.room.cancelled() => break (stop.reason(), RoomEnd::Shutdown),
             msg = handle.next_event() => {
                 let Some(msg) = msg else {
                     break (EndReason::ConnectionLost, RoomEnd::ConnectionLost);

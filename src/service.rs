@@ -245,7 +245,10 @@ impl Rooms {
             self.session.clone(),
             self.settings.clone(),
             room.clone(),
-            stop.clone(),
+            room::RoomStop {
+                service: self.shutdown.clone(),
+                room: stop.clone(),
+            },
         );
         self.tasks.spawn(task.instrument(span));
         self.running.insert(room.room.clone(), (room.clone(), stop));

@@ -138,8 +138,14 @@ fn sighup_applies_room_changes_and_refuses_a_broken_config() {
         "Alice: removed, then added again: {alice:?}"
     );
     assert_eq!(bob.len(), 1, "Bob's room stayed in the config: {bob:?}");
-    for (file, sidecar) in alice.iter().chain(&bob) {
+    assert_eq!(
+        alice[0].1["end_reason"], "reconfigured",
+        "removed by the reload"
+    );
+    for (_, sidecar) in alice.iter().skip(1).chain(&bob) {
         assert_eq!(sidecar["end_reason"], "shutdown");
+    }
+    for (file, _) in alice.iter().chain(&bob) {
         let r = check(file);
         assert_eq!(r.status, Status::Ok, "{}", r.human());
     }

@@ -59,6 +59,8 @@ pub enum EndReason {
     HangUp(String),
     IceFailed,
     Shutdown,
+    /// A reload removed the room (or changed the connection settings).
+    Reconfigured,
     ConnectionLost,
     Failed(String),
 }
@@ -73,6 +75,7 @@ impl fmt::Display for EndReason {
             EndReason::HangUp(r) => write!(f, "hangup: {r}"),
             EndReason::IceFailed => f.write_str("ice-failed"),
             EndReason::Shutdown => f.write_str("shutdown"),
+            EndReason::Reconfigured => f.write_str("reconfigured"),
             EndReason::ConnectionLost => f.write_str("connection-lost"),
             EndReason::Failed(e) => write!(f, "error: {e}"),
         }
