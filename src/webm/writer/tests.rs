@@ -687,61 +687,41 @@ fn a_frame_before_its_tracks_previous_one_keeps_its_place_in_the_track() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// The file size limit the write-error test's child runs under (bytes).
-const FILE_SIZE_LIMIT: u64 = 64 * 1024;
+/// Size of the filesystem the write-error test fills.
+const SMALL_DISK: u64 = 64 * 1024;
 
-/// A real write error, without root: the test binary runs [`write_error_child`] in a child
-/// process whose file size limit (RLIMIT_FSIZE) is [`FILE_SIZE_LIMIT`], so the kernel fails
-/// the write that would pass it with EFBIG, as a full disk fails one with ENOSPC.
-#[test]
-fn a_write_error_names_the_file_and_the_cause() {
-    use std::os::unix::process::CommandExt;
-    let dir = scratch("write-error");
-    let frames = source(&dir, Some("vp8"), true, 5);
-    assert!(frames.iter().map(|f| f.data.len() as u64).sum::<u64>() > 2 * FILE_SIZE_LIMIT);
-    let mut child = Command::new(std::env::current_exe().unwrap());
-    child
-        .args(["--exact", "webm::writer::tests::write_error_child"])
-        .args(["--ignored", "--nocapture", "--test-threads", "1"])
-        .env("WRITER_TEST_DIR", &dir);
-    // SAFETY: setrlimit and signal are async-signal-safe; nothing else runs between fork and
-    // exec. SIGXFSZ is ignored so the write fails with EFBIG instead of killing the child.
-    unsafe {
-        child.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: FILE_SIZE_LIMIT,
-                rlim_max: FILE_SIZE_LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0
-                || libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
     }
-    let run = child.output().unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success() && stdout.contains("1 passed"),
-        "child: {stdout}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    // What was written before the error plays.
-    let out = dir.join("out.webm");
-    assert_eq!(std::fs::metadata(&out).unwrap().len(), FILE_SIZE_LIMIT);
-    assert!(probe(&out).packets(&["opus"]) > 25, "{:?}", probe(&out));
-    assert_only_cut_short(&out);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Run by [`a_write_error_names_the_file_and_the_cause`] under a file size limit.
+/// A real full disk: the file goes onto a 64 KiB tmpfs (the tests run as root, as the
+/// end-to-end ones do). The error names the file and the cause, the writer refuses further
+/// work, and what was written before the error plays.
 #[test]
-#[ignore = "run by a_write_error_names_the_file_and_the_cause"]
-fn write_error_child() {
-    let dir = PathBuf::from(std::env::var_os("WRITER_TEST_DIR").expect("WRITER_TEST_DIR"));
-    let frames = frames_of(&dir.join("source.webm"));
-    let out = dir.join("out.webm");
+fn a_write_error_names_the_file_and_the_cause() {
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "this test mounts a small tmpfs and must run as root"
+    );
+    let dir = scratch("write-error");
+    let frames = source(&dir, Some("vp8"), true, 5);
+    assert!(frames.iter().map(|f| f.data.len() as u64).sum::<u64>() > 2 * SMALL_DISK);
+    let disk = dir.join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={SMALL_DISK}"), "tmpfs"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot mount a tmpfs");
+    let mount = Mount(disk.clone());
+
+    let out = disk.join("out.webm");
     let mut w = WebmWriter::create(&out, setup_of(Some(Codec::Vp8), true)).unwrap();
     let mut first_error = None;
     for (i, f) in frames.iter().enumerate() {
@@ -749,14 +729,26 @@ fn write_error_child() {
             first_error.get_or_insert(e.to_string());
         }
     }
-    let first = first_error.expect("no write error under the file size limit");
+    let first = first_error.expect("no write error on a full disk");
     assert_eq!(
         first,
-        format!("writing {}: File too large (os error 27)", out.display())
+        format!(
+            "writing {}: No space left on device (os error 28)",
+            out.display()
+        )
     );
     // The writer refuses further work, with the path and the original cause.
     let again = w.write_audio(Duration::from_secs(9), &frames[0].data);
     let again = again.unwrap_err().to_string();
-    assert!(again.contains(&*out.to_string_lossy()) && again.contains("File too large"));
+    assert!(again.contains(&*out.to_string_lossy()) && again.contains("No space left"));
     assert!(w.finalize().is_err());
+
+    // What was written before the error plays.
+    let kept = dir.join("kept.webm");
+    std::fs::copy(&out, &kept).unwrap();
+    drop(mount);
+    assert!(std::fs::metadata(&kept).unwrap().len() <= SMALL_DISK);
+    assert!(probe(&kept).packets(&["opus"]) > 25, "{:?}", probe(&kept));
+    assert_only_cut_short(&kept);
+    std::fs::remove_dir_all(dir).unwrap();
 }
