@@ -57,10 +57,39 @@ fn kind_label(kind: MediaKind) -> &'static str {
     }
 }
 
-pub fn frame_written(kind: MediaKind, bytes: usize) {
-    let kind = kind_label(kind);
-    metrics::counter!("janus_recorder_frames_written_total", "kind" => kind).increment(1);
-    metrics::counter!("janus_recorder_bytes_written_total", "kind" => kind).increment(bytes as u64);
+/// The counters a feed bumps on every frame, looked up once when the feed starts: the
+/// `metrics` macros find their counter by key on every call, too much for a per-frame path.
+pub struct FrameCounters {
+    /// Frames and bytes, for audio then video.
+    by_kind: [(metrics::Counter, metrics::Counter); 2],
+}
+
+impl FrameCounters {
+    pub fn new() -> FrameCounters {
+        let pair = |kind: MediaKind| {
+            let kind = kind_label(kind);
+            (
+                metrics::counter!("janus_recorder_frames_written_total", "kind" => kind),
+                metrics::counter!("janus_recorder_bytes_written_total", "kind" => kind),
+            )
+        };
+        FrameCounters {
+            by_kind: [pair(MediaKind::Audio), pair(MediaKind::Video)],
+        }
+    }
+
+    /// A frame of `bytes` was written.
+    pub fn written(&self, kind: MediaKind, bytes: usize) {
+        let (frames, total) = &self.by_kind[usize::from(kind == MediaKind::Video)];
+        frames.increment(1);
+        total.increment(bytes as u64);
+    }
+}
+
+impl Default for FrameCounters {
+    fn default() -> Self {
+        FrameCounters::new()
+    }
 }
 
 pub fn feeds_recording(now: usize) {

@@ -138,7 +138,7 @@ pub struct Sidecar {
     pub audio_codec: Option<String>,
     pub video_codec: Option<String>,
     /// Why the recording ended (`unpublished`, `leaving`, `kicked`, `destroyed`, `hangup`,
-    /// `ice-failed`, `shutdown`, `connection-lost`, `error: ...`).
+    /// `ice-failed`, `shutdown`, `reconfigured`, `connection-lost`, `error: ...`).
     pub end_reason: Option<String>,
     pub duration_ms: Option<u64>,
     pub audio_frames: Option<u64>,

@@ -150,6 +150,8 @@ fn silence_and_gaps_are_reported() {
     assert_eq!(gaps.len(), 1, "{}", r.human());
     let at = gaps[0].at_ms.unwrap();
     assert!((1900..=2050).contains(&at), "gap at {at} ms");
+    let length = gaps[0].length_ms.unwrap();
+    assert!((2900..=3100).contains(&length), "gap of {length} ms");
     assert_eq!(r.status, Status::Problems);
     assert_eq!(r.exit_status(), 1);
     // A larger threshold hides it.

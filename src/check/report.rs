@@ -29,7 +29,7 @@ impl Status {
 }
 
 /// Kinds of problems, as they appear in JSON (`snake_case`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
     Empty,
@@ -60,6 +60,9 @@ pub struct Problem {
     pub at_ms: Option<i64>,
     pub track: Option<u64>,
     pub message: String,
+    /// How long it lasts, for problems that span time (gaps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length_ms: Option<u64>,
 }
 
 /// A change of the video frame size, from a keyframe's header.

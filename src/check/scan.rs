@@ -72,20 +72,28 @@ impl Track {
 #[derive(Default)]
 struct Problems {
     list: Vec<Problem>,
-    counts: HashMap<(String, Option<u64>), usize>,
+    counts: HashMap<(ProblemKind, Option<u64>), usize>,
 }
 
 impl Problems {
     fn add(&mut self, kind: ProblemKind, at_ms: Option<i64>, track: Option<u64>, message: String) {
-        let n = self.counts.entry((format!("{kind:?}"), track)).or_default();
+        self.push(Problem {
+            kind,
+            at_ms,
+            track,
+            message,
+            length_ms: None,
+        });
+    }
+
+    fn push(&mut self, problem: Problem) {
+        let n = self
+            .counts
+            .entry((problem.kind, problem.track))
+            .or_default();
         *n += 1;
         if *n <= MAX_LISTED {
-            self.list.push(Problem {
-                kind,
-                at_ms,
-                track,
-                message,
-            });
+            self.list.push(problem);
         }
     }
 
@@ -95,21 +103,16 @@ impl Problems {
             .counts
             .iter()
             .filter(|(_, n)| **n > MAX_LISTED)
-            .map(|((kind, track), n)| (kind.clone(), *track, *n))
+            .map(|(&(kind, track), &n)| (kind, track, n))
             .collect();
         extra.sort();
         for (kind, track, n) in extra {
-            let like = self
-                .list
-                .iter()
-                .find(|p| format!("{:?}", p.kind) == kind && p.track == track)
-                .map(|p| p.kind)
-                .expect("listed before counted");
             self.list.push(Problem {
-                kind: like,
+                kind,
                 at_ms: None,
                 track,
                 message: format!("{} more like this not listed", n - MAX_LISTED),
+                length_ms: None,
             });
         }
         self.list
@@ -140,16 +143,12 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> FileReport {
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     match File::open(path) {
         Ok(file) => check_reader(path, BufReader::new(file), bytes, opts),
-        Err(e) => {
-            let mut report = empty_report(path, bytes);
-            report.problems.push(Problem {
-                kind: ProblemKind::NotWebm,
-                at_ms: None,
-                track: None,
-                message: format!("cannot open: {e}"),
-            });
-            report
-        }
+        Err(e) => unreadable(
+            path,
+            bytes,
+            ProblemKind::NotWebm,
+            format!("cannot open: {e}"),
+        ),
     }
 }
 
@@ -174,17 +173,24 @@ fn empty_report(path: &Path, bytes: u64) -> FileReport {
     }
 }
 
-fn check_reader(path: &Path, source: impl Read, bytes: u64, opts: &CheckOptions) -> FileReport {
+/// A report of a file that could not be read at all, and why.
+fn unreadable(path: &Path, bytes: u64, kind: ProblemKind, message: String) -> FileReport {
     let mut report = empty_report(path, bytes);
+    report.problems.push(Problem {
+        kind,
+        at_ms: None,
+        track: None,
+        message,
+        length_ms: None,
+    });
+    report
+}
+
+fn check_reader(path: &Path, source: impl Read, bytes: u64, opts: &CheckOptions) -> FileReport {
     if bytes == 0 {
-        report.problems.push(Problem {
-            kind: ProblemKind::Empty,
-            at_ms: None,
-            track: None,
-            message: "the file is empty".into(),
-        });
-        return report;
+        return unreadable(path, bytes, ProblemKind::Empty, "the file is empty".into());
     }
+    let report = empty_report(path, bytes);
     let mut scan = Scan {
         opts,
         saw_ebml: false,
@@ -382,20 +388,30 @@ impl Scan<'_> {
         let Some(t) = self.tracks.iter_mut().find(|t| t.number == track) else {
             return self.corrupt_block(format!("a block for track {track}, which is not declared"));
         };
-        let mut found: Vec<(ProblemKind, Option<i64>, String)> = Vec::new();
+        let mut found: Vec<Problem> = Vec::new();
+        let problem = |kind, at_ms: i64, message: String| Problem {
+            kind,
+            at_ms: Some(at_ms),
+            track: Some(track),
+            message,
+            length_ms: None,
+        };
         if let Some(prev) = t.last_ms {
             if ms < prev {
-                found.push((
+                found.push(problem(
                     ProblemKind::TimestampBackwards,
-                    Some(ms),
+                    ms,
                     format!("goes back {} ms", prev - ms),
                 ));
             } else if ms - prev > gap_ms {
-                found.push((
-                    ProblemKind::Gap,
-                    Some(prev),
-                    format!("no {} for {:.2} s", t.kind, (ms - prev) as f64 / 1000.0),
-                ));
+                found.push(Problem {
+                    length_ms: Some((ms - prev) as u64),
+                    ..problem(
+                        ProblemKind::Gap,
+                        prev,
+                        format!("no {} for {:.2} s", t.kind, (ms - prev) as f64 / 1000.0),
+                    )
+                });
             }
         }
         t.frames += frames.len() as u64;
@@ -413,7 +429,11 @@ impl Scan<'_> {
                     if let Some(opus) = &mut t.opus
                         && let Err(e) = opus.decode(frame)
                     {
-                        found.push((ProblemKind::DecodeError, Some(ms), format!("libopus: {e}")));
+                        found.push(problem(
+                            ProblemKind::DecodeError,
+                            ms,
+                            format!("libopus: {e}"),
+                        ));
                     }
                 }
                 "V_VP8" | "V_VP9" => {
@@ -425,22 +445,22 @@ impl Scan<'_> {
                     let first = !self.first_video_seen;
                     self.first_video_seen = true;
                     match header {
-                        None => found.push((
+                        None => found.push(problem(
                             ProblemKind::UndecodableVideo,
-                            Some(ms),
+                            ms,
                             "the frame header cannot be read".into(),
                         )),
                         Some(h) => {
                             if first && !(h.keyframe && flagged_key) {
-                                found.push((
+                                found.push(problem(
                                     ProblemKind::FirstVideoNotKeyframe,
-                                    Some(ms),
+                                    ms,
                                     "the first video frame is not a keyframe: the start will not show".into(),
                                 ));
                             } else if h.keyframe != flagged_key {
-                                found.push((
+                                found.push(problem(
                                     ProblemKind::KeyframeFlagMismatch,
-                                    Some(ms),
+                                    ms,
                                     format!(
                                         "block flag says {}, bitstream says {}",
                                         key_word(flagged_key),
@@ -466,8 +486,8 @@ impl Scan<'_> {
                 _ => {}
             }
         }
-        for (kind, at, msg) in found {
-            self.problems.add(kind, at, Some(track), msg);
+        for p in found {
+            self.problems.push(p);
         }
     }
 

@@ -62,19 +62,12 @@ pub fn svg(report: &FileReport) -> String {
                 && p.kind == ProblemKind::Gap
                 && let Some(at) = p.at_ms
             {
-                // The message says how long: "no audio for 1.23 s".
-                let secs: f64 = p
-                    .message
-                    .split_whitespace()
-                    .rev()
-                    .nth(1)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0.0);
+                let length = p.length_ms.unwrap_or(0) as i64;
                 let _ = writeln!(
                     s,
                     r##"<rect class="gap" x="{:.1}" y="{y}" width="{:.1}" height="22" fill="#d9534f"><title>{}</title></rect>"##,
                     x(at),
-                    (x(at + (secs * 1000.0) as i64) - x(at)).max(2.0),
+                    (x(at + length) - x(at)).max(2.0),
                     escape(&p.message)
                 );
             }

@@ -23,6 +23,7 @@ use crate::ids::RoomId;
 use crate::janus::messages::{Incoming, Jsep, Publisher, StreamKind, VideoRoomEvent};
 use crate::janus::{Handle, Session};
 use crate::media::{Codec, MediaKind};
+use crate::metrics::FrameCounters;
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
 use crate::service::health::Health;
 use crate::webm::writer::{TrackSetup, WebmWriter};
@@ -112,6 +113,7 @@ pub async fn run(
         tracks,
         recording: None,
         stats: HashMap::new(),
+        counters: FrameCounters::new(),
         video_gate: VideoGate::default(),
         disconnected_since: None,
     };
@@ -309,6 +311,7 @@ struct Feed {
     recording: Option<Recording>,
     /// The last receive statistics per media, to turn str0m's totals into increments.
     stats: HashMap<Option<Mid>, ReceiveStats>,
+    counters: FrameCounters,
     video_gate: VideoGate,
     disconnected_since: Option<Instant>,
 }
@@ -443,7 +446,7 @@ impl Feed {
             rec.writer.write_audio(ts, &d.data)
         };
         if written.is_ok() {
-            crate::metrics::frame_written(track.codec.kind(), d.data.len());
+            self.counters.written(track.codec.kind(), d.data.len());
         }
         written.err().map(|e| {
             tracing::error!(error = %e, "writing the recording failed");
