@@ -34,5 +34,8 @@ fi
 # own Janus inside network namespaces, so the system one is not needed.
 systemctl disable --now janus >/dev/null 2>&1 || true
 
+# The synthetic publisher's default clip (made here, not kept in the repository).
+[ -s "$(dirname "$0")/../media/clip.webm" ] || "$(dirname "$0")/make-clip.sh" >/dev/null
+
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 echo "setup done: $(janus --version 2>/dev/null | head -1), $(chromium --version 2>/dev/null), $(cargo --version)"

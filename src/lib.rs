@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: Janus event -> [`room`] watcher -> [`feed`] subscriber -> media frames
 //! -> [`webm`] writer. The Janus API client lives in [`janus`]; the str0m sans-IO loop lives
-//! only in [`feed::rtc`]; [`check`] reads recordings back independently of the writer.
+//! only in [`rtc`]; [`check`] reads recordings back independently of the writer.
 
 pub mod check;
 pub mod config;
@@ -12,6 +12,8 @@ pub mod janus;
 pub mod media;
 pub mod metrics;
 pub mod output;
+pub mod publish;
 pub mod room;
+pub mod rtc;
 pub mod service;
 pub mod webm;

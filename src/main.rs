@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "janus-recorder",
     version,
-    about = "Records Janus VideoRoom rooms into per-feed WebM files"
+    about = "Records Janus VideoRoom rooms into per-feed WebM files, and relays them"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +26,8 @@ enum Command {
     },
     /// Check that recordings play.
     Check(janus_recorder::check::CheckArgs),
+    /// Publish a WebM clip into a room as one or more synthetic publishers (load tests).
+    Publish(janus_recorder::publish::synthetic::PublishArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run { config } => janus_recorder::service::run(&config),
         Command::Check(args) => janus_recorder::check::run(&args),
+        Command::Publish(args) => janus_recorder::publish::synthetic::run(&args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -144,6 +144,8 @@ pub struct Sidecar {
     pub audio_frames: Option<u64>,
     pub video_frames: Option<u64>,
     pub bytes: Option<u64>,
+    /// Milliseconds from the publisher being announced to its first video keyframe written.
+    pub first_keyframe_ms: Option<u64>,
 }
 
 impl Sidecar {

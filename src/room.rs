@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -197,6 +197,7 @@ impl Feeds {
             pin: self.room.pin.clone(),
             private_id: self.private_id,
             publisher: p,
+            announced: Instant::now(),
         };
         let task = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
         let handle = self.tasks.spawn(task.instrument(span));

@@ -10,7 +10,6 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use janus_recorder::check::{CheckOptions, FileReport, Status, check_file};
-use serde_json::Value;
 use support::*;
 
 /// These tests each run Janus and browsers; one at a time keeps timings honest on 2 cores.
@@ -25,21 +24,6 @@ fn config_text(out: &Path, rooms: &[u64]) -> String {
         text.push_str(&format!("[[rooms]]\nroom = {r}\n"));
     }
     text
-}
-
-/// The recordings of `display` under `out`, oldest first, with their sidecars.
-fn recordings_of(out: &Path, display: &str) -> Vec<(PathBuf, Value)> {
-    let mut found: Vec<(PathBuf, Value)> = files_under(out)
-        .into_iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "webm"))
-        .filter_map(|f| {
-            let sidecar: Value =
-                serde_json::from_str(&fs::read_to_string(f.with_extension("json")).ok()?).ok()?;
-            (sidecar["display"] == display).then_some((f, sidecar))
-        })
-        .collect();
-    found.sort_by(|a, b| a.1["started_at"].as_str().cmp(&b.1["started_at"].as_str()));
-    found
 }
 
 fn check(path: &Path) -> FileReport {

@@ -2,7 +2,7 @@
 //! never a panic.
 #![no_main]
 
-use janus_recorder::feed::rtc::RtcSession;
+use janus_recorder::rtc::RtcSession;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,7 +7,7 @@
 
 mod audio;
 mod report;
-mod scan;
+pub(crate) mod scan;
 mod timeline;
 mod vpx;
 

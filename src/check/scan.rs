@@ -613,7 +613,7 @@ type DecodedBlock = (u64, i16, bool, Vec<Vec<u8>>);
 /// the end of a block shorter than its header (found by the `webm_check` fuzz target), so the
 /// header length is checked first, and the library calls run under `catch_unwind` in case
 /// other such paths remain.
-fn decode_block(tag: &MatroskaSpec) -> Result<DecodedBlock, String> {
+pub(crate) fn decode_block(tag: &MatroskaSpec) -> Result<DecodedBlock, String> {
     let data = match tag {
         MatroskaSpec::SimpleBlock(d) | MatroskaSpec::Block(d) => d,
         _ => return Err("not a block".into()),

@@ -1,10 +1,9 @@
 //! The feed subscriber: one task per publisher. It subscribes with its own Janus handle,
-//! answers Janus's offer with a str0m session over its own UDP sockets ([`rtc`]), places
+//! answers Janus's offer with a str0m session over its own UDP sockets ([`crate::rtc`]), places
 //! frames on one timeline ([`timeline`]), gates video on keyframes, and writes one WebM file
 //! plus its sidecar. It ends when the room says so (`stop`), on `hangup`, on ICE failure, or
 //! when the connection to Janus is lost, and always finalizes what it wrote.
 
-pub mod rtc;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -25,9 +24,9 @@ use crate::janus::{Handle, Session};
 use crate::media::{Codec, MediaKind};
 use crate::metrics::FrameCounters;
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
+use crate::rtc::{ReceiveStats, RtcEvent, RtcSession};
 use crate::service::health::Health;
 use crate::webm::writer::{TrackSetup, WebmWriter};
-use rtc::{ReceiveStats, RtcEvent, RtcSession};
 use timeline::TrackClock;
 
 /// Settings shared by every feed of the process.
@@ -48,6 +47,8 @@ pub struct FeedSpec {
     /// The room watcher's private id (rooms with `require_pvtid` need it).
     pub private_id: Option<u64>,
     pub publisher: Publisher,
+    /// When the room watcher heard of the publisher (for the first-keyframe latency).
+    pub announced: Instant,
 }
 
 /// Why a recording ended; written to the sidecar and the log.
@@ -380,6 +381,7 @@ impl Feed {
                     now.nacks.saturating_sub(before.nacks),
                 );
             }
+            RtcEvent::KeyframeRequest { .. } => {} // we only receive here
             RtcEvent::Disconnected => {
                 tracing::warn!("ICE disconnected");
                 self.disconnected_since.get_or_insert_with(Instant::now);
@@ -440,6 +442,14 @@ impl Feed {
         let ts = track
             .clock
             .place(d.time.numer(), d.time.denom(), d.network_time, rec.zero);
+        if is_video && rec.sidecar.first_keyframe_ms.is_none() {
+            let ms = d
+                .network_time
+                .saturating_duration_since(self.spec.announced)
+                .as_millis() as u64;
+            tracing::info!(after_announcement_ms = ms, "first keyframe written");
+            rec.sidecar.first_keyframe_ms = Some(ms);
+        }
         let written = if is_video {
             rec.writer.write_video(ts, d.is_keyframe(), &d.data)
         } else {
@@ -501,6 +511,7 @@ impl Feed {
             audio_frames: None,
             video_frames: None,
             bytes: None,
+            first_keyframe_ms: None,
         };
         let writer = WebmWriter::create(&paths.webm, setup).map_err(|e| e.to_string())?;
         if let Err(e) = sidecar.write(&paths.sidecar) {
@@ -636,6 +647,7 @@ mod tests {
             codec: Codec::from_janus_name(codec),
             codec_name: Some(codec.into()),
             disabled: false,
+            description: None,
         }
     }
 

@@ -839,3 +839,84 @@ pub fn metric(text: &str, sample: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// The synthetic publisher's clip that `scripts/setup.sh` makes; fails saying how to make it.
+pub fn require_clip() -> PathBuf {
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("media/clip.webm");
+    assert!(
+        clip.is_file(),
+        "{} is missing: run `scripts/setup.sh` (or `scripts/make-clip.sh`)",
+        clip.display()
+    );
+    clip
+}
+
+/// `janus-recorder publish` inside the namespace: `count` synthetic publishers named
+/// `display-1..` (or `display` alone) in `room`, for `seconds`, with `extra` arguments.
+pub fn synthetic_publishers(
+    ns: &Netns,
+    dir: &Path,
+    room: u64,
+    display: &str,
+    count: u32,
+    seconds: f64,
+    extra: &[&str],
+) -> Proc {
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_janus-recorder"));
+    cmd.args([
+        "publish",
+        "--url",
+        "ws://127.0.0.1:8188",
+        "--advertise",
+        ADDR_A,
+    ])
+    .arg("--room")
+    .arg(room.to_string())
+    .arg("--display")
+    .arg(display)
+    .arg("--count")
+    .arg(count.to_string())
+    .arg("--seconds")
+    .arg(seconds.to_string())
+    .arg("--media")
+    .arg(require_clip())
+    .args(extra)
+    .env("RUST_LOG", "info,janus_recorder=debug");
+    Proc::spawn(
+        &format!("publish {display}"),
+        cmd,
+        dir.join(format!("publish-{display}.log")),
+    )
+}
+
+/// Waits for a process to exit by itself; fails with its log after `timeout`.
+pub fn wait_exit(proc: &mut Proc, timeout: Duration) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = proc.child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not exit within {timeout:?}; log:\n{}",
+            proc.name,
+            proc.log_tail(60)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The recordings of `display` under `out`, oldest first, with their sidecars.
+pub fn recordings_of(out: &Path, display: &str) -> Vec<(PathBuf, serde_json::Value)> {
+    let mut found: Vec<(PathBuf, serde_json::Value)> = files_under(out)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "webm"))
+        .filter_map(|f| {
+            let sidecar: serde_json::Value =
+                serde_json::from_str(&fs::read_to_string(f.with_extension("json")).ok()?).ok()?;
+            (sidecar["display"] == display).then_some((f, sidecar))
+        })
+        .collect();
+    found.sort_by(|a, b| a.1["started_at"].as_str().cmp(&b.1["started_at"].as_str()));
+    found
+}

@@ -1,9 +1,14 @@
-//! The str0m session of one subscriber over UDP sockets it owns: the only place the sans-IO
-//! loop (`poll_output` / `handle_input`) runs.
+//! A str0m session over UDP sockets it owns: the only place the sans-IO loop (`poll_output` /
+//! `handle_input`) runs. The feed subscriber receives with it (Janus offers, we answer); the
+//! publisher ([`crate::publish`]) sends with it (we offer send-only media, Janus answers).
 //!
 //! str0m panics on internal invariant violations by design; every call into it is wrapped in
 //! `catch_unwind`, and a panic turns into [`RtcEvent::Failed`] so that only this feed ends
 //! (its file is still finalized by the caller).
+//!
+//! Media goes through str0m frame by frame: received frames are depacketized, frames to send
+//! are packetized again, never decoded. That keeps one code path for recording, relaying and
+//! the synthetic publisher, with str0m's NACK/RTX and sender reports on both sides.
 
 use std::future::poll_fn;
 use std::io;
@@ -12,12 +17,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use str0m::change::SdpOffer;
-use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec as RtcCodec;
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
+
+use crate::media::Codec;
 
 /// What the session reports to the feed.
 #[derive(Debug)]
@@ -29,6 +37,8 @@ pub enum RtcEvent {
     /// A depacketized frame.
     /// Boxed: a frame is far larger than the other events.
     Frame(Box<MediaData>),
+    /// The peer asked for a keyframe on media we send (PLI or FIR).
+    KeyframeRequest { mid: Mid },
     /// ICE lost the peer (it may come back).
     Disconnected,
     /// Receive statistics of one media, cumulative since the session began.
@@ -69,6 +79,10 @@ pub struct RtcSession {
     deadline: Instant,
     /// Set once str0m panicked or closed: nothing may be called on `rtc` any more.
     dead: bool,
+    /// Our offer, until Janus answers it (sending side).
+    pending: Option<SdpPendingOffer>,
+    /// The negotiated payload type per sending mid, looked up once.
+    send_pts: Vec<(Mid, Pt)>,
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -79,18 +93,37 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 impl RtcSession {
-    /// Binds one UDP socket per (bind, advertise) pair of `plan` and registers each as a host
-    /// candidate.
+    /// A receiving session: binds one UDP socket per (bind, advertise) pair of `plan` and
+    /// registers each as a host candidate.
     pub async fn bind(plan: &[(SocketAddr, SocketAddr)]) -> io::Result<RtcSession> {
+        let rtc = Rtc::builder()
+            // Receive statistics (loss, NACKs, PLIs) for the metrics.
+            .set_stats_interval(Some(STATS_EVERY))
+            .build(Instant::now());
+        Self::bind_rtc(rtc, plan).await
+    }
+
+    /// A sending session that offers exactly `codecs` (so Janus cannot pick one we do not
+    /// have frames for).
+    pub async fn bind_sender(
+        plan: &[(SocketAddr, SocketAddr)],
+        codecs: &[Codec],
+    ) -> io::Result<RtcSession> {
+        let rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(codecs.contains(&Codec::Opus), false)
+            .enable_vp8(codecs.contains(&Codec::Vp8))
+            .enable_vp9(codecs.contains(&Codec::Vp9))
+            .build(Instant::now());
+        Self::bind_rtc(rtc, plan).await
+    }
+
+    async fn bind_rtc(mut rtc: Rtc, plan: &[(SocketAddr, SocketAddr)]) -> io::Result<RtcSession> {
         if plan.is_empty() {
             return Err(io::Error::other(
                 "no address to offer Janus: set [network] advertise (no non-loopback interface found)",
             ));
         }
-        let mut rtc = Rtc::builder()
-            // Receive statistics (loss, NACKs, PLIs) for the metrics.
-            .set_stats_interval(Some(STATS_EVERY))
-            .build(Instant::now());
         let mut paths = Vec::with_capacity(plan.len());
         for &(bind, advertise) in plan {
             let socket = UdpSocket::bind(bind)
@@ -109,6 +142,8 @@ impl RtcSession {
             buf: vec![0; RECV_BUF],
             deadline: Instant::now(),
             dead: false,
+            pending: None,
+            send_pts: Vec::new(),
         })
     }
 
@@ -149,8 +184,86 @@ impl RtcSession {
             buf: Vec::new(),
             deadline: Instant::now(),
             dead: false,
+            pending: None,
+            send_pts: Vec::new(),
         };
         session.accept_offer(sdp)
+    }
+
+    /// Our SDP offer to send one send-only media per entry of `kinds`; returns the offer and
+    /// the mid of each media, in order.
+    pub fn offer_to_send(&mut self, kinds: &[MediaKind]) -> Result<(String, Vec<Mid>), String> {
+        let (offer, pending, mids) = self.guarded(|rtc| {
+            let mut api = rtc.sdp_api();
+            let stream = "janus-recorder".to_owned();
+            let mids: Vec<Mid> = kinds
+                .iter()
+                .map(|&k| api.add_media(k, Direction::SendOnly, Some(stream.clone()), None, None))
+                .collect();
+            api.apply()
+                .map(|(offer, pending)| (offer, pending, mids))
+                .ok_or("nothing to offer")
+        })??;
+        self.pending = Some(pending);
+        Ok((offer.to_sdp_string(), mids))
+    }
+
+    /// Accepts Janus's SDP answer to [`RtcSession::offer_to_send`].
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or("no offer is waiting for an answer")?;
+        self.guarded(|rtc| {
+            let answer =
+                SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("bad SDP answer: {e}"))?;
+            rtc.sdp_api()
+                .accept_answer(pending, answer)
+                .map_err(|e| format!("cannot accept the SDP answer: {e}"))
+        })?
+    }
+
+    /// Sends one frame (an Opus packet or a VP8/VP9 frame) on `mid`; str0m packetizes it.
+    /// `rtp_time` is in the codec's clock (48 kHz audio, 90 kHz video) and must not go back.
+    pub fn send(
+        &mut self,
+        mid: Mid,
+        codec: Codec,
+        wallclock: Instant,
+        rtp_time: MediaTime,
+        data: &[u8],
+    ) -> Result<(), String> {
+        let cached = self
+            .send_pts
+            .iter()
+            .find(|(m, _)| *m == mid)
+            .map(|&(_, pt)| pt);
+        let wanted = match codec {
+            Codec::Opus => RtcCodec::Opus,
+            Codec::Vp8 => RtcCodec::Vp8,
+            Codec::Vp9 => RtcCodec::Vp9,
+        };
+        let pt = self.guarded(|rtc| {
+            let writer = rtc
+                .writer(mid)
+                .ok_or_else(|| format!("no media {mid} to send on"))?;
+            let pt = match cached {
+                Some(pt) => pt,
+                None => writer
+                    .payload_params()
+                    .find(|p| p.spec().codec == wanted)
+                    .map(|p| p.pt())
+                    .ok_or_else(|| format!("{codec} was not negotiated on {mid}"))?,
+            };
+            writer
+                .write(pt, wallclock, rtp_time, data)
+                .map(|()| pt)
+                .map_err(|e| format!("str0m: {e}"))
+        })??;
+        if cached.is_none() {
+            self.send_pts.push((mid, pt));
+        }
+        Ok(())
     }
 
     /// Our host candidates as SDP `candidate:` strings, for `trickle`.
@@ -298,6 +411,7 @@ impl RtcSession {
                             kind: m.kind,
                         },
                         Event::MediaData(d) => RtcEvent::Frame(Box::new(d)),
+                        Event::KeyframeRequest(r) => RtcEvent::KeyframeRequest { mid: r.mid },
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                             RtcEvent::Disconnected
                         }
@@ -354,7 +468,7 @@ mod tests {
     #[test]
     fn offers_real_and_hostile() {
         let fixture: serde_json::Value = serde_json::from_str(include_str!(
-            "../../tests/fixtures/janus/25-event-attached.json"
+            "../tests/fixtures/janus/25-event-attached.json"
         ))
         .unwrap();
         // The reference capture names the field `janusSdp`.

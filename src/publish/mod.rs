@@ -1,0 +1,292 @@
+//! Publishing into a VideoRoom: the sending path shared by the relay ([`crate::feed`] forwards
+//! a recorded feed's frames into another room) and the synthetic publisher ([`synthetic`],
+//! `janus-recorder publish`).
+//!
+//! A [`Publication`] is one publisher: its own Janus handle (`join` as publisher, then
+//! `publish` with our SDP offer) and a sending str0m session ([`crate::rtc`]). Frames go in
+//! with [`Publication::send`]; keyframe requests from Janus come out of
+//! [`Publication::next_event`].
+//!
+//! Our own publishers are never recorded or relayed again (no loops when rooms are relayed
+//! both ways, or when a relay target is also recorded): [`OwnFeeds`] keeps the feed id Janus
+//! gives each of them at `join`, before it publishes, and the room watcher skips those ids.
+//! Their streams are also described as `janus-recorder ...` for people reading Janus's room
+//! lists, but that text is not trusted: any publisher could write it.
+
+pub mod clip;
+pub mod synthetic;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use str0m::media::{MediaKind as RtcKind, MediaTime, Mid};
+
+use crate::config::Secret;
+use crate::ids::{FeedId, RoomId};
+use crate::janus::messages::{Incoming, Jsep, VideoRoomEvent};
+use crate::janus::{Handle, Session};
+use crate::media::{Codec, MediaKind};
+use crate::rtc::{RtcEvent, RtcSession};
+
+/// The start of each published stream's description.
+pub const DESCRIPTION: &str = "janus-recorder";
+
+/// The feeds this process publishes, by room and feed id (Janus draws feed ids at random from
+/// 2^53, so ids from different servers do not collide in practice).
+#[derive(Debug, Clone, Default)]
+pub struct OwnFeeds(Arc<Mutex<HashSet<(RoomId, FeedId)>>>);
+
+impl OwnFeeds {
+    pub fn insert(&self, room: &RoomId, feed: &FeedId) {
+        self.0.lock().unwrap().insert((room.clone(), feed.clone()));
+    }
+
+    pub fn remove(&self, room: &RoomId, feed: &FeedId) {
+        self.0.lock().unwrap().remove(&(room.clone(), feed.clone()));
+    }
+
+    /// Whether `feed` in `room` is one of ours.
+    pub fn contains(&self, room: &RoomId, feed: &FeedId) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .contains(&(room.clone(), feed.clone()))
+    }
+}
+
+/// What to publish.
+#[derive(Debug, Clone)]
+pub struct PublishSpec {
+    pub room: RoomId,
+    pub display: String,
+    pub pin: Option<Secret>,
+    pub audio: Option<Codec>,
+    pub video: Option<Codec>,
+    /// Said after [`DESCRIPTION`] in each stream's description: where the media comes from.
+    pub origin: String,
+}
+
+/// A publisher that has joined the room but not yet published: its feed id is known, so the
+/// caller can remember it as ours before the room hears of it.
+pub struct Joined {
+    handle: Handle,
+    feed: FeedId,
+}
+
+impl Joined {
+    /// The feed id Janus gave us.
+    pub fn feed(&self) -> &FeedId {
+        &self.feed
+    }
+}
+
+/// What a publication reports.
+#[derive(Debug)]
+pub enum PublicationEvent {
+    /// Media flows (ICE and DTLS are up).
+    Connected,
+    /// Someone in the room wants a keyframe of our video (PLI or FIR from Janus).
+    KeyframeRequest,
+    /// The publication is over (hangup, kicked, room destroyed, session failed).
+    Ended(String),
+}
+
+/// One live publisher.
+pub struct Publication {
+    handle: Handle,
+    rtc: RtcSession,
+    feed: FeedId,
+    audio: Option<(Mid, Codec)>,
+    video: Option<(Mid, Codec)>,
+    connected: bool,
+}
+
+/// Joins `spec.room` as a publisher named `spec.display`.
+pub async fn join(session: &Session, spec: &PublishSpec) -> Result<Joined, String> {
+    let handle = session
+        .attach_videoroom()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut body = json!({"request": "join", "room": spec.room, "ptype": "publisher", "display": spec.display});
+    if let Some(pin) = spec.pin.as_ref().map(Secret::expose) {
+        body["pin"] = json!(pin);
+    }
+    let (data, _) = handle
+        .message(body, None)
+        .await
+        .map_err(|e| format!("joining room {} as publisher: {e}", spec.room))?;
+    let VideoRoomEvent::Joined { id: Some(feed), .. } = VideoRoomEvent::parse(&data) else {
+        return Err(format!("publisher join answered {data}"));
+    };
+    Ok(Joined { handle, feed })
+}
+
+impl Joined {
+    /// Offers our media (send-only, exactly the spec's codecs) and waits for Janus's answer.
+    pub async fn publish(
+        self,
+        plan: &[(SocketAddr, SocketAddr)],
+        spec: &PublishSpec,
+    ) -> Result<Publication, String> {
+        let codecs: Vec<Codec> = spec.audio.into_iter().chain(spec.video).collect();
+        if codecs.is_empty() {
+            return Err("nothing to publish".into());
+        }
+        let mut rtc = RtcSession::bind_sender(plan, &codecs)
+            .await
+            .map_err(|e| e.to_string())?;
+        let kinds: Vec<RtcKind> = codecs
+            .iter()
+            .map(|c| match c.kind() {
+                MediaKind::Audio => RtcKind::Audio,
+                MediaKind::Video => RtcKind::Video,
+            })
+            .collect();
+        let (offer, mids) = rtc.offer_to_send(&kinds)?;
+        let descriptions: Vec<Value> = mids
+            .iter()
+            .zip(&codecs)
+            .map(|(mid, c)| {
+                json!({"mid": mid.to_string(), "description": format!("{DESCRIPTION} {} {}", c.kind(), spec.origin)})
+            })
+            .collect();
+        let mut body = json!({"request": "publish", "descriptions": descriptions});
+        if let Some(c) = spec.audio {
+            body["audiocodec"] = json!(c.to_string());
+        }
+        if let Some(c) = spec.video {
+            body["videocodec"] = json!(c.to_string());
+        }
+        let offer = Jsep {
+            kind: "offer".into(),
+            sdp: offer,
+        };
+        let (data, answer) = self
+            .handle
+            .message(body, Some(&offer))
+            .await
+            .map_err(|e| format!("publishing: {e}"))?;
+        let answer = answer
+            .filter(|j| j.kind == "answer")
+            .ok_or_else(|| format!("Janus sent no SDP answer: {data}"))?;
+        rtc.accept_answer(&answer.sdp)?;
+        self.handle
+            .trickle(&rtc.local_candidates())
+            .await
+            .map_err(|e| e.to_string())?;
+        let by_kind = |k: MediaKind| {
+            mids.iter()
+                .zip(&codecs)
+                .find(|(_, c)| c.kind() == k)
+                .map(|(m, c)| (*m, *c))
+        };
+        Ok(Publication {
+            audio: by_kind(MediaKind::Audio),
+            video: by_kind(MediaKind::Video),
+            handle: self.handle,
+            rtc,
+            feed: self.feed,
+            connected: false,
+        })
+    }
+}
+
+impl Publication {
+    /// Our feed id in the target room.
+    pub fn feed(&self) -> &FeedId {
+        &self.feed
+    }
+
+    /// Whether media can be sent yet.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Sends one frame of `kind` at `rtp_time` (the codec's clock). Frames before the
+    /// connection is up, or of a kind we do not publish, are dropped: false.
+    pub fn send(
+        &mut self,
+        kind: MediaKind,
+        wallclock: Instant,
+        rtp_time: MediaTime,
+        data: &[u8],
+    ) -> Result<bool, String> {
+        let target = match kind {
+            MediaKind::Audio => self.audio,
+            MediaKind::Video => self.video,
+        };
+        let (Some((mid, codec)), true) = (target, self.connected) else {
+            return Ok(false);
+        };
+        self.rtc.send(mid, codec, wallclock, rtp_time, data)?;
+        Ok(true)
+    }
+
+    /// Drives the session and the handle until something happens. Cancel-safe.
+    pub async fn next_event(&mut self) -> PublicationEvent {
+        loop {
+            tokio::select! {
+                ev = self.rtc.next_event() => match ev {
+                    RtcEvent::Connected => {
+                        self.connected = true;
+                        return PublicationEvent::Connected;
+                    }
+                    RtcEvent::KeyframeRequest { mid } if Some(mid) == self.video.map(|v| v.0) => {
+                        return PublicationEvent::KeyframeRequest;
+                    }
+                    RtcEvent::Failed(e) => return PublicationEvent::Ended(e),
+                    RtcEvent::Disconnected => tracing::warn!(feed = %self.feed, "publisher ICE disconnected"),
+                    other => tracing::trace!(?other, "publisher session event"),
+                },
+                msg = self.handle.next_event() => match msg {
+                    None => return PublicationEvent::Ended("connection to Janus lost".into()),
+                    Some(msg) => if let Some(reason) = self.on_janus(msg) {
+                        return PublicationEvent::Ended(reason);
+                    },
+                },
+            }
+        }
+    }
+
+    fn on_janus(&mut self, msg: Incoming) -> Option<String> {
+        match msg {
+            Incoming::Trickle {
+                candidate: Some(c), ..
+            } => {
+                if let Err(e) = self.rtc.add_remote_candidate(&c) {
+                    tracing::warn!(error = %e, "ignoring Janus's candidate");
+                }
+            }
+            Incoming::HangUp { reason, .. } => return Some(format!("hangup: {reason}")),
+            Incoming::Detached { .. } => return Some("detached".into()),
+            Incoming::Event { data, .. } => match VideoRoomEvent::parse(&data) {
+                VideoRoomEvent::Kicked { feed }
+                    if feed.as_ref().is_none_or(|f| *f == self.feed) =>
+                {
+                    return Some("kicked".into());
+                }
+                VideoRoomEvent::Leaving { feed: None } => return Some("left".into()),
+                VideoRoomEvent::Unpublished { feed: None } => return Some("unpublished".into()),
+                VideoRoomEvent::Destroyed { .. } => return Some("room destroyed".into()),
+                // Other publishers coming and going: not ours to act on.
+                ev => tracing::trace!(event = ?ev, "publisher handle event"),
+            },
+            other => tracing::debug!(?other, "publisher handle message"),
+        }
+        None
+    }
+
+    /// Leaves the room (Janus tells the room we unpublished and left) and detaches; bounded
+    /// so that shutdown stays quick.
+    pub async fn leave(mut self) {
+        self.rtc.close();
+        let bye = async {
+            let _ = self.handle.message(json!({"request": "leave"}), None).await;
+            self.handle.detach().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), bye).await;
+    }
+}
