@@ -70,6 +70,34 @@ pub struct RoomConfig {
     pub room: RoomId,
     /// The room's PIN, if it has one.
     pub pin: Option<Secret>,
+    /// Record the room's feeds into files (default true; false for a relay-only room).
+    #[serde(default = "yes")]
+    pub record: bool,
+    /// Also publish every feed of this room into another room (`relay = { room = 5678 }`).
+    pub relay: Option<RelayConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `relay = { ... }` of a room: where its feeds are published again, RTP forwarded without
+/// re-encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// The target room.
+    pub room: RoomId,
+    /// Another Janus server (`ws://` or `wss://`); default: the same one as `[janus]`.
+    pub url: Option<String>,
+    /// The other server's `api_secret` and `token` (only with `url`).
+    pub api_secret: Option<Secret>,
+    pub token: Option<Secret>,
+    /// The target room's PIN.
+    pub pin: Option<Secret>,
+    /// Added to each relayed publisher's display name, e.g. `" (relayed)"`.
+    #[serde(default)]
+    pub display_suffix: String,
 }
 
 /// A secret given in the config text (`"..."`), read from a file (`{ file = "/run/x" }`, one
@@ -169,11 +197,50 @@ impl Config {
         })?;
         config
             .validate()
-            .map_err(|(key, problem)| err(Some(key.into()), problem))?;
+            .map_err(|(key, problem)| err(Some(key), problem))?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Result<(), (String, String)> {
+        self.validate_keys().map_err(|(k, p)| (k.to_owned(), p))?;
+        for (i, room) in self.rooms.iter().enumerate() {
+            let key = |k: &str| format!("rooms[{i}].{k}");
+            let Some(relay) = &room.relay else {
+                if !room.record {
+                    return Err((
+                        key("record"),
+                        format!("room {} is neither recorded nor relayed", room.room),
+                    ));
+                }
+                continue;
+            };
+            match &relay.url {
+                Some(url) if !(url.starts_with("ws://") || url.starts_with("wss://")) => {
+                    return Err((
+                        key("relay.url"),
+                        format!("must start with ws:// or wss://, got {url:?}"),
+                    ));
+                }
+                Some(_) => {}
+                None if relay.room == room.room => {
+                    return Err((
+                        key("relay.room"),
+                        format!("room {} would be relayed into itself", room.room),
+                    ));
+                }
+                None if relay.api_secret.is_some() || relay.token.is_some() => {
+                    return Err((
+                        key("relay"),
+                        "api_secret and token are for another server: set relay.url too".into(),
+                    ));
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_keys(&self) -> Result<(), (&'static str, String)> {
         let url = self.janus.url.as_str();
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
             return Err((
@@ -275,6 +342,52 @@ mod tests {
     "#;
 
     #[test]
+    fn relay_tables_are_checked() {
+        let head = "[janus]\nurl = \"ws://j:8188\"\n[output]\ndir = \"/r\"\n";
+        let ok = parse(&format!(
+            "{head}[[rooms]]\nroom = 1\nrecord = false\nrelay = {{ room = 2, url = \"wss://other\", token = \"t\", display_suffix = \" (r)\" }}\n"
+        ))
+        .unwrap();
+        let relay = ok.rooms[0].relay.as_ref().unwrap();
+        assert_eq!(
+            (ok.rooms[0].record, relay.room.to_string()),
+            (false, "2".into())
+        );
+        assert_eq!(relay.display_suffix, " (r)");
+        for (rooms, key, problem) in [
+            (
+                "room = 1\nrelay = { room = 1 }",
+                "rooms[0].relay.room",
+                "into itself",
+            ),
+            (
+                "room = 1\nrelay = { room = 2, url = \"http://x\" }",
+                "rooms[0].relay.url",
+                "ws://",
+            ),
+            (
+                "room = 1\nrelay = { room = 2, token = \"t\" }",
+                "rooms[0].relay",
+                "relay.url",
+            ),
+            (
+                "room = 1\nrecord = false",
+                "rooms[0].record",
+                "neither recorded nor relayed",
+            ),
+            (
+                "room = 1\nrelay = { room = 2, colour = 1 }",
+                "rooms[0].relay.colour",
+                "unknown field",
+            ),
+        ] {
+            let e = parse(&format!("{head}[[rooms]]\n{rooms}\n")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.problem.contains(problem), "{e}");
+        }
+    }
+
+    #[test]
     fn parses_a_full_config() {
         let c = parse(GOOD).unwrap();
         assert_eq!(c.janus.api_secret, Some(Secret::new("s3cret")));
@@ -330,11 +443,11 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_and_key() {
-        let text = GOOD.replace("pin = \"42\"", "pin = \"42\"\nrecord = true");
+        let text = GOOD.replace("pin = \"42\"", "pin = \"42\"\nrecorded = true");
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.starts_with("config error in /etc/jr.toml"), "{e}");
         assert!(e.contains("rooms[1]"), "{e}");
-        assert!(e.contains("record"), "{e}");
+        assert!(e.contains("recorded"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{RoomConfig, Secret};
+use crate::feed::relay::RelayTarget;
 use crate::feed::{self, EndReason, FeedSettings, FeedSpec};
 use crate::ids::FeedId;
 use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
@@ -99,6 +100,7 @@ async fn watch_once(
         running: HashMap::new(),
         tasks: JoinSet::new(),
         task_feed: HashMap::new(),
+        relay: room.relay.as_ref().map(RelayTarget::new),
     };
     for p in publishers {
         feeds.start(p);
@@ -172,11 +174,18 @@ struct Feeds {
     running: HashMap<FeedId, Running>,
     tasks: JoinSet<EndReason>,
     task_feed: HashMap<Id, FeedId>,
+    /// Where this room's feeds are relayed, shared by its feeds.
+    relay: Option<Arc<RelayTarget>>,
 }
 
 impl Feeds {
-    /// Starts recording `p` unless it is already being recorded.
+    /// Starts recording `p` unless it is already being recorded, or is one of our own
+    /// relayed publishers (which would loop).
     fn start(&mut self, p: Publisher) {
+        if self.settings.own.contains(&self.room.room, &p.id) {
+            tracing::info!(feed = %p.id, display = ?p.display, "our own relayed publisher; not recorded or relayed");
+            return;
+        }
         if self.running.contains_key(&p.id) {
             tracing::debug!(feed = %p.id, "already recording");
             return;
@@ -198,6 +207,8 @@ impl Feeds {
             private_id: self.private_id,
             publisher: p,
             announced: Instant::now(),
+            record: self.room.record,
+            relay: self.relay.clone(),
         };
         let task = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
         let handle = self.tasks.spawn(task.instrument(span));

@@ -22,6 +22,7 @@ use crate::config::{Config, ConfigError, RoomConfig};
 use crate::feed::FeedSettings;
 use crate::ids::RoomId;
 use crate::janus::{Auth, Session};
+use crate::publish::OwnFeeds;
 use crate::room;
 use health::Health;
 use notify::Notifier;
@@ -124,11 +125,12 @@ fn shutdown_on_signals(notifier: Notifier) -> CancellationToken {
 }
 
 /// Builds what every feed shares from the config.
-fn feed_settings(config: &Config, health: &Arc<Health>) -> Arc<FeedSettings> {
+fn feed_settings(config: &Config, health: &Arc<Health>, own: &OwnFeeds) -> Arc<FeedSettings> {
     let settings = Arc::new(FeedSettings {
         out_dir: config.output.dir.clone(),
         socket_plan: config.network.socket_plan(),
         health: health.clone(),
+        own: own.clone(),
     });
     let advertised: Vec<String> = settings
         .socket_plan
@@ -296,7 +298,9 @@ async fn serve(config_path: &Path, mut config: Config) {
         return;
     };
     let health = Arc::new(Health::default());
-    let mut settings = feed_settings(&config, &health);
+    // Kept across reconnects and reloads: relays of an old session may still be leaving.
+    let own = OwnFeeds::default();
+    let mut settings = feed_settings(&config, &health, &own);
     let supervisor = tokio::spawn(supervise(
         notifier.clone(),
         health.clone(),
@@ -333,7 +337,7 @@ async fn serve(config_path: &Path, mut config: Config) {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = hangup.recv() => {
                         if !matches!(on_hangup(config_path, &mut config, &notifier, &health), Reloaded::Refused) {
-                            settings = feed_settings(&config, &health);
+                            settings = feed_settings(&config, &health, &own);
                         }
                     }
                     _ = shutdown.cancelled() => break,
@@ -362,7 +366,7 @@ async fn serve(config_path: &Path, mut config: Config) {
                     Reloaded::Refused => {}
                     Reloaded::Rooms => rooms.apply(&config.rooms),
                     Reloaded::Reconnect => {
-                        settings = feed_settings(&config, &health);
+                        settings = feed_settings(&config, &health, &own);
                         break true;
                     }
                 },

@@ -462,25 +462,7 @@ fn check_recording(out: &Path, webm: &Path, sidecar: &Value, want: &Expected) ->
 
 /// Converts Janus's own `.mjr` recordings of `want` with janus-pp-rec and compares durations.
 fn compare_with_janus_recording(rec_dir: &Path, dir: &Path, want: &Expected, out: &Path) {
-    let mjrs: Vec<PathBuf> = files_under(rec_dir)
-        .into_iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "mjr"))
-        .collect();
-    let video = mjrs
-        .iter()
-        .find(|f| f.to_string_lossy().contains("-video-"))
-        .unwrap_or_else(|| panic!("Janus recorded no video: {mjrs:?}"));
-    let converted = dir.join("janus-pp-rec.webm");
-    let status = std::process::Command::new("janus-pp-rec")
-        .arg(video)
-        .arg(&converted)
-        .output()
-        .expect("janus-pp-rec");
-    assert!(
-        status.status.success(),
-        "janus-pp-rec failed: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let converted = janus_pp_rec_video(rec_dir, None, &dir.join("janus-pp-rec.webm"));
     let (_, reference) = probe(&converted);
     // The check tool reads a file Janus's own tools wrote, and agrees with ffprobe on it.
     let report = check_file(&converted, &CheckOptions::default());

@@ -4,6 +4,7 @@
 //! plus its sidecar. It ends when the room says so (`stop`), on `hangup`, on ICE failure, or
 //! when the connection to Janus is lost, and always finalizes what it wrote.
 
+pub mod relay;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -24,9 +25,11 @@ use crate::janus::{Handle, Session};
 use crate::media::{Codec, MediaKind};
 use crate::metrics::FrameCounters;
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
+use crate::publish::OwnFeeds;
 use crate::rtc::{ReceiveStats, RtcEvent, RtcSession};
 use crate::service::health::Health;
 use crate::webm::writer::{TrackSetup, WebmWriter};
+use relay::{Relay, RelayEvent, RelayTarget};
 use timeline::TrackClock;
 
 /// Settings shared by every feed of the process.
@@ -37,6 +40,8 @@ pub struct FeedSettings {
     pub socket_plan: Vec<(SocketAddr, SocketAddr)>,
     /// The service's shared state (status line, watchdog heartbeats).
     pub health: Arc<Health>,
+    /// The publishers this process publishes (relays): never recorded or relayed.
+    pub own: OwnFeeds,
 }
 
 /// What one feed subscribes to.
@@ -49,6 +54,10 @@ pub struct FeedSpec {
     pub publisher: Publisher,
     /// When the room watcher heard of the publisher (for the first-keyframe latency).
     pub announced: Instant,
+    /// Write the feed to a file (false: relay only).
+    pub record: bool,
+    /// Where to relay the feed, if anywhere.
+    pub relay: Option<Arc<RelayTarget>>,
 }
 
 /// Why a recording ended; written to the sidecar and the log.
@@ -86,6 +95,8 @@ impl fmt::Display for EndReason {
 
 /// How often to ask for a keyframe while waiting for one.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
+/// The least time between keyframe requests passed on for the relay's target.
+const RELAYED_KEYFRAME_GAP: Duration = Duration::from_millis(250);
 /// How often buffered file data is pushed to disk (bounds what a crash can lose).
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How long ICE may stay disconnected before the feed gives up.
@@ -108,6 +119,23 @@ pub async fn run(
         },
         r = &mut stop => return r.unwrap_or(EndReason::Shutdown),
     };
+    let relay = spec.relay.clone().map(|target| {
+        let codec_of = |k: MediaKind| tracks.values().map(|t| t.codec).find(|c| c.kind() == k);
+        Relay::start(
+            session.clone(),
+            target,
+            settings.socket_plan.clone(),
+            settings.own.clone(),
+            &spec.room,
+            &spec.publisher,
+            (codec_of(MediaKind::Audio), codec_of(MediaKind::Video)),
+        )
+    });
+    let video_gate = VideoGate {
+        // A feed that is only relayed has no file to wait for a keyframe for.
+        waiting: spec.record,
+        ..VideoGate::default()
+    };
     let mut feed = Feed {
         settings,
         spec,
@@ -115,8 +143,9 @@ pub async fn run(
         recording: None,
         stats: HashMap::new(),
         counters: FrameCounters::new(),
-        video_gate: VideoGate::default(),
+        video_gate,
         disconnected_since: None,
+        relay,
     };
     let reason = feed.record(handle, rtc, stop).await;
     feed.finish(&reason);
@@ -282,10 +311,17 @@ impl Default for VideoGate {
 impl VideoGate {
     /// Sends a PLI if we are waiting and have not asked recently.
     fn maybe_request(&mut self, rtc: &mut RtcSession, now: Instant) {
+        if self.waiting {
+            self.request(rtc, now, KEYFRAME_RETRY);
+        }
+    }
+
+    /// Sends a PLI unless one went out less than `gap` ago.
+    fn request(&mut self, rtc: &mut RtcSession, now: Instant, gap: Duration) {
         let due = self
             .last_request
-            .is_none_or(|t| now.duration_since(t) >= KEYFRAME_RETRY);
-        if let (true, true, Some(mid)) = (self.waiting, due, self.mid)
+            .is_none_or(|t| now.saturating_duration_since(t) >= gap);
+        if let (true, Some(mid)) = (due, self.mid)
             && rtc.request_keyframe(mid)
         {
             tracing::debug!("keyframe requested (PLI)");
@@ -315,6 +351,15 @@ struct Feed {
     counters: FrameCounters,
     video_gate: VideoGate,
     disconnected_since: Option<Instant>,
+    relay: Option<Relay>,
+}
+
+/// The relay's next event; never, without a relay.
+async fn relay_event(relay: &mut Option<Relay>) -> RelayEvent {
+    match relay {
+        Some(r) => r.next_event().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Feed {
@@ -341,6 +386,9 @@ impl Feed {
                     None => break EndReason::ConnectionLost,
                 },
                 r = &mut stop => break r.unwrap_or(EndReason::Shutdown),
+                ev = relay_event(&mut self.relay) => if let RelayEvent::WantKeyframe = ev {
+                    self.video_gate.request(&mut rtc, Instant::now(), RELAYED_KEYFRAME_GAP);
+                },
                 _ = tick.tick() => {
                     heartbeat.beat();
                     if let Some(r) = self.on_tick(&mut rtc) {
@@ -350,6 +398,9 @@ impl Feed {
             }
         };
         rtc.close();
+        if let Some(relay) = self.relay.take() {
+            relay.close().await;
+        }
         // Detach now (Drop would too); bounded so shutdown stays quick.
         let _ = tokio::time::timeout(Duration::from_secs(1), handle.detach()).await;
         reason
@@ -410,7 +461,17 @@ impl Feed {
             }
             return None;
         }
-        let is_video = track.codec.kind() == MediaKind::Video;
+        let kind = track.codec.kind();
+        let is_video = kind == MediaKind::Video;
+        if let Some(relay) = &mut self.relay
+            && relay.forward(kind, &d)
+        {
+            self.video_gate
+                .request(rtc, d.network_time, RELAYED_KEYFRAME_GAP);
+        }
+        if !self.spec.record {
+            return None;
+        }
         if is_video {
             let gate = &mut self.video_gate;
             if !d.contiguous && !gate.waiting {
@@ -597,7 +658,11 @@ impl Feed {
     /// Finalizes the file and completes the sidecar.
     fn finish(&mut self, reason: &EndReason) {
         let Some(rec) = self.recording.take() else {
-            tracing::info!(%reason, "feed ended before any media was recorded");
+            if self.spec.record {
+                tracing::info!(%reason, "feed ended before any media was recorded");
+            } else {
+                tracing::info!(%reason, "relayed feed ended");
+            }
             return;
         };
         self.settings.health.recording_ended();

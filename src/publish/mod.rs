@@ -235,6 +235,7 @@ impl Publication {
                         return PublicationEvent::Connected;
                     }
                     RtcEvent::KeyframeRequest { mid } if Some(mid) == self.video.map(|v| v.0) => {
+                        tracing::debug!(feed = %self.feed, "keyframe request from Janus");
                         return PublicationEvent::KeyframeRequest;
                     }
                     RtcEvent::Failed(e) => return PublicationEvent::Ended(e),

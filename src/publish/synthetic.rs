@@ -92,6 +92,7 @@ pub fn run(args: &PublishArgs) -> i32 {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if !args.url.starts_with("ws://") && !args.url.starts_with("wss://") {
         eprintln!("--url must start with ws:// or wss://, got {:?}", args.url);

@@ -297,14 +297,31 @@ impl Janus {
         rooms: &[RoomSpec],
         session_timeout: Option<u32>,
     ) -> Janus {
+        Janus::start_full(ns, dir, rooms, session_timeout, 8188)
+    }
+
+    /// A second Janus in the same namespace: its files under `dir`, WebSockets on `ws_port`.
+    pub fn start_second(ns: &Netns, dir: &Path, rooms: &[RoomSpec], ws_port: u16) -> Janus {
+        fs::create_dir_all(dir).unwrap();
+        Janus::start_full(ns, dir, rooms, None, ws_port)
+    }
+
+    fn start_full(
+        ns: &Netns,
+        dir: &Path,
+        rooms: &[RoomSpec],
+        session_timeout: Option<u32>,
+        ws_port: u16,
+    ) -> Janus {
         let conf = dir.join("janus-conf");
         let rec_dir = dir.join("janus-rec");
         fs::create_dir_all(&conf).unwrap();
         fs::create_dir_all(&rec_dir).unwrap();
         let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/janus");
-        fs::copy(
-            templates.join("janus.transport.websockets.jcfg"),
+        let ws = fs::read_to_string(templates.join("janus.transport.websockets.jcfg")).unwrap();
+        fs::write(
             conf.join("janus.transport.websockets.jcfg"),
+            ws.replace("ws_port = 8188", &format!("ws_port = {ws_port}")),
         )
         .unwrap();
         let mut core = fs::read_to_string(templates.join("janus.jcfg")).unwrap();
@@ -712,16 +729,21 @@ pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 's
 /// Sends one VideoRoom request (e.g. `kick`, `destroy`) to the namespace's Janus, as an
 /// administrator would, with the daemon's own Janus client; returns the plugin's answer.
 pub fn videoroom_request(ns: &Netns, body: serde_json::Value) -> serde_json::Value {
+    videoroom_request_at(ns, "ws://127.0.0.1:8188", body)
+}
+
+/// [`videoroom_request`] to the Janus at `url`.
+pub fn videoroom_request_at(ns: &Netns, url: &str, body: serde_json::Value) -> serde_json::Value {
+    let url = url.to_owned();
     in_netns(ns, move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async move {
-            let session =
-                janus_recorder::janus::Session::connect("ws://127.0.0.1:8188", Default::default())
-                    .await
-                    .expect("connect to Janus");
+            let session = janus_recorder::janus::Session::connect(&url, Default::default())
+                .await
+                .expect("connect to Janus");
             let handle = session.attach_videoroom().await.expect("attach");
             let (answer, _) = handle
                 .message(body.clone(), None)
@@ -919,4 +941,31 @@ pub fn recordings_of(out: &Path, display: &str) -> Vec<(PathBuf, serde_json::Val
         .collect();
     found.sort_by(|a, b| a.1["started_at"].as_str().cmp(&b.1["started_at"].as_str()));
     found
+}
+
+/// Converts Janus's own recording (`record = true`) of `feed`'s video (or of the first video
+/// found) with janus-pp-rec into `out`; fails if there is none or janus-pp-rec fails.
+pub fn janus_pp_rec_video(rec_dir: &Path, feed: Option<&str>, out: &Path) -> PathBuf {
+    let mjrs: Vec<PathBuf> = files_under(rec_dir)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "mjr"))
+        .collect();
+    let video = mjrs
+        .iter()
+        .find(|f| {
+            let name = f.to_string_lossy();
+            name.contains("-video") && feed.is_none_or(|f| name.contains(&format!("-{f}-")))
+        })
+        .unwrap_or_else(|| panic!("Janus recorded no video of feed {feed:?}: {mjrs:?}"));
+    let result = Command::new("janus-pp-rec")
+        .arg(video)
+        .arg(out)
+        .output()
+        .expect("janus-pp-rec");
+    assert!(
+        result.status.success(),
+        "janus-pp-rec failed: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    out.to_path_buf()
 }

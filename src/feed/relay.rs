@@ -1,0 +1,254 @@
+//! The relay half of a feed: the same frames that go to the file are published again in
+//! another room (of this Janus or another one) through a [`Publication`], packetized anew by
+//! str0m and never decoded. Keyframe requests from the target come back to the feed, which
+//! passes them upstream as a PLI. The relay starts beside the subscription (the recording
+//! never waits for it), and if it fails it is tried again; the recording goes on regardless.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::media::MediaData;
+
+use crate::config::{RelayConfig, Secret};
+use crate::ids::{FeedId, RoomId};
+use crate::janus::messages::Publisher;
+use crate::janus::{Auth, Session};
+use crate::media::{Codec, MediaKind};
+use crate::publish::{OwnFeeds, Publication, PublicationEvent, PublishSpec, join};
+
+/// How long to wait before publishing again after the relay failed.
+const RELAY_RETRY: Duration = Duration::from_secs(5);
+
+/// Where a room's feeds are relayed to. One per watched room; shared by its feeds, which
+/// share one Janus session to a relay server.
+pub struct RelayTarget {
+    pub room: RoomId,
+    pub pin: Option<Secret>,
+    pub display_suffix: String,
+    /// `None`: the source's own Janus.
+    url: Option<String>,
+    auth: Auth,
+    session: tokio::sync::Mutex<Option<Session>>,
+}
+
+impl std::fmt::Debug for RelayTarget {
+    // By hand: the secrets stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayTarget")
+            .field("room", &self.room)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RelayTarget {
+    pub fn new(config: &RelayConfig) -> Arc<RelayTarget> {
+        let expose = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+        Arc::new(RelayTarget {
+            room: config.room.clone(),
+            pin: config.pin.clone(),
+            display_suffix: config.display_suffix.clone(),
+            url: config.url.clone(),
+            auth: Auth {
+                api_secret: expose(&config.api_secret),
+                token: expose(&config.token),
+            },
+            session: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The Janus session to publish on: `source` itself, or the relay server's session
+    /// (connected on first use, and again after it was lost).
+    async fn session(&self, source: &Session) -> Result<Session, String> {
+        let Some(url) = &self.url else {
+            return Ok(source.clone());
+        };
+        let mut slot = self.session.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        let s = Session::connect(url, self.auth.clone())
+            .await
+            .map_err(|e| format!("cannot connect to the relay server {url}: {e}"))?;
+        tracing::info!(%url, "connected to the relay server");
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+}
+
+/// What the feed must act on.
+pub enum RelayEvent {
+    /// The target wants a keyframe (or the relay just went live): ask the source.
+    WantKeyframe,
+    /// Nothing for the feed to do.
+    Nothing,
+}
+
+type Starting = Pin<Box<dyn Future<Output = Result<Publication, String>> + Send>>;
+
+enum State {
+    Starting(Starting),
+    /// Boxed: a str0m session is large.
+    Live(Box<Publication>),
+    /// Failed; publish again at this time.
+    Waiting(Instant),
+}
+
+/// What a relay needs to (re)publish, fixed for the feed's life.
+struct Plan {
+    source: Session,
+    target: Arc<RelayTarget>,
+    socket_plan: Vec<(SocketAddr, SocketAddr)>,
+    own: OwnFeeds,
+    spec: PublishSpec,
+}
+
+/// One feed's relay.
+pub struct Relay {
+    plan: Arc<Plan>,
+    state: State,
+    /// No video is forwarded from a break in the source (or the start) until a keyframe.
+    waiting_keyframe: bool,
+    pub frames: u64,
+}
+
+impl Relay {
+    /// Starts publishing `publisher` (whose recorded codecs are `audio`/`video`) in the
+    /// target room.
+    pub fn start(
+        source: Session,
+        target: Arc<RelayTarget>,
+        socket_plan: Vec<(SocketAddr, SocketAddr)>,
+        own: OwnFeeds,
+        from_room: &RoomId,
+        publisher: &Publisher,
+        codecs: (Option<Codec>, Option<Codec>),
+    ) -> Relay {
+        let display = format!(
+            "{}{}",
+            publisher
+                .display
+                .clone()
+                .unwrap_or_else(|| publisher.id.to_string()),
+            target.display_suffix
+        );
+        let spec = PublishSpec {
+            room: target.room.clone(),
+            display,
+            pin: target.pin.clone(),
+            audio: codecs.0,
+            video: codecs.1,
+            origin: format!("relay of room {from_room} feed {}", publisher.id),
+        };
+        let plan = Arc::new(Plan {
+            source,
+            target,
+            socket_plan,
+            own,
+            spec,
+        });
+        Relay {
+            state: State::Starting(Box::pin(publish(plan.clone()))),
+            plan,
+            waiting_keyframe: true,
+            frames: 0,
+        }
+    }
+
+    /// Drives the relay until the feed has something to do. Cancel-safe.
+    pub async fn next_event(&mut self) -> RelayEvent {
+        match &mut self.state {
+            State::Starting(f) => match f.as_mut().await {
+                Ok(p) => {
+                    tracing::info!(room = %self.plan.spec.room, feed = %p.feed(), display = %self.plan.spec.display, "relay published");
+                    self.state = State::Live(Box::new(p));
+                    RelayEvent::Nothing
+                }
+                Err(e) => {
+                    self.failed(e);
+                    RelayEvent::Nothing
+                }
+            },
+            State::Live(p) => match p.next_event().await {
+                PublicationEvent::Connected => {
+                    self.waiting_keyframe = true;
+                    RelayEvent::WantKeyframe
+                }
+                PublicationEvent::KeyframeRequest => RelayEvent::WantKeyframe,
+                PublicationEvent::Ended(e) => {
+                    if let State::Live(p) = std::mem::replace(
+                        &mut self.state,
+                        State::Waiting(Instant::now() + RELAY_RETRY),
+                    ) {
+                        self.plan.own.remove(&self.plan.spec.room, p.feed());
+                    }
+                    self.failed(format!("the relayed publisher ended: {e}"));
+                    RelayEvent::Nothing
+                }
+            },
+            State::Waiting(at) => {
+                tokio::time::sleep_until((*at).into()).await;
+                self.state = State::Starting(Box::pin(publish(self.plan.clone())));
+                RelayEvent::Nothing
+            }
+        }
+    }
+
+    fn failed(&mut self, error: String) {
+        tracing::warn!(room = %self.plan.spec.room, %error, "relay failed; trying again in {RELAY_RETRY:?}");
+        self.state = State::Waiting(Instant::now() + RELAY_RETRY);
+    }
+
+    /// Forwards one frame; returns true when the source should be asked for a keyframe.
+    pub fn forward(&mut self, kind: MediaKind, d: &MediaData) -> bool {
+        let State::Live(p) = &mut self.state else {
+            return false;
+        };
+        if !p.is_connected() {
+            return false;
+        }
+        if kind == MediaKind::Video {
+            if !d.contiguous {
+                self.waiting_keyframe = true;
+            }
+            if self.waiting_keyframe {
+                if !d.is_keyframe() {
+                    return true;
+                }
+                self.waiting_keyframe = false;
+            }
+        }
+        match p.send(kind, d.network_time, d.time, &d.data) {
+            Ok(sent) => self.frames += u64::from(sent),
+            Err(e) => tracing::debug!(error = %e, "relay send failed"),
+        }
+        false
+    }
+
+    /// Leaves the target room.
+    pub async fn close(self) {
+        if let State::Live(p) = self.state {
+            let feed: FeedId = p.feed().clone();
+            p.leave().await;
+            self.plan.own.remove(&self.plan.spec.room, &feed);
+        }
+        tracing::info!(frames = self.frames, "relay ended");
+    }
+}
+
+/// Joins the target room, remembers the feed as ours before publishing (so no watcher of
+/// ours records or relays it), then publishes.
+async fn publish(plan: Arc<Plan>) -> Result<Publication, String> {
+    let session = plan.target.session(&plan.source).await?;
+    let joined = join(&session, &plan.spec).await?;
+    let room = &plan.spec.room;
+    plan.own.insert(room, joined.feed());
+    let feed = joined.feed().clone();
+    joined
+        .publish(&plan.socket_plan, &plan.spec)
+        .await
+        .inspect_err(|_| plan.own.remove(room, &feed))
+}
