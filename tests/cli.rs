@@ -7,11 +7,22 @@ fn run_with_config(text: &str) -> (i32, String) {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("config.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
         .args(["run", "--config"])
         .arg(&path)
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A config that is accepted by mistake would run the daemon forever: give it 10 s.
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     std::fs::remove_dir_all(&dir).unwrap();
     (out.status.code().unwrap_or(-1), stderr)
@@ -22,9 +33,14 @@ fn broken_configs_exit_2_naming_file_key_and_problem() {
     let good_head = "[janus]\nurl = \"ws://127.0.0.1:1\"\n[output]\ndir = \"/tmp/jr-cli-out\"\n";
     let cases = [
         (
-            format!("{good_head}[[rooms]]\nroom = 1\nrecord = true\n"),
+            format!("{good_head}[[rooms]]\nroom = 1\nrecording = true\n"),
             "rooms[0]",
-            "record",
+            "recording",
+        ),
+        (
+            format!("{good_head}[[rooms]]\nroom = 1\nrecord = false\n"),
+            "rooms[0]",
+            "relay",
         ),
         (
             format!("{good_head}[[rooms]]\nroom = [1]\n"),
