@@ -21,6 +21,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
@@ -63,6 +64,48 @@ const STATS_EVERY: Duration = Duration::from_secs(5);
 /// Largest UDP datagram we read.
 const RECV_BUF: usize = 2000;
 
+/// Once media flows, a session wakes only on this process-wide tick, reads everything queued
+/// on its sockets and lets str0m catch up on its timers. A feed gets about 100 packets/s, and
+/// waking for each one (epoll, futex, scheduling) cost more CPU than str0m's own work on it
+/// (measured with `scripts/bench.sh`, see the README). All sessions share the tick's phase, so
+/// one timer turn serves every feed. 20 ms is far below what NACK, RTCP, the jitter of the
+/// network and the recording care about; the socket buffer holds over a second of media.
+const TICK: Duration = Duration::from_millis(20);
+
+/// The next tick after `now`, on a grid shared by every session of the process.
+fn next_tick(now: Instant) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let ticks = now.saturating_duration_since(epoch).as_nanos() / TICK.as_nanos() + 1;
+    epoch + TICK * ticks as u32
+}
+
+/// str0m's standard RTP header extensions without transport-wide sequence numbers, for a
+/// receiving session. Janus does no bandwidth estimation for subscribers, so transport-cc
+/// feedback (about ten RTCP packets a second per feed) only cost CPU, and it did harm: str0m
+/// puts it at the front of the compound RTCP packet that also carries our PLI, labelled with
+/// the first remote SSRC it saw, and Janus 1.1.2 files a whole compound packet under the
+/// medium of its first SSRC. When that was the audio one, Janus dropped the PLI as audio
+/// feedback and the keyframe came only when the publisher sent one by itself (seconds later).
+fn receive_extensions() -> ExtensionMap {
+    let mut map = ExtensionMap::empty();
+    for (id, ext) in ExtensionMap::standard().iter() {
+        if *ext != Extension::TransportSequenceNumber {
+            map.set(id, ext.clone());
+        }
+    }
+    map
+}
+
+/// The str0m instance of a receiving session.
+fn receiving_rtc() -> Rtc {
+    Rtc::builder()
+        // Receive statistics (loss, NACKs, PLIs) for the metrics.
+        .set_stats_interval(Some(STATS_EVERY))
+        .set_extension_map(receive_extensions())
+        .build(Instant::now())
+}
+
 /// One UDP socket and the host candidate address it is advertised as (they differ behind
 /// 1:1 NAT, where the socket binds a private address and Janus is told the public one).
 struct Path {
@@ -77,6 +120,8 @@ pub struct RtcSession {
     buf: Vec<u8>,
     /// When str0m next wants `Input::Timeout`.
     deadline: Instant,
+    /// Set by [`RtcSession::batch_reads`]: the session wakes on the [`TICK`] only.
+    batched: bool,
     /// Set once str0m panicked or closed: nothing may be called on `rtc` any more.
     dead: bool,
     /// Our offer, until Janus answers it (sending side).
@@ -96,11 +141,7 @@ impl RtcSession {
     /// A receiving session: binds one UDP socket per (bind, advertise) pair of `plan` and
     /// registers each as a host candidate.
     pub async fn bind(plan: &[(SocketAddr, SocketAddr)]) -> io::Result<RtcSession> {
-        let rtc = Rtc::builder()
-            // Receive statistics (loss, NACKs, PLIs) for the metrics.
-            .set_stats_interval(Some(STATS_EVERY))
-            .build(Instant::now());
-        Self::bind_rtc(rtc, plan).await
+        Self::bind_rtc(receiving_rtc(), plan).await
     }
 
     /// A sending session that offers exactly `codecs` (so Janus cannot pick one we do not
@@ -141,6 +182,7 @@ impl RtcSession {
             paths,
             buf: vec![0; RECV_BUF],
             deadline: Instant::now(),
+            batched: false,
             dead: false,
             pending: None,
             send_pts: Vec::new(),
@@ -179,10 +221,11 @@ impl RtcSession {
     /// fuzz target drives with hostile offers. Never panics; an error says why.
     pub fn answer_offline(sdp: &str) -> Result<String, String> {
         let mut session = RtcSession {
-            rtc: Rtc::builder().build(Instant::now()),
+            rtc: receiving_rtc(),
             paths: Vec::new(),
             buf: Vec::new(),
             deadline: Instant::now(),
+            batched: false,
             dead: false,
             pending: None,
             send_pts: Vec::new(),
@@ -296,6 +339,14 @@ impl RtcSession {
         .unwrap_or(false)
     }
 
+    /// From now on, wake only on the shared [`TICK`] and read everything queued then. For a
+    /// session receiving media once it flows steadily; not before (the ICE and DTLS round
+    /// trips and the first keyframe would each wait for a tick), and not for a sending
+    /// session (it receives only RTCP).
+    pub fn batch_reads(&mut self) {
+        self.batched = true;
+    }
+
     /// Ends the session politely (RTCP BYE / DTLS close_notify are flushed best effort).
     pub fn close(&mut self) {
         if self.dead {
@@ -317,6 +368,14 @@ impl RtcSession {
                 Ok(Some(ev)) => return ev,
                 Ok(None) => {}
                 Err(e) => return RtcEvent::Failed(e),
+            }
+            if self.batched {
+                tokio::time::sleep_until(next_tick(Instant::now()).into()).await;
+                if let Err(e) = self.on_tick(Instant::now()) {
+                    self.dead = true;
+                    return RtcEvent::Failed(e);
+                }
+                continue;
             }
             let received = tokio::select! {
                 r = recv_any(&self.paths, &mut self.buf) => Some(r),
@@ -349,6 +408,18 @@ impl RtcSession {
                 return RtcEvent::Failed(e);
             }
         }
+    }
+
+    /// One tick of the steady state: every queued datagram, then str0m's due timers.
+    fn on_tick(&mut self, now: Instant) -> Result<(), String> {
+        while let Some((i, len, source)) = try_recv_any(&self.paths, &mut self.buf) {
+            self.receive(now, i, len, source)?;
+        }
+        if now >= self.deadline {
+            self.guarded(|rtc| rtc.handle_input(Input::Timeout(now)))?
+                .map_err(|e| format!("str0m: {e}"))?;
+        }
+        Ok(())
     }
 
     fn receive(
@@ -477,6 +548,12 @@ mod tests {
             .expect("offer in the fixture");
         let answer = RtcSession::answer_offline(sdp).unwrap();
         assert!(answer.contains("a=recvonly"), "{answer}");
+        // No transport-cc: see `receive_extensions`.
+        assert!(
+            sdp.contains("transport-wide-cc"),
+            "the fixture offers transport-cc"
+        );
+        assert!(!answer.contains("transport-wide-cc"), "{answer}");
         for bad in [
             "",
             "v=0",
