@@ -437,7 +437,7 @@ fn check_recording(out: &Path, webm: &Path, sidecar: &Value, want: &Expected) ->
         }
     }
     let published = want.seconds();
-    if (duration - published).abs() > 1.0 {
+    if published - duration > START_BUDGET || duration - published > 1.0 {
         fail(format!(
             "duration {duration:.2} s, published for {published:.2} s"
         ));
@@ -460,6 +460,14 @@ fn check_recording(out: &Path, webm: &Path, sidecar: &Value, want: &Expected) ->
     failures
 }
 
+/// How much shorter than the publication (or Janus's own recording of it) a file may be. It
+/// starts at the first keyframe after Janus announced the publisher and we attached, joined,
+/// answered, connected ICE and DTLS and sent a PLI: 0.2-0.5 s on an idle machine, but up to
+/// 1.2 s measured here, where seven Chromium publishers keep both cores at 100% and Janus's
+/// own replies take most of it. The daemon's own share is held to account where the machine
+/// is not saturated: the relay tests (late subscriber within 1 s) and the benchmark.
+const START_BUDGET: f64 = 1.5;
+
 /// Converts Janus's own `.mjr` recordings of `want` with janus-pp-rec and compares durations.
 fn compare_with_janus_recording(rec_dir: &Path, dir: &Path, want: &Expected, out: &Path) {
     let converted = janus_pp_rec_video(rec_dir, None, &dir.join("janus-pp-rec.webm"));
@@ -472,7 +480,7 @@ fn compare_with_janus_recording(rec_dir: &Path, dir: &Path, want: &Expected, out
     assert_eq!(ours.len(), 1);
     let (_, ours) = probe(ours.keys().next().unwrap());
     assert!(
-        (reference - ours).abs() <= 1.0,
+        reference - ours <= START_BUDGET && ours - reference <= 1.0,
         "janus-pp-rec's file lasts {reference:.2} s, ours {ours:.2} s (published {:.2} s)",
         want.seconds()
     );
