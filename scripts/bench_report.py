@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""The benchmark's arithmetic (scripts/bench.sh runs it; Python's standard library only).
+
+measure DIR: runs janus-pp-rec over Janus's own recordings in DIR/janus-rec, timing its CPU
+(getrusage of each child), and combines that with the daemon's figures (DIR/daemon.json), the
+publishers' report (DIR/sent.json) and the daemon's sidecars into DIR/result.json.
+table OUT: prints one Markdown table of every OUT/n*/result.json.
+"""
+import glob
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+
+
+def child_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def duration_s(path):
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
+        capture_output=True, text=True, check=False).stdout.strip()
+    try:
+        return float(out)
+    except ValueError:
+        return 0.0
+
+
+def measure(d):
+    stats = json.load(open(os.path.join(d, "daemon.json")))
+    feeds = stats["feeds"]
+    sent = {f["display"]: f for f in json.load(open(os.path.join(d, "sent.json")))["feeds"]}
+    sidecars = {}
+    for path in glob.glob(os.path.join(d, "recordings", "*", "*.json")):
+        s = json.load(open(path))
+        sidecars[s.get("display")] = s
+
+    # janus-pp-rec over Janus's recordings of the same feeds, one .mjr at a time.
+    pp_cpu = 0.0
+    pp_video_s = 0.0
+    pp_dir = os.path.join(d, "janus-pp-rec")
+    os.makedirs(pp_dir, exist_ok=True)
+    mjrs = sorted(glob.glob(os.path.join(d, "janus-rec", "*.mjr")))
+    for mjr in mjrs:
+        video = "-video-" in os.path.basename(mjr)
+        target = os.path.join(pp_dir, os.path.basename(mjr)[:-4] + (".webm" if video else ".opus"))
+        before = child_cpu()
+        subprocess.run(["janus-pp-rec", mjr, target], capture_output=True, check=False)
+        pp_cpu += child_cpu() - before
+        if video:
+            pp_video_s += duration_s(target)
+
+    recorded_s = sum((s.get("duration_ms") or 0) / 1000 for s in sidecars.values())
+    daemon_cpu = stats["daemon_cpu"][1] - stats["daemon_cpu"][0]
+    janus_cpu = stats["janus_cpu"][1] - stats["janus_cpu"][0]
+    lost = []
+    for name, f in sent.items():
+        s = sidecars.get(name, {})
+        frames_sent = f["audio_frames"] + f["video_frames"]
+        frames_written = (s.get("audio_frames") or 0) + (s.get("video_frames") or 0)
+        lost.append((frames_sent - frames_written, frames_sent, frames_written, name))
+    keys = sorted(s["first_keyframe_ms"] for s in sidecars.values()
+                  if s.get("first_keyframe_ms") is not None)
+    result = {
+        "feeds": feeds,
+        "secs": stats["secs"],
+        "publishers_ok": sum(1 for f in sent.values() if not f.get("error")),
+        "recordings": len(sidecars),
+        "daemon_cpu_s": daemon_cpu,
+        "daemon_feed_min": recorded_s / 60,
+        "daemon_cpu_per_feed_min": daemon_cpu / (recorded_s / 60) if recorded_s else None,
+        "pp_rec_files": len(mjrs),
+        "pp_rec_cpu_s": pp_cpu,
+        "pp_rec_feed_min": pp_video_s / 60,
+        "pp_rec_cpu_per_feed_min": pp_cpu / (pp_video_s / 60) if pp_video_s else None,
+        "janus_cpu_per_feed_min": janus_cpu / (recorded_s / 60) if recorded_s else None,
+        "base_mib": stats["base_kib"] / 1024,
+        "rss_per_feed_mib": (stats["peak_kib"] - stats["base_kib"]) / 1024 / feeds,
+        "frames_sent": sum(x[1] for x in lost),
+        "frames_written": sum(x[2] for x in lost),
+        "frames_lost": sum(max(0, x[0]) for x in lost),
+        "worst_feed": max(lost, default=None),
+        "first_keyframe_ms_median": statistics.median(keys) if keys else None,
+        "first_keyframe_ms_worst": keys[-1] if keys else None,
+    }
+    json.dump(result, open(os.path.join(d, "result.json"), "w"), indent=1)
+    print(f"   N={feeds}: {result['recordings']} recordings, {result['frames_lost']} frames lost,"
+          f" daemon {daemon_cpu:.2f} s CPU, janus-pp-rec {pp_cpu:.2f} s CPU")
+
+
+def fmt(v, spec):
+    return "n/a" if v is None else format(v, spec)
+
+
+def table(out):
+    rows = []
+    for path in glob.glob(os.path.join(out, "n*", "result.json")):
+        rows.append(json.load(open(path)))
+    rows.sort(key=lambda r: r["feeds"])
+    print("| feeds | daemon CPU s/feed-min | janus-pp-rec CPU s/feed-min | ratio | daemon peak RSS MiB/feed"
+          " | frames sent / written (lost, worst feed) | first keyframe ms median / worst"
+          " | Janus CPU s/feed-min |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        d, p = r["daemon_cpu_per_feed_min"], r["pp_rec_cpu_per_feed_min"]
+        ratio = d / p if d is not None and p else None
+        worst = r["worst_feed"]
+        worst_txt = f"{worst[3]}: {worst[0]}" if worst and worst[0] > 0 else "none"
+        recs = "" if r["recordings"] == r["feeds"] else f", {r['recordings']}/{r['feeds']} recorded"
+        print(f"| {r['feeds']} | {fmt(d, '.3f')} | {fmt(p, '.3f')} | {fmt(ratio, '.2f')}"
+              f" | {r['rss_per_feed_mib']:.2f} (base {r['base_mib']:.1f})"
+              f" | {r['frames_sent']} / {r['frames_written']} ({r['frames_lost']}, {worst_txt}{recs})"
+              f" | {fmt(r['first_keyframe_ms_median'], '.0f')} / {fmt(r['first_keyframe_ms_worst'], '.0f')}"
+              f" | {fmt(r['janus_cpu_per_feed_min'], '.2f')} |")
+    print(f"\n{rows[0]['secs'] if rows else 0} s of publishing per run; janus-pp-rec converts each feed's"
+          " audio and video .mjr (feed-minutes counted on its video output).")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("measure", "table"):
+        sys.exit("usage: bench_report.py measure DIR | table OUT")
+    (measure if sys.argv[1] == "measure" else table)(sys.argv[2])
