@@ -120,7 +120,10 @@ room = 9999
         .wait_for_nth("recording started", 2, Duration::from_secs(20));
 
     // Joining after the daemon started: audio-only and video-only (twice) in 1234, and a
-    // hostile display name in 1236 (recorded by Janus too) that leaves instead of unpublishing.
+    // hostile display name in 1236 (recorded by Janus too) that leaves instead of unpublishing;
+    // then one kicked by the room's administrator and one alone in a room that gets destroyed.
+    // One Chromium starts after the other has published: five starting at once kept both
+    // cores at 100% for seconds, and every subscription's start with them.
     let mut carol = Publisher::start(
         &ns,
         &page,
@@ -130,6 +133,7 @@ room = 9999
             ..PublisherSpec::new(1234, "Carol")
         },
     );
+    let carol_start = carol.wait_published(1);
     let mut erin = Publisher::start(
         &ns,
         &page,
@@ -141,6 +145,7 @@ room = 9999
             ..PublisherSpec::new(1234, "Erin")
         },
     );
+    let erin_start_1 = erin.wait_published(1);
     let mut mallory = Publisher::start(
         &ns,
         &page,
@@ -150,13 +155,10 @@ room = 9999
             ..PublisherSpec::new(1236, HOSTILE)
         },
     );
-    // Kicked by the room's administrator, and alone in a room that gets destroyed.
-    let mut kim = Publisher::start(&ns, &page, dir, PublisherSpec::new(1234, "Kim"));
-    let mut dora = Publisher::start(&ns, &page, dir, PublisherSpec::new(1238, "Dora"));
-    let carol_start = carol.wait_published(1);
-    let erin_start_1 = erin.wait_published(1);
     let mallory_start = mallory.wait_published(1);
+    let mut kim = Publisher::start(&ns, &page, dir, PublisherSpec::new(1234, "Kim"));
     let kim_start = kim.wait_published(1);
+    let mut dora = Publisher::start(&ns, &page, dir, PublisherSpec::new(1238, "Dora"));
     let dora_start = dora.wait_published(1);
 
     std::thread::sleep(Duration::from_secs(7));
