@@ -87,6 +87,8 @@ fn next_tick(now: Instant) -> Instant {
 /// the first remote SSRC it saw, and Janus 1.1.2 files a whole compound packet under the
 /// medium of its first SSRC. When that was the audio one, Janus dropped the PLI as audio
 /// feedback and the keyframe came only when the publisher sent one by itself (seconds later).
+/// NACKs in such a packet were filed under audio too; since this change the 3% loss test
+/// sees about one break in the video per run or none, where many losses used to break it.
 fn receive_extensions() -> ExtensionMap {
     let mut map = ExtensionMap::empty();
     for (id, ext) in ExtensionMap::standard().iter() {
