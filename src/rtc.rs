@@ -76,8 +76,10 @@ const TICK: Duration = Duration::from_millis(20);
 fn next_tick(now: Instant) -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
-    let ticks = now.saturating_duration_since(epoch).as_nanos() / TICK.as_nanos() + 1;
-    epoch + TICK * ticks as u32
+    let tick = TICK.as_nanos();
+    let ticks = now.saturating_duration_since(epoch).as_nanos() / tick + 1;
+    // In nanoseconds: `TICK * n` takes a u32, which 20 ms ticks outgrow in 2.7 years of uptime.
+    epoch + Duration::from_nanos((ticks * tick) as u64)
 }
 
 /// str0m's standard RTP header extensions without transport-wide sequence numbers, for a
@@ -535,6 +537,22 @@ fn try_recv_any(paths: &[Path], buf: &mut [u8]) -> Option<(usize, usize, SocketA
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ticks are on one grid, always ahead of `now`.
+    #[test]
+    fn next_tick_is_on_the_grid_and_ahead() {
+        let a = next_tick(Instant::now());
+        for later in [
+            Duration::ZERO,
+            Duration::from_millis(7),
+            Duration::from_secs(86_400 * 1000),
+        ] {
+            let now = a + later;
+            let t = next_tick(now);
+            assert!(t > now && t - now <= TICK, "{later:?}");
+            assert_eq!((t - a).as_nanos() % TICK.as_nanos(), 0, "{later:?}");
+        }
+    }
 
     /// Janus's real subscriber offer (from the reference flow) is answered; hostile ones are
     /// refused with a reason, never a panic.
