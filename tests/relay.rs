@@ -237,8 +237,8 @@ impl RelayRun<'_> {
         // Usually 130-200 ms: B's PLI goes to Janus, the relay, daemon A, Janus and the
         // publisher, whose keyframe comes back the same way. Up to 1.3 s was seen while
         // Janus dropped PLIs that str0m had bundled with transport-cc feedback (see
-        // `receive_extensions` in src/rtc.rs); 0.78 s was still seen once in six (B got no
-        // frame at all until then; cause not found).
+        // `receive_extensions` in src/rtc.rs); 0.78 s was still seen once in six, with the
+        // publisher asked within 23 ms (cause not found).
         let first_key = relayed["first_keyframe_ms"].as_u64().unwrap();
         assert!(
             first_key <= 1000,
