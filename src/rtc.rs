@@ -346,7 +346,7 @@ impl RtcSession {
     /// From now on, wake only on the shared [`TICK`] and read everything queued then. For a
     /// session receiving media once it flows steadily; not before (the ICE and DTLS round
     /// trips and the first keyframe would each wait for a tick), and not for a sending
-    /// session (it receives only RTCP).
+    /// session (it receives only RTCP). Calling it again changes nothing.
     pub fn batch_reads(&mut self) {
         self.batched = true;
     }

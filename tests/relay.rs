@@ -223,7 +223,7 @@ impl RelayRun<'_> {
                 .log_text()
                 .contains("our own relayed publisher"),
             self.a_watches_target,
-            "daemon A skipping its relays in the target room"
+            "daemon A logs that it leaves its own relays in the target room alone"
         );
 
         let (source_file, source) = recordings_of(&out_a, "relsrc-1")

@@ -146,7 +146,6 @@ pub async fn run(
         video_gate,
         disconnected_since: None,
         relay,
-        batched: false,
     };
     let reason = feed.record(handle, rtc, stop).await;
     feed.finish(&reason);
@@ -353,8 +352,6 @@ struct Feed {
     video_gate: VideoGate,
     disconnected_since: Option<Instant>,
     relay: Option<Relay>,
-    /// Whether the session reads in batches yet ([`RtcSession::batch_reads`]).
-    batched: bool,
 }
 
 /// The relay's next event; never, without a relay.
@@ -450,10 +447,9 @@ impl Feed {
 
     fn on_frame(&mut self, d: Box<MediaData>, rtc: &mut RtcSession) -> Option<EndReason> {
         self.disconnected_since = None;
-        if !self.video_gate.waiting && !self.batched {
+        if !self.video_gate.waiting {
             // Media flows and no keyframe is awaited: from now on one wake-up per tick.
             rtc.batch_reads();
-            self.batched = true;
         }
         let track = self.tracks.get_mut(&d.mid)?;
         let codec = match d.params.spec().codec {
