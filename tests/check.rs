@@ -401,3 +401,91 @@ fn a_missing_opus_codec_private_is_reported() {
     );
     assert_eq!(r.status, Status::Problems);
 }
+
+/// A recording over 64 MiB written by the daemon's own writer (a high-bitrate clip looped, each
+/// loop starting on its keyframe) is read whole: ebml-iterable's default element limit (64 MiB,
+/// masters included) once made `check` call every long recording unreadable.
+#[test]
+fn a_recording_over_64_mib_is_read_whole() {
+    use janus_recorder::media::Codec;
+    use janus_recorder::publish::clip::Clip;
+    use janus_recorder::webm::writer::{TrackSetup, WebmWriter};
+    use std::time::Duration;
+
+    let scratch = Scratch::new("check-large");
+    let dir = &scratch.path;
+    // 4 s of noise at about 20 Mb/s: 10 MB a loop.
+    require_ffmpeg();
+    let source = dir.join("source.webm");
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=1280x720:rate=30,noise=alls=60:allf=t")
+        .args(["-f", "lavfi", "-i", SINE, "-t", "4"])
+        .args([
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-g",
+            "60",
+        ])
+        .args(["-b:v", "20M", "-minrate", "20M", "-maxrate", "20M"])
+        .args(["-c:a", "libopus", "-ac", "2"])
+        .arg(&source)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg could not make the source clip");
+    let clip = Clip::load(&source).unwrap();
+    let (audio, video) = (clip.audio.unwrap(), clip.video.unwrap());
+    let out = dir.join("large.webm");
+    let setup = TrackSetup {
+        audio: Some(Codec::Opus),
+        video: Some(Codec::Vp8),
+    };
+    let mut w = WebmWriter::create(&out, setup).unwrap();
+    let loops = 8u32;
+    let mut frames: Vec<(Duration, bool, bool, &[u8])> = Vec::new();
+    for n in 0..loops {
+        let base = clip.duration * n;
+        frames.extend(
+            audio
+                .frames
+                .iter()
+                .map(|f| (base + f.at, false, true, &f.data[..])),
+        );
+        frames.extend(
+            video
+                .frames
+                .iter()
+                .map(|f| (base + f.at, true, f.keyframe, &f.data[..])),
+        );
+    }
+    frames.sort_by_key(|f| f.0);
+    for (at, is_video, key, data) in frames {
+        if is_video {
+            w.write_video(at, key, data).unwrap();
+        } else {
+            w.write_audio(at, data).unwrap();
+        }
+    }
+    let summary = w.finalize().unwrap();
+    assert!(
+        summary.bytes > 64 << 20,
+        "the test needs a file over 64 MiB, got {} bytes",
+        summary.bytes
+    );
+
+    let r = check(&out);
+    assert_eq!(r.status, Status::Ok, "{}", r.human());
+    let expected = (clip.duration * loops).as_millis() as i64;
+    let got = r.duration_ms.unwrap() as i64;
+    assert!(
+        (got - expected).abs() <= 50,
+        "check says {got} ms, the file holds {expected} ms"
+    );
+    assert_eq!(agreement_with_ffprobe(&out, &r, 1.0 / 30.0), None);
+    let (status, _) = run_check(&[out.to_str().unwrap()]);
+    assert_eq!(status, 0);
+}

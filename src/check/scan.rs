@@ -14,8 +14,10 @@ use super::audio::{OpusCheck, packet_ms};
 use super::report::{FileReport, Problem, ProblemKind, SizeChange, Status, TrackReport};
 use super::vpx;
 
-/// Largest element accepted; a corrupt size field must not make us allocate gigabytes.
-const MAX_ELEMENT: usize = 64 << 20;
+/// Smallest element-size limit: an element may be as large as the whole file (a long
+/// recording's Segment, or its Cues, is), but never larger, so a corrupt size field cannot make
+/// the reader allocate more than the file holds.
+const MIN_ELEMENT_LIMIT: u64 = 1 << 20;
 /// Corrupt spots skipped before giving up on the rest of the file.
 const MAX_RECOVERIES: usize = 50;
 /// Problems of one kind on one track listed one by one; the rest are counted.
@@ -208,18 +210,21 @@ fn check_reader(path: &Path, source: impl Read, bytes: u64, opts: &CheckOptions)
         first_video_seen: false,
         problems: Problems::default(),
     };
-    let cut_off = scan.read(source);
+    let cut_off = scan.read(source, bytes);
     scan.finish(cut_off, report)
 }
 
 impl Scan<'_> {
     /// Reads every element; returns whether the file ended in the middle of one.
-    fn read(&mut self, source: impl Read) -> bool {
+    fn read(&mut self, source: impl Read, bytes: u64) -> bool {
         let mut it = WebmIterator::new(source, &[]);
         // Without this, elements still open at the end of the file would be reported as
         // closed, and a cut-off file would look complete.
         it.emit_master_end_when_eof(false);
-        it.set_max_allowable_tag_size(Some(MAX_ELEMENT));
+        // ebml-iterable's default limit (64 MiB) applies to masters too, and would call any
+        // recording over 64 MiB unreadable.
+        let limit = usize::try_from(bytes.max(MIN_ELEMENT_LIMIT)).unwrap_or(usize::MAX);
+        it.set_max_allowable_tag_size(Some(limit));
         let mut recoveries = 0;
         loop {
             match it.next() {
