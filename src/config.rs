@@ -34,12 +34,15 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JanusConfig {
-    /// `ws://` or `wss://` (certificates are verified against the system roots).
+    /// `ws://` or `wss://` (certificates are verified against the system's CA store and
+    /// `ca_file`).
     pub url: String,
     /// Janus's `api_secret`, when the server sets one.
     pub api_secret: Option<Secret>,
     /// A stored-auth token, when the server has `token_auth` on.
     pub token: Option<Secret>,
+    /// A PEM file of CA certificates trusted for `wss://` besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[output]`: where recordings go.
@@ -93,6 +96,8 @@ pub struct RelayConfig {
     /// The other server's `api_secret` and `token` (only with `url`).
     pub api_secret: Option<Secret>,
     pub token: Option<Secret>,
+    /// The other server's private CA for `wss://` (only with `url`), as `[janus] ca_file`.
+    pub ca_file: Option<PathBuf>,
     /// The target room's PIN.
     pub pin: Option<Secret>,
     /// Added to each relayed publisher's display name, e.g. `" (relayed)"`.
@@ -221,17 +226,22 @@ impl Config {
                         format!("must start with ws:// or wss://, got {url:?}"),
                     ));
                 }
-                Some(_) => {}
+                Some(url) => check_ca_file(url, relay.ca_file.as_deref())
+                    .map_err(|p| (key("relay.ca_file"), p))?,
                 None if relay.room == room.room => {
                     return Err((
                         key("relay.room"),
                         format!("room {} would be relayed into itself", room.room),
                     ));
                 }
-                None if relay.api_secret.is_some() || relay.token.is_some() => {
+                None if relay.api_secret.is_some()
+                    || relay.token.is_some()
+                    || relay.ca_file.is_some() =>
+                {
                     return Err((
                         key("relay"),
-                        "api_secret and token are for another server: set relay.url too".into(),
+                        "api_secret, token and ca_file are for another server: set relay.url too"
+                            .into(),
                     ));
                 }
                 None => {}
@@ -248,6 +258,7 @@ impl Config {
                 format!("must start with ws:// or wss://, got {url:?}"),
             ));
         }
+        check_ca_file(url, self.janus.ca_file.as_deref()).map_err(|p| ("janus.ca_file", p))?;
         if self.output.dir.as_os_str().is_empty() {
             return Err(("output.dir", "must not be empty".into()));
         }
@@ -267,6 +278,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A `ca_file` must go with a `wss://` URL and hold at least one PEM certificate.
+fn check_ca_file(url: &str, ca_file: Option<&Path>) -> Result<(), String> {
+    let Some(path) = ca_file else { return Ok(()) };
+    if !url.starts_with("wss://") {
+        return Err(format!(
+            "a CA file is only used with wss:// URLs, not {url:?}"
+        ));
+    }
+    crate::janus::tls::read_ca_file(path).map(drop)
 }
 
 /// toml's messages can span lines; a log line should not.
@@ -439,6 +461,38 @@ mod tests {
         assert!(e.problem.contains("cannot read"), "{e}");
         let e = parse(&GOOD.replace("pin = \"42\"", "pin = { path = \"x\" }")).unwrap_err();
         assert!(e.problem.contains("{ env = "), "{e}");
+    }
+
+    #[test]
+    fn ca_files_are_checked_when_loaded() {
+        let dir = std::env::temp_dir().join(format!("jr-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let wss = GOOD.replace("ws://", "wss://");
+        let with_ca = |text: &str, path: &Path| {
+            text.replace(
+                "api_secret = \"s3cret\"",
+                &format!("ca_file = \"{}\"", path.display()),
+            )
+        };
+        let e = parse(&with_ca(&wss, &empty)).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("janus.ca_file"), "{e}");
+        assert!(
+            e.problem.contains("empty.pem") && e.problem.contains("no PEM"),
+            "{e}"
+        );
+        let e = parse(&with_ca(&wss, &dir.join("missing.pem"))).unwrap_err();
+        assert!(e.problem.contains("missing.pem"), "{e}");
+        let e = parse(&with_ca(GOOD, &empty)).unwrap_err();
+        assert!(e.problem.contains("only used with wss://"), "{e}");
+        let relay = format!(
+            "{GOOD}[[rooms]]\nroom = 9\nrelay = {{ room = 10, ca_file = \"{}\" }}\n",
+            empty.display()
+        );
+        let e = parse(&relay).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("rooms[2].relay"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod notify;
 use crate::config::{Config, ConfigError, RoomConfig};
 use crate::feed::FeedSettings;
 use crate::ids::RoomId;
-use crate::janus::{Auth, Session};
+use crate::janus::{Auth, Session, TlsTrust};
 use crate::publish::OwnFeeds;
 use crate::room;
 use health::Health;
@@ -147,8 +147,23 @@ fn feed_settings(config: &Config, health: &Arc<Health>, own: &OwnFeeds) -> Arc<F
     if advertised.is_empty() {
         tracing::error!("no address to offer Janus for media: set [network] advertise");
     }
+    warn_if_credentials_in_clear(
+        &config.janus.url,
+        config.janus.api_secret.is_some() || config.janus.token.is_some(),
+    );
     health.set_rooms_configured(config.rooms.len());
     settings
+}
+
+/// Warns when an `api_secret` or token would cross the network unencrypted.
+pub(crate) fn warn_if_credentials_in_clear(url: &str, has_credentials: bool) {
+    if has_credentials && crate::janus::tls::plaintext_credentials_risk(url) {
+        tracing::warn!(
+            %url,
+            "the api_secret/token will travel unencrypted over ws:// to a host that is not \
+             this machine: use wss://"
+        );
+    }
 }
 
 fn auth_of(config: &Config) -> Auth {
@@ -320,8 +335,9 @@ async fn serve(config_path: &Path, mut config: Config) {
     let mut backoff = Duration::from_secs(1);
     let mut first_attempt = true;
     while !shutdown.is_cancelled() {
+        let trust = TlsTrust::new(config.janus.ca_file.clone());
         let connected = tokio::select! {
-            r = Session::connect(&config.janus.url, auth_of(&config)) => r,
+            r = Session::connect(&config.janus.url, auth_of(&config), &trust) => r,
             _ = shutdown.cancelled() => break,
         };
         if std::mem::take(&mut first_attempt) {

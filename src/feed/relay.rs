@@ -15,7 +15,7 @@ use str0m::media::MediaData;
 use crate::config::{RelayConfig, Secret};
 use crate::ids::{FeedId, RoomId};
 use crate::janus::messages::Publisher;
-use crate::janus::{Auth, Session};
+use crate::janus::{Auth, Session, TlsTrust};
 use crate::media::{Codec, MediaKind};
 use crate::publish::{OwnFeeds, Publication, PublicationEvent, PublishSpec, join};
 
@@ -31,6 +31,7 @@ pub struct RelayTarget {
     /// `None`: the source's own Janus.
     url: Option<String>,
     auth: Auth,
+    trust: TlsTrust,
     session: tokio::sync::Mutex<Option<Session>>,
 }
 
@@ -47,6 +48,12 @@ impl std::fmt::Debug for RelayTarget {
 impl RelayTarget {
     pub fn new(config: &RelayConfig) -> Arc<RelayTarget> {
         let expose = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+        if let Some(url) = &config.url {
+            crate::service::warn_if_credentials_in_clear(
+                url,
+                config.api_secret.is_some() || config.token.is_some(),
+            );
+        }
         Arc::new(RelayTarget {
             room: config.room.clone(),
             pin: config.pin.clone(),
@@ -56,6 +63,7 @@ impl RelayTarget {
                 api_secret: expose(&config.api_secret),
                 token: expose(&config.token),
             },
+            trust: TlsTrust::new(config.ca_file.clone()),
             session: tokio::sync::Mutex::new(None),
         })
     }
@@ -70,7 +78,7 @@ impl RelayTarget {
         if let Some(s) = slot.as_ref().filter(|s| !s.is_closed()) {
             return Ok(s.clone());
         }
-        let s = Session::connect(url, self.auth.clone())
+        let s = Session::connect(url, self.auth.clone(), &self.trust)
             .await
             .map_err(|e| format!("cannot connect to the relay server {url}: {e}"))?;
         tracing::info!(%url, "connected to the relay server");

@@ -14,12 +14,14 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_util::sync::CancellationToken;
 
 use super::messages::{Incoming, Jsep, parse_incoming};
+use super::tls::TlsTrust;
 use crate::ids::{HandleId, SessionId};
 
 /// Janus drops sessions idle for 60 s by default; 10 s leaves room for lost pings and for
@@ -174,8 +176,10 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects to `url` (`ws://` or `wss://`, subprotocol `janus-protocol`) and creates a session.
-    pub async fn connect(url: &str, auth: Auth) -> Result<Session, JanusError> {
+    /// Connects to `url` (`ws://` or `wss://`, subprotocol `janus-protocol`) and creates a
+    /// session. A `wss://` server's certificate must chain to a CA that `trust` names; a
+    /// certificate problem is an error like any other failure to connect (the caller retries).
+    pub async fn connect(url: &str, auth: Auth, trust: &TlsTrust) -> Result<Session, JanusError> {
         let connect_err = |reason: String| JanusError::Connect {
             url: url.to_owned(),
             reason,
@@ -187,11 +191,20 @@ impl Session {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static("janus-protocol"),
         );
-        let (ws, _) =
-            tokio::time::timeout(REQUEST_TIMEOUT, tokio_tungstenite::connect_async(request))
-                .await
-                .map_err(|_| connect_err("timed out".into()))?
-                .map_err(|e| connect_err(e.to_string()))?;
+        let connector = if url.starts_with("wss://") {
+            Some(Connector::Rustls(
+                trust.client_config().map_err(connect_err)?,
+            ))
+        } else {
+            None
+        };
+        let (ws, _) = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector),
+        )
+        .await
+        .map_err(|_| connect_err("timed out".into()))?
+        .map_err(|e| connect_err(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         let inner = Arc::new(Inner {

@@ -19,7 +19,7 @@ use super::clip::{Clip, ClipTrack};
 use super::{PublicationEvent, PublishSpec, join};
 use crate::config::{Secret, interface_addresses};
 use crate::ids::{JanusId, RoomId};
-use crate::janus::{Auth, Session};
+use crate::janus::{Auth, Session, TlsTrust};
 use crate::media::{Codec, MediaKind};
 
 /// Where `scripts/make-clip.sh` (run by `scripts/setup.sh`) puts the default clip.
@@ -66,6 +66,9 @@ pub struct PublishArgs {
     /// Janus token.
     #[arg(long)]
     pub token: Option<String>,
+    /// PEM file of CA certificates trusted for a wss:// URL besides the system's.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
     /// Address to offer Janus as our host candidate (default: every non-loopback address).
     #[arg(long)]
     pub advertise: Vec<IpAddr>,
@@ -155,7 +158,8 @@ async fn publish_all(args: &PublishArgs, clip: Arc<Clip>) -> Result<Vec<FeedRepo
         api_secret: args.api_secret.clone(),
         token: args.token.clone(),
     };
-    let session = Session::connect(&args.url, auth)
+    let trust = TlsTrust::new(args.ca_file.clone());
+    let session = Session::connect(&args.url, auth, &trust)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", args.url))?;
     let advertise = if args.advertise.is_empty() {

@@ -275,6 +275,91 @@ impl RoomSpec {
     }
 }
 
+/// A test CA and a server certificate it signed for `127.0.0.1` (made with openssl), and the
+/// port Janus serves `wss://` on.
+pub struct WssSetup {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub port: u16,
+}
+
+impl WssSetup {
+    pub fn create(dir: &Path, port: u16) -> WssSetup {
+        assert!(
+            Command::new("openssl").arg("version").output().is_ok(),
+            "openssl is missing: apt-get install openssl (or run scripts/setup.sh)"
+        );
+        let tls = dir.join("tls");
+        fs::create_dir_all(&tls).unwrap();
+        let p = |name: &str| tls.join(name).to_str().unwrap().to_owned();
+        let ext = p("san.cnf");
+        fs::write(&ext, "subjectAltName = IP:127.0.0.1\n").unwrap();
+        for args in [
+            vec![
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=janus-recorder test CA",
+                "-keyout",
+                &p("ca.key"),
+                "-out",
+                &p("ca.pem"),
+            ],
+            vec![
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                &p("server.key"),
+                "-out",
+                &p("server.csr"),
+            ],
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                &p("server.csr"),
+                "-CA",
+                &p("ca.pem"),
+                "-CAkey",
+                &p("ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &p("server.pem"),
+            ],
+        ] {
+            let out = Command::new("openssl")
+                .args(&args)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        WssSetup {
+            ca: tls.join("ca.pem"),
+            cert: tls.join("server.pem"),
+            key: tls.join("server.key"),
+            port,
+        }
+    }
+}
+
 /// A running Janus with the test configuration from `tests/janus/` and the given rooms.
 pub struct Janus {
     pub proc: Proc,
@@ -297,13 +382,19 @@ impl Janus {
         rooms: &[RoomSpec],
         session_timeout: Option<u32>,
     ) -> Janus {
-        Janus::start_full(ns, dir, rooms, session_timeout, 8188)
+        Janus::start_full(ns, dir, rooms, session_timeout, 8188, None)
+    }
+
+    /// Like [`Janus::start`], with secure WebSockets too: `wss://127.0.0.1:<tls.port>` with the
+    /// given certificate and key (plain `ws://` stays on 8188).
+    pub fn start_wss(ns: &Netns, dir: &Path, rooms: &[RoomSpec], tls: &WssSetup) -> Janus {
+        Janus::start_full(ns, dir, rooms, None, 8188, Some(tls))
     }
 
     /// A second Janus in the same namespace: its files under `dir`, WebSockets on `ws_port`.
     pub fn start_second(ns: &Netns, dir: &Path, rooms: &[RoomSpec], ws_port: u16) -> Janus {
         fs::create_dir_all(dir).unwrap();
-        Janus::start_full(ns, dir, rooms, None, ws_port)
+        Janus::start_full(ns, dir, rooms, None, ws_port, None)
     }
 
     fn start_full(
@@ -312,18 +403,32 @@ impl Janus {
         rooms: &[RoomSpec],
         session_timeout: Option<u32>,
         ws_port: u16,
+        wss: Option<&WssSetup>,
     ) -> Janus {
         let conf = dir.join("janus-conf");
         let rec_dir = dir.join("janus-rec");
         fs::create_dir_all(&conf).unwrap();
         fs::create_dir_all(&rec_dir).unwrap();
         let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/janus");
-        let ws = fs::read_to_string(templates.join("janus.transport.websockets.jcfg")).unwrap();
-        fs::write(
-            conf.join("janus.transport.websockets.jcfg"),
-            ws.replace("ws_port = 8188", &format!("ws_port = {ws_port}")),
-        )
-        .unwrap();
+        let mut ws = fs::read_to_string(templates.join("janus.transport.websockets.jcfg"))
+            .unwrap()
+            .replace("ws_port = 8188", &format!("ws_port = {ws_port}"));
+        if let Some(tls) = wss {
+            ws = ws.replacen(
+                "\twss = false",
+                &format!(
+                    "\twss = true\n\twss_port = {}\n\twss_ip = \"127.0.0.1\"",
+                    tls.port
+                ),
+                1,
+            );
+            ws.push_str(&format!(
+                "certificates: {{\n\tcert_pem = \"{}\"\n\tcert_key = \"{}\"\n}}\n",
+                tls.cert.display(),
+                tls.key.display()
+            ));
+        }
+        fs::write(conf.join("janus.transport.websockets.jcfg"), ws).unwrap();
         let mut core = fs::read_to_string(templates.join("janus.jcfg")).unwrap();
         if let Some(t) = session_timeout {
             core = core.replacen(
@@ -741,9 +846,13 @@ pub fn videoroom_request_at(ns: &Netns, url: &str, body: serde_json::Value) -> s
             .build()
             .unwrap();
         rt.block_on(async move {
-            let session = janus_recorder::janus::Session::connect(&url, Default::default())
-                .await
-                .expect("connect to Janus");
+            let session = janus_recorder::janus::Session::connect(
+                &url,
+                Default::default(),
+                &Default::default(),
+            )
+            .await
+            .expect("connect to Janus");
             let handle = session.attach_videoroom().await.expect("attach");
             let (answer, _) = handle
                 .message(body.clone(), None)
