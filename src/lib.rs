@@ -5,6 +5,7 @@
 //! only in [`rtc`]; [`check`] reads recordings back independently of the writer.
 
 pub mod check;
+pub mod codec;
 pub mod config;
 pub mod feed;
 pub mod ids;
