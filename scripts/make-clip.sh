@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# Makes the synthetic publisher's default media, media/clip.webm: 10 s of ffmpeg's test
+# Makes the synthetic publisher's media: by default media/clip.webm, 10 s of ffmpeg's test
 # pattern (VP8, 640x480 at 20 fps, about 400 kb/s, a keyframe every 2 s, as a webcam sends)
 # and a tone (Opus, 20 ms frames). Made at set-up rather than kept in the repository.
-# Usage: scripts/make-clip.sh [OUT.webm]
+# Other video codecs for load tests of those rooms, same shape: h264 (constrained baseline,
+# no B-frames, .mkv), h265 (no B-frames, .mkv), av1 (.webm), vp9 (.webm).
+# Usage: scripts/make-clip.sh [OUT] [vp8|vp9|h264|h265|av1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-media/clip.webm}
+codec=${2:-vp8}
+case "$codec" in
+    vp8) video=(-c:v libvpx -b:v 400k -g 40 -deadline realtime -cpu-used 8) ;;
+    vp9) video=(-c:v libvpx-vp9 -b:v 400k -g 40 -deadline realtime -cpu-used 8) ;;
+    h264) video=(-c:v libx264 -profile:v baseline -preset veryfast -tune zerolatency -b:v 400k
+                 -g 40 -keyint_min 40 -sc_threshold 0 -pix_fmt yuv420p) ;;
+    h265) video=(-c:v libx265 -preset veryfast -b:v 400k -pix_fmt yuv420p
+                 -x265-params log-level=error:bframes=0:keyint=40:min-keyint=40:scenecut=0) ;;
+    av1) video=(-c:v libaom-av1 -usage realtime -cpu-used 8 -b:v 400k -g 40 -keyint_min 40) ;;
+    *) echo "make-clip.sh: unknown codec $codec (vp8, vp9, h264, h265, av1)" >&2; exit 2 ;;
+esac
 mkdir -p "$(dirname "$out")"
-ffmpeg -v error -y \
+ffmpeg -nostdin -v error -y \
     -f lavfi -i "testsrc2=size=640x480:rate=20" \
     -f lavfi -i "sine=frequency=440:beep_factor=4:sample_rate=48000" \
     -t 10 -shortest \
-    -c:v libvpx -b:v 400k -g 40 -deadline realtime -cpu-used 8 \
+    "${video[@]}" \
     -c:a libopus -b:a 32k -frame_duration 20 -ac 2 \
     "$out"
 echo "made $out"

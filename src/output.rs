@@ -1,4 +1,5 @@
-//! Where recordings go: `<dir>/<room>/<feed>-<display>-<UTC start>.webm`, with a sidecar
+//! Where recordings go: `<dir>/<room>/<feed>-<display>-<UTC start>.webm` (`.mkv` for
+//! H.264/H.265), with a sidecar
 //! `.json` beside each. Display names (and string ids) are chosen by strangers, so every path
 //! component is sanitized here, and the result is checked to lie inside the output directory.
 
@@ -11,6 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::ids::{FeedId, RoomId};
+use crate::media::Container;
 
 /// Longest sanitized display name, in bytes (file names are limited to 255 bytes).
 const MAX_DISPLAY_BYTES: usize = 64;
@@ -78,7 +80,8 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// The two files of one recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingPaths {
-    pub webm: PathBuf,
+    /// The `.webm` or `.mkv` file.
+    pub media: PathBuf,
     pub sidecar: PathBuf,
 }
 
@@ -91,6 +94,7 @@ pub fn recording_paths(
     feed: &FeedId,
     display: Option<&str>,
     start: SystemTime,
+    container: Container,
 ) -> std::io::Result<RecordingPaths> {
     let room_dir = dir.join(sanitize_component(&room.to_string(), MAX_ID_BYTES, "room"));
     std::fs::create_dir_all(&room_dir)?;
@@ -115,10 +119,10 @@ pub fn recording_paths(
         } else {
             format!("{stem}-{n}")
         };
-        let webm = canonical_room.join(format!("{name}.webm"));
+        let media = canonical_room.join(format!("{name}.{}", container.extension()));
         let sidecar = canonical_room.join(format!("{name}.json"));
-        if !webm.exists() && !sidecar.exists() {
-            return Ok(RecordingPaths { webm, sidecar });
+        if !media.exists() && !sidecar.exists() {
+            return Ok(RecordingPaths { media, sidecar });
         }
     }
     unreachable!("u32 ran out of suffixes")
@@ -137,6 +141,8 @@ pub struct Sidecar {
     pub ended_at: Option<String>,
     pub audio_codec: Option<String>,
     pub video_codec: Option<String>,
+    /// `webm` or `matroska`.
+    pub container: String,
     /// Why the recording ended (`unpublished`, `leaving`, `kicked`, `destroyed`, `hangup`,
     /// `ice-failed`, `shutdown`, `reconfigured`, `connection-lost`, `error: ...`).
     pub end_reason: Option<String>,
@@ -201,23 +207,31 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_764_065_700);
         let room = RoomId::from("../../tmp");
         let feed = FeedId::from(42);
-        let p = recording_paths(&dir, &room, &feed, Some("../../../x/y"), t).unwrap();
-        assert!(p.webm.starts_with(&base), "{p:?}");
+        let webm = Container::Webm;
+        let p = recording_paths(&dir, &room, &feed, Some("../../../x/y"), t, webm).unwrap();
+        assert!(p.media.starts_with(&base), "{p:?}");
         assert_eq!(
-            p.webm.file_name().unwrap().to_str().unwrap(),
+            p.media.file_name().unwrap().to_str().unwrap(),
             "42-x_y-20251125T101500Z.webm"
         );
-        assert_eq!(p.webm.parent().unwrap().file_name().unwrap(), "tmp");
-        std::fs::write(&p.webm, b"x").unwrap();
-        let p2 = recording_paths(&dir, &room, &feed, Some("../../../x/y"), t).unwrap();
+        assert_eq!(p.media.parent().unwrap().file_name().unwrap(), "tmp");
+        std::fs::write(&p.media, b"x").unwrap();
+        let p2 = recording_paths(&dir, &room, &feed, Some("../../../x/y"), t, webm).unwrap();
         assert!(
-            p2.webm.ends_with("42-x_y-20251125T101500Z-2.webm"),
+            p2.media.ends_with("42-x_y-20251125T101500Z-2.webm"),
             "{p2:?}"
+        );
+        std::fs::write(&p.sidecar, b"{}").unwrap();
+        let mkv = Container::Matroska;
+        let p3 = recording_paths(&dir, &room, &feed, Some("../../../x/y"), t, mkv).unwrap();
+        assert!(
+            p3.media.ends_with("42-x_y-20251125T101500Z-2.mkv"),
+            "the sidecar name is taken: {p3:?}"
         );
 
         // A room directory that is a symlink to elsewhere is refused.
         std::os::unix::fs::symlink("/tmp", dir.join("evil")).unwrap();
-        let e = recording_paths(&dir, &RoomId::from("evil"), &feed, None, t).unwrap_err();
+        let e = recording_paths(&dir, &RoomId::from("evil"), &feed, None, t, webm).unwrap_err();
         assert!(e.to_string().contains("not a directory inside"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

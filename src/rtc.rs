@@ -18,7 +18,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::Codec as RtcCodec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap};
@@ -101,13 +100,23 @@ fn receive_extensions() -> ExtensionMap {
     map
 }
 
-/// The str0m instance of a receiving session.
+/// The str0m instance of a receiving session. str0m's default codecs take Opus, VP8, VP9,
+/// AV1, H.265 and H.264 in baseline, constrained baseline and main (packetization modes 0
+/// and 1) and high (mode 1 only). str0m matches H.264 only with the same profile and mode
+/// (the level may differ), so high in mode 0 and constrained high (`640c..`, what Chromium
+/// offers for high) in both modes are added: every H.264 a browser or hardware encoder
+/// publishes is answered.
 fn receiving_rtc() -> Rtc {
-    Rtc::builder()
+    let mut config = Rtc::builder()
         // Receive statistics (loss, NACKs, PLIs) for the metrics.
         .set_stats_interval(Some(STATS_EVERY))
-        .set_extension_map(receive_extensions())
-        .build(Instant::now())
+        .set_extension_map(receive_extensions());
+    let codecs = config.codec_config();
+    // Payload types str0m's defaults leave free; Janus's offer decides the ones used.
+    codecs.add_h264(37.into(), Some(38.into()), false, 0x64_001f);
+    codecs.add_h264(39.into(), Some(40.into()), true, 0x64_0c1f);
+    codecs.add_h264(41.into(), Some(42.into()), false, 0x64_0c1f);
+    config.build(Instant::now())
 }
 
 /// One UDP socket and the host candidate address it is advertised as (they differ behind
@@ -159,6 +168,9 @@ impl RtcSession {
             .enable_opus(codecs.contains(&Codec::Opus), false)
             .enable_vp8(codecs.contains(&Codec::Vp8))
             .enable_vp9(codecs.contains(&Codec::Vp9))
+            .enable_av1(codecs.contains(&Codec::Av1))
+            .enable_h264(codecs.contains(&Codec::H264))
+            .enable_h265(codecs.contains(&Codec::H265))
             .build(Instant::now());
         Self::bind_rtc(rtc, plan).await
     }
@@ -270,7 +282,8 @@ impl RtcSession {
         })?
     }
 
-    /// Sends one frame (an Opus packet or a VP8/VP9 frame) on `mid`; str0m packetizes it.
+    /// Sends one frame on `mid` in str0m's format (an Opus packet, a VP8/VP9 frame, H.264/H.265
+    /// in Annex B, AV1 OBUs with sizes); str0m packetizes it.
     /// `rtp_time` is in the codec's clock (48 kHz audio, 90 kHz video) and must not go back.
     pub fn send(
         &mut self,
@@ -285,11 +298,7 @@ impl RtcSession {
             .iter()
             .find(|(m, _)| *m == mid)
             .map(|&(_, pt)| pt);
-        let wanted = match codec {
-            Codec::Opus => RtcCodec::Opus,
-            Codec::Vp8 => RtcCodec::Vp8,
-            Codec::Vp9 => RtcCodec::Vp9,
-        };
+        let wanted = codec.to_str0m();
         let pt = self.guarded(|rtc| {
             let writer = rtc
                 .writer(mid)
@@ -551,6 +560,47 @@ mod tests {
             let t = next_tick(now);
             assert!(t > now && t - now <= TICK, "{later:?}");
             assert_eq!((t - a).as_nanos() % TICK.as_nanos(), 0, "{later:?}");
+        }
+    }
+
+    /// Every video codec Janus forwards is accepted in the form it offers it: H.264 in each
+    /// profile (baseline, constrained baseline, main, high) and packetization mode, H.265, AV1.
+    #[test]
+    fn every_codec_and_h264_profile_janus_offers_is_answered() {
+        let fixture: serde_json::Value = serde_json::from_str(include_str!(
+            "../tests/fixtures/janus/25-event-attached.json"
+        ))
+        .unwrap();
+        let sdp = fixture["janusSdp"]["sdp"].as_str().unwrap();
+        let nl = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+        let mut offers = Vec::new();
+        for profile in ["42001f", "42e01f", "4d001f", "64001f", "640c1f", "640032"] {
+            for mode in [0, 1] {
+                offers.push((
+                    format!("H264 {profile} mode {mode}"),
+                    format!(
+                        "a=rtpmap:96 H264/90000{nl}a=fmtp:96 level-asymmetry-allowed=1;packetization-mode={mode};profile-level-id={profile}"
+                    ),
+                    "H264/90000",
+                ));
+            }
+        }
+        offers.push((
+            "H265".into(),
+            format!("a=rtpmap:96 H265/90000{nl}a=fmtp:96 level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"),
+            "H265/90000",
+        ));
+        offers.push(("AV1".into(), "a=rtpmap:96 AV1/90000".into(), "AV1/90000"));
+        for (name, lines, rtpmap) in offers {
+            let offer = sdp.replace("a=rtpmap:96 VP8/90000", &lines);
+            let answer =
+                RtcSession::answer_offline(&offer).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let video = &answer[answer.find("m=video").expect("video m-line")..];
+            assert!(
+                !video.starts_with("m=video 0 "),
+                "{name} refused:\n{answer}"
+            );
+            assert!(video.contains(rtpmap), "{name}:\n{answer}");
         }
     }
 

@@ -1,4 +1,5 @@
-//! WebM (Matroska) writing.
+//! WebM and Matroska writing.
 
-mod vpx;
+mod video;
+pub(crate) mod vpx;
 pub mod writer;

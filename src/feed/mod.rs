@@ -452,12 +452,7 @@ impl Feed {
             rtc.batch_reads();
         }
         let track = self.tracks.get_mut(&d.mid)?;
-        let codec = match d.params.spec().codec {
-            str0m::format::Codec::Opus => Some(Codec::Opus),
-            str0m::format::Codec::Vp8 => Some(Codec::Vp8),
-            str0m::format::Codec::Vp9 => Some(Codec::Vp9),
-            _ => None,
-        };
+        let codec = Codec::from_str0m(d.params.spec().codec);
         if codec != Some(track.codec) {
             if !track.warned_codec {
                 track.warned_codec = true;
@@ -535,19 +530,6 @@ impl Feed {
     fn open(&self, zero: Instant) -> Result<Recording, String> {
         let started = SystemTime::now();
         let p = &self.spec.publisher;
-        let paths = recording_paths(
-            &self.settings.out_dir,
-            &self.spec.room,
-            &p.id,
-            p.display.as_deref(),
-            started,
-        )
-        .map_err(|e| {
-            format!(
-                "cannot create the recording in {}: {e}",
-                self.settings.out_dir.display()
-            )
-        })?;
         let codec_of = |k: MediaKind| {
             self.tracks
                 .values()
@@ -558,12 +540,26 @@ impl Feed {
             audio: codec_of(MediaKind::Audio),
             video: codec_of(MediaKind::Video),
         };
+        let paths = recording_paths(
+            &self.settings.out_dir,
+            &self.spec.room,
+            &p.id,
+            p.display.as_deref(),
+            started,
+            setup.container(),
+        )
+        .map_err(|e| {
+            format!(
+                "cannot create the recording in {}: {e}",
+                self.settings.out_dir.display()
+            )
+        })?;
         let sidecar = Sidecar {
             room: self.spec.room.clone(),
             feed: p.id.clone(),
             display: p.display.clone(),
             file: paths
-                .webm
+                .media
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
@@ -571,6 +567,7 @@ impl Feed {
             ended_at: None,
             audio_codec: setup.audio.map(|c| c.to_string()),
             video_codec: setup.video.map(|c| c.to_string()),
+            container: setup.container().to_string(),
             end_reason: None,
             duration_ms: None,
             audio_frames: None,
@@ -578,11 +575,11 @@ impl Feed {
             bytes: None,
             first_keyframe_ms: None,
         };
-        let writer = WebmWriter::create(&paths.webm, setup).map_err(|e| e.to_string())?;
+        let writer = WebmWriter::create(&paths.media, setup).map_err(|e| e.to_string())?;
         if let Err(e) = sidecar.write(&paths.sidecar) {
             tracing::warn!(path = %paths.sidecar.display(), error = %e, "cannot write the sidecar");
         }
-        tracing::info!(path = %paths.webm.display(), "recording started");
+        tracing::info!(path = %paths.media.display(), "recording started");
         self.settings.health.recording_started();
         Ok(Recording {
             writer,
@@ -680,7 +677,7 @@ impl Feed {
                 sidecar.video_frames = Some(s.video_frames);
                 sidecar.bytes = Some(s.bytes);
                 tracing::info!(
-                    path = %rec.paths.webm.display(),
+                    path = %rec.paths.media.display(),
                     %reason,
                     duration_ms = s.duration.as_millis() as u64,
                     audio_frames = s.audio_frames,
@@ -689,7 +686,7 @@ impl Feed {
                 );
             }
             Err(e) => {
-                tracing::error!(path = %rec.paths.webm.display(), error = %e, "finalizing the recording failed");
+                tracing::error!(path = %rec.paths.media.display(), error = %e, "finalizing the recording failed");
                 self.settings.health.error(e.to_string());
                 if !matches!(reason, EndReason::Failed(_)) {
                     crate::metrics::file_error();
@@ -759,7 +756,7 @@ mod tests {
             id: FeedId::from(1),
             display: None,
             streams: vec![
-                stream(StreamKind::Audio, "0", "opus"),
+                stream(StreamKind::Audio, "0", "pcmu"),
                 stream(StreamKind::Video, "1", "h264"),
             ],
         };
@@ -771,7 +768,7 @@ mod tests {
             ],
         );
         assert_eq!(t.len(), 1);
-        assert_eq!(t[&Mid::from("0")].codec, Codec::Opus);
+        assert_eq!(t[&Mid::from("1")].codec, Codec::H264);
     }
 
     #[test]

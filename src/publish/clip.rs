@@ -1,5 +1,7 @@
-//! The media a synthetic publisher sends: the Opus and VP8/VP9 frames of a small WebM clip,
-//! read once into memory with their times and keyframe flags.
+//! The media a synthetic publisher sends: the frames of a small WebM or Matroska clip (Opus;
+//! VP8, VP9, AV1, H.264 or H.265), read once into memory with their times and keyframe flags,
+//! in the form str0m packetizes: H.26x as Annex B with the parameter sets from CodecPrivate
+//! before each keyframe, AV1 as OBUs with the sequence header in each keyframe.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -10,6 +12,7 @@ use webm_iterable::WebmIterator;
 use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 
 use crate::check::scan::decode_block;
+use crate::codec::{av1, h264, h265, nal};
 use crate::media::{Codec, MediaKind};
 
 /// Largest clip accepted (it is held in memory, once for all publishers).
@@ -49,7 +52,8 @@ impl Clip {
             return Err(fail(format!("larger than {} MiB", MAX_CLIP >> 20)));
         }
         let mut tracks: Vec<(u64, ClipTrack)> = Vec::new();
-        let mut entry: (Option<u64>, Option<String>) = (None, None);
+        let mut entry: (Option<u64>, Option<String>, Vec<u8>) = (None, None, Vec::new());
+        let mut privates: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut scale_ns = 1_000_000u64;
         let mut cluster_ts = 0u64;
         let mut group: Option<(Vec<u8>, bool)> = None;
@@ -61,7 +65,11 @@ impl Clip {
                     None
                 }
                 MatroskaSpec::TrackEntry(Master::Start) => {
-                    entry = (None, None);
+                    entry = (None, None, Vec::new());
+                    None
+                }
+                MatroskaSpec::CodecPrivate(p) => {
+                    entry.2 = p;
                     None
                 }
                 MatroskaSpec::TrackNumber(n) => {
@@ -73,15 +81,11 @@ impl Clip {
                     None
                 }
                 MatroskaSpec::TrackEntry(Master::End) => {
-                    let codec = match entry.1.as_deref() {
-                        Some("A_OPUS") => Some(Codec::Opus),
-                        Some("V_VP8") => Some(Codec::Vp8),
-                        Some("V_VP9") => Some(Codec::Vp9),
-                        _ => None,
-                    };
+                    let codec = entry.1.as_deref().and_then(Codec::from_matroska_id);
                     if let (Some(n), Some(c)) = (entry.0, codec) {
                         let frames = Vec::new();
                         tracks.push((n, ClipTrack { codec: c, frames }));
+                        privates.push((n, std::mem::take(&mut entry.2)));
                     }
                     None
                 }
@@ -133,7 +137,12 @@ impl Clip {
             video: None,
             duration: Duration::ZERO,
         };
-        for (_, track) in tracks {
+        for (number, mut track) in tracks {
+            let private = privates
+                .iter()
+                .find(|p| p.0 == number)
+                .map_or(&[][..], |p| &p.1[..]);
+            to_sender_format(&mut track, private).map_err(fail)?;
             let slot = match track.codec.kind() {
                 MediaKind::Audio => &mut clip.audio,
                 MediaKind::Video => &mut clip.video,
@@ -162,7 +171,53 @@ impl Clip {
                 last + step
             })
             .max()
-            .ok_or_else(|| fail("no Opus, VP8 or VP9 frames in it".into()))?;
+            .ok_or_else(|| fail("no Opus or video frames in it".into()))?;
         Ok(clip)
     }
+}
+
+/// Turns a track's Matroska blocks into what str0m packetizes (see the module doc).
+fn to_sender_format(track: &mut ClipTrack, private: &[u8]) -> Result<(), String> {
+    let codec = track.codec;
+    let (length_size, parameter_sets): (usize, Vec<Vec<u8>>) = match codec {
+        Codec::Opus | Codec::Vp8 | Codec::Vp9 => return Ok(()),
+        Codec::Av1 => {
+            // The configOBUs after av1C's 4 fixed bytes: the sequence header.
+            let seq = private.get(4..).unwrap_or_default().to_vec();
+            for f in track.frames.iter_mut().filter(|f| f.keyframe) {
+                let has_seq = av1::obus(&f.data).any(|o| o.obu_type == av1::OBU_SEQUENCE_HEADER);
+                if !has_seq {
+                    f.data.splice(0..0, seq.iter().copied());
+                }
+            }
+            return Ok(());
+        }
+        Codec::H264 => {
+            let c =
+                h264::parse_decoder_config(private).ok_or("H.264 track without a valid avcC")?;
+            (c.length_size, c.sps.into_iter().chain(c.pps).collect())
+        }
+        Codec::H265 => {
+            let c =
+                h265::parse_decoder_config(private).ok_or("H.265 track without a valid hvcC")?;
+            (
+                c.length_size,
+                c.vps.into_iter().chain(c.sps).chain(c.pps).collect(),
+            )
+        }
+    };
+    for f in &mut track.frames {
+        let mut annexb = Vec::with_capacity(f.data.len() + 64);
+        let sets = if f.keyframe { &parameter_sets[..] } else { &[] };
+        let units = sets
+            .iter()
+            .map(Vec::as_slice)
+            .chain(nal::length_prefixed_nal_units(&f.data, length_size));
+        for unit in units {
+            annexb.extend_from_slice(&[0, 0, 0, 1]);
+            annexb.extend_from_slice(unit);
+        }
+        f.data = annexb;
+    }
+    Ok(())
 }

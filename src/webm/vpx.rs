@@ -10,7 +10,7 @@ pub fn frame_size(codec: Codec, frame: &[u8]) -> Option<(u32, u32)> {
     match codec {
         Codec::Vp8 => vp8_size(frame),
         Codec::Vp9 => vp9_size(frame),
-        Codec::Opus => None,
+        _ => None,
     }
 }
 

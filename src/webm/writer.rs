@@ -1,4 +1,6 @@
-//! The live WebM writer: one file per feed, playable at every moment.
+//! The live WebM/Matroska writer: one file per feed, playable at every moment. WebM for Opus
+//! with VP8/VP9/AV1, Matroska (DocType `matroska`) once H.264 or H.265 is in it; video frames
+//! become blocks in [`super::video`].
 //!
 //! While recording, the Segment and every Cluster have an *unknown* size, so a file cut off by a
 //! crash plays up to the cut with no fix-up. Room for the SeekHead, the Info's Duration and the
@@ -32,8 +34,8 @@ use webm_iterable::WebmWriter as TagWriter;
 use webm_iterable::WriteOptions;
 use webm_iterable::matroska_spec::{Master, MatroskaSpec, SimpleBlock};
 
-use super::vpx;
-use crate::media::{Codec, MediaKind};
+use super::video::VideoIn;
+use crate::media::{Codec, Container, MediaKind};
 
 /// Clusters are cut once they would span this long.
 const MAX_CLUSTER_MS: u64 = 2_000;
@@ -51,13 +53,18 @@ const MAX_LAG_MS: u64 = 5_000;
 /// loses at most this plus the time between flushes, while the usual tens of ms of disorder
 /// between tracks still come out in order.
 const FLUSH_HOLD_MS: u64 = 200;
-/// How long the header waits (in media time) for a video keyframe to learn the frame size.
+/// How long the header waits (in media time) for a video keyframe to learn the frame size
+/// (and, for H.26x and AV1, the CodecPrivate).
 const HEADER_WAIT_MS: u64 = 2_000;
 /// Reserved room (bytes) for the SeekHead, for the Info to grow by a Duration, and for the
 /// Tracks to grow by a late-learnt frame size.
 const SEEKHEAD_ROOM: usize = 96;
 const INFO_ROOM: usize = 24;
 const TRACKS_ROOM: usize = 32;
+/// More room in the Tracks when the header had to go out before the CodecPrivate was known
+/// (H.26x or AV1 whose first keyframe came late): an avcC or av1C is tens of bytes, an hvcC
+/// around a hundred; a larger one is left out (and counted by `check`).
+const CODEC_PRIVATE_ROOM: usize = 1_024;
 /// Frame size written when no keyframe arrived before the header had to go out; corrected at
 /// finalize (Chromium's fake camera and most webcams start at this size).
 const PLACEHOLDER_SIZE: (u32, u32) = (640, 480);
@@ -76,6 +83,13 @@ const UNKNOWN_SIZED_HEADER_LEN: u64 = 4 + SIZE_FIELD_LEN;
 pub struct TrackSetup {
     pub audio: Option<Codec>,
     pub video: Option<Codec>,
+}
+
+impl TrackSetup {
+    /// WebM, or Matroska when a codec needs it (H.264, H.265).
+    pub fn container(&self) -> Container {
+        Container::for_codecs(self.audio.into_iter().chain(self.video))
+    }
 }
 
 /// A failure to write a recording, naming the file and the cause.
@@ -147,6 +161,8 @@ struct Layout {
     info: Region,
     tracks: Region,
     tracks_size: (u32, u32),
+    /// The video CodecPrivate written in the header, if any.
+    tracks_private: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -176,6 +192,8 @@ pub struct WebmWriter {
     layout: Option<Layout>,
     /// Frame size from the first video keyframe.
     video_size: Option<(u32, u32)>,
+    /// Turns video frames into blocks; knows the CodecPrivate.
+    video_in: Option<VideoIn>,
     queue: VecDeque<QueuedFrame>,
     /// The newest timestamp seen, overall and per track (audio, video).
     newest_ms: u64,
@@ -222,6 +240,7 @@ impl WebmWriter {
             uid_seed,
             layout: None,
             video_size: None,
+            video_in: setup.video.and_then(VideoIn::new),
             queue: VecDeque::new(),
             newest_ms: 0,
             newest_by_kind: [None; 2],
@@ -249,7 +268,9 @@ impl WebmWriter {
         self.push(ts, MediaKind::Audio, true, data)
     }
 
-    /// Adds a VP8/VP9 frame at `ts` on the file's timeline.
+    /// Adds a video frame at `ts` on the file's timeline, as str0m gives it (VP8/VP9 frames,
+    /// H.264/H.265 Annex B access units, AV1 temporal units). `keyframe` is used for VP8/VP9;
+    /// the other codecs' keyframes are read from the bitstream.
     pub fn write_video(
         &mut self,
         ts: Duration,
@@ -304,14 +325,28 @@ impl WebmWriter {
             );
             ms = newest + 1;
         }
-        if kind == MediaKind::Video && keyframe && self.video_size.is_none() {
-            self.video_size = self.setup.video.and_then(|c| vpx::frame_size(c, data));
-        }
-        let frame = QueuedFrame {
-            ms,
-            kind,
-            keyframe,
-            data: data.to_vec(),
+        let frame = match (&mut self.video_in, kind) {
+            (Some(video), MediaKind::Video) => {
+                let p = video.prepare(data, keyframe);
+                if self.video_size.is_none() {
+                    self.video_size = p.size;
+                }
+                if p.data.is_empty() {
+                    return Ok(());
+                }
+                QueuedFrame {
+                    ms,
+                    kind,
+                    keyframe: p.keyframe,
+                    data: p.data,
+                }
+            }
+            _ => QueuedFrame {
+                ms,
+                kind,
+                keyframe,
+                data: data.to_vec(),
+            },
         };
         // Keep the queue sorted, after frames of the same key (so one track's frames keep their
         // order); frames are nearly in order, so search from the back.
@@ -359,7 +394,7 @@ impl WebmWriter {
                 .queue
                 .front()
                 .is_some_and(|f| self.newest_ms - f.ms >= HEADER_WAIT_MS);
-            if self.setup.video.is_some() && self.video_size.is_none() && !waited && !all {
+            if !self.video_known() && !waited && !all {
                 return Ok(());
             }
             if self.queue.is_empty() && !all {
@@ -381,6 +416,18 @@ impl WebmWriter {
             self.emit(frame)?;
         }
         Ok(())
+    }
+
+    /// Whether the header can say all it needs to of the video (if any): its frame size and,
+    /// for codecs that need one, its CodecPrivate.
+    fn video_known(&self) -> bool {
+        match &self.video_in {
+            None => true,
+            Some(v) => {
+                self.video_size.is_some()
+                    && (!v.needs_codec_private() || v.codec_private().is_some())
+            }
+        }
     }
 
     /// Whether every track of the file has had a frame at or after `ms` (frames of one track
@@ -429,7 +476,7 @@ impl WebmWriter {
             MatroskaSpec::EbmlReadVersion(1),
             MatroskaSpec::EbmlMaxIdLength(4),
             MatroskaSpec::EbmlMaxSizeLength(8),
-            MatroskaSpec::DocType("webm".into()),
+            MatroskaSpec::DocType(self.setup.container().doc_type().into()),
             MatroskaSpec::DocTypeVersion(4),
             MatroskaSpec::DocTypeReadVersion(2),
         ])))?;
@@ -438,13 +485,21 @@ impl WebmWriter {
         let seekhead = self.reserve(&[], SEEKHEAD_ROOM)?;
         let info = self.reserve(&[self.info(None)], INFO_ROOM)?;
         let size = self.video_size.unwrap_or(PLACEHOLDER_SIZE);
-        let tracks = self.reserve(&[self.tracks(size)], TRACKS_ROOM)?;
+        let private = self.video_in.as_ref().and_then(VideoIn::codec_private);
+        let room = match &self.video_in {
+            Some(v) if v.needs_codec_private() && private.is_none() => {
+                TRACKS_ROOM + CODEC_PRIVATE_ROOM
+            }
+            _ => TRACKS_ROOM,
+        };
+        let tracks = self.reserve(&[self.tracks(size, private.as_deref())], room)?;
         self.layout = Some(Layout {
             segment_data,
             seekhead,
             info,
             tracks,
             tracks_size: size,
+            tracks_private: private,
         });
         Ok(())
     }
@@ -475,7 +530,7 @@ impl WebmWriter {
         MatroskaSpec::Info(Master::Full(children))
     }
 
-    fn tracks(&self, size: (u32, u32)) -> MatroskaSpec {
+    fn tracks(&self, size: (u32, u32), video_private: Option<&[u8]>) -> MatroskaSpec {
         let mut entries = Vec::new();
         if let Some(codec) = self.setup.audio {
             entries.push(self.track_entry(
@@ -495,14 +550,15 @@ impl WebmWriter {
             ));
         }
         if let Some(codec) = self.setup.video {
-            entries.push(self.track_entry(
-                MediaKind::Video,
-                codec,
-                vec![MatroskaSpec::Video(Master::Full(vec![
-                    MatroskaSpec::PixelWidth(u64::from(size.0)),
-                    MatroskaSpec::PixelHeight(u64::from(size.1)),
-                ]))],
-            ));
+            let mut rest: Vec<MatroskaSpec> = video_private
+                .map(|p| MatroskaSpec::CodecPrivate(p.to_vec()))
+                .into_iter()
+                .collect();
+            rest.push(MatroskaSpec::Video(Master::Full(vec![
+                MatroskaSpec::PixelWidth(u64::from(size.0)),
+                MatroskaSpec::PixelHeight(u64::from(size.1)),
+            ])));
+            entries.push(self.track_entry(MediaKind::Video, codec, rest));
         }
         MatroskaSpec::Tracks(Master::Full(entries))
     }
@@ -750,13 +806,21 @@ impl WebmWriter {
             layout.info.offset,
             fill_region(&[self.info(Some(duration))], layout.info.len)?,
         ));
-        if let Some(size) = self.video_size
-            && size != layout.tracks_size
-        {
-            patches.push((
-                layout.tracks.offset,
-                fill_region(&[self.tracks(size)], layout.tracks.len)?,
-            ));
+        // The Tracks again if the frame size, or a CodecPrivate missing from the header,
+        // came after the header went out.
+        let size = self.video_size.unwrap_or(layout.tracks_size);
+        let private = match &layout.tracks_private {
+            Some(p) => Some(p.clone()),
+            None => self.video_in.as_ref().and_then(VideoIn::codec_private),
+        };
+        if size != layout.tracks_size || private != layout.tracks_private {
+            let tracks = [self.tracks(size, private.as_deref())];
+            match fill_region(&tracks, layout.tracks.len) {
+                Ok(bytes) => patches.push((layout.tracks.offset, bytes)),
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "the track header could not be completed")
+                }
+            }
         }
         for (offset, bytes) in patches {
             self.file
@@ -818,12 +882,13 @@ fn seek(id: u64, position: u64) -> MatroskaSpec {
     ]))
 }
 
-/// A Void element exactly `len` bytes long (at least 2).
+/// A Void element exactly `len` bytes long (at least 2): one id byte, then a 1-byte size (up
+/// to 126 bytes of data) or a 2-byte size (127 to 16382 bytes of data). 129 bytes cannot be
+/// one element (126 data bytes are the most a 1-byte size holds, 127 need a 2-byte size).
 fn void_of(len: usize) -> Result<MatroskaSpec, String> {
-    // One id byte and a 1-byte size (up to 126 bytes of data): every reserved region is
-    // smaller than 128 bytes.
     match len {
         2..=128 => Ok(MatroskaSpec::Void(vec![0; len - 2])),
+        130..=16_385 => Ok(MatroskaSpec::Void(vec![0; len - 3])),
         _ => Err(format!("no Void of exactly {len} bytes")),
     }
 }
@@ -831,8 +896,14 @@ fn void_of(len: usize) -> Result<MatroskaSpec, String> {
 /// Encodes `tags` (as children of a Segment) padded with a Void to exactly `len` bytes.
 fn fill_region(tags: &[MatroskaSpec], len: usize) -> Result<Vec<u8>, String> {
     let mut bytes = encode_in_segment(tags)?;
-    if bytes.len() < len {
-        bytes.extend(encode_in_segment(&[void_of(len - bytes.len())?])?);
+    let mut gap = len.saturating_sub(bytes.len());
+    if gap == 129 {
+        // Not one Void: two.
+        bytes.extend(encode_in_segment(&[void_of(64)?])?);
+        gap -= 64;
+    }
+    if gap > 0 {
+        bytes.extend(encode_in_segment(&[void_of(gap)?])?);
     }
     if bytes.len() != len {
         return Err(format!(

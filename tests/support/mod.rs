@@ -548,6 +548,8 @@ pub struct PublisherSpec {
     pub cycles: u32,
     /// Join and publish again when the connection to Janus is lost (Janus restarted).
     pub rejoin: bool,
+    /// More query parameters for the page (`vcodec`, `size`, `simulcast`, `svc`).
+    pub query: Vec<(&'static str, String)>,
 }
 
 impl PublisherSpec {
@@ -562,6 +564,7 @@ impl PublisherSpec {
             end: "unpublish",
             cycles: 1,
             rejoin: false,
+            query: Vec::new(),
         }
     }
 }
@@ -593,6 +596,9 @@ impl Publisher {
         }
         if spec.rejoin {
             url.push_str("&rejoin=1");
+        }
+        for (k, v) in &spec.query {
+            url.push_str(&format!("&{k}={}", percent_encode(v)));
         }
         let mut cmd = ns.command("chromium");
         cmd.args([
@@ -1009,10 +1015,11 @@ pub fn synthetic_publishers(
     .arg(count.to_string())
     .arg("--seconds")
     .arg(seconds.to_string())
-    .arg("--media")
-    .arg(require_clip())
-    .args(extra)
-    .env("RUST_LOG", "info,janus_recorder=debug");
+    .args(extra);
+    if !extra.contains(&"--media") {
+        cmd.arg("--media").arg(require_clip());
+    }
+    cmd.env("RUST_LOG", "info,janus_recorder=debug");
     Proc::spawn(
         &format!("publish {display}"),
         cmd,
@@ -1041,7 +1048,7 @@ pub fn wait_exit(proc: &mut Proc, timeout: Duration) -> ExitStatus {
 pub fn recordings_of(out: &Path, display: &str) -> Vec<(PathBuf, serde_json::Value)> {
     let mut found: Vec<(PathBuf, serde_json::Value)> = files_under(out)
         .into_iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "webm"))
+        .filter(|f| f.extension().is_some_and(|e| e == "webm" || e == "mkv"))
         .filter_map(|f| {
             let sidecar: serde_json::Value =
                 serde_json::from_str(&fs::read_to_string(f.with_extension("json")).ok()?).ok()?;

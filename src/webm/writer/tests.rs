@@ -2,6 +2,7 @@
 //! output read back with webm-iterable and checked with ffprobe and ffmpeg.
 
 use super::*;
+use crate::webm::vpx;
 use std::process::Command;
 use webm_iterable::WebmIterator;
 
@@ -27,9 +28,15 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Encodes a test clip with ffmpeg and returns its frames in file order.
+/// Encodes a test clip with ffmpeg and returns its frames in file order, as str0m would
+/// hand them over (H.26x in Annex B, read back through the synthetic publisher's clip reader).
 fn source(dir: &Path, video: Option<&str>, audio: bool, secs: u32) -> Vec<Frame> {
-    let out = dir.join("source.webm");
+    let matroska = matches!(video, Some("h264" | "h265"));
+    let out = dir.join(if matroska {
+        "source.mkv"
+    } else {
+        "source.webm"
+    });
     let mut cmd = tool("ffmpeg");
     cmd.args(["-nostdin", "-v", "error", "-y"]);
     if video.is_some() {
@@ -52,6 +59,48 @@ fn source(dir: &Path, video: Option<&str>, audio: bool, secs: u32) -> Vec<Frame>
             "-b:v",
             "300k",
         ]),
+        Some("h264") => cmd.args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "high",
+            "-bf",
+            "0",
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            "300k",
+        ]),
+        Some("h265") => cmd.args([
+            "-c:v",
+            "libx265",
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            "300k",
+            "-x265-params",
+            "log-level=error:bframes=0:keyint=30:min-keyint=30:scenecut=0",
+        ]),
+        Some("av1") => cmd.args([
+            "-c:v",
+            "libaom-av1",
+            "-usage",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-b:v",
+            "300k",
+        ]),
         Some(_) => cmd.args(["-c:v", "libvpx", "-g", "30", "-b:v", "300k"]),
         None => cmd.arg("-vn"),
     };
@@ -60,7 +109,33 @@ fn source(dir: &Path, video: Option<&str>, audio: bool, secs: u32) -> Vec<Frame>
     }
     let status = cmd.arg(&out).status().expect("ffmpeg runs");
     assert!(status.success(), "ffmpeg could not make the test clip");
-    frames_of(&out)
+    if matches!(video, Some("h264" | "h265" | "av1")) {
+        frames_from_clip(&out)
+    } else {
+        frames_of(&out)
+    }
+}
+
+/// The frames of a clip as the synthetic publisher sends them (str0m's form), in time order.
+fn frames_from_clip(path: &Path) -> Vec<Frame> {
+    let clip = crate::publish::clip::Clip::load(path).unwrap();
+    let mut frames: Vec<Frame> = [
+        (&clip.audio, MediaKind::Audio),
+        (&clip.video, MediaKind::Video),
+    ]
+    .into_iter()
+    .filter_map(|(t, kind)| t.as_ref().map(|t| (t, kind)))
+    .flat_map(|(t, kind)| {
+        t.frames.iter().map(move |f| Frame {
+            kind,
+            ms: f.at.as_millis() as u64,
+            key: f.keyframe,
+            data: f.data.clone(),
+        })
+    })
+    .collect();
+    frames.sort_by_key(|f| (f.ms, f.kind == MediaKind::Audio));
+    frames
 }
 
 /// The frames of a WebM file, in file order.
@@ -89,7 +164,8 @@ struct Block {
 struct Parsed {
     kinds: std::collections::HashMap<u64, MediaKind>,
     codecs: Vec<String>,
-    codec_private: Option<Vec<u8>>,
+    /// Each track's CodecPrivate, in track order.
+    codec_private: Vec<Vec<u8>>,
     size: Option<(u64, u64)>,
     duration: Option<f64>,
     clusters: Vec<u64>,
@@ -123,7 +199,7 @@ fn read_back(path: &Path) -> Parsed {
                 );
             }
             MatroskaSpec::CodecID(c) => p.codecs.push(c),
-            MatroskaSpec::CodecPrivate(c) => p.codec_private = Some(c),
+            MatroskaSpec::CodecPrivate(c) => p.codec_private.push(c),
             MatroskaSpec::PixelWidth(w) => p.size = Some((w, p.size.map_or(0, |s| s.1))),
             MatroskaSpec::PixelHeight(h) => p.size = Some((p.size.map_or(0, |s| s.0), h)),
             MatroskaSpec::Duration(d) => p.duration = Some(d),
@@ -315,8 +391,9 @@ fn round_trip(name: &str, video: Option<Codec>, audio: bool) {
     let dir = scratch(name);
     let vname = video.map(|c| c.to_string());
     let frames = source(&dir, vname.as_deref(), audio, 4);
-    let out = dir.join("out.webm");
-    let summary = write(&out, setup_of(video, audio), &frames);
+    let setup = setup_of(video, audio);
+    let out = dir.join(format!("out.{}", setup.container().extension()));
+    let summary = write(&out, setup, &frames);
     assert_eq!(summary.audio_frames, count(&frames, MediaKind::Audio));
     assert_eq!(summary.video_frames, count(&frames, MediaKind::Video));
     assert_eq!(summary.bytes, std::fs::metadata(&out).unwrap().len());
@@ -325,7 +402,7 @@ fn round_trip(name: &str, video: Option<Codec>, audio: bool) {
     let mut want_codecs = Vec::new();
     if audio {
         want_codecs.push("A_OPUS".to_string());
-        assert_eq!(back.codec_private.as_deref(), Some(&opus_head()[..]));
+        assert_eq!(back.codec_private[0], opus_head());
     }
     if let Some(v) = video {
         want_codecs.push(v.matroska_id().to_string());
@@ -394,13 +471,33 @@ fn round_trip(name: &str, video: Option<Codec>, audio: bool) {
         want_streams.push(("opus".to_string(), count(&frames, MediaKind::Audio), 0, 0));
     }
     if let Some(v) = video {
-        let name = v.to_string();
+        // ffprobe's names; ours follow Janus's.
+        let name = if v == Codec::H265 {
+            "hevc".into()
+        } else {
+            v.to_string()
+        };
         want_streams.push((name, count(&frames, MediaKind::Video), 320, 240));
     }
     assert_eq!(probed.streams, want_streams);
     assert_eq!(decode_errors(&out), "");
     assert_checks_clean(&out);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn h264_and_opus_into_matroska() {
+    round_trip("h264", Some(Codec::H264), true);
+}
+
+#[test]
+fn h265_and_opus_into_matroska() {
+    round_trip("h265", Some(Codec::H265), true);
+}
+
+#[test]
+fn av1_and_opus() {
+    round_trip("av1", Some(Codec::Av1), true);
 }
 
 #[test]

@@ -1,0 +1,299 @@
+//! Every video codec Janus forwards, recorded from real publishers against a real Janus:
+//! Chromium publishing H.264 and AV1 (each in a room of its codec, and H.264 and VP8 side by
+//! side in a `vp8,h264` room), compared with Janus's own recording of the same feed; and
+//! synthetic publishers sending H.264, H.265 and AV1 clips made by ffmpeg, recorded frame for
+//! frame.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use janus_recorder::check::{CheckOptions, Status, check_file};
+use serde_json::Value;
+use support::*;
+
+/// These tests each run Janus and publishers; one at a time keeps timings honest on 2 cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn recorder_config(out: &Path, rooms: &[u64]) -> String {
+    let rooms: String = rooms
+        .iter()
+        .map(|r| format!("[[rooms]]\nroom = {r}\n"))
+        .collect();
+    format!(
+        "[janus]\nurl = \"ws://127.0.0.1:8188\"\n[output]\ndir = \"{}\"\n[network]\nadvertise = [\"{ADDR_B}\"]\n{rooms}",
+        out.display()
+    )
+}
+
+/// What a recording of one publisher must be.
+struct Want<'a> {
+    display: &'a str,
+    /// Janus's codec name, as the sidecar says it.
+    codec: &'a str,
+    /// ffprobe's codec name.
+    probe_codec: &'a str,
+    extension: &'a str,
+    container: &'a str,
+}
+
+/// The one recording of `want.display`: right container and codecs, decodes without an error,
+/// starts on a keyframe, and `check` passes and agrees with ffprobe. Returns it and its sidecar.
+fn verify(out: &Path, want: &Want) -> (PathBuf, Value) {
+    let recs = recordings_of(out, want.display);
+    assert_eq!(recs.len(), 1, "{}: {recs:?}", want.display);
+    let (file, sidecar) = recs.into_iter().next().unwrap();
+    let name = file.display().to_string();
+    assert_eq!(
+        file.extension().unwrap(),
+        want.extension,
+        "{name}: wrong extension"
+    );
+    assert_eq!(sidecar["video_codec"], want.codec, "{name}: {sidecar:#}");
+    assert_eq!(sidecar["audio_codec"], "opus", "{name}: {sidecar:#}");
+    assert_eq!(sidecar["container"], want.container, "{name}: {sidecar:#}");
+    let (streams, _) = probe(&file);
+    let video = streams
+        .iter()
+        .find(|s| s.codec_type == "video")
+        .unwrap_or_else(|| panic!("{name}: no video stream: {streams:?}"));
+    assert_eq!(video.codec_name, want.probe_codec, "{name}");
+    assert!(video.width.unwrap_or(0) > 0, "{name}: {video:?}");
+    assert!(
+        first_video_packet_is_key(&file),
+        "{name}: starts without a keyframe"
+    );
+    assert_eq!(
+        decode_errors(&file).trim(),
+        "",
+        "{name}: ffmpeg decode errors"
+    );
+    let report = check_file(&file, &CheckOptions::default());
+    assert_eq!(report.status, Status::Ok, "{}", report.human());
+    assert_eq!(agreement_with_ffprobe(&file, &report, 0.05), None);
+    (file, sidecar)
+}
+
+/// The file's video frame count is within 10% of Janus's own recording of the same feed.
+fn compare_with_janus(rec_dir: &Path, dir: &Path, file: &Path, sidecar: &Value, ext: &str) {
+    let feed = sidecar["feed"].to_string();
+    let converted = janus_pp_rec_video(
+        rec_dir,
+        Some(feed.trim_matches('"')),
+        &dir.join(format!("janus-{feed}.{ext}")),
+    );
+    let (_, reference) = packet_counts(&converted);
+    let (_, ours) = packet_counts(file);
+    let off = (ours as f64 - reference as f64).abs() / reference as f64;
+    assert!(
+        off <= 0.10,
+        "{}: {ours} video frames, Janus's own recording {reference}",
+        file.display()
+    );
+}
+
+#[test]
+fn chromium_h264_and_av1_publishers_are_recorded() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    let scratch = Scratch::new("codecs-chromium");
+    let dir = scratch.path.clone();
+    let ns = Netns::create("codecs");
+    let rooms = [(1501, "h264"), (1502, "av1"), (1503, "vp8,h264")];
+    let specs: Vec<RoomSpec> = rooms
+        .iter()
+        .map(|&(id, codec)| RoomSpec {
+            record: true,
+            ..RoomSpec::new(id, codec)
+        })
+        .collect();
+    let janus = Janus::start(&ns, &dir, &specs);
+    let page = PageServer::start(&ns, &dir);
+    let out = dir.join("recordings");
+    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, &[1501, 1502, 1503]));
+    daemon
+        .proc
+        .wait_for_nth("watching room", 3, Duration::from_secs(20));
+
+    // 20 s: our file may start up to 1.5 s after Janus's own (see tests/recording.rs), which
+    // has to stay well inside 10% of the frames.
+    let publishers = [
+        (1501, "h264 publisher", None),
+        (1502, "av1 publisher", None),
+        (1503, "vp8 in a mixed room", None),
+        (1503, "h264 in a mixed room", Some("h264")),
+    ];
+    let mut running: Vec<Publisher> = publishers
+        .iter()
+        .map(|&(room, display, vcodec)| {
+            let mut spec = PublisherSpec {
+                secs: Some(20),
+                ..PublisherSpec::new(room, display)
+            };
+            if let Some(c) = vcodec {
+                spec.query.push(("vcodec", c.into()));
+            }
+            let mut p = Publisher::start(&ns, &page, &dir, spec);
+            p.wait_published(1);
+            p
+        })
+        .collect();
+    for p in &mut running {
+        p.wait_ended(1, Duration::from_secs(60));
+    }
+    daemon
+        .proc
+        .wait_for_nth("recording finished", 4, Duration::from_secs(15));
+
+    let h264 = |display| Want {
+        display,
+        codec: "h264",
+        probe_codec: "h264",
+        extension: "mkv",
+        container: "matroska",
+    };
+    for (want, janus_ext) in [
+        (h264("h264 publisher"), "mp4"),
+        (
+            Want {
+                display: "av1 publisher",
+                codec: "av1",
+                probe_codec: "av1",
+                extension: "webm",
+                container: "webm",
+            },
+            "mp4",
+        ),
+        (
+            Want {
+                display: "vp8 in a mixed room",
+                codec: "vp8",
+                probe_codec: "vp8",
+                extension: "webm",
+                container: "webm",
+            },
+            "webm",
+        ),
+        (h264("h264 in a mixed room"), "mp4"),
+    ] {
+        let (file, sidecar) = verify(&out, &want);
+        compare_with_janus(&janus.rec_dir, &dir, &file, &sidecar, janus_ext);
+    }
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+}
+
+/// A clip of `codec` made by `scripts/make-clip.sh` (10 s, 20 fps, a keyframe every 2 s).
+fn make_clip(dir: &Path, codec: &str) -> PathBuf {
+    require_ffmpeg();
+    let ext = if codec.starts_with("h26") {
+        "mkv"
+    } else {
+        "webm"
+    };
+    let clip = dir.join(format!("clip-{codec}.{ext}"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-clip.sh");
+    let status = Command::new(script)
+        .arg(&clip)
+        .arg(codec)
+        .status()
+        .expect("scripts/make-clip.sh");
+    assert!(status.success(), "make-clip.sh could not make {codec}");
+    clip
+}
+
+/// Synthetic publishers sending H.264, H.265 and AV1 clips (held until our subscription asks
+/// for a keyframe): every frame sent is in the file, which plays.
+#[test]
+fn synthetic_h264_h265_and_av1_publishers_are_recorded_frame_for_frame() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    let scratch = Scratch::new("codecs-synthetic");
+    let dir = scratch.path.clone();
+    let ns = Netns::create("codecs-synth");
+    let cases = [
+        (1511, "h264", "h264", "mkv", "matroska"),
+        (1512, "h265", "hevc", "mkv", "matroska"),
+        (1513, "av1", "av1", "webm", "webm"),
+    ];
+    let specs: Vec<RoomSpec> = cases
+        .iter()
+        .map(|&(id, codec, ..)| RoomSpec::new(id, codec))
+        .collect();
+    let _janus = Janus::start(&ns, &dir, &specs);
+    let out = dir.join("recordings");
+    let ids: Vec<u64> = cases.iter().map(|c| c.0).collect();
+    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, &ids));
+    daemon
+        .proc
+        .wait_for_nth("watching room", cases.len(), Duration::from_secs(20));
+
+    for (room, codec, probe_codec, extension, container) in cases {
+        let clip = make_clip(&dir, codec);
+        let report = dir.join(format!("sent-{codec}.json"));
+        let display = format!("synthetic {codec}");
+        let mut publish = synthetic_publishers(
+            &ns,
+            &dir,
+            room,
+            &display,
+            1,
+            6.0,
+            &[
+                "--hold",
+                "--media",
+                clip.to_str().unwrap(),
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        );
+        let status = wait_exit(&mut publish, Duration::from_secs(40));
+        assert!(
+            status.success(),
+            "publish: {status}\n{}",
+            publish.log_tail(30)
+        );
+        let sent: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+        let sent = &sent["feeds"][0];
+        assert!(sent["video_frames"].as_u64().unwrap() >= 110, "{sent}");
+        let want = Want {
+            display: &display,
+            codec,
+            probe_codec,
+            extension,
+            container,
+        };
+        let (_, sidecar) = wait_for_sidecar_end(&out, &want);
+        verify(&out, &want);
+        assert_eq!(
+            sidecar["video_frames"], sent["video_frames"],
+            "{codec}: {sidecar:#}"
+        );
+        assert_eq!(
+            sidecar["audio_frames"], sent["audio_frames"],
+            "{codec}: {sidecar:#}"
+        );
+    }
+}
+
+/// The recording of `want.display` once its sidecar says it ended.
+fn wait_for_sidecar_end(out: &Path, want: &Want) -> (PathBuf, Value) {
+    for _ in 0..100 {
+        if let Some(rec) = recordings_of(out, want.display)
+            .into_iter()
+            .find(|(_, s)| !s["ended_at"].is_null())
+        {
+            return rec;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "{}: no finished recording under {}",
+        want.display,
+        out.display()
+    );
+}
