@@ -50,6 +50,30 @@ pub struct JanusConfig {
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     pub dir: PathBuf,
+    /// Start a new file (on the next video keyframe) once a recording is this long, e.g.
+    /// `"4h"` or `"90m"`. Unset: one file per publication, however long.
+    #[serde(default, deserialize_with = "human_duration")]
+    pub split_after: Option<std::time::Duration>,
+}
+
+/// The shortest `split_after`: files shorter than a few keyframe intervals are no use.
+pub const MIN_SPLIT_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A duration written for people (`"4h"`, `"90m"`, `"1h 30m"`, `"45s"`).
+fn human_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(d)?;
+    let value = humantime::parse_duration(&text)
+        .map_err(|e| D::Error::custom(format!("{text:?} is not a duration like \"4h\": {e}")))?;
+    if value < MIN_SPLIT_AFTER {
+        return Err(D::Error::custom(format!(
+            "{text:?} is shorter than {}",
+            humantime::format_duration(MIN_SPLIT_AFTER)
+        )));
+    }
+    Ok(Some(value))
 }
 
 /// `[network]`: the ICE side of the subscriber sessions.
@@ -493,6 +517,31 @@ mod tests {
         let e = parse(&relay).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("rooms[2].relay"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn split_after_takes_human_durations() {
+        let with = |v: &str| GOOD.replace("[network]", &format!("split_after = {v}\n[network]"));
+        let c = parse(&with("\"4h\"")).unwrap();
+        assert_eq!(
+            c.output.split_after,
+            Some(std::time::Duration::from_secs(4 * 3600))
+        );
+        let c = parse(&with("\"1h 30m\"")).unwrap();
+        assert_eq!(
+            c.output.split_after,
+            Some(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(parse(GOOD).unwrap().output.split_after, None);
+        for (bad, problem) in [
+            ("\"4 hours-ish\"", "not a duration"),
+            ("\"1s\"", "shorter than"),
+            ("14400", "string"),
+        ] {
+            let e = parse(&with(bad)).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("output.split_after"), "{e}");
+            assert!(e.problem.contains(problem), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -144,7 +144,8 @@ pub struct Sidecar {
     /// `webm` or `matroska`.
     pub container: String,
     /// Why the recording ended (`unpublished`, `leaving`, `kicked`, `destroyed`, `hangup`,
-    /// `ice-failed`, `shutdown`, `reconfigured`, `connection-lost`, `error: ...`).
+    /// `ice-failed`, `shutdown`, `reconfigured`, `connection-lost`, `split` (the next part
+    /// goes on), `error: ...`).
     pub end_reason: Option<String>,
     pub duration_ms: Option<u64>,
     pub audio_frames: Option<u64>,
@@ -152,6 +153,11 @@ pub struct Sidecar {
     pub bytes: Option<u64>,
     /// Milliseconds from the publisher being announced to its first video keyframe written.
     pub first_keyframe_ms: Option<u64>,
+    /// With `split_after`: this file's number among the parts of one publication (from 1),
+    /// and the file names of the parts before and after it.
+    pub part: u32,
+    pub previous_part: Option<String>,
+    pub next_part: Option<String>,
 }
 
 impl Sidecar {

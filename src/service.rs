@@ -131,6 +131,7 @@ fn feed_settings(config: &Config, health: &Arc<Health>, own: &OwnFeeds) -> Arc<F
         socket_plan: config.network.socket_plan(),
         health: health.clone(),
         own: own.clone(),
+        split_after: config.output.split_after,
     });
     let advertised: Vec<String> = settings
         .socket_plan

@@ -42,6 +42,8 @@ pub struct FeedSettings {
     pub health: Arc<Health>,
     /// The publishers this process publishes (relays): never recorded or relayed.
     pub own: OwnFeeds,
+    /// `[output] split_after`: files this long are continued in a new part.
+    pub split_after: Option<Duration>,
 }
 
 /// What one feed subscribes to.
@@ -73,6 +75,8 @@ pub enum EndReason {
     /// A reload removed the room (or changed the connection settings).
     Reconfigured,
     ConnectionLost,
+    /// `split_after` was reached: the publication goes on in the next part.
+    Split,
     Failed(String),
 }
 
@@ -88,6 +92,7 @@ impl fmt::Display for EndReason {
             EndReason::Shutdown => f.write_str("shutdown"),
             EndReason::Reconfigured => f.write_str("reconfigured"),
             EndReason::ConnectionLost => f.write_str("connection-lost"),
+            EndReason::Split => f.write_str("split"),
             EndReason::Failed(e) => write!(f, "error: {e}"),
         }
     }
@@ -336,9 +341,21 @@ struct Recording {
     writer: WebmWriter,
     paths: RecordingPaths,
     sidecar: Sidecar,
-    /// The timeline's zero: arrival of the first written frame.
+    /// The feed timeline's zero: arrival of the first written frame of the first part. Every
+    /// part keeps it, so tracks stay in sync across parts.
     zero: Instant,
+    /// Where this part starts on the feed's timeline (zero for the first part).
+    offset: Duration,
+    opened: Instant,
     last_flush: Instant,
+}
+
+impl Recording {
+    /// Whether `split_after` asks for the next part, at a frame of `kind` that can open one
+    /// (a video keyframe, or any frame of a file without video).
+    fn split_due(&self, split_after: Option<Duration>, keyframe: bool, has_video: bool) -> bool {
+        split_after.is_some_and(|after| self.opened.elapsed() >= after) && (keyframe || !has_video)
+    }
 }
 
 struct Feed {
@@ -488,7 +505,7 @@ impl Feed {
             }
         }
         if self.recording.is_none() {
-            match self.open(d.network_time) {
+            match self.open(d.network_time, Duration::ZERO, None) {
                 Ok(r) => self.recording = Some(r),
                 Err(e) => {
                     self.settings.health.error(e.clone());
@@ -499,10 +516,20 @@ impl Feed {
         }
         let rec = self.recording.as_mut().expect("just opened");
         let track = self.tracks.get_mut(&d.mid).expect("looked up above");
-        let ts = track
+        let mut ts = track
             .clock
             .place(d.time.numer(), d.time.denom(), d.network_time, rec.zero);
-        if is_video && rec.sidecar.first_keyframe_ms.is_none() {
+        let has_video = self.video_gate.mid.is_some();
+        if rec.split_due(
+            self.settings.split_after,
+            is_video && d.is_keyframe(),
+            has_video,
+        ) {
+            self.next_part(ts);
+        }
+        let rec = self.recording.as_mut().expect("a recording is open");
+        ts = ts.saturating_sub(rec.offset);
+        if is_video && rec.sidecar.part == 1 && rec.sidecar.first_keyframe_ms.is_none() {
             let ms = d
                 .network_time
                 .saturating_duration_since(self.spec.announced)
@@ -516,7 +543,7 @@ impl Feed {
             rec.writer.write_audio(ts, &d.data)
         };
         if written.is_ok() {
-            self.counters.written(track.codec.kind(), d.data.len());
+            self.counters.written(kind, d.data.len());
         }
         written.err().map(|e| {
             tracing::error!(error = %e, "writing the recording failed");
@@ -526,8 +553,35 @@ impl Feed {
         })
     }
 
-    /// Opens the file and writes the first sidecar.
-    fn open(&self, zero: Instant) -> Result<Recording, String> {
+    /// Continues the recording in a new file whose time zero is `at` on the feed's timeline.
+    /// The new part is opened first, so the old one's sidecar can name it; if it cannot be
+    /// opened, the old part goes on (and the split is tried again at the next keyframe).
+    fn next_part(&mut self, at: Duration) {
+        let old = self.recording.take().expect("a recording is open");
+        match self.open(old.zero, at, Some(&old)) {
+            Ok(new) => {
+                tracing::info!(part = new.sidecar.part, path = %new.paths.media.display(), "split_after reached: next part");
+                let name = new.sidecar.file.clone();
+                self.finalize(old, &EndReason::Split, Some(name));
+                self.recording = Some(new);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the next part; the current one goes on");
+                self.settings.health.error(e);
+                crate::metrics::file_error();
+                self.recording = Some(old);
+            }
+        }
+    }
+
+    /// Opens the file and writes the first sidecar: the first part at `offset` zero, or the
+    /// part after `previous`.
+    fn open(
+        &self,
+        zero: Instant,
+        offset: Duration,
+        previous: Option<&Recording>,
+    ) -> Result<Recording, String> {
         let started = SystemTime::now();
         let p = &self.spec.publisher;
         let codec_of = |k: MediaKind| {
@@ -574,6 +628,9 @@ impl Feed {
             video_frames: None,
             bytes: None,
             first_keyframe_ms: None,
+            part: previous.map_or(1, |p| p.sidecar.part + 1),
+            previous_part: previous.map(|p| p.sidecar.file.clone()),
+            next_part: None,
         };
         let writer = WebmWriter::create(&paths.media, setup).map_err(|e| e.to_string())?;
         if let Err(e) = sidecar.write(&paths.sidecar) {
@@ -586,6 +643,8 @@ impl Feed {
             paths,
             sidecar,
             zero,
+            offset,
+            opened: Instant::now(),
             last_flush: Instant::now(),
         })
     }
@@ -656,7 +715,7 @@ impl Feed {
         None
     }
 
-    /// Finalizes the file and completes the sidecar.
+    /// Finalizes the file and completes the sidecar at the end of the feed.
     fn finish(&mut self, reason: &EndReason) {
         let Some(rec) = self.recording.take() else {
             if self.spec.record {
@@ -666,10 +725,16 @@ impl Feed {
             }
             return;
         };
+        self.finalize(rec, reason, None);
+    }
+
+    /// Finalizes one file and completes its sidecar (`next_part`: the file that goes on).
+    fn finalize(&self, rec: Recording, reason: &EndReason, next_part: Option<String>) {
         self.settings.health.recording_ended();
         let mut sidecar = rec.sidecar;
         sidecar.ended_at = Some(rfc3339(SystemTime::now()));
         sidecar.end_reason = Some(reason.to_string());
+        sidecar.next_part = next_part;
         match rec.writer.finalize() {
             Ok(s) => {
                 sidecar.duration_ms = Some(s.duration.as_millis() as u64);
