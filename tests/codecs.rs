@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -234,30 +233,9 @@ fn synthetic_h264_h265_and_av1_publishers_are_recorded_frame_for_frame() {
 
     for (room, codec, probe_codec, extension, container) in cases {
         let clip = make_clip(&dir, codec);
-        let report = dir.join(format!("sent-{codec}.json"));
         let display = format!("synthetic {codec}");
-        let mut publish = synthetic_publishers(
-            &ns,
-            &dir,
-            room,
-            &display,
-            1,
-            6.0,
-            &[
-                "--hold",
-                "--media",
-                clip.to_str().unwrap(),
-                "--report",
-                report.to_str().unwrap(),
-            ],
-        );
-        let status = wait_exit(&mut publish, Duration::from_secs(40));
-        assert!(
-            status.success(),
-            "publish: {status}\n{}",
-            publish.log_tail(30)
-        );
-        let sent: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+        let clip = clip.to_str().unwrap();
+        let sent = publish_held(&ns, &dir, room, &display, 1, 6.0, &["--media", clip]);
         let sent = &sent["feeds"][0];
         assert!(sent["video_frames"].as_u64().unwrap() >= 110, "{sent}");
         let want = Want {

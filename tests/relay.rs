@@ -43,27 +43,11 @@ fn synthetic_publishers_are_recorded_frame_for_frame() {
         .proc
         .wait_for("watching room", Duration::from_secs(20));
 
-    let report = dir.join("sent.json");
-    let mut publish = synthetic_publishers(
-        &ns,
-        &dir,
-        1301,
-        "synth",
-        3,
-        6.0,
-        &["--hold", "--report", report.to_str().unwrap()],
-    );
-    let status = wait_exit(&mut publish, Duration::from_secs(40));
-    assert!(
-        status.success(),
-        "publish: {status}\n{}",
-        publish.log_tail(30)
-    );
+    let sent = publish_held(&ns, &dir, 1301, "synth", 3, 6.0, &[]);
     daemon
         .proc
         .wait_for_nth("recording finished", 3, Duration::from_secs(10));
 
-    let sent: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
     let feeds = sent["feeds"].as_array().unwrap();
     assert_eq!(feeds.len(), 3, "{sent:#}");
     for feed in feeds {

@@ -3,11 +3,9 @@
 
 mod support;
 
-use std::fs;
 use std::time::Duration;
 
 use janus_recorder::check::{CheckOptions, Status, check_file};
-use serde_json::Value;
 use support::*;
 
 #[test]
@@ -28,29 +26,13 @@ fn split_after_continues_in_linked_parts_without_losing_a_frame() {
         .proc
         .wait_for("watching room", Duration::from_secs(20));
     // The default clip has a keyframe every 2 s: parts of about 6, 6 and 1 s.
-    let report = dir.join("sent.json");
-    let mut publish = synthetic_publishers(
-        &ns,
-        &dir,
-        1601,
-        "long",
-        1,
-        13.0,
-        &["--hold", "--report", report.to_str().unwrap()],
-    );
-    let status = wait_exit(&mut publish, Duration::from_secs(60));
-    assert!(
-        status.success(),
-        "publish: {status}\n{}",
-        publish.log_tail(30)
-    );
+    let sent = publish_held(&ns, &dir, 1601, "long", 1, 13.0, &[]);
     daemon
         .proc
         .wait_for_nth("recording finished", 3, Duration::from_secs(10));
 
     let parts = recordings_of(&out, "long");
     assert_eq!(parts.len(), 3, "{parts:#?}");
-    let sent: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
     let sent = &sent["feeds"][0];
     let total = |key: &str| -> u64 { parts.iter().map(|(_, s)| s[key].as_u64().unwrap()).sum() };
     assert_eq!(

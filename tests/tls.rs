@@ -56,13 +56,7 @@ fn janus_over_wss_is_recorded_with_ca_file_and_refused_without() {
     daemon
         .proc
         .wait_for("watching room", Duration::from_secs(20));
-    let mut publish = synthetic_publishers(&ns, &dir, 1401, "tls", 1, 5.0, &["--hold"]);
-    let status = wait_exit(&mut publish, Duration::from_secs(40));
-    assert!(
-        status.success(),
-        "publish: {status}\n{}",
-        publish.log_tail(30)
-    );
+    publish_held(&ns, &dir, 1401, "tls", 1, 5.0, &[]);
     daemon
         .proc
         .wait_for("recording finished", Duration::from_secs(10));

@@ -1027,6 +1027,31 @@ pub fn synthetic_publishers(
     )
 }
 
+/// Runs `count` synthetic publishers held until a subscriber asks for a keyframe (`--hold`)
+/// for `seconds`, waits for them to leave, and returns their report (`--report`): the frames
+/// each one sent. Fails with their log if they fail.
+pub fn publish_held(
+    ns: &Netns,
+    dir: &Path,
+    room: u64,
+    display: &str,
+    count: u32,
+    seconds: f64,
+    extra: &[&str],
+) -> serde_json::Value {
+    let report = dir.join(format!("sent-{display}.json"));
+    let mut args = vec!["--hold", "--report", report.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut publish = synthetic_publishers(ns, dir, room, display, count, seconds, &args);
+    let status = wait_exit(&mut publish, Duration::from_secs(seconds as u64 + 40));
+    assert!(
+        status.success(),
+        "publish: {status}\n{}",
+        publish.log_tail(30)
+    );
+    serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap()
+}
+
 /// Waits for a process to exit by itself; fails with its log after `timeout`.
 pub fn wait_exit(proc: &mut Proc, timeout: Duration) -> ExitStatus {
     let deadline = Instant::now() + timeout;
