@@ -58,6 +58,12 @@ impl VideoCodec {
         }
     }
 
+    /// Whether frames may be stored in decode order with presentation times out of order
+    /// (B-frames). WebRTC senders use none, but files from elsewhere do.
+    pub fn reorders(self) -> bool {
+        matches!(self, VideoCodec::H264 | VideoCodec::H265)
+    }
+
     /// Whether Matroska needs a CodecPrivate for it (a decoder configuration record).
     pub fn needs_codec_private(self) -> bool {
         matches!(self, VideoCodec::H264 | VideoCodec::H265 | VideoCodec::Av1)

@@ -11,8 +11,8 @@ use std::process::Command;
 use janus_recorder::check::{CheckOptions, FileReport, ProblemKind, Status, check_file};
 use support::{Scratch, agreement_with_ffprobe, require_ffmpeg};
 
-/// Makes a 5 s clip with ffmpeg: `video` is "vp8", "vp9" or none; `extra` goes before the
-/// output name.
+/// Makes a 5 s clip with ffmpeg: `video` is "vp8", "vp9", "h264-PROFILE", "h265", "av1" or
+/// none (a keyframe every 30 frames); `extra` goes before the output name.
 fn clip(
     dir: &Path,
     name: &str,
@@ -40,6 +40,36 @@ fn clip(
             "-cpu-used",
             "8",
             "-g",
+            "30",
+        ]),
+        Some(h264) if h264.starts_with("h264-") => cmd.args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            &h264[5..],
+            "-pix_fmt",
+            "yuv420p",
+            "-x264-params",
+            "keyint=30:min-keyint=30:scenecut=0",
+        ]),
+        Some("h265") => cmd.args([
+            "-c:v",
+            "libx265",
+            "-pix_fmt",
+            "yuv420p",
+            "-x265-params",
+            "keyint=30:min-keyint=30:scenecut=0:log-level=error",
+        ]),
+        Some("av1") => cmd.args([
+            "-c:v",
+            "libaom-av1",
+            "-usage",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-g",
+            "30",
+            "-keyint_min",
             "30",
         ]),
         Some(_) => cmd.args(["-c:v", "libvpx", "-g", "30"]),
@@ -488,4 +518,203 @@ fn a_recording_over_64_mib_is_read_whole() {
     assert_eq!(agreement_with_ffprobe(&out, &r, 1.0 / 30.0), None);
     let (status, _) = run_check(&[out.to_str().unwrap()]);
     assert_eq!(status, 0);
+}
+
+/// ffprobe's count of the first video stream's keyframe packets.
+fn keyframe_packets(path: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-of", "csv"])
+        .args(["-show_entries", "packet=flags"])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("packet,K"))
+        .count() as u64
+}
+
+#[test]
+fn h264_h265_and_av1_files_are_ok_and_agree_with_ffprobe() {
+    let scratch = Scratch::new("check-codecs");
+    for (name, video, codec) in [
+        ("h264-baseline.mkv", "h264-baseline", "V_MPEG4/ISO/AVC"),
+        ("h264-main.mkv", "h264-main", "V_MPEG4/ISO/AVC"),
+        ("h264-high.mkv", "h264-high", "V_MPEG4/ISO/AVC"),
+        ("h265.mkv", "h265", "V_MPEGH/ISO/HEVC"),
+        ("av1.webm", "av1", "V_AV1"),
+        ("av1.mkv", "av1", "V_AV1"),
+    ] {
+        let path = clip(&scratch.path, name, Some(video), Some(SINE), &[]);
+        let r = check(&path);
+        assert_eq!(r.status, Status::Ok, "{name}: {}", r.human());
+        assert_eq!(agreement_with_ffprobe(&path, &r, 1.0 / 30.0), None);
+        let v = r.tracks.iter().find(|t| t.kind == "video").unwrap();
+        assert_eq!(v.codec, codec, "{name}");
+        assert_eq!((v.width, v.height), (Some(320), Some(240)), "{name}");
+        assert_eq!(v.keyframes, 5, "{name}: a keyframe every 30 frames");
+        assert_eq!(v.keyframes, keyframe_packets(&path), "{name}");
+        assert_eq!(v.frames, 150, "{name}");
+        assert!(v.codec_private_bytes > 0 && v.size_changes.is_empty());
+    }
+}
+
+/// The byte ranges of the SimpleBlocks of a Matroska file ffmpeg wrote (known sizes): each
+/// block's body, from its track number on.
+fn simple_blocks(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    // An EBML variable-size integer at `at`: (value with the marker removed, length).
+    let vint = |at: usize, keep_marker: bool| -> (u64, usize) {
+        let len = bytes[at].leading_zeros() as usize + 1;
+        let mut v = u64::from(bytes[at]);
+        if !keep_marker {
+            v &= 0xff >> len;
+        }
+        for b in &bytes[at + 1..at + len] {
+            v = v << 8 | u64::from(*b);
+        }
+        (v, len)
+    };
+    let mut blocks = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let (id, id_len) = vint(at, true);
+        let (size, size_len) = vint(at + id_len, false);
+        let body = at + id_len + size_len;
+        match id {
+            // Segment and Cluster: go inside.
+            0x1853_8067 | 0x1F43_B675 => at = body,
+            0xA3 => {
+                blocks.push(body..body + size as usize);
+                at = body + size as usize;
+            }
+            _ => at = body + size as usize,
+        }
+    }
+    blocks
+}
+
+#[test]
+fn a_bad_nal_length_is_reported() {
+    let scratch = Scratch::new("check-h264-damage");
+    let good = clip(&scratch.path, "good.mkv", Some("h264-main"), None, &[]);
+    let mut bytes = fs::read(&good).unwrap();
+    let blocks = simple_blocks(&bytes);
+    assert_eq!(blocks.len(), 150);
+    // The 40th frame's first NAL unit claims 2^31 bytes (the header is 4 bytes: track 1,
+    // time, flags).
+    let at = blocks[40].start + 4;
+    bytes[at..at + 4].copy_from_slice(&[0x80, 0, 0, 0]);
+    let path = scratch.path.join("bad-length.mkv");
+    fs::write(&path, &bytes).unwrap();
+    let r = check(&path);
+    assert_eq!(r.status, Status::Problems, "{}", r.human());
+    let bad: Vec<_> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::UndecodableVideo)
+        .collect();
+    assert_eq!(bad.len(), 1, "{}", r.human());
+    assert!(bad[0].message.contains("NAL"), "{}", bad[0].message);
+    assert_eq!(r.tracks[0].frames, 150);
+}
+
+#[test]
+fn a_first_h264_frame_that_is_no_idr_is_reported() {
+    let scratch = Scratch::new("check-h264-start");
+    let good = clip(&scratch.path, "good.mkv", Some("h264-baseline"), None, &[]);
+    let mut bytes = fs::read(&good).unwrap();
+    let first = simple_blocks(&bytes)[0].clone();
+    // Make the first frame's IDR slices (type 5) plain slices (type 1), and clear the block's
+    // keyframe flag: a recording that starts mid-GOP.
+    bytes[first.start + 3] &= !0x80;
+    let mut at = first.start + 4;
+    while at + 4 < first.end {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if bytes[at + 4] & 0x1f == 5 {
+            bytes[at + 4] = bytes[at + 4] & !0x1f | 1;
+        }
+        at += 4 + len;
+    }
+    let path = scratch.path.join("no-idr.mkv");
+    fs::write(&path, &bytes).unwrap();
+    let r = check(&path);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::FirstVideoNotKeyframe && p.at_ms == Some(0)),
+        "{}",
+        r.human()
+    );
+    assert!(
+        r.problems
+            .iter()
+            .all(|p| p.kind != ProblemKind::KeyframeFlagMismatch),
+        "{}",
+        r.human()
+    );
+    assert_eq!(r.tracks[0].keyframes, 4);
+}
+
+/// Turns the file's only CodecPrivate into a Void of the same length.
+fn without_codec_private(bytes: &[u8]) -> Vec<u8> {
+    let at = bytes
+        .windows(2)
+        .position(|w| w == [0x63, 0xA2])
+        .expect("CodecPrivate");
+    let size_len = bytes[at + 2].leading_zeros() as usize + 1;
+    let mut size = u64::from(bytes[at + 2] & (0xff >> size_len));
+    for b in &bytes[at + 3..at + 2 + size_len] {
+        size = size << 8 | u64::from(*b);
+    }
+    // Void (EC), then the same size in one more byte.
+    let mut out = bytes[..at].to_vec();
+    out.push(0xEC);
+    let longer = size_len + 1;
+    let coded = size | 1 << (7 * longer);
+    out.extend_from_slice(&coded.to_be_bytes()[8 - longer..]);
+    out.extend_from_slice(&bytes[at + 2 + size_len..]);
+    out
+}
+
+#[test]
+fn missing_and_bad_codec_private_and_av1_temporal_delimiters_are_reported() {
+    let scratch = Scratch::new("check-codec-private");
+    for (video, first_byte) in [("h264-baseline", 1), ("h265", 1), ("av1", 0x81)] {
+        let name = format!("{video}.mkv");
+        let bytes = fs::read(clip(&scratch.path, &name, Some(video), None, &[])).unwrap();
+        let has = |path: &Path, kind: ProblemKind| {
+            let r = check(path);
+            assert!(
+                r.problems.iter().any(|p| p.kind == kind),
+                "{video}: {}",
+                r.human()
+            );
+            assert_eq!(r.status, Status::Problems);
+        };
+        let missing = scratch.path.join(format!("{video}-missing.mkv"));
+        fs::write(&missing, without_codec_private(&bytes)).unwrap();
+        has(&missing, ProblemKind::MissingCodecPrivate);
+
+        // The record's version byte (right after the CodecPrivate's id and size) changed.
+        let at = bytes.windows(2).position(|w| w == [0x63, 0xA2]).unwrap();
+        let body = at + 2 + bytes[at + 2].leading_zeros() as usize + 1;
+        assert_eq!(bytes[body], first_byte, "{video}");
+        let mut bad = bytes.clone();
+        bad[body] = 0x7f;
+        let path = scratch.path.join(format!("{video}-bad.mkv"));
+        fs::write(&path, bad).unwrap();
+        has(&path, ProblemKind::BadCodecPrivate);
+
+        if video == "av1" {
+            // A frame OBU (type 6) of an inter frame turned into a temporal delimiter (2).
+            let block = simple_blocks(&bytes)[10].clone();
+            let mut with_td = bytes.clone();
+            let obu = block.start + 4;
+            assert_eq!(with_td[obu] >> 3 & 0xf, 6, "a frame OBU");
+            with_td[obu] = with_td[obu] & !0x78 | 2 << 3;
+            let path = scratch.path.join("av1-td.mkv");
+            fs::write(&path, with_td).unwrap();
+            has(&path, ProblemKind::Av1TemporalDelimiter);
+        }
+    }
 }

@@ -1,14 +1,16 @@
 //! `janus-recorder check`: proves that recordings play, without a player.
 //!
 //! It reads each file on its own with webm-iterable (`scan`): structure, tracks and
-//! CodecPrivate, every block's time, VP8/VP9 frame headers (`vpx`) and every Opus packet
-//! decoded with libopus (`audio`). It shares nothing with the writer but the WebM element
+//! CodecPrivate, every block's time, each video frame's bitstream (`video`: VP8/VP9 frame
+//! headers from `vpx`, H.264/H.265/AV1 from `crate::codec`) and every Opus packet decoded with
+//! libopus (`audio`). It shares nothing with the writer but the WebM element
 //! definitions, so it catches the writer's mistakes instead of repeating them.
 
 mod audio;
 mod report;
 pub(crate) mod scan;
 mod timeline;
+mod video;
 mod vpx;
 
 use std::path::{Path, PathBuf};

@@ -50,6 +50,8 @@ pub enum ProblemKind {
     KeyframeFlagMismatch,
     DecodeError,
     UndecodableVideo,
+    /// AV1 blocks must not hold temporal delimiter OBUs (Matroska's AV1 mapping).
+    Av1TemporalDelimiter,
 }
 
 /// One thing wrong with a file, and where.
@@ -92,7 +94,10 @@ pub struct TrackReport {
     pub bitrate_kbps: Option<f64>,
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// Video: the first 1,000 size changes.
     pub size_changes: Vec<SizeChange>,
+    /// Video: all size changes, listed or not.
+    pub size_change_count: u64,
     /// Video: when the keyframes are (the first 10,000).
     pub keyframe_ms: Vec<i64>,
     /// Audio: packets libopus refused.

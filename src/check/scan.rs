@@ -12,7 +12,8 @@ use webm_iterable::matroska_spec::{Block, Master, MatroskaSpec};
 use super::CheckOptions;
 use super::audio::{OpusCheck, packet_ms};
 use super::report::{FileReport, Problem, ProblemKind, SizeChange, Status, TrackReport};
-use super::vpx;
+use super::video::VideoTrack;
+use crate::codec::VideoCodec;
 
 /// Smallest element-size limit: an element may be as large as the whole file (a long
 /// recording's Segment, or its Cues, is), but never larger, so a corrupt size field cannot make
@@ -22,6 +23,10 @@ const MIN_ELEMENT_LIMIT: u64 = 1 << 20;
 const MAX_RECOVERIES: usize = 50;
 /// Problems of one kind on one track listed one by one; the rest are counted.
 const MAX_LISTED: usize = 20;
+/// Size changes listed per track; the rest are counted.
+const MAX_SIZE_CHANGES: usize = 1_000;
+/// Keyframe times listed per video track (for the timeline).
+const MAX_KEYFRAME_TIMES: usize = 10_000;
 
 #[derive(Default)]
 struct EntryBuilder {
@@ -29,6 +34,14 @@ struct EntryBuilder {
     track_type: Option<u64>,
     codec: Option<String>,
     private: Option<Vec<u8>>,
+}
+
+/// How a track's frames are read, by codec.
+enum Decoder {
+    /// Created on the track's first block, so that declared tracks cost no decoder.
+    Opus(Option<OpusCheck>),
+    Video(VideoTrack),
+    None,
 }
 
 /// Per-track state while reading.
@@ -45,11 +58,80 @@ struct Track {
     last_len_ms: u64,
     size: Option<(u32, u32)>,
     size_changes: Vec<SizeChange>,
+    size_change_count: u64,
     keyframe_ms: Vec<i64>,
-    opus: Option<OpusCheck>,
+    decoder: Decoder,
+    /// Codecs with B-frames: the recent block times.
+    reorder: Option<ReorderWindow>,
+}
+
+/// Block times of a track whose blocks come in decode order (H.264, H.265 with B-frames):
+/// a frame shows after every frame decoded more than [`REORDER_DEPTH`] frames before it (the
+/// most either codec's decoded picture buffer can hold back).
+#[derive(Default)]
+struct ReorderWindow {
+    recent: std::collections::VecDeque<i64>,
+    /// The latest time of the frames that left the window.
+    floor: Option<i64>,
+}
+
+const REORDER_DEPTH: usize = 16;
+
+impl ReorderWindow {
+    /// Adds a block's time; returns the time no later block may go below.
+    fn push(&mut self, ms: i64) -> Option<i64> {
+        let floor = self.floor;
+        self.recent.push_back(ms);
+        if self.recent.len() > REORDER_DEPTH
+            && let Some(old) = self.recent.pop_front()
+        {
+            self.floor = Some(self.floor.map_or(old, |f| f.max(old)));
+        }
+        floor
+    }
 }
 
 impl Track {
+    fn new(number: u64, kind: &'static str, codec: String, decoder: Decoder) -> Track {
+        Track {
+            number,
+            kind,
+            codec,
+            private_len: 0,
+            frames: 0,
+            keyframes: 0,
+            bytes: 0,
+            first_ms: None,
+            last_ms: None,
+            last_len_ms: 0,
+            size: None,
+            size_changes: Vec::new(),
+            size_change_count: 0,
+            keyframe_ms: Vec::new(),
+            decoder,
+            reorder: None,
+        }
+    }
+
+    /// Notes the frame size a frame gives; a change from the last one is listed (the first
+    /// [`MAX_SIZE_CHANGES`]) and counted.
+    fn see_size(&mut self, at_ms: i64, size: (u32, u32)) {
+        if self.size == Some(size) {
+            return;
+        }
+        if self.size.is_some() {
+            self.size_change_count += 1;
+            if self.size_changes.len() < MAX_SIZE_CHANGES {
+                self.size_changes.push(SizeChange {
+                    at_ms,
+                    width: size.0,
+                    height: size.1,
+                });
+            }
+        }
+        self.size = Some(size);
+    }
+
     fn end_ms(&self) -> Option<i64> {
         self.last_ms.map(|l| l + self.last_len_ms as i64)
     }
@@ -355,22 +437,25 @@ impl Scan<'_> {
                 Some(_) => {}
             }
         }
-        self.tracks.push(Track {
-            number,
-            kind,
-            opus: (codec == "A_OPUS").then(OpusCheck::new),
-            codec,
-            private_len: e.private.map_or(0, |p| p.len()),
-            frames: 0,
-            keyframes: 0,
-            bytes: 0,
-            first_ms: None,
-            last_ms: None,
-            last_len_ms: 0,
-            size: None,
-            size_changes: Vec::new(),
-            keyframe_ms: Vec::new(),
-        });
+        let mut size = None;
+        let reorders = VideoCodec::from_codec_id(&codec).is_some_and(VideoCodec::reorders);
+        let decoder = if codec == "A_OPUS" {
+            Decoder::Opus(Some(OpusCheck::new()))
+        } else if let Some(video) = VideoCodec::from_codec_id(&codec) {
+            let (video, private_size, finding) = VideoTrack::new(video, e.private.as_deref());
+            if let Some((kind, message)) = finding {
+                self.problems.add(kind, None, Some(number), message);
+            }
+            size = private_size;
+            Decoder::Video(video)
+        } else {
+            Decoder::None
+        };
+        let mut track = Track::new(number, kind, codec, decoder);
+        track.private_len = e.private.map_or(0, |p| p.len());
+        track.size = size;
+        track.reorder = reorders.then(ReorderWindow::default);
+        self.tracks.push(track);
     }
 
     fn corrupt_block(&mut self, why: String) {
@@ -401,12 +486,20 @@ impl Scan<'_> {
             message,
             length_ms: None,
         };
+        // With B-frames, blocks come in decode order: a time may go back, but not below
+        // those of frames decoded long before.
+        let floor = match &mut t.reorder {
+            Some(window) => window.push(ms),
+            None => t.last_ms,
+        };
         if let Some(prev) = t.last_ms {
-            if ms < prev {
+            if let Some(floor) = floor
+                && ms < floor
+            {
                 found.push(problem(
                     ProblemKind::TimestampBackwards,
                     ms,
-                    format!("goes back {} ms", prev - ms),
+                    format!("goes back {} ms", floor - ms),
                 ));
             } else if ms - prev > gap_ms {
                 found.push(Problem {
@@ -421,17 +514,21 @@ impl Scan<'_> {
         }
         t.frames += frames.len() as u64;
         t.keyframes += u64::from(flagged_key);
-        if flagged_key && t.kind == "video" && t.keyframe_ms.len() < 10_000 {
+        if flagged_key && t.kind == "video" && t.keyframe_ms.len() < MAX_KEYFRAME_TIMES {
             t.keyframe_ms.push(ms);
         }
-        t.first_ms.get_or_insert(ms);
+        if t.reorder.is_some() {
+            t.first_ms = Some(t.first_ms.map_or(ms, |f| f.min(ms)));
+        } else {
+            t.first_ms.get_or_insert(ms);
+        }
         t.last_ms = Some(t.last_ms.map_or(ms, |l| l.max(ms)));
         for frame in &frames {
             t.bytes += frame.len() as u64;
-            match t.codec.as_str() {
-                "A_OPUS" => {
+            let read = match &mut t.decoder {
+                Decoder::Opus(opus) => {
                     t.last_len_ms = packet_ms(frame).unwrap_or(20);
-                    if let Some(opus) = &mut t.opus
+                    if let Some(opus) = opus
                         && let Err(e) = opus.decode(frame)
                     {
                         found.push(problem(
@@ -440,55 +537,36 @@ impl Scan<'_> {
                             format!("libopus: {e}"),
                         ));
                     }
+                    continue;
                 }
-                "V_VP8" | "V_VP9" => {
-                    let header = if t.codec == "V_VP8" {
-                        vpx::vp8(frame)
-                    } else {
-                        vpx::vp9(frame)
-                    };
-                    let first = !self.first_video_seen;
-                    self.first_video_seen = true;
-                    match header {
-                        None => found.push(problem(
-                            ProblemKind::UndecodableVideo,
-                            ms,
-                            "the frame header cannot be read".into(),
-                        )),
-                        Some(h) => {
-                            if first && !(h.keyframe && flagged_key) {
-                                found.push(problem(
-                                    ProblemKind::FirstVideoNotKeyframe,
-                                    ms,
-                                    "the first video frame is not a keyframe: the start will not show".into(),
-                                ));
-                            } else if h.keyframe != flagged_key {
-                                found.push(problem(
-                                    ProblemKind::KeyframeFlagMismatch,
-                                    ms,
-                                    format!(
-                                        "block flag says {}, bitstream says {}",
-                                        key_word(flagged_key),
-                                        key_word(h.keyframe)
-                                    ),
-                                ));
-                            }
-                            if let Some(size) = h.size
-                                && t.size != Some(size)
-                            {
-                                if t.size.is_some() {
-                                    t.size_changes.push(SizeChange {
-                                        at_ms: ms,
-                                        width: size.0,
-                                        height: size.1,
-                                    });
-                                }
-                                t.size = Some(size);
-                            }
-                        }
-                    }
-                }
-                _ => {}
+                Decoder::Video(video) => video.frame(frame),
+                Decoder::None => continue,
+            };
+            let first = !self.first_video_seen;
+            self.first_video_seen = true;
+            if let Some((kind, message)) = read.finding {
+                found.push(problem(kind, ms, message));
+            }
+            let Some(h) = read.info else { continue };
+            if first && !(h.keyframe && flagged_key) {
+                found.push(problem(
+                    ProblemKind::FirstVideoNotKeyframe,
+                    ms,
+                    "the first video frame is not a keyframe: the start will not show".into(),
+                ));
+            } else if h.keyframe != flagged_key {
+                found.push(problem(
+                    ProblemKind::KeyframeFlagMismatch,
+                    ms,
+                    format!(
+                        "block flag says {}, bitstream says {}",
+                        key_word(flagged_key),
+                        key_word(h.keyframe)
+                    ),
+                ));
+            }
+            if let Some(size) = h.size {
+                t.see_size(ms, size);
             }
         }
         for p in found {
@@ -572,6 +650,10 @@ impl Scan<'_> {
                 let duration_ms = t.duration_ms();
                 let seconds = duration_ms as f64 / 1000.0;
                 let span_ms = t.last_ms.unwrap_or(0) - t.first_ms.unwrap_or(0);
+                let opus = match &t.decoder {
+                    Decoder::Opus(opus) => opus.as_ref(),
+                    _ => None,
+                };
                 TrackReport {
                     number: t.number,
                     kind: t.kind.to_string(),
@@ -588,10 +670,11 @@ impl Scan<'_> {
                     width: t.size.map(|s| s.0),
                     height: t.size.map(|s| s.1),
                     size_changes: t.size_changes,
+                    size_change_count: t.size_change_count,
                     keyframe_ms: t.keyframe_ms,
-                    decode_errors: t.opus.as_ref().map_or(0, |o| o.errors),
-                    decoded_ms: t.opus.as_ref().map(OpusCheck::decoded_ms),
-                    silent_share: t.opus.as_ref().and_then(OpusCheck::silent_share),
+                    decode_errors: opus.map_or(0, |o| o.errors),
+                    decoded_ms: opus.map(OpusCheck::decoded_ms),
+                    silent_share: opus.and_then(OpusCheck::silent_share),
                 }
             })
             .collect();
@@ -670,5 +753,34 @@ mod tests {
             0x81, 0x00, 0x05, 0x80, 1, 2,
         ]));
         assert_eq!(ok, Ok((1, 5, true, vec![vec![1, 2]])));
+    }
+
+    /// A track whose size flips on every frame lists the first changes and counts them all.
+    #[test]
+    fn size_changes_are_capped_and_counted() {
+        let mut t = Track::new(1, "video", "V_VP8".into(), Decoder::None);
+        for i in 0..5_000 {
+            t.see_size(i, (320 + (i % 2) as u32, 240));
+        }
+        assert_eq!(t.size_changes.len(), MAX_SIZE_CHANGES);
+        assert_eq!(t.size_change_count, 4_999);
+    }
+
+    /// Blocks in decode order may go back within the reorder depth, not below it.
+    #[test]
+    fn reorder_window() {
+        let mut w = ReorderWindow::default();
+        // I0 P3 B1 B2 P6 B4 B5 ...: never below a frame decoded 16 frames before.
+        let times: Vec<i64> = (0..60)
+            .map(|i| match i % 3 {
+                0 => i + 2,
+                _ => i - 1,
+            })
+            .collect();
+        assert!(times.iter().all(|&t| w.push(t).is_none_or(|f| t >= f)));
+        assert!(
+            w.push(10).is_some_and(|f| f > 40),
+            "far back: below the floor"
+        );
     }
 }

@@ -1,13 +1,8 @@
 //! VP8 and VP9 frame headers, read independently of the writer: whether a frame is a
 //! keyframe by its bitstream, and a keyframe's frame size.
 
-/// What a frame's header says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameHeader {
-    pub keyframe: bool,
-    /// Keyframes only.
-    pub size: Option<(u32, u32)>,
-}
+/// What a frame's header says (the size on keyframes only).
+pub use crate::codec::FrameInfo as FrameHeader;
 
 /// VP8, RFC 6386 section 9: frame tag bit 0 is 0 on keyframes, which continue with the start
 /// code 9d 01 2a and two 16-bit little-endian fields (14 bits of size, 2 of scaling).
