@@ -3,8 +3,9 @@
 //! It reads each file on its own with webm-iterable (`scan`): structure, tracks and
 //! CodecPrivate, every block's time, each video frame's bitstream (`video`: VP8/VP9 frame
 //! headers from `vpx`, H.264/H.265/AV1 from `crate::codec`) and every Opus packet decoded with
-//! libopus (`audio`). It shares nothing with the writer but the WebM element
-//! definitions, so it catches the writer's mistakes instead of repeating them.
+//! libopus (`audio`). It shares nothing with the writer but the WebM element definitions and
+//! the codec module's bitstream readers (tested against ffmpeg on their own), so it catches
+//! the writer's mistakes instead of repeating them.
 
 mod audio;
 mod report;
@@ -101,21 +102,30 @@ pub fn run(args: &CheckArgs) -> i32 {
     status.exit_code()
 }
 
-/// Every .webm/.mkv file under `dir`, sorted.
+/// Every .webm/.mkv regular file under `dir`, sorted. Symlinks to files count; symlinks to
+/// directories are not followed (no loops), and FIFOs, sockets and devices are skipped (opening
+/// a FIFO blocks).
 fn find_recordings(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            find_recordings(&p, out);
-        } else if p
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("webm") || e.eq_ignore_ascii_case("mkv"))
+    let mut entries: Vec<std::fs::DirEntry> = entries.flatten().collect();
+    entries.sort_by_key(std::fs::DirEntry::path);
+    for entry in entries {
+        let path = entry.path();
+        // DirEntry::file_type does not follow symlinks; metadata does, for links to files.
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            find_recordings(&path, out);
+        } else if (kind.is_file()
+            || kind.is_symlink() && path.metadata().is_ok_and(|m| m.is_file()))
+            && path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("webm") || e.eq_ignore_ascii_case("mkv"))
         {
-            out.push(p);
+            out.push(path);
         }
     }
 }
@@ -128,4 +138,63 @@ fn timeline_path(out: &Path, file: &Path, several: bool) -> PathBuf {
     let stem = out.file_stem().unwrap_or_default().to_string_lossy();
     let file_stem = file.file_stem().unwrap_or_default().to_string_lossy();
     out.with_file_name(format!("{stem}-{file_stem}.svg"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::sync::mpsc;
+
+    fn fifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+
+    /// Runs `f` on a thread; fails the test if it takes more than 10 s (a hang).
+    fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(10)).expect("it hangs")
+    }
+
+    /// Directories: regular files only (no FIFO, which would block the open), and symlinked
+    /// directories not followed (a loop would list the same files again and again).
+    #[test]
+    fn the_walk_takes_regular_files_and_follows_no_directory_links() {
+        let dir = std::env::temp_dir().join(format!("jr-check-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("a.webm"), b"x").unwrap();
+        std::fs::write(dir.join("sub/b.MKV"), b"x").unwrap();
+        std::fs::write(dir.join("notes.txt"), b"x").unwrap();
+        symlink(&dir, dir.join("sub/loop")).unwrap();
+        symlink(dir.join("a.webm"), dir.join("link.webm")).unwrap();
+        fifo(&dir.join("pipe.webm"));
+        let walked = dir.clone();
+        let found = within_10s(move || {
+            let mut found = Vec::new();
+            find_recordings(&walked, &mut found);
+            found
+        });
+        assert_eq!(
+            found,
+            [
+                dir.join("a.webm"),
+                dir.join("link.webm"),
+                dir.join("sub/b.MKV")
+            ]
+        );
+        // A FIFO named on the command line is refused, not opened.
+        let pipe = dir.join("pipe.webm");
+        let r = within_10s(move || check_file(&pipe, &CheckOptions::default()));
+        assert_eq!(r.status, Status::Unreadable);
+        assert!(
+            r.problems[0].message.contains("not a regular file"),
+            "{r:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -52,6 +52,12 @@ pub enum ProblemKind {
     UndecodableVideo,
     /// AV1 blocks must not hold temporal delimiter OBUs (Matroska's AV1 mapping).
     Av1TemporalDelimiter,
+    /// More tracks than the check reads (64).
+    TooManyTracks,
+    /// A second track with the number of an earlier one.
+    DuplicateTrack,
+    /// A block time that does not fit (a huge TimestampScale or cluster Timestamp).
+    BadTimestamp,
 }
 
 /// One thing wrong with a file, and where.
@@ -143,7 +149,11 @@ impl FileReport {
             Status::Problems => "PROBLEMS",
             Status::Unreadable => "UNREADABLE",
         };
-        let _ = write!(s, "{}  {verdict}", self.file.display());
+        let _ = write!(
+            s,
+            "{}  {verdict}",
+            printable(&self.file.display().to_string())
+        );
         if let Some(d) = self.duration_ms {
             let _ = write!(s, "  {}", clock(d as i64));
         }
@@ -161,7 +171,7 @@ impl FileReport {
                 "  track {} {:<5} {:<8} {:>6} frames  {:>8}",
                 t.number,
                 t.kind,
-                t.codec,
+                printable(&t.codec),
                 t.frames,
                 format!("{:.2}s", t.duration_ms as f64 / 1000.0)
             );
@@ -197,10 +207,33 @@ impl FileReport {
         }
         for p in &self.problems {
             let at = p.at_ms.map(clock).unwrap_or_else(|| "-".into());
-            let _ = writeln!(s, "  ! {at:>9} {:?}: {}", p.kind, p.message);
+            let _ = writeln!(s, "  ! {at:>9} {:?}: {}", p.kind, printable(&p.message));
         }
         s
     }
+}
+
+/// `text` safe for a terminal: control characters (escape sequences could rewrite the
+/// screen or the window title) and bidirectional overrides (which reorder what is shown)
+/// become `\u{..}` escapes. The file names and codec ids come from the files checked.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// `m:ss.s` for a time in ms.

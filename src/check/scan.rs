@@ -23,6 +23,8 @@ const MIN_ELEMENT_LIMIT: u64 = 1 << 20;
 const MAX_RECOVERIES: usize = 50;
 /// Problems of one kind on one track listed one by one; the rest are counted.
 const MAX_LISTED: usize = 20;
+/// Tracks read; more are reported and not read (each costs memory, an Opus one a decoder).
+const MAX_TRACKS: usize = 64;
 /// Size changes listed per track; the rest are counted.
 const MAX_SIZE_CHANGES: usize = 1_000;
 /// Keyframe times listed per video track (for the timeline).
@@ -219,12 +221,20 @@ struct Scan<'a> {
     group_block: Option<Vec<u8>>,
     group_referenced: bool,
     first_video_seen: bool,
+    /// Tracks were declared beyond [`MAX_TRACKS`] (their blocks are expected, not corrupt).
+    tracks_over_limit: bool,
     problems: Problems,
 }
 
 /// Checks one file; never panics on bad input.
 pub fn check_file(path: &Path, opts: &CheckOptions) -> FileReport {
-    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let meta = std::fs::metadata(path);
+    let bytes = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+    if meta.is_ok_and(|m| !m.is_file()) {
+        // A FIFO would block the open; a directory or device is no recording either.
+        let message = "not a regular file".to_string();
+        return unreadable(path, bytes, ProblemKind::NotWebm, message);
+    }
     match File::open(path) {
         Ok(file) => check_reader(path, BufReader::new(file), bytes, opts),
         Err(e) => unreadable(
@@ -275,28 +285,33 @@ fn check_reader(path: &Path, source: impl Read, bytes: u64, opts: &CheckOptions)
         return unreadable(path, bytes, ProblemKind::Empty, "the file is empty".into());
     }
     let report = empty_report(path, bytes);
-    let mut scan = Scan {
-        opts,
-        saw_ebml: false,
-        doc_type: None,
-        segment_started: false,
-        segment_ended: false,
-        scale_ns: 1_000_000,
-        info_duration: None,
-        cue_points: 0,
-        entry: None,
-        tracks: Vec::new(),
-        cluster_ts: None,
-        group_block: None,
-        group_referenced: false,
-        first_video_seen: false,
-        problems: Problems::default(),
-    };
+    let mut scan = Scan::new(opts);
     let cut_off = scan.read(source, bytes);
     scan.finish(cut_off, report)
 }
 
-impl Scan<'_> {
+impl<'a> Scan<'a> {
+    fn new(opts: &'a CheckOptions) -> Scan<'a> {
+        Scan {
+            opts,
+            saw_ebml: false,
+            doc_type: None,
+            segment_started: false,
+            segment_ended: false,
+            scale_ns: 1_000_000,
+            info_duration: None,
+            cue_points: 0,
+            entry: None,
+            tracks: Vec::new(),
+            cluster_ts: None,
+            group_block: None,
+            group_referenced: false,
+            first_video_seen: false,
+            tracks_over_limit: false,
+            problems: Problems::default(),
+        }
+    }
+
     /// Reads every element; returns whether the file ended in the middle of one.
     fn read(&mut self, source: impl Read, bytes: u64) -> bool {
         let mut it = WebmIterator::new(source, &[]);
@@ -404,6 +419,19 @@ impl Scan<'_> {
             );
             return;
         };
+        if self.tracks.iter().any(|t| t.number == number) {
+            let message = format!("a second track numbered {number} is not read");
+            self.problems
+                .add(ProblemKind::DuplicateTrack, None, Some(number), message);
+            return;
+        }
+        if self.tracks.len() >= MAX_TRACKS {
+            self.tracks_over_limit = true;
+            let message = format!("track {number} is not read: only {MAX_TRACKS} tracks are");
+            self.problems
+                .add(ProblemKind::TooManyTracks, None, None, message);
+            return;
+        }
         let kind = match e.track_type {
             Some(1) => "video",
             Some(2) => "audio",
@@ -440,7 +468,7 @@ impl Scan<'_> {
         let mut size = None;
         let reorders = VideoCodec::from_codec_id(&codec).is_some_and(VideoCodec::reorders);
         let decoder = if codec == "A_OPUS" {
-            Decoder::Opus(Some(OpusCheck::new()))
+            Decoder::Opus(None)
         } else if let Some(video) = VideoCodec::from_codec_id(&codec) {
             let (video, private_size, finding) = VideoTrack::new(video, e.private.as_deref());
             if let Some((kind, message)) = finding {
@@ -472,10 +500,21 @@ impl Scan<'_> {
         let Some(cluster) = self.cluster_ts else {
             return self.corrupt_block("a block outside a cluster with a timestamp".into());
         };
-        let ticks = cluster as i128 + i128::from(rel);
-        let ms = (ticks * i128::from(self.scale_ns) / 1_000_000) as i64;
-        let gap_ms = self.opts.gap.as_millis() as i64;
+        let Some(ms) = block_ms(cluster, rel, self.scale_ns) else {
+            let at = self.last_time();
+            let message = format!(
+                "a block time that does not fit: cluster {cluster} {rel:+} ticks of {} ns",
+                self.scale_ns
+            );
+            return self
+                .problems
+                .add(ProblemKind::BadTimestamp, at, Some(track), message);
+        };
+        let gap_ms = i64::try_from(self.opts.gap.as_millis()).unwrap_or(i64::MAX);
         let Some(t) = self.tracks.iter_mut().find(|t| t.number == track) else {
+            if self.tracks_over_limit {
+                return; // one of the tracks beyond the limit, already reported
+            }
             return self.corrupt_block(format!("a block for track {track}, which is not declared"));
         };
         let mut found: Vec<Problem> = Vec::new();
@@ -528,9 +567,7 @@ impl Scan<'_> {
             let read = match &mut t.decoder {
                 Decoder::Opus(opus) => {
                     t.last_len_ms = packet_ms(frame).unwrap_or(20);
-                    if let Some(opus) = opus
-                        && let Err(e) = opus.decode(frame)
-                    {
+                    if let Err(e) = opus.get_or_insert_with(OpusCheck::new).decode(frame) {
                         found.push(problem(
                             ProblemKind::DecodeError,
                             ms,
@@ -690,6 +727,18 @@ impl Scan<'_> {
     }
 }
 
+/// Blocks further than this from 0 (about 30,000 years) are refused: every sum and
+/// difference of block times then fits in an i64.
+const MAX_BLOCK_MS: i64 = 1 << 50;
+
+/// A block's time in ms: (cluster timestamp + relative timestamp) ticks of `scale_ns`; `None`
+/// if it does not fit.
+fn block_ms(cluster: u64, rel: i16, scale_ns: u64) -> Option<i64> {
+    let ticks = i128::from(cluster).checked_add(i128::from(rel))?;
+    let ms = ticks.checked_mul(i128::from(scale_ns))? / 1_000_000;
+    i64::try_from(ms).ok().filter(|ms| ms.abs() <= MAX_BLOCK_MS)
+}
+
 fn key_word(key: bool) -> &'static str {
     if key { "keyframe" } else { "not a keyframe" }
 }
@@ -736,6 +785,180 @@ pub(crate) fn decode_block(tag: &MatroskaSpec) -> Result<DecodedBlock, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use webm_iterable::WebmWriter;
+
+    /// A Matroska file: `tracks` (TrackEntry children each) and one cluster at `cluster_ts`
+    /// with a SimpleBlock for each of `blocks` (track, relative time, data), with the given
+    /// TimestampScale.
+    fn hostile_file(
+        tracks: Vec<Vec<MatroskaSpec>>,
+        scale: u64,
+        cluster_ts: u64,
+        blocks: &[(u8, i16, &[u8])],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = WebmWriter::new(&mut out);
+        w.write(&MatroskaSpec::Ebml(Master::Full(vec![
+            MatroskaSpec::DocType("matroska".into()),
+        ])))
+        .unwrap();
+        let entries = tracks
+            .into_iter()
+            .map(|e| MatroskaSpec::TrackEntry(Master::Full(e)))
+            .collect();
+        let mut cluster = vec![MatroskaSpec::Timestamp(cluster_ts)];
+        for &(track, rel, data) in blocks {
+            let mut b = vec![0x80 | track];
+            b.extend_from_slice(&rel.to_be_bytes());
+            b.push(0x80);
+            b.extend_from_slice(data);
+            cluster.push(MatroskaSpec::SimpleBlock(b));
+        }
+        w.write(&MatroskaSpec::Segment(Master::Full(vec![
+            MatroskaSpec::Info(Master::Full(vec![MatroskaSpec::TimestampScale(scale)])),
+            MatroskaSpec::Tracks(Master::Full(entries)),
+            MatroskaSpec::Cluster(Master::Full(cluster)),
+        ])))
+        .unwrap();
+        drop(w);
+        out
+    }
+
+    fn entry(number: u64, codec: &str) -> Vec<MatroskaSpec> {
+        vec![
+            MatroskaSpec::TrackNumber(number),
+            MatroskaSpec::TrackType(2),
+            MatroskaSpec::CodecID(codec.into()),
+        ]
+    }
+
+    fn check(data: &[u8]) -> FileReport {
+        check_bytes(Path::new("hostile.mkv"), data, &CheckOptions::default())
+    }
+
+    fn kinds(r: &FileReport) -> Vec<ProblemKind> {
+        r.problems.iter().map(|p| p.kind).collect()
+    }
+
+    /// 64 tracks are read; the rest are reported, not given decoders.
+    #[test]
+    fn thousands_of_tracks_are_capped() {
+        let tracks = (1..=5_000).map(|n| entry(n, "A_OPUS")).collect();
+        let r = check(&hostile_file(tracks, 1_000_000, 0, &[(1, 0, &[0xfc])]));
+        assert_eq!(r.tracks.len(), MAX_TRACKS);
+        assert!(
+            kinds(&r).contains(&ProblemKind::TooManyTracks),
+            "{}",
+            r.human()
+        );
+        let listed = r
+            .problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::TooManyTracks);
+        assert!(listed.count() <= MAX_LISTED + 1, "{}", r.human());
+    }
+
+    #[test]
+    fn a_duplicate_track_number_is_refused() {
+        let tracks = vec![entry(1, "A_OPUS"), entry(1, "V_VP8")];
+        let r = check(&hostile_file(tracks, 1_000_000, 0, &[(1, 0, &[0xfc])]));
+        assert_eq!(r.tracks.len(), 1);
+        assert_eq!(r.tracks[0].codec, "A_OPUS");
+        assert!(
+            kinds(&r).contains(&ProblemKind::DuplicateTrack),
+            "{}",
+            r.human()
+        );
+    }
+
+    /// An Opus track costs a decoder only once it has a block.
+    #[test]
+    fn opus_decoders_are_made_on_the_first_block() {
+        let data = hostile_file(
+            vec![entry(1, "A_OPUS"), entry(2, "A_OPUS")],
+            1_000_000,
+            0,
+            &[(1, 0, &[0xfc])],
+        );
+        let opts = CheckOptions::default();
+        let mut scan = Scan::new(&opts);
+        scan.read(&data[..], data.len() as u64);
+        let made: Vec<bool> = scan
+            .tracks
+            .iter()
+            .map(|t| matches!(t.decoder, Decoder::Opus(Some(_))))
+            .collect();
+        assert_eq!(made, [true, false]);
+    }
+
+    /// Times that do not fit are reported, not computed with overflowing arithmetic.
+    #[test]
+    fn huge_timestamps_and_scales_are_reported() {
+        for (scale, cluster_ts) in [
+            (u64::MAX, u64::MAX),
+            (u64::MAX, 1),
+            (1_000_000, u64::MAX),
+            (1, u64::MAX),
+        ] {
+            let blocks: [(u8, i16, &[u8]); 3] = [
+                (1, i16::MIN, &[0xfc]),
+                (1, 0, &[0xfc]),
+                (1, i16::MAX, &[0xfc]),
+            ];
+            let r = check(&hostile_file(
+                vec![entry(1, "A_OPUS")],
+                scale,
+                cluster_ts,
+                &blocks,
+            ));
+            let fits = (scale, cluster_ts) == (1, u64::MAX);
+            if !fits {
+                assert!(
+                    kinds(&r).contains(&ProblemKind::BadTimestamp),
+                    "{scale} {cluster_ts}: {}",
+                    r.human()
+                );
+            }
+        }
+        // The gap threshold from the command line is a u64 of milliseconds too.
+        let opts = CheckOptions {
+            gap: std::time::Duration::from_millis(u64::MAX),
+        };
+        let data = hostile_file(vec![entry(1, "A_OPUS")], 1_000_000, 0, &[(1, 0, &[0xfc])]);
+        let data2 = hostile_file(
+            vec![entry(1, "A_OPUS")],
+            1_000_000,
+            0,
+            &[(1, 0, &[0xfc]), (1, 20, &[0xfc])],
+        );
+        for d in [data, data2] {
+            let r = check_bytes(Path::new("x"), &d, &opts);
+            assert!(!kinds(&r).contains(&ProblemKind::Gap), "{}", r.human());
+        }
+    }
+
+    /// Control characters from the file (codec ids) or its name never reach the terminal.
+    #[test]
+    fn control_characters_are_escaped_in_the_human_report() {
+        let evil = "V_\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}X";
+        let data = hostile_file(vec![entry(1, evil)], 1_000_000, 0, &[(1, 0, &[1])]);
+        let r = check_bytes(
+            Path::new("a\u{1b}[31m.mkv"),
+            &data,
+            &CheckOptions::default(),
+        );
+        assert_eq!(r.tracks[0].codec, evil, "JSON keeps the codec id as it is");
+        let text = r.human();
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+            "{text:?}"
+        );
+        assert!(text.contains("V_\\u{1b}]0;pwned"), "{text}");
+        let svg = super::super::timeline::svg(&r);
+        assert!(!svg.chars().any(|c| c.is_control() && c != '\n'), "{svg:?}");
+    }
 
     /// Blocks shorter than their header (the fuzzer's first find) are errors, not panics.
     #[test]

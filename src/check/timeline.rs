@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{FileReport, ProblemKind, clock};
+use super::report::{FileReport, ProblemKind, clock, printable};
 
 const WIDTH: f64 = 1200.0;
 const LEFT: f64 = 140.0;
@@ -100,8 +100,11 @@ pub fn svg(report: &FileReport) -> String {
     s
 }
 
+/// Text for XML: no control characters (most are not allowed in XML at all) and the markup
+/// characters escaped.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
+    printable(text)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
