@@ -8,7 +8,10 @@
 # the daemon's subscription asks for a keyframe, so every frame sent can be recorded) for
 # BENCH_SECS seconds (default 60). Then janus-pp-rec converts Janus's .mjr files of the same
 # feeds. One table: CPU per feed-minute of both, their ratio, the daemon's peak RSS per feed,
-# frames sent versus written, and the time from announcement to first keyframe written.
+# frames sent versus written, and the time from announcement to first keyframe written; for
+# runs of 5 minutes or more, the daemon's RSS after 5 and 30 minutes (sampled every 10 s) and
+# the longest time a file took to finalize (the daemon logs `finalize_ms`).
+# A long run: BENCH_FEEDS=10 BENCH_SECS=1800 scripts/bench.sh
 #
 # Needs root and scripts/setup.sh. Output and logs: bench-output/. Nothing leaves the machine.
 # BENCH_PERF=1 also samples the daemon with `perf record` (bench-output/nN/perf.data).
@@ -108,6 +111,14 @@ CONFIG
     cpu0=$(cpu_of "$daemon")
     janus_cpu0=$(cpu_of "$janus")
 
+    # The daemon's RSS every 10 s while it records (seconds since the publishers started, KiB).
+    (
+        t0=$(date +%s)
+        while kill -0 "$daemon" 2>/dev/null; do
+            echo "$(($(date +%s) - t0)) $(kib_of "$daemon" VmRSS)"
+            sleep 10
+        done
+    ) >"$dir/rss.txt" 2>/dev/null &
     echo "== N=$n: $n synthetic publishers for ${secs}s (logs in $dir)"
     if [ -n "${BENCH_PERF:-}" ]; then
         # Samples the daemon's stacks while it records (perf.data; `perf report -i` it).

@@ -65,7 +65,28 @@ def measure(d):
         lost.append((frames_sent - frames_written, frames_sent, frames_written, name))
     keys = sorted(s["first_keyframe_ms"] for s in sidecars.values()
                   if s.get("first_keyframe_ms") is not None)
+    # RSS samples (seconds, KiB), and the RSS at 5 and 30 minutes: the first sample at or
+    # after each, if the run lasted that long.
+    samples = []
+    rss_path = os.path.join(d, "rss.txt")
+    if os.path.exists(rss_path):
+        for line in open(rss_path):
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                samples.append((int(parts[0]), int(parts[1])))
+
+    def rss_at(t):
+        return next((kib / 1024 for s, kib in samples if s >= t), None)
+
+    finalize_ms = []
+    for line in open(os.path.join(d, "janus-recorder.log"), errors="replace"):
+        if "recording finished" in line and "finalize_ms=" in line:
+            finalize_ms.append(int(line.split("finalize_ms=")[1].split()[0]))
     result = {
+        "rss_mib_at_5_min": rss_at(300),
+        "rss_mib_at_30_min": rss_at(1800),
+        "rss_mib_last": samples[-1][1] / 1024 if samples else None,
+        "finalize_ms_max": max(finalize_ms, default=None),
         "feeds": feeds,
         "secs": stats["secs"],
         "publishers_ok": sum(1 for f in sent.values() if not f.get("error")),
@@ -116,6 +137,14 @@ def table(out):
               f" | {r['frames_sent']} / {r['frames_written']} ({r['frames_lost']}, {worst_txt}{recs})"
               f" | {fmt(r['first_keyframe_ms_median'], '.0f')} / {fmt(r['first_keyframe_ms_worst'], '.0f')}"
               f" | {fmt(r['janus_cpu_per_feed_min'], '.2f')} |")
+    long = [r for r in rows if r.get("rss_mib_at_5_min") is not None]
+    if long:
+        print("\n| feeds | daemon RSS MiB at 5 min | at 30 min | at the end | longest finalize ms |")
+        print("|---|---|---|---|---|")
+        for r in long:
+            print(f"| {r['feeds']} | {fmt(r['rss_mib_at_5_min'], '.1f')}"
+                  f" | {fmt(r['rss_mib_at_30_min'], '.1f')} | {fmt(r['rss_mib_last'], '.1f')}"
+                  f" | {fmt(r['finalize_ms_max'], '.0f')} |")
     print(f"\n{rows[0]['secs'] if rows else 0} s of publishing per run; janus-pp-rec converts each feed's"
           " audio and video .mjr (feed-minutes counted on its video output).")
 

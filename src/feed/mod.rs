@@ -735,6 +735,7 @@ impl Feed {
         sidecar.ended_at = Some(rfc3339(SystemTime::now()));
         sidecar.end_reason = Some(reason.to_string());
         sidecar.next_part = next_part;
+        let finalizing = Instant::now();
         match rec.writer.finalize() {
             Ok(s) => {
                 sidecar.duration_ms = Some(s.duration.as_millis() as u64);
@@ -747,6 +748,7 @@ impl Feed {
                     duration_ms = s.duration.as_millis() as u64,
                     audio_frames = s.audio_frames,
                     video_frames = s.video_frames,
+                    finalize_ms = finalizing.elapsed().as_millis() as u64,
                     "recording finished"
                 );
             }
