@@ -13,6 +13,7 @@ pub mod nal;
 pub mod av1;
 pub mod h264;
 pub mod h265;
+pub mod vp9;
 
 /// What one video frame's bitstream says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

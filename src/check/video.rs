@@ -95,7 +95,15 @@ impl VideoTrack {
                 let header = if self.codec == VideoCodec::Vp8 {
                     vpx::vp8(frame)
                 } else {
-                    vpx::vp9(frame)
+                    // A superframe (VP9 SVC): its first frame says whether it is a keyframe,
+                    // and the picture is the largest size any of its frames states.
+                    let frames = crate::codec::vp9::frames(frame);
+                    vpx::vp9(frames[0]).map(|mut h| {
+                        if frames.len() > 1 && h.keyframe {
+                            h.size = crate::codec::vp9::picture_size(frame).or(h.size);
+                        }
+                        h
+                    })
                 };
                 match header {
                     Some(h) => info(h),

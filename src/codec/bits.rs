@@ -16,6 +16,11 @@ impl<'a> BitReader<'a> {
         BitReader { data, pos: 0 }
     }
 
+    /// How many bits have been read.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
     /// One bit.
     pub(crate) fn bit(&mut self) -> Option<bool> {
         let byte = *self.data.get(self.pos / 8)?;

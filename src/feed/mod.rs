@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use str0m::media::{MediaData, Mid};
 use tokio::sync::oneshot;
 
+use crate::codec::vp9::SvcJoiner;
 use crate::config::Secret;
 use crate::ids::RoomId;
 use crate::janus::messages::{Incoming, Jsep, Publisher, StreamKind, VideoRoomEvent};
@@ -151,6 +152,7 @@ pub async fn run(
         video_gate,
         disconnected_since: None,
         relay,
+        svc: SvcJoiner::default(),
     };
     let reason = feed.record(handle, rtc, stop).await;
     feed.finish(&reason);
@@ -179,9 +181,18 @@ async fn subscribe(
     // to the first m-line; were that audio, Janus would drop our PLIs and a video stream
     // broken by packet loss would never get a keyframe again.
     wanted.sort_by_key(|s| s.kind != StreamKind::Video);
+    // Video at its best: the top simulcast substream and the top VP9 SVC layers (Janus's
+    // defaults today, asked for explicitly so a changed default cannot lower a recording).
+    // Janus ignores them for streams that have no layers.
     let mut streams: Vec<Value> = wanted
         .iter()
-        .map(|s| json!({"feed": p.id, "mid": s.mid}))
+        .map(|s| match s.kind {
+            StreamKind::Video => json!({
+                "feed": p.id, "mid": s.mid,
+                "substream": 2, "temporal": 2, "spatial_layer": 2, "temporal_layer": 2,
+            }),
+            _ => json!({"feed": p.id, "mid": s.mid}),
+        })
         .collect();
     if streams.is_empty() {
         streams.push(json!({"feed": p.id}));
@@ -294,6 +305,36 @@ impl Track {
     }
 }
 
+/// A VP9 SVC picture as one decodable frame: str0m hands over its spatial layers concatenated,
+/// with their ends in the codec extra; `joiner` makes them a superframe that shows the top
+/// layer ([`crate::codec::vp9::SvcJoiner`]). Anything else, or layer ends that do not tile
+/// the data, is passed on as it is.
+fn svc_superframe<'a>(d: &'a MediaData, joiner: &mut SvcJoiner) -> std::borrow::Cow<'a, [u8]> {
+    use std::borrow::Cow;
+    let str0m::format::CodecExtra::Vp9(extra) = d.codec_extra else {
+        return Cow::Borrowed(&d.data);
+    };
+    let ends: Vec<usize> = extra.layers_scheme.iter().flatten().copied().collect();
+    if ends.len() < 2 || ends.last() != Some(&d.data.len()) {
+        return Cow::Borrowed(&d.data);
+    }
+    let mut layers = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for end in ends {
+        match d.data.get(start..end) {
+            Some(layer) if !layer.is_empty() => layers.push(layer),
+            _ => return Cow::Borrowed(&d.data),
+        }
+        start = end;
+    }
+    if let Some(joined) = joiner.join(&layers) {
+        return Cow::Owned(joined);
+    }
+    // A header the joiner could not follow: every layer stays shown (a decoder outputs each).
+    tracing::debug!("VP9 SVC picture joined with every layer shown");
+    crate::codec::vp9::superframe(&layers).map_or(Cow::Borrowed(&d.data[..]), Cow::Owned)
+}
+
 /// Keyframe gating for the video track: nothing is written until a keyframe arrives, at the
 /// start and after every break in the packet sequence.
 #[derive(Debug)]
@@ -369,6 +410,8 @@ struct Feed {
     video_gate: VideoGate,
     disconnected_since: Option<Instant>,
     relay: Option<Relay>,
+    /// Joins VP9 SVC layers into superframes.
+    svc: SvcJoiner,
 }
 
 /// The relay's next event; never, without a relay.
@@ -538,7 +581,8 @@ impl Feed {
             rec.sidecar.first_keyframe_ms = Some(ms);
         }
         let written = if is_video {
-            rec.writer.write_video(ts, d.is_keyframe(), &d.data)
+            rec.writer
+                .write_video(ts, d.is_keyframe(), &svc_superframe(&d, &mut self.svc))
         } else {
             rec.writer.write_audio(ts, &d.data)
         };
@@ -684,6 +728,20 @@ impl Feed {
                 VideoRoomEvent::SlowLink { current_bitrate } => {
                     tracing::info!(?current_bitrate, "slow_link")
                 }
+                VideoRoomEvent::LayerSwitched {
+                    mid,
+                    substream,
+                    temporal,
+                    spatial_layer,
+                    temporal_layer,
+                } => tracing::info!(
+                    ?mid,
+                    ?substream,
+                    ?temporal,
+                    ?spatial_layer,
+                    ?temporal_layer,
+                    "Janus switched the layer it forwards (the frame size may change)"
+                ),
                 ev => tracing::info!(event = ?ev, "subscriber event"),
             },
             other => tracing::debug!(?other, "unhandled message for the subscriber"),

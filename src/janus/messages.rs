@@ -312,6 +312,15 @@ pub enum VideoRoomEvent {
     SlowLink {
         current_bitrate: Option<u64>,
     },
+    /// Janus now forwards another simulcast substream/temporal layer or VP9 SVC layer of
+    /// the subscription's `mid` (its own choice, e.g. when the top layer stopped arriving).
+    LayerSwitched {
+        mid: Option<String>,
+        substream: Option<u64>,
+        temporal: Option<u64>,
+        spatial_layer: Option<u64>,
+        temporal_layer: Option<u64>,
+    },
     /// The plugin refused a request (`426` no such room, `433` unauthorized (pin), ...).
     Error {
         code: i64,
@@ -380,6 +389,18 @@ impl VideoRoomEvent {
                     VideoRoomEvent::Kicked { feed }
                 } else if data.get("started").is_some() {
                     VideoRoomEvent::Started
+                } else if ["substream", "temporal", "spatial_layer", "temporal_layer"]
+                    .iter()
+                    .any(|k| data.get(k).is_some())
+                {
+                    let layer = |k: &str| data.get(k).and_then(Value::as_u64);
+                    VideoRoomEvent::LayerSwitched {
+                        mid: str_field(data, "mid"),
+                        substream: layer("substream"),
+                        temporal: layer("temporal"),
+                        spatial_layer: layer("spatial_layer"),
+                        temporal_layer: layer("temporal_layer"),
+                    }
                 } else {
                     VideoRoomEvent::Other(data.clone())
                 }

@@ -1,6 +1,7 @@
 //! The frame size of VP8 and VP9 keyframes, read from their bitstream headers, for the
-//! video track's PixelWidth/PixelHeight. (The check tool parses these headers on its own, on
-//! purpose: it must not repeat the writer's mistakes.)
+//! video track's PixelWidth/PixelHeight. VP9 is read by [`crate::codec::vp9`], which knows
+//! SVC superframes. (The check tool parses VP8 headers on its own, on purpose: it must not
+//! repeat the writer's mistakes.)
 
 use crate::media::Codec;
 
@@ -9,7 +10,10 @@ use crate::media::Codec;
 pub fn frame_size(codec: Codec, frame: &[u8]) -> Option<(u32, u32)> {
     match codec {
         Codec::Vp8 => vp8_size(frame),
-        Codec::Vp9 => vp9_size(frame),
+        // The size the picture decodes at: an SVC superframe's top spatial layer.
+        Codec::Vp9 => crate::codec::vp9::frame_header(crate::codec::vp9::frames(frame)[0])
+            .filter(|h| h.keyframe)
+            .and_then(|_| crate::codec::vp9::picture_size(frame)),
         _ => None,
     }
 }
@@ -23,65 +27,6 @@ fn vp8_size(f: &[u8]) -> Option<(u32, u32)> {
     let w = u32::from(u16::from_le_bytes([f[6], f[7]]) & 0x3fff);
     let h = u32::from(u16::from_le_bytes([f[8], f[9]]) & 0x3fff);
     (w > 0 && h > 0).then_some((w, h))
-}
-
-/// Reads bits most significant first.
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn read(&mut self, n: usize) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
-        }
-        Some(v)
-    }
-}
-
-/// VP9 (bitstream spec section 6.2, uncompressed header): frame marker, profile,
-/// show_existing_frame, frame_type (0 = key), show_frame, error_resilient_mode, sync code
-/// 49 83 42, color config (depends on profile), then width-1 and height-1 in 16 bits each.
-fn vp9_size(f: &[u8]) -> Option<(u32, u32)> {
-    let mut b = Bits { data: f, pos: 0 };
-    if b.read(2)? != 2 {
-        return None;
-    }
-    let low = b.read(1)?;
-    let high = b.read(1)?;
-    let profile = (high << 1) | low;
-    if profile == 3 {
-        b.read(1)?;
-    }
-    if b.read(1)? == 1 {
-        return None; // show_existing_frame: no header of its own
-    }
-    if b.read(1)? != 0 {
-        return None; // not a keyframe
-    }
-    b.read(2)?; // show_frame, error_resilient_mode
-    if b.read(24)? != 0x49_83_42 {
-        return None;
-    }
-    if profile >= 2 {
-        b.read(1)?; // ten_or_twelve_bit
-    }
-    let color_space = b.read(3)?;
-    if color_space != 7 {
-        b.read(1)?; // color_range
-        if profile == 1 || profile == 3 {
-            b.read(3)?; // subsampling_x, subsampling_y, reserved_zero
-        }
-    } else if profile == 1 || profile == 3 {
-        b.read(1)?; // reserved_zero
-    }
-    let w = b.read(16)? + 1;
-    let h = b.read(16)? + 1;
-    Some((w, h))
 }
 
 #[cfg(test)]

@@ -190,7 +190,8 @@ pub struct WebmWriter {
     setup: TrackSetup,
     uid_seed: u64,
     layout: Option<Layout>,
-    /// Frame size from the first video keyframe.
+    /// The largest frame size the video's keyframes gave (the header has the first one;
+    /// finalize writes this).
     video_size: Option<(u32, u32)>,
     /// Turns video frames into blocks; knows the CodecPrivate.
     video_in: Option<VideoIn>,
@@ -328,8 +329,11 @@ impl WebmWriter {
         let frame = match (&mut self.video_in, kind) {
             (Some(video), MediaKind::Video) => {
                 let p = video.prepare(data, keyframe);
-                if self.video_size.is_none() {
-                    self.video_size = p.size;
+                // The largest size seen: a simulcast or SVC stream may start at a lower layer.
+                if let Some(size) = p.size
+                    && self.video_size.is_none_or(|s| area(size) > area(s))
+                {
+                    self.video_size = Some(size);
                 }
                 if p.data.is_empty() {
                     return Ok(());
@@ -936,6 +940,10 @@ mod tests;
 /// frame beside it, opens the cluster.
 fn queue_key(f: &QueuedFrame) -> (u64, bool) {
     (f.ms, f.kind == MediaKind::Audio)
+}
+
+fn area((w, h): (u32, u32)) -> u64 {
+    u64::from(w) * u64::from(h)
 }
 
 fn kind_index(kind: MediaKind) -> usize {

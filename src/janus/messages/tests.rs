@@ -253,3 +253,21 @@ fn hostile_input_never_panics() {
     assert_eq!(publishers.len(), 1);
     assert_eq!(publishers[0].display.as_deref(), Some("../../etc"));
 }
+
+#[test]
+fn layer_switches_are_parsed() {
+    let data = serde_json::json!({"videoroom": "event", "room": 1521, "mid": "0", "substream": 1});
+    match VideoRoomEvent::parse(&data) {
+        VideoRoomEvent::LayerSwitched {
+            mid,
+            substream,
+            spatial_layer,
+            ..
+        } => {
+            assert_eq!(mid.as_deref(), Some("0"));
+            assert_eq!(substream, Some(1));
+            assert_eq!(spatial_layer, None);
+        }
+        other => panic!("{other:?}"),
+    }
+}
