@@ -158,6 +158,9 @@ pub struct Sidecar {
     pub part: u32,
     pub previous_part: Option<String>,
     pub next_part: Option<String>,
+    /// Which clock placed each track: `capture-time`, `sender-report` or `arrival`.
+    pub audio_clock: Option<String>,
+    pub video_clock: Option<String>,
 }
 
 impl Sidecar {

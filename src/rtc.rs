@@ -90,6 +90,10 @@ fn next_tick(now: Instant) -> Instant {
 /// feedback and the keyframe came only when the publisher sent one by itself (seconds later).
 /// NACKs in such a packet were filed under audio too; since this change the 3% loss test
 /// sees about one break in the video per run or none, where many losses used to break it.
+///
+/// abs-capture-time is added: the publisher's capture clock on each frame, the best clock for
+/// lip sync (`feed::clock`), used whenever Janus offers it (Janus copies it through since
+/// janus-gateway PR 3161; 1.1.2 predates it and does not offer it).
 fn receive_extensions() -> ExtensionMap {
     let mut map = ExtensionMap::empty();
     for (id, ext) in ExtensionMap::standard().iter() {
@@ -97,6 +101,7 @@ fn receive_extensions() -> ExtensionMap {
             map.set(id, ext.clone());
         }
     }
+    map.set(9, Extension::AbsoluteCaptureTime);
     map
 }
 

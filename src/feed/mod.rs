@@ -1,13 +1,13 @@
 //! The feed subscriber: one task per publisher. It subscribes with its own Janus handle,
 //! answers Janus's offer with a str0m session over its own UDP sockets ([`crate::rtc`]), places
-//! frames on one timeline ([`timeline`]), gates video on keyframes, and writes one WebM file
+//! frames on the room clock ([`clock`]), gates video on keyframes, and writes one WebM file
 //! plus its sidecar. It ends when the room says so (`stop`), on `hangup`, on ICE failure, or
 //! when the connection to Janus is lost, and always finalizes what it wrote.
 
+pub mod clock;
 pub mod relay;
-pub mod timeline;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,8 +30,8 @@ use crate::publish::OwnFeeds;
 use crate::rtc::{ReceiveStats, RtcEvent, RtcSession};
 use crate::service::health::Health;
 use crate::webm::writer::{TrackSetup, WebmWriter};
+use clock::{FrameTiming, SenderReport, TrackClock};
 use relay::{Relay, RelayEvent, RelayTarget};
-use timeline::TrackClock;
 
 /// Settings shared by every feed of the process.
 #[derive(Debug, Clone)]
@@ -153,6 +153,8 @@ pub async fn run(
         disconnected_since: None,
         relay,
         svc: SvcJoiner::default(),
+        wall: WallClock::now(),
+        placed: Vec::new(),
     };
     let reason = feed.record(handle, rtc, stop).await;
     feed.finish(&reason);
@@ -291,6 +293,8 @@ fn kind_of(k: StreamKind) -> MediaKind {
 struct Track {
     codec: Codec,
     clock: TrackClock,
+    /// Frames waiting for the clock's source to be decided.
+    held: VecDeque<(Box<MediaData>, FrameTiming)>,
     /// Frames whose codec did not match, reported once.
     warned_codec: bool,
 }
@@ -300,7 +304,51 @@ impl Track {
         Track {
             codec,
             clock: TrackClock::default(),
+            held: VecDeque::new(),
             warned_codec: false,
+        }
+    }
+}
+
+/// Turns str0m's per-frame times into [`FrameTiming`]: arrival (`Instant`) onto the wall
+/// clock through one pair read at the start, so arrivals keep the monotonic clock's spacing.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    instant: Instant,
+    unix_nanos: i128,
+}
+
+impl WallClock {
+    fn now() -> WallClock {
+        WallClock {
+            instant: Instant::now(),
+            unix_nanos: clock::unix_nanos(SystemTime::now()),
+        }
+    }
+
+    fn timing(&self, d: &MediaData) -> FrameTiming {
+        let since = |i: Instant| match i.checked_duration_since(self.instant) {
+            Some(d) => d.as_nanos() as i128,
+            None => -(self.instant.saturating_duration_since(i).as_nanos() as i128),
+        };
+        FrameTiming {
+            rtp: d.time.numer(),
+            rate: d.time.denom(),
+            arrival_nanos: self.unix_nanos + since(d.network_time),
+            sender_report: d.last_sender_info.map(|sr| SenderReport {
+                ntp_nanos: clock::unix_nanos(sr.ntp_time),
+                rtp: sr.rtp_time.numer() as u32,
+            }),
+            capture_nanos: d
+                .ext_vals
+                .abs_capture_time
+                .as_ref()
+                .map(|c| clock::unix_nanos(c.capture_time)),
+            duration_nanos: match Codec::from_str0m(d.params.spec().codec) {
+                Some(Codec::Opus) => opus::packet::get_nb_samples(&d.data, 48_000)
+                    .map_or(20_000_000, |n| n as i128 * 1_000_000_000 / 48_000),
+                _ => 0,
+            },
         }
     }
 }
@@ -382,9 +430,9 @@ struct Recording {
     writer: WebmWriter,
     paths: RecordingPaths,
     sidecar: Sidecar,
-    /// The feed timeline's zero: arrival of the first written frame of the first part. Every
-    /// part keeps it, so tracks stay in sync across parts.
-    zero: Instant,
+    /// The first part's time zero on the room clock (ns since the epoch): its earliest frame.
+    /// Every part keeps it, so tracks stay in sync across parts.
+    zero: i128,
     /// Where this part starts on the feed's timeline (zero for the first part).
     offset: Duration,
     opened: Instant,
@@ -412,6 +460,11 @@ struct Feed {
     relay: Option<Relay>,
     /// Joins VP9 SVC layers into superframes.
     svc: SvcJoiner,
+    /// Our wall clock for arrival times.
+    wall: WallClock,
+    /// Frames placed on the room clock while the file waits to open (another track's
+    /// source is not decided yet).
+    placed: Vec<(i128, Box<MediaData>)>,
 }
 
 /// The relay's next event; never, without a relay.
@@ -547,8 +600,51 @@ impl Feed {
                 tracing::debug!("keyframe received");
             }
         }
+        let timing = self.wall.timing(&d);
+        let track = self.tracks.get_mut(&d.mid).expect("looked up above");
+        track.clock.observe(&timing);
+        track.held.push_back((d, timing));
+        self.release(false)
+    }
+
+    /// Writes the frames whose time is known. A track's frames wait until its clock source
+    /// is decided (see [`clock`]); the file opens once every track that has frames is
+    /// decided, its zero the earliest of their frames, so the start is on the best clock too.
+    /// `force` decides every clock (the feed is ending).
+    fn release(&mut self, force: bool) -> Option<EndReason> {
+        let now = clock::unix_nanos(SystemTime::now());
+        let mut undecided = false;
+        let mut ready: Vec<(i128, Box<MediaData>)> = Vec::new();
+        for track in self.tracks.values_mut() {
+            if track.held.is_empty() {
+                continue;
+            }
+            let was = track.clock.source();
+            let Some(source) = track.clock.decide(now, force) else {
+                undecided = true;
+                continue;
+            };
+            if was.is_none() {
+                tracing::info!(kind = %track.codec.kind(), clock = %source, "track clock decided");
+            }
+            while let Some((d, timing)) = track.held.pop_front() {
+                ready.push((track.clock.place(&timing), d));
+            }
+        }
+        if ready.is_empty() {
+            return None;
+        }
         if self.recording.is_none() {
-            match self.open(d.network_time, Duration::ZERO, None) {
+            if undecided {
+                // Not yet: put them back, in order (a decided track's frames stay placed).
+                for (t, d) in ready {
+                    self.placed.push((t, d));
+                }
+                return None;
+            }
+            ready.append(&mut self.placed);
+            let zero = ready.iter().map(|r| r.0).min().expect("not empty");
+            match self.open(zero, Duration::ZERO, None) {
                 Ok(r) => self.recording = Some(r),
                 Err(e) => {
                     self.settings.health.error(e.clone());
@@ -557,11 +653,23 @@ impl Feed {
                 }
             }
         }
-        let rec = self.recording.as_mut().expect("just opened");
-        let track = self.tracks.get_mut(&d.mid).expect("looked up above");
-        let mut ts = track
-            .clock
-            .place(d.time.numer(), d.time.denom(), d.network_time, rec.zero);
+        ready.append(&mut self.placed);
+        ready.sort_by_key(|r| r.0);
+        for (t, d) in ready {
+            if let Some(end) = self.write(t, &d) {
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    /// Writes one frame placed at `t` on the room clock.
+    fn write(&mut self, t: i128, d: &MediaData) -> Option<EndReason> {
+        let track = self.tracks.get(&d.mid)?;
+        let kind = track.codec.kind();
+        let is_video = kind == MediaKind::Video;
+        let rec = self.recording.as_mut().expect("a recording is open");
+        let mut ts = Duration::from_nanos((t - rec.zero).clamp(0, u64::MAX as i128) as u64);
         let has_video = self.video_gate.mid.is_some();
         if rec.split_due(
             self.settings.split_after,
@@ -582,7 +690,7 @@ impl Feed {
         }
         let written = if is_video {
             rec.writer
-                .write_video(ts, d.is_keyframe(), &svc_superframe(&d, &mut self.svc))
+                .write_video(ts, d.is_keyframe(), &svc_superframe(d, &mut self.svc))
         } else {
             rec.writer.write_audio(ts, &d.data)
         };
@@ -622,11 +730,12 @@ impl Feed {
     /// part after `previous`.
     fn open(
         &self,
-        zero: Instant,
+        zero: i128,
         offset: Duration,
         previous: Option<&Recording>,
     ) -> Result<Recording, String> {
-        let started = SystemTime::now();
+        // The file's time zero on the room clock.
+        let started = clock::system_time(zero + offset.as_nanos() as i128);
         let p = &self.spec.publisher;
         let codec_of = |k: MediaKind| {
             self.tracks
@@ -675,6 +784,8 @@ impl Feed {
             part: previous.map_or(1, |p| p.sidecar.part + 1),
             previous_part: previous.map(|p| p.sidecar.file.clone()),
             next_part: None,
+            audio_clock: self.clock_of(MediaKind::Audio),
+            video_clock: self.clock_of(MediaKind::Video),
         };
         let writer = WebmWriter::create(&paths.media, setup).map_err(|e| e.to_string())?;
         if let Err(e) = sidecar.write(&paths.sidecar) {
@@ -752,6 +863,12 @@ impl Feed {
     fn on_tick(&mut self, rtc: &mut RtcSession) -> Option<EndReason> {
         let now = Instant::now();
         self.video_gate.maybe_request(rtc, now);
+        // A track that stopped while its frames waited for a sender report.
+        if self.spec.record
+            && let Some(end) = self.release(false)
+        {
+            return Some(end);
+        }
         if self
             .disconnected_since
             .is_some_and(|t| now.duration_since(t) >= ICE_GRACE)
@@ -775,6 +892,12 @@ impl Feed {
 
     /// Finalizes the file and completes the sidecar at the end of the feed.
     fn finish(&mut self, reason: &EndReason) {
+        // Frames still waiting for a clock are placed and written.
+        if self.spec.record
+            && let Some(end) = self.release(true)
+        {
+            tracing::error!(%end, "writing the last frames failed");
+        }
         let Some(rec) = self.recording.take() else {
             if self.spec.record {
                 tracing::info!(%reason, "feed ended before any media was recorded");
@@ -786,10 +909,21 @@ impl Feed {
         self.finalize(rec, reason, None);
     }
 
+    /// The clock source of the track of `kind`, once decided.
+    fn clock_of(&self, kind: MediaKind) -> Option<String> {
+        self.tracks
+            .values()
+            .find(|t| t.codec.kind() == kind)
+            .and_then(|t| t.clock.source())
+            .map(|s| s.to_string())
+    }
+
     /// Finalizes one file and completes its sidecar (`next_part`: the file that goes on).
     fn finalize(&self, rec: Recording, reason: &EndReason, next_part: Option<String>) {
         self.settings.health.recording_ended();
         let mut sidecar = rec.sidecar;
+        sidecar.audio_clock = self.clock_of(MediaKind::Audio);
+        sidecar.video_clock = self.clock_of(MediaKind::Video);
         sidecar.ended_at = Some(rfc3339(SystemTime::now()));
         sidecar.end_reason = Some(reason.to_string());
         sidecar.next_part = next_part;

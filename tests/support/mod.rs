@@ -548,8 +548,10 @@ pub struct PublisherSpec {
     pub cycles: u32,
     /// Join and publish again when the connection to Janus is lost (Janus restarted).
     pub rejoin: bool,
-    /// More query parameters for the page (`vcodec`, `size`, `simulcast`, `svc`).
+    /// More query parameters for the page (`vcodec`, `size`, `simulcast`, `svc`, `measure`).
     pub query: Vec<(&'static str, String)>,
+    /// Fake camera and microphone from files (`.y4m`, `.wav`) instead of Chromium's own.
+    pub media_files: Option<(PathBuf, PathBuf)>,
 }
 
 impl PublisherSpec {
@@ -565,6 +567,7 @@ impl PublisherSpec {
             cycles: 1,
             rejoin: false,
             query: Vec::new(),
+            media_files: None,
         }
     }
 }
@@ -615,8 +618,18 @@ impl Publisher {
             "--enable-logging=stderr",
             "--v=0",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url);
+        .arg(format!("--user-data-dir={}", profile.display()));
+        if let Some((video, audio)) = &spec.media_files {
+            cmd.arg(format!(
+                "--use-file-for-fake-video-capture={}",
+                video.display()
+            ))
+            .arg(format!(
+                "--use-file-for-fake-audio-capture={}",
+                audio.display()
+            ));
+        }
+        cmd.arg(url);
         let proc = Proc::spawn(&id, cmd, dir.join(format!("{id}.log")));
         Publisher {
             proc,

@@ -1,0 +1,281 @@
+//! Lip sync and one room clock, measured. Chromium publishes a video that flashes white once a
+//! second and audio that beeps at the same instants (files made by ffmpeg); the page reads both
+//! local tracks and logs each flash's and beep's capture time on one clock: the source's own
+//! A/V offset. In the recording, flashes are found by luma (ffmpeg `signalstats`) and beeps by
+//! level (`silencedetect`). Two publishers join 3 s apart: each file's A/V offset must match its
+//! source's, and their flashes must land on the room clock (sidecar `started_at` + file time)
+//! with the same delay after capture.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Recording's median A/V offset against the source's (issue 12's target).
+const AV_TOLERANCE_MS: f64 = 15.0;
+/// Two feeds' flashes on the room clock.
+const ROOM_TOLERANCE_MS: f64 = 20.0;
+
+/// A 10 s y4m with one white frame a second on black (20 fps), and a wav with a 100 ms 1 kHz
+/// beep at the same instants.
+fn make_media(dir: &Path) -> (PathBuf, PathBuf) {
+    require_ffmpeg();
+    let video = dir.join("flash.y4m");
+    let audio = dir.join("beep.wav");
+    for (out, args) in [
+        (
+            &video,
+            vec![
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=black:s=320x240:r=20,drawbox=c=white:t=fill:enable='lt(mod(t,1),0.05)'",
+                "-pix_fmt",
+                "yuv420p",
+            ],
+        ),
+        (
+            &audio,
+            vec![
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=f=1000:r=48000,volume=volume=0:enable='gte(mod(t,1),0.1)'",
+                "-ac",
+                "1",
+            ],
+        ),
+    ] {
+        let status = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y"])
+            .args(&args)
+            .args(["-t", "10"])
+            .arg(out)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success(), "ffmpeg could not make {}", out.display());
+    }
+    (video, audio)
+}
+
+/// The page's measurement: flash and beep capture times (wall clock, ms since the epoch).
+fn source_events(p: &mut Publisher) -> (Vec<f64>, Vec<f64>) {
+    p.proc.wait_for("JRT-MEASURED", Duration::from_secs(40));
+    let log = p.proc.log_text();
+    let after = |marker: &str| -> &str {
+        let at = log
+            .find(marker)
+            .unwrap_or_else(|| panic!("no {marker} in the log"));
+        log[at + marker.len()..].lines().next().unwrap_or("")
+    };
+    let list = |marker: &str| -> Vec<f64> {
+        let line = after(marker);
+        let json = &line[..=line.rfind(']').expect("a JSON list")];
+        serde_json::from_str(json).unwrap()
+    };
+    let origin: f64 = after("JRT-ORIGIN ")
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let wall = |v: Vec<f64>| v.into_iter().map(|t| origin + t).collect();
+    (wall(list("JRT-FLASHES ")), wall(list("JRT-BEEPS ")))
+}
+
+/// Flash onsets (s from the file's start) by luma.
+fn recorded_flashes(file: &Path) -> Vec<f64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("movie={},signalstats", file.display()))
+        .args([
+            "-show_entries",
+            "frame=pts_time:frame_tags=lavfi.signalstats.YAVG",
+        ])
+        .args(["-of", "csv=p=0"])
+        .output()
+        .expect("ffprobe");
+    let mut onsets = Vec::new();
+    let mut bright = false;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut it = line.split(',');
+        let (Some(t), Some(y)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let (Ok(t), Ok(y)) = (t.parse::<f64>(), y.parse::<f64>()) else {
+            continue;
+        };
+        let now = y > 128.0;
+        if now && !bright {
+            onsets.push(t);
+        }
+        bright = now;
+    }
+    onsets
+}
+
+/// Beep onsets (s from the file's start): where silence ends.
+fn recorded_beeps(file: &Path) -> Vec<f64> {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "info", "-i"])
+        .arg(file)
+        .args([
+            "-map",
+            "0:a",
+            "-af",
+            "silencedetect=noise=-30dB:duration=0.05",
+        ])
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.split("silence_end: ").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The median of `b - nearest a` (ms) over every `b` that has an `a` within half a second.
+fn median_offset(a: &[f64], b: &[f64]) -> Option<f64> {
+    let mut d: Vec<f64> = b
+        .iter()
+        .filter_map(|&y| {
+            a.iter()
+                .map(|&x| y - x)
+                .min_by(|p, q| p.abs().total_cmp(&q.abs()))
+        })
+        .filter(|v| v.abs() < 500.0)
+        .collect();
+    d.sort_by(f64::total_cmp);
+    d.get(d.len() / 2).copied()
+}
+
+fn ms(seconds: &[f64]) -> Vec<f64> {
+    seconds.iter().map(|s| s * 1000.0).collect()
+}
+
+struct Measured {
+    display: String,
+    source_av_ms: f64,
+    recorded_av_ms: f64,
+    /// Median delay from a flash's capture to its place on the room clock.
+    room_latency_ms: f64,
+    clocks: (Value, Value),
+}
+
+fn measure(out: &Path, p: &mut Publisher) -> Measured {
+    let display = p.spec.display.clone();
+    let (flashes, beeps) = source_events(p);
+    assert!(
+        flashes.len() >= 8 && beeps.len() >= 8,
+        "{display}: {flashes:?} {beeps:?}"
+    );
+    let source_av_ms = median_offset(&flashes, &beeps).expect("source offsets");
+    let recs = recordings_of(out, &display);
+    assert_eq!(recs.len(), 1, "{display}: {recs:?}");
+    let (file, sidecar) = &recs[0];
+    let rec_flashes = recorded_flashes(file);
+    let rec_beeps = recorded_beeps(file);
+    assert!(
+        rec_flashes.len() >= 8 && rec_beeps.len() >= 8,
+        "{display}: flashes {rec_flashes:?} beeps {rec_beeps:?}"
+    );
+    let recorded_av_ms = median_offset(&ms(&rec_flashes), &ms(&rec_beeps)).expect("offsets");
+    let started = OffsetDateTime::parse(sidecar["started_at"].as_str().unwrap(), &Rfc3339)
+        .expect("started_at is RFC 3339");
+    let zero_ms = started.unix_timestamp_nanos() as f64 / 1e6;
+    let on_room_clock: Vec<f64> = rec_flashes.iter().map(|t| zero_ms + t * 1000.0).collect();
+    let room_latency_ms = median_offset(&flashes, &on_room_clock).expect("room offsets");
+    Measured {
+        display,
+        source_av_ms,
+        recorded_av_ms,
+        room_latency_ms,
+        clocks: (
+            sidecar["audio_clock"].clone(),
+            sidecar["video_clock"].clone(),
+        ),
+    }
+}
+
+#[test]
+fn lip_sync_and_the_room_clock_match_the_sources() {
+    require_tools();
+    let scratch = Scratch::new("lipsync");
+    let dir = scratch.path.clone();
+    let (video, audio) = make_media(&dir);
+    let ns = Netns::create("lipsync");
+    let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1701, "vp8")]);
+    let page = PageServer::start(&ns, &dir);
+    let out = dir.join("recordings");
+    let config = format!(
+        "[janus]\nurl = \"ws://127.0.0.1:8188\"\n[output]\ndir = \"{}\"\n\
+         [network]\nadvertise = [\"{ADDR_B}\"]\n[[rooms]]\nroom = 1701\n",
+        out.display()
+    );
+    let mut daemon = Daemon::start(&ns, &dir, &config);
+    daemon
+        .proc
+        .wait_for("watching room", Duration::from_secs(20));
+    let publisher = |display: &str| {
+        let mut spec = PublisherSpec {
+            secs: Some(16),
+            media_files: Some((video.clone(), audio.clone())),
+            ..PublisherSpec::new(1701, display)
+        };
+        spec.query.push(("measure", "14".into()));
+        Publisher::start(&ns, &page, &dir, spec)
+    };
+    let mut first = publisher("first");
+    first.wait_published(1);
+    std::thread::sleep(Duration::from_secs(3));
+    let mut second = publisher("second");
+    second.wait_published(1);
+    for p in [&mut first, &mut second] {
+        p.wait_ended(1, Duration::from_secs(60));
+    }
+    daemon
+        .proc
+        .wait_for_nth("recording finished", 2, Duration::from_secs(15));
+
+    let results: Vec<Measured> = [&mut first, &mut second]
+        .into_iter()
+        .map(|p| measure(&out, p))
+        .collect();
+    let report: Vec<String> = results
+        .iter()
+        .map(|m| {
+            format!(
+                "{}: source A/V {:+.1} ms, recording {:+.1} ms (error {:+.1}), flash to room clock \
+                 {:.1} ms, clocks {}/{}",
+                m.display,
+                m.source_av_ms,
+                m.recorded_av_ms,
+                m.recorded_av_ms - m.source_av_ms,
+                m.room_latency_ms,
+                m.clocks.0,
+                m.clocks.1
+            )
+        })
+        .collect();
+    eprintln!("{}", report.join("\n"));
+    for m in &results {
+        assert!(
+            (m.recorded_av_ms - m.source_av_ms).abs() <= AV_TOLERANCE_MS,
+            "A/V offset off the source's:\n{}",
+            report.join("\n")
+        );
+        assert_eq!(m.clocks.1, "sender-report", "{}", report.join("\n"));
+    }
+    assert!(
+        (results[0].room_latency_ms - results[1].room_latency_ms).abs() <= ROOM_TOLERANCE_MS,
+        "the two feeds' flashes disagree on the room clock:\n{}",
+        report.join("\n")
+    );
+}
