@@ -17,4 +17,5 @@ pub mod publish;
 pub mod room;
 pub mod rtc;
 pub mod service;
+pub mod text;
 pub mod webm;

@@ -294,7 +294,7 @@ impl Feeds {
                 tracing::info!(feed = ?feed.map(|f| f.to_string()), display = ?who, talking, "talking");
             }
             VideoRoomEvent::Error { code, message } => {
-                tracing::warn!(code, %message, "VideoRoom error event")
+                tracing::warn!(code, message = %crate::text::Escaped(&message), "VideoRoom error event")
             }
             other => tracing::info!(event = ?other, "room event not acted on"),
         }

@@ -22,6 +22,8 @@ use support::{Scratch, files_under};
 struct Seen {
     subscriber_joins: Vec<Value>,
     requests: Vec<String>,
+    /// When each WebSocket connection was accepted.
+    connections: Vec<Instant>,
 }
 
 const WATCHER: u64 = 100;
@@ -46,7 +48,7 @@ fn script() -> Vec<String> {
         json!({"janus": 42, "session_id": "x"}).to_string(),
         json!({"janus": "something-new", "session_id": 1}).to_string(),
         "[".repeat(10_000) + &"]".repeat(10_000),
-        json!({"janus": "event", "blob": "x".repeat(1 << 20)}).to_string(),
+        json!({"janus": "event", "blob": "x".repeat(512 << 10)}).to_string(),
         r#"{"janus":"event","session_id":1,"sender":100,"plugindata":{"plugin":"janus.plugin.videoroom","data":{"videoroom":"event","room":18446744073709551616999,"unpublished":1e400}}}"#.into(),
         event(WATCHER, json!({"videoroom": "event", "leaving": -1, "reason": {"nested": true}})),
         // (A bare "kicked": "ok" would mean our watcher was kicked: it rejoins in 30 s.)
@@ -71,23 +73,28 @@ fn script() -> Vec<String> {
         json!({"janus": "slowlink", "session_id": 1, "sender": WATCHER, "lost": -5}).to_string(),
         json!({"janus": "webrtcup"}).to_string(),
         // After all that, a plain new publisher: the daemon must still act on it.
-        event(WATCHER, json!({"videoroom": "event", "room": 1234, "publishers": [
-            {"id": 42, "display": "Survivor", "streams": [
-                {"type": "audio", "mid": "0", "codec": "opus"}
-            ]}
-        ]})),
+        survivor(),
     ]
 }
 
-/// Serves one daemon connection: answers its requests, and after the watcher joined, plays
-/// the script.
+/// How the fake Janus treats the daemon.
+#[derive(Clone, Debug)]
+enum Behaviour {
+    /// Answers requests; after the watcher joined, plays [`script`].
+    Hostile,
+    /// Refuses the watcher's join with a VideoRoom error carrying this reason.
+    RefuseJoin(String),
+}
+
+/// Serves daemon connections: answers their requests as `behaviour` says.
 #[allow(clippy::result_large_err)] // tungstenite's handshake callback returns its own type
-async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
+async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, behaviour: Behaviour) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
         let seen = seen.clone();
+        let behaviour = behaviour.clone();
         tokio::spawn(async move {
             let callback = |_: &Request, mut response: Response| {
                 response.headers_mut().insert(
@@ -99,6 +106,7 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
             let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
                 return;
             };
+            seen.lock().unwrap().connections.push(Instant::now());
             let (mut tx, mut rx) = ws.split();
             let mut next_handle = WATCHER;
             while let Some(Ok(msg)) = rx.next().await {
@@ -124,8 +132,16 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
                             json!({"janus": "ack", "transaction": t, "session_id": 1}).to_string(),
                         );
                         let body = &req["body"];
-                        match (body["request"].as_str(), body["ptype"].as_str()) {
-                            (Some("join"), Some("publisher")) => {
+                        match (body["request"].as_str(), body["ptype"].as_str(), &behaviour) {
+                            (Some("join"), Some("publisher"), Behaviour::RefuseJoin(reason)) => {
+                                out.push(json!({
+                                    "janus": "event", "session_id": 1, "sender": sender, "transaction": t,
+                                    "plugindata": {"plugin": "janus.plugin.videoroom", "data": {
+                                        "videoroom": "event", "error_code": 426, "error": reason
+                                    }}
+                                }).to_string());
+                            }
+                            (Some("join"), Some("publisher"), _) => {
                                 out.push(json!({
                                     "janus": "event", "session_id": 1, "sender": sender, "transaction": t,
                                     "plugindata": {"plugin": "janus.plugin.videoroom", "data": {
@@ -135,7 +151,7 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
                                 }).to_string());
                                 out.extend(script());
                             }
-                            (Some("join"), Some("subscriber")) => {
+                            (Some("join"), Some("subscriber"), _) => {
                                 seen.lock().unwrap().subscriber_joins.push(body.clone());
                                 // What was asked for, as audio streams, with an offer that is
                                 // not SDP at all.
@@ -176,70 +192,129 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
     }
 }
 
+/// A fake Janus on a loopback port and the daemon connected to it, logging to a file.
+struct Rig {
+    _scratch: Scratch,
+    out_dir: std::path::PathBuf,
+    seen: Arc<Mutex<Seen>>,
+    log: std::path::PathBuf,
+    daemon: KillOnDrop,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Rig {
+    /// Starts the fake Janus and a daemon recording room 1234 from it; `env` is added to the
+    /// daemon's environment.
+    fn start(tag: &str, behaviour: Behaviour, env: &[(&str, &std::ffi::OsStr)]) -> Rig {
+        let scratch = Scratch::new(tag);
+        let out_dir = scratch.path.join("recordings");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let listener = rt
+            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .expect("a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        rt.spawn(serve(listener, seen.clone(), behaviour));
+
+        let config = scratch.path.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[janus]\nurl = \"ws://127.0.0.1:{port}\"\n[output]\ndir = \"{}\"\n[network]\nadvertise = [\"127.0.0.1\"]\n[[rooms]]\nroom = 1234\n",
+                out_dir.display()
+            ),
+        )
+        .unwrap();
+        let log = scratch.path.join("daemon.log");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_janus-recorder"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info,janus_recorder=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let daemon = KillOnDrop(cmd.spawn().unwrap());
+        Rig {
+            _scratch: scratch,
+            out_dir,
+            seen,
+            log,
+            daemon,
+            _rt: rt,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `done` holds for what the fake Janus saw; fails if the daemon dies.
+    fn wait_until(&mut self, what: &str, within: Duration, done: impl Fn(&Seen) -> bool) {
+        let deadline = Instant::now() + within;
+        while !done(&self.seen.lock().unwrap()) {
+            assert!(
+                self.daemon.0.try_wait().unwrap().is_none(),
+                "the daemon died: {}",
+                self.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {within:?}; saw {:?}\n{}",
+                self.seen.lock().unwrap(),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM; the daemon must exit 0 without a panic. Returns its log.
+    fn stop(mut self) -> String {
+        unsafe { libc::kill(self.daemon.0.id() as i32, libc::SIGTERM) };
+        let status = self.daemon.0.wait().unwrap();
+        let text = self.log_text();
+        assert!(status.success(), "{status}\n{text}");
+        assert!(!text.contains("panicked"), "{text}");
+        text
+    }
+}
+
+/// A plain new publisher (feed 42, audio only).
+fn survivor() -> String {
+    event(
+        WATCHER,
+        json!({"videoroom": "event", "room": 1234, "publishers": [
+            {"id": 42, "display": "Survivor", "streams": [
+                {"type": "audio", "mid": "0", "codec": "opus"}
+            ]}
+        ]}),
+    )
+}
+
+fn survivor_subscribed(seen: &Seen) -> bool {
+    seen.subscriber_joins
+        .iter()
+        .any(|j| j["streams"][0]["feed"] == 42)
+}
+
 #[test]
 fn hostile_janus_messages_never_crash_the_daemon() {
-    let scratch = Scratch::new("hostile");
-    let out_dir = scratch.path.join("recordings");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(TcpListener::bind("127.0.0.1:0"))
-        .expect("a loopback port");
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    rt.spawn(serve(listener, seen.clone()));
-
-    let config = scratch.path.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[janus]\nurl = \"ws://127.0.0.1:{port}\"\n[output]\ndir = \"{}\"\n[network]\nadvertise = [\"127.0.0.1\"]\n[[rooms]]\nroom = 1234\n",
-            out_dir.display()
-        ),
-    )
-    .unwrap();
-    let log = scratch.path.join("daemon.log");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info,janus_recorder=debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut guard = KillOnDrop(child);
-    let child = &mut guard.0;
-
+    let mut rig = Rig::start("hostile", Behaviour::Hostile, &[]);
     // The daemon acts on the valid publisher that follows all the garbage.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let survivor_subscribed = || {
-        seen.lock()
-            .unwrap()
-            .subscriber_joins
-            .iter()
-            .any(|j| j["streams"][0]["feed"] == 42)
-    };
-    while !survivor_subscribed() && Instant::now() < deadline {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the daemon died: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        survivor_subscribed(),
-        "the daemon stopped acting on Janus's messages; saw {:?}",
-        seen.lock().unwrap()
+    rig.wait_until(
+        "the daemon acts on Janus's messages",
+        Duration::from_secs(20),
+        survivor_subscribed,
     );
     std::thread::sleep(Duration::from_millis(500));
-    assert!(child.try_wait().unwrap().is_none(), "the daemon died");
-
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(!text.contains("panicked"), "{text}");
+    assert!(
+        rig.daemon.0.try_wait().unwrap().is_none(),
+        "the daemon died"
+    );
+    let out_dir = rig.out_dir.clone();
+    let text = rig.stop();
     // Nothing written: no media came, and certainly nothing outside the output directory.
     assert!(
         files_under(&out_dir).is_empty(),
@@ -254,6 +329,61 @@ fn hostile_janus_messages_never_crash_the_daemon() {
     assert!(
         text.contains("bad SDP offer"),
         "the garbage offer is refused: {text}"
+    );
+}
+
+/// A Janus reason with a newline, a forged `WATCHDOG=1` and a NUL reaches the STATUS line
+/// escaped, as one line, and the daemon keeps running.
+#[test]
+fn janus_text_cannot_forge_sd_notify_lines() {
+    let scratch = Scratch::new("notify-sock");
+    let socket_path = scratch.path.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut rig = Rig::start(
+        "notify-inject",
+        Behaviour::RefuseJoin("No such room\nWATCHDOG=1\nSTATUS=forged\0\u{1b}[2J".into()),
+        &[("NOTIFY_SOCKET", socket_path.as_os_str())],
+    );
+    rig.wait_until("the watcher tries to join", Duration::from_secs(10), |s| {
+        s.requests.iter().any(|r| r == "message")
+    });
+    // STATUS is refreshed every 5 s; wait for one that carries the refusal.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline && !messages.iter().any(|m: &String| m.contains("No such room"))
+    {
+        if let Ok(n) = socket.recv(&mut buf) {
+            messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert!(
+            rig.daemon.0.try_wait().unwrap().is_none(),
+            "the daemon died: {}",
+            rig.log_text()
+        );
+    }
+    let status = messages
+        .iter()
+        .find(|m| m.contains("No such room"))
+        .unwrap_or_else(|| panic!("no STATUS with Janus's reason in {messages:?}"));
+    assert!(
+        status.contains(r"No such room\nWATCHDOG=1\nSTATUS=forged\u{0}\u{1b}[2J"),
+        "{status:?}"
+    );
+    for m in &messages {
+        assert!(
+            m.lines()
+                .all(|l| !l.starts_with("WATCHDOG=") && l != "STATUS=forged"),
+            "a forged line: {m:?}"
+        );
+    }
+    let text = rig.stop();
+    assert!(
+        !text.lines().any(|l| l.starts_with("WATCHDOG=1")),
+        "the log has a forged line: {text}"
     );
 }
 

@@ -88,13 +88,13 @@ impl fmt::Display for EndReason {
             EndReason::Leaving => f.write_str("leaving"),
             EndReason::Kicked => f.write_str("kicked"),
             EndReason::RoomDestroyed => f.write_str("destroyed"),
-            EndReason::HangUp(r) => write!(f, "hangup: {r}"),
+            EndReason::HangUp(r) => write!(f, "hangup: {}", crate::text::Escaped(r)),
             EndReason::IceFailed => f.write_str("ice-failed"),
             EndReason::Shutdown => f.write_str("shutdown"),
             EndReason::Reconfigured => f.write_str("reconfigured"),
             EndReason::ConnectionLost => f.write_str("connection-lost"),
             EndReason::Split => f.write_str("split"),
-            EndReason::Failed(e) => write!(f, "error: {e}"),
+            EndReason::Failed(e) => write!(f, "error: {}", crate::text::Escaped(e)),
         }
     }
 }
@@ -706,7 +706,7 @@ impl Feed {
                 candidate: None, ..
             } => tracing::debug!("Janus finished trickling"),
             Incoming::HangUp { reason, .. } => {
-                tracing::info!(%reason, "Janus hung up the subscription");
+                tracing::info!(reason = %crate::text::Escaped(&reason), "Janus hung up the subscription");
                 return Some(EndReason::HangUp(reason));
             }
             Incoming::Detached { .. } => return Some(EndReason::HangUp("detached".into())),

@@ -206,7 +206,7 @@ impl Relay {
     }
 
     fn failed(&mut self, error: String) {
-        tracing::warn!(room = %self.plan.spec.room, %error, "relay failed; trying again in {RELAY_RETRY:?}");
+        tracing::warn!(room = %self.plan.spec.room, error = %crate::text::Escaped(&error), "relay failed; trying again in {RELAY_RETRY:?}");
         self.state = State::Waiting(Instant::now() + RELAY_RETRY);
     }
 

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::messages::{Incoming, Jsep, parse_incoming};
 use super::tls::TlsTrust;
 use crate::ids::{HandleId, SessionId};
+use crate::text::Escaped;
 
 /// Janus drops sessions idle for 60 s by default; 10 s leaves room for lost pings and for
 /// servers configured with a shorter `session_timeout`.
@@ -30,20 +31,21 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What went wrong talking to Janus.
+/// What went wrong talking to Janus. Its text comes partly from Janus, so it is shown with
+/// control characters escaped (it reaches logs and the STATUS line).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum JanusError {
-    #[error("cannot connect to {url}: {reason}")]
+    #[error("cannot connect to {url}: {}", Escaped(reason))]
     Connect { url: String, reason: String },
     #[error("connection to Janus lost")]
     Closed,
     #[error("Janus did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("Janus error {code}: {reason}")]
+    #[error("Janus error {code}: {}", Escaped(reason))]
     Janus { code: i64, reason: String },
-    #[error("VideoRoom error {code}: {message}")]
+    #[error("VideoRoom error {code}: {}", Escaped(message))]
     Plugin { code: i64, message: String },
-    #[error("unexpected answer from Janus: {0}")]
+    #[error("unexpected answer from Janus: {}", Escaped(.0))]
     Protocol(String),
 }
 
@@ -253,7 +255,7 @@ impl Session {
                     Some(Ok(Message::Text(text))) => match parse_incoming(&text) {
                         Ok(msg) => inner.dispatch(msg),
                         Err(e) => {
-                            tracing::warn!(error = %e, frame = %truncate(&text, 500), "ignoring a frame from Janus")
+                            tracing::warn!(error = %e, frame = %Escaped(truncate(&text, 500)), "ignoring a frame from Janus")
                         }
                     },
                     Some(Ok(Message::Close(_))) | None => {
@@ -307,7 +309,7 @@ impl Session {
                     Ok(_) => {}
                     Err(JanusError::Janus { code, reason }) => {
                         // 458: the session is gone on the server; only a new session helps.
-                        tracing::warn!(code, %reason, "keepalive refused; dropping the connection");
+                        tracing::warn!(code, reason = %Escaped(&reason), "keepalive refused; dropping the connection");
                         inner.closed.cancel();
                         return;
                     }

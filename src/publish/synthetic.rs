@@ -398,7 +398,7 @@ async fn publish_one(
     loop {
         tokio::select! {
             ev = p.next_event() => if let PublicationEvent::Ended(reason) = ev {
-                tracing::warn!(display = %spec.display, %reason, "ended while leaving");
+                tracing::warn!(display = %spec.display, reason = %crate::text::Escaped(&reason), "ended while leaving");
                 break;
             },
             _ = &mut linger => break,
