@@ -84,6 +84,9 @@ enum Behaviour {
     Hostile,
     /// Refuses the watcher's join with a VideoRoom error carrying this reason.
     RefuseJoin(String),
+    /// On the first connection, after the watcher joined, sends one text message of this many
+    /// bytes, then a valid new publisher; on later ones, the publisher alone.
+    Huge(usize),
 }
 
 /// Serves daemon connections: answers their requests as `behaviour` says.
@@ -106,7 +109,11 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, behaviour: Behavio
             let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
                 return;
             };
-            seen.lock().unwrap().connections.push(Instant::now());
+            let connection = {
+                let mut seen = seen.lock().unwrap();
+                seen.connections.push(Instant::now());
+                seen.connections.len()
+            };
             let (mut tx, mut rx) = ws.split();
             let mut next_handle = WATCHER;
             while let Some(Ok(msg)) = rx.next().await {
@@ -149,7 +156,15 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, behaviour: Behavio
                                         "publishers": []
                                     }}
                                 }).to_string());
-                                out.extend(script());
+                                match &behaviour {
+                                    Behaviour::Huge(size) => {
+                                        if connection == 1 {
+                                            out.push(huge_event(*size));
+                                        }
+                                        out.push(survivor());
+                                    }
+                                    _ => out.extend(script()),
+                                }
                             }
                             (Some("join"), Some("subscriber"), _) => {
                                 seen.lock().unwrap().subscriber_joins.push(body.clone());
@@ -293,6 +308,13 @@ fn survivor() -> String {
     )
 }
 
+/// A VideoRoom event of `size` bytes (a long unknown field).
+fn huge_event(size: usize) -> String {
+    let empty = event(WATCHER, json!({"videoroom": "event", "blob": ""}));
+    let blob = "x".repeat(size.saturating_sub(empty.len()));
+    event(WATCHER, json!({"videoroom": "event", "blob": blob}))
+}
+
 fn survivor_subscribed(seen: &Seen) -> bool {
     seen.subscriber_joins
         .iter()
@@ -384,6 +406,23 @@ fn janus_text_cannot_forge_sd_notify_lines() {
     assert!(
         !text.lines().any(|l| l.starts_with("WATCHDOG=1")),
         "the log has a forged line: {text}"
+    );
+}
+
+/// A 2 MiB message (tungstenite would take up to 64 MiB) ends the connection, logged; the
+/// daemon reconnects and acts on what the next connection brings.
+#[test]
+fn an_oversized_message_drops_the_connection() {
+    let mut rig = Rig::start("huge", Behaviour::Huge(2 << 20), &[]);
+    rig.wait_until(
+        "the daemon reconnects and subscribes to the next publisher",
+        Duration::from_secs(20),
+        |s| s.connections.len() >= 2 && survivor_subscribed(s),
+    );
+    let text = rig.stop();
+    assert!(
+        text.contains("Message too long"),
+        "the oversized message is logged: {text}"
     );
 }
 

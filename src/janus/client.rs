@@ -18,6 +18,7 @@ use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::messages::{Incoming, Jsep, parse_incoming};
@@ -30,6 +31,18 @@ use crate::text::Escaped;
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// The largest WebSocket message (and frame) accepted from Janus. Its largest real messages
+/// are SDP offers and room lists of a few tens of KiB; tungstenite's default (64 MiB) would let
+/// a hostile or broken server make us buffer that much per message. A longer message ends the
+/// connection (logged), like any other read error.
+pub const MAX_MESSAGE: usize = 1 << 20;
+/// Messages queued for one handle before its owner takes them. A handle's owner takes each
+/// event at once; a full queue means Janus floods it, and the connection is dropped (logged)
+/// rather than let the queue grow.
+const HANDLE_QUEUE: usize = 1024;
+/// Requests queued for the writer; full means Janus stopped reading, so the connection is
+/// dropped.
+const OUT_QUEUE: usize = 1024;
 
 /// What went wrong talking to Janus. Its text comes partly from Janus, so it is shown with
 /// control characters escaped (it reaches logs and the STATUS line).
@@ -63,9 +76,9 @@ struct Pending {
 }
 
 struct Inner {
-    out: mpsc::UnboundedSender<Message>,
+    out: mpsc::Sender<Message>,
     pending: Mutex<HashMap<String, Pending>>,
-    handles: Mutex<HashMap<HandleId, mpsc::UnboundedSender<Incoming>>>,
+    handles: Mutex<HashMap<HandleId, mpsc::Sender<Incoming>>>,
     next_transaction: AtomicU64,
     auth: Auth,
     /// Cancelled when the connection ends, for whatever reason.
@@ -73,6 +86,33 @@ struct Inner {
 }
 
 impl Inner {
+    fn new(out: mpsc::Sender<Message>, auth: Auth) -> Inner {
+        Inner {
+            out,
+            pending: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_transaction: AtomicU64::new(1),
+            auth,
+            closed: CancellationToken::new(),
+        }
+    }
+
+    /// Queues a message for the writer; a full queue drops the connection.
+    fn queue(&self, m: Message) -> Result<(), JanusError> {
+        match self.out.try_send(m) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::error!(
+                    queued = OUT_QUEUE,
+                    "Janus is not reading our requests; dropping the connection"
+                );
+                self.closed.cancel();
+                Err(JanusError::Closed)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(JanusError::Closed),
+        }
+    }
+
     /// Adds a fresh transaction and the credentials to a request; returns the transaction.
     fn stamp(&self, body: &mut Value) -> String {
         let transaction = format!(
@@ -100,7 +140,7 @@ impl Inner {
                 reply: tx,
             },
         );
-        if self.closed.is_cancelled() || self.out.send(Message::text(body.to_string())).is_err() {
+        if self.closed.is_cancelled() || self.queue(Message::text(body.to_string())).is_err() {
             self.pending.lock().unwrap().remove(&transaction);
             return Err(JanusError::Closed);
         }
@@ -118,7 +158,7 @@ impl Inner {
     /// Sends without waiting for an answer (used from `Drop`, which cannot await).
     fn send_nowait(&self, mut body: Value) {
         self.stamp(&mut body);
-        let _ = self.out.send(Message::text(body.to_string()));
+        let _ = self.queue(Message::text(body.to_string()));
     }
 
     /// Routes one parsed message from Janus.
@@ -142,7 +182,14 @@ impl Inner {
                 let handles = self.handles.lock().unwrap();
                 match handles.get(&h) {
                     Some(tx) => {
-                        let _ = tx.send(msg);
+                        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(msg) {
+                            tracing::error!(
+                                handle = %h,
+                                queued = HANDLE_QUEUE,
+                                "Janus floods a handle faster than it is served; dropping the connection"
+                            );
+                            self.closed.cancel();
+                        }
                     }
                     None => {
                         tracing::debug!(handle = %h, ?msg, "message for a handle we no longer have")
@@ -200,23 +247,24 @@ impl Session {
         } else {
             None
         };
+        let limits = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
         let (ws, _) = tokio::time::timeout(
             REQUEST_TIMEOUT,
-            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector),
+            tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(limits),
+                false,
+                connector,
+            ),
         )
         .await
         .map_err(|_| connect_err("timed out".into()))?
         .map_err(|e| connect_err(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
-        let inner = Arc::new(Inner {
-            out,
-            pending: Mutex::new(HashMap::new()),
-            handles: Mutex::new(HashMap::new()),
-            next_transaction: AtomicU64::new(1),
-            auth,
-            closed: CancellationToken::new(),
-        });
+        let (out, mut out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
+        let inner = Arc::new(Inner::new(out, auth));
 
         let closed = inner.closed.clone();
         tokio::spawn(async move {
@@ -347,7 +395,7 @@ impl Session {
             return Err(JanusError::Protocol(format!("attach answered {answer:?}")));
         };
         let id = HandleId(id);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(HANDLE_QUEUE);
         self.inner.handles.lock().unwrap().insert(id, tx);
         Ok(Handle {
             session: self.clone(),
@@ -373,7 +421,7 @@ impl Session {
 pub struct Handle {
     session: Session,
     id: HandleId,
-    events: mpsc::UnboundedReceiver<Incoming>,
+    events: mpsc::Receiver<Incoming>,
     detached: bool,
 }
 
@@ -471,5 +519,38 @@ impl Drop for Handle {
         self.session.inner.send_nowait(
             json!({"janus": "detach", "session_id": self.session.id.0, "handle_id": self.id.0}),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle whose queue is full ends the connection instead of growing the queue.
+    #[test]
+    fn a_flooded_handle_drops_the_connection() {
+        let (out, _out_rx) = mpsc::channel(1);
+        let inner = Inner::new(out, Auth::default());
+        let (tx, rx) = mpsc::channel(HANDLE_QUEUE);
+        inner.handles.lock().unwrap().insert(HandleId(7), tx);
+        let event = r#"{"janus":"webrtcup","session_id":1,"sender":7}"#;
+        for _ in 0..HANDLE_QUEUE {
+            inner.dispatch(parse_incoming(event).unwrap());
+        }
+        assert!(!inner.closed.is_cancelled());
+        inner.dispatch(parse_incoming(event).unwrap());
+        assert!(inner.closed.is_cancelled());
+        assert_eq!(rx.len(), HANDLE_QUEUE);
+    }
+
+    /// A full request queue fails the request and ends the connection.
+    #[test]
+    fn a_full_request_queue_drops_the_connection() {
+        let (out, _out_rx) = mpsc::channel(1);
+        let inner = Inner::new(out, Auth::default());
+        inner.send_nowait(json!({"janus": "keepalive"}));
+        assert!(!inner.closed.is_cancelled());
+        inner.send_nowait(json!({"janus": "keepalive"}));
+        assert!(inner.closed.is_cancelled());
     }
 }
