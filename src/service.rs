@@ -31,6 +31,9 @@ use notify::Notifier;
 pub const EXIT_CONFIG: i32 = 2;
 /// Longest wait between connection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a session must last before the backoff starts again from 1 s. A Janus that
+/// accepts a session and drops it at once is otherwise reconnected to in a tight loop.
+pub const STABLE_SESSION: Duration = Duration::from_secs(30);
 /// How long shutdown waits for feeds to finalize (systemd's default stop timeout is far
 /// longer; we promise 5 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
@@ -335,7 +338,19 @@ async fn serve(config_path: &Path, mut config: Config) {
     tracing::info!("janus-recorder starting");
     let mut backoff = Duration::from_secs(1);
     let mut first_attempt = true;
+    let mut retry_in = None;
     while !shutdown.is_cancelled() {
+        if let Some(pause) = retry_in.take() {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = hangup.recv() => {
+                    if !matches!(on_hangup(config_path, &mut config, &notifier, &health), Reloaded::Refused) {
+                        settings = feed_settings(&config, &health, &own);
+                    }
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
         let trust = TlsTrust::new(config.janus.ca_file.clone());
         let connected = tokio::select! {
             r = Session::connect(&config.janus.url, auth_of(&config), &trust) => r,
@@ -350,20 +365,12 @@ async fn serve(config_path: &Path, mut config: Config) {
             Err(e) => {
                 tracing::warn!(error = %e, "Janus unreachable; retrying in {backoff:?}");
                 health.error(format!("Janus unreachable: {e}"));
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = hangup.recv() => {
-                        if !matches!(on_hangup(config_path, &mut config, &notifier, &health), Reloaded::Refused) {
-                            settings = feed_settings(&config, &health, &own);
-                        }
-                    }
-                    _ = shutdown.cancelled() => break,
-                }
+                retry_in = Some(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
-        backoff = Duration::from_secs(1);
+        let opened = tokio::time::Instant::now();
         tracing::info!(session = %session.id(), "connected to Janus");
         if std::mem::take(&mut lost_a_session) {
             crate::metrics::reconnect();
@@ -390,8 +397,19 @@ async fn serve(config_path: &Path, mut config: Config) {
                 Some(_) = rooms.tasks.join_next() => {}
             }
         };
+        let lasted = opened.elapsed();
         rooms.stop_all(cancel).await;
         let _ = tokio::time::timeout(Duration::from_millis(500), session.destroy()).await;
+        if cancel || lasted >= STABLE_SESSION {
+            backoff = Duration::from_secs(1);
+        } else {
+            tracing::warn!(
+                ?lasted,
+                "the session with Janus was short-lived; reconnecting in {backoff:?}"
+            );
+            retry_in = Some(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
     }
     supervisor.abort();
     tracing::info!("stopped");

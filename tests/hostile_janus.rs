@@ -87,6 +87,8 @@ enum Behaviour {
     /// On the first connection, after the watcher joined, sends one text message of this many
     /// bytes, then a valid new publisher; on later ones, the publisher alone.
     Huge(usize),
+    /// Answers `create` (the session opens), then closes the connection.
+    AcceptAndClose,
 }
 
 /// Serves daemon connections: answers their requests as `behaviour` says.
@@ -201,6 +203,10 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, behaviour: Behavio
                     if tx.send(Message::Text(m.into())).await.is_err() {
                         return;
                     }
+                }
+                if let Behaviour::AcceptAndClose = behaviour {
+                    let _ = tx.close().await;
+                    return;
                 }
             }
         });
@@ -423,6 +429,35 @@ fn an_oversized_message_drops_the_connection() {
     assert!(
         text.contains("Message too long"),
         "the oversized message is logged: {text}"
+    );
+}
+
+/// A Janus that opens a session and drops it at once is not hammered: the waits between
+/// connections keep growing (1, 2, 4 s...) because no session lasts 30 s.
+#[test]
+fn a_janus_that_drops_every_session_is_reconnected_with_backoff() {
+    let mut rig = Rig::start("storm", Behaviour::AcceptAndClose, &[]);
+    rig.wait_until("the daemon connects again", Duration::from_secs(5), |s| {
+        !s.connections.is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    let connections = rig.seen.lock().unwrap().connections.clone();
+    let text = rig.stop();
+    // Connections at about 0, 1, 3 and 7 s.
+    assert!(
+        (3..=5).contains(&connections.len()),
+        "{} connections in 8 s: {text}",
+        connections.len()
+    );
+    let gaps: Vec<Duration> = connections.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.windows(2)
+            .all(|g| g[1] > g[0] + Duration::from_millis(500)),
+        "the waits grow: {gaps:?}"
+    );
+    assert!(
+        text.contains("short-lived; reconnecting in 2s"),
+        "the backoff is logged: {text}"
     );
 }
 
