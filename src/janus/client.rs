@@ -31,6 +31,17 @@ use crate::text::Escaped;
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a keepalive may wait for its answer. Janus acks keepalives from its transport
+/// thread at once, so a few seconds of silence already means trouble.
+const KEEPALIVE_REPLY: Duration = Duration::from_secs(5);
+/// Keepalives in a row left unanswered that mean Janus is hung (alive on TCP, not answering).
+/// After the first miss the second is sent at once, so a frozen Janus is noticed within about
+/// 20 s: before its media sessions fail ICE consent (about 30 s), so the files say
+/// `connection-lost`.
+const KEEPALIVES_MISSED: u32 = 2;
+/// Nothing at all received from Janus for this long is a lost connection too: keepalives
+/// are answered, so a live Janus is never this quiet.
+pub const MAX_SILENCE: Duration = Duration::from_secs(30);
 /// The largest WebSocket message (and frame) accepted from Janus. Its largest real messages
 /// are SDP offers and room lists of a few tens of KiB; tungstenite's default (64 MiB) would let
 /// a hostile or broken server make us buffer that much per message. A longer message ends the
@@ -83,6 +94,8 @@ struct Inner {
     auth: Auth,
     /// Cancelled when the connection ends, for whatever reason.
     closed: CancellationToken,
+    /// When the last frame of any kind came from Janus.
+    last_heard: Mutex<tokio::time::Instant>,
 }
 
 impl Inner {
@@ -94,7 +107,18 @@ impl Inner {
             next_transaction: AtomicU64::new(1),
             auth,
             closed: CancellationToken::new(),
+            last_heard: Mutex::new(tokio::time::Instant::now()),
         }
+    }
+
+    /// Notes that Janus sent something.
+    fn heard(&self) {
+        *self.last_heard.lock().unwrap() = tokio::time::Instant::now();
+    }
+
+    /// How long Janus has sent nothing.
+    fn silence(&self) -> Duration {
+        self.last_heard.lock().unwrap().elapsed()
     }
 
     /// Queues a message for the writer; a full queue drops the connection.
@@ -130,7 +154,17 @@ impl Inner {
     }
 
     /// Sends `body` with a fresh transaction and waits for its answer.
-    async fn request(&self, mut body: Value, skip_ack: bool) -> Result<Incoming, JanusError> {
+    async fn request(&self, body: Value, skip_ack: bool) -> Result<Incoming, JanusError> {
+        self.request_within(body, skip_ack, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Inner::request`], waiting at most `limit` for the answer.
+    async fn request_within(
+        &self,
+        mut body: Value,
+        skip_ack: bool,
+        limit: Duration,
+    ) -> Result<Incoming, JanusError> {
         let transaction = self.stamp(&mut body);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(
@@ -146,7 +180,7 @@ impl Inner {
         }
         let answer = tokio::select! {
             r = rx => r.map_err(|_| JanusError::Closed),
-            _ = tokio::time::sleep(REQUEST_TIMEOUT) => Err(JanusError::Timeout(REQUEST_TIMEOUT)),
+            _ = tokio::time::sleep(limit) => Err(JanusError::Timeout(limit)),
         };
         self.pending.lock().unwrap().remove(&transaction);
         match answer? {
@@ -299,6 +333,9 @@ impl Session {
                     _ = closed.cancelled() => break,
                 };
                 let Some(inner) = reader.upgrade() else { break };
+                if let Some(Ok(_)) = frame {
+                    inner.heard();
+                }
                 match frame {
                     Some(Ok(Message::Text(text))) => match parse_incoming(&text) {
                         Ok(msg) => inner.dispatch(msg),
@@ -337,32 +374,63 @@ impl Session {
         Ok(session)
     }
 
+    /// Pings the session every [`KEEPALIVE_INTERVAL`] and drops the connection when Janus
+    /// is gone but the socket is not: [`KEEPALIVES_MISSED`] unanswered keepalives, or
+    /// [`MAX_SILENCE`] without a frame.
     fn spawn_keepalive(&self) {
         let weak = Arc::downgrade(&self.inner);
         let id = self.id;
         let closed = self.inner.closed.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(KEEPALIVE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            let mut missed = 0;
             loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = closed.cancelled() => return,
+                // After a miss, the next keepalive goes at once.
+                if missed == 0 {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = closed.cancelled() => return,
+                    }
                 }
                 let Some(inner) = weak.upgrade() else { return };
+                let silence = inner.silence();
+                if silence >= MAX_SILENCE {
+                    tracing::error!(
+                        ?silence,
+                        "nothing received from Janus; the connection is lost"
+                    );
+                    inner.closed.cancel();
+                    return;
+                }
+                let keepalive = json!({"janus": "keepalive", "session_id": id.0});
                 match inner
-                    .request(json!({"janus": "keepalive", "session_id": id.0}), false)
+                    .request_within(keepalive, false, KEEPALIVE_REPLY)
                     .await
                 {
-                    Ok(_) => {}
+                    Ok(_) => missed = 0,
                     Err(JanusError::Janus { code, reason }) => {
                         // 458: the session is gone on the server; only a new session helps.
                         tracing::warn!(code, reason = %Escaped(&reason), "keepalive refused; dropping the connection");
                         inner.closed.cancel();
                         return;
                     }
-                    Err(e) => tracing::warn!(error = %e, "keepalive failed"),
+                    Err(JanusError::Closed) => return,
+                    Err(e) => {
+                        missed += 1;
+                        tracing::warn!(error = %e, missed, "keepalive unanswered");
+                        if missed >= KEEPALIVES_MISSED {
+                            tracing::error!(
+                                missed,
+                                "Janus answers no keepalive: it is hung; the connection is lost"
+                            );
+                            inner.closed.cancel();
+                            return;
+                        }
+                    }
                 }
+                tick.reset();
             }
         });
     }
