@@ -8,11 +8,15 @@
 //!
 //! If a track's RTP clock jumps (a publisher restarting its encoder), the RTP-derived time and
 //! the arrival time disagree; past [`REANCHOR_AFTER`] the track is re-anchored on arrival.
+//! A publisher whose clock jumps back and forth would do that on every frame, so the first
+//! jump is logged and then only a count per [`JUMP_REPORT_EVERY`].
 
 use std::time::{Duration, Instant};
 
 /// How far RTP time may drift from arrival time before the track is re-anchored.
 pub const REANCHOR_AFTER: Duration = Duration::from_secs(5);
+/// How often further clock jumps of one track are summed up in the log.
+pub const JUMP_REPORT_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy)]
 struct Anchor {
@@ -28,6 +32,40 @@ pub struct TrackClock {
     anchor: Option<Anchor>,
     /// The last time handed out; the next is never earlier.
     last: Duration,
+    jumps: JumpLog,
+}
+
+/// Rate-limits the log of one track's clock jumps: the first in full, then a count.
+#[derive(Debug, Clone, Default)]
+struct JumpLog {
+    /// When the current reporting window began (the first jump, or the last count logged).
+    since: Option<Instant>,
+    /// Jumps in the current window not logged yet.
+    unreported: u64,
+}
+
+impl JumpLog {
+    fn jumped(&mut self, at: Instant, drift_ms: i128) {
+        let Some(since) = self.since else {
+            tracing::warn!(
+                drift_ms,
+                "RTP clock jumped; re-anchoring the track on arrival time (further jumps are \
+                 counted once a minute)"
+            );
+            self.since = Some(at);
+            return;
+        };
+        self.unreported += 1;
+        if at.saturating_duration_since(since) >= JUMP_REPORT_EVERY {
+            tracing::warn!(
+                jumps = self.unreported,
+                last_drift_ms = drift_ms,
+                "RTP clock jumped again; re-anchored each time"
+            );
+            self.since = Some(at);
+            self.unreported = 0;
+        }
+    }
 }
 
 impl TrackClock {
@@ -50,10 +88,7 @@ impl TrackClock {
         });
         let mut t = from_rtp(anchor);
         if (t - arrival_nanos).abs() > REANCHOR_AFTER.as_nanos() as i128 {
-            tracing::warn!(
-                drift_ms = (t - arrival_nanos) / 1_000_000,
-                "RTP clock jumped; re-anchoring the track on arrival time"
-            );
+            self.jumps.jumped(arrival, (t - arrival_nanos) / 1_000_000);
             let a = Anchor {
                 rtp,
                 at_nanos: arrival_nanos,
@@ -123,5 +158,49 @@ mod tests {
         // Reordered older frame: clamped to the last time.
         let t2 = v.place(5, 90_000, zero + Duration::from_millis(2_010), zero);
         assert_eq!(ms(t2), 2000);
+    }
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_clock_jumping_on_every_frame_is_logged_once_then_counted() {
+        let log = Captured::default();
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let zero = Instant::now();
+        let mut v = TrackClock::default();
+        tracing::subscriber::with_default(subscriber, || {
+            // 150 s of 20 fps video whose RTP time flips between two far-apart origins.
+            for i in 0..3000u64 {
+                let origin = if i % 2 == 0 { 0 } else { 90_000 * 3600 };
+                let arrival = zero + Duration::from_millis(50 * i);
+                v.place(origin + 4_500 * i, 90_000, arrival, zero);
+            }
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // The first jump, then a count at 60 s and at 120 s.
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].contains("RTP clock jumped; re-anchoring"),
+            "{text}"
+        );
+        assert!(lines[1].contains("jumps=1200"), "{text}");
+        assert!(lines[2].contains("jumps=1200"), "{text}");
     }
 }
