@@ -50,7 +50,7 @@ pub fn run(config_path: &Path) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    if let Err(e) = std::fs::create_dir_all(&config.output.dir) {
+    if let Err(e) = crate::output::create_private_dir(&config.output.dir) {
         let e = ConfigError {
             file: config_path.to_owned(),
             key: Some("output.dir".into()),
@@ -184,7 +184,7 @@ fn auth_of(config: &Config) -> Auth {
 /// Reads the config again for SIGHUP; a config that cannot be used is refused.
 fn reload(path: &Path) -> Result<Config, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&config.output.dir).map_err(|e| {
+    crate::output::create_private_dir(&config.output.dir).map_err(|e| {
         format!(
             "config error in {}: key `output.dir`: cannot create {}: {e}",
             path.display(),

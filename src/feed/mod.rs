@@ -653,28 +653,18 @@ impl Feed {
             )
         })?;
         let sidecar = Sidecar {
-            room: self.spec.room.clone(),
-            feed: p.id.clone(),
-            display: p.display.clone(),
-            file: paths
-                .media
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            started_at: rfc3339(started),
-            ended_at: None,
             audio_codec: setup.audio.map(|c| c.to_string()),
             video_codec: setup.video.map(|c| c.to_string()),
-            container: setup.container().to_string(),
-            end_reason: None,
-            duration_ms: None,
-            audio_frames: None,
-            video_frames: None,
-            bytes: None,
-            first_keyframe_ms: None,
             part: previous.map_or(1, |p| p.sidecar.part + 1),
             previous_part: previous.map(|p| p.sidecar.file.clone()),
-            next_part: None,
+            ..Sidecar::begun(
+                self.spec.room.clone(),
+                p.id.clone(),
+                p.display.clone(),
+                &paths.media,
+                rfc3339(started),
+                setup.container().to_string(),
+            )
         };
         let writer = WebmWriter::create(&paths.media, setup).map_err(|e| e.to_string())?;
         if let Err(e) = sidecar.write(&paths.sidecar) {
