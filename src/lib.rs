@@ -16,6 +16,7 @@ pub mod output;
 pub mod publish;
 pub mod room;
 pub mod rtc;
+pub mod secret;
 pub mod service;
 pub mod text;
 pub mod webm;

@@ -13,12 +13,13 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::{RoomConfig, Secret};
+use crate::config::RoomConfig;
 use crate::feed::relay::RelayTarget;
 use crate::feed::{self, EndReason, FeedSettings, FeedSpec};
 use crate::ids::FeedId;
 use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
 use crate::janus::{Handle, Session};
+use crate::secret::Secret;
 
 /// How long to wait before trying a refused or vanished room again.
 pub const ROOM_RETRY: Duration = Duration::from_secs(30);

@@ -172,12 +172,8 @@ pub(crate) fn warn_if_credentials_in_clear(url: &str, has_credentials: bool) {
 
 fn auth_of(config: &Config) -> Auth {
     Auth {
-        api_secret: config
-            .janus
-            .api_secret
-            .as_ref()
-            .map(|s| s.expose().to_owned()),
-        token: config.janus.token.as_ref().map(|s| s.expose().to_owned()),
+        api_secret: config.janus.api_secret.clone(),
+        token: config.janus.token.clone(),
     }
 }
 

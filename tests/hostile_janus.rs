@@ -24,6 +24,8 @@ struct Seen {
     requests: Vec<String>,
     /// When each WebSocket connection was accepted.
     connections: Vec<Instant>,
+    /// The `apisecret` and `token` of each `create`.
+    credentials: Vec<(Value, Value)>,
 }
 
 const WATCHER: u64 = 100;
@@ -124,6 +126,12 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, behaviour: Behavio
                 let t = req["transaction"].clone();
                 let kind = req["janus"].as_str().unwrap_or("").to_string();
                 seen.lock().unwrap().requests.push(kind.clone());
+                if kind == "create" {
+                    seen.lock()
+                        .unwrap()
+                        .credentials
+                        .push((req["apisecret"].clone(), req["token"].clone()));
+                }
                 let mut out: Vec<String> = Vec::new();
                 match kind.as_str() {
                     "create" => out.push(
@@ -213,6 +221,17 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, behaviour: Behavio
     }
 }
 
+/// Starts a fake Janus on a loopback port; returns the port and what it will see.
+fn fake_janus(rt: &tokio::runtime::Runtime, behaviour: Behaviour) -> (u16, Arc<Mutex<Seen>>) {
+    let listener = rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .expect("a loopback port");
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    rt.spawn(serve(listener, seen.clone(), behaviour));
+    (port, seen)
+}
+
 /// A fake Janus on a loopback port and the daemon connected to it, logging to a file.
 struct Rig {
     _scratch: Scratch,
@@ -230,12 +249,7 @@ impl Rig {
         let scratch = Scratch::new(tag);
         let out_dir = scratch.path.join("recordings");
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let listener = rt
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .expect("a loopback port");
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        rt.spawn(serve(listener, seen.clone(), behaviour));
+        let (port, seen) = fake_janus(&rt, behaviour);
 
         let config = scratch.path.join("config.toml");
         std::fs::write(
@@ -458,6 +472,50 @@ fn a_janus_that_drops_every_session_is_reconnected_with_backoff() {
     assert!(
         text.contains("short-lived; reconnecting in 2s"),
         "the backoff is logged: {text}"
+    );
+}
+
+/// `janus-recorder publish` takes the API secret and token from the environment, so they
+/// need not be on its command line (visible to every user in `ps`).
+#[test]
+fn publish_takes_credentials_from_the_environment() {
+    let scratch = Scratch::new("publish-env");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (port, seen) = fake_janus(&rt, Behaviour::RefuseJoin("not today".into()));
+    let log = scratch.path.join("publish.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+        .args([
+            "publish",
+            "--url",
+            &format!("ws://127.0.0.1:{port}"),
+            "--room",
+            "1234",
+        ])
+        .args([
+            "--display",
+            "env",
+            "--seconds",
+            "1",
+            "--advertise",
+            "127.0.0.1",
+        ])
+        .env("JANUS_API_SECRET", "s3cret-from-env")
+        .env("JANUS_TOKEN", "token-from-env")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().credentials.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let credentials = seen.lock().unwrap().credentials.clone();
+    assert_eq!(
+        credentials.first(),
+        Some(&(json!("s3cret-from-env"), json!("token-from-env"))),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
 

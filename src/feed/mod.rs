@@ -19,7 +19,6 @@ use str0m::media::{MediaData, Mid};
 use tokio::sync::oneshot;
 
 use crate::codec::vp9::SvcJoiner;
-use crate::config::Secret;
 use crate::ids::RoomId;
 use crate::janus::messages::{Incoming, Jsep, Publisher, StreamKind, VideoRoomEvent};
 use crate::janus::{Handle, Session};
@@ -28,6 +27,7 @@ use crate::metrics::FrameCounters;
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
 use crate::publish::OwnFeeds;
 use crate::rtc::{ReceiveStats, RtcEvent, RtcSession};
+use crate::secret::Secret;
 use crate::service::health::Health;
 use crate::webm::writer::{TrackSetup, WebmWriter};
 use relay::{Relay, RelayEvent, RelayTarget};

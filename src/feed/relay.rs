@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use str0m::media::MediaData;
 
-use crate::config::{RelayConfig, Secret};
+use crate::config::RelayConfig;
 use crate::ids::{FeedId, RoomId};
 use crate::janus::messages::Publisher;
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::media::{Codec, MediaKind};
 use crate::publish::{OwnFeeds, Publication, PublicationEvent, PublishSpec, join};
+use crate::secret::Secret;
 
 /// How long to wait before publishing again after the relay failed.
 const RELAY_RETRY: Duration = Duration::from_secs(5);
@@ -47,7 +48,6 @@ impl std::fmt::Debug for RelayTarget {
 
 impl RelayTarget {
     pub fn new(config: &RelayConfig) -> Arc<RelayTarget> {
-        let expose = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
         if let Some(url) = &config.url {
             crate::service::warn_if_credentials_in_clear(
                 url,
@@ -60,8 +60,8 @@ impl RelayTarget {
             display_suffix: config.display_suffix.clone(),
             url: config.url.clone(),
             auth: Auth {
-                api_secret: expose(&config.api_secret),
-                token: expose(&config.token),
+                api_secret: config.api_secret.clone(),
+                token: config.token.clone(),
             },
             trust: TlsTrust::new(config.ca_file.clone()),
             session: tokio::sync::Mutex::new(None),

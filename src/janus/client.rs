@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::messages::{Incoming, Jsep, parse_incoming};
 use super::tls::TlsTrust;
 use crate::ids::{HandleId, SessionId};
+use crate::secret::Secret;
 use crate::text::Escaped;
 
 /// Janus drops sessions idle for 60 s by default; 10 s leaves room for lost pings and for
@@ -73,11 +74,11 @@ pub enum JanusError {
     Protocol(String),
 }
 
-/// Optional credentials added to every request.
+/// Optional credentials added to every request. Its `Debug` shows neither.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
-    pub api_secret: Option<String>,
-    pub token: Option<String>,
+    pub api_secret: Option<Secret>,
+    pub token: Option<Secret>,
 }
 
 struct Pending {
@@ -145,10 +146,10 @@ impl Inner {
         );
         body["transaction"] = json!(transaction);
         if let Some(s) = &self.auth.api_secret {
-            body["apisecret"] = json!(s);
+            body["apisecret"] = json!(s.expose());
         }
         if let Some(t) = &self.auth.token {
-            body["token"] = json!(t);
+            body["token"] = json!(t.expose());
         }
         transaction
     }
@@ -609,6 +610,19 @@ mod tests {
         inner.dispatch(parse_incoming(event).unwrap());
         assert!(inner.closed.is_cancelled());
         assert_eq!(rx.len(), HANDLE_QUEUE);
+    }
+
+    #[test]
+    fn credentials_stay_out_of_debug_output() {
+        let auth = Auth {
+            api_secret: Some(Secret::new("hunter2")),
+            token: Some(Secret::new("t0ken")),
+        };
+        let text = format!("{auth:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("t0ken"),
+            "{text}"
+        );
     }
 
     /// A full request queue fails the request and ends the connection.

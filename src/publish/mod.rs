@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use str0m::media::{MediaKind as RtcKind, MediaTime, Mid};
 
-use crate::config::Secret;
 use crate::ids::{FeedId, RoomId};
 use crate::janus::messages::{Incoming, Jsep, VideoRoomEvent};
 use crate::janus::{Handle, Session};
 use crate::media::{Codec, MediaKind};
 use crate::rtc::{RtcEvent, RtcSession};
+use crate::secret::Secret;
 
 /// The start of each published stream's description.
 pub const DESCRIPTION: &str = "janus-recorder";
