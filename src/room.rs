@@ -19,6 +19,7 @@ use crate::feed::{self, EndReason, FeedSettings, FeedSpec};
 use crate::ids::FeedId;
 use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
 use crate::janus::{Handle, Session};
+use crate::publish::OwnFeed;
 use crate::secret::Secret;
 
 /// How long to wait before trying a refused or vanished room again.
@@ -183,7 +184,12 @@ impl Feeds {
     /// Starts recording `p` unless it is already being recorded, or is one of our own
     /// relayed publishers (which would loop).
     fn start(&mut self, p: Publisher) {
-        if self.settings.own.contains(&self.room.room, &p.id) {
+        let own = OwnFeed {
+            server: self.session.url().clone(),
+            room: self.room.room.clone(),
+            feed: p.id.clone(),
+        };
+        if self.settings.own.contains(&own) {
             tracing::info!(feed = %p.id, display = ?p.display, "our own relayed publisher; not recorded or relayed");
             return;
         }

@@ -257,6 +257,8 @@ fn truncate(s: &str, max: usize) -> &str {
 pub struct Session {
     inner: Arc<Inner>,
     id: SessionId,
+    /// The URL it was opened with: which server it talks to.
+    url: Arc<str>,
 }
 
 impl Session {
@@ -370,6 +372,7 @@ impl Session {
         let session = Session {
             inner,
             id: SessionId(id),
+            url: url.into(),
         };
         session.spawn_keepalive();
         Ok(session)
@@ -434,6 +437,11 @@ impl Session {
                 tick.reset();
             }
         });
+    }
+
+    /// The URL of the server, as configured: what tells servers apart.
+    pub fn url(&self) -> &Arc<str> {
+        &self.url
     }
 
     /// The session id Janus gave us.
