@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,9 @@ pub const STABLE_SESSION: Duration = Duration::from_secs(30);
 /// How long shutdown waits for feeds to finalize (systemd's default stop timeout is far
 /// longer; we promise 5 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
+/// How long a crashed room watcher waits before it is started again (a watcher that panics at
+/// once must not spin).
+const ROOM_RESTART: Duration = Duration::from_secs(5);
 /// How often the systemd STATUS line is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
@@ -234,41 +238,99 @@ fn on_hangup(path: &Path, config: &mut Config, notifier: &Notifier, health: &Hea
     verdict
 }
 
+/// Starts watching one room: `room::watch` on a session, or anything else in a test.
+type Watch = Box<dyn Fn(RoomConfig, room::RoomStop) -> BoxFuture<'static, ()> + Send>;
+
 /// The room watchers of one Janus session, each with its own stop token so a reload can
-/// stop or start one room without touching the others.
+/// stop or start one room without touching the others. A watcher that panics is logged and
+/// started again after [`ROOM_RESTART`].
 struct Rooms {
-    session: Session,
-    settings: Arc<FeedSettings>,
+    watch: Watch,
+    health: Arc<Health>,
     shutdown: CancellationToken,
+    restart_after: Duration,
     tasks: JoinSet<()>,
+    /// Which room each task watches, to name and restart one that crashed.
+    task_room: HashMap<tokio::task::Id, RoomId>,
     running: HashMap<RoomId, (RoomConfig, CancellationToken)>,
 }
 
 impl Rooms {
     fn new(session: Session, settings: Arc<FeedSettings>, shutdown: CancellationToken) -> Rooms {
+        let health = settings.health.clone();
+        let watch: Watch = Box::new(move |room, stop| {
+            Box::pin(room::watch(session.clone(), settings.clone(), room, stop))
+        });
+        Rooms::with_watch(watch, health, shutdown, ROOM_RESTART)
+    }
+
+    fn with_watch(
+        watch: Watch,
+        health: Arc<Health>,
+        shutdown: CancellationToken,
+        restart_after: Duration,
+    ) -> Rooms {
         Rooms {
-            session,
-            settings,
+            watch,
+            health,
             shutdown,
+            restart_after,
             tasks: JoinSet::new(),
+            task_room: HashMap::new(),
             running: HashMap::new(),
         }
     }
 
     fn start(&mut self, room: &RoomConfig) {
+        self.start_after(room, Duration::ZERO);
+    }
+
+    /// Starts watching `room` after `delay` (unless it is stopped meanwhile).
+    fn start_after(&mut self, room: &RoomConfig, delay: Duration) {
         let stop = self.shutdown.child_token();
         let span = tracing::info_span!("room", room = %room.room);
-        let task = room::watch(
-            self.session.clone(),
-            self.settings.clone(),
+        let watcher = (self.watch)(
             room.clone(),
             room::RoomStop {
                 service: self.shutdown.clone(),
                 room: stop.clone(),
             },
         );
-        self.tasks.spawn(task.instrument(span));
+        let stopped = stop.clone();
+        let task = async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => watcher.await,
+                _ = stopped.cancelled() => {}
+            }
+        };
+        let handle = self.tasks.spawn(task.instrument(span));
+        self.task_room.insert(handle.id(), room.room.clone());
         self.running.insert(room.room.clone(), (room.clone(), stop));
+    }
+
+    /// Waits for a room task to end and deals with it: a panicked watcher is logged and
+    /// started again. `None` when no task is left.
+    async fn reap(&mut self) -> Option<()> {
+        let ended = self.tasks.join_next_with_id().await?;
+        let (id, panic) = match ended {
+            Ok((id, ())) => (id, None),
+            Err(e) => (e.id(), e.try_into_panic().ok()),
+        };
+        let room = self.task_room.remove(&id);
+        let (Some(panic), Some(room)) = (panic, room) else {
+            return Some(());
+        };
+        let what = crate::rtc::panic_message(panic);
+        tracing::error!(%room, panic = %what, "room watcher crashed; restarting it in {:?}", self.restart_after);
+        self.health
+            .error(format!("room {room}: watcher crashed: {what}"));
+        // Still wanted (not removed by a reload meanwhile): start it again.
+        if let Some((config, stop)) = self.running.remove(&room)
+            && !stop.is_cancelled()
+        {
+            self.start_after(&config, self.restart_after);
+        }
+        Some(())
     }
 
     /// Stops rooms no longer listed (or whose pin changed) and starts new ones; rooms that
@@ -390,7 +452,7 @@ async fn serve(config_path: &Path, mut config: Config) {
                         break true;
                     }
                 },
-                Some(_) = rooms.tasks.join_next() => {}
+                Some(()) = rooms.reap() => {}
             }
         };
         let lasted = opened.elapsed();
@@ -437,5 +499,67 @@ async fn supervise(notifier: Notifier, health: Arc<Health>, shutdown: Cancellati
                 withheld = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A room watcher that panics is named in the log and STATUS and started again; a reload
+    /// that keeps the room then sees it running.
+    #[tokio::test]
+    async fn a_crashed_room_watcher_is_restarted() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let (s, r) = (started.clone(), running.clone());
+        let watch: Watch = Box::new(move |_room, stop| {
+            let n = s.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            Box::pin(async move {
+                assert!(n > 0, "a bug in the first watcher");
+                r.fetch_add(1, Ordering::SeqCst);
+                stop.room.cancelled().await;
+            })
+        });
+        let health = Arc::new(Health::default());
+        let shutdown = CancellationToken::new();
+        let mut rooms = Rooms::with_watch(
+            watch,
+            health.clone(),
+            shutdown.clone(),
+            Duration::from_millis(20),
+        );
+        let room = RoomConfig {
+            room: RoomId::from(1234),
+            pin: None,
+            record: true,
+            relay: None,
+        };
+        rooms.apply(std::slice::from_ref(&room));
+        tokio::time::timeout(Duration::from_secs(5), rooms.reap())
+            .await
+            .expect("the crash is reaped");
+        assert!(
+            health
+                .status_line()
+                .contains("room 1234: watcher crashed: a bug in the first watcher"),
+            "{}",
+            health.status_line()
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while running.load(Ordering::SeqCst) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "not restarted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rooms.apply(std::slice::from_ref(&room));
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            2,
+            "restarted once, kept on reload"
+        );
+        shutdown.cancel();
+        rooms.stop_all(true).await;
     }
 }
