@@ -21,6 +21,33 @@ pub struct Config {
     pub rooms: Vec<RoomConfig>,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: how much the daemon takes on at once.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Feeds subscribed to at once, over all rooms; publishers past it are refused (logged,
+    /// `feeds_refused_total`). Unset: sized to the machine, the smaller of (soft
+    /// RLIMIT_NOFILE - 64) / open files per feed and total memory / 4 MiB (see
+    /// [`crate::limits`]).
+    pub max_feeds: Option<std::num::NonZeroUsize>,
+}
+
+impl Config {
+    /// `[limits] max_feeds`, or the default for this machine and this config's sockets.
+    pub fn max_feeds(&self) -> std::num::NonZeroUsize {
+        self.limits.max_feeds.unwrap_or_else(|| {
+            let (nofile, memory) = crate::limits::machine();
+            crate::limits::default_max_feeds(
+                nofile.unwrap_or(1024),
+                memory.unwrap_or(u64::MAX),
+                self.network.socket_plan().len(),
+            )
+        })
+    }
 }
 
 /// `[metrics]`: the optional Prometheus endpoint.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod feed;
 pub mod ids;
 pub mod janus;
+pub mod limits;
 pub mod media;
 pub mod metrics;
 pub mod output;

@@ -198,6 +198,16 @@ impl Feeds {
             return;
         }
         let span = tracing::info_span!("feed", feed = %p.id, display = ?p.display.as_deref().unwrap_or(""));
+        let Some(slot) = self.settings.slots.take() else {
+            span.in_scope(|| {
+                tracing::warn!(
+                    max_feeds = self.settings.slots.max(),
+                    "publisher refused: [limits] max_feeds reached; not recorded"
+                )
+            });
+            crate::metrics::feed_refused();
+            return;
+        };
         span.in_scope(|| tracing::info!("publisher announced; subscribing"));
         let (stop, stop_rx) = oneshot::channel();
         self.running.insert(
@@ -217,7 +227,11 @@ impl Feeds {
             record: self.room.record,
             relay: self.relay.clone(),
         };
-        let task = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
+        let run = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
+        let task = async move {
+            let _slot = slot;
+            run.await
+        };
         let handle = self.tasks.spawn(task.instrument(span));
         self.task_feed.insert(handle.id(), id);
     }

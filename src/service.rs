@@ -23,6 +23,7 @@ use crate::config::{Config, ConfigError, RoomConfig};
 use crate::feed::FeedSettings;
 use crate::ids::RoomId;
 use crate::janus::{Auth, Session, TlsTrust};
+use crate::limits::FeedSlots;
 use crate::publish::OwnFeeds;
 use crate::room;
 use health::Health;
@@ -132,13 +133,20 @@ fn shutdown_on_signals(notifier: Notifier) -> CancellationToken {
 }
 
 /// Builds what every feed shares from the config.
-fn feed_settings(config: &Config, health: &Arc<Health>, own: &OwnFeeds) -> Arc<FeedSettings> {
+fn feed_settings(
+    config: &Config,
+    health: &Arc<Health>,
+    own: &OwnFeeds,
+    slots: &FeedSlots,
+) -> Arc<FeedSettings> {
+    apply_limits(config, slots);
     let settings = Arc::new(FeedSettings {
         out_dir: config.output.dir.clone(),
         socket_plan: config.network.socket_plan(),
         health: health.clone(),
         own: own.clone(),
         split_after: config.output.split_after,
+        slots: slots.clone(),
     });
     let advertised: Vec<String> = settings
         .socket_plan
@@ -150,6 +158,7 @@ fn feed_settings(config: &Config, health: &Arc<Health>, own: &OwnFeeds) -> Arc<F
         rooms = config.rooms.len(),
         dir = %config.output.dir.display(),
         candidates = ?advertised,
+        max_feeds = slots.max(),
         "settings"
     );
     if advertised.is_empty() {
@@ -161,6 +170,24 @@ fn feed_settings(config: &Config, health: &Arc<Health>, own: &OwnFeeds) -> Arc<F
     );
     health.set_rooms_configured(config.rooms.len());
     settings
+}
+
+/// Sets the feed limit from the config; warns when the open-file limit cannot hold that many.
+fn apply_limits(config: &Config, slots: &FeedSlots) {
+    let max = config.max_feeds();
+    slots.set_max(max);
+    let needed = crate::limits::fds_needed(max.get(), config.network.socket_plan().len());
+    if let (Some(nofile), Some(_)) = (crate::limits::machine().0, config.limits.max_feeds)
+        && needed > nofile
+    {
+        tracing::warn!(
+            max_feeds = max.get(),
+            needed,
+            nofile,
+            "max_feeds needs more open files than this process may have: raise LimitNOFILE \
+             (ulimit -n)"
+        );
+    }
 }
 
 /// Warns when an `api_secret` or token would cross the network unencrypted.
@@ -377,7 +404,8 @@ async fn serve(config_path: &Path, mut config: Config) {
     let health = Arc::new(Health::default());
     // Kept across reconnects and reloads: relays of an old session may still be leaving.
     let own = OwnFeeds::default();
-    let mut settings = feed_settings(&config, &health, &own);
+    let slots = FeedSlots::new(config.max_feeds());
+    let mut settings = feed_settings(&config, &health, &own, &slots);
     let supervisor = tokio::spawn(supervise(
         notifier.clone(),
         health.clone(),
@@ -403,7 +431,7 @@ async fn serve(config_path: &Path, mut config: Config) {
                 _ = tokio::time::sleep(pause) => {}
                 _ = hangup.recv() => {
                     if !matches!(on_hangup(config_path, &mut config, &notifier, &health), Reloaded::Refused) {
-                        settings = feed_settings(&config, &health, &own);
+                        settings = feed_settings(&config, &health, &own, &slots);
                     }
                 }
                 _ = shutdown.cancelled() => break,
@@ -446,9 +474,12 @@ async fn serve(config_path: &Path, mut config: Config) {
                 }
                 _ = hangup.recv() => match on_hangup(config_path, &mut config, &notifier, &health) {
                     Reloaded::Refused => {}
-                    Reloaded::Rooms => rooms.apply(&config.rooms),
+                    Reloaded::Rooms => {
+                        apply_limits(&config, &slots);
+                        rooms.apply(&config.rooms);
+                    }
                     Reloaded::Reconnect => {
-                        settings = feed_settings(&config, &health, &own);
+                        settings = feed_settings(&config, &health, &own, &slots);
                         break true;
                     }
                 },

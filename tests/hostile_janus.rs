@@ -91,6 +91,8 @@ enum Behaviour {
     Huge(usize),
     /// Answers `create` (the session opens), then closes the connection.
     AcceptAndClose,
+    /// After the watcher joined, announces this many audio publishers (feeds 1000, 1001, ...).
+    Crowd(u64),
 }
 
 /// Serves daemon connections: answers their requests as `behaviour` says.
@@ -173,6 +175,14 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, behaviour: Behavio
                                         }
                                         out.push(survivor());
                                     }
+                                    Behaviour::Crowd(n) => {
+                                        let publishers: Vec<Value> = (1000..1000 + n)
+                                            .map(|id| json!({"id": id, "display": format!("p{id}"), "streams": [
+                                                {"type": "audio", "mid": "0", "codec": "opus"}
+                                            ]}))
+                                            .collect();
+                                        out.push(event(WATCHER, json!({"videoroom": "event", "room": 1234, "publishers": publishers})));
+                                    }
                                     _ => out.extend(script()),
                                 }
                             }
@@ -246,6 +256,16 @@ impl Rig {
     /// Starts the fake Janus and a daemon recording room 1234 from it; `env` is added to the
     /// daemon's environment.
     fn start(tag: &str, behaviour: Behaviour, env: &[(&str, &std::ffi::OsStr)]) -> Rig {
+        Rig::start_with(tag, behaviour, env, "")
+    }
+
+    /// [`Rig::start`] with `extra` appended to the daemon's config.
+    fn start_with(
+        tag: &str,
+        behaviour: Behaviour,
+        env: &[(&str, &std::ffi::OsStr)],
+        extra: &str,
+    ) -> Rig {
         let scratch = Scratch::new(tag);
         let out_dir = scratch.path.join("recordings");
         let rt = tokio::runtime::Runtime::new().unwrap();
@@ -255,7 +275,7 @@ impl Rig {
         std::fs::write(
             &config,
             format!(
-                "[janus]\nurl = \"ws://127.0.0.1:{port}\"\n[output]\ndir = \"{}\"\n[network]\nadvertise = [\"127.0.0.1\"]\n[[rooms]]\nroom = 1234\n",
+                "[janus]\nurl = \"ws://127.0.0.1:{port}\"\n[output]\ndir = \"{}\"\n[network]\nadvertise = [\"127.0.0.1\"]\n{extra}\n[[rooms]]\nroom = 1234\n",
                 out_dir.display()
             ),
         )
@@ -517,6 +537,54 @@ fn publish_takes_credentials_from_the_environment() {
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+}
+
+/// With `[limits] max_feeds = 2`, a room announcing five publishers gets two subscriptions;
+/// the other three are refused, each logged and counted in `feeds_refused_total`.
+#[test]
+fn publishers_past_max_feeds_are_refused_logged_and_counted() {
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut rig = Rig::start_with(
+        "max-feeds",
+        Behaviour::Crowd(5),
+        &[],
+        &format!("[limits]\nmax_feeds = 2\n[metrics]\nlisten = \"{metrics}\"\n"),
+    );
+    rig.wait_until("two subscriptions", Duration::from_secs(10), |s| {
+        s.subscriber_joins.len() >= 2
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = metric_of(metrics, "janus_recorder_feeds_refused_total");
+    let joins = rig.seen.lock().unwrap().subscriber_joins.len();
+    let text = rig.stop();
+    assert_eq!(joins, 2, "{text}");
+    assert_eq!(refused, Some(3.0), "{text}");
+    assert_eq!(
+        text.matches("publisher refused: [limits] max_feeds reached")
+            .count(),
+        3,
+        "{text}"
+    );
+}
+
+/// One sample from the daemon's Prometheus endpoint.
+fn metric_of(addr: std::net::SocketAddr, sample: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == sample).then(|| value.parse().ok())?
+    })
 }
 
 /// Kills the daemon if the test fails before stopping it.

@@ -22,6 +22,7 @@ use crate::codec::vp9::SvcJoiner;
 use crate::ids::RoomId;
 use crate::janus::messages::{Incoming, Jsep, Publisher, StreamKind, VideoRoomEvent};
 use crate::janus::{Handle, Session};
+use crate::limits::FeedSlots;
 use crate::media::{Codec, MediaKind};
 use crate::metrics::FrameCounters;
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
@@ -45,6 +46,8 @@ pub struct FeedSettings {
     pub own: OwnFeeds,
     /// `[output] split_after`: files this long are continued in a new part.
     pub split_after: Option<Duration>,
+    /// The feed limit, shared by every room.
+    pub slots: FeedSlots,
 }
 
 /// What one feed subscribes to.
