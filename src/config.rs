@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::ids::RoomId;
+use crate::secret::Secret;
 
 /// The whole config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -20,6 +21,33 @@ pub struct Config {
     pub rooms: Vec<RoomConfig>,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: how much the daemon takes on at once.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Feeds subscribed to at once, over all rooms; publishers past it are refused (logged,
+    /// `feeds_refused_total`). Unset: sized to the machine, the smaller of (soft
+    /// RLIMIT_NOFILE - 64) / open files per feed and total memory / 4 MiB (see
+    /// [`crate::limits`]).
+    pub max_feeds: Option<std::num::NonZeroUsize>,
+}
+
+impl Config {
+    /// `[limits] max_feeds`, or the default for this machine and this config's sockets.
+    pub fn max_feeds(&self) -> std::num::NonZeroUsize {
+        self.limits.max_feeds.unwrap_or_else(|| {
+            let (nofile, memory) = crate::limits::machine();
+            crate::limits::default_max_feeds(
+                nofile.unwrap_or(1024),
+                memory.unwrap_or(u64::MAX),
+                self.network.socket_plan().len(),
+            )
+        })
+    }
 }
 
 /// `[metrics]`: the optional Prometheus endpoint.
@@ -127,56 +155,6 @@ pub struct RelayConfig {
     /// Added to each relayed publisher's display name, e.g. `" (relayed)"`.
     #[serde(default)]
     pub display_suffix: String,
-}
-
-/// A secret given in the config text (`"..."`), read from a file (`{ file = "/run/x" }`, one
-/// trailing newline dropped) or from an environment variable (`{ env = "NAME" }`), so it need
-/// not sit in the config. It is read when the config is loaded (and on every reload); its
-/// `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the request that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-        use serde::de::Error;
-        const EXPECTED: &str = r#"expected a string, { file = "PATH" } or { env = "NAME" }"#;
-        let value = toml::Value::deserialize(d)?;
-        match value {
-            toml::Value::String(s) => Ok(Secret(s)),
-            toml::Value::Table(t) if t.len() == 1 => match t.iter().next() {
-                Some((k, toml::Value::String(path))) if k == "file" => {
-                    let text = std::fs::read_to_string(path)
-                        .map_err(|e| D::Error::custom(format!("cannot read {path}: {e}")))?;
-                    let text = text.strip_suffix('\n').unwrap_or(&text);
-                    Ok(Secret(text.strip_suffix('\r').unwrap_or(text).to_owned()))
-                }
-                Some((k, toml::Value::String(name))) if k == "env" => {
-                    std::env::var(name).map(Secret).map_err(|_| {
-                        D::Error::custom(format!("environment variable {name} is not set"))
-                    })
-                }
-                _ => Err(D::Error::custom(EXPECTED)),
-            },
-            _ => Err(D::Error::custom(EXPECTED)),
-        }
-    }
 }
 
 /// A config that could not be used. Its `Display` names the file, the key and the problem.

@@ -48,6 +48,15 @@ fn describe() {
         "janus_recorder_file_errors_total",
         "Recordings that failed to write, flush or finalize."
     );
+    describe_counter!(
+        "janus_recorder_feeds_refused_total",
+        "Publishers not recorded because [limits] max_feeds was reached."
+    );
+}
+
+/// A publisher was refused at the feed limit.
+pub fn feed_refused() {
+    metrics::counter!("janus_recorder_feeds_refused_total").increment(1);
 }
 
 fn kind_label(kind: MediaKind) -> &'static str {

@@ -2,8 +2,14 @@
 //! H.264/H.265), with a sidecar
 //! `.json` beside each. Display names (and string ids) are chosen by strangers, so every path
 //! component is sanitized here, and the result is checked to lie inside the output directory.
+//!
+//! Recordings are `0640` and their directories `0750` (owner writes, group reads, others
+//! nothing), set explicitly so the result does not hang on the umask of whoever started us:
+//! meetings are private even when the daemon runs outside the systemd unit.
 
+use std::fs::{File, Permissions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -18,6 +24,38 @@ use crate::media::Container;
 const MAX_DISPLAY_BYTES: usize = 64;
 /// Longest sanitized id, in bytes.
 const MAX_ID_BYTES: usize = 80;
+
+/// Mode of recordings and sidecars.
+pub const FILE_MODE: u32 = 0o640;
+/// Mode of the directories we create for recordings.
+pub const DIR_MODE: u32 = 0o750;
+
+/// Creates a new file for writing with [`FILE_MODE`]. Fails if anything exists at `path`,
+/// a symlink included (`O_EXCL`, and `O_NOFOLLOW` besides), so nothing planted there is
+/// followed or overwritten.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    Ok(file)
+}
+
+/// Creates `dir` and its missing parents with [`DIR_MODE`]; a directory that already exists
+/// keeps the mode it has (an administrator's choice).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
+}
 
 /// Makes `s` safe as one path component: letters and digits of any script, `-`, `_` and `.`
 /// are kept; whitespace, separators, control and other characters become `_`; runs of `_`
@@ -97,7 +135,7 @@ pub fn recording_paths(
     container: Container,
 ) -> std::io::Result<RecordingPaths> {
     let room_dir = dir.join(sanitize_component(&room.to_string(), MAX_ID_BYTES, "room"));
-    std::fs::create_dir_all(&room_dir)?;
+    create_private_dir(&room_dir)?;
     let base = dir.canonicalize()?;
     let canonical_room = room_dir.canonicalize()?;
     if canonical_room.parent() != Some(base.as_path()) {
@@ -164,18 +202,76 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
+    /// The sidecar of a recording just begun at `started_at` into `media`: nothing known yet
+    /// but who, where and when (and it is the first part).
+    pub fn begun(
+        room: RoomId,
+        feed: FeedId,
+        display: Option<String>,
+        media: &Path,
+        started_at: String,
+        container: String,
+    ) -> Sidecar {
+        Sidecar {
+            room,
+            feed,
+            display,
+            file: media
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            started_at,
+            ended_at: None,
+            audio_codec: None,
+            video_codec: None,
+            container,
+            end_reason: None,
+            duration_ms: None,
+            audio_frames: None,
+            video_frames: None,
+            bytes: None,
+            first_keyframe_ms: None,
+            part: 1,
+            previous_part: None,
+            next_part: None,
+            audio_clock: None,
+            video_clock: None,
+        }
+    }
+
     /// Writes the sidecar atomically (temporary file, then rename), so a reader never sees
-    /// half a JSON document.
+    /// half a JSON document. The temporary file has an unpredictable name and is created
+    /// new, so nothing planted in the directory (a symlink to another file) is written through.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
+        let tmp = temporary_beside(path);
+        let written = (|| {
+            let mut f = create_private(&tmp)?;
             serde_json::to_writer_pretty(&mut f, self).map_err(std::io::Error::other)?;
             f.write_all(b"\n")?;
             f.sync_data()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        std::fs::rename(&tmp, path)
+        written
     }
+}
+
+/// A hidden name beside `path` with 64 unpredictable bits: `std`'s `RandomState` is keyed
+/// from the OS's randomness once per process and stepped for each new instance.
+fn temporary_beside(path: &Path) -> PathBuf {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let name = path
+        .file_name()
+        .map_or_else(|| "sidecar".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.{:016x}.tmp", h.finish()))
 }
 
 #[cfg(test)]
@@ -242,6 +338,77 @@ mod tests {
         std::os::unix::fs::symlink("/tmp", dir.join("evil")).unwrap();
         let e = recording_paths(&dir, &RoomId::from("evil"), &feed, None, t, webm).unwrap_err();
         assert!(e.to_string().contains("not a directory inside"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("jr-output-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn sidecar() -> Sidecar {
+        Sidecar::begun(
+            RoomId::from(1234),
+            FeedId::from(42),
+            Some("Alice".into()),
+            Path::new("x.webm"),
+            "2026-12-01T00:00:00Z".into(),
+            "webm".into(),
+        )
+    }
+
+    #[test]
+    fn a_symlink_planted_for_the_sidecar_is_not_followed() {
+        let dir = scratch("symlink");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = dir.join("42-Alice.json");
+        // Every name a predictable scheme would use.
+        for planted in ["42-Alice.json.tmp", ".42-Alice.json.tmp", "42-Alice.tmp"] {
+            std::os::unix::fs::symlink(&victim, dir.join(planted)).unwrap();
+        }
+        sidecar().write(&path).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(std::fs::read_to_string(&path).unwrap().contains("Alice"));
+        assert_eq!(mode(&path), FILE_MODE);
+        // Nothing left behind but what was there and the sidecar.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 5);
+        // create_private refuses a symlink (dangling or not) and an existing file.
+        let dangling = dir.join("dangling");
+        std::os::unix::fs::symlink(dir.join("nowhere"), &dangling).unwrap();
+        assert!(create_private(&dangling).is_err());
+        assert!(!dir.join("nowhere").exists());
+        assert!(create_private(&victim).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn recordings_are_0640_in_0750_directories() {
+        let dir = scratch("modes");
+        let out = dir.join("out");
+        create_private_dir(&out).unwrap();
+        assert_eq!(mode(&out), DIR_MODE);
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_764_065_700);
+        let p = recording_paths(
+            &out,
+            &RoomId::from(7),
+            &FeedId::from(1),
+            None,
+            t,
+            Container::Webm,
+        )
+        .unwrap();
+        assert_eq!(mode(p.media.parent().unwrap()), DIR_MODE);
+        drop(create_private(&p.media).unwrap());
+        assert_eq!(mode(&p.media), FILE_MODE);
+        sidecar().write(&p.sidecar).unwrap();
+        assert_eq!(mode(&p.sidecar), FILE_MODE);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

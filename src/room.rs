@@ -13,12 +13,14 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::{RoomConfig, Secret};
+use crate::config::RoomConfig;
 use crate::feed::relay::RelayTarget;
 use crate::feed::{self, EndReason, FeedSettings, FeedSpec};
 use crate::ids::FeedId;
 use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
 use crate::janus::{Handle, Session};
+use crate::publish::OwnFeed;
+use crate::secret::Secret;
 
 /// How long to wait before trying a refused or vanished room again.
 pub const ROOM_RETRY: Duration = Duration::from_secs(30);
@@ -182,7 +184,12 @@ impl Feeds {
     /// Starts recording `p` unless it is already being recorded, or is one of our own
     /// relayed publishers (which would loop).
     fn start(&mut self, p: Publisher) {
-        if self.settings.own.contains(&self.room.room, &p.id) {
+        let own = OwnFeed {
+            server: self.session.url().clone(),
+            room: self.room.room.clone(),
+            feed: p.id.clone(),
+        };
+        if self.settings.own.contains(&own) {
             tracing::info!(feed = %p.id, display = ?p.display, "our own relayed publisher; not recorded or relayed");
             return;
         }
@@ -191,6 +198,16 @@ impl Feeds {
             return;
         }
         let span = tracing::info_span!("feed", feed = %p.id, display = ?p.display.as_deref().unwrap_or(""));
+        let Some(slot) = self.settings.slots.take() else {
+            span.in_scope(|| {
+                tracing::warn!(
+                    max_feeds = self.settings.slots.max(),
+                    "publisher refused: [limits] max_feeds reached; not recorded"
+                )
+            });
+            crate::metrics::feed_refused();
+            return;
+        };
         span.in_scope(|| tracing::info!("publisher announced; subscribing"));
         let (stop, stop_rx) = oneshot::channel();
         self.running.insert(
@@ -210,7 +227,11 @@ impl Feeds {
             record: self.room.record,
             relay: self.relay.clone(),
         };
-        let task = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
+        let run = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
+        let task = async move {
+            let _slot = slot;
+            run.await
+        };
         let handle = self.tasks.spawn(task.instrument(span));
         self.task_feed.insert(handle.id(), id);
     }
@@ -294,7 +315,7 @@ impl Feeds {
                 tracing::info!(feed = ?feed.map(|f| f.to_string()), display = ?who, talking, "talking");
             }
             VideoRoomEvent::Error { code, message } => {
-                tracing::warn!(code, %message, "VideoRoom error event")
+                tracing::warn!(code, message = %crate::text::Escaped(&message), "VideoRoom error event")
             }
             other => tracing::info!(event = ?other, "room event not acted on"),
         }

@@ -148,7 +148,8 @@ pub struct RtcSession {
     send_pts: Vec<(Mid, Pt)>,
 }
 
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+/// The text a panic was raised with, if it had one.
+pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| p.downcast_ref::<String>().cloned())

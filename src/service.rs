@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,7 @@ use crate::config::{Config, ConfigError, RoomConfig};
 use crate::feed::FeedSettings;
 use crate::ids::RoomId;
 use crate::janus::{Auth, Session, TlsTrust};
+use crate::limits::FeedSlots;
 use crate::publish::OwnFeeds;
 use crate::room;
 use health::Health;
@@ -31,9 +33,15 @@ use notify::Notifier;
 pub const EXIT_CONFIG: i32 = 2;
 /// Longest wait between connection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a session must last before the backoff starts again from 1 s. A Janus that
+/// accepts a session and drops it at once is otherwise reconnected to in a tight loop.
+pub const STABLE_SESSION: Duration = Duration::from_secs(30);
 /// How long shutdown waits for feeds to finalize (systemd's default stop timeout is far
 /// longer; we promise 5 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
+/// How long a crashed room watcher waits before it is started again (a watcher that panics at
+/// once must not spin).
+const ROOM_RESTART: Duration = Duration::from_secs(5);
 /// How often the systemd STATUS line is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
@@ -47,7 +55,7 @@ pub fn run(config_path: &Path) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    if let Err(e) = std::fs::create_dir_all(&config.output.dir) {
+    if let Err(e) = crate::output::create_private_dir(&config.output.dir) {
         let e = ConfigError {
             file: config_path.to_owned(),
             key: Some("output.dir".into()),
@@ -125,13 +133,20 @@ fn shutdown_on_signals(notifier: Notifier) -> CancellationToken {
 }
 
 /// Builds what every feed shares from the config.
-fn feed_settings(config: &Config, health: &Arc<Health>, own: &OwnFeeds) -> Arc<FeedSettings> {
+fn feed_settings(
+    config: &Config,
+    health: &Arc<Health>,
+    own: &OwnFeeds,
+    slots: &FeedSlots,
+) -> Arc<FeedSettings> {
+    apply_limits(config, slots);
     let settings = Arc::new(FeedSettings {
         out_dir: config.output.dir.clone(),
         socket_plan: config.network.socket_plan(),
         health: health.clone(),
         own: own.clone(),
         split_after: config.output.split_after,
+        slots: slots.clone(),
     });
     let advertised: Vec<String> = settings
         .socket_plan
@@ -143,6 +158,7 @@ fn feed_settings(config: &Config, health: &Arc<Health>, own: &OwnFeeds) -> Arc<F
         rooms = config.rooms.len(),
         dir = %config.output.dir.display(),
         candidates = ?advertised,
+        max_feeds = slots.max(),
         "settings"
     );
     if advertised.is_empty() {
@@ -154,6 +170,24 @@ fn feed_settings(config: &Config, health: &Arc<Health>, own: &OwnFeeds) -> Arc<F
     );
     health.set_rooms_configured(config.rooms.len());
     settings
+}
+
+/// Sets the feed limit from the config; warns when the open-file limit cannot hold that many.
+fn apply_limits(config: &Config, slots: &FeedSlots) {
+    let max = config.max_feeds();
+    slots.set_max(max);
+    let needed = crate::limits::fds_needed(max.get(), config.network.socket_plan().len());
+    if let (Some(nofile), Some(_)) = (crate::limits::machine().0, config.limits.max_feeds)
+        && needed > nofile
+    {
+        tracing::warn!(
+            max_feeds = max.get(),
+            needed,
+            nofile,
+            "max_feeds needs more open files than this process may have: raise LimitNOFILE \
+             (ulimit -n)"
+        );
+    }
 }
 
 /// Warns when an `api_secret` or token would cross the network unencrypted.
@@ -169,19 +203,15 @@ pub(crate) fn warn_if_credentials_in_clear(url: &str, has_credentials: bool) {
 
 fn auth_of(config: &Config) -> Auth {
     Auth {
-        api_secret: config
-            .janus
-            .api_secret
-            .as_ref()
-            .map(|s| s.expose().to_owned()),
-        token: config.janus.token.as_ref().map(|s| s.expose().to_owned()),
+        api_secret: config.janus.api_secret.clone(),
+        token: config.janus.token.clone(),
     }
 }
 
 /// Reads the config again for SIGHUP; a config that cannot be used is refused.
 fn reload(path: &Path) -> Result<Config, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&config.output.dir).map_err(|e| {
+    crate::output::create_private_dir(&config.output.dir).map_err(|e| {
         format!(
             "config error in {}: key `output.dir`: cannot create {}: {e}",
             path.display(),
@@ -235,41 +265,99 @@ fn on_hangup(path: &Path, config: &mut Config, notifier: &Notifier, health: &Hea
     verdict
 }
 
+/// Starts watching one room: `room::watch` on a session, or anything else in a test.
+type Watch = Box<dyn Fn(RoomConfig, room::RoomStop) -> BoxFuture<'static, ()> + Send>;
+
 /// The room watchers of one Janus session, each with its own stop token so a reload can
-/// stop or start one room without touching the others.
+/// stop or start one room without touching the others. A watcher that panics is logged and
+/// started again after [`ROOM_RESTART`].
 struct Rooms {
-    session: Session,
-    settings: Arc<FeedSettings>,
+    watch: Watch,
+    health: Arc<Health>,
     shutdown: CancellationToken,
+    restart_after: Duration,
     tasks: JoinSet<()>,
+    /// Which room each task watches, to name and restart one that crashed.
+    task_room: HashMap<tokio::task::Id, RoomId>,
     running: HashMap<RoomId, (RoomConfig, CancellationToken)>,
 }
 
 impl Rooms {
     fn new(session: Session, settings: Arc<FeedSettings>, shutdown: CancellationToken) -> Rooms {
+        let health = settings.health.clone();
+        let watch: Watch = Box::new(move |room, stop| {
+            Box::pin(room::watch(session.clone(), settings.clone(), room, stop))
+        });
+        Rooms::with_watch(watch, health, shutdown, ROOM_RESTART)
+    }
+
+    fn with_watch(
+        watch: Watch,
+        health: Arc<Health>,
+        shutdown: CancellationToken,
+        restart_after: Duration,
+    ) -> Rooms {
         Rooms {
-            session,
-            settings,
+            watch,
+            health,
             shutdown,
+            restart_after,
             tasks: JoinSet::new(),
+            task_room: HashMap::new(),
             running: HashMap::new(),
         }
     }
 
     fn start(&mut self, room: &RoomConfig) {
+        self.start_after(room, Duration::ZERO);
+    }
+
+    /// Starts watching `room` after `delay` (unless it is stopped meanwhile).
+    fn start_after(&mut self, room: &RoomConfig, delay: Duration) {
         let stop = self.shutdown.child_token();
         let span = tracing::info_span!("room", room = %room.room);
-        let task = room::watch(
-            self.session.clone(),
-            self.settings.clone(),
+        let watcher = (self.watch)(
             room.clone(),
             room::RoomStop {
                 service: self.shutdown.clone(),
                 room: stop.clone(),
             },
         );
-        self.tasks.spawn(task.instrument(span));
+        let stopped = stop.clone();
+        let task = async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => watcher.await,
+                _ = stopped.cancelled() => {}
+            }
+        };
+        let handle = self.tasks.spawn(task.instrument(span));
+        self.task_room.insert(handle.id(), room.room.clone());
         self.running.insert(room.room.clone(), (room.clone(), stop));
+    }
+
+    /// Waits for a room task to end and deals with it: a panicked watcher is logged and
+    /// started again. `None` when no task is left.
+    async fn reap(&mut self) -> Option<()> {
+        let ended = self.tasks.join_next_with_id().await?;
+        let (id, panic) = match ended {
+            Ok((id, ())) => (id, None),
+            Err(e) => (e.id(), e.try_into_panic().ok()),
+        };
+        let room = self.task_room.remove(&id);
+        let (Some(panic), Some(room)) = (panic, room) else {
+            return Some(());
+        };
+        let what = crate::rtc::panic_message(panic);
+        tracing::error!(%room, panic = %what, "room watcher crashed; restarting it in {:?}", self.restart_after);
+        self.health
+            .error(format!("room {room}: watcher crashed: {what}"));
+        // Still wanted (not removed by a reload meanwhile): start it again.
+        if let Some((config, stop)) = self.running.remove(&room)
+            && !stop.is_cancelled()
+        {
+            self.start_after(&config, self.restart_after);
+        }
+        Some(())
     }
 
     /// Stops rooms no longer listed (or whose pin changed) and starts new ones; rooms that
@@ -316,7 +404,8 @@ async fn serve(config_path: &Path, mut config: Config) {
     let health = Arc::new(Health::default());
     // Kept across reconnects and reloads: relays of an old session may still be leaving.
     let own = OwnFeeds::default();
-    let mut settings = feed_settings(&config, &health, &own);
+    let slots = FeedSlots::new(config.max_feeds());
+    let mut settings = feed_settings(&config, &health, &own, &slots);
     let supervisor = tokio::spawn(supervise(
         notifier.clone(),
         health.clone(),
@@ -335,7 +424,19 @@ async fn serve(config_path: &Path, mut config: Config) {
     tracing::info!("janus-recorder starting");
     let mut backoff = Duration::from_secs(1);
     let mut first_attempt = true;
+    let mut retry_in = None;
     while !shutdown.is_cancelled() {
+        if let Some(pause) = retry_in.take() {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = hangup.recv() => {
+                    if !matches!(on_hangup(config_path, &mut config, &notifier, &health), Reloaded::Refused) {
+                        settings = feed_settings(&config, &health, &own, &slots);
+                    }
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
         let trust = TlsTrust::new(config.janus.ca_file.clone());
         let connected = tokio::select! {
             r = Session::connect(&config.janus.url, auth_of(&config), &trust) => r,
@@ -350,20 +451,12 @@ async fn serve(config_path: &Path, mut config: Config) {
             Err(e) => {
                 tracing::warn!(error = %e, "Janus unreachable; retrying in {backoff:?}");
                 health.error(format!("Janus unreachable: {e}"));
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = hangup.recv() => {
-                        if !matches!(on_hangup(config_path, &mut config, &notifier, &health), Reloaded::Refused) {
-                            settings = feed_settings(&config, &health, &own);
-                        }
-                    }
-                    _ = shutdown.cancelled() => break,
-                }
+                retry_in = Some(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
-        backoff = Duration::from_secs(1);
+        let opened = tokio::time::Instant::now();
         tracing::info!(session = %session.id(), "connected to Janus");
         if std::mem::take(&mut lost_a_session) {
             crate::metrics::reconnect();
@@ -381,17 +474,31 @@ async fn serve(config_path: &Path, mut config: Config) {
                 }
                 _ = hangup.recv() => match on_hangup(config_path, &mut config, &notifier, &health) {
                     Reloaded::Refused => {}
-                    Reloaded::Rooms => rooms.apply(&config.rooms),
+                    Reloaded::Rooms => {
+                        apply_limits(&config, &slots);
+                        rooms.apply(&config.rooms);
+                    }
                     Reloaded::Reconnect => {
-                        settings = feed_settings(&config, &health, &own);
+                        settings = feed_settings(&config, &health, &own, &slots);
                         break true;
                     }
                 },
-                Some(_) = rooms.tasks.join_next() => {}
+                Some(()) = rooms.reap() => {}
             }
         };
+        let lasted = opened.elapsed();
         rooms.stop_all(cancel).await;
         let _ = tokio::time::timeout(Duration::from_millis(500), session.destroy()).await;
+        if cancel || lasted >= STABLE_SESSION {
+            backoff = Duration::from_secs(1);
+        } else {
+            tracing::warn!(
+                ?lasted,
+                "the session with Janus was short-lived; reconnecting in {backoff:?}"
+            );
+            retry_in = Some(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
     }
     supervisor.abort();
     tracing::info!("stopped");
@@ -423,5 +530,67 @@ async fn supervise(notifier: Notifier, health: Arc<Health>, shutdown: Cancellati
                 withheld = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A room watcher that panics is named in the log and STATUS and started again; a reload
+    /// that keeps the room then sees it running.
+    #[tokio::test]
+    async fn a_crashed_room_watcher_is_restarted() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let (s, r) = (started.clone(), running.clone());
+        let watch: Watch = Box::new(move |_room, stop| {
+            let n = s.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            Box::pin(async move {
+                assert!(n > 0, "a bug in the first watcher");
+                r.fetch_add(1, Ordering::SeqCst);
+                stop.room.cancelled().await;
+            })
+        });
+        let health = Arc::new(Health::default());
+        let shutdown = CancellationToken::new();
+        let mut rooms = Rooms::with_watch(
+            watch,
+            health.clone(),
+            shutdown.clone(),
+            Duration::from_millis(20),
+        );
+        let room = RoomConfig {
+            room: RoomId::from(1234),
+            pin: None,
+            record: true,
+            relay: None,
+        };
+        rooms.apply(std::slice::from_ref(&room));
+        tokio::time::timeout(Duration::from_secs(5), rooms.reap())
+            .await
+            .expect("the crash is reaped");
+        assert!(
+            health
+                .status_line()
+                .contains("room 1234: watcher crashed: a bug in the first watcher"),
+            "{}",
+            health.status_line()
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while running.load(Ordering::SeqCst) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "not restarted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rooms.apply(std::slice::from_ref(&room));
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            2,
+            "restarted once, kept on reload"
+        );
+        shutdown.cancel();
+        rooms.stop_all(true).await;
     }
 }

@@ -7,7 +7,7 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use janus_recorder::check::{CheckOptions, FileReport, Status, check_file};
 use support::*;
@@ -316,6 +316,51 @@ fn a_session_janus_timed_out_is_replaced() {
     assert_eq!(files.len(), 2, "{files:?}");
     for (file, _) in &files {
         assert!(check(file).playable);
+    }
+}
+
+/// Janus frozen (SIGSTOP): its socket stays open but nothing answers. The daemon must call
+/// the connection lost from the unanswered keepalives, before the media sessions fail ICE
+/// consent (about 30 s), so the files end `connection-lost`; after SIGCONT it records again
+/// into new files. (Chromium itself ignores Janus's media after such a freeze without telling
+/// janus.js, so the publisher is started again once Janus runs.)
+#[test]
+fn a_hung_janus_is_a_lost_connection_and_recording_resumes() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new("hung", &[1234], None);
+    let alice = rig.publisher(PublisherSpec::new(1234, "Alice"));
+    let mut daemon = rig.daemon(&[1234]);
+    let long = Duration::from_secs(40);
+    daemon.proc.wait_for("recording started", long);
+    std::thread::sleep(Duration::from_secs(3));
+    let janus = rig.janus.proc.child.id() as i32;
+    let frozen = Instant::now();
+    unsafe { libc::kill(janus, libc::SIGSTOP) };
+    let noticed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        daemon
+            .proc
+            .wait_for("lost the connection to Janus", Duration::from_secs(28));
+    }));
+    let detection = frozen.elapsed();
+    unsafe { libc::kill(janus, libc::SIGCONT) };
+    if let Err(e) = noticed {
+        std::panic::resume_unwind(e);
+    }
+    eprintln!("hung Janus noticed after {detection:?}");
+    daemon.proc.wait_for_nth("connected to Janus", 2, long);
+    drop(alice);
+    let _alice = rig.publisher(PublisherSpec::new(1234, "Alice"));
+    daemon.proc.wait_for_nth("recording started", 2, long);
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+
+    let files = recordings_of(&rig.out, "Alice");
+    assert!(files.len() >= 2, "{files:?}");
+    assert_eq!(files[0].1["end_reason"], "connection-lost", "{files:?}");
+    assert_eq!(files.last().unwrap().1["end_reason"], "shutdown");
+    for (file, _) in &files {
+        assert!(check(file).playable, "{}", file.display());
     }
 }
 

@@ -68,6 +68,25 @@ fn unit_file_verifies_and_is_hardened() {
     }
 }
 
+/// `LimitNOFILE` lets `max_feeds` default to at least 2000 feeds with two advertised
+/// addresses (the file budget; memory may lower it), so the unit is not what limits feeds.
+#[test]
+fn the_unit_allows_the_open_files_feeds_need() {
+    let limit: u64 = unit_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .expect("the unit sets LimitNOFILE")
+        .trim()
+        .parse()
+        .expect("LimitNOFILE is a number");
+    let feeds = janus_recorder::limits::default_max_feeds(limit, u64::MAX, 2).get();
+    assert!(
+        feeds >= 2000,
+        "LimitNOFILE={limit} allows only {feeds} feeds"
+    );
+    assert!(janus_recorder::limits::fds_needed(feeds, 2) <= limit);
+}
+
 #[test]
 fn speaks_sd_notify() {
     let scratch = Scratch::new("notify");

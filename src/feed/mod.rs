@@ -19,15 +19,16 @@ use str0m::media::{MediaData, Mid};
 use tokio::sync::oneshot;
 
 use crate::codec::vp9::SvcJoiner;
-use crate::config::Secret;
 use crate::ids::RoomId;
 use crate::janus::messages::{Incoming, Jsep, Publisher, StreamKind, VideoRoomEvent};
 use crate::janus::{Handle, Session};
+use crate::limits::FeedSlots;
 use crate::media::{Codec, MediaKind};
 use crate::metrics::FrameCounters;
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
 use crate::publish::OwnFeeds;
 use crate::rtc::{ReceiveStats, RtcEvent, RtcSession};
+use crate::secret::Secret;
 use crate::service::health::Health;
 use crate::webm::writer::{TrackSetup, WebmWriter};
 use clock::{FrameTiming, SenderReport, TrackClock};
@@ -45,6 +46,8 @@ pub struct FeedSettings {
     pub own: OwnFeeds,
     /// `[output] split_after`: files this long are continued in a new part.
     pub split_after: Option<Duration>,
+    /// The feed limit, shared by every room.
+    pub slots: FeedSlots,
 }
 
 /// What one feed subscribes to.
@@ -88,13 +91,13 @@ impl fmt::Display for EndReason {
             EndReason::Leaving => f.write_str("leaving"),
             EndReason::Kicked => f.write_str("kicked"),
             EndReason::RoomDestroyed => f.write_str("destroyed"),
-            EndReason::HangUp(r) => write!(f, "hangup: {r}"),
+            EndReason::HangUp(r) => write!(f, "hangup: {}", crate::text::Escaped(r)),
             EndReason::IceFailed => f.write_str("ice-failed"),
             EndReason::Shutdown => f.write_str("shutdown"),
             EndReason::Reconfigured => f.write_str("reconfigured"),
             EndReason::ConnectionLost => f.write_str("connection-lost"),
             EndReason::Split => f.write_str("split"),
-            EndReason::Failed(e) => write!(f, "error: {e}"),
+            EndReason::Failed(e) => write!(f, "error: {}", crate::text::Escaped(e)),
         }
     }
 }
@@ -762,30 +765,20 @@ impl Feed {
             )
         })?;
         let sidecar = Sidecar {
-            room: self.spec.room.clone(),
-            feed: p.id.clone(),
-            display: p.display.clone(),
-            file: paths
-                .media
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            started_at: rfc3339(started),
-            ended_at: None,
             audio_codec: setup.audio.map(|c| c.to_string()),
             video_codec: setup.video.map(|c| c.to_string()),
-            container: setup.container().to_string(),
-            end_reason: None,
-            duration_ms: None,
-            audio_frames: None,
-            video_frames: None,
-            bytes: None,
-            first_keyframe_ms: None,
             part: previous.map_or(1, |p| p.sidecar.part + 1),
             previous_part: previous.map(|p| p.sidecar.file.clone()),
-            next_part: None,
             audio_clock: self.clock_of(MediaKind::Audio),
             video_clock: self.clock_of(MediaKind::Video),
+            ..Sidecar::begun(
+                self.spec.room.clone(),
+                p.id.clone(),
+                p.display.clone(),
+                &paths.media,
+                rfc3339(started),
+                setup.container().to_string(),
+            )
         };
         let writer = WebmWriter::create(&paths.media, setup).map_err(|e| e.to_string())?;
         if let Err(e) = sidecar.write(&paths.sidecar) {
@@ -817,7 +810,7 @@ impl Feed {
                 candidate: None, ..
             } => tracing::debug!("Janus finished trickling"),
             Incoming::HangUp { reason, .. } => {
-                tracing::info!(%reason, "Janus hung up the subscription");
+                tracing::info!(reason = %crate::text::Escaped(&reason), "Janus hung up the subscription");
                 return Some(EndReason::HangUp(reason));
             }
             Incoming::Detached { .. } => return Some(EndReason::HangUp("detached".into())),

@@ -12,12 +12,15 @@ use std::time::{Duration, Instant};
 
 use str0m::media::MediaData;
 
-use crate::config::{RelayConfig, Secret};
-use crate::ids::{FeedId, RoomId};
+use crate::config::RelayConfig;
+use crate::ids::RoomId;
 use crate::janus::messages::Publisher;
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::media::{Codec, MediaKind};
-use crate::publish::{OwnFeeds, Publication, PublicationEvent, PublishSpec, join};
+use crate::publish::{
+    OwnFeed, OwnFeedGuard, OwnFeeds, Publication, PublicationEvent, PublishSpec, join,
+};
+use crate::secret::Secret;
 
 /// How long to wait before publishing again after the relay failed.
 const RELAY_RETRY: Duration = Duration::from_secs(5);
@@ -47,7 +50,6 @@ impl std::fmt::Debug for RelayTarget {
 
 impl RelayTarget {
     pub fn new(config: &RelayConfig) -> Arc<RelayTarget> {
-        let expose = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
         if let Some(url) = &config.url {
             crate::service::warn_if_credentials_in_clear(
                 url,
@@ -60,8 +62,8 @@ impl RelayTarget {
             display_suffix: config.display_suffix.clone(),
             url: config.url.clone(),
             auth: Auth {
-                api_secret: expose(&config.api_secret),
-                token: expose(&config.token),
+                api_secret: config.api_secret.clone(),
+                token: config.token.clone(),
             },
             trust: TlsTrust::new(config.ca_file.clone()),
             session: tokio::sync::Mutex::new(None),
@@ -95,12 +97,20 @@ pub enum RelayEvent {
     Nothing,
 }
 
-type Starting = Pin<Box<dyn Future<Output = Result<Publication, String>> + Send>>;
+/// A relayed publisher being set up. Dropping it (the feed ended meanwhile) drops the
+/// [`OwnFeedGuard`] it holds, so the feed id it claimed is forgotten.
+type Starting = Pin<Box<dyn Future<Output = Result<Live, String>> + Send>>;
+
+/// A relayed publisher and its place in [`OwnFeeds`], which it keeps while it lives.
+struct Live {
+    publication: Publication,
+    _own: OwnFeedGuard,
+}
 
 enum State {
     Starting(Starting),
     /// Boxed: a str0m session is large.
-    Live(Box<Publication>),
+    Live(Box<Live>),
     /// Failed; publish again at this time.
     Waiting(Instant),
 }
@@ -170,9 +180,9 @@ impl Relay {
     pub async fn next_event(&mut self) -> RelayEvent {
         match &mut self.state {
             State::Starting(f) => match f.as_mut().await {
-                Ok(p) => {
-                    tracing::info!(room = %self.plan.spec.room, feed = %p.feed(), display = %self.plan.spec.display, "relay published");
-                    self.state = State::Live(Box::new(p));
+                Ok(live) => {
+                    tracing::info!(room = %self.plan.spec.room, feed = %live.publication.feed(), display = %self.plan.spec.display, "relay published");
+                    self.state = State::Live(Box::new(live));
                     RelayEvent::Nothing
                 }
                 Err(e) => {
@@ -180,19 +190,13 @@ impl Relay {
                     RelayEvent::Nothing
                 }
             },
-            State::Live(p) => match p.next_event().await {
+            State::Live(live) => match live.publication.next_event().await {
                 PublicationEvent::Connected => {
                     self.waiting_keyframe = true;
                     RelayEvent::WantKeyframe
                 }
                 PublicationEvent::KeyframeRequest => RelayEvent::WantKeyframe,
                 PublicationEvent::Ended(e) => {
-                    if let State::Live(p) = std::mem::replace(
-                        &mut self.state,
-                        State::Waiting(Instant::now() + RELAY_RETRY),
-                    ) {
-                        self.plan.own.remove(&self.plan.spec.room, p.feed());
-                    }
                     self.failed(format!("the relayed publisher ended: {e}"));
                     RelayEvent::Nothing
                 }
@@ -206,15 +210,16 @@ impl Relay {
     }
 
     fn failed(&mut self, error: String) {
-        tracing::warn!(room = %self.plan.spec.room, %error, "relay failed; trying again in {RELAY_RETRY:?}");
+        tracing::warn!(room = %self.plan.spec.room, error = %crate::text::Escaped(&error), "relay failed; trying again in {RELAY_RETRY:?}");
         self.state = State::Waiting(Instant::now() + RELAY_RETRY);
     }
 
     /// Forwards one frame; returns true when the source should be asked for a keyframe.
     pub fn forward(&mut self, kind: MediaKind, d: &MediaData) -> bool {
-        let State::Live(p) = &mut self.state else {
+        let State::Live(live) = &mut self.state else {
             return false;
         };
+        let p = &mut live.publication;
         if !p.is_connected() {
             return false;
         }
@@ -238,25 +243,29 @@ impl Relay {
 
     /// Leaves the target room.
     pub async fn close(self) {
-        if let State::Live(p) = self.state {
-            let feed: FeedId = p.feed().clone();
-            p.leave().await;
-            self.plan.own.remove(&self.plan.spec.room, &feed);
+        if let State::Live(live) = self.state {
+            // The guard goes after leaving: until then the watchers must still skip the feed.
+            let Live { publication, _own } = *live;
+            publication.leave().await;
         }
         tracing::info!(frames = self.frames, "relay ended");
     }
 }
 
 /// Joins the target room, remembers the feed as ours before publishing (so no watcher of
-/// ours records or relays it), then publishes.
-async fn publish(plan: Arc<Plan>) -> Result<Publication, String> {
+/// ours records or relays it), then publishes. However this ends, early or dropped, the
+/// claim on the feed goes with it.
+async fn publish(plan: Arc<Plan>) -> Result<Live, String> {
     let session = plan.target.session(&plan.source).await?;
     let joined = join(&session, &plan.spec).await?;
-    let room = &plan.spec.room;
-    plan.own.insert(room, joined.feed());
-    let feed = joined.feed().clone();
-    joined
-        .publish(&plan.socket_plan, &plan.spec)
-        .await
-        .inspect_err(|_| plan.own.remove(room, &feed))
+    let own = plan.own.claim(OwnFeed {
+        server: session.url().clone(),
+        room: plan.spec.room.clone(),
+        feed: joined.feed().clone(),
+    });
+    let publication = joined.publish(&plan.socket_plan, &plan.spec).await?;
+    Ok(Live {
+        publication,
+        _own: own,
+    })
 }

@@ -18,40 +18,67 @@ use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::messages::{Incoming, Jsep, parse_incoming};
 use super::tls::TlsTrust;
 use crate::ids::{HandleId, SessionId};
+use crate::secret::Secret;
+use crate::text::Escaped;
 
 /// Janus drops sessions idle for 60 s by default; 10 s leaves room for lost pings and for
 /// servers configured with a shorter `session_timeout`.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a keepalive may wait for its answer. Janus acks keepalives from its transport
+/// thread at once, so a few seconds of silence already means trouble.
+const KEEPALIVE_REPLY: Duration = Duration::from_secs(5);
+/// Keepalives in a row left unanswered that mean Janus is hung (alive on TCP, not answering).
+/// After the first miss the second is sent at once, so a frozen Janus is noticed within about
+/// 20 s: before its media sessions fail ICE consent (about 30 s), so the files say
+/// `connection-lost`.
+const KEEPALIVES_MISSED: u32 = 2;
+/// Nothing at all received from Janus for this long is a lost connection too: keepalives
+/// are answered, so a live Janus is never this quiet.
+pub const MAX_SILENCE: Duration = Duration::from_secs(30);
+/// The largest WebSocket message (and frame) accepted from Janus. Its largest real messages
+/// are SDP offers and room lists of a few tens of KiB; tungstenite's default (64 MiB) would let
+/// a hostile or broken server make us buffer that much per message. A longer message ends the
+/// connection (logged), like any other read error.
+pub const MAX_MESSAGE: usize = 1 << 20;
+/// Messages queued for one handle before its owner takes them. A handle's owner takes each
+/// event at once; a full queue means Janus floods it, and the connection is dropped (logged)
+/// rather than let the queue grow.
+const HANDLE_QUEUE: usize = 1024;
+/// Requests queued for the writer; full means Janus stopped reading, so the connection is
+/// dropped.
+const OUT_QUEUE: usize = 1024;
 
-/// What went wrong talking to Janus.
+/// What went wrong talking to Janus. Its text comes partly from Janus, so it is shown with
+/// control characters escaped (it reaches logs and the STATUS line).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum JanusError {
-    #[error("cannot connect to {url}: {reason}")]
+    #[error("cannot connect to {url}: {}", Escaped(reason))]
     Connect { url: String, reason: String },
     #[error("connection to Janus lost")]
     Closed,
     #[error("Janus did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("Janus error {code}: {reason}")]
+    #[error("Janus error {code}: {}", Escaped(reason))]
     Janus { code: i64, reason: String },
-    #[error("VideoRoom error {code}: {message}")]
+    #[error("VideoRoom error {code}: {}", Escaped(message))]
     Plugin { code: i64, message: String },
-    #[error("unexpected answer from Janus: {0}")]
+    #[error("unexpected answer from Janus: {}", Escaped(.0))]
     Protocol(String),
 }
 
-/// Optional credentials added to every request.
+/// Optional credentials added to every request. Its `Debug` shows neither.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
-    pub api_secret: Option<String>,
-    pub token: Option<String>,
+    pub api_secret: Option<Secret>,
+    pub token: Option<Secret>,
 }
 
 struct Pending {
@@ -61,16 +88,56 @@ struct Pending {
 }
 
 struct Inner {
-    out: mpsc::UnboundedSender<Message>,
+    out: mpsc::Sender<Message>,
     pending: Mutex<HashMap<String, Pending>>,
-    handles: Mutex<HashMap<HandleId, mpsc::UnboundedSender<Incoming>>>,
+    handles: Mutex<HashMap<HandleId, mpsc::Sender<Incoming>>>,
     next_transaction: AtomicU64,
     auth: Auth,
     /// Cancelled when the connection ends, for whatever reason.
     closed: CancellationToken,
+    /// When the last frame of any kind came from Janus.
+    last_heard: Mutex<tokio::time::Instant>,
 }
 
 impl Inner {
+    fn new(out: mpsc::Sender<Message>, auth: Auth) -> Inner {
+        Inner {
+            out,
+            pending: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_transaction: AtomicU64::new(1),
+            auth,
+            closed: CancellationToken::new(),
+            last_heard: Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Notes that Janus sent something.
+    fn heard(&self) {
+        *self.last_heard.lock().unwrap() = tokio::time::Instant::now();
+    }
+
+    /// How long Janus has sent nothing.
+    fn silence(&self) -> Duration {
+        self.last_heard.lock().unwrap().elapsed()
+    }
+
+    /// Queues a message for the writer; a full queue drops the connection.
+    fn queue(&self, m: Message) -> Result<(), JanusError> {
+        match self.out.try_send(m) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::error!(
+                    queued = OUT_QUEUE,
+                    "Janus is not reading our requests; dropping the connection"
+                );
+                self.closed.cancel();
+                Err(JanusError::Closed)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(JanusError::Closed),
+        }
+    }
+
     /// Adds a fresh transaction and the credentials to a request; returns the transaction.
     fn stamp(&self, body: &mut Value) -> String {
         let transaction = format!(
@@ -79,16 +146,26 @@ impl Inner {
         );
         body["transaction"] = json!(transaction);
         if let Some(s) = &self.auth.api_secret {
-            body["apisecret"] = json!(s);
+            body["apisecret"] = json!(s.expose());
         }
         if let Some(t) = &self.auth.token {
-            body["token"] = json!(t);
+            body["token"] = json!(t.expose());
         }
         transaction
     }
 
     /// Sends `body` with a fresh transaction and waits for its answer.
-    async fn request(&self, mut body: Value, skip_ack: bool) -> Result<Incoming, JanusError> {
+    async fn request(&self, body: Value, skip_ack: bool) -> Result<Incoming, JanusError> {
+        self.request_within(body, skip_ack, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Inner::request`], waiting at most `limit` for the answer.
+    async fn request_within(
+        &self,
+        mut body: Value,
+        skip_ack: bool,
+        limit: Duration,
+    ) -> Result<Incoming, JanusError> {
         let transaction = self.stamp(&mut body);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(
@@ -98,13 +175,13 @@ impl Inner {
                 reply: tx,
             },
         );
-        if self.closed.is_cancelled() || self.out.send(Message::text(body.to_string())).is_err() {
+        if self.closed.is_cancelled() || self.queue(Message::text(body.to_string())).is_err() {
             self.pending.lock().unwrap().remove(&transaction);
             return Err(JanusError::Closed);
         }
         let answer = tokio::select! {
             r = rx => r.map_err(|_| JanusError::Closed),
-            _ = tokio::time::sleep(REQUEST_TIMEOUT) => Err(JanusError::Timeout(REQUEST_TIMEOUT)),
+            _ = tokio::time::sleep(limit) => Err(JanusError::Timeout(limit)),
         };
         self.pending.lock().unwrap().remove(&transaction);
         match answer? {
@@ -116,7 +193,7 @@ impl Inner {
     /// Sends without waiting for an answer (used from `Drop`, which cannot await).
     fn send_nowait(&self, mut body: Value) {
         self.stamp(&mut body);
-        let _ = self.out.send(Message::text(body.to_string()));
+        let _ = self.queue(Message::text(body.to_string()));
     }
 
     /// Routes one parsed message from Janus.
@@ -140,7 +217,14 @@ impl Inner {
                 let handles = self.handles.lock().unwrap();
                 match handles.get(&h) {
                     Some(tx) => {
-                        let _ = tx.send(msg);
+                        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(msg) {
+                            tracing::error!(
+                                handle = %h,
+                                queued = HANDLE_QUEUE,
+                                "Janus floods a handle faster than it is served; dropping the connection"
+                            );
+                            self.closed.cancel();
+                        }
                     }
                     None => {
                         tracing::debug!(handle = %h, ?msg, "message for a handle we no longer have")
@@ -173,6 +257,8 @@ fn truncate(s: &str, max: usize) -> &str {
 pub struct Session {
     inner: Arc<Inner>,
     id: SessionId,
+    /// The URL it was opened with: which server it talks to.
+    url: Arc<str>,
 }
 
 impl Session {
@@ -198,23 +284,24 @@ impl Session {
         } else {
             None
         };
+        let limits = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
         let (ws, _) = tokio::time::timeout(
             REQUEST_TIMEOUT,
-            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector),
+            tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(limits),
+                false,
+                connector,
+            ),
         )
         .await
         .map_err(|_| connect_err("timed out".into()))?
         .map_err(|e| connect_err(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
-        let inner = Arc::new(Inner {
-            out,
-            pending: Mutex::new(HashMap::new()),
-            handles: Mutex::new(HashMap::new()),
-            next_transaction: AtomicU64::new(1),
-            auth,
-            closed: CancellationToken::new(),
-        });
+        let (out, mut out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
+        let inner = Arc::new(Inner::new(out, auth));
 
         let closed = inner.closed.clone();
         tokio::spawn(async move {
@@ -249,11 +336,14 @@ impl Session {
                     _ = closed.cancelled() => break,
                 };
                 let Some(inner) = reader.upgrade() else { break };
+                if let Some(Ok(_)) = frame {
+                    inner.heard();
+                }
                 match frame {
                     Some(Ok(Message::Text(text))) => match parse_incoming(&text) {
                         Ok(msg) => inner.dispatch(msg),
                         Err(e) => {
-                            tracing::warn!(error = %e, frame = %truncate(&text, 500), "ignoring a frame from Janus")
+                            tracing::warn!(error = %e, frame = %Escaped(truncate(&text, 500)), "ignoring a frame from Janus")
                         }
                     },
                     Some(Ok(Message::Close(_))) | None => {
@@ -282,39 +372,76 @@ impl Session {
         let session = Session {
             inner,
             id: SessionId(id),
+            url: url.into(),
         };
         session.spawn_keepalive();
         Ok(session)
     }
 
+    /// Pings the session every [`KEEPALIVE_INTERVAL`] and drops the connection when Janus
+    /// is gone but the socket is not: [`KEEPALIVES_MISSED`] unanswered keepalives, or
+    /// [`MAX_SILENCE`] without a frame.
     fn spawn_keepalive(&self) {
         let weak = Arc::downgrade(&self.inner);
         let id = self.id;
         let closed = self.inner.closed.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(KEEPALIVE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            let mut missed = 0;
             loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = closed.cancelled() => return,
+                // After a miss, the next keepalive goes at once.
+                if missed == 0 {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = closed.cancelled() => return,
+                    }
                 }
                 let Some(inner) = weak.upgrade() else { return };
+                let silence = inner.silence();
+                if silence >= MAX_SILENCE {
+                    tracing::error!(
+                        ?silence,
+                        "nothing received from Janus; the connection is lost"
+                    );
+                    inner.closed.cancel();
+                    return;
+                }
+                let keepalive = json!({"janus": "keepalive", "session_id": id.0});
                 match inner
-                    .request(json!({"janus": "keepalive", "session_id": id.0}), false)
+                    .request_within(keepalive, false, KEEPALIVE_REPLY)
                     .await
                 {
-                    Ok(_) => {}
+                    Ok(_) => missed = 0,
                     Err(JanusError::Janus { code, reason }) => {
                         // 458: the session is gone on the server; only a new session helps.
-                        tracing::warn!(code, %reason, "keepalive refused; dropping the connection");
+                        tracing::warn!(code, reason = %Escaped(&reason), "keepalive refused; dropping the connection");
                         inner.closed.cancel();
                         return;
                     }
-                    Err(e) => tracing::warn!(error = %e, "keepalive failed"),
+                    Err(JanusError::Closed) => return,
+                    Err(e) => {
+                        missed += 1;
+                        tracing::warn!(error = %e, missed, "keepalive unanswered");
+                        if missed >= KEEPALIVES_MISSED {
+                            tracing::error!(
+                                missed,
+                                "Janus answers no keepalive: it is hung; the connection is lost"
+                            );
+                            inner.closed.cancel();
+                            return;
+                        }
+                    }
                 }
+                tick.reset();
             }
         });
+    }
+
+    /// The URL of the server, as configured: what tells servers apart.
+    pub fn url(&self) -> &Arc<str> {
+        &self.url
     }
 
     /// The session id Janus gave us.
@@ -345,7 +472,7 @@ impl Session {
             return Err(JanusError::Protocol(format!("attach answered {answer:?}")));
         };
         let id = HandleId(id);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(HANDLE_QUEUE);
         self.inner.handles.lock().unwrap().insert(id, tx);
         Ok(Handle {
             session: self.clone(),
@@ -371,7 +498,7 @@ impl Session {
 pub struct Handle {
     session: Session,
     id: HandleId,
-    events: mpsc::UnboundedReceiver<Incoming>,
+    events: mpsc::Receiver<Incoming>,
     detached: bool,
 }
 
@@ -469,5 +596,51 @@ impl Drop for Handle {
         self.session.inner.send_nowait(
             json!({"janus": "detach", "session_id": self.session.id.0, "handle_id": self.id.0}),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle whose queue is full ends the connection instead of growing the queue.
+    #[test]
+    fn a_flooded_handle_drops_the_connection() {
+        let (out, _out_rx) = mpsc::channel(1);
+        let inner = Inner::new(out, Auth::default());
+        let (tx, rx) = mpsc::channel(HANDLE_QUEUE);
+        inner.handles.lock().unwrap().insert(HandleId(7), tx);
+        let event = r#"{"janus":"webrtcup","session_id":1,"sender":7}"#;
+        for _ in 0..HANDLE_QUEUE {
+            inner.dispatch(parse_incoming(event).unwrap());
+        }
+        assert!(!inner.closed.is_cancelled());
+        inner.dispatch(parse_incoming(event).unwrap());
+        assert!(inner.closed.is_cancelled());
+        assert_eq!(rx.len(), HANDLE_QUEUE);
+    }
+
+    #[test]
+    fn credentials_stay_out_of_debug_output() {
+        let auth = Auth {
+            api_secret: Some(Secret::new("hunter2")),
+            token: Some(Secret::new("t0ken")),
+        };
+        let text = format!("{auth:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("t0ken"),
+            "{text}"
+        );
+    }
+
+    /// A full request queue fails the request and ends the connection.
+    #[test]
+    fn a_full_request_queue_drops_the_connection() {
+        let (out, _out_rx) = mpsc::channel(1);
+        let inner = Inner::new(out, Auth::default());
+        inner.send_nowait(json!({"janus": "keepalive"}));
+        assert!(!inner.closed.is_cancelled());
+        inner.send_nowait(json!({"janus": "keepalive"}));
+        assert!(inner.closed.is_cancelled());
     }
 }

@@ -24,36 +24,64 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use str0m::media::{MediaKind as RtcKind, MediaTime, Mid};
 
-use crate::config::Secret;
 use crate::ids::{FeedId, RoomId};
 use crate::janus::messages::{Incoming, Jsep, VideoRoomEvent};
 use crate::janus::{Handle, Session};
 use crate::media::{Codec, MediaKind};
 use crate::rtc::{RtcEvent, RtcSession};
+use crate::secret::Secret;
 
 /// The start of each published stream's description.
 pub const DESCRIPTION: &str = "janus-recorder";
 
-/// The feeds this process publishes, by room and feed id (Janus draws feed ids at random from
-/// 2^53, so ids from different servers do not collide in practice).
+/// The feeds this process publishes, by Janus server (its URL), room and feed id: a feed
+/// id means something only in its server's room. A relay into the same server must reach it
+/// by the same URL (or leave the relay's `url` unset) to be recognised.
 #[derive(Debug, Clone, Default)]
-pub struct OwnFeeds(Arc<Mutex<HashSet<(RoomId, FeedId)>>>);
+pub struct OwnFeeds(Arc<Mutex<HashSet<OwnFeed>>>);
+
+/// One of our publishers: which server, which room, which feed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OwnFeed {
+    pub server: Arc<str>,
+    pub room: RoomId,
+    pub feed: FeedId,
+}
 
 impl OwnFeeds {
-    pub fn insert(&self, room: &RoomId, feed: &FeedId) {
-        self.0.lock().unwrap().insert((room.clone(), feed.clone()));
+    /// Remembers `feed` as ours until the returned guard is dropped, so a relay that ends in
+    /// any way (left, failed, or dropped while still publishing) forgets its feed.
+    #[must_use = "the feed is forgotten when the guard is dropped"]
+    pub fn claim(&self, feed: OwnFeed) -> OwnFeedGuard {
+        self.0.lock().unwrap().insert(feed.clone());
+        OwnFeedGuard {
+            feeds: self.clone(),
+            feed,
+        }
     }
 
-    pub fn remove(&self, room: &RoomId, feed: &FeedId) {
-        self.0.lock().unwrap().remove(&(room.clone(), feed.clone()));
+    /// Whether `feed` is one of ours.
+    pub fn contains(&self, feed: &OwnFeed) -> bool {
+        self.0.lock().unwrap().contains(feed)
     }
+}
 
-    /// Whether `feed` in `room` is one of ours.
-    pub fn contains(&self, room: &RoomId, feed: &FeedId) -> bool {
-        self.0
-            .lock()
-            .unwrap()
-            .contains(&(room.clone(), feed.clone()))
+/// Keeps one feed in [`OwnFeeds`] while it lives.
+#[derive(Debug)]
+pub struct OwnFeedGuard {
+    feeds: OwnFeeds,
+    feed: OwnFeed,
+}
+
+impl OwnFeedGuard {
+    pub fn feed(&self) -> &OwnFeed {
+        &self.feed
+    }
+}
+
+impl Drop for OwnFeedGuard {
+    fn drop(&mut self) {
+        self.feeds.0.lock().unwrap().remove(&self.feed);
     }
 }
 
@@ -289,5 +317,55 @@ impl Publication {
             self.handle.detach().await;
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), bye).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own(server: &str, room: u64, feed: u64) -> OwnFeed {
+        OwnFeed {
+            server: server.into(),
+            room: RoomId::from(room),
+            feed: FeedId::from(feed),
+        }
+    }
+
+    #[test]
+    fn own_feeds_are_keyed_by_server_and_forgotten_with_their_guard() {
+        let feeds = OwnFeeds::default();
+        let a = feeds.claim(own("ws://a:8188", 1234, 7));
+        assert!(feeds.contains(&own("ws://a:8188", 1234, 7)));
+        // The same room and feed id on another server is someone else.
+        assert!(!feeds.contains(&own("ws://b:8188", 1234, 7)));
+        let b = feeds.claim(own("ws://b:8188", 1234, 7));
+        drop(b);
+        assert!(feeds.contains(&own("ws://a:8188", 1234, 7)));
+        assert!(!feeds.contains(&own("ws://b:8188", 1234, 7)));
+        drop(a);
+        assert!(!feeds.contains(&own("ws://a:8188", 1234, 7)));
+    }
+
+    /// A feed that ends while its relay is still publishing drops the relay's start; the
+    /// feed it had claimed is forgotten with it.
+    #[tokio::test]
+    async fn a_relay_dropped_while_starting_forgets_its_feed() {
+        let feeds = OwnFeeds::default();
+        let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
+        let starting = {
+            let feeds = feeds.clone();
+            async move {
+                let _claimed = feeds.claim(own("ws://a:8188", 1234, 7));
+                let _ = joined_tx.send(());
+                std::future::pending::<()>().await
+            }
+        };
+        let task = tokio::spawn(starting);
+        joined_rx.await.unwrap();
+        assert!(feeds.contains(&own("ws://a:8188", 1234, 7)));
+        task.abort();
+        let _ = task.await;
+        assert!(!feeds.contains(&own("ws://a:8188", 1234, 7)));
     }
 }

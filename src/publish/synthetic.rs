@@ -17,10 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::clip::{Clip, ClipTrack};
 use super::{PublicationEvent, PublishSpec, join};
-use crate::config::{Secret, interface_addresses};
+use crate::config::interface_addresses;
 use crate::ids::{JanusId, RoomId};
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::media::{Codec, MediaKind};
+use crate::secret::Secret;
 
 /// Where `scripts/make-clip.sh` (run by `scripts/setup.sh`) puts the default clip.
 pub const DEFAULT_MEDIA: &str = "media/clip.webm";
@@ -60,12 +61,12 @@ pub struct PublishArgs {
     /// Room PIN.
     #[arg(long)]
     pub pin: Option<String>,
-    /// Janus API secret.
-    #[arg(long)]
-    pub api_secret: Option<String>,
-    /// Janus token.
-    #[arg(long)]
-    pub token: Option<String>,
+    /// Janus API secret. Better given in the environment: arguments are visible in `ps`.
+    #[arg(long, env = "JANUS_API_SECRET", hide_env_values = true)]
+    pub api_secret: Option<Secret>,
+    /// Janus token. Better given in the environment: arguments are visible in `ps`.
+    #[arg(long, env = "JANUS_TOKEN", hide_env_values = true)]
+    pub token: Option<Secret>,
     /// PEM file of CA certificates trusted for a wss:// URL besides the system's.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
@@ -398,7 +399,7 @@ async fn publish_one(
     loop {
         tokio::select! {
             ev = p.next_event() => if let PublicationEvent::Ended(reason) = ev {
-                tracing::warn!(display = %spec.display, %reason, "ended while leaving");
+                tracing::warn!(display = %spec.display, reason = %crate::text::Escaped(&reason), "ended while leaving");
                 break;
             },
             _ = &mut linger => break,

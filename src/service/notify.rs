@@ -49,8 +49,15 @@ impl Notifier {
     }
 }
 
+/// Sends `KEY=value` lines. Values may carry peer text (Janus's reasons reach STATUS), so
+/// control characters are escaped: a newline would add a line of its own (a forged
+/// `WATCHDOG=1`), and a NUL would make libsystemd's wrapper panic.
 #[cfg(feature = "systemd")]
 fn send(state: &[(&str, &str)]) {
+    let state: Vec<(&str, std::borrow::Cow<'_, str>)> = state
+        .iter()
+        .map(|(k, v)| (*k, crate::text::escape_control(v)))
+        .collect();
     if let Err(e) = systemd::daemon::notify(state.iter()) {
         tracing::debug!(error = %e, "sd_notify failed");
     }

@@ -219,14 +219,10 @@ pub struct WebmWriter {
 impl WebmWriter {
     /// Creates the file (it must not exist yet). The header is written with the first frames.
     pub fn create(path: &Path, setup: TrackSetup) -> Result<WebmWriter, WriteError> {
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| WriteError {
-                path: path.to_path_buf(),
-                cause: e.to_string(),
-            })?;
+        let file = crate::output::create_private(path).map_err(|e| WriteError {
+            path: path.to_path_buf(),
+            cause: e.to_string(),
+        })?;
         let uid_seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
