@@ -76,7 +76,8 @@ def measure(d):
                 samples.append((int(parts[0]), int(parts[1])))
 
     def rss_at(t):
-        return next((kib / 1024 for s, kib in samples if s >= t), None)
+        # Samples are 10 s apart: the last one of a run of exactly t seconds is just short of t.
+        return next((kib / 1024 for s, kib in samples if s >= t - 15), None)
 
     finalize_ms = []
     for line in open(os.path.join(d, "janus-recorder.log"), errors="replace"):

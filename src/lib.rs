@@ -11,6 +11,7 @@ pub mod feed;
 pub mod ids;
 pub mod janus;
 pub mod limits;
+pub mod manifest;
 pub mod media;
 pub mod metrics;
 pub mod output;

@@ -134,17 +134,7 @@ pub fn recording_paths(
     start: SystemTime,
     container: Container,
 ) -> std::io::Result<RecordingPaths> {
-    let room_dir = dir.join(sanitize_component(&room.to_string(), MAX_ID_BYTES, "room"));
-    create_private_dir(&room_dir)?;
-    let base = dir.canonicalize()?;
-    let canonical_room = room_dir.canonicalize()?;
-    if canonical_room.parent() != Some(base.as_path()) {
-        return Err(std::io::Error::other(format!(
-            "{} is not a directory inside {}",
-            room_dir.display(),
-            base.display()
-        )));
-    }
+    let canonical_room = room_dir(dir, room)?;
     let stem = format!(
         "{}-{}-{}",
         sanitize_component(&feed.to_string(), MAX_ID_BYTES, "feed"),
@@ -166,9 +156,45 @@ pub fn recording_paths(
     unreachable!("u32 ran out of suffixes")
 }
 
+/// The room's directory under `dir` (created), canonical, and checked to lie inside `dir`
+/// (a room directory that is a symlink to elsewhere is refused).
+pub fn room_dir(dir: &Path, room: &RoomId) -> std::io::Result<PathBuf> {
+    let room_dir = dir.join(sanitize_component(&room.to_string(), MAX_ID_BYTES, "room"));
+    create_private_dir(&room_dir)?;
+    let base = dir.canonicalize()?;
+    let canonical_room = room_dir.canonicalize()?;
+    if canonical_room.parent() != Some(base.as_path()) {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory inside {}",
+            room_dir.display(),
+            base.display()
+        )));
+    }
+    Ok(canonical_room)
+}
+
+/// Writes `value` as JSON to `path` atomically (temporary file, then rename), so a reader,
+/// or what is left after a crash, never holds half a document. The temporary file has an
+/// unpredictable name and is created new, so nothing planted in the directory (a symlink to
+/// another file) is written through.
+pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let tmp = temporary_beside(path);
+    let written = (|| {
+        let mut f = create_private(&tmp)?;
+        serde_json::to_writer_pretty(&mut f, value).map_err(std::io::Error::other)?;
+        f.write_all(b"\n")?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// The sidecar `.json` written beside each recording: at start (no `ended_at` yet) and again
 /// when the recording ends.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Sidecar {
     pub room: RoomId,
     pub feed: FeedId,
@@ -239,22 +265,9 @@ impl Sidecar {
         }
     }
 
-    /// Writes the sidecar atomically (temporary file, then rename), so a reader never sees
-    /// half a JSON document. The temporary file has an unpredictable name and is created
-    /// new, so nothing planted in the directory (a symlink to another file) is written through.
+    /// Writes the sidecar atomically ([`write_json_atomically`]).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = temporary_beside(path);
-        let written = (|| {
-            let mut f = create_private(&tmp)?;
-            serde_json::to_writer_pretty(&mut f, self).map_err(std::io::Error::other)?;
-            f.write_all(b"\n")?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
+        write_json_atomically(path, self)
     }
 }
 

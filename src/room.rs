@@ -19,6 +19,7 @@ use crate::feed::{self, EndReason, FeedSettings, FeedSpec};
 use crate::ids::FeedId;
 use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
 use crate::janus::{Handle, Session};
+use crate::manifest::RoomManifest;
 use crate::publish::OwnFeed;
 use crate::secret::Secret;
 
@@ -94,6 +95,15 @@ async fn watch_once(
     };
     tracing::info!(publishers = publishers.len(), "watching room");
     let _watched = count_as_watched(settings);
+    let manifest = room.record.then(|| {
+        match RoomManifest::create(&settings.out_dir, &room.room, session.url()) {
+            Ok(m) => Some(Arc::new(m)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the room manifest; recording without it");
+                None
+            }
+        }
+    });
     let mut feeds = Feeds {
         session: session.clone(),
         settings: settings.clone(),
@@ -103,6 +113,7 @@ async fn watch_once(
         tasks: JoinSet::new(),
         task_feed: HashMap::new(),
         relay: room.relay.as_ref().map(RelayTarget::new),
+        manifest: manifest.flatten(),
     };
     for p in publishers {
         feeds.start(p);
@@ -121,7 +132,11 @@ async fn watch_once(
             Some(done) = feeds.tasks.join_next_with_id() => feeds.reap(done),
         }
     };
+    let reason = end.0.to_string();
     feeds.stop_all(end.0).await;
+    if let Some(m) = &feeds.manifest {
+        m.close(&reason);
+    }
     if matches!(end.1, RoomEnd::Shutdown) {
         let leave = handle.message(json!({"request": "leave"}), None);
         let _ = tokio::time::timeout(Duration::from_secs(1), leave).await;
@@ -178,6 +193,8 @@ struct Feeds {
     task_feed: HashMap<Id, FeedId>,
     /// Where this room's feeds are relayed, shared by its feeds.
     relay: Option<Arc<RelayTarget>>,
+    /// This watch's room manifest (recorded rooms), shared by its feeds.
+    manifest: Option<Arc<RoomManifest>>,
 }
 
 impl Feeds {
@@ -226,6 +243,7 @@ impl Feeds {
             announced: Instant::now(),
             record: self.room.record,
             relay: self.relay.clone(),
+            manifest: self.manifest.clone(),
         };
         let run = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
         let task = async move {

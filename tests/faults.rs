@@ -170,6 +170,22 @@ fn sigkill_leaves_files_playable_up_to_two_seconds_before() {
     );
     let errors = decode_errors(file);
     assert!(errors.trim().is_empty(), "ffmpeg: {errors}");
+
+    // The room manifest is whole JSON and lists the recording, still open.
+    let manifests: Vec<PathBuf> = files_under(&rig.out)
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".room.json"))
+        .collect();
+    assert_eq!(manifests.len(), 1, "{manifests:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifests[0]).unwrap())
+            .expect("the manifest is valid JSON after SIGKILL");
+    assert_eq!(manifest["room"], 1234);
+    assert!(manifest["ended_at"].is_null(), "{manifest:#}");
+    let listed = &manifest["recordings"][0];
+    assert_eq!(listed["file"], sidecar["file"], "{manifest:#}");
+    assert_eq!(listed["started_at"], sidecar["started_at"]);
+    assert!(listed["ended_at"].is_null(), "{manifest:#}");
 }
 
 /// Unmounts on drop, so a failing test leaves no mount behind.

@@ -278,4 +278,24 @@ fn lip_sync_and_the_room_clock_match_the_sources() {
         "the two feeds' flashes disagree on the room clock:\n{}",
         report.join("\n")
     );
+
+    // The room manifest lists both recordings as their sidecars say, and the watch's end.
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    let manifests: Vec<PathBuf> = files_under(&out)
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".room.json"))
+        .collect();
+    assert_eq!(manifests.len(), 1, "one watch: {manifests:?}");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifests[0]).unwrap()).unwrap();
+    assert_eq!(manifest["end_reason"], "shutdown", "{manifest:#}");
+    assert_eq!(manifest["janus"], "ws://127.0.0.1:8188");
+    let listed = manifest["recordings"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{manifest:#}");
+    for name in ["first", "second"] {
+        let (_, sidecar) = &recordings_of(&out, name)[0];
+        let entry = listed.iter().find(|r| r["display"] == name).unwrap();
+        assert_eq!(entry, sidecar, "the manifest's entry is the sidecar");
+    }
 }

@@ -64,6 +64,8 @@ pub struct FeedSpec {
     pub record: bool,
     /// Where to relay the feed, if anywhere.
     pub relay: Option<Arc<RelayTarget>>,
+    /// The room manifest to list the feed's recordings in.
+    pub manifest: Option<Arc<crate::manifest::RoomManifest>>,
 }
 
 /// Why a recording ended; written to the sidecar and the log.
@@ -438,15 +440,22 @@ struct Recording {
     zero: i128,
     /// Where this part starts on the feed's timeline (zero for the first part).
     offset: Duration,
-    opened: Instant,
     last_flush: Instant,
 }
 
 impl Recording {
-    /// Whether `split_after` asks for the next part, at a frame of `kind` that can open one
-    /// (a video keyframe, or any frame of a file without video).
-    fn split_due(&self, split_after: Option<Duration>, keyframe: bool, has_video: bool) -> bool {
-        split_after.is_some_and(|after| self.opened.elapsed() >= after) && (keyframe || !has_video)
+    /// Whether `split_after` asks for the next part at a frame placed at `at` on the feed's
+    /// timeline (the part's length is media time, not how long the file has been open), if
+    /// that frame can open a part (a video keyframe, or any frame of a file without video).
+    fn split_due(
+        &self,
+        split_after: Option<Duration>,
+        at: Duration,
+        keyframe: bool,
+        has_video: bool,
+    ) -> bool {
+        split_after.is_some_and(|after| at.saturating_sub(self.offset) >= after)
+            && (keyframe || !has_video)
     }
 }
 
@@ -676,6 +685,7 @@ impl Feed {
         let has_video = self.video_gate.mid.is_some();
         if rec.split_due(
             self.settings.split_after,
+            ts,
             is_video && d.is_keyframe(),
             has_video,
         ) {
@@ -781,9 +791,7 @@ impl Feed {
             )
         };
         let writer = WebmWriter::create(&paths.media, setup).map_err(|e| e.to_string())?;
-        if let Err(e) = sidecar.write(&paths.sidecar) {
-            tracing::warn!(path = %paths.sidecar.display(), error = %e, "cannot write the sidecar");
-        }
+        self.publish_sidecar(&sidecar, &paths.sidecar);
         tracing::info!(path = %paths.media.display(), "recording started");
         self.settings.health.recording_started();
         Ok(Recording {
@@ -792,7 +800,6 @@ impl Feed {
             sidecar,
             zero,
             offset,
-            opened: Instant::now(),
             last_flush: Instant::now(),
         })
     }
@@ -946,8 +953,16 @@ impl Feed {
                 sidecar.end_reason = Some(format!("{reason}; finalize failed: {e}"));
             }
         }
-        if let Err(e) = sidecar.write(&rec.paths.sidecar) {
-            tracing::warn!(path = %rec.paths.sidecar.display(), error = %e, "cannot write the sidecar");
+        self.publish_sidecar(&sidecar, &rec.paths.sidecar);
+    }
+
+    /// Writes the sidecar and lists it in the room manifest.
+    fn publish_sidecar(&self, sidecar: &Sidecar, path: &std::path::Path) {
+        if let Err(e) = sidecar.write(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the sidecar");
+        }
+        if let Some(m) = &self.spec.manifest {
+            m.recording(sidecar);
         }
     }
 }
