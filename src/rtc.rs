@@ -10,6 +10,7 @@
 //! are packetized again, never decoded. That keeps one code path for recording, relaying and
 //! the synthetic publisher, with str0m's NACK/RTX and sender reports on both sides.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
@@ -131,17 +132,30 @@ struct Path {
     advertised: SocketAddr,
 }
 
-/// A str0m `Rtc` driven over its own UDP sockets.
+/// How a session reads its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Wakes for each datagram (set-up, and every sending session).
+    Immediate,
+    /// Wakes on the shared [`TICK`] only, and reads everything queued then
+    /// ([`RtcSession::batch_reads`]).
+    Batched,
+    /// str0m panicked or the peer closed: nothing may be called on `rtc` any more.
+    Dead,
+}
+
+/// A str0m `Rtc` driven over its own UDP sockets. str0m's one rule holds everywhere: after
+/// every input (a datagram, a timeout) its output is drained until it names its next
+/// timeout, and the events found on the way are queued for [`RtcSession::next_event`].
 pub struct RtcSession {
     rtc: Rtc,
     paths: Vec<Path>,
     buf: Vec<u8>,
     /// When str0m next wants `Input::Timeout`.
     deadline: Instant,
-    /// Set by [`RtcSession::batch_reads`]: the session wakes on the [`TICK`] only.
-    batched: bool,
-    /// Set once str0m panicked or closed: nothing may be called on `rtc` any more.
-    dead: bool,
+    mode: Mode,
+    /// Events str0m gave while its output was drained, oldest first, for `next_event`.
+    events: VecDeque<RtcEvent>,
     /// Our offer, until Janus answers it (sending side).
     pending: Option<SdpPendingOffer>,
     /// The negotiated payload type per sending mid, looked up once.
@@ -204,8 +218,8 @@ impl RtcSession {
             paths,
             buf: vec![0; RECV_BUF],
             deadline: Instant::now(),
-            batched: false,
-            dead: false,
+            mode: Mode::Immediate,
+            events: VecDeque::new(),
             pending: None,
             send_pts: Vec::new(),
         })
@@ -213,13 +227,13 @@ impl RtcSession {
 
     /// Runs `f` on the `Rtc`, turning a str0m panic into an error and marking the session dead.
     fn guarded<T>(&mut self, f: impl FnOnce(&mut Rtc) -> T) -> Result<T, String> {
-        if self.dead {
+        if self.mode == Mode::Dead {
             return Err("session already failed".into());
         }
         match catch_unwind(AssertUnwindSafe(|| f(&mut self.rtc))) {
             Ok(v) => Ok(v),
             Err(p) => {
-                self.dead = true;
+                self.mode = Mode::Dead;
                 Err(format!("str0m panicked: {}", panic_message(p)))
             }
         }
@@ -247,8 +261,8 @@ impl RtcSession {
             paths: Vec::new(),
             buf: Vec::new(),
             deadline: Instant::now(),
-            batched: false,
-            dead: false,
+            mode: Mode::Immediate,
+            events: VecDeque::new(),
             pending: None,
             send_pts: Vec::new(),
         };
@@ -363,36 +377,42 @@ impl RtcSession {
     /// trips and the first keyframe would each wait for a tick), and not for a sending
     /// session (it receives only RTCP). Calling it again changes nothing.
     pub fn batch_reads(&mut self) {
-        self.batched = true;
+        if self.mode == Mode::Immediate {
+            self.mode = Mode::Batched;
+        }
     }
 
     /// Ends the session politely (RTCP BYE / DTLS close_notify are flushed best effort).
     pub fn close(&mut self) {
-        if self.dead {
+        if self.mode == Mode::Dead {
             return;
         }
         let _ = self.guarded(|rtc| rtc.disconnect());
         let _ = self.drain_outputs();
-        self.dead = true;
+        self.mode = Mode::Dead;
     }
 
     /// Drives the session until something happens the feed must know about. Cancel-safe:
-    /// a datagram is only taken off a socket in the same poll that hands it to str0m.
+    /// a datagram is only taken off a socket in the same poll that hands it to str0m, and
+    /// the events of that input are queued before the next await.
     pub async fn next_event(&mut self) -> RtcEvent {
         loop {
-            if self.dead {
+            if let Some(ev) = self.events.pop_front() {
+                return ev;
+            }
+            if self.mode == Mode::Dead {
                 return RtcEvent::Failed("session closed".into());
             }
-            match self.drain_outputs() {
-                Ok(Some(ev)) => return ev,
-                Ok(None) => {}
-                Err(e) => return RtcEvent::Failed(e),
+            if let Err(e) = self.drain_outputs() {
+                return self.fail(e);
             }
-            if self.batched {
+            if !self.events.is_empty() {
+                continue;
+            }
+            if self.mode == Mode::Batched {
                 tokio::time::sleep_until(next_tick(Instant::now()).into()).await;
                 if let Err(e) = self.on_tick(Instant::now()) {
-                    self.dead = true;
-                    return RtcEvent::Failed(e);
+                    return self.fail(e);
                 }
                 continue;
             }
@@ -403,9 +423,9 @@ impl RtcSession {
             let now = Instant::now();
             let result = match received {
                 Some(Ok((i, len, source))) => {
-                    let mut r = self.receive(now, i, len, source);
-                    // Take everything else already queued before polling str0m again: one
+                    // Take everything else already queued too, each drained after: one
                     // wake-up for many packets.
+                    let mut r = self.receive(now, i, len, source);
                     while r.is_ok() {
                         match try_recv_any(&self.paths, &mut self.buf) {
                             Some((i, len, source)) => r = self.receive(now, i, len, source),
@@ -418,15 +438,18 @@ impl RtcSession {
                     tracing::debug!(error = %e, "UDP receive error");
                     Ok(())
                 }
-                None => self
-                    .guarded(|rtc| rtc.handle_input(Input::Timeout(now)))
-                    .and_then(|r| r.map_err(|e| format!("str0m: {e}"))),
+                None => self.timeout(now),
             };
             if let Err(e) = result {
-                self.dead = true;
-                return RtcEvent::Failed(e);
+                return self.fail(e);
             }
         }
+    }
+
+    /// The session is over: nothing is called on str0m again.
+    fn fail(&mut self, e: String) -> RtcEvent {
+        self.mode = Mode::Dead;
+        RtcEvent::Failed(e)
     }
 
     /// One tick of the steady state: every queued datagram, then str0m's due timers.
@@ -435,10 +458,16 @@ impl RtcSession {
             self.receive(now, i, len, source)?;
         }
         if now >= self.deadline {
-            self.guarded(|rtc| rtc.handle_input(Input::Timeout(now)))?
-                .map_err(|e| format!("str0m: {e}"))?;
+            self.timeout(now)?;
         }
         Ok(())
+    }
+
+    /// Lets str0m run its timers, then drains its output.
+    fn timeout(&mut self, now: Instant) -> Result<(), String> {
+        self.guarded(|rtc| rtc.handle_input(Input::Timeout(now)))?
+            .map_err(|e| format!("str0m: {e}"))?;
+        self.drain_outputs()
     }
 
     fn receive(
@@ -456,20 +485,23 @@ impl RtcSession {
         // `accepts()` refuses Janus's first DTLS ClientHello when it arrives before our ICE
         // agent has a viable pair, which costs a full 1 s DTLS retransmit.
         let input = Input::Receive(now, input);
+        // Not `guarded`: the input borrows the receive buffer beside the `Rtc`.
         let rtc = &mut self.rtc;
         match catch_unwind(AssertUnwindSafe(|| rtc.handle_input(input))) {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {}
             // A bad packet (e.g. failed SRTP auth) is not the end of the session.
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "str0m rejected a datagram");
-                Ok(())
+            Ok(Err(e)) => tracing::debug!(error = %e, "str0m rejected a datagram"),
+            Err(p) => {
+                self.mode = Mode::Dead;
+                return Err(format!("str0m panicked: {}", panic_message(p)));
             }
-            Err(p) => Err(format!("str0m panicked: {}", panic_message(p))),
         }
+        self.drain_outputs()
     }
 
-    /// Sends what str0m wants sent, returns its next event (if any) and records its deadline.
-    fn drain_outputs(&mut self) -> Result<Option<RtcEvent>, String> {
+    /// Sends what str0m wants sent and queues its events, until it names its next timeout
+    /// (recorded as the deadline).
+    fn drain_outputs(&mut self) -> Result<(), String> {
         loop {
             let out = self
                 .guarded(|rtc| rtc.poll_output())?
@@ -478,7 +510,7 @@ impl RtcSession {
                 Output::Timeout(t) => {
                     // str0m says "far future" when idle; wake at least every second anyway.
                     self.deadline = t.min(Instant::now() + Duration::from_secs(1));
-                    return Ok(None);
+                    return Ok(());
                 }
                 Output::Transmit(t) => {
                     let path = self
@@ -512,15 +544,17 @@ impl RtcSession {
                             loss: s.loss.unwrap_or(0.0),
                         }),
                         Event::Closed => {
-                            self.dead = true;
-                            RtcEvent::Failed("peer closed the DTLS connection".into())
+                            self.mode = Mode::Dead;
+                            self.events
+                                .push_back(RtcEvent::Failed("peer closed the DTLS connection".into()));
+                            return Ok(());
                         }
                         other => {
                             tracing::trace!(event = ?other, "str0m event");
                             continue;
                         }
                     };
-                    return Ok(Some(ev));
+                    self.events.push_back(ev);
                 }
             }
         }
