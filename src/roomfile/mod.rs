@@ -1,0 +1,429 @@
+//! `janus-recorder room`: one Matroska file with every recording of a room directory.
+//!
+//! Each recording's tracks are placed at its offset on the room clock (its sidecar's
+//! `started_at` minus the file's time zero, which is the earliest recording's start, or
+//! `--from`) and copied block by block, never re-encoded (`mux`). The inputs are read as
+//! streams, one block each at a time, and interleaved in time order by a k-way merge
+//! (`merge`), so memory does not grow with the recordings' length.
+
+mod merge;
+mod mux;
+mod source;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub use merge::{Merge, Timed};
+pub use mux::{OutBlock, TrackStats, date_utc};
+pub use source::{Recording, find_recordings};
+
+use crate::media::MediaKind;
+use mux::{OutTrack, RoomWriter};
+use source::InputReader;
+
+/// Command-line arguments of `janus-recorder room`.
+#[derive(Debug, clap::Args)]
+pub struct RoomArgs {
+    /// A room's directory of recordings (`<output dir>/<room>`), each with its `.json` sidecar.
+    pub dir: PathBuf,
+    /// Start here: an RFC 3339 time (`2026-11-25T10:15:00Z`) or an offset from the room's
+    /// first recording (`HH:MM:SS[.fff]`). Video tracks start at their first keyframe from
+    /// then on.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<TimeArg>,
+    /// Stop here (same forms as --from).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<TimeArg>,
+    /// The room file to write (Matroska).
+    #[arg(long, value_name = "FILE.mkv")]
+    pub out: PathBuf,
+}
+
+/// A time given to `--from` or `--to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeArg {
+    /// A moment in UTC.
+    At(OffsetDateTime),
+    /// An offset from the start of the room's first recording.
+    Offset(Duration),
+}
+
+impl FromStr for TimeArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TimeArg, String> {
+        if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+            return Ok(TimeArg::At(t));
+        }
+        let parts: Vec<&str> = s.split(':').collect();
+        let bad = || format!("{s:?} is neither an RFC 3339 time nor HH:MM:SS[.fff]");
+        let [h, m, sec] = parts[..] else {
+            return Err(bad());
+        };
+        let whole = |x: &str| x.parse::<u64>().ok().filter(|_| !x.is_empty());
+        let (h, m) = (whole(h).ok_or_else(bad)?, whole(m).ok_or_else(bad)?);
+        let sec: f64 = sec
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0 && *v < 60.0)
+            .ok_or_else(bad)?;
+        if m >= 60 {
+            return Err(bad());
+        }
+        let secs = (h * 3600 + m * 60) as f64 + sec;
+        Ok(TimeArg::Offset(Duration::from_secs_f64(secs)))
+    }
+}
+
+impl TimeArg {
+    fn resolve(self, room_start: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            TimeArg::At(t) => t,
+            TimeArg::Offset(d) => room_start + d,
+        }
+    }
+}
+
+/// Why a room file could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error("cannot read the room directory {}: {cause}", path.display())]
+    Unreadable { path: PathBuf, cause: String },
+    #[error("no recordings with a sidecar in {}{}", path.display(),
+        if *windowed { " between --from and --to" } else { "" })]
+    NoRecordings { path: PathBuf, windowed: bool },
+    #[error("--from must be before --to")]
+    EmptyWindow,
+    #[error("reading {}: {cause}", path.display())]
+    Input { path: PathBuf, cause: String },
+    #[error("writing {}: {cause}", path.display())]
+    Output { path: PathBuf, cause: String },
+}
+
+impl RoomError {
+    /// 2 for bad input (the command's arguments or the directory), 1 for a failure while
+    /// writing.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RoomError::Output { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// The window of the room to put in the file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window {
+    pub from: Option<TimeArg>,
+    pub to: Option<TimeArg>,
+}
+
+/// A track of a finished room file.
+#[derive(Debug, Clone)]
+pub struct RoomTrack {
+    pub number: u64,
+    pub kind: MediaKind,
+    pub name: String,
+    /// Whose it is: the display name, numbered (`Alice #2`) for a later recording of the same.
+    pub who: String,
+    /// The recording it comes from.
+    pub recording: PathBuf,
+    /// Where the recording's time zero is on the room file's timeline (ms).
+    pub offset_ms: i64,
+    pub stats: TrackStats,
+}
+
+/// What a room file holds.
+#[derive(Debug, Clone)]
+pub struct RoomFile {
+    pub path: PathBuf,
+    /// The file's time zero (its DateUTC).
+    pub zero: OffsetDateTime,
+    pub duration_ms: i64,
+    pub tracks: Vec<RoomTrack>,
+    pub recordings: usize,
+    /// Recordings skipped or cut short, and why.
+    pub warnings: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// One input placed on the room file's timeline: its blocks with the room file's track
+/// numbers and times.
+struct Placed {
+    reader: InputReader,
+    offset_ms: i64,
+    /// (input track number, room file track number).
+    map: Vec<(u64, u64)>,
+}
+
+impl Iterator for Placed {
+    type Item = OutBlock;
+
+    fn next(&mut self) -> Option<OutBlock> {
+        loop {
+            let b = self.reader.next_block()?;
+            if let Some(&(_, track)) = self.map.iter().find(|(n, _)| *n == b.track) {
+                return Some(OutBlock {
+                    track,
+                    ms: b.ms + self.offset_ms,
+                    flags: b.flags,
+                    payload: b.payload,
+                });
+            }
+        }
+    }
+}
+
+impl Timed for OutBlock {
+    fn time_ms(&self) -> i64 {
+        self.ms
+    }
+}
+
+/// Milliseconds from `zero` to `t`, rounded to the nearest.
+fn ms_between(zero: OffsetDateTime, t: OffsetDateTime) -> i64 {
+    let ns = (t - zero).whole_nanoseconds();
+    i64::try_from((ns + 500_000).div_euclid(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// The tracks' names: "Alice (audio)", and "Alice #2 (video)" for Alice's second recording.
+fn numbered_names(recordings: &[Recording]) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, u32> = Default::default();
+    recordings
+        .iter()
+        .map(|r| {
+            let who = r.who();
+            let n = seen.entry(who.clone()).or_default();
+            *n += 1;
+            if *n == 1 { who } else { format!("{who} #{n}") }
+        })
+        .collect()
+}
+
+/// Makes the room file `out` from the recordings in `dir`.
+pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile, RoomError> {
+    let started = Instant::now();
+    let (all, mut warnings) = find_recordings(dir)?;
+    let no_recordings = |windowed| RoomError::NoRecordings {
+        path: dir.to_path_buf(),
+        windowed,
+    };
+    let room_start = all.first().ok_or_else(|| no_recordings(false))?.start;
+    let names = numbered_names(&all);
+    let from = window.from.map(|t| t.resolve(room_start));
+    let to = window.to.map(|t| t.resolve(room_start));
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(RoomError::EmptyWindow);
+    }
+    let chosen: Vec<(&Recording, &String)> = all
+        .iter()
+        .zip(&names)
+        .filter(|(r, _)| from.is_none_or(|f| r.end.is_none_or(|e| e > f)))
+        .filter(|(r, _)| to.is_none_or(|t| r.start < t))
+        .collect();
+    let zero = match (from, chosen.first()) {
+        (Some(f), _) => f,
+        (None, Some((r, _))) => r.start,
+        (None, None) => return Err(no_recordings(true)),
+    };
+    let to_ms = to.map(|t| ms_between(zero, t));
+
+    let mut inputs = Vec::new();
+    let mut tracks: Vec<OutTrack> = Vec::new();
+    let mut room_tracks = Vec::new();
+    for (rec, who) in chosen {
+        let reader = match InputReader::open(&rec.media) {
+            Ok(r) => r,
+            Err(e) => {
+                warnings.push(format!("{e}; skipped"));
+                continue;
+            }
+        };
+        let offset_ms = ms_between(zero, rec.start);
+        let first_pair = inputs.is_empty();
+        let mut map = Vec::new();
+        for t in &reader.tracks {
+            let number = tracks.len() as u64 + 1;
+            let name = format!("{who} ({})", t.kind);
+            map.push((t.number, number));
+            tracks.push(OutTrack {
+                number,
+                kind: t.kind,
+                name: name.clone(),
+                default: first_pair,
+                entry: t.entry.clone(),
+            });
+            room_tracks.push(RoomTrack {
+                number,
+                kind: t.kind,
+                name,
+                who: who.clone(),
+                recording: rec.media.clone(),
+                offset_ms,
+                stats: TrackStats::default(),
+            });
+        }
+        inputs.push(Placed {
+            reader,
+            offset_ms,
+            map,
+        });
+    }
+    if inputs.is_empty() {
+        return Err(no_recordings(from.is_some() || to.is_some()));
+    }
+    let recordings = inputs.len();
+    let title = format!("Room {}", all[0].sidecar.room);
+    let mut writer = RoomWriter::create(out, &title, zero, &tracks)?;
+
+    // Video tracks wait for a keyframe in the window; audio starts at once.
+    let mut started_track = vec![false; tracks.len()];
+    let mut merge = Merge::new(inputs);
+    for block in merge.by_ref() {
+        if let Some(to_ms) = to_ms
+            && block.ms >= to_ms
+        {
+            // Blocks come nearly in time order; stop once well past the end.
+            if block.ms >= to_ms + mux::MAX_CLUSTER_MS * 3 {
+                break;
+            }
+            continue;
+        }
+        if block.ms < 0 {
+            continue;
+        }
+        let i = (block.track - 1) as usize;
+        if !started_track[i] {
+            if tracks[i].kind == MediaKind::Video && !block.keyframe() {
+                continue;
+            }
+            started_track[i] = true;
+        }
+        writer.write(block)?;
+    }
+    for placed in merge.into_streams() {
+        if let Some(why) = &placed.reader.stopped {
+            let path = placed.reader.path().display();
+            warnings.push(format!("{path}: {why}; read up to there"));
+        }
+    }
+    let duration_ms = writer.duration_ms();
+    let stats = writer.finish()?;
+    for (t, s) in room_tracks.iter_mut().zip(stats) {
+        t.stats = s;
+    }
+    Ok(RoomFile {
+        path: out.to_path_buf(),
+        zero,
+        duration_ms,
+        tracks: room_tracks,
+        recordings,
+        warnings,
+        elapsed: started.elapsed(),
+    })
+}
+
+impl RoomFile {
+    /// A few lines for the terminal: the file, then one line per track.
+    pub fn human(&self) -> String {
+        let mut s = format!(
+            "{}  {} recordings, {} tracks, {:.1} s from {}, made in {:.2} s\n",
+            self.path.display(),
+            self.recordings,
+            self.tracks.len(),
+            self.duration_ms as f64 / 1000.0,
+            self.zero.format(&Rfc3339).unwrap_or_default(),
+            self.elapsed.as_secs_f64()
+        );
+        for t in &self.tracks {
+            let first = t
+                .stats
+                .first_ms
+                .map_or("-".into(), |f| format!("{:.3} s", f as f64 / 1000.0));
+            s.push_str(&format!(
+                "  track {} {:<5} {:<30} from {first:>9}  {} frames\n",
+                t.number, t.kind, t.name, t.stats.frames
+            ));
+        }
+        s
+    }
+}
+
+/// Runs `janus-recorder room`; returns the exit status: 0 done, 2 bad input (no recordings,
+/// an unreadable directory, a bad window), 1 writing failed.
+pub fn run(args: &RoomArgs) -> i32 {
+    let window = Window {
+        from: args.from,
+        to: args.to,
+    };
+    let room = match make_room_file(&args.dir, window, &args.out) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("room: {e}");
+            return e.exit_code();
+        }
+    };
+    for w in &room.warnings {
+        eprintln!("room: {w}");
+    }
+    print!("{}", room.human());
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn times_parse_as_rfc3339_or_offsets() {
+        assert_eq!(
+            "2026-11-25T10:15:00.5Z".parse::<TimeArg>(),
+            Ok(TimeArg::At(datetime!(2026-11-25 10:15:00.5 UTC)))
+        );
+        assert_eq!(
+            "01:02:03.25".parse::<TimeArg>(),
+            Ok(TimeArg::Offset(Duration::from_millis(3_723_250)))
+        );
+        assert_eq!(
+            "0:00:07".parse::<TimeArg>(),
+            Ok(TimeArg::Offset(Duration::from_secs(7)))
+        );
+        for bad in [
+            "",
+            "7",
+            "1:2",
+            "00:60:00",
+            "00:00:60",
+            "a:b:c",
+            "-1:00:00",
+            "2026-11-25",
+        ] {
+            assert!(bad.parse::<TimeArg>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn offsets_round_to_the_nearest_millisecond() {
+        let zero = datetime!(2026-11-25 10:15:00 UTC);
+        assert_eq!(
+            ms_between(zero, datetime!(2026-11-25 10:15:02.0004 UTC)),
+            2_000
+        );
+        assert_eq!(
+            ms_between(zero, datetime!(2026-11-25 10:15:02.0005 UTC)),
+            2_001
+        );
+        assert_eq!(ms_between(zero, datetime!(2026-11-25 10:14:59.9996 UTC)), 0);
+        assert_eq!(
+            ms_between(zero, datetime!(2026-11-25 10:14:58.5 UTC)),
+            -1_500
+        );
+    }
+}
