@@ -4,8 +4,10 @@
 //! `started_at` minus the file's time zero, which is the earliest recording's start, or
 //! `--from`) and copied block by block, never re-encoded (`mux`). The inputs are read as
 //! streams, one block each at a time, and interleaved in time order by a k-way merge
-//! (`merge`), so memory does not grow with the recordings' length.
+//! (`merge`), so memory does not grow with the recordings' length. `--grid` then has ffmpeg
+//! make a watchable composite of the room file (`grid`).
 
+mod grid;
 mod merge;
 mod mux;
 mod source;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+pub use grid::GridError;
 pub use merge::{Merge, Timed};
 pub use mux::{OutBlock, TrackStats, date_utc};
 pub use source::{Recording, find_recordings};
@@ -41,6 +44,10 @@ pub struct RoomArgs {
     /// The room file to write (Matroska).
     #[arg(long, value_name = "FILE.mkv")]
     pub out: PathBuf,
+    /// Also make a composite video of the room with ffmpeg (.mp4: H.264 and AAC; .webm: VP8
+    /// and Opus): a tile per recording with the name drawn, black while absent, audio mixed.
+    #[arg(long, value_name = "OUT.mp4|OUT.webm")]
+    pub grid: Option<PathBuf>,
 }
 
 /// A time given to `--from` or `--to`.
@@ -356,8 +363,14 @@ impl RoomFile {
 }
 
 /// Runs `janus-recorder room`; returns the exit status: 0 done, 2 bad input (no recordings,
-/// an unreadable directory, a bad window), 1 writing failed.
+/// an unreadable directory, a bad window), 1 writing failed or ffmpeg failed for `--grid`.
 pub fn run(args: &RoomArgs) -> i32 {
+    if let Some(grid) = &args.grid
+        && let Err(e) = grid::GridFormat::of(grid)
+    {
+        eprintln!("room: {e}");
+        return 2;
+    }
     let window = Window {
         from: args.from,
         to: args.to,
@@ -373,6 +386,20 @@ pub fn run(args: &RoomArgs) -> i32 {
         eprintln!("room: {w}");
     }
     print!("{}", room.human());
+    if let Some(out) = &args.grid {
+        let started = Instant::now();
+        match grid::make_grid(&room, out) {
+            Ok(()) => println!(
+                "{}  grid made in {:.1} s",
+                out.display(),
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => {
+                eprintln!("room: {e}");
+                return 1;
+            }
+        }
+    }
     0
 }
 
