@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -193,8 +194,11 @@ fn filter_graph(
         );
     }
     let inputs: String = (0..tiles.len()).map(|i| format!("[t{i}]")).collect();
+    // The ends are cut by filters: ffmpeg 5.1's `-t` does not stop endless pads.
+    let total = secs(duration_ms.max(1));
+    let end = format!("trim=duration={total}");
     if tiles.len() == 1 {
-        let _ = writeln!(g, "{inputs}format=yuv420p[vout]{}", sep(voices));
+        let _ = writeln!(g, "{inputs}format=yuv420p,{end}[vout]{}", sep(voices));
     } else {
         let (cols, _) = grid_shape(tiles.len());
         let cells: Vec<String> = (0..tiles.len())
@@ -202,7 +206,7 @@ fn filter_graph(
             .collect();
         let _ = writeln!(
             g,
-            "{inputs}xstack=inputs={}:layout={}:fill=black,format=yuv420p[vout]{}",
+            "{inputs}xstack=inputs={}:layout={}:fill=black,format=yuv420p,{end}[vout]{}",
             tiles.len(),
             cells.join("|"),
             sep(voices)
@@ -217,12 +221,14 @@ fn filter_graph(
     }
     match voices.len() {
         0 => {}
-        1 => g.push_str("[a0]apad[aout]\n"),
+        1 => {
+            let _ = writeln!(g, "[a0]apad=whole_dur={total}[aout]");
+        }
         n => {
             let inputs: String = (0..n).map(|j| format!("[a{j}]")).collect();
             let _ = writeln!(
                 g,
-                "{inputs}amix=inputs={n}:duration=longest:normalize=0,apad[aout]"
+                "{inputs}amix=inputs={n}:duration=longest:normalize=0,apad=whole_dur={total}[aout]"
             );
         }
     }
@@ -299,13 +305,19 @@ pub fn make_grid(room: &RoomFile, out: &Path) -> Result<(), GridError> {
     if !voices.is_empty() {
         cmd.args(["-map", "[aout]"]);
     }
-    cmd.arg("-t")
-        .arg(secs(room.duration_ms.max(1)))
-        .args(format.codec_args())
+    cmd.args(format.codec_args())
         .arg(out)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // ffmpeg ends with us: a room command killed mid-way leaves no encoder running.
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| GridError::NoFfmpeg(e.to_string()))?;
@@ -419,6 +431,12 @@ mod tests {
         );
         assert!(g.contains("adelay=2500:all=1[a1]"), "{g}");
         assert!(g.contains("amix=inputs=2:duration=longest"), "{g}");
+        // Both ends are cut by filters, at the room's duration.
+        assert!(
+            g.contains("format=yuv420p,trim=duration=9.000[vout]"),
+            "{g}"
+        );
+        assert!(g.contains("apad=whole_dur=9.000[aout]"), "{g}");
     }
 
     #[test]
