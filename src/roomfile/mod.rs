@@ -105,6 +105,8 @@ pub enum RoomError {
     NoRecordings { path: PathBuf, windowed: bool },
     #[error("--from must be before --to")]
     EmptyWindow,
+    #[error("--out {} is one of the recordings", .0.display())]
+    OutputIsInput(PathBuf),
     #[error("reading {}: {cause}", path.display())]
     Input { path: PathBuf, cause: String },
     #[error("writing {}: {cause}", path.display())]
@@ -241,6 +243,14 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
     };
     let to_ms = to.map(|t| ms_between(zero, t));
 
+    // File::create would empty a recording named as the output.
+    let out_canonical = out.canonicalize().ok();
+    if let Some(r) = all
+        .iter()
+        .find(|r| out_canonical.is_some() && r.media.canonicalize().ok() == out_canonical)
+    {
+        return Err(RoomError::OutputIsInput(r.media.clone()));
+    }
     let mut inputs = Vec::new();
     let mut tracks: Vec<OutTrack> = Vec::new();
     let mut room_tracks = Vec::new();
