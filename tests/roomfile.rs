@@ -321,3 +321,76 @@ fn a_room_file_from_three_recordings_including_a_republished_feed() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no recordings"));
 }
+
+/// Writes a sidecar for `file` (a copy of the test clip) in `dir`.
+fn clip_recording(dir: &Path, file: &str, sidecar: serde_json::Value) {
+    std::fs::copy(require_clip(), dir.join(file)).unwrap();
+    let path = dir.join(file).with_extension("json");
+    std::fs::write(path, sidecar.to_string()).unwrap();
+}
+
+/// The parts of a split recording (linked by `previous_part`) become one track pair, in
+/// order; another publication beside them keeps its own pair.
+#[test]
+fn split_parts_join_into_one_track_pair() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-parts");
+    let room = scratch.path.join("5");
+    std::fs::create_dir_all(&room).unwrap();
+    let part = |file: &str, start: &str, n: u32, previous: Option<&str>| {
+        serde_json::json!({"room": 5, "feed": 1, "display": "carol", "file": file,
+            "started_at": start, "ended_at": null, "part": n, "previous_part": previous})
+    };
+    clip_recording(
+        &room,
+        "1-carol-a.webm",
+        part("1-carol-a.webm", "2026-11-25T10:00:00Z", 1, None),
+    );
+    clip_recording(
+        &room,
+        "1-carol-b.webm",
+        part(
+            "1-carol-b.webm",
+            "2026-11-25T10:00:10.010Z",
+            2,
+            Some("1-carol-a.webm"),
+        ),
+    );
+    clip_recording(
+        &room,
+        "2-dan.webm",
+        serde_json::json!({"room": 5, "feed": 2, "display": "dan", "file": "2-dan.webm",
+            "started_at": "2026-11-25T10:00:05Z", "part": 1}),
+    );
+    let out = scratch.path.join("room.mkv");
+    let text = ok(&room_command(&[
+        room.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    eprintln!("{text}");
+    let clip = streams(&require_clip());
+    let clip_frames = |kind: &str| clip.iter().find(|s| s.kind == kind).unwrap().packets;
+    let got = streams(&out);
+    let titles: Vec<&str> = got.iter().map(|s| s.title.as_str()).collect();
+    // The clip has its video track first.
+    assert_eq!(
+        titles,
+        [
+            "carol (video)",
+            "carol (audio)",
+            "dan (video)",
+            "dan (audio)"
+        ]
+    );
+    for (s, parts) in got.iter().zip([2, 2, 1, 1]) {
+        assert_eq!(s.packets, parts * clip_frames(&s.kind), "{s:?}");
+    }
+    assert!(
+        (got[2].first - 5.0 - clip[0].first).abs() <= 0.001,
+        "{got:?}"
+    );
+    assert_eq!(decode_errors_with(&out, &["-map", "0"]).trim(), "");
+    let report = check_file(&out, &CheckOptions::default());
+    assert_eq!(report.status, Status::Ok, "{}", report.human());
+}

@@ -12,6 +12,7 @@ mod merge;
 mod mux;
 mod source;
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ pub use source::{Recording, find_recordings};
 
 use crate::media::MediaKind;
 use mux::{OutTrack, RoomWriter};
-use source::InputReader;
+use source::{InputReader, InputTrack, TrackSignature};
 
 /// Command-line arguments of `janus-recorder room`.
 #[derive(Debug, clap::Args)]
@@ -160,13 +161,25 @@ pub struct RoomFile {
     pub elapsed: Duration,
 }
 
-/// One input placed on the room file's timeline: its blocks with the room file's track
-/// numbers and times.
-struct Placed {
+/// A part of a publication: one file, placed.
+struct Part {
     reader: InputReader,
     offset_ms: i64,
     /// (input track number, room file track number).
     map: Vec<(u64, u64)>,
+}
+
+/// One publication placed on the room file's timeline: its parts (one file, or the files of
+/// a split recording, whose tracks match) one after the other, with the room file's track
+/// numbers and times.
+struct Placed {
+    parts: VecDeque<Part>,
+    /// Parts already read to their end.
+    done: usize,
+    /// The latest time of each room file track so far.
+    last: HashMap<u64, i64>,
+    /// Parts that stopped before their end, and why.
+    stopped: Vec<String>,
 }
 
 impl Iterator for Placed {
@@ -174,17 +187,55 @@ impl Iterator for Placed {
 
     fn next(&mut self) -> Option<OutBlock> {
         loop {
-            let b = self.reader.next_block()?;
-            if let Some(&(_, track)) = self.map.iter().find(|(n, _)| *n == b.track) {
-                return Some(OutBlock {
-                    track,
-                    ms: b.ms + self.offset_ms,
-                    flags: b.flags,
-                    payload: b.payload,
-                });
+            let part = self.parts.front_mut()?;
+            let Some(b) = part.reader.next_block() else {
+                if let Some(why) = &part.reader.stopped {
+                    let path = part.reader.path().display();
+                    self.stopped
+                        .push(format!("{path}: {why}; read up to there"));
+                }
+                self.parts.pop_front();
+                self.done += 1;
+                continue;
+            };
+            let Some(&(_, track)) = part.map.iter().find(|(n, _)| *n == b.track) else {
+                continue;
+            };
+            let mut ms = b.ms + part.offset_ms;
+            let last = self.last.entry(track).or_insert(ms);
+            // Where parts meet, the next part's start (from its sidecar) may be a millisecond
+            // before the previous part's last frame: keep the track going forward.
+            if self.done > 0 && ms <= *last {
+                ms = *last + 1;
             }
+            *last = (*last).max(ms);
+            return Some(OutBlock {
+                track,
+                ms,
+                flags: b.flags,
+                payload: b.payload,
+            });
         }
     }
+}
+
+/// The recordings grouped by publication: a split recording's parts (linked by
+/// `previous_part`) in one group, in order; groups in the order of their first part.
+fn publications(all: &[Recording]) -> Vec<Vec<&Recording>> {
+    let mut groups: Vec<Vec<&Recording>> = Vec::new();
+    for r in all {
+        let previous = r.sidecar.previous_part.as_deref();
+        let group = previous.and_then(|p| {
+            groups
+                .iter_mut()
+                .find(|g| g.last().is_some_and(|l| l.sidecar.file == p))
+        });
+        match group {
+            Some(g) => g.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    groups
 }
 
 impl Timed for OutBlock {
@@ -199,11 +250,11 @@ fn ms_between(zero: OffsetDateTime, t: OffsetDateTime) -> i64 {
     i64::try_from((ns + 500_000).div_euclid(1_000_000)).unwrap_or(i64::MAX)
 }
 
-/// The tracks' names: "Alice (audio)", and "Alice #2 (video)" for Alice's second recording.
-fn numbered_names(recordings: &[Recording]) -> Vec<String> {
-    let mut seen: std::collections::HashMap<String, u32> = Default::default();
-    recordings
-        .iter()
+/// Whose each publication is, by its first recording: "Alice", and "Alice #2" for Alice's
+/// second publication.
+fn numbered_names<'a>(first: impl Iterator<Item = &'a Recording>) -> Vec<String> {
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    first
         .map(|r| {
             let who = r.who();
             let n = seen.entry(who.clone()).or_default();
@@ -222,7 +273,8 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
         windowed,
     };
     let room_start = all.first().ok_or_else(|| no_recordings(false))?.start;
-    let names = numbered_names(&all);
+    let groups = publications(&all);
+    let names = numbered_names(groups.iter().map(|g| g[0]));
     let from = window.from.map(|t| t.resolve(room_start));
     let to = window.to.map(|t| t.resolve(room_start));
     if let (Some(f), Some(t)) = (from, to)
@@ -230,15 +282,18 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
     {
         return Err(RoomError::EmptyWindow);
     }
-    let chosen: Vec<(&Recording, &String)> = all
-        .iter()
+    let in_window = |r: &&Recording| {
+        from.is_none_or(|f| r.end.is_none_or(|e| e > f)) && to.is_none_or(|t| r.start < t)
+    };
+    let chosen: Vec<(Vec<&Recording>, &String)> = groups
+        .into_iter()
+        .map(|g| g.into_iter().filter(in_window).collect::<Vec<_>>())
         .zip(&names)
-        .filter(|(r, _)| from.is_none_or(|f| r.end.is_none_or(|e| e > f)))
-        .filter(|(r, _)| to.is_none_or(|t| r.start < t))
+        .filter(|(g, _)| !g.is_empty())
         .collect();
-    let zero = match (from, chosen.first()) {
+    let zero = match (from, chosen.iter().map(|(g, _)| g[0].start).min()) {
         (Some(f), _) => f,
-        (None, Some((r, _))) => r.start,
+        (None, Some(first)) => first,
         (None, None) => return Err(no_recordings(true)),
     };
     let to_ms = to.map(|t| ms_between(zero, t));
@@ -251,51 +306,89 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
     {
         return Err(RoomError::OutputIsInput(r.media.clone()));
     }
-    let mut inputs = Vec::new();
+    let mut inputs: Vec<Placed> = Vec::new();
     let mut tracks: Vec<OutTrack> = Vec::new();
     let mut room_tracks = Vec::new();
-    for (rec, who) in chosen {
-        let reader = match InputReader::open(&rec.media) {
-            Ok(r) => r,
-            Err(e) => {
-                warnings.push(format!("{e}; skipped"));
-                continue;
+    let mut recordings = 0;
+    for (group, who) in chosen {
+        let mut opened = Vec::new();
+        for rec in group {
+            match InputReader::open(&rec.media) {
+                Ok(r) => opened.push((rec, r)),
+                Err(e) => warnings.push(format!("{e}; skipped")),
             }
-        };
-        let offset_ms = ms_between(zero, rec.start);
-        let first_pair = inputs.is_empty();
-        let mut map = Vec::new();
-        for t in &reader.tracks {
-            let number = tracks.len() as u64 + 1;
-            let name = format!("{who} ({})", t.kind);
-            map.push((t.number, number));
-            tracks.push(OutTrack {
-                number,
-                kind: t.kind,
-                name: name.clone(),
-                default: first_pair,
-                entry: t.entry.clone(),
-            });
-            room_tracks.push(RoomTrack {
-                number,
-                kind: t.kind,
-                name,
-                who: who.clone(),
-                recording: rec.media.clone(),
-                offset_ms,
-                stats: TrackStats::default(),
-            });
         }
-        inputs.push(Placed {
-            reader,
-            offset_ms,
-            map,
-        });
+        recordings += opened.len();
+        // Parts whose tracks match the first's join its tracks; a part that differs (another
+        // codec, a new CodecPrivate) starts tracks of its own.
+        let mut current: Option<(Vec<u64>, Vec<TrackSignature>)> = None;
+        for (rec, reader) in opened {
+            let offset_ms = ms_between(zero, rec.start);
+            let joins = current.as_ref().is_some_and(|(_, first)| {
+                reader
+                    .tracks
+                    .iter()
+                    .map(InputTrack::signature)
+                    .eq(first.iter().cloned())
+            });
+            if !joins {
+                let who = match current {
+                    None => who.clone(),
+                    Some(_) => format!("{who} part {}", rec.sidecar.part.unwrap_or(0)),
+                };
+                let first_pair = tracks.is_empty();
+                let mut numbers = Vec::new();
+                for t in &reader.tracks {
+                    let number = tracks.len() as u64 + 1;
+                    let name = format!("{who} ({})", t.kind);
+                    numbers.push(number);
+                    tracks.push(OutTrack {
+                        number,
+                        kind: t.kind,
+                        name: name.clone(),
+                        default: first_pair,
+                        entry: t.entry.clone(),
+                    });
+                    room_tracks.push(RoomTrack {
+                        number,
+                        kind: t.kind,
+                        name,
+                        who: who.clone(),
+                        recording: rec.media.clone(),
+                        offset_ms,
+                        stats: TrackStats::default(),
+                    });
+                }
+                let signature = reader.tracks.iter().map(InputTrack::signature).collect();
+                current = Some((numbers, signature));
+                inputs.push(Placed {
+                    parts: VecDeque::new(),
+                    done: 0,
+                    last: HashMap::new(),
+                    stopped: Vec::new(),
+                });
+            }
+            let (numbers, _) = current.as_ref().expect("set above");
+            let map = reader
+                .tracks
+                .iter()
+                .map(|t| t.number)
+                .zip(numbers.iter().copied())
+                .collect();
+            inputs
+                .last_mut()
+                .expect("pushed above")
+                .parts
+                .push_back(Part {
+                    reader,
+                    offset_ms,
+                    map,
+                });
+        }
     }
     if inputs.is_empty() {
         return Err(no_recordings(from.is_some() || to.is_some()));
     }
-    let recordings = inputs.len();
     let title = format!("Room {}", all[0].sidecar.room);
     let mut writer = RoomWriter::create(out, &title, zero, &tracks)?;
 
@@ -325,10 +418,7 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
         writer.write(block)?;
     }
     for placed in merge.into_streams() {
-        if let Some(why) = &placed.reader.stopped {
-            let path = placed.reader.path().display();
-            warnings.push(format!("{path}: {why}; read up to there"));
-        }
+        warnings.extend(placed.stopped);
     }
     let duration_ms = writer.duration_ms();
     let stats = writer.finish()?;

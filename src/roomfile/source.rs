@@ -32,6 +32,12 @@ pub struct SidecarFields {
     pub started_at: String,
     #[serde(default)]
     pub ended_at: Option<String>,
+    /// With `split_after`: this file's number among the parts, and the file of the part
+    /// before it.
+    #[serde(default)]
+    pub part: Option<u32>,
+    #[serde(default)]
+    pub previous_part: Option<String>,
 }
 
 /// One recording of the room: its media file and where it sits on the room clock.
@@ -120,6 +126,24 @@ pub struct InputTrack {
     /// The TrackEntry's children, copied to the output as they are (apart from the number,
     /// UID, name, language and default flag, which the room file sets).
     pub entry: Vec<MatroskaSpec>,
+}
+
+/// A track's kind, CodecID and CodecPrivate.
+pub type TrackSignature = (MediaKind, Option<String>, Option<Vec<u8>>);
+
+impl InputTrack {
+    /// What must match for two files' tracks to be one track: kind, codec and CodecPrivate.
+    pub fn signature(&self) -> TrackSignature {
+        let codec = self.entry.iter().find_map(|c| match c {
+            MatroskaSpec::CodecID(id) => Some(id.clone()),
+            _ => None,
+        });
+        let private = self.entry.iter().find_map(|c| match c {
+            MatroskaSpec::CodecPrivate(p) => Some(p.clone()),
+            _ => None,
+        });
+        (self.kind, codec, private)
+    }
 }
 
 /// One block of an input file: a SimpleBlock's bytes (a Block of a BlockGroup is turned into
