@@ -12,6 +12,8 @@ packages=(
     janus janus-demos janus-tools
     # publishers, media checks, network namespaces, the page server
     chromium ffmpeg mkvtoolnix iproute2 nftables python3 procps ca-certificates
+    # the font `janus-recorder room --grid` draws the names with (ffmpeg's drawtext)
+    fonts-dejavu-core
     # a test CA and certificate for the wss:// tests
     openssl
     # systemd-analyze, for the unit file tests

@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: Janus event -> [`room`] watcher -> [`feed`] subscriber -> media frames
 //! -> [`webm`] writer. The Janus API client lives in [`janus`]; the str0m sans-IO loop lives
-//! only in [`rtc`]; [`check`] reads recordings back independently of the writer.
+//! only in [`rtc`]; [`check`] reads recordings back independently of the writer; [`roomfile`]
+//! puts a room's recordings together into one file.
 
 pub mod check;
 pub mod codec;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod output;
 pub mod publish;
 pub mod room;
+pub mod roomfile;
 pub mod rtc;
 pub mod secret;
 pub mod service;

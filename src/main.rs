@@ -26,6 +26,8 @@ enum Command {
     },
     /// Check that recordings play.
     Check(janus_recorder::check::CheckArgs),
+    /// Put a room's recordings into one Matroska file (and optionally a composite video).
+    Room(janus_recorder::roomfile::RoomArgs),
     /// Publish a WebM clip into a room as one or more synthetic publishers (load tests).
     Publish(janus_recorder::publish::synthetic::PublishArgs),
 }
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run { config } => janus_recorder::service::run(&config),
         Command::Check(args) => janus_recorder::check::run(&args),
+        Command::Room(args) => janus_recorder::roomfile::run(&args),
         Command::Publish(args) => janus_recorder::publish::synthetic::run(&args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)

@@ -69,14 +69,14 @@ const CODEC_PRIVATE_ROOM: usize = 1_024;
 /// finalize (Chromium's fake camera and most webcams start at this size).
 const PLACEHOLDER_SIZE: (u32, u32) = (640, 480);
 /// Matroska element ids used when patching.
-const INFO_ID: u64 = 0x1549_A966;
-const TRACKS_ID: u64 = 0x1654_AE6B;
-const CUES_ID: u64 = 0x1C53_BB6B;
+pub(crate) const INFO_ID: u64 = 0x1549_A966;
+pub(crate) const TRACKS_ID: u64 = 0x1654_AE6B;
+pub(crate) const CUES_ID: u64 = 0x1C53_BB6B;
 const CLUSTER_ID_LEN: u64 = 4;
 /// The size field of unknown-sized masters (and of their patched sizes) is 8 bytes.
-const SIZE_FIELD_LEN: u64 = 8;
+pub(crate) const SIZE_FIELD_LEN: u64 = 8;
 /// The header of an unknown-sized Segment or Cluster: a 4-byte id and the size field.
-const UNKNOWN_SIZED_HEADER_LEN: u64 = 4 + SIZE_FIELD_LEN;
+pub(crate) const UNKNOWN_SIZED_HEADER_LEN: u64 = 4 + SIZE_FIELD_LEN;
 
 /// The tracks a file will have; fixed when the file is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -857,20 +857,20 @@ fn opus_head() -> [u8; 19] {
 }
 
 /// The length of an Opus packet in ms (20 ms if it cannot be told).
-fn opus_frame_ms(packet: &[u8]) -> u64 {
+pub(crate) fn opus_frame_ms(packet: &[u8]) -> u64 {
     opus::packet::get_nb_samples(packet, 48_000)
         .map(|n| n as u64 / 48)
         .unwrap_or(20)
 }
 
 /// An 8-byte EBML size field holding `size` (the same width as the unknown-size marker).
-fn sized_vint(size: u64) -> Vec<u8> {
+pub(crate) fn sized_vint(size: u64) -> Vec<u8> {
     let mut b = size.to_be_bytes();
     b[0] = 0x01;
     b.to_vec()
 }
 
-fn seek(id: u64, position: u64) -> MatroskaSpec {
+pub(crate) fn seek(id: u64, position: u64) -> MatroskaSpec {
     let id_bytes: Vec<u8> = id
         .to_be_bytes()
         .into_iter()
@@ -885,7 +885,7 @@ fn seek(id: u64, position: u64) -> MatroskaSpec {
 /// A Void element exactly `len` bytes long (at least 2): one id byte, then a 1-byte size (up
 /// to 126 bytes of data) or a 2-byte size (127 to 16382 bytes of data). 129 bytes cannot be
 /// one element (126 data bytes are the most a 1-byte size holds, 127 need a 2-byte size).
-fn void_of(len: usize) -> Result<MatroskaSpec, String> {
+pub(crate) fn void_of(len: usize) -> Result<MatroskaSpec, String> {
     match len {
         2..=128 => Ok(MatroskaSpec::Void(vec![0; len - 2])),
         130..=16_385 => Ok(MatroskaSpec::Void(vec![0; len - 3])),
@@ -894,7 +894,7 @@ fn void_of(len: usize) -> Result<MatroskaSpec, String> {
 }
 
 /// Encodes `tags` (as children of a Segment) padded with a Void to exactly `len` bytes.
-fn fill_region(tags: &[MatroskaSpec], len: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn fill_region(tags: &[MatroskaSpec], len: usize) -> Result<Vec<u8>, String> {
     let mut bytes = encode_in_segment(tags)?;
     let mut gap = len.saturating_sub(bytes.len());
     if gap == 129 {

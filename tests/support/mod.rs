@@ -765,9 +765,16 @@ pub fn probe(path: &Path) -> (Vec<ProbeStream>, f64) {
 
 /// Decodes every frame with ffmpeg; returns what ffmpeg printed at level `error` (empty = clean).
 pub fn decode_errors(path: &Path) -> String {
+    decode_errors_with(path, &[])
+}
+
+/// [`decode_errors`] with more output options (`-map 0` decodes every stream, not one of each
+/// kind).
+pub fn decode_errors_with(path: &Path, options: &[&str]) -> String {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(path)
+        .args(options)
         // Keep the file's 1 ms time base: at the nominal frame rate's time base, two frames
         // with capture jitter can round to one tick and the null muxer reports that as an error.
         .args(["-enc_time_base:v", "-1", "-f", "null", "-"])
