@@ -928,21 +928,14 @@ impl Feed {
         sidecar.end_reason = Some(reason.to_string());
         sidecar.next_part = next_part;
         let finalizing = Instant::now();
-        match rec.writer.finalize() {
+        let summary = rec.writer.finalize();
+        let finalize_ms = finalizing.elapsed().as_millis() as u64;
+        match &summary {
             Ok(s) => {
                 sidecar.duration_ms = Some(s.duration.as_millis() as u64);
                 sidecar.audio_frames = Some(s.audio_frames);
                 sidecar.video_frames = Some(s.video_frames);
                 sidecar.bytes = Some(s.bytes);
-                tracing::info!(
-                    path = %rec.paths.media.display(),
-                    %reason,
-                    duration_ms = s.duration.as_millis() as u64,
-                    audio_frames = s.audio_frames,
-                    video_frames = s.video_frames,
-                    finalize_ms = finalizing.elapsed().as_millis() as u64,
-                    "recording finished"
-                );
             }
             Err(e) => {
                 tracing::error!(path = %rec.paths.media.display(), error = %e, "finalizing the recording failed");
@@ -953,7 +946,19 @@ impl Feed {
                 sidecar.end_reason = Some(format!("{reason}; finalize failed: {e}"));
             }
         }
+        // The sidecar first: "recording finished" means the file and its sidecar are done.
         self.publish_sidecar(&sidecar, &rec.paths.sidecar);
+        if let Ok(s) = summary {
+            tracing::info!(
+                path = %rec.paths.media.display(),
+                %reason,
+                duration_ms = s.duration.as_millis() as u64,
+                audio_frames = s.audio_frames,
+                video_frames = s.video_frames,
+                finalize_ms,
+                "recording finished"
+            );
+        }
     }
 
     /// Writes the sidecar and lists it in the room manifest.
