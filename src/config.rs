@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::ids::RoomId;
+use crate::net::{SocketPlan, interface_addresses};
 use crate::secret::Secret;
 
 /// The whole config file.
@@ -299,9 +300,9 @@ fn one_line(s: &str) -> String {
 }
 
 impl NetworkConfig {
-    /// The UDP sockets a subscriber session opens: (address to bind, address to advertise).
-    /// Port 0 everywhere: each session gets fresh ephemeral ports.
-    pub fn socket_plan(&self) -> Vec<(SocketAddr, SocketAddr)> {
+    /// The UDP sockets a subscriber session opens. Port 0 everywhere: each session gets fresh
+    /// ephemeral ports.
+    pub fn socket_plan(&self) -> SocketPlan {
         let advertise = if !self.advertise.is_empty() {
             self.advertise.clone()
         } else {
@@ -310,35 +311,7 @@ impl NetworkConfig {
                 _ => interface_addresses(),
             }
         };
-        advertise
-            .into_iter()
-            .map(|adv| {
-                let bind = match self.bind {
-                    Some(ip) if !ip.is_unspecified() => ip,
-                    _ => adv,
-                };
-                (SocketAddr::new(bind, 0), SocketAddr::new(adv, 0))
-            })
-            .collect()
-    }
-}
-
-/// Every non-loopback, non-link-local interface address of this host.
-pub fn interface_addresses() -> Vec<IpAddr> {
-    let Ok(ifaces) = if_addrs::get_if_addrs() else {
-        return Vec::new();
-    };
-    ifaces
-        .into_iter()
-        .map(|i| i.ip())
-        .filter(|ip| !ip.is_loopback() && !is_link_local(ip))
-        .collect()
-}
-
-fn is_link_local(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        SocketPlan::new(self.bind, &advertise)
     }
 }
 
@@ -419,10 +392,10 @@ mod tests {
         assert_eq!(c.rooms[1].room, RoomId::from("hearing-7"));
         assert_eq!(c.rooms[1].pin, Some(Secret::new("42")));
         assert_eq!(format!("{:?}", c.rooms[1].pin), "Some(Secret(..))");
-        let plan = c.network.socket_plan();
+        let plan: Vec<_> = c.network.socket_plan().iter().copied().collect();
         assert_eq!(plan.len(), 1);
-        assert_eq!(plan[0].0, "10.0.0.2:0".parse().unwrap());
-        assert_eq!(plan[0].1, "10.0.0.2:0".parse().unwrap());
+        assert_eq!(plan[0].bind, "10.0.0.2:0".parse().unwrap());
+        assert_eq!(plan[0].advertise, "10.0.0.2:0".parse().unwrap());
     }
 
     #[test]
@@ -557,13 +530,19 @@ mod tests {
             "bind = \"10.0.0.2\"",
             "bind = \"10.0.0.2\"\nadvertise = [\"203.0.113.9\"]",
         );
-        let plan = parse(&text).unwrap().network.socket_plan();
+        let plan: Vec<_> = parse(&text)
+            .unwrap()
+            .network
+            .socket_plan()
+            .iter()
+            .copied()
+            .collect();
         assert_eq!(
             plan,
-            vec![(
-                "10.0.0.2:0".parse().unwrap(),
-                "203.0.113.9:0".parse().unwrap()
-            )]
+            vec![crate::net::SocketSpec {
+                bind: "10.0.0.2:0".parse().unwrap(),
+                advertise: "203.0.113.9:0".parse().unwrap()
+            }]
         );
     }
 }

@@ -27,6 +27,7 @@ use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 
 use crate::media::Codec;
+use crate::net::{SocketPlan, SocketSpec};
 
 /// What the session reports to the feed.
 #[derive(Debug)]
@@ -173,16 +174,13 @@ pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 impl RtcSession {
     /// A receiving session: binds one UDP socket per (bind, advertise) pair of `plan` and
     /// registers each as a host candidate.
-    pub async fn bind(plan: &[(SocketAddr, SocketAddr)]) -> io::Result<RtcSession> {
+    pub async fn bind(plan: &SocketPlan) -> io::Result<RtcSession> {
         Self::bind_rtc(receiving_rtc(), plan).await
     }
 
     /// A sending session that offers exactly `codecs` (so Janus cannot pick one we do not
     /// have frames for).
-    pub async fn bind_sender(
-        plan: &[(SocketAddr, SocketAddr)],
-        codecs: &[Codec],
-    ) -> io::Result<RtcSession> {
+    pub async fn bind_sender(plan: &SocketPlan, codecs: &[Codec]) -> io::Result<RtcSession> {
         let rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(codecs.contains(&Codec::Opus), false)
@@ -195,14 +193,14 @@ impl RtcSession {
         Self::bind_rtc(rtc, plan).await
     }
 
-    async fn bind_rtc(mut rtc: Rtc, plan: &[(SocketAddr, SocketAddr)]) -> io::Result<RtcSession> {
+    async fn bind_rtc(mut rtc: Rtc, plan: &SocketPlan) -> io::Result<RtcSession> {
         if plan.is_empty() {
             return Err(io::Error::other(
                 "no address to offer Janus: set [network] advertise (no non-loopback interface found)",
             ));
         }
         let mut paths = Vec::with_capacity(plan.len());
-        for &(bind, advertise) in plan {
+        for &SocketSpec { bind, advertise } in plan.iter() {
             let socket = UdpSocket::bind(bind)
                 .await
                 .map_err(|e| io::Error::new(e.kind(), format!("binding UDP {bind}: {e}")))?;
@@ -545,8 +543,9 @@ impl RtcSession {
                         }),
                         Event::Closed => {
                             self.mode = Mode::Dead;
-                            self.events
-                                .push_back(RtcEvent::Failed("peer closed the DTLS connection".into()));
+                            self.events.push_back(RtcEvent::Failed(
+                                "peer closed the DTLS connection".into(),
+                            ));
                             return Ok(());
                         }
                         other => {

@@ -16,17 +16,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub mod health;
 mod notify;
 
 use crate::config::{Config, ConfigError, RoomConfig};
 use crate::feed::FeedSettings;
+use crate::health::Health;
 use crate::ids::RoomId;
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::limits::FeedSlots;
 use crate::publish::OwnFeeds;
 use crate::room;
-use health::Health;
 use notify::Notifier;
 
 /// Exit status for a config that cannot be used.
@@ -151,7 +150,7 @@ fn feed_settings(
     let advertised: Vec<String> = settings
         .socket_plan
         .iter()
-        .map(|(_, a)| a.ip().to_string())
+        .map(|s| s.advertise.ip().to_string())
         .collect();
     tracing::info!(
         url = %config.janus.url,

@@ -1,5 +1,6 @@
-//! WebM and Matroska writing.
+//! WebM and Matroska: the live writer, and block reading shared by every reader of ours.
 
+pub mod read;
 mod video;
 pub(crate) mod vpx;
 pub mod writer;

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use webm_iterable::WebmIterator;
 use webm_iterable::errors::TagIteratorError;
-use webm_iterable::matroska_spec::{Block, Master, MatroskaSpec};
+use webm_iterable::matroska_spec::{Master, MatroskaSpec};
+
+use crate::webm::read::decode_block;
 
 use super::CheckOptions;
 use super::audio::{OpusCheck, packet_ms};
@@ -741,45 +743,6 @@ fn block_ms(cluster: u64, rel: i16, scale_ns: u64) -> Option<i64> {
 
 fn key_word(key: bool) -> &'static str {
     if key { "keyframe" } else { "not a keyframe" }
-}
-
-/// A block's track, relative time, keyframe flag (SimpleBlock only) and frames.
-type DecodedBlock = (u64, i16, bool, Vec<Vec<u8>>);
-
-/// Decodes a SimpleBlock or Block without trusting its bytes: webm-iterable 0.7 indexes past
-/// the end of a block shorter than its header (found by the `webm_check` fuzz target), so the
-/// header length is checked first, and the library calls run under `catch_unwind` in case
-/// other such paths remain.
-pub(crate) fn decode_block(tag: &MatroskaSpec) -> Result<DecodedBlock, String> {
-    let data = match tag {
-        MatroskaSpec::SimpleBlock(d) | MatroskaSpec::Block(d) => d,
-        _ => return Err("not a block".into()),
-    };
-    // Track number (an EBML vint: its length is the first byte's leading zeros + 1), then a
-    // 2-byte timestamp and a flags byte.
-    let vint_len = data.first().map_or(9, |b| b.leading_zeros() as usize + 1);
-    if vint_len > 8 || data.len() < vint_len + 3 {
-        return Err(format!(
-            "a block of {} bytes is shorter than its header",
-            data.len()
-        ));
-    }
-    // A SimpleBlock is a Block whose flags byte also carries the keyframe bit (0x80).
-    let keyframe = matches!(tag, MatroskaSpec::SimpleBlock(_)) && data[vint_len + 2] & 0x80 != 0;
-    std::panic::catch_unwind(|| {
-        let b = Block::try_from(data.as_slice()).map_err(|e| e.to_string())?;
-        let frames = if b.lacing.is_some() {
-            b.read_frame_data()
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|f| f.data.to_vec())
-                .collect()
-        } else {
-            vec![b.raw_frame_data().to_vec()]
-        };
-        Ok((b.track, b.timestamp, keyframe, frames))
-    })
-    .unwrap_or_else(|_| Err("the block cannot be parsed".into()))
 }
 
 #[cfg(test)]

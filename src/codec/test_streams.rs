@@ -132,7 +132,7 @@ pub(crate) fn matroska_video(path: &Path) -> MatroskaTrack {
                 }
             }
             tag @ MatroskaSpec::SimpleBlock(_) => {
-                let (_, _, key, frames) = crate::check::scan::decode_block(&tag).unwrap();
+                let (_, _, key, frames) = crate::webm::read::decode_block(&tag).unwrap();
                 for f in frames {
                     track.blocks.push((key, f));
                 }

@@ -9,7 +9,6 @@ pub mod relay;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,17 +18,18 @@ use str0m::media::{MediaData, Mid};
 use tokio::sync::oneshot;
 
 use crate::codec::vp9::SvcJoiner;
+use crate::health::Health;
 use crate::ids::RoomId;
 use crate::janus::messages::{Incoming, Jsep, Publisher, StreamKind, VideoRoomEvent};
 use crate::janus::{Handle, Session};
 use crate::limits::FeedSlots;
 use crate::media::{Codec, MediaKind};
 use crate::metrics::FrameCounters;
+use crate::net::SocketPlan;
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
 use crate::publish::OwnFeeds;
 use crate::rtc::{ReceiveStats, RtcEvent, RtcSession};
 use crate::secret::Secret;
-use crate::service::health::Health;
 use crate::webm::writer::{TrackSetup, WebmWriter};
 use clock::{FrameTiming, SenderReport, TrackClock};
 use relay::{Relay, RelayEvent, RelayTarget};
@@ -39,7 +39,7 @@ use relay::{Relay, RelayEvent, RelayTarget};
 pub struct FeedSettings {
     pub out_dir: PathBuf,
     /// UDP sockets to open per session: (bind, advertise).
-    pub socket_plan: Vec<(SocketAddr, SocketAddr)>,
+    pub socket_plan: SocketPlan,
     /// The service's shared state (status line, watchdog heartbeats).
     pub health: Arc<Health>,
     /// The publishers this process publishes (relays): never recorded or relayed.
@@ -985,7 +985,6 @@ mod tests {
             codec: Codec::from_janus_name(codec),
             codec_name: Some(codec.into()),
             disabled: false,
-            description: None,
         }
     }
 

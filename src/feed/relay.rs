@@ -5,7 +5,6 @@
 //! never waits for it), and if it fails it is tried again; the recording goes on regardless.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use crate::ids::RoomId;
 use crate::janus::messages::Publisher;
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::media::{Codec, MediaKind};
+use crate::net::SocketPlan;
 use crate::publish::{
     OwnFeed, OwnFeedGuard, OwnFeeds, Publication, PublicationEvent, PublishSpec, join,
 };
@@ -119,7 +119,7 @@ enum State {
 struct Plan {
     source: Session,
     target: Arc<RelayTarget>,
-    socket_plan: Vec<(SocketAddr, SocketAddr)>,
+    socket_plan: SocketPlan,
     own: OwnFeeds,
     spec: PublishSpec,
 }
@@ -139,7 +139,7 @@ impl Relay {
     pub fn start(
         source: Session,
         target: Arc<RelayTarget>,
-        socket_plan: Vec<(SocketAddr, SocketAddr)>,
+        socket_plan: SocketPlan,
         own: OwnFeeds,
         from_room: &RoomId,
         publisher: &Publisher,

@@ -503,10 +503,6 @@ pub struct Handle {
 }
 
 impl Handle {
-    pub fn id(&self) -> HandleId {
-        self.id
-    }
-
     /// Sends a plugin `message` (with an optional `jsep`) and waits past the `ack` for its
     /// answer: the plugin's data and any SDP. A VideoRoom `error_code` becomes an error.
     pub async fn message(

@@ -225,8 +225,6 @@ pub struct PublisherStream {
     pub codec: Option<Codec>,
     pub codec_name: Option<String>,
     pub disabled: bool,
-    /// The publisher's own description of the stream (our relays mark theirs with it).
-    pub description: Option<String>,
 }
 
 /// The `type` of a stream.
@@ -435,7 +433,6 @@ fn parse_publishers(v: Option<&Value>) -> Vec<Publisher> {
                             codec: Codec::from_janus_name(&name),
                             codec_name: Some(name),
                             disabled: false,
-                            description: None,
                         });
                     }
                 }
@@ -457,7 +454,6 @@ fn parse_publisher_stream(s: &Value) -> Option<PublisherStream> {
         codec: codec_name.as_deref().and_then(Codec::from_janus_name),
         codec_name,
         disabled: s.get("disabled").and_then(Value::as_bool).unwrap_or(false),
-        description: str_field(s, "description"),
     })
 }
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 use webm_iterable::WebmIterator;
 use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 
-use crate::check::scan::decode_block;
 use crate::codec::{av1, h264, h265, nal};
 use crate::media::{Codec, MediaKind};
+use crate::webm::read::decode_block;
 
 /// Largest clip accepted (it is held in memory, once for all publishers).
 const MAX_CLIP: u64 = 256 << 20;

@@ -17,7 +17,6 @@ pub mod clip;
 pub mod synthetic;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use crate::ids::{FeedId, RoomId};
 use crate::janus::messages::{Incoming, Jsep, VideoRoomEvent};
 use crate::janus::{Handle, Session};
 use crate::media::{Codec, MediaKind};
+use crate::net::SocketPlan;
 use crate::rtc::{RtcEvent, RtcSession};
 use crate::secret::Secret;
 
@@ -156,7 +156,7 @@ impl Joined {
     /// Offers our media (send-only, exactly the spec's codecs) and waits for Janus's answer.
     pub async fn publish(
         self,
-        plan: &[(SocketAddr, SocketAddr)],
+        plan: &SocketPlan,
         spec: &PublishSpec,
     ) -> Result<Publication, String> {
         let codecs: Vec<Codec> = spec.audio.into_iter().chain(spec.video).collect();

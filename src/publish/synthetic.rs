@@ -6,7 +6,7 @@
 //! video jump ahead to the clip's next keyframe, sent at once (its time shifted to now). The
 //! RTP clock follows wall time, so it never goes back, across loops and jumps alike.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::clip::{Clip, ClipTrack};
 use super::{PublicationEvent, PublishSpec, join};
-use crate::config::interface_addresses;
 use crate::ids::{JanusId, RoomId};
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::media::{Codec, MediaKind};
+use crate::net::{SocketPlan, interface_addresses};
 use crate::secret::Secret;
 
 /// Where `scripts/make-clip.sh` (run by `scripts/setup.sh`) puts the default clip.
@@ -168,12 +168,7 @@ async fn publish_all(args: &PublishArgs, clip: Arc<Clip>) -> Result<Vec<FeedRepo
     } else {
         args.advertise.clone()
     };
-    let plan: Arc<Vec<(SocketAddr, SocketAddr)>> = Arc::new(
-        advertise
-            .into_iter()
-            .map(|ip| (SocketAddr::new(ip, 0), SocketAddr::new(ip, 0)))
-            .collect(),
-    );
+    let plan = Arc::new(SocketPlan::new(None, &advertise));
     let stop = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(stop.clone()));
     let duration = args.seconds.map(Duration::from_secs_f64);
@@ -314,7 +309,7 @@ impl<'a> TrackPlayer<'a> {
 #[allow(clippy::too_many_arguments)]
 async fn publish_one(
     session: &Session,
-    plan: &[(SocketAddr, SocketAddr)],
+    plan: &SocketPlan,
     spec: &PublishSpec,
     clip: &Clip,
     duration: Option<Duration>,

@@ -255,11 +255,6 @@ impl WebmWriter {
         })
     }
 
-    /// The file being written.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Adds an Opus packet at `ts` on the file's timeline.
     pub fn write_audio(&mut self, ts: Duration, data: &[u8]) -> Result<(), WriteError> {
         self.push(ts, MediaKind::Audio, true, data)
