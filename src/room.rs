@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -18,10 +17,10 @@ use crate::feed::relay::RelayTarget;
 use crate::feed::{self, EndReason, FeedSettings, FeedSpec};
 use crate::ids::FeedId;
 use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
+use crate::janus::videoroom::Request;
 use crate::janus::{Handle, Session};
 use crate::manifest::RoomManifest;
 use crate::publish::OwnFeed;
-use crate::secret::Secret;
 
 /// How long to wait before trying a refused or vanished room again.
 pub const ROOM_RETRY: Duration = Duration::from_secs(30);
@@ -138,7 +137,7 @@ async fn watch_once(
         m.close(&reason);
     }
     if matches!(end.1, RoomEnd::Shutdown) {
-        let leave = handle.message(json!({"request": "leave"}), None);
+        let leave = handle.message(Request::Leave.body(), None);
         let _ = tokio::time::timeout(Duration::from_secs(1), leave).await;
     }
     end.1
@@ -153,15 +152,7 @@ async fn join(
         .attach_videoroom()
         .await
         .map_err(|e| e.to_string())?;
-    let mut body = json!({
-        "request": "join",
-        "room": room.room,
-        "ptype": "publisher",
-        "display": WATCHER_DISPLAY,
-    });
-    if let Some(pin) = room.pin.as_ref().map(Secret::expose) {
-        body["pin"] = json!(pin);
-    }
+    let body = Request::join_publisher(&room.room, WATCHER_DISPLAY, room.pin.as_ref()).body();
     let (data, _) = handle
         .message(body, None)
         .await

@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{Value, json};
 use str0m::media::{MediaData, Mid};
 use tokio::sync::oneshot;
 
@@ -21,6 +20,7 @@ use crate::codec::vp9::SvcJoiner;
 use crate::health::Health;
 use crate::ids::RoomId;
 use crate::janus::messages::{Incoming, Jsep, Publisher, StreamKind, VideoRoomEvent};
+use crate::janus::videoroom::{Request, SubscribeStream, TopLayers};
 use crate::janus::{Handle, Session};
 use crate::limits::FeedSlots;
 use crate::media::{Codec, MediaKind};
@@ -190,30 +190,24 @@ async fn subscribe(
     wanted.sort_by_key(|s| s.kind != StreamKind::Video);
     // Video at its best: the top simulcast substream and the top VP9 SVC layers (Janus's
     // defaults today, asked for explicitly so a changed default cannot lower a recording).
-    // Janus ignores them for streams that have no layers.
-    let mut streams: Vec<Value> = wanted
+    let mut streams: Vec<SubscribeStream> = wanted
         .iter()
-        .map(|s| match s.kind {
-            StreamKind::Video => json!({
-                "feed": p.id, "mid": s.mid,
-                "substream": 2, "temporal": 2, "spatial_layer": 2, "temporal_layer": 2,
-            }),
-            _ => json!({"feed": p.id, "mid": s.mid}),
+        .map(|s| SubscribeStream {
+            feed: &p.id,
+            mid: Some(s.mid.as_str()),
+            layers: (s.kind == StreamKind::Video).then_some(TopLayers::TOP),
         })
         .collect();
     if streams.is_empty() {
-        streams.push(json!({"feed": p.id}));
+        streams.push(SubscribeStream {
+            feed: &p.id,
+            mid: None,
+            layers: None,
+        });
     }
-    let mut join =
-        json!({"request": "join", "room": spec.room, "ptype": "subscriber", "streams": streams});
-    if let Some(pid) = spec.private_id {
-        join["private_id"] = json!(pid);
-    }
-    if let Some(pin) = spec.pin.as_ref().map(Secret::expose) {
-        join["pin"] = json!(pin);
-    }
+    let join = Request::join_subscriber(&spec.room, streams, spec.private_id, spec.pin.as_ref());
     let (data, jsep) = handle
-        .message(join, None)
+        .message(join.body(), None)
         .await
         .map_err(|e| e.to_string())?;
     let VideoRoomEvent::Attached { streams } = VideoRoomEvent::parse(&data) else {
@@ -242,7 +236,7 @@ async fn subscribe(
         sdp: answer,
     };
     handle
-        .message(json!({"request": "start"}), Some(&answer))
+        .message(Request::Start.body(), Some(&answer))
         .await
         .map_err(|e| e.to_string())?;
     handle

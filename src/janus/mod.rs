@@ -4,6 +4,7 @@
 pub mod client;
 pub mod messages;
 pub mod tls;
+pub mod videoroom;
 
 pub use client::{Auth, Handle, JanusError, Session};
 pub use tls::TlsTrust;

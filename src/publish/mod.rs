@@ -20,11 +20,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use str0m::media::{MediaKind as RtcKind, MediaTime, Mid};
 
 use crate::ids::{FeedId, RoomId};
 use crate::janus::messages::{Incoming, Jsep, VideoRoomEvent};
+use crate::janus::videoroom::{Request, StreamDescription};
 use crate::janus::{Handle, Session};
 use crate::media::{Codec, MediaKind};
 use crate::net::SocketPlan;
@@ -138,10 +138,7 @@ pub async fn join(session: &Session, spec: &PublishSpec) -> Result<Joined, Strin
         .attach_videoroom()
         .await
         .map_err(|e| e.to_string())?;
-    let mut body = json!({"request": "join", "room": spec.room, "ptype": "publisher", "display": spec.display});
-    if let Some(pin) = spec.pin.as_ref().map(Secret::expose) {
-        body["pin"] = json!(pin);
-    }
+    let body = Request::join_publisher(&spec.room, &spec.display, spec.pin.as_ref()).body();
     let (data, _) = handle
         .message(body, None)
         .await
@@ -174,20 +171,15 @@ impl Joined {
             })
             .collect();
         let (offer, mids) = rtc.offer_to_send(&kinds)?;
-        let descriptions: Vec<Value> = mids
+        let descriptions: Vec<StreamDescription> = mids
             .iter()
             .zip(&codecs)
-            .map(|(mid, c)| {
-                json!({"mid": mid.to_string(), "description": format!("{DESCRIPTION} {} {}", c.kind(), spec.origin)})
+            .map(|(mid, c)| StreamDescription {
+                mid: mid.to_string(),
+                description: format!("{DESCRIPTION} {} {}", c.kind(), spec.origin),
             })
             .collect();
-        let mut body = json!({"request": "publish", "descriptions": descriptions});
-        if let Some(c) = spec.audio {
-            body["audiocodec"] = json!(c.to_string());
-        }
-        if let Some(c) = spec.video {
-            body["videocodec"] = json!(c.to_string());
-        }
+        let body = Request::publish(descriptions, spec.audio, spec.video).body();
         let offer = Jsep {
             kind: "offer".into(),
             sdp: offer,
@@ -313,7 +305,7 @@ impl Publication {
     pub async fn leave(mut self) {
         self.rtc.close();
         let bye = async {
-            let _ = self.handle.message(json!({"request": "leave"}), None).await;
+            let _ = self.handle.message(Request::Leave.body(), None).await;
             self.handle.detach().await;
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), bye).await;

@@ -1,0 +1,176 @@
+//! The VideoRoom requests we send, as types: the one place their JSON is built (the parsed
+//! answers are in [`super::messages`]). `Handle::message` takes them as JSON values.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::ids::{FeedId, RoomId};
+use crate::media::Codec;
+use crate::secret::Secret;
+
+/// A request to the VideoRoom plugin.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "request", rename_all = "lowercase")]
+pub enum Request<'a> {
+    /// Join a room as a participant that publishes (or, like our room watcher, never does).
+    #[serde(rename = "join")]
+    JoinPublisher {
+        room: &'a RoomId,
+        ptype: &'static str,
+        display: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pin: Option<&'a str>,
+    },
+    /// Join a room as a subscriber to `streams`.
+    #[serde(rename = "join")]
+    JoinSubscriber {
+        room: &'a RoomId,
+        ptype: &'static str,
+        streams: Vec<SubscribeStream<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        private_id: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pin: Option<&'a str>,
+    },
+    /// Start a subscription (sent with our SDP answer).
+    Start,
+    /// Publish our media (sent with our SDP offer).
+    Publish {
+        descriptions: Vec<StreamDescription>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        audiocodec: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        videocodec: Option<String>,
+    },
+    /// Leave the room.
+    Leave,
+}
+
+/// One stream of a subscription.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscribeStream<'a> {
+    pub feed: &'a FeedId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mid: Option<&'a str>,
+    /// Video at its best: the top simulcast substream and temporal layer, and the top VP9 SVC
+    /// spatial and temporal layers (Janus ignores them for streams without layers).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<TopLayers>,
+}
+
+/// The layer choice of [`SubscribeStream::layers`]: the highest of each.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TopLayers {
+    substream: u8,
+    temporal: u8,
+    spatial_layer: u8,
+    temporal_layer: u8,
+}
+
+impl TopLayers {
+    pub const TOP: TopLayers = TopLayers {
+        substream: 2,
+        temporal: 2,
+        spatial_layer: 2,
+        temporal_layer: 2,
+    };
+}
+
+/// What one published stream is, in the publisher list others see.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamDescription {
+    pub mid: String,
+    pub description: String,
+}
+
+impl<'a> Request<'a> {
+    /// Join `room` as a publisher named `display`.
+    pub fn join_publisher(room: &'a RoomId, display: &'a str, pin: Option<&'a Secret>) -> Self {
+        Request::JoinPublisher {
+            room,
+            ptype: "publisher",
+            display,
+            pin: pin.map(Secret::expose),
+        }
+    }
+
+    /// Join `room` as a subscriber to `streams`.
+    pub fn join_subscriber(
+        room: &'a RoomId,
+        streams: Vec<SubscribeStream<'a>>,
+        private_id: Option<u64>,
+        pin: Option<&'a Secret>,
+    ) -> Self {
+        Request::JoinSubscriber {
+            room,
+            ptype: "subscriber",
+            streams,
+            private_id,
+            pin: pin.map(Secret::expose),
+        }
+    }
+
+    /// Publish streams described by `descriptions`, in these codecs.
+    pub fn publish(
+        descriptions: Vec<StreamDescription>,
+        audio: Option<Codec>,
+        video: Option<Codec>,
+    ) -> Self {
+        Request::Publish {
+            descriptions,
+            audiocodec: audio.map(|c| c.to_string()),
+            videocodec: video.map(|c| c.to_string()),
+        }
+    }
+
+    /// The request as the JSON body of a plugin message.
+    pub fn body(&self) -> Value {
+        serde_json::to_value(self).expect("requests serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn requests_are_the_json_janus_expects() {
+        let room = RoomId::from(1234);
+        let pin = Secret::new("42");
+        assert_eq!(
+            Request::join_publisher(&room, "watcher", Some(&pin)).body(),
+            json!({"request": "join", "room": 1234, "ptype": "publisher", "display": "watcher", "pin": "42"})
+        );
+        let feed = FeedId::from(7);
+        let streams = vec![
+            SubscribeStream {
+                feed: &feed,
+                mid: Some("1"),
+                layers: Some(TopLayers::TOP),
+            },
+            SubscribeStream {
+                feed: &feed,
+                mid: Some("0"),
+                layers: None,
+            },
+        ];
+        assert_eq!(
+            Request::join_subscriber(&room, streams, Some(99), None).body(),
+            json!({"request": "join", "room": 1234, "ptype": "subscriber", "private_id": 99,
+                   "streams": [
+                       {"feed": 7, "mid": "1", "substream": 2, "temporal": 2, "spatial_layer": 2, "temporal_layer": 2},
+                       {"feed": 7, "mid": "0"}]})
+        );
+        assert_eq!(Request::Start.body(), json!({"request": "start"}));
+        assert_eq!(Request::Leave.body(), json!({"request": "leave"}));
+        let d = vec![StreamDescription {
+            mid: "0".into(),
+            description: "x".into(),
+        }];
+        assert_eq!(
+            Request::publish(d, Some(Codec::Opus), None).body(),
+            json!({"request": "publish", "descriptions": [{"mid": "0", "description": "x"}], "audiocodec": "opus"})
+        );
+    }
+}
