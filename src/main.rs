@@ -30,6 +30,20 @@ enum Command {
     Room(janus_recorder::roomfile::RoomArgs),
     /// Publish a WebM clip into a room as one or more synthetic publishers (load tests).
     Publish(janus_recorder::publish::synthetic::PublishArgs),
+    /// Work with the config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file as `run` would, starting nothing: exit 0 if it would be
+    /// accepted, 2 (with the file, key and problem) if not.
+    Check {
+        /// Path of the TOML config file.
+        #[arg(default_value = "/etc/janus-recorder/config.toml")]
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -39,6 +53,7 @@ fn main() -> ExitCode {
         Command::Check(args) => janus_recorder::check::run(&args),
         Command::Room(args) => janus_recorder::roomfile::run(&args),
         Command::Publish(args) => janus_recorder::publish::synthetic::run(&args),
+        Command::Config(ConfigCommand::Check { file }) => janus_recorder::service::check(&file),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -57,6 +57,34 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
 }
 
+/// Whether [`create_private_dir`] could make `dir` and files be created in it, without
+/// creating anything: the nearest existing path up from `dir` must be a directory this
+/// process may write to (a read-only mount counts as not writable).
+pub fn check_writable_dir(dir: &Path) -> std::io::Result<()> {
+    let existing = dir
+        .ancestors()
+        .find(|p| p.as_os_str().is_empty() || p.exists())
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !existing.is_dir() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory",
+            existing.display()
+        )));
+    }
+    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes())
+        .map_err(std::io::Error::other)?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("{} is not writable: {e}", existing.display()),
+        ));
+    }
+    Ok(())
+}
+
 /// Makes `s` safe as one path component: letters and digits of any script, `-`, `_` and `.`
 /// are kept; whitespace, separators, control and other characters become `_`; runs of `_`
 /// collapse; a dot survives only after a letter, digit or `-` (no hidden files, no `..`); the result is cut to `max_bytes` on

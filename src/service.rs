@@ -55,12 +55,10 @@ pub fn run(config_path: &Path) -> i32 {
         }
     };
     if let Err(e) = crate::output::create_private_dir(&config.output.dir) {
-        let e = ConfigError {
-            file: config_path.to_owned(),
-            key: Some("output.dir".into()),
-            problem: format!("cannot create {}: {e}", config.output.dir.display()),
-        };
-        eprintln!("{e}");
+        eprintln!(
+            "{}",
+            output_dir_error(config_path, &config, "cannot create", e)
+        );
         return EXIT_CONFIG;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -75,6 +73,48 @@ pub fn run(config_path: &Path) -> i32 {
     };
     runtime.block_on(serve(config_path, config));
     0
+}
+
+/// `janus-recorder config check FILE`: the validation `run` does before it starts (the file
+/// parses, every key is valid, secrets and CA files can be read, `output.dir` can be created
+/// or written), without starting anything or creating the directory. Prints a one-line
+/// summary and returns 0, or the error and [`EXIT_CONFIG`]. The unit runs it before every
+/// reload, so a broken edit is refused with its reason in `systemctl status`.
+pub fn check(config_path: &Path) -> i32 {
+    let checked = Config::load(config_path).and_then(|config| {
+        crate::output::check_writable_dir(&config.output.dir)
+            .map_err(|e| output_dir_error(config_path, &config, "cannot write to", e))?;
+        Ok(config)
+    });
+    match checked {
+        Ok(config) => {
+            println!(
+                "{}: OK ({} rooms, recordings in {})",
+                config_path.display(),
+                config.rooms.len(),
+                config.output.dir.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            EXIT_CONFIG
+        }
+    }
+}
+
+/// The config error for an `output.dir` that cannot be used.
+fn output_dir_error(
+    config_path: &Path,
+    config: &Config,
+    what: &str,
+    e: std::io::Error,
+) -> ConfigError {
+    ConfigError {
+        file: config_path.to_owned(),
+        key: Some("output.dir".into()),
+        problem: format!("{what} {}: {e}", config.output.dir.display()),
+    }
 }
 
 /// Logs to the journal, with the span fields as structured fields (ROOM, FEED, DISPLAY),
@@ -210,13 +250,8 @@ fn auth_of(config: &Config) -> Auth {
 /// Reads the config again for SIGHUP; a config that cannot be used is refused.
 fn reload(path: &Path) -> Result<Config, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    crate::output::create_private_dir(&config.output.dir).map_err(|e| {
-        format!(
-            "config error in {}: key `output.dir`: cannot create {}: {e}",
-            path.display(),
-            config.output.dir.display()
-        )
-    })?;
+    crate::output::create_private_dir(&config.output.dir)
+        .map_err(|e| output_dir_error(path, &config, "cannot create", e).to_string())?;
     Ok(config)
 }
 

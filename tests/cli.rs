@@ -1,5 +1,6 @@
 //! The binary's contract for bad configs: exit status 2 and a message naming file, key, problem.
 
+use std::path::Path;
 use std::process::Command;
 
 fn run_with_config(text: &str) -> (i32, String) {
@@ -129,5 +130,75 @@ fn unreachable_janus_is_retried_with_backoff_and_sigterm_exits_0() {
         "{log}"
     );
     assert!(log.contains("ws://127.0.0.1:1"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `config check` runs the validation `run` does and starts nothing: 0 and a summary for a
+/// good file, 2 and the file, key and problem for a broken one (the unit's `ExecReload` runs
+/// it before the SIGHUP).
+#[test]
+fn config_check_accepts_good_files_and_names_the_problem_in_broken_ones() {
+    let dir = std::env::temp_dir().join(format!("jr-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |text: &str| {
+        let path = dir.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+            .args(["config", "check"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code().unwrap_or(-1), stdout, stderr)
+    };
+    let out_dir = dir.join("not-yet/recordings");
+    let good = format!(
+        "[janus]\nurl = \"ws://127.0.0.1:1\"\n[output]\ndir = \"{}\"\n[[rooms]]\nroom = 1\n[[rooms]]\nroom = 2\n",
+        out_dir.display()
+    );
+    let (code, stdout, stderr) = check(&good);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("OK (2 rooms"), "{stdout}");
+    assert!(!out_dir.exists(), "check created the output directory");
+
+    // The example config shipped as /etc/janus-recorder/config.toml passes as it is.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let (code, stdout, stderr) =
+        check(&text.replace("/var/lib/janus-recorder", &out_dir.display().to_string()));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    for (text, key, problem) in [
+        (good.replace("room = 2", "room = 1"), "rooms", "twice"),
+        (good.replace("ws://", "http://"), "janus.url", "ws://"),
+        (
+            good.replace("room = 2", "room = 2\nrecorded = true"),
+            "rooms[1]",
+            "recorded",
+        ),
+        (
+            good.replace(
+                &out_dir.display().to_string(),
+                &file.join("rec").display().to_string(),
+            ),
+            "output.dir",
+            "not a directory",
+        ),
+    ] {
+        let (code, stdout, stderr) = check(&text);
+        assert_eq!(code, 2, "{text}\n{stdout}{stderr}");
+        assert!(
+            stderr.contains("config.toml") && stderr.contains(key) && stderr.contains(problem),
+            "{key}/{problem}: {stderr}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+        .args(["config", "check", "/nonexistent/jr.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -66,6 +66,19 @@ fn unit_file_verifies_and_is_hardened() {
             "the unit lacks {directive}"
         );
     }
+    // A reload checks the config before the SIGHUP: a failing check stops the reload there.
+    let text = unit_text();
+    let reloads: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecReload="))
+        .collect();
+    assert_eq!(
+        reloads,
+        [
+            "/usr/local/bin/janus-recorder config check /etc/janus-recorder/config.toml",
+            "/bin/kill -HUP $MAINPID"
+        ]
+    );
 }
 
 /// `LimitNOFILE` lets `max_feeds` default to at least 2000 feeds with two advertised
