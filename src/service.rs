@@ -54,11 +54,8 @@ pub fn run(config_path: &Path) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    if let Err(e) = crate::output::create_private_dir(&config.output.dir) {
-        eprintln!(
-            "{}",
-            output_dir_error(config_path, &config, "cannot create", e)
-        );
+    if let Err(e) = prepare_output_dir(config_path, &config) {
+        eprintln!("{e}");
         return EXIT_CONFIG;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -101,6 +98,16 @@ pub fn check(config_path: &Path) -> i32 {
             EXIT_CONFIG
         }
     }
+}
+
+/// Creates `output.dir` if missing and makes sure files can be created in it (an instance
+/// of the template unit pointed at another instance's directory is refused here, not at
+/// its first recording).
+fn prepare_output_dir(config_path: &Path, config: &Config) -> Result<(), ConfigError> {
+    crate::output::create_private_dir(&config.output.dir)
+        .map_err(|e| output_dir_error(config_path, config, "cannot create", e))?;
+    crate::output::check_writable_dir(&config.output.dir)
+        .map_err(|e| output_dir_error(config_path, config, "cannot write to", e))
 }
 
 /// The config error for an `output.dir` that cannot be used.
@@ -250,8 +257,7 @@ fn auth_of(config: &Config) -> Auth {
 /// Reads the config again for SIGHUP; a config that cannot be used is refused.
 fn reload(path: &Path) -> Result<Config, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    crate::output::create_private_dir(&config.output.dir)
-        .map_err(|e| output_dir_error(path, &config, "cannot create", e).to_string())?;
+    prepare_output_dir(path, &config).map_err(|e| e.to_string())?;
     Ok(config)
 }
 

@@ -1,5 +1,5 @@
-//! The systemd side: the unit file passes `systemd-analyze verify` and scores 2.0 or lower in
-//! `systemd-analyze security`, and the daemon speaks sd_notify (READY, STATUS, WATCHDOG,
+//! The systemd side: the unit files (plain and template) pass `systemd-analyze verify` and
+//! score 2.0 or lower in `systemd-analyze security`, and the daemon speaks sd_notify (READY, STATUS, WATCHDOG,
 //! STOPPING) on a real notify socket, as systemd would read it.
 
 mod support;
@@ -12,73 +12,88 @@ use std::time::{Duration, Instant};
 use support::Scratch;
 
 fn unit_text() -> String {
+    unit_text_of("janus-recorder.service")
+}
+
+fn unit_text_of(name: &str) -> String {
     std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/janus-recorder.service"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("systemd")
+            .join(name),
     )
-    .expect("systemd/janus-recorder.service")
+    .unwrap_or_else(|e| panic!("systemd/{name}: {e}"))
 }
 
-fn systemd_analyze() -> Command {
-    assert!(
-        Path::new("/usr/bin/systemd-analyze").exists(),
-        "systemd-analyze not found: run `scripts/setup.sh` (or `apt-get install -y systemd`)"
-    );
-    Command::new("systemd-analyze")
-}
-
+/// Both units verify and score 2.0 or lower; a reload checks the config before the SIGHUP (a
+/// failing check stops the reload there).
 #[test]
-fn unit_file_verifies_and_is_hardened() {
+fn unit_files_verify_and_are_hardened() {
     let scratch = Scratch::new("unit");
-    // The unit as installed, but pointing at the binary just built.
-    let unit = scratch.path.join("janus-recorder.service");
-    std::fs::write(
-        &unit,
-        unit_text().replace(
-            "/usr/local/bin/janus-recorder",
-            env!("CARGO_BIN_EXE_janus-recorder"),
+    // The units as installed, but pointing at the binary just built; the template as an
+    // instance (systemd-analyze resolves %i only there).
+    for (name, installed_as, config) in [
+        (
+            "janus-recorder.service",
+            "janus-recorder.service",
+            "config.toml",
         ),
-    )
-    .unwrap();
-    let out = systemd_analyze().arg("verify").arg(&unit).output().unwrap();
-    let complaints = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && complaints.trim().is_empty(),
-        "systemd-analyze verify: {complaints}"
-    );
-
-    let out = systemd_analyze()
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(&unit)
-        .output()
+        (
+            "janus-recorder@.service",
+            "janus-recorder@janus2.service",
+            "%i.toml",
+        ),
+    ] {
+        let text = unit_text_of(name);
+        let unit = scratch.path.join(installed_as);
+        std::fs::write(
+            &unit,
+            text.replace(
+                "/usr/local/bin/janus-recorder",
+                env!("CARGO_BIN_EXE_janus-recorder"),
+            ),
+        )
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let score: f64 = text
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
-    assert!(score <= 2.0, "exposure {score} > 2.0:\n{text}");
-    for directive in ["Type=notify", "WatchdogSec=", "ExecReload=", "UMask=0027"] {
-        assert!(
-            unit_text().contains(directive),
-            "the unit lacks {directive}"
+        support::assert_unit_verifies_and_is_hardened(&unit);
+        for directive in ["Type=notify", "WatchdogSec=", "UMask=0027"] {
+            assert!(text.contains(directive), "{name} lacks {directive}");
+        }
+        let reloads: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("ExecReload="))
+            .collect();
+        assert_eq!(
+            reloads,
+            [
+                format!("/usr/local/bin/janus-recorder config check /etc/janus-recorder/{config}")
+                    .as_str(),
+                "/bin/kill -HUP $MAINPID"
+            ],
+            "{name}"
         );
     }
-    // A reload checks the config before the SIGHUP: a failing check stops the reload there.
-    let text = unit_text();
-    let reloads: Vec<&str> = text
+}
+
+/// The template is the plain unit with the instance's config and state directory: the
+/// hardening cannot drift apart.
+#[test]
+fn the_template_unit_differs_only_in_its_names() {
+    let plain = unit_text();
+    let template = unit_text_of("janus-recorder@.service");
+    let differing: Vec<&str> = template
         .lines()
-        .filter_map(|l| l.strip_prefix("ExecReload="))
+        .filter(|l| !l.starts_with('#') && !plain.lines().any(|p| p == *l))
         .collect();
     assert_eq!(
-        reloads,
+        differing,
         [
-            "/usr/local/bin/janus-recorder config check /etc/janus-recorder/config.toml",
-            "/bin/kill -HUP $MAINPID"
+            "Description=janus-recorder %i: records the Janus VideoRoom rooms of /etc/janus-recorder/%i.toml",
+            "ExecStart=/usr/local/bin/janus-recorder run --config /etc/janus-recorder/%i.toml",
+            "ExecReload=/usr/local/bin/janus-recorder config check /etc/janus-recorder/%i.toml",
+            "StateDirectory=janus-recorder-%i",
         ]
     );
+    let settings = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(settings(&plain), settings(&template), "a line is missing");
 }
 
 /// `LimitNOFILE` lets `max_feeds` default to at least 2000 feeds with two advertised

@@ -55,6 +55,49 @@ pub fn require_tools() {
     );
 }
 
+/// Fails the test unless `systemd-analyze` is there, saying how to install it.
+pub fn require_systemd_analyze() {
+    assert!(
+        Path::new("/usr/bin/systemd-analyze").exists(),
+        "systemd-analyze not found: run `scripts/setup.sh` (or `apt-get install -y systemd`)"
+    );
+}
+
+/// `systemd-analyze verify` has nothing to say about `unit`, and `systemd-analyze security`
+/// scores it 2.0 or lower.
+pub fn assert_unit_verifies_and_is_hardened(unit: &Path) {
+    require_systemd_analyze();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit)
+        .output()
+        .unwrap();
+    let complaints = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && complaints.trim().is_empty(),
+        "systemd-analyze verify {}: {complaints}",
+        unit.display()
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level for {} in:\n{text}", unit.display()));
+    assert!(
+        score <= 2.0,
+        "{}: exposure {score} > 2.0:\n{text}",
+        unit.display()
+    );
+}
+
 fn on_path(bin: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
