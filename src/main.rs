@@ -1,9 +1,10 @@
 //! The `janus-recorder` binary: command-line parsing only; the work lives in the library.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +34,12 @@ enum Command {
     /// Work with the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the man page (roff) on stdout; `scripts/deb.sh` packages it.
+    #[command(hide = true)]
+    Manpage,
+    /// Print the completion script for SHELL on stdout (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +61,58 @@ fn main() -> ExitCode {
         Command::Room(args) => janus_recorder::roomfile::run(&args),
         Command::Publish(args) => janus_recorder::publish::synthetic::run(&args),
         Command::Config(ConfigCommand::Check { file }) => janus_recorder::service::check(&file),
+        Command::Manpage => manpage(),
+        Command::Completions { shell } => {
+            let mut cli = Cli::command();
+            clap_complete::generate(shell, &mut cli, "janus-recorder", &mut std::io::stdout());
+            0
+        }
     };
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// Writes janus-recorder(1): the top-level page, then a section per subcommand (`config
+/// check` included) with its synopsis, description and options, so one page documents all.
+fn manpage() -> i32 {
+    let cli = Cli::command();
+    let mut leaves = Vec::new();
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+        if sub.has_subcommands() {
+            for leaf in sub.get_subcommands().filter(|s| !s.is_hide_set()) {
+                leaves.push((format!("{} {}", sub.get_name(), leaf.get_name()), leaf));
+            }
+        } else {
+            leaves.push((sub.get_name().to_owned(), sub));
+        }
+    }
+    let mut out = Vec::new();
+    let render = |out: &mut Vec<u8>| -> std::io::Result<()> {
+        // Man::render would list one page per subcommand, which we do not ship.
+        let top = clap_mangen::Man::new(cli.clone());
+        top.render_title(out)?;
+        top.render_name_section(out)?;
+        top.render_synopsis_section(out)?;
+        top.render_description_section(out)?;
+        top.render_options_section(out)?;
+        for (name, cmd) in leaves {
+            let cmd = cmd.clone().bin_name(format!("janus-recorder {name}"));
+            writeln!(out, ".SH \"JANUS-RECORDER {}\"", name.to_uppercase())?;
+            let man = clap_mangen::Man::new(cmd);
+            let mut section = Vec::new();
+            man.render_synopsis_section(&mut section)?;
+            man.render_description_section(&mut section)?;
+            man.render_options_section(&mut section)?;
+            // Its headings become subsections of this command's section.
+            let section = String::from_utf8_lossy(&section).replace(".SH ", ".SS ");
+            out.extend_from_slice(section.as_bytes());
+        }
+        top.render_version_section(out)
+    };
+    match render(&mut out) {
+        Ok(()) => std::io::stdout().write_all(&out).map_or(1, |()| 0),
+        Err(e) => {
+            eprintln!("cannot render the man page: {e}");
+            1
+        }
+    }
 }
