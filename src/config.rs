@@ -406,7 +406,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.rooms.len(), 1);
-        assert_eq!(c.metrics.listen, None);
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9469".parse().unwrap()));
     }
 
     #[test]

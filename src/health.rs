@@ -2,10 +2,12 @@
 //! watched and feeds recorded, the last error, and a heartbeat per feed loop. It feeds the
 //! systemd STATUS line and decides whether the watchdog may be fed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::ids::RoomId;
 
 /// Shared service state; cheap to update from any task.
 #[derive(Debug, Default)]
@@ -13,7 +15,9 @@ pub struct Health {
     rooms_configured: AtomicUsize,
     rooms_watched: AtomicUsize,
     feeds_recording: AtomicUsize,
-    last_error: Mutex<Option<String>>,
+    /// Feeds recording per room (rooms with none are left out).
+    room_feeds: Mutex<BTreeMap<String, usize>>,
+    last_error: Mutex<Option<(String, SystemTime)>>,
     next_loop: AtomicU64,
     /// The last time each running feed loop went round.
     beats: Mutex<HashMap<u64, Instant>>,
@@ -74,14 +78,43 @@ impl Health {
         self.rooms_watched.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub fn recording_started(&self) {
-        let now = self.feeds_recording.fetch_add(1, Ordering::Relaxed) + 1;
-        crate::metrics::feeds_recording(now);
+    pub fn recording_started(&self, room: &RoomId) {
+        self.feeds_recording.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut rooms) = self.room_feeds.lock() {
+            *rooms.entry(room.to_string()).or_default() += 1;
+        }
+        self.publish_metrics();
     }
 
-    pub fn recording_ended(&self) {
-        let now = self.feeds_recording.fetch_sub(1, Ordering::Relaxed) - 1;
-        crate::metrics::feeds_recording(now);
+    pub fn recording_ended(&self, room: &RoomId) {
+        self.feeds_recording.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut rooms) = self.room_feeds.lock()
+            && let Some(n) = rooms.get_mut(&room.to_string())
+        {
+            *n -= 1;
+            if *n == 0 {
+                rooms.remove(&room.to_string());
+            }
+        }
+        self.publish_metrics();
+    }
+
+    /// Sets the gauges `janus-recorder status` reads. Called on every change and every few
+    /// seconds (gauges not set for a minute leave the metrics output).
+    pub fn publish_metrics(&self) {
+        let room_feeds: Vec<(String, usize)> = self
+            .room_feeds
+            .lock()
+            .map(|r| r.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        let last_error = self.last_error.lock().ok().and_then(|e| e.clone());
+        crate::metrics::feeds_recording(self.feeds_recording());
+        crate::metrics::publish_status(
+            self.rooms_configured.load(Ordering::Relaxed),
+            self.rooms_watched.load(Ordering::Relaxed),
+            &room_feeds,
+            last_error.as_ref().map(|(m, t)| (m.as_str(), *t)),
+        );
     }
 
     pub fn feeds_recording(&self) -> usize {
@@ -91,7 +124,7 @@ impl Health {
     /// Remembers an error for the status line.
     pub fn error(&self, message: impl Into<String>) {
         if let Ok(mut e) = self.last_error.lock() {
-            *e = Some(message.into());
+            *e = Some((message.into(), SystemTime::now()));
         }
     }
 
@@ -104,7 +137,7 @@ impl Health {
             self.rooms_configured.load(Ordering::Relaxed)
         );
         if let Ok(e) = self.last_error.lock()
-            && let Some(e) = e.as_ref()
+            && let Some((e, _)) = e.as_ref()
         {
             s.push_str("; last error: ");
             s.push_str(e);
@@ -122,7 +155,7 @@ mod tests {
         let h = Health::default();
         h.set_rooms_configured(2);
         h.room_joined();
-        h.recording_started();
+        h.recording_started(&RoomId::from(1234));
         h.error("room 9: No such room");
         assert_eq!(
             h.status_line(),

@@ -24,5 +24,6 @@ pub mod roomfile;
 pub mod rtc;
 pub mod secret;
 pub mod service;
+pub mod status;
 pub mod text;
 pub mod webm;

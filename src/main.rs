@@ -34,6 +34,13 @@ enum Command {
     /// Work with the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Show what the running daemon records (rooms, feeds, files, bytes, last error), read
+    /// from its metrics endpoint (`[metrics] listen`). Exit 3 if it cannot be reached.
+    Status {
+        /// The daemon's config file, where `[metrics] listen` says where to ask.
+        #[arg(long, default_value = "/etc/janus-recorder/config.toml")]
+        config: PathBuf,
+    },
     /// Print the man page (roff) on stdout; `scripts/deb.sh` packages it.
     #[command(hide = true)]
     Manpage,
@@ -61,6 +68,7 @@ fn main() -> ExitCode {
         Command::Room(args) => janus_recorder::roomfile::run(&args),
         Command::Publish(args) => janus_recorder::publish::synthetic::run(&args),
         Command::Config(ConfigCommand::Check { file }) => janus_recorder::service::check(&file),
+        Command::Status { config } => janus_recorder::status::run(&config),
         Command::Manpage => manpage(),
         Command::Completions { shell } => {
             let mut cli = Cli::command();

@@ -3,13 +3,19 @@
 //! serves it over HTTP. Without a listener every call here is a no-op.
 
 use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
 use crate::media::MediaKind;
+
+/// How long a gauge that is not set again stays in the output. [`publish_status`] sets the
+/// status gauges every few seconds, so a removed room's or an old error's series goes away.
+const GAUGE_IDLE: Duration = Duration::from_secs(60);
 
 /// Serves `/metrics` (any path, in fact) on `listen`. Call inside the tokio runtime.
 pub fn serve(listen: SocketAddr) -> Result<(), String> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(listen)
+        .idle_timeout(metrics_util::MetricKindMask::GAUGE, Some(GAUGE_IDLE))
         .install()
         .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
     describe();
@@ -47,6 +53,17 @@ fn describe() {
     describe_counter!(
         "janus_recorder_file_errors_total",
         "Recordings that failed to write, flush or finalize."
+    );
+    describe_gauge!("janus_recorder_rooms_configured", "Rooms the config lists.");
+    describe_gauge!("janus_recorder_rooms_watched", "Rooms joined on Janus now.");
+    describe_gauge!(
+        "janus_recorder_room_feeds_recording",
+        "Feeds being written to a file now, by room (rooms with none are left out)."
+    );
+    describe_gauge!(
+        "janus_recorder_last_error_time_seconds",
+        Unit::Seconds,
+        "When the last error happened (Unix time); its text is the `message` label."
     );
     describe_counter!(
         "janus_recorder_feeds_refused_total",
@@ -122,4 +139,26 @@ pub fn reconnect() {
 
 pub fn file_error() {
     metrics::counter!("janus_recorder_file_errors_total").increment(1);
+}
+
+/// What `janus-recorder status` reads, published as gauges (see [`crate::service::health`]).
+pub fn publish_status(
+    rooms_configured: usize,
+    rooms_watched: usize,
+    room_feeds: &[(String, usize)],
+    last_error: Option<(&str, SystemTime)>,
+) {
+    metrics::gauge!("janus_recorder_rooms_configured").set(rooms_configured as f64);
+    metrics::gauge!("janus_recorder_rooms_watched").set(rooms_watched as f64);
+    for (room, feeds) in room_feeds {
+        metrics::gauge!("janus_recorder_room_feeds_recording", "room" => room.clone())
+            .set(*feeds as f64);
+    }
+    if let Some((message, at)) = last_error {
+        let at = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        metrics::gauge!("janus_recorder_last_error_time_seconds", "message" => message.to_owned())
+            .set(at.as_secs_f64());
+    }
 }

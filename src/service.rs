@@ -557,6 +557,7 @@ async fn supervise(notifier: Notifier, health: Arc<Health>, shutdown: Cancellati
             _ = shutdown.cancelled() => return,
         }
         notifier.status(&health.status_line());
+        health.publish_metrics();
         if let Some(w) = watchdog {
             let stuck = health.stuck_loops(w / 2);
             if stuck == 0 {

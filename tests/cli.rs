@@ -202,3 +202,77 @@ fn config_check_accepts_good_files_and_names_the_problem_in_broken_ones() {
     assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `status` against a running daemon (its Janus unreachable, so nothing is recorded): the
+/// rooms, feeds, files and bytes from its metrics endpoint and the last error; exit 3 once it
+/// has stopped, 2 for a config without `[metrics] listen`.
+#[test]
+fn status_reads_a_running_daemon() {
+    let dir = std::env::temp_dir().join(format!("jr-cli-status-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = dir.join("config.toml");
+    let without_metrics = format!(
+        "[janus]\nurl = \"ws://127.0.0.1:1\"\n[output]\ndir = \"{}\"\n[[rooms]]\nroom = 1\n[[rooms]]\nroom = \"two\"\n",
+        dir.join("rec").display()
+    );
+    std::fs::write(
+        &path,
+        format!("{without_metrics}[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let status = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+            .args(["status", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first attempt at Janus fails at once; STATUS gauges are published within 5 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let (code, stdout, stderr) = loop {
+        let (code, stdout, stderr) = status();
+        if code == 0 && stdout.contains("last error (") || std::time::Instant::now() > deadline {
+            break (code, stdout, stderr);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for needle in [
+        format!("janus-recorder on 127.0.0.1:{port}: recording 0 feeds; watching 0/2 rooms"),
+        "files: 0 open, 0 write errors; written since start: 0 B".to_owned(),
+        "Janus unreachable".to_owned(),
+    ] {
+        assert!(stdout.contains(&needle), "{needle}:\n{stdout}");
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(daemon.wait().unwrap().success());
+    let (code, _, stderr) = status();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("not running"), "{stderr}");
+
+    std::fs::write(&path, without_metrics).unwrap();
+    let (code, _, stderr) = status();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("[metrics] listen"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

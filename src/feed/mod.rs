@@ -787,7 +787,7 @@ impl Feed {
         let writer = WebmWriter::create(&paths.media, setup).map_err(|e| e.to_string())?;
         self.publish_sidecar(&sidecar, &paths.sidecar);
         tracing::info!(path = %paths.media.display(), "recording started");
-        self.settings.health.recording_started();
+        self.settings.health.recording_started(&self.spec.room);
         Ok(Recording {
             writer,
             paths,
@@ -914,7 +914,7 @@ impl Feed {
 
     /// Finalizes one file and completes its sidecar (`next_part`: the file that goes on).
     fn finalize(&self, rec: Recording, reason: &EndReason, next_part: Option<String>) {
-        self.settings.health.recording_ended();
+        self.settings.health.recording_ended(&self.spec.room);
         let mut sidecar = rec.sidecar;
         sidecar.audio_clock = self.clock_of(MediaKind::Audio);
         sidecar.video_clock = self.clock_of(MediaKind::Video);
