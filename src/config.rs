@@ -83,6 +83,28 @@ pub struct OutputConfig {
     /// `"4h"` or `"90m"`. Unset: one file per publication, however long.
     #[serde(default, deserialize_with = "human_duration")]
     pub split_after: Option<std::time::Duration>,
+    /// Delete finished recordings (and their sidecars) this many days after they were last
+    /// written (see [`crate::retention`]). Unset: keep everything.
+    #[serde(default, deserialize_with = "whole_days")]
+    pub keep_days: Option<std::num::NonZeroU32>,
+}
+
+/// `keep_days`: a whole number of days, at least 1.
+fn whole_days<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::num::NonZeroU32>, D::Error> {
+    use serde::de::Error;
+    let value = toml::Value::deserialize(d)?;
+    value
+        .as_integer()
+        .and_then(|days| u32::try_from(days).ok())
+        .and_then(std::num::NonZeroU32::new)
+        .map(Some)
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "must be a whole number of days, at least 1, not {value}"
+            ))
+        })
 }
 
 /// The shortest `split_after`: files shorter than a few keyframe intervals are no use.
@@ -491,6 +513,26 @@ mod tests {
         ] {
             let e = parse(&with(bad)).unwrap_err();
             assert_eq!(e.key.as_deref(), Some("output.split_after"), "{e}");
+            assert!(e.problem.contains(problem), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn keep_days_is_a_positive_whole_number() {
+        let with = |v: &str| GOOD.replace("[network]", &format!("keep_days = {v}\n[network]"));
+        assert_eq!(
+            parse(&with("30")).unwrap().output.keep_days,
+            std::num::NonZeroU32::new(30)
+        );
+        assert_eq!(parse(GOOD).unwrap().output.keep_days, None);
+        for (bad, problem) in [
+            ("0", "whole number of days, at least 1, not 0"),
+            ("-3", "not -3"),
+            ("1.5", "not 1.5"),
+            ("\"30d\"", "not \"30d\""),
+        ] {
+            let e = parse(&with(bad)).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("output.keep_days"), "{e}");
             assert!(e.problem.contains(problem), "{bad}: {e}");
         }
     }

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod net;
 pub mod output;
 pub mod publish;
+pub mod retention;
 pub mod room;
 pub mod roomfile;
 pub mod rtc;

@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 mod notify;
 
-use crate::config::{Config, ConfigError, RoomConfig};
+use crate::config::{Config, ConfigError, OutputConfig, RoomConfig};
 use crate::feed::FeedSettings;
 use crate::health::Health;
 use crate::ids::RoomId;
@@ -451,6 +451,8 @@ async fn serve(config_path: &Path, mut config: Config) {
         health.clone(),
         shutdown.clone(),
     ));
+    let (output_tx, output_rx) = tokio::sync::watch::channel(config.output.clone());
+    let sweeper = tokio::spawn(retention(output_rx, shutdown.clone()));
     if let Some(listen) = config.metrics.listen {
         match crate::metrics::serve(listen) {
             Ok(()) => tracing::info!(%listen, "serving Prometheus metrics"),
@@ -472,6 +474,7 @@ async fn serve(config_path: &Path, mut config: Config) {
                 _ = hangup.recv() => {
                     if !matches!(on_hangup(config_path, &mut config, &notifier, &health), Reloaded::Refused) {
                         settings = feed_settings(&config, &health, &own, &slots);
+                        follow_output(&output_tx, &config.output);
                     }
                 }
                 _ = shutdown.cancelled() => break,
@@ -520,6 +523,7 @@ async fn serve(config_path: &Path, mut config: Config) {
                     }
                     Reloaded::Reconnect => {
                         settings = feed_settings(&config, &health, &own, &slots);
+                        follow_output(&output_tx, &config.output);
                         break true;
                     }
                 },
@@ -541,7 +545,56 @@ async fn serve(config_path: &Path, mut config: Config) {
         }
     }
     supervisor.abort();
+    sweeper.abort();
     tracing::info!("stopped");
+}
+
+/// Hands a reloaded `[output]` to the retention task (which sweeps again at once if it
+/// changed).
+fn follow_output(tx: &tokio::sync::watch::Sender<OutputConfig>, output: &OutputConfig) {
+    tx.send_if_modified(|current| {
+        let changed = current != output;
+        if changed {
+            *current = output.clone();
+        }
+        changed
+    });
+}
+
+/// `[output] keep_days`: sweeps the output directory at start, every
+/// [`crate::retention::SWEEP_EVERY`] and after a reload changed `[output]`, off the async
+/// threads.
+async fn retention(
+    mut output: tokio::sync::watch::Receiver<OutputConfig>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(crate::retention::SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Ok(()) = output.changed() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let current = output.borrow_and_update().clone();
+        let Some(days) = current.keep_days else {
+            continue;
+        };
+        let keep = Duration::from_secs(u64::from(days.get()) * 86_400);
+        let sweep = tokio::task::spawn_blocking(move || {
+            crate::retention::sweep(&current.dir, keep, std::time::SystemTime::now())
+        });
+        match sweep.await {
+            Ok(deleted) if !deleted.is_empty() => {
+                tracing::info!(
+                    files = deleted.len(),
+                    days = days.get(),
+                    "retention sweep done"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+        }
+    }
 }
 
 /// Keeps systemd informed: STATUS every few seconds, and WATCHDOG=1 only while every feed
