@@ -164,12 +164,41 @@ struct Measured {
     display: String,
     source_av_ms: f64,
     recorded_av_ms: f64,
+    /// Janus's own recording of the feed (audio and video files from janus-pp-rec, each from
+    /// its own time zero, as a mux of the two would put them).
+    janus_av_ms: Option<f64>,
     /// Median delay from a flash's capture to its place on the room clock.
     room_latency_ms: f64,
     clocks: (Value, Value),
 }
 
-fn measure(out: &Path, p: &mut Publisher) -> Measured {
+/// Janus's own recording of `feed` (`record = true`), converted by janus-pp-rec: its A/V
+/// offset with both files starting at zero.
+fn janus_av_ms(rec_dir: &Path, feed: &str, dir: &Path) -> Option<f64> {
+    let mjr = |kind: &str| {
+        files_under(rec_dir).into_iter().find(|f| {
+            let name = f.to_string_lossy();
+            name.ends_with(".mjr") && name.contains(&format!("-{feed}-")) && name.contains(kind)
+        })
+    };
+    let convert = |mjr: PathBuf, ext: &str| -> PathBuf {
+        let out = dir.join(format!("janus-{feed}.{ext}"));
+        let ok = Command::new("janus-pp-rec")
+            .arg(&mjr)
+            .arg(&out)
+            .output()
+            .expect("janus-pp-rec")
+            .status
+            .success();
+        assert!(ok, "janus-pp-rec {}", mjr.display());
+        out
+    };
+    let video = convert(mjr("-video-")?, "webm");
+    let audio = convert(mjr("-audio-")?, "opus");
+    median_offset(&ms(&recorded_flashes(&video)), &ms(&recorded_beeps(&audio)))
+}
+
+fn measure(out: &Path, p: &mut Publisher, rec_dir: &Path, dir: &Path) -> Measured {
     let display = p.spec.display.clone();
     let (flashes, beeps) = source_events(p);
     assert!(
@@ -192,7 +221,9 @@ fn measure(out: &Path, p: &mut Publisher) -> Measured {
     let zero_ms = started.unix_timestamp_nanos() as f64 / 1e6;
     let on_room_clock: Vec<f64> = rec_flashes.iter().map(|t| zero_ms + t * 1000.0).collect();
     let room_latency_ms = median_offset(&flashes, &on_room_clock).expect("room offsets");
+    let feed = sidecar["feed"].to_string();
     Measured {
+        janus_av_ms: janus_av_ms(rec_dir, feed.trim_matches('"'), dir),
         display,
         source_av_ms,
         recorded_av_ms,
@@ -211,7 +242,14 @@ fn lip_sync_and_the_room_clock_match_the_sources() {
     let dir = scratch.path.clone();
     let (video, audio) = make_media(&dir);
     let ns = Netns::create("lipsync");
-    let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1701, "vp8")]);
+    let janus = Janus::start(
+        &ns,
+        &dir,
+        &[RoomSpec {
+            record: true,
+            ..RoomSpec::new(1701, "vp8")
+        }],
+    );
     let page = PageServer::start(&ns, &dir);
     let out = dir.join("recordings");
     let config = format!(
@@ -246,18 +284,22 @@ fn lip_sync_and_the_room_clock_match_the_sources() {
 
     let results: Vec<Measured> = [&mut first, &mut second]
         .into_iter()
-        .map(|p| measure(&out, p))
+        .map(|p| measure(&out, p, &janus.rec_dir, &dir))
         .collect();
     let report: Vec<String> = results
         .iter()
         .map(|m| {
             format!(
-                "{}: source A/V {:+.1} ms, recording {:+.1} ms (error {:+.1}), flash to room clock \
-                 {:.1} ms, clocks {}/{}",
+                "{}: source A/V {:+.1} ms, recording {:+.1} ms (error {:+.1}), Janus's own \
+                 recording {} (error {}), flash to room clock {:.1} ms, clocks {}/{}",
                 m.display,
                 m.source_av_ms,
                 m.recorded_av_ms,
                 m.recorded_av_ms - m.source_av_ms,
+                m.janus_av_ms
+                    .map_or("n/a".into(), |j| format!("{j:+.1} ms")),
+                m.janus_av_ms
+                    .map_or("n/a".into(), |j| format!("{:+.1} ms", j - m.source_av_ms)),
                 m.room_latency_ms,
                 m.clocks.0,
                 m.clocks.1
