@@ -308,7 +308,10 @@ fn probe(path: &Path) -> Probe {
         .map(|s| {
             (
                 s["codec_name"].as_str().unwrap().to_string(),
-                s["nb_read_packets"].as_str().unwrap().parse().unwrap(),
+                // Absent for a track without packets.
+                s["nb_read_packets"]
+                    .as_str()
+                    .map_or(0, |n| n.parse().unwrap()),
                 s["width"].as_u64().unwrap_or(0),
                 s["height"].as_u64().unwrap_or(0),
             )
@@ -848,4 +851,172 @@ fn a_write_error_names_the_file_and_the_cause() {
     assert!(probe(&kept).packets(&["opus"]) > 25, "{:?}", probe(&kept));
     assert_only_cut_short(&kept);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A small seeded generator (xorshift64*), so a failing sequence can be made again.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True `percent` times in a hundred.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// One file of a random sequence: where it is and what the writer says it holds.
+struct Written {
+    path: PathBuf,
+    summary: WriteSummary,
+}
+
+/// Real frames of `source` in a random sequence, as a feed could hand them over: some dropped,
+/// VP8/VP9 keyframe flags flipped, times equal to the previous frame's, going back, or jumping
+/// ahead by up to a month, flushes, and split points (the next video keyframe, or any frame
+/// without video, opens a new part whose time zero it is, as `split_after` does). Video starts
+/// on a keyframe, as the feed's gate makes it.
+fn random_sequence(
+    rng: &mut Rng,
+    dir: &Path,
+    name: &str,
+    setup: TrackSetup,
+    source: &[Frame],
+) -> Vec<Written> {
+    let ext = setup.container().extension();
+    let mut parts = Vec::new();
+    let open = |parts: &Vec<Written>| {
+        let path = dir.join(format!("{name}-{}.{ext}", parts.len() + 1));
+        (WebmWriter::create(&path, setup).unwrap(), path)
+    };
+    let (mut writer, mut path) = open(&parts);
+    let (mut shift, mut previous, mut offset) = (0i64, 0u64, 0u64);
+    let (mut split_due, mut seen_key) = (false, false);
+    for f in source {
+        if rng.chance(5) {
+            continue;
+        }
+        match rng.below(100) {
+            0..=1 => shift += rng.below(3_600_000) as i64,
+            2 => shift += rng.below(30 * 86_400_000) as i64,
+            3..=5 => shift -= rng.below(500) as i64,
+            _ => {}
+        }
+        let mut ms = (f.ms as i64 + shift).max(0) as u64;
+        if rng.chance(5) {
+            ms = previous;
+        }
+        previous = ms;
+        let mut key = f.key;
+        if f.kind == MediaKind::Video
+            && matches!(setup.video, Some(Codec::Vp8 | Codec::Vp9))
+            && rng.chance(5)
+        {
+            key = !key;
+        }
+        split_due |= rng.chance(3);
+        let video = f.kind == MediaKind::Video;
+        if split_due && (video && key || setup.video.is_none()) {
+            let summary = writer.finalize().unwrap();
+            parts.push(Written { path, summary });
+            (writer, path) = open(&parts);
+            offset = ms;
+            split_due = false;
+        }
+        // The feed's video gate: a file's video starts on a keyframe.
+        seen_key |= video && key;
+        if video && !seen_key {
+            continue;
+        }
+        let ts = Duration::from_millis(ms.saturating_sub(offset));
+        match f.kind {
+            MediaKind::Audio => writer.write_audio(ts, &f.data).unwrap(),
+            MediaKind::Video => writer.write_video(ts, key, &f.data).unwrap(),
+        }
+        if rng.chance(2) {
+            writer.flush().unwrap();
+        }
+    }
+    let summary = writer.finalize().unwrap();
+    parts.push(Written { path, summary });
+    parts
+}
+
+/// 200 random sequences of real frames (every codec, with and without audio) give files that
+/// ffprobe reads and the check tool finds finalized and playable, both counting the frames
+/// the writer says it wrote.
+#[test]
+fn random_frame_sequences_read_back_with_ffprobe_and_check() {
+    let dir = scratch("random");
+    let setups = [
+        setup_of(None, true),
+        setup_of(Some(Codec::Vp8), true),
+        setup_of(Some(Codec::Vp8), false),
+        setup_of(Some(Codec::Vp9), true),
+        setup_of(Some(Codec::H264), true),
+        setup_of(Some(Codec::H265), true),
+        setup_of(Some(Codec::Av1), false),
+    ];
+    let sources: Vec<Vec<Frame>> = setups
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let sub = dir.join(format!("source{i}"));
+            std::fs::create_dir_all(&sub).unwrap();
+            let video = s.video.map(|c| c.to_string());
+            source(&sub, video.as_deref(), s.audio.is_some(), 3)
+        })
+        .collect();
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut files = 0;
+    for n in 0..200 {
+        let which = n % setups.len();
+        let parts = random_sequence(
+            &mut rng,
+            &dir,
+            &format!("seq{n}"),
+            setups[which],
+            &sources[which],
+        );
+        for Written { path, summary } in parts {
+            if summary.audio_frames + summary.video_frames == 0 {
+                continue;
+            }
+            let probed = probe(&path);
+            let context = format!("{}: {summary:?}, ffprobe {probed:?}", path.display());
+            assert_eq!(probed.packets(&["opus"]), summary.audio_frames, "{context}");
+            assert_eq!(
+                probed.packets(&["vp8", "vp9", "h264", "hevc", "av1"]),
+                summary.video_frames,
+                "{context}"
+            );
+            let report = crate::check::check_file(&path, &Default::default());
+            assert!(
+                report.playable
+                    && report.finalized
+                    && report.status != crate::check::Status::Unreadable,
+                "{context}\n{}",
+                report.human()
+            );
+            let checked: u64 = report.tracks.iter().map(|t| t.frames).sum();
+            assert_eq!(
+                checked,
+                summary.audio_frames + summary.video_frames,
+                "{context}\n{}",
+                report.human()
+            );
+            files += 1;
+        }
+    }
+    assert!(files >= 200, "only {files} files");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
