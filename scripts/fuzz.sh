@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (fuzz/fuzz_targets) for a bounded time each, seeded with the Janus
 # messages of tests/fixtures/janus, their SDP offers, and small WebM files made by ffmpeg.
-# Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
+# Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60; FUZZ_TARGETS="a b" picks targets)
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP lets it use the stable
 # toolchain's instrumentation flags. Crashes are saved under fuzz/artifacts/<target>/.
 set -euo pipefail
@@ -11,16 +11,23 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 
 corpus=fuzz/corpus
-mkdir -p "$corpus/janus_message" "$corpus/sdp_offer" "$corpus/webm_check"
+mkdir -p "$corpus/janus_message" "$corpus/sdp_offer" "$corpus/webm_check" "$corpus/ice_candidate" \
+    "$corpus/svg_timeline" "$corpus/webm_writer"
 cp tests/fixtures/janus/*.json "$corpus/janus_message/"
-python3 - "$corpus/sdp_offer" <<'PY'
+python3 - "$corpus/sdp_offer" "$corpus/ice_candidate" <<'PY'
 import json, pathlib, sys
-out = pathlib.Path(sys.argv[1])
+out, candidates = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 for f in pathlib.Path("tests/fixtures/janus").glob("*.json"):
     msg = json.loads(f.read_text())
     jsep = msg.get("jsep") or msg.get("janusSdp")
     if jsep and jsep.get("sdp"):
         (out / f.stem).write_text(jsep["sdp"])
+        lines = [l[2:] for l in jsep["sdp"].splitlines() if l.startswith("a=candidate:")]
+        if lines:
+            (candidates / f.stem).write_text("\n".join(lines))
+    c = msg.get("candidate")
+    if isinstance(c, dict) and c.get("candidate"):
+        (candidates / f.stem).write_text(c["candidate"])
 PY
 if [ ! -s "$corpus/webm_check/vp8-opus.webm" ]; then
     ffmpeg -nostdin -v error -y -f lavfi -i testsrc=size=64x48:rate=10 -f lavfi \
@@ -28,10 +35,14 @@ if [ ! -s "$corpus/webm_check/vp8-opus.webm" ]; then
     ffmpeg -nostdin -v error -y -f lavfi -i sine=sample_rate=48000 -t 1 -c:a libopus \
         "$corpus/webm_check/opus.webm"
 fi
+# svg_timeline: a first byte with its lowest bit clear reads the rest as a WebM file.
+for f in "$corpus"/webm_check/*.webm; do
+    { printf '\0'; cat "$f"; } >"$corpus/svg_timeline/$(basename "$f")"
+done
 
-for target in janus_message sdp_offer webm_check; do
+for target in ${FUZZ_TARGETS:-janus_message sdp_offer webm_check ice_candidate svg_timeline webm_writer}; do
     echo "== $target for ${secs}s"
-    cargo fuzz run -s none "$target" "$corpus/$target" -- \
+    cargo fuzz run -s none -a "$target" "$corpus/$target" -- \
         -max_total_time="$secs" -max_len=65536 -print_final_stats=1 2>&1 |
         grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss|==|SUMMARY)|panicked|Crash|crash-" || true
 done

@@ -254,7 +254,12 @@ impl RtcSession {
     /// The SDP path of [`RtcSession::accept_offer`] on a session without sockets: what the
     /// fuzz target drives with hostile offers. Never panics; an error says why.
     pub fn answer_offline(sdp: &str) -> Result<String, String> {
-        let mut session = RtcSession {
+        Self::offline().accept_offer(sdp)
+    }
+
+    /// A receiving session without sockets, for the fuzz targets: everything but IO.
+    pub fn offline() -> RtcSession {
+        RtcSession {
             rtc: receiving_rtc(),
             paths: Vec::new(),
             buf: Vec::new(),
@@ -263,8 +268,7 @@ impl RtcSession {
             events: VecDeque::new(),
             pending: None,
             send_pts: Vec::new(),
-        };
-        session.accept_offer(sdp)
+        }
     }
 
     /// Our SDP offer to send one send-only media per entry of `kinds`; returns the offer and
@@ -349,11 +353,15 @@ impl RtcSession {
             .collect()
     }
 
-    /// Adds a candidate Janus trickled (an SDP `candidate:` string).
+    /// Adds a candidate Janus trickled (an SDP `candidate:` string). Parsing is guarded too:
+    /// the string comes from the network.
     pub fn add_remote_candidate(&mut self, sdp: &str) -> Result<(), String> {
-        let c =
-            Candidate::from_sdp_string(sdp).map_err(|e| format!("bad candidate {sdp:?}: {e}"))?;
-        self.guarded(|rtc| rtc.add_remote_candidate(c))
+        self.guarded(|rtc| {
+            let c = Candidate::from_sdp_string(sdp)
+                .map_err(|e| format!("bad candidate {sdp:?}: {e}"))?;
+            rtc.add_remote_candidate(c);
+            Ok(())
+        })?
     }
 
     /// Asks the sender of `mid` for a keyframe with a PLI. False when not possible (yet).
@@ -675,6 +683,29 @@ mod tests {
             &sdp[..sdp.len() / 2],
         ] {
             assert!(RtcSession::answer_offline(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A candidate as Janus trickles it is taken; broken ones are refused with a reason.
+    #[test]
+    fn candidates_real_and_hostile() {
+        let mut session = RtcSession::offline();
+        for good in [
+            "candidate:4230638615 1 udp 2122260223 192.168.44.231 57211 typ host generation 0 ufrag sanz network-id 1 network-cost 50",
+            "candidate:1 1 udp 2015363327 10.201.0.1 40000 typ host",
+            "candidate:2 1 udp 1677729535 203.0.113.7 51000 typ srflx raddr 10.0.0.1 rport 51000",
+        ] {
+            assert_eq!(session.add_remote_candidate(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "candidate:",
+            "candidate:1 1 udp 99999999999999999999 10.0.0.1 1 typ host",
+            "candidate:1 1 udp 1 10.0.0.1 70000 typ host",
+            "candidate:1 1 udp 1 not-an-ip 1 typ host",
+            "candidate:1 1 udp 1 10.0.0.1 1 typ",
+        ] {
+            assert!(session.add_remote_candidate(bad).is_err(), "{bad:?}");
         }
     }
 }

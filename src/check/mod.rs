@@ -10,7 +10,7 @@
 mod audio;
 mod report;
 pub(crate) mod scan;
-mod timeline;
+pub mod timeline;
 mod video;
 mod vpx;
 
