@@ -62,12 +62,12 @@ pub fn svg(report: &FileReport) -> String {
                 && p.kind == ProblemKind::Gap
                 && let Some(at) = p.at_ms
             {
-                let length = p.length_ms.unwrap_or(0) as i64;
+                let length = i64::try_from(p.length_ms.unwrap_or(0)).unwrap_or(i64::MAX);
                 let _ = writeln!(
                     s,
                     r##"<rect class="gap" x="{:.1}" y="{y}" width="{:.1}" height="22" fill="#d9534f"><title>{}</title></rect>"##,
                     x(at),
-                    (x(at + length) - x(at)).max(2.0),
+                    (x(at.saturating_add(length)) - x(at)).max(2.0),
                     escape(&p.message)
                 );
             }
@@ -108,4 +108,58 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{Problem, Status, TrackReport};
+
+    /// A gap that ends past the last representable time: drawn, not an overflow.
+    #[test]
+    fn a_gap_to_the_end_of_time_is_drawn() {
+        let track = TrackReport {
+            number: 1,
+            kind: "audio".into(),
+            codec: "A_OPUS".into(),
+            codec_private_bytes: 0,
+            frames: 0,
+            keyframes: 0,
+            first_ms: None,
+            last_ms: None,
+            duration_ms: 0,
+            fps: None,
+            bitrate_kbps: None,
+            width: None,
+            height: None,
+            size_changes: Vec::new(),
+            size_change_count: 0,
+            keyframe_ms: Vec::new(),
+            decode_errors: 0,
+            decoded_ms: None,
+            silent_share: None,
+        };
+        let report = FileReport {
+            file: "a<b&c.webm".into(),
+            playable: true,
+            status: Status::Problems,
+            duration_ms: Some(u64::MAX),
+            playable_ms: None,
+            bytes: 0,
+            finalized: true,
+            tracks: vec![track],
+            av_offset_ms: None,
+            av_duration_diff_ms: None,
+            problems: vec![Problem {
+                kind: ProblemKind::Gap,
+                at_ms: Some(i64::MAX - 1),
+                track: Some(1),
+                message: "gap".into(),
+                length_ms: Some(10),
+            }],
+        };
+        let svg = svg(&report);
+        assert!(svg.contains(r#"class="gap""#), "{svg}");
+        assert!(svg.contains("a&lt;b&amp;c.webm"), "{svg}");
+    }
 }
