@@ -388,6 +388,21 @@ impl RtcSession {
         }
     }
 
+    /// What was already received but not yet handed out: the queued events and every datagram
+    /// waiting on the sockets, without waiting for more. For a feed that is ending, so the
+    /// frames that arrived before the end still reach its file.
+    pub fn take_received(&mut self) -> Vec<RtcEvent> {
+        if self.mode != Mode::Dead {
+            let now = Instant::now();
+            while let Some((i, len, source)) = try_recv_any(&self.paths, &mut self.buf) {
+                if self.receive(now, i, len, source).is_err() {
+                    break;
+                }
+            }
+        }
+        self.events.drain(..).collect()
+    }
+
     /// Ends the session politely (RTCP BYE / DTLS close_notify are flushed best effort).
     pub fn close(&mut self) {
         if self.mode == Mode::Dead {

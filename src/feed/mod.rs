@@ -516,6 +516,14 @@ impl Feed {
                 },
             }
         };
+        // Frames already received when the feed was told to end belong to its file.
+        if !matches!(reason, EndReason::Failed(_)) {
+            for ev in rtc.take_received() {
+                if let RtcEvent::Frame(d) = ev {
+                    let _ = self.on_frame(d, &mut rtc);
+                }
+            }
+        }
         rtc.close();
         if let Some(relay) = self.relay.take() {
             relay.close().await;
