@@ -125,12 +125,8 @@ fn five_hundred_publications_leave_the_daemon_as_it_was() {
     let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(ROOM, "vp8")]);
     let out = dir.join("recordings");
     let metrics_addr = "127.0.0.1:9469";
-    let config = format!(
-        "[janus]\nurl = \"ws://127.0.0.1:8188\"\n[output]\ndir = \"{}\"\n\
-         [network]\nadvertise = [\"{ADDR_B}\"]\n[metrics]\nlisten = \"{metrics_addr}\"\n\
-         [[rooms]]\nroom = {ROOM}\n",
-        out.display()
-    );
+    let metrics = format!("[metrics]\nlisten = \"{metrics_addr}\"\n");
+    let config = recorder_config(&out, "", &(metrics + &rooms_toml(&[ROOM])));
     let mut daemon = Daemon::start(&ns, &dir, &config);
     daemon
         .proc

@@ -18,15 +18,9 @@ use support::*;
 /// These tests each run Janus and publishers; one at a time keeps timings honest on 2 cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn recorder_config(out: &Path, rooms: &[u64]) -> String {
-    let rooms: String = rooms
-        .iter()
-        .map(|r| format!("[[rooms]]\nroom = {r}\n"))
-        .collect();
-    format!(
-        "[janus]\nurl = \"ws://127.0.0.1:8188\"\n[output]\ndir = \"{}\"\n[network]\nadvertise = [\"{ADDR_B}\"]\n{rooms}",
-        out.display()
-    )
+/// The daemon's config recording `rooms`.
+fn config_for(out: &Path, rooms: &[u64]) -> String {
+    recorder_config(out, "", &rooms_toml(rooms))
 }
 
 /// What a recording of one publisher must be.
@@ -114,7 +108,7 @@ fn chromium_h264_and_av1_publishers_are_recorded() {
     let janus = Janus::start(&ns, &dir, &specs);
     let page = PageServer::start(&ns, &dir);
     let out = dir.join("recordings");
-    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, &[1501, 1502, 1503]));
+    let mut daemon = Daemon::start(&ns, &dir, &config_for(&out, &[1501, 1502, 1503]));
     daemon
         .proc
         .wait_for_nth("watching room", 3, Duration::from_secs(20));
@@ -227,7 +221,7 @@ fn synthetic_h264_h265_and_av1_publishers_are_recorded_frame_for_frame() {
     let _janus = Janus::start(&ns, &dir, &specs);
     let out = dir.join("recordings");
     let ids: Vec<u64> = cases.iter().map(|c| c.0).collect();
-    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, &ids));
+    let mut daemon = Daemon::start(&ns, &dir, &config_for(&out, &ids));
     daemon
         .proc
         .wait_for_nth("watching room", cases.len(), Duration::from_secs(20));
@@ -300,7 +294,7 @@ fn simulcast_and_vp9_svc_publishers_are_recorded_at_their_top_layer() {
     let janus = Janus::start(&ns, &dir, &specs);
     let page = PageServer::start(&ns, &dir);
     let out = dir.join("recordings");
-    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, &[1521, 1522]));
+    let mut daemon = Daemon::start(&ns, &dir, &config_for(&out, &[1521, 1522]));
     daemon
         .proc
         .wait_for_nth("watching room", 2, Duration::from_secs(20));

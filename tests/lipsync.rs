@@ -252,11 +252,7 @@ fn lip_sync_and_the_room_clock_match_the_sources() {
     );
     let page = PageServer::start(&ns, &dir);
     let out = dir.join("recordings");
-    let config = format!(
-        "[janus]\nurl = \"ws://127.0.0.1:8188\"\n[output]\ndir = \"{}\"\n\
-         [network]\nadvertise = [\"{ADDR_B}\"]\n[[rooms]]\nroom = 1701\n",
-        out.display()
-    );
+    let config = recorder_config(&out, "", &rooms_toml(&[1701]));
     let mut daemon = Daemon::start(&ns, &dir, &config);
     daemon
         .proc

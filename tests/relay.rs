@@ -16,13 +16,6 @@ use support::*;
 /// These tests each run Janus and publishers; one at a time keeps timings honest on 2 cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn recorder_config(out: &Path, rooms: &str) -> String {
-    format!(
-        "[janus]\nurl = \"ws://127.0.0.1:8188\"\n[output]\ndir = \"{}\"\n[network]\nadvertise = [\"{ADDR_B}\"]\n{rooms}",
-        out.display()
-    )
-}
-
 /// Every frame a synthetic publisher sent (held until the daemon's subscription asked for a
 /// keyframe) is in the daemon's file: nothing lost, nothing invented.
 #[test]
@@ -34,11 +27,7 @@ fn synthetic_publishers_are_recorded_frame_for_frame() {
     let ns = Netns::create("synthetic");
     let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1301, "vp8")]);
     let out = dir.join("recordings");
-    let mut daemon = Daemon::start(
-        &ns,
-        &dir,
-        &recorder_config(&out, "[[rooms]]\nroom = 1301\n"),
-    );
+    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, "", &rooms_toml(&[1301])));
     daemon
         .proc
         .wait_for("watching room", Duration::from_secs(20));
@@ -120,7 +109,7 @@ impl RelayRun<'_> {
         if self.a_watches_target {
             rooms.push_str(&format!("[[rooms]]\nroom = {}\n", self.target_room));
         }
-        let config_a = recorder_config(&out_a, &rooms);
+        let config_a = recorder_config(&out_a, "", &rooms);
         let dir_a = self.dir.join("daemon-a");
         fs::create_dir_all(&dir_a).unwrap();
         let mut daemon_a = Daemon::start(self.ns, &dir_a, &config_a);

@@ -135,11 +135,7 @@ fn a_room_file_from_three_recordings_including_a_republished_feed() {
     let ns = Netns::create("roomfile");
     let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(ROOM, "vp8")]);
     let out = dir.join("recordings");
-    let config = format!(
-        "[janus]\nurl = \"ws://127.0.0.1:8188\"\n[output]\ndir = \"{}\"\n\
-         [network]\nadvertise = [\"{ADDR_B}\"]\n[[rooms]]\nroom = {ROOM}\n",
-        out.display()
-    );
+    let config = recorder_config(&out, "", &rooms_toml(&[ROOM]));
     let mut daemon = Daemon::start(&ns, &dir, &config);
     daemon
         .proc

@@ -16,11 +16,7 @@ fn split_after_continues_in_linked_parts_without_losing_a_frame() {
     let ns = Netns::create("split");
     let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1601, "vp8")]);
     let out = dir.join("recordings");
-    let config = format!(
-        "[janus]\nurl = \"ws://127.0.0.1:8188\"\n[output]\ndir = \"{}\"\nsplit_after = \"5s\"\n\
-         [network]\nadvertise = [\"{ADDR_B}\"]\n[[rooms]]\nroom = 1601\n",
-        out.display()
-    );
+    let config = recorder_config(&out, "split_after = \"5s\"\n", &rooms_toml(&[1601]));
     let mut daemon = Daemon::start(&ns, &dir, &config);
     daemon
         .proc

@@ -51,7 +51,7 @@ impl ProfileTierLevel {
     }
 }
 
-/// Reads profile_tier_level(1, max_sub_layers_minus1), skipping the sub-layers' parts.
+/// Reads profile_tier_level(1, max_sub_layers_minus1); the sub-layers' parts are read past.
 fn profile_tier_level(r: &mut BitReader, max_sub_layers_minus1: u32) -> Option<ProfileTierLevel> {
     let profile_byte = r.u8(8)?;
     let compatibility_flags = r.bits(32)?;

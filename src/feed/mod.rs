@@ -325,7 +325,8 @@ impl WallClock {
         }
     }
 
-    fn timing(&self, d: &MediaData) -> FrameTiming {
+    /// What is known of the time of `d`, a frame of a track in `codec`.
+    fn timing(&self, d: &MediaData, codec: Codec) -> FrameTiming {
         let since = |i: Instant| match i.checked_duration_since(self.instant) {
             Some(d) => d.as_nanos() as i128,
             None => -(self.instant.saturating_duration_since(i).as_nanos() as i128),
@@ -343,8 +344,8 @@ impl WallClock {
                 .abs_capture_time
                 .as_ref()
                 .map(|c| clock::unix_nanos(c.capture_time)),
-            duration_nanos: match Codec::from_str0m(d.params.spec().codec) {
-                Some(Codec::Opus) => opus::packet::get_nb_samples(&d.data, 48_000)
+            duration_nanos: match codec {
+                Codec::Opus => opus::packet::get_nb_samples(&d.data, 48_000)
                     .map_or(20_000_000, |n| n as i128 * 1_000_000_000 / 48_000),
                 _ => 0,
             },
@@ -614,8 +615,8 @@ impl Feed {
                 tracing::debug!("keyframe received");
             }
         }
-        let timing = self.wall.timing(&d);
         let track = self.tracks.get_mut(&d.mid).expect("looked up above");
+        let timing = self.wall.timing(&d, track.codec);
         track.clock.observe(&timing);
         track.held.push_back((d, timing));
         self.release(false)

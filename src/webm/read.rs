@@ -147,7 +147,11 @@ mod tests {
             decode_block(&MatroskaSpec::Block(d))
         };
         let frames = |sizes: &[usize]| -> Vec<Vec<u8>> {
-            sizes.iter().enumerate().map(|(i, &n)| vec![i as u8; n]).collect()
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| vec![i as u8; n])
+                .collect()
         };
         // Xiph: 3 frames of 300, 2 and 5 bytes: sizes 255+45, 2; the last is the rest.
         let f = frames(&[300, 2, 5]);

@@ -739,6 +739,24 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// The daemon's config for a test: the namespace's Janus (`ws://127.0.0.1:8188`), recordings
+/// under `out`, our host candidate on [`ADDR_B`]; `output_extra` is more `[output]` lines and
+/// `rest` the tables after `[network]` (`[[rooms]]`, `[metrics]`).
+pub fn recorder_config(out: &Path, output_extra: &str, rest: &str) -> String {
+    format!(
+        "[janus]\nurl = \"ws://127.0.0.1:8188\"\n[output]\ndir = \"{}\"\n{output_extra}\
+         [network]\nadvertise = [\"{ADDR_B}\"]\n{rest}",
+        out.display()
+    )
+}
+
+/// `[[rooms]]` tables for `ids`.
+pub fn rooms_toml(ids: &[u64]) -> String {
+    ids.iter()
+        .map(|r| format!("[[rooms]]\nroom = {r}\n"))
+        .collect()
+}
+
 /// The daemon under test, started inside the namespace with a config file written by the test.
 pub struct Daemon {
     pub proc: Proc,
