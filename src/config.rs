@@ -38,15 +38,11 @@ pub struct LimitsConfig {
 }
 
 impl Config {
-    /// `[limits] max_feeds`, or the default for this machine and this config's sockets.
+    /// `[limits] max_feeds`, or the default for this machine.
     pub fn max_feeds(&self) -> std::num::NonZeroUsize {
         self.limits.max_feeds.unwrap_or_else(|| {
             let (nofile, memory) = crate::limits::machine();
-            crate::limits::default_max_feeds(
-                nofile.unwrap_or(1024),
-                memory.unwrap_or(u64::MAX),
-                self.network.socket_plan().len(),
-            )
+            crate::limits::default_max_feeds(nofile.unwrap_or(1024), memory.unwrap_or(u64::MAX))
         })
     }
 }
@@ -138,6 +134,11 @@ pub struct NetworkConfig {
     /// address, else every non-loopback interface address (the way Janus picks its own).
     #[serde(default)]
     pub advertise: Vec<IpAddr>,
+    /// The UDP port every feed's media comes in on (one socket per advertised address, all
+    /// sessions share it: the one port a firewall must open). 0 (default): a free port
+    /// chosen at start, logged as the candidates.
+    #[serde(default)]
+    pub port: u16,
 }
 
 /// One `[[rooms]]` table.
@@ -301,6 +302,13 @@ impl Config {
                 format!("{ip} cannot be advertised to Janus"),
             ));
         }
+        let specific_bind = self.network.bind.is_some_and(|ip| !ip.is_unspecified());
+        if self.network.port != 0 && specific_bind && self.network.advertise.len() > 1 {
+            return Err((
+                "network.port",
+                "with one bind address and a fixed port, advertise takes one address".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -322,8 +330,7 @@ fn one_line(s: &str) -> String {
 }
 
 impl NetworkConfig {
-    /// The UDP sockets a subscriber session opens. Port 0 everywhere: each session gets fresh
-    /// ephemeral ports.
+    /// The media loop's UDP sockets, one per advertised address (their port is `port`).
     pub fn socket_plan(&self) -> SocketPlan {
         let advertise = if !self.advertise.is_empty() {
             self.advertise.clone()

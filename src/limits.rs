@@ -4,8 +4,8 @@
 //!
 //! The default is sized to the machine, from two budgets:
 //! - open files: the soft `RLIMIT_NOFILE` less [`RESERVED_FDS`], divided by what one feed
-//!   holds open ([`fds_per_feed`]: the recording and its sidecar, plus one UDP socket per
-//!   advertised address for the subscription and again for a relay);
+//!   holds open ([`FDS_PER_FEED`]: the recording and its sidecar; the media loop's UDP
+//!   sockets are shared by every feed);
 //! - memory: total memory divided by [`MEM_PER_FEED`].
 
 use std::num::NonZeroUsize;
@@ -13,27 +13,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Descriptors kept for everything that is not a feed: stdio, the journal, the WebSocket(s)
-/// to Janus and relay servers, the metrics listener and its clients, tokio's epoll.
+/// to Janus and relay servers, the metrics listener and its clients, tokio's epoll, the
+/// media loop's sockets.
 pub const RESERVED_FDS: u64 = 64;
 /// Memory budgeted per feed. The benchmark measured 0.3-0.7 MiB of RSS per feed; the rest
 /// leaves room for socket buffers, the page cache of the files being written, and bursts.
 pub const MEM_PER_FEED: u64 = 4 << 20;
 
-/// Open files one feed may hold with `sockets` UDP sockets per media session: the recording,
-/// its sidecar while rewritten, and the subscription's and a relay's sockets.
-pub fn fds_per_feed(sockets: usize) -> u64 {
-    2 + 2 * sockets.max(1) as u64
-}
+/// Open files one feed may hold: the recording and its sidecar while rewritten.
+pub const FDS_PER_FEED: u64 = 2;
 
-/// Open files needed for `feeds` feeds with `sockets` UDP sockets per media session.
-pub fn fds_needed(feeds: usize, sockets: usize) -> u64 {
-    RESERVED_FDS + feeds as u64 * fds_per_feed(sockets)
+/// Open files needed for `feeds` feeds.
+pub fn fds_needed(feeds: usize) -> u64 {
+    RESERVED_FDS + feeds as u64 * FDS_PER_FEED
 }
 
 /// The default `max_feeds` for a machine with `nofile` open files allowed and `memory` bytes
 /// of memory; at least 1.
-pub fn default_max_feeds(nofile: u64, memory: u64, sockets: usize) -> NonZeroUsize {
-    let by_files = nofile.saturating_sub(RESERVED_FDS) / fds_per_feed(sockets);
+pub fn default_max_feeds(nofile: u64, memory: u64) -> NonZeroUsize {
+    let by_files = nofile.saturating_sub(RESERVED_FDS) / FDS_PER_FEED;
     let by_memory = memory / MEM_PER_FEED;
     let n = usize::try_from(by_files.min(by_memory)).unwrap_or(usize::MAX);
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
@@ -113,15 +111,13 @@ mod tests {
     #[test]
     fn the_default_follows_the_smaller_budget() {
         let gib = 1u64 << 30;
-        // A shell's 1024 files, one socket per session: (1024 - 64) / 4.
-        assert_eq!(default_max_feeds(1024, 24 * gib, 1).get(), 240);
-        // Two advertised addresses need more sockets per feed: (1024 - 64) / 6.
-        assert_eq!(default_max_feeds(1024, 24 * gib, 2).get(), 160);
+        // A shell's 1024 files: (1024 - 64) / 2.
+        assert_eq!(default_max_feeds(1024, 24 * gib).get(), 480);
         // Plenty of files, 1 GiB of memory: 1 GiB / 4 MiB.
-        assert_eq!(default_max_feeds(1 << 20, gib, 1).get(), 256);
+        assert_eq!(default_max_feeds(1 << 20, gib).get(), 256);
         // Never zero.
-        assert_eq!(default_max_feeds(10, gib, 1).get(), 1);
-        assert_eq!(fds_needed(160, 2), 1024);
+        assert_eq!(default_max_feeds(10, gib).get(), 1);
+        assert_eq!(fds_needed(480), 1024);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 mod notify;
 
-use crate::config::{Config, ConfigError, OutputConfig, RoomConfig};
+use crate::config::{Config, ConfigError, NetworkConfig, OutputConfig, RoomConfig};
 use crate::feed::FeedSettings;
 use crate::health::Health;
 use crate::ids::RoomId;
@@ -26,6 +26,7 @@ use crate::janus::{Auth, Session, TlsTrust};
 use crate::limits::FeedSlots;
 use crate::publish::OwnFeeds;
 use crate::room;
+use crate::rtc::MediaLoop;
 use notify::Notifier;
 
 /// Exit status for a config that cannot be used.
@@ -178,9 +179,45 @@ fn shutdown_on_signals(notifier: Notifier) -> CancellationToken {
     token
 }
 
+/// The running media loop and the `[network]` it was started with.
+struct Media {
+    network: NetworkConfig,
+    media: MediaLoop,
+}
+
+/// The media loop for `network`: `current` if it was started with the same settings, else a
+/// new one. A previous loop on the same port may still be closing its sockets (its last
+/// sessions just ended), so a busy port is tried again for a short while.
+async fn media_loop(network: &NetworkConfig, current: Option<Media>) -> std::io::Result<Media> {
+    if let Some(m) = current {
+        if m.network == *network {
+            return Ok(m);
+        }
+        drop(m);
+    }
+    let plan = network.socket_plan();
+    let mut tries = 0;
+    loop {
+        match MediaLoop::start(&plan, network.port) {
+            Ok(media) => {
+                return Ok(Media {
+                    network: network.clone(),
+                    media,
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Builds what every feed shares from the config.
 fn feed_settings(
     config: &Config,
+    media: &MediaLoop,
     health: &Arc<Health>,
     own: &OwnFeeds,
     slots: &FeedSlots,
@@ -188,17 +225,13 @@ fn feed_settings(
     apply_limits(config, slots);
     let settings = Arc::new(FeedSettings {
         out_dir: config.output.dir.clone(),
-        socket_plan: config.network.socket_plan(),
+        media: media.clone(),
         health: health.clone(),
         own: own.clone(),
         split_after: config.output.split_after,
         slots: slots.clone(),
     });
-    let advertised: Vec<String> = settings
-        .socket_plan
-        .iter()
-        .map(|s| s.advertise.ip().to_string())
-        .collect();
+    let advertised: Vec<String> = media.candidates().iter().map(|a| a.to_string()).collect();
     tracing::info!(
         url = %config.janus.url,
         rooms = config.rooms.len(),
@@ -207,9 +240,6 @@ fn feed_settings(
         max_feeds = slots.max(),
         "settings"
     );
-    if advertised.is_empty() {
-        tracing::error!("no address to offer Janus for media: set [network] advertise");
-    }
     warn_if_credentials_in_clear(
         &config.janus.url,
         config.janus.api_secret.is_some() || config.janus.token.is_some(),
@@ -222,7 +252,7 @@ fn feed_settings(
 fn apply_limits(config: &Config, slots: &FeedSlots) {
     let max = config.max_feeds();
     slots.set_max(max);
-    let needed = crate::limits::fds_needed(max.get(), config.network.socket_plan().len());
+    let needed = crate::limits::fds_needed(max.get());
     if let (Some(nofile), Some(_)) = (crate::limits::machine().0, config.limits.max_feeds)
         && needed > nofile
     {
@@ -445,7 +475,10 @@ async fn serve(config_path: &Path, mut config: Config) {
     // Kept across reconnects and reloads: relays of an old session may still be leaving.
     let own = OwnFeeds::default();
     let slots = FeedSlots::new(config.max_feeds());
-    let mut settings = feed_settings(&config, &health, &own, &slots);
+    // Built before each connection when missing: at start, and after a reload changed them
+    // (then only once the old session's feeds have ended, so a fixed port is free again).
+    let mut settings: Option<Arc<FeedSettings>> = None;
+    let mut media: Option<Media> = None;
     let supervisor = tokio::spawn(supervise(
         notifier.clone(),
         health.clone(),
@@ -473,13 +506,31 @@ async fn serve(config_path: &Path, mut config: Config) {
                 _ = tokio::time::sleep(pause) => {}
                 _ = hangup.recv() => {
                     if !matches!(on_hangup(config_path, &mut config, &notifier, &health), Reloaded::Refused) {
-                        settings = feed_settings(&config, &health, &own, &slots);
+                        settings = None;
                         follow_output(&output_tx, &config.output);
                     }
                 }
                 _ = shutdown.cancelled() => break,
             }
         }
+        let current = match settings.clone() {
+            Some(s) => s,
+            None => match media_loop(&config.network, media.take()).await {
+                Ok(m) => {
+                    let s = feed_settings(&config, &m.media, &health, &own, &slots);
+                    media = Some(m);
+                    settings = Some(s.clone());
+                    s
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the media sockets ([network]); retrying in {backoff:?}");
+                    health.error(format!("cannot open the media sockets: {e}"));
+                    retry_in = Some(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            },
+        };
         let trust = TlsTrust::new(config.janus.ca_file.clone());
         let connected = tokio::select! {
             r = Session::connect(&config.janus.url, auth_of(&config), &trust) => r,
@@ -504,8 +555,9 @@ async fn serve(config_path: &Path, mut config: Config) {
         if std::mem::take(&mut lost_a_session) {
             crate::metrics::reconnect();
         }
-        let mut rooms = Rooms::new(session.clone(), settings.clone(), shutdown.clone());
+        let mut rooms = Rooms::new(session.clone(), current, shutdown.clone());
         rooms.apply(&config.rooms);
+        let mut stale = false;
         let cancel = loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break true,
@@ -522,7 +574,7 @@ async fn serve(config_path: &Path, mut config: Config) {
                         rooms.apply(&config.rooms);
                     }
                     Reloaded::Reconnect => {
-                        settings = feed_settings(&config, &health, &own, &slots);
+                        stale = true;
                         follow_output(&output_tx, &config.output);
                         break true;
                     }
@@ -532,6 +584,9 @@ async fn serve(config_path: &Path, mut config: Config) {
         };
         let lasted = opened.elapsed();
         rooms.stop_all(cancel).await;
+        if stale {
+            settings = None;
+        }
         let _ = tokio::time::timeout(Duration::from_millis(500), session.destroy()).await;
         if cancel || lasted >= STABLE_SESSION {
             backoff = Duration::from_secs(1);

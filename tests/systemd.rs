@@ -96,8 +96,8 @@ fn the_template_unit_differs_only_in_its_names() {
     assert_eq!(settings(&plain), settings(&template), "a line is missing");
 }
 
-/// `LimitNOFILE` lets `max_feeds` default to at least 2000 feeds with two advertised
-/// addresses (the file budget; memory may lower it), so the unit is not what limits feeds.
+/// `LimitNOFILE` lets `max_feeds` default to at least 2000 feeds (the file budget; memory
+/// may lower it), so the unit is not what limits feeds.
 #[test]
 fn the_unit_allows_the_open_files_feeds_need() {
     let limit: u64 = unit_text()
@@ -107,12 +107,12 @@ fn the_unit_allows_the_open_files_feeds_need() {
         .trim()
         .parse()
         .expect("LimitNOFILE is a number");
-    let feeds = janus_recorder::limits::default_max_feeds(limit, u64::MAX, 2).get();
+    let feeds = janus_recorder::limits::default_max_feeds(limit, u64::MAX).get();
     assert!(
         feeds >= 2000,
         "LimitNOFILE={limit} allows only {feeds} feeds"
     );
-    assert!(janus_recorder::limits::fds_needed(feeds, 2) <= limit);
+    assert!(janus_recorder::limits::fds_needed(feeds) <= limit);
 }
 
 #[test]

@@ -2,11 +2,11 @@
 //! never a panic.
 #![no_main]
 
-use janus_recorder::rtc::RtcSession;
+use janus_recorder::rtc::RtcSetup;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(sdp) = std::str::from_utf8(data) {
-        let _ = RtcSession::answer_offline(sdp);
+        let _ = RtcSetup::answer_offline(sdp);
     }
 });

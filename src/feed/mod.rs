@@ -1,5 +1,5 @@
 //! The feed subscriber: one task per publisher. It subscribes with its own Janus handle,
-//! answers Janus's offer with a str0m session over its own UDP sockets ([`crate::rtc`]), places
+//! answers Janus's offer with a str0m session in the process's media loop ([`crate::rtc`]), places
 //! frames on the room clock ([`clock`]), gates video on keyframes, and writes one WebM file
 //! plus its sidecar. It ends when the room says so (`stop`), on `hangup`, on ICE failure, or
 //! when the connection to Janus is lost, and always finalizes what it wrote.
@@ -25,10 +25,9 @@ use crate::janus::{Handle, Session};
 use crate::limits::FeedSlots;
 use crate::media::{Codec, MediaKind};
 use crate::metrics::FrameCounters;
-use crate::net::SocketPlan;
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
 use crate::publish::OwnFeeds;
-use crate::rtc::{ReceiveStats, RtcEvent, RtcSession};
+use crate::rtc::{MediaLoop, ReceiveStats, RtcEvent, RtcSession};
 use crate::secret::Secret;
 use crate::webm::writer::{TrackSetup, WebmWriter};
 use clock::{FrameTiming, SenderReport, TrackClock};
@@ -38,8 +37,8 @@ use relay::{Relay, RelayEvent, RelayTarget};
 #[derive(Debug, Clone)]
 pub struct FeedSettings {
     pub out_dir: PathBuf,
-    /// UDP sockets to open per session: (bind, advertise).
-    pub socket_plan: SocketPlan,
+    /// The media loop every session of the process runs in.
+    pub media: MediaLoop,
     /// The service's shared state (status line, watchdog heartbeats).
     pub health: Arc<Health>,
     /// The publishers this process publishes (relays): never recorded or relayed.
@@ -135,7 +134,7 @@ pub async fn run(
         Relay::start(
             session.clone(),
             target,
-            settings.socket_plan.clone(),
+            settings.media.clone(),
             settings.own.clone(),
             &spec.room,
             &spec.publisher,
@@ -227,10 +226,11 @@ async fn subscribe(
         ));
     }
 
-    let mut rtc = RtcSession::bind(&settings.socket_plan)
-        .await
-        .map_err(|e| e.to_string())?;
-    let answer = rtc.accept_offer(&offer.sdp)?;
+    let mut setup = settings.media.receiver();
+    let answer = setup.accept_offer(&offer.sdp).map_err(|e| e.to_string())?;
+    let candidates = setup.local_candidates();
+    // In the loop before Janus has our answer: its first connectivity checks name our ufrag.
+    let rtc = setup.start().map_err(|e| e.to_string())?;
     let answer = Jsep {
         kind: "answer".into(),
         sdp: answer,
@@ -240,7 +240,7 @@ async fn subscribe(
         .await
         .map_err(|e| e.to_string())?;
     handle
-        .trickle(&rtc.local_candidates())
+        .trickle(&candidates)
         .await
         .map_err(|e| e.to_string())?;
     Ok((handle, rtc, tracks))
@@ -415,9 +415,8 @@ impl VideoGate {
         let due = self
             .last_request
             .is_none_or(|t| now.saturating_duration_since(t) >= gap);
-        if let (true, Some(mid)) = (due, self.mid)
-            && rtc.request_keyframe(mid)
-        {
+        if let (true, Some(mid)) = (due, self.mid) {
+            rtc.request_keyframe(mid);
             tracing::debug!("keyframe requested (PLI)");
             crate::metrics::keyframe_requested();
             self.last_request = Some(now);
@@ -519,7 +518,7 @@ impl Feed {
         };
         // Frames already received when the feed was told to end belong to its file.
         if !matches!(reason, EndReason::Failed(_)) {
-            for ev in rtc.take_received() {
+            for ev in rtc.take_received().await {
                 if let RtcEvent::Frame(d) = ev {
                     let _ = self.on_frame(d, &mut rtc);
                 }

@@ -16,10 +16,10 @@ use crate::ids::RoomId;
 use crate::janus::messages::Publisher;
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::media::{Codec, MediaKind};
-use crate::net::SocketPlan;
 use crate::publish::{
     OwnFeed, OwnFeedGuard, OwnFeeds, Publication, PublicationEvent, PublishSpec, join,
 };
+use crate::rtc::MediaLoop;
 use crate::secret::Secret;
 
 /// How long to wait before publishing again after the relay failed.
@@ -119,7 +119,7 @@ enum State {
 struct Plan {
     source: Session,
     target: Arc<RelayTarget>,
-    socket_plan: SocketPlan,
+    media: MediaLoop,
     own: OwnFeeds,
     spec: PublishSpec,
 }
@@ -139,7 +139,7 @@ impl Relay {
     pub fn start(
         source: Session,
         target: Arc<RelayTarget>,
-        socket_plan: SocketPlan,
+        media: MediaLoop,
         own: OwnFeeds,
         from_room: &RoomId,
         publisher: &Publisher,
@@ -164,7 +164,7 @@ impl Relay {
         let plan = Arc::new(Plan {
             source,
             target,
-            socket_plan,
+            media,
             own,
             spec,
         });
@@ -234,10 +234,7 @@ impl Relay {
                 self.waiting_keyframe = false;
             }
         }
-        match p.send(kind, d.network_time, d.time, &d.data) {
-            Ok(sent) => self.frames += u64::from(sent),
-            Err(e) => tracing::debug!(error = %e, "relay send failed"),
-        }
+        self.frames += u64::from(p.send(kind, d.network_time, d.time, &d.data));
         false
     }
 
@@ -263,7 +260,7 @@ async fn publish(plan: Arc<Plan>) -> Result<Live, String> {
         room: plan.spec.room.clone(),
         feed: joined.feed().clone(),
     });
-    let publication = joined.publish(&plan.socket_plan, &plan.spec).await?;
+    let publication = joined.publish(&plan.media, &plan.spec).await?;
     Ok(Live {
         publication,
         _own: own,

@@ -27,8 +27,7 @@ use crate::janus::messages::{Incoming, Jsep, VideoRoomEvent};
 use crate::janus::videoroom::{Request, StreamDescription};
 use crate::janus::{Handle, Session};
 use crate::media::{Codec, MediaKind};
-use crate::net::SocketPlan;
-use crate::rtc::{RtcEvent, RtcSession};
+use crate::rtc::{MediaLoop, RtcEvent, RtcSession};
 use crate::secret::Secret;
 
 /// The start of each published stream's description.
@@ -153,16 +152,14 @@ impl Joined {
     /// Offers our media (send-only, exactly the spec's codecs) and waits for Janus's answer.
     pub async fn publish(
         self,
-        plan: &SocketPlan,
+        media: &MediaLoop,
         spec: &PublishSpec,
     ) -> Result<Publication, String> {
         let codecs: Vec<Codec> = spec.audio.into_iter().chain(spec.video).collect();
         if codecs.is_empty() {
             return Err("nothing to publish".into());
         }
-        let mut rtc = RtcSession::bind_sender(plan, &codecs)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut setup = media.sender(&codecs);
         let kinds: Vec<RtcKind> = codecs
             .iter()
             .map(|c| match c.kind() {
@@ -170,7 +167,7 @@ impl Joined {
                 MediaKind::Video => RtcKind::Video,
             })
             .collect();
-        let (offer, mids) = rtc.offer_to_send(&kinds)?;
+        let (offer, mids) = setup.offer_to_send(&kinds).map_err(|e| e.to_string())?;
         let descriptions: Vec<StreamDescription> = mids
             .iter()
             .zip(&codecs)
@@ -192,9 +189,13 @@ impl Joined {
         let answer = answer
             .filter(|j| j.kind == "answer")
             .ok_or_else(|| format!("Janus sent no SDP answer: {data}"))?;
-        rtc.accept_answer(&answer.sdp)?;
+        setup
+            .accept_answer(&answer.sdp)
+            .map_err(|e| e.to_string())?;
+        let candidates = setup.local_candidates();
+        let rtc = setup.start().map_err(|e| e.to_string())?;
         self.handle
-            .trickle(&rtc.local_candidates())
+            .trickle(&candidates)
             .await
             .map_err(|e| e.to_string())?;
         let by_kind = |k: MediaKind| {
@@ -226,23 +227,23 @@ impl Publication {
     }
 
     /// Sends one frame of `kind` at `rtp_time` (the codec's clock). Frames before the
-    /// connection is up, or of a kind we do not publish, are dropped: false.
+    /// connection is up, of a kind we do not publish, or past a full send queue are
+    /// dropped: false.
     pub fn send(
         &mut self,
         kind: MediaKind,
         wallclock: Instant,
         rtp_time: MediaTime,
         data: &[u8],
-    ) -> Result<bool, String> {
+    ) -> bool {
         let target = match kind {
             MediaKind::Audio => self.audio,
             MediaKind::Video => self.video,
         };
         let (Some((mid, codec)), true) = (target, self.connected) else {
-            return Ok(false);
+            return false;
         };
-        self.rtc.send(mid, codec, wallclock, rtp_time, data)?;
-        Ok(true)
+        self.rtc.send(mid, codec, wallclock, rtp_time, data)
     }
 
     /// Drives the session and the handle until something happens. Cancel-safe.

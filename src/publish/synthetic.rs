@@ -21,6 +21,7 @@ use crate::ids::{JanusId, RoomId};
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::media::{Codec, MediaKind};
 use crate::net::{SocketPlan, interface_addresses};
+use crate::rtc::MediaLoop;
 use crate::secret::Secret;
 
 /// Where `scripts/make-clip.sh` (run by `scripts/setup.sh`) puts the default clip.
@@ -168,7 +169,8 @@ async fn publish_all(args: &PublishArgs, clip: Arc<Clip>) -> Result<Vec<FeedRepo
     } else {
         args.advertise.clone()
     };
-    let plan = Arc::new(SocketPlan::new(None, &advertise));
+    let media = MediaLoop::start(&SocketPlan::new(None, &advertise), 0)
+        .map_err(|e| format!("cannot open the media socket: {e}"))?;
     let stop = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(stop.clone()));
     let duration = args.seconds.map(Duration::from_secs_f64);
@@ -187,8 +189,8 @@ async fn publish_all(args: &PublishArgs, clip: Arc<Clip>) -> Result<Vec<FeedRepo
             video: clip.video.as_ref().map(|t| t.codec),
             origin: format!("synthetic {}", args.media.display()),
         };
-        let (session, plan, clip, stop) =
-            (session.clone(), plan.clone(), clip.clone(), stop.clone());
+        let (session, media, clip, stop) =
+            (session.clone(), media.clone(), clip.clone(), stop.clone());
         let hold = args.hold;
         tasks.push(tokio::spawn(async move {
             let mut report = FeedReport {
@@ -197,7 +199,7 @@ async fn publish_all(args: &PublishArgs, clip: Arc<Clip>) -> Result<Vec<FeedRepo
             };
             if let Err(e) = publish_one(
                 &session,
-                &plan,
+                &media,
                 &spec,
                 &clip,
                 duration,
@@ -309,7 +311,7 @@ impl<'a> TrackPlayer<'a> {
 #[allow(clippy::too_many_arguments)]
 async fn publish_one(
     session: &Session,
-    plan: &SocketPlan,
+    media: &MediaLoop,
     spec: &PublishSpec,
     clip: &Clip,
     duration: Option<Duration>,
@@ -319,7 +321,7 @@ async fn publish_one(
 ) -> Result<(), String> {
     let joined = join(session, spec).await?;
     report.feed = Some(joined.feed().clone());
-    let mut p = joined.publish(plan, spec).await?;
+    let mut p = joined.publish(media, spec).await?;
     tracing::info!(display = %spec.display, feed = %p.feed(), "published");
     let mut players: Vec<TrackPlayer> = [&clip.audio, &clip.video]
         .into_iter()
@@ -371,7 +373,7 @@ async fn publish_one(
                         let frame = &player.track.frames[player.index];
                         let due = player.due();
                         let rtp = MediaTime::from_micros(due.as_micros() as u64).rebase(player.clock);
-                        if p.send(player.kind, s + due, rtp, &frame.data)? {
+                        if p.send(player.kind, s + due, rtp, &frame.data) {
                             match player.kind {
                                 MediaKind::Audio => report.audio_frames += 1,
                                 MediaKind::Video => {

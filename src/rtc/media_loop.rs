@@ -1,0 +1,790 @@
+//! The media loop: one thread that owns every str0m `Rtc` of the process (recorded feeds,
+//! relays, synthetic publishers) and one UDP socket per advertised address, so an operator
+//! opens one UDP port (`[network] port`) whatever the number of feeds.
+//!
+//! - Reads are batched: `recvmmsg` through quinn-udp, which also turns on UDP GRO where the
+//!   kernel has it (one read may then hold many datagrams of one sender).
+//! - Each datagram goes to its session by STUN username, else by remote address
+//!   ([`super::route`]); str0m's output is drained after every input, as str0m requires.
+//! - One timer serves every session: deadlines are rounded up to a shared grid, so sessions
+//!   whose timers are due close together are served in one wake-up.
+//! - Events go to each session's task in batches: at once while a session sets up, and on a
+//!   shared 20 ms tick once its media flows steadily ([`super::RtcSession::batch_reads`]), so
+//!   a feed task wakes about 50 times a second instead of once per packet.
+//!
+//! Feed tasks keep the Janus signalling and their files; they talk to the loop through
+//! [`super::RtcSession`]. str0m panics on internal invariant violations by design: every call
+//! into it is under `catch_unwind`, and a panic ends only that session.
+
+use std::collections::HashMap;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use quinn_udp::{RecvMeta, UdpSocketState};
+use str0m::media::{KeyframeRequestKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use super::route::{Routes, SessionId, is_stun};
+use super::{ReceiveStats, RtcEvent, panic_message};
+use crate::media::Codec;
+use crate::net::SocketPlan;
+
+/// Datagrams per `recvmmsg` (quinn-udp's own batch size).
+const BATCH: usize = 32;
+/// Each read buffer holds a whole GRO batch (the kernel coalesces up to 64 KiB).
+const READ_BUF: usize = 64 * 1024;
+/// Reads per wake-up before commands and timers get their turn.
+const READS_PER_WAKE: usize = 8;
+/// The grid session timers are rounded up to.
+const TIMER_GRID: Duration = Duration::from_millis(5);
+/// Once a session's media flows, its frames are handed over on this shared tick only. 20 ms
+/// is far below what the recording and the relay care about, and 50 wake-ups a second per
+/// feed cost far less than one per packet (measured with `scripts/bench.sh`, see the README).
+const TICK: Duration = Duration::from_millis(20);
+/// Event batches queued per session before the loop holds them back (about 5 s of ticks).
+const EVENT_BATCHES: usize = 256;
+/// Events held back per session (its task is stalled) before frames are dropped.
+const MAX_HELD: usize = 8192;
+/// Frames to send queued for the loop, all sessions together (a relay's or publisher's).
+const SEND_QUEUE: usize = 8192;
+/// The socket buffers asked for: a second of 200 feeds' media.
+const SOCKET_BUFFER: usize = 16 * 1024 * 1024;
+
+/// The next instant after `now` on a grid of `step`, shared by the whole process.
+pub(super) fn next_on_grid(now: Instant, step: Duration) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let step = step.as_nanos();
+    let n = now.saturating_duration_since(epoch).as_nanos() / step + 1;
+    // In nanoseconds: `Duration * n` takes a u32, which small steps outgrow in months.
+    epoch + Duration::from_nanos((n * step) as u64)
+}
+
+/// The first instant on the timer grid at or after `t`.
+fn round_up(t: Instant) -> Instant {
+    next_on_grid(
+        t.checked_sub(Duration::from_nanos(1)).unwrap_or(t),
+        TIMER_GRID,
+    )
+}
+
+/// What a session handle asks of the loop.
+pub(super) enum Control {
+    Start(Box<NewSession>),
+    Candidate(SessionId, Candidate),
+    /// Ask the sender of `mid` for a keyframe (PLI), as soon as str0m can.
+    Keyframe(SessionId, Mid),
+    /// From now on, hand frames over on the shared tick.
+    Batch(SessionId),
+    /// Everything received so far, without waiting for the tick.
+    Take(SessionId, oneshot::Sender<Vec<RtcEvent>>),
+    Close(SessionId),
+}
+
+/// A negotiated `Rtc` handed to the loop.
+pub(super) struct NewSession {
+    pub id: SessionId,
+    pub rtc: Rtc,
+    pub ufrag: String,
+    pub events: mpsc::Sender<Vec<RtcEvent>>,
+}
+
+/// One frame to send (str0m packetizes it).
+pub(super) struct Outgoing {
+    pub id: SessionId,
+    pub mid: Mid,
+    pub codec: Codec,
+    pub wallclock: Instant,
+    pub rtp_time: MediaTime,
+    pub data: Vec<u8>,
+}
+
+/// The handle to a running media loop. Cloned freely; the loop ends when the last handle
+/// and the last session are gone.
+#[derive(Clone)]
+pub struct MediaLoop {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MediaLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaLoop")
+            .field("candidates", &self.shared.candidates)
+            .finish()
+    }
+}
+
+pub(super) struct Shared {
+    pub control: mpsc::UnboundedSender<Control>,
+    pub media: mpsc::Sender<Outgoing>,
+    /// Our host candidates: each socket's advertised address with its port.
+    pub candidates: Vec<SocketAddr>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn next_id(&self) -> SessionId {
+        SessionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl MediaLoop {
+    /// Binds one UDP socket per address of `plan`, all on `port` (0: one ephemeral port
+    /// each), and starts the loop's thread.
+    pub fn start(plan: &SocketPlan, port: u16) -> io::Result<MediaLoop> {
+        if plan.is_empty() {
+            return Err(io::Error::other(
+                "no address to offer Janus: set [network] advertise (no non-loopback interface found)",
+            ));
+        }
+        let mut sockets = Vec::new();
+        let mut candidates = Vec::new();
+        for spec in plan.iter() {
+            let bind = SocketAddr::new(spec.bind.ip(), port);
+            let socket = std::net::UdpSocket::bind(bind)
+                .map_err(|e| io::Error::new(e.kind(), format!("binding UDP {bind}: {e}")))?;
+            socket.set_nonblocking(true)?;
+            let state = UdpSocketState::new((&socket).into())?;
+            grow_buffers(&socket, &state);
+            let advertised = SocketAddr::new(spec.advertise.ip(), socket.local_addr()?.port());
+            candidates.push(advertised);
+            sockets.push((socket, state, advertised));
+        }
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (media_tx, media_rx) = mpsc::channel(SEND_QUEUE);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("media-loop".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let ports = sockets
+                        .into_iter()
+                        .map(|(socket, state, advertised)| {
+                            Ok(Port {
+                                socket: UdpSocket::from_std(socket)?,
+                                state,
+                                advertised,
+                            })
+                        })
+                        .collect::<io::Result<Vec<_>>>();
+                    match ports {
+                        Ok(ports) => Loop::new(ports, control_rx, media_rx).run().await,
+                        Err(e) => {
+                            tracing::error!(error = %e, "the media loop cannot use its sockets")
+                        }
+                    }
+                })
+            })?;
+        tracing::info!(candidates = ?candidates, "media loop started");
+        Ok(MediaLoop {
+            shared: Arc::new(Shared {
+                control: control_tx,
+                media: media_tx,
+                candidates,
+                next_id: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// Our host candidates (the addresses Janus sends media to).
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.shared.candidates
+    }
+}
+
+/// Asks for large socket buffers: one socket carries every feed, and the default (about
+/// 200 KiB) holds only milliseconds of 100 feeds. SO_RCVBUFFORCE goes past
+/// `net.core.rmem_max` where the process may (CAP_NET_ADMIN); else the sysctl caps it and
+/// the log says so.
+fn grow_buffers(socket: &std::net::UdpSocket, state: &UdpSocketState) {
+    use std::os::fd::AsRawFd;
+    let _ = state.set_recv_buffer_size(socket.into(), SOCKET_BUFFER);
+    let _ = state.set_send_buffer_size(socket.into(), SOCKET_BUFFER);
+    let got = state.recv_buffer_size(socket.into()).unwrap_or(0);
+    if got < SOCKET_BUFFER {
+        let size = SOCKET_BUFFER as libc::c_int;
+        // SAFETY: setsockopt reads `size`, an int we own, for the length given.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    let got = state.recv_buffer_size(socket.into()).unwrap_or(0);
+    if got < SOCKET_BUFFER {
+        tracing::warn!(
+            bytes = got,
+            wanted = SOCKET_BUFFER,
+            "small UDP receive buffer: raise net.core.rmem_max (sysctl) so bursts of many feeds are not dropped"
+        );
+    }
+}
+
+/// One socket of the loop and the host candidate it is advertised as.
+struct Port {
+    socket: UdpSocket,
+    state: UdpSocketState,
+    advertised: SocketAddr,
+}
+
+/// One session in the loop.
+struct Entry {
+    rtc: Rtc,
+    events: mpsc::Sender<Vec<RtcEvent>>,
+    /// Events not yet handed to the session's task, oldest first.
+    pending: Vec<RtcEvent>,
+    /// When str0m next wants `Input::Timeout`.
+    deadline: Instant,
+    /// Frames wait for the shared tick.
+    batched: bool,
+    /// Keyframe requests str0m could not send yet (no remote SSRC known yet).
+    keyframes: Vec<Mid>,
+    /// The negotiated payload type per sending mid, looked up once.
+    send_pts: Vec<(Mid, Pt)>,
+    /// Frames dropped because the session's task did not keep up.
+    dropped: u64,
+}
+
+struct Loop {
+    ports: Vec<Port>,
+    entries: HashMap<SessionId, Entry>,
+    routes: Routes,
+    control: mpsc::UnboundedReceiver<Control>,
+    media: mpsc::Receiver<Outgoing>,
+    /// Sessions whose events go out at the end of this turn.
+    urgent: Vec<SessionId>,
+    /// When batched sessions' events go out next (None: none wait).
+    next_flush: Option<Instant>,
+    /// When the earliest session timer is due (on the grid).
+    next_timer: Instant,
+    bufs: Vec<Vec<u8>>,
+    metas: Vec<RecvMeta>,
+    /// Datagrams no session claimed, for the log.
+    unrouted: u64,
+}
+
+/// What a session's turn ended with: on `Err`, the session is over.
+type Turn = Result<(), String>;
+
+impl Loop {
+    fn new(
+        ports: Vec<Port>,
+        control: mpsc::UnboundedReceiver<Control>,
+        media: mpsc::Receiver<Outgoing>,
+    ) -> Loop {
+        Loop {
+            ports,
+            entries: HashMap::new(),
+            routes: Routes::default(),
+            control,
+            media,
+            urgent: Vec::new(),
+            next_flush: None,
+            next_timer: Instant::now() + Duration::from_secs(1),
+            bufs: (0..BATCH).map(|_| vec![0; READ_BUF]).collect(),
+            metas: vec![RecvMeta::default(); BATCH],
+            unrouted: 0,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let wake = self
+                .next_flush
+                .map_or(self.next_timer, |f| f.min(self.next_timer));
+            tokio::select! {
+                biased;
+                c = self.control.recv() => match c {
+                    Some(c) => self.on_control(c),
+                    // Every handle and session is gone.
+                    None => break,
+                },
+                i = readable(&self.ports) => self.read(i),
+                Some(o) = self.media.recv() => self.on_send(o),
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            let now = Instant::now();
+            if now >= self.next_timer {
+                self.run_timers(now);
+            }
+            self.flush(now);
+        }
+        tracing::debug!(unrouted = self.unrouted, "media loop ended");
+    }
+
+    /// Reads what is queued on port `i`, a few batches at most.
+    fn read(&mut self, i: usize) {
+        let now = Instant::now();
+        for _ in 0..READS_PER_WAKE {
+            let port = &self.ports[i];
+            let mut it = self.bufs.iter_mut();
+            let mut iovs: [IoSliceMut; BATCH] =
+                std::array::from_fn(|_| IoSliceMut::new(it.next().expect("BATCH buffers")));
+            let read = port.socket.try_io(Interest::READABLE, || {
+                port.state
+                    .recv((&port.socket).into(), &mut iovs, &mut self.metas)
+            });
+            let n = match read {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "UDP receive error");
+                    return;
+                }
+            };
+            for j in 0..n {
+                let meta = self.metas[j];
+                let data = std::mem::take(&mut self.bufs[j]);
+                // A GRO read holds several datagrams of `stride` bytes (the last may be shorter).
+                for datagram in data[..meta.len].chunks(meta.stride.max(1)) {
+                    self.on_datagram(i, meta.addr, datagram, now);
+                }
+                self.bufs[j] = data;
+            }
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, port: usize, source: SocketAddr, data: &[u8], now: Instant) {
+        let Some(id) = self.routes.route(port, source, data) else {
+            self.unrouted += 1;
+            return;
+        };
+        let destination = self.ports[port].advertised;
+        let turn = match self.entries.get_mut(&id) {
+            Some(e) => {
+                let Ok(input) = Receive::new(Protocol::Udp, source, destination, data) else {
+                    return; // not STUN/DTLS/RTP: a stray datagram
+                };
+                let rtc = &mut e.rtc;
+                match catch_unwind(AssertUnwindSafe(|| {
+                    rtc.handle_input(Input::Receive(now, input))
+                })) {
+                    Ok(Ok(())) => Ok(()),
+                    // A bad packet (e.g. failed SRTP auth) is not the end of the session.
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "str0m rejected a datagram");
+                        Ok(())
+                    }
+                    Err(p) => Err(format!("str0m panicked: {}", panic_message(p))),
+                }
+            }
+            None => return,
+        };
+        self.after(id, turn, now);
+    }
+
+    /// Drains a session's output after an input, or ends it.
+    fn after(&mut self, id: SessionId, turn: Turn, now: Instant) {
+        let turn = turn.and_then(|()| self.drain(id, now));
+        match turn {
+            Ok(()) => {
+                if let Some(e) = self.entries.get(&id) {
+                    self.next_timer = self.next_timer.min(round_up(e.deadline));
+                    self.schedule(id);
+                }
+            }
+            Err(reason) => self.end(id, reason),
+        }
+    }
+
+    /// Sends what str0m wants sent and queues its events, until it names its next timeout.
+    fn drain(&mut self, id: SessionId, now: Instant) -> Turn {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return Ok(());
+        };
+        loop {
+            let out = match catch_unwind(AssertUnwindSafe(|| e.rtc.poll_output())) {
+                Ok(Ok(out)) => out,
+                Ok(Err(err)) => return Err(format!("str0m: {err}")),
+                Err(p) => return Err(format!("str0m panicked: {}", panic_message(p))),
+            };
+            match out {
+                Output::Timeout(t) => {
+                    // str0m says "far future" when idle; wake at least every second anyway.
+                    e.deadline = t.min(now + Duration::from_secs(1));
+                    break;
+                }
+                Output::Transmit(t) => {
+                    let i = self
+                        .ports
+                        .iter()
+                        .position(|p| p.advertised == t.source)
+                        .unwrap_or(0);
+                    if is_stun(&t.contents) {
+                        // Our check goes there: its answer (no username) comes back from there.
+                        self.routes.learn(i, t.destination, id);
+                    }
+                    // UDP: a full socket buffer drops the datagram, as the network would.
+                    if let Err(err) = self.ports[i].socket.try_send_to(&t.contents, t.destination) {
+                        tracing::debug!(error = %err, len = t.contents.len(), "UDP send failed");
+                    }
+                }
+                Output::Event(ev) => {
+                    let ev = match ev {
+                        Event::Connected => RtcEvent::Connected,
+                        Event::MediaAdded(m) => RtcEvent::MediaAdded {
+                            mid: m.mid,
+                            kind: m.kind,
+                        },
+                        Event::MediaData(d) => RtcEvent::Frame(Box::new(d)),
+                        Event::KeyframeRequest(r) => RtcEvent::KeyframeRequest { mid: r.mid },
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            RtcEvent::Disconnected
+                        }
+                        Event::MediaIngressStats(s) => RtcEvent::Stats(ReceiveStats {
+                            mid: Some(s.mid),
+                            packets: s.packets,
+                            nacks: s.nacks,
+                            loss: s.loss.unwrap_or(0.0),
+                        }),
+                        Event::Closed => return Err("peer closed the DTLS connection".into()),
+                        other => {
+                            tracing::trace!(event = ?other, "str0m event");
+                            continue;
+                        }
+                    };
+                    e.pending.push(ev);
+                }
+            }
+        }
+        if !e.keyframes.is_empty() {
+            let rtc = &mut e.rtc;
+            let keyframes = &mut e.keyframes;
+            catch_unwind(AssertUnwindSafe(|| {
+                keyframes.retain(|&mid| !request_keyframe(rtc, mid))
+            }))
+            .map_err(|p| format!("str0m panicked: {}", panic_message(p)))?;
+        }
+        Ok(())
+    }
+
+    /// Puts a session with events in line: now while it sets up or when something other
+    /// than a frame happened, else on the shared tick.
+    fn schedule(&mut self, id: SessionId) {
+        let Some(e) = self.entries.get(&id) else {
+            return;
+        };
+        if e.pending.is_empty() {
+            return;
+        }
+        let urgent = !e.batched || e.pending.iter().any(|ev| !matches!(ev, RtcEvent::Frame(_)));
+        if urgent {
+            self.urgent.push(id);
+        } else if self.next_flush.is_none() {
+            self.next_flush = Some(next_on_grid(Instant::now(), TICK));
+        }
+    }
+
+    /// Hands events over: the urgent ones now, the batched ones when the tick is due.
+    fn flush(&mut self, now: Instant) {
+        let mut closed = Vec::new();
+        for id in std::mem::take(&mut self.urgent) {
+            if let Some(e) = self.entries.get_mut(&id)
+                && !hand_over(e)
+            {
+                closed.push(id);
+            }
+        }
+        if self.next_flush.is_some_and(|t| now >= t) {
+            self.next_flush = None;
+            let mut held = false;
+            for (&id, e) in &mut self.entries {
+                if !hand_over(e) {
+                    closed.push(id);
+                }
+                held |= !e.pending.is_empty();
+            }
+            if held {
+                // A task that did not keep up: try again on the next tick.
+                self.next_flush = Some(next_on_grid(now, TICK));
+            }
+        }
+        for id in closed {
+            // The session's task is gone (its handle was dropped).
+            self.remove(id);
+        }
+    }
+
+    /// Lets every session whose timer is due run it.
+    fn run_timers(&mut self, now: Instant) {
+        let due: Vec<SessionId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            let turn = match self.entries.get_mut(&id) {
+                Some(e) => {
+                    let rtc = &mut e.rtc;
+                    match catch_unwind(AssertUnwindSafe(|| rtc.handle_input(Input::Timeout(now)))) {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(err)) => Err(format!("str0m: {err}")),
+                        Err(p) => Err(format!("str0m panicked: {}", panic_message(p))),
+                    }
+                }
+                None => continue,
+            };
+            self.after(id, turn, now);
+        }
+        let earliest = self
+            .entries
+            .values()
+            .map(|e| e.deadline)
+            .min()
+            .unwrap_or(now + Duration::from_secs(1));
+        // Rounded up to the grid: sessions due close together share one wake-up.
+        self.next_timer = round_up(earliest);
+    }
+
+    fn on_control(&mut self, c: Control) {
+        let now = Instant::now();
+        match c {
+            Control::Start(new) => {
+                let NewSession {
+                    id,
+                    rtc,
+                    ufrag,
+                    events,
+                } = *new;
+                self.routes.add_session(id, &ufrag);
+                self.entries.insert(
+                    id,
+                    Entry {
+                        rtc,
+                        events,
+                        pending: Vec::new(),
+                        deadline: now,
+                        batched: false,
+                        keyframes: Vec::new(),
+                        send_pts: Vec::new(),
+                        dropped: 0,
+                    },
+                );
+                self.after(id, Ok(()), now);
+            }
+            Control::Candidate(id, c) => {
+                let turn = self.with_rtc(id, |rtc| {
+                    rtc.add_remote_candidate(c);
+                    Ok(())
+                });
+                if let Some(turn) = turn {
+                    self.after(id, turn, now);
+                }
+            }
+            Control::Keyframe(id, mid) => {
+                if let Some(e) = self.entries.get_mut(&id)
+                    && !e.keyframes.contains(&mid)
+                {
+                    e.keyframes.push(mid);
+                    self.after(id, Ok(()), now);
+                }
+            }
+            Control::Batch(id) => {
+                if let Some(e) = self.entries.get_mut(&id) {
+                    e.batched = true;
+                }
+            }
+            Control::Take(id, reply) => {
+                // Whatever waits on the sockets may be this session's: read it all first.
+                for i in 0..self.ports.len() {
+                    self.read(i);
+                }
+                self.urgent.retain(|u| *u != id);
+                let events = self
+                    .entries
+                    .get_mut(&id)
+                    .map(|e| std::mem::take(&mut e.pending))
+                    .unwrap_or_default();
+                let _ = reply.send(events);
+            }
+            Control::Close(id) => {
+                if let Some(e) = self.entries.get_mut(&id) {
+                    let rtc = &mut e.rtc;
+                    // RTCP BYE / DTLS close_notify, best effort.
+                    if catch_unwind(AssertUnwindSafe(|| rtc.disconnect())).is_ok() {
+                        let _ = self.drain(id, now);
+                    }
+                }
+                self.remove(id);
+            }
+        }
+    }
+
+    /// Runs `f` on a session's `Rtc` under the panic guard; None: no such session.
+    fn with_rtc(&mut self, id: SessionId, f: impl FnOnce(&mut Rtc) -> Turn) -> Option<Turn> {
+        let e = self.entries.get_mut(&id)?;
+        let rtc = &mut e.rtc;
+        Some(
+            catch_unwind(AssertUnwindSafe(|| f(rtc)))
+                .unwrap_or_else(|p| Err(format!("str0m panicked: {}", panic_message(p)))),
+        )
+    }
+
+    fn on_send(&mut self, o: Outgoing) {
+        let now = Instant::now();
+        let Outgoing {
+            id,
+            mid,
+            codec,
+            wallclock,
+            rtp_time,
+            data,
+        } = o;
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let cached = e
+            .send_pts
+            .iter()
+            .find(|(m, _)| *m == mid)
+            .map(|&(_, pt)| pt);
+        let rtc = &mut e.rtc;
+        let written = catch_unwind(AssertUnwindSafe(|| {
+            let writer = rtc.writer(mid)?;
+            let pt = match cached {
+                Some(pt) => pt,
+                None => writer
+                    .payload_params()
+                    .find(|p| p.spec().codec == codec.to_str0m())
+                    .map(|p| p.pt())?,
+            };
+            Some(writer.write(pt, wallclock, rtp_time, data).map(|()| pt))
+        }));
+        let turn = match written {
+            Ok(Some(Ok(pt))) => {
+                if cached.is_none() {
+                    e.send_pts.push((mid, pt));
+                }
+                Ok(())
+            }
+            Ok(Some(Err(err))) => {
+                tracing::debug!(error = %err, %mid, "str0m did not send a frame");
+                Ok(())
+            }
+            Ok(None) => {
+                tracing::debug!(%mid, %codec, "no media to send this frame on");
+                Ok(())
+            }
+            Err(p) => Err(format!("str0m panicked: {}", panic_message(p))),
+        };
+        self.after(id, turn, now);
+    }
+
+    /// Ends a session: its task hears why, and nothing is called on its `Rtc` again.
+    fn end(&mut self, id: SessionId, reason: String) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.pending.push(RtcEvent::Failed(reason));
+            // Best effort: if its queue is full, the task sees the channel close instead.
+            hand_over(e);
+        }
+        self.remove(id);
+    }
+
+    fn remove(&mut self, id: SessionId) {
+        if let Some(e) = self.entries.remove(&id)
+            && e.dropped > 0
+        {
+            tracing::warn!(
+                dropped = e.dropped,
+                "frames were dropped: the feed's task did not keep up"
+            );
+        }
+        self.routes.remove_session(id);
+        self.urgent.retain(|u| *u != id);
+    }
+}
+
+/// Asks the sender of `mid` for a keyframe with a PLI; false when str0m cannot yet.
+fn request_keyframe(rtc: &mut Rtc, mid: Mid) -> bool {
+    let Some(mut w) = rtc.writer(mid) else {
+        return false;
+    };
+    w.is_request_keyframe_possible(KeyframeRequestKind::Pli)
+        && w.request_keyframe(None, KeyframeRequestKind::Pli).is_ok()
+}
+
+/// Hands a session's pending events to its task. False: the task is gone. A task that does
+/// not keep up has its events held; past [`MAX_HELD`], the oldest frames are dropped
+/// (events that are not frames are always kept).
+fn hand_over(e: &mut Entry) -> bool {
+    if e.pending.is_empty() {
+        return true;
+    }
+    match e.events.try_send(std::mem::take(&mut e.pending)) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(back)) => {
+            e.pending = back;
+            if e.pending.len() > MAX_HELD {
+                let excess = e.pending.len() - MAX_HELD;
+                let mut dropped = 0;
+                e.pending.retain(|ev| {
+                    let drop = dropped < excess && matches!(ev, RtcEvent::Frame(_));
+                    dropped += usize::from(drop);
+                    !drop
+                });
+                e.dropped += dropped as u64;
+            }
+            true
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
+/// Waits until one of the sockets is readable; its index.
+async fn readable(ports: &[Port]) -> usize {
+    std::future::poll_fn(|cx| {
+        for (i, p) in ports.iter().enumerate() {
+            if p.socket.poll_recv_ready(cx).is_ready() {
+                return std::task::Poll::Ready(i);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// The per-session channel of event batches.
+pub(super) fn event_channel() -> (mpsc::Sender<Vec<RtcEvent>>, mpsc::Receiver<Vec<RtcEvent>>) {
+    mpsc::channel(EVENT_BATCHES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Grid instants are shared, always ahead of `now`.
+    #[test]
+    fn the_grid_is_shared_and_ahead() {
+        for step in [TIMER_GRID, TICK] {
+            let a = next_on_grid(Instant::now(), step);
+            for later in [
+                Duration::ZERO,
+                Duration::from_millis(7),
+                Duration::from_secs(86_400 * 1000),
+            ] {
+                let now = a + later;
+                let t = next_on_grid(now, step);
+                assert!(t > now && t - now <= step, "{later:?}");
+                assert_eq!((t - a).as_nanos() % step.as_nanos(), 0, "{later:?}");
+            }
+        }
+    }
+}

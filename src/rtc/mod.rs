@@ -1,0 +1,631 @@
+//! str0m sessions. The sans-IO loop (`handle_input` / `poll_output`) runs in one place only,
+//! the process's [`MediaLoop`], which owns every `Rtc` and the UDP sockets. A session is
+//! negotiated first without IO ([`RtcSetup`]: the feed subscriber answers Janus's offer, the
+//! publisher offers send-only media and takes Janus's answer), then handed to the loop
+//! ([`RtcSetup::start`]), after which its task talks to it through [`RtcSession`].
+//!
+//! Media goes through str0m frame by frame: received frames are depacketized, frames to send
+//! are packetized again, never decoded. That keeps one code path for recording, relaying and
+//! the synthetic publisher, with str0m's NACK/RTX and sender reports on both sides.
+
+mod media_loop;
+mod route;
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, MediaData, MediaKind, MediaTime, Mid};
+use str0m::rtp::{Extension, ExtensionMap};
+use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::media::Codec;
+pub use media_loop::MediaLoop;
+use media_loop::{Control, NewSession, Outgoing, Shared};
+use route::SessionId;
+
+/// What the session reports to its task.
+#[derive(Debug)]
+pub enum RtcEvent {
+    /// ICE and DTLS are up.
+    Connected,
+    /// The remote offered this media (from the SDP).
+    MediaAdded { mid: Mid, kind: MediaKind },
+    /// A depacketized frame.
+    /// Boxed: a frame is far larger than the other events.
+    Frame(Box<MediaData>),
+    /// The peer asked for a keyframe on media we send (PLI or FIR).
+    KeyframeRequest { mid: Mid },
+    /// ICE lost the peer (it may come back).
+    Disconnected,
+    /// Receive statistics of one media, cumulative since the session began.
+    Stats(ReceiveStats),
+    /// The session is over and cannot be used again.
+    Failed(String),
+}
+
+/// Cumulative receive statistics of one media (str0m's `MediaIngressStats`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReceiveStats {
+    pub mid: Option<Mid>,
+    pub packets: u64,
+    pub nacks: u64,
+    /// Fraction lost in the last receiver report interval.
+    pub loss: f32,
+}
+
+/// Why negotiating a session failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RtcError {
+    /// The SDP (offer or answer) does not parse.
+    #[error("bad SDP {kind}: {reason}")]
+    BadSdp { kind: &'static str, reason: String },
+    /// The SDP parses but str0m cannot accept it.
+    #[error("cannot accept the SDP {kind}: {reason}")]
+    Refused { kind: &'static str, reason: String },
+    #[error("bad candidate {candidate:?}: {reason}")]
+    BadCandidate { candidate: String, reason: String },
+    #[error("no offer is waiting for an answer")]
+    NoPendingOffer,
+    #[error("nothing to offer")]
+    NothingToOffer,
+    /// str0m hit one of its internal invariants; the session is unusable.
+    #[error("str0m panicked: {0}")]
+    Panicked(String),
+    #[error("session already failed")]
+    Dead,
+    /// A session made by [`RtcSetup::offline`] has no media loop to start in.
+    #[error("no media loop to start the session in")]
+    Offline,
+}
+
+/// How often str0m reports receive statistics.
+const STATS_EVERY: Duration = Duration::from_secs(5);
+
+/// str0m's standard RTP header extensions without transport-wide sequence numbers, for a
+/// receiving session. Janus does no bandwidth estimation for subscribers, so transport-cc
+/// feedback (about ten RTCP packets a second per feed) only cost CPU, and it did harm: str0m
+/// puts it at the front of the compound RTCP packet that also carries our PLI, labelled with
+/// the first remote SSRC it saw, and Janus 1.1.2 files a whole compound packet under the
+/// medium of its first SSRC. When that was the audio one, Janus dropped the PLI as audio
+/// feedback and the keyframe came only when the publisher sent one by itself (seconds later).
+/// NACKs in such a packet were filed under audio too; since this change the 3% loss test
+/// sees about one break in the video per run or none, where many losses used to break it.
+///
+/// abs-capture-time is added: the publisher's capture clock on each frame, the best clock for
+/// lip sync (`feed::clock`), used whenever Janus offers it (Janus copies it through since
+/// janus-gateway PR 3161; 1.1.2 predates it and does not offer it).
+fn receive_extensions() -> ExtensionMap {
+    let mut map = ExtensionMap::empty();
+    for (id, ext) in ExtensionMap::standard().iter() {
+        if *ext != Extension::TransportSequenceNumber {
+            map.set(id, ext.clone());
+        }
+    }
+    map.set(9, Extension::AbsoluteCaptureTime);
+    map
+}
+
+/// The str0m config of a receiving session. str0m's default codecs take Opus, VP8, VP9,
+/// AV1, H.265 and H.264 in baseline, constrained baseline and main (packetization modes 0
+/// and 1) and high (mode 1 only). str0m matches H.264 only with the same profile and mode
+/// (the level may differ), so high in mode 0 and constrained high (`640c..`, what Chromium
+/// offers for high) in both modes are added: every H.264 a browser or hardware encoder
+/// publishes is answered.
+fn receiving_config() -> RtcConfig {
+    let mut config = Rtc::builder()
+        // Receive statistics (loss, NACKs, PLIs) for the metrics.
+        .set_stats_interval(Some(STATS_EVERY))
+        .set_extension_map(receive_extensions());
+    let codecs = config.codec_config();
+    // Payload types str0m's defaults leave free; Janus's offer decides the ones used.
+    codecs.add_h264(37.into(), Some(38.into()), false, 0x64_001f);
+    codecs.add_h264(39.into(), Some(40.into()), true, 0x64_0c1f);
+    codecs.add_h264(41.into(), Some(42.into()), false, 0x64_0c1f);
+    config
+}
+
+/// The str0m config of a sending session that offers exactly `codecs` (so Janus cannot pick
+/// one we do not have frames for).
+fn sending_config(codecs: &[Codec]) -> RtcConfig {
+    Rtc::builder()
+        .clear_codecs()
+        .enable_opus(codecs.contains(&Codec::Opus), false)
+        .enable_vp8(codecs.contains(&Codec::Vp8))
+        .enable_vp9(codecs.contains(&Codec::Vp9))
+        .enable_av1(codecs.contains(&Codec::Av1))
+        .enable_h264(codecs.contains(&Codec::H264))
+        .enable_h265(codecs.contains(&Codec::H265))
+}
+
+/// The text a panic was raised with, if it had one.
+pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+impl MediaLoop {
+    /// A receiving session to negotiate (Janus offers, we answer).
+    pub fn receiver(&self) -> RtcSetup {
+        RtcSetup::new(receiving_config(), Some(self.clone()))
+    }
+
+    /// A sending session that offers exactly `codecs`.
+    pub fn sender(&self, codecs: &[Codec]) -> RtcSetup {
+        RtcSetup::new(sending_config(codecs), Some(self.clone()))
+    }
+}
+
+/// A str0m `Rtc` being negotiated, before any IO: SDP offers and answers, candidates.
+/// [`RtcSetup::start`] hands it to the media loop.
+pub struct RtcSetup {
+    rtc: Rtc,
+    /// Our ICE username fragment: the loop routes STUN requests by it.
+    ufrag: String,
+    media: Option<MediaLoop>,
+    /// Our offer, until Janus answers it (sending side).
+    pending: Option<SdpPendingOffer>,
+    /// str0m panicked: nothing may be called on `rtc` any more.
+    dead: bool,
+}
+
+impl RtcSetup {
+    fn new(config: RtcConfig, media: Option<MediaLoop>) -> RtcSetup {
+        // Our own credentials, so the loop knows the ufrag STUN requests will name.
+        let creds = IceCreds::new();
+        let ufrag = creds.ufrag.clone();
+        let mut rtc = config
+            .set_local_ice_credentials(creds)
+            .build(Instant::now());
+        for &addr in media.iter().flat_map(|m| m.candidates()) {
+            match Candidate::host(addr, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!(%addr, error = %e, "cannot offer this address"),
+            }
+        }
+        RtcSetup {
+            rtc,
+            ufrag,
+            media,
+            pending: None,
+            dead: false,
+        }
+    }
+
+    /// A receiving session without a media loop, for tests and the fuzz targets: everything
+    /// but IO.
+    pub fn offline() -> RtcSetup {
+        RtcSetup::new(receiving_config(), None)
+    }
+
+    /// The SDP path of [`RtcSetup::accept_offer`] without IO: what the fuzz target drives
+    /// with hostile offers. Never panics; an error says why.
+    pub fn answer_offline(sdp: &str) -> Result<String, RtcError> {
+        Self::offline().accept_offer(sdp)
+    }
+
+    /// Runs `f` on the `Rtc`, turning a str0m panic into an error and marking it dead.
+    fn guarded<T>(
+        &mut self,
+        f: impl FnOnce(&mut Rtc) -> Result<T, RtcError>,
+    ) -> Result<T, RtcError> {
+        if self.dead {
+            return Err(RtcError::Dead);
+        }
+        match catch_unwind(AssertUnwindSafe(|| f(&mut self.rtc))) {
+            Ok(v) => v,
+            Err(p) => {
+                self.dead = true;
+                Err(RtcError::Panicked(panic_message(p)))
+            }
+        }
+    }
+
+    /// Accepts Janus's SDP offer; returns our SDP answer.
+    pub fn accept_offer(&mut self, sdp: &str) -> Result<String, RtcError> {
+        // Parsing is guarded too: the SDP comes from the network.
+        self.guarded(|rtc| {
+            let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| RtcError::BadSdp {
+                kind: "offer",
+                reason: e.to_string(),
+            })?;
+            rtc.sdp_api()
+                .accept_offer(offer)
+                .map(|a| a.to_sdp_string())
+                .map_err(|e| RtcError::Refused {
+                    kind: "offer",
+                    reason: e.to_string(),
+                })
+        })
+    }
+
+    /// Our SDP offer to send one send-only media per entry of `kinds`; returns the offer and
+    /// the mid of each media, in order.
+    pub fn offer_to_send(&mut self, kinds: &[MediaKind]) -> Result<(String, Vec<Mid>), RtcError> {
+        let (offer, pending, mids) = self.guarded(|rtc| {
+            let mut api = rtc.sdp_api();
+            let stream = "janus-recorder".to_owned();
+            let mids: Vec<Mid> = kinds
+                .iter()
+                .map(|&k| api.add_media(k, Direction::SendOnly, Some(stream.clone()), None, None))
+                .collect();
+            api.apply()
+                .map(|(offer, pending)| (offer, pending, mids))
+                .ok_or(RtcError::NothingToOffer)
+        })?;
+        self.pending = Some(pending);
+        Ok((offer.to_sdp_string(), mids))
+    }
+
+    /// Accepts Janus's SDP answer to [`RtcSetup::offer_to_send`].
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), RtcError> {
+        let pending = self.pending.take().ok_or(RtcError::NoPendingOffer)?;
+        self.guarded(|rtc| {
+            let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| RtcError::BadSdp {
+                kind: "answer",
+                reason: e.to_string(),
+            })?;
+            rtc.sdp_api()
+                .accept_answer(pending, answer)
+                .map_err(|e| RtcError::Refused {
+                    kind: "answer",
+                    reason: e.to_string(),
+                })
+        })
+    }
+
+    /// Adds a candidate Janus trickled before the session started.
+    pub fn add_remote_candidate(&mut self, sdp: &str) -> Result<(), RtcError> {
+        let c = parse_candidate(sdp)?;
+        self.guarded(|rtc| {
+            rtc.add_remote_candidate(c);
+            Ok(())
+        })
+    }
+
+    /// Our host candidates as SDP `candidate:` strings, for `trickle`.
+    pub fn local_candidates(&self) -> Vec<String> {
+        self.media
+            .iter()
+            .flat_map(|m| m.candidates())
+            .filter_map(|&a| Candidate::host(a, "udp").ok())
+            .map(|c| c.to_sdp_string().trim_start_matches("a=").to_owned())
+            .collect()
+    }
+
+    /// Hands the negotiated session to the media loop; from now on it is driven there.
+    pub fn start(self) -> Result<RtcSession, RtcError> {
+        if self.dead {
+            return Err(RtcError::Dead);
+        }
+        let media = self.media.ok_or(RtcError::Offline)?;
+        let shared = media.shared;
+        let id = shared.next_id();
+        let (tx, rx) = media_loop::event_channel();
+        let new = NewSession {
+            id,
+            rtc: self.rtc,
+            ufrag: self.ufrag,
+            events: tx,
+        };
+        let session = RtcSession {
+            id,
+            shared,
+            events: rx,
+            queue: VecDeque::new(),
+            batched: false,
+            closed: false,
+        };
+        session.control(Control::Start(Box::new(new)));
+        Ok(session)
+    }
+}
+
+/// An SDP `candidate:` string as str0m's candidate; parsing is guarded: it comes from the
+/// network.
+fn parse_candidate(sdp: &str) -> Result<Candidate, RtcError> {
+    catch_unwind(|| Candidate::from_sdp_string(sdp))
+        .map_err(|p| RtcError::Panicked(panic_message(p)))?
+        .map_err(|e| RtcError::BadCandidate {
+            candidate: sdp.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// A task's handle on its session in the media loop. Dropping it closes the session.
+pub struct RtcSession {
+    id: SessionId,
+    shared: Arc<Shared>,
+    events: mpsc::Receiver<Vec<RtcEvent>>,
+    /// Events of a batch not yet handed out, oldest first.
+    queue: VecDeque<RtcEvent>,
+    batched: bool,
+    closed: bool,
+}
+
+impl RtcSession {
+    fn control(&self, c: Control) {
+        // An error means the loop is gone; the task hears it from `next_event`.
+        let _ = self.shared.control.send(c);
+    }
+
+    /// The next thing that happened to the session. Cancel-safe.
+    pub async fn next_event(&mut self) -> RtcEvent {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                return ev;
+            }
+            if self.closed {
+                return RtcEvent::Failed("session closed".into());
+            }
+            match self.events.recv().await {
+                Some(batch) => self.queue.extend(batch),
+                None => {
+                    self.closed = true;
+                    return RtcEvent::Failed("the media loop ended the session".into());
+                }
+            }
+        }
+    }
+
+    /// Adds a candidate Janus trickled.
+    pub fn add_remote_candidate(&mut self, sdp: &str) -> Result<(), RtcError> {
+        let c = parse_candidate(sdp)?;
+        self.control(Control::Candidate(self.id, c));
+        Ok(())
+    }
+
+    /// Asks the sender of `mid` for a keyframe with a PLI, as soon as str0m can (it needs
+    /// the sender's SSRC, known from its first packet).
+    pub fn request_keyframe(&mut self, mid: Mid) {
+        self.control(Control::Keyframe(self.id, mid));
+    }
+
+    /// Sends one frame on `mid` in str0m's format (an Opus packet, a VP8/VP9 frame, H.264/H.265
+    /// in Annex B, AV1 OBUs with sizes); str0m packetizes it. `rtp_time` is in the codec's
+    /// clock (48 kHz audio, 90 kHz video) and must not go back. False: the loop's send queue
+    /// is full and the frame was dropped.
+    pub fn send(
+        &mut self,
+        mid: Mid,
+        codec: Codec,
+        wallclock: Instant,
+        rtp_time: MediaTime,
+        data: &[u8],
+    ) -> bool {
+        self.shared
+            .media
+            .try_send(Outgoing {
+                id: self.id,
+                mid,
+                codec,
+                wallclock,
+                rtp_time,
+                data: data.to_vec(),
+            })
+            .is_ok()
+    }
+
+    /// From now on, frames come in batches on the loop's shared 20 ms tick. For a session
+    /// receiving media once it flows steadily; not before (the first keyframe would wait
+    /// for a tick). Calling it again changes nothing.
+    pub fn batch_reads(&mut self) {
+        if !self.batched {
+            self.batched = true;
+            self.control(Control::Batch(self.id));
+        }
+    }
+
+    /// What was already received but not yet handed out, without waiting for the tick: for
+    /// a feed that is ending, so the frames that arrived before the end still reach its file.
+    pub async fn take_received(&mut self) -> Vec<RtcEvent> {
+        if self.closed {
+            return self.queue.drain(..).collect();
+        }
+        let (tx, rx) = oneshot::channel();
+        self.control(Control::Take(self.id, tx));
+        // Bounded: shutdown must stay quick even if the loop is stuck.
+        let taken = tokio::time::timeout(Duration::from_secs(1), rx).await;
+        // Batches sent before the reply are older than it.
+        while let Ok(batch) = self.events.try_recv() {
+            self.queue.extend(batch);
+        }
+        let mut events: Vec<RtcEvent> = self.queue.drain(..).collect();
+        if let Ok(Ok(last)) = taken {
+            events.extend(last);
+        }
+        events
+    }
+
+    /// Ends the session politely (RTCP BYE / DTLS close_notify are sent best effort).
+    pub fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.control(Control::Close(self.id));
+        }
+    }
+}
+
+impl Drop for RtcSession {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every video codec Janus forwards is accepted in the form it offers it: H.264 in each
+    /// profile (baseline, constrained baseline, main, high) and packetization mode, H.265, AV1.
+    #[test]
+    fn every_codec_and_h264_profile_janus_offers_is_answered() {
+        let fixture: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/janus/25-event-attached.json"
+        ))
+        .unwrap();
+        let sdp = fixture["janusSdp"]["sdp"].as_str().unwrap();
+        let nl = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+        let mut offers = Vec::new();
+        for profile in ["42001f", "42e01f", "4d001f", "64001f", "640c1f", "640032"] {
+            for mode in [0, 1] {
+                offers.push((
+                    format!("H264 {profile} mode {mode}"),
+                    format!(
+                        "a=rtpmap:96 H264/90000{nl}a=fmtp:96 level-asymmetry-allowed=1;packetization-mode={mode};profile-level-id={profile}"
+                    ),
+                    "H264/90000",
+                ));
+            }
+        }
+        offers.push((
+            "H265".into(),
+            format!("a=rtpmap:96 H265/90000{nl}a=fmtp:96 level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"),
+            "H265/90000",
+        ));
+        offers.push(("AV1".into(), "a=rtpmap:96 AV1/90000".into(), "AV1/90000"));
+        for (name, lines, rtpmap) in offers {
+            let offer = sdp.replace("a=rtpmap:96 VP8/90000", &lines);
+            let answer = RtcSetup::answer_offline(&offer).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let video = &answer[answer.find("m=video").expect("video m-line")..];
+            assert!(
+                !video.starts_with("m=video 0 "),
+                "{name} refused:\n{answer}"
+            );
+            assert!(video.contains(rtpmap), "{name}:\n{answer}");
+        }
+    }
+
+    /// Senders in three loops (three sockets, as three Janus handles have three ports) and
+    /// their receivers all in one loop, on one socket: every session connects, and each
+    /// receiver gets its own sender's frames only, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_share_one_socket_and_get_only_their_frames() {
+        let plan = crate::net::SocketPlan::new(None, &["127.0.0.1".parse().unwrap()]);
+        let receiving = MediaLoop::start(&plan, 0).unwrap();
+        let mut pairs = Vec::new();
+        for i in 0..3u8 {
+            let sending = MediaLoop::start(&plan, 0).unwrap();
+            let mut tx = sending.sender(&[Codec::Opus]);
+            let (offer, mids) = tx.offer_to_send(&[MediaKind::Audio]).unwrap();
+            let mut rx = receiving.receiver();
+            let answer = rx.accept_offer(&offer).unwrap();
+            tx.accept_answer(&answer).unwrap();
+            pairs.push((i, mids[0], tx.start().unwrap(), rx.start().unwrap()));
+        }
+        for (_, _, tx, rx) in &mut pairs {
+            connected(tx).await;
+            connected(rx).await;
+        }
+        let start = Instant::now();
+        for n in 0..50u64 {
+            for (i, mid, tx, _) in &mut pairs {
+                let at = start + Duration::from_millis(20 * n);
+                let time = MediaTime::from_micros(20_000 * n)
+                    .rebase(str0m::media::Frequency::FORTY_EIGHT_KHZ);
+                let mut frame = vec![*i; 60];
+                frame[1] = n as u8;
+                assert!(tx.send(*mid, Codec::Opus, at, time, &frame));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        for (i, _, _, rx) in &mut pairs {
+            let mut got = Vec::new();
+            let wait = async {
+                while got.len() < 50 {
+                    match rx.next_event().await {
+                        RtcEvent::Frame(d) => {
+                            assert_eq!(d.data[0], *i, "a frame of another session");
+                            got.push(d.data[1]);
+                        }
+                        RtcEvent::Failed(e) => panic!("session failed: {e}"),
+                        _ => {}
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+            assert_eq!(got, (0..50).collect::<Vec<u8>>(), "receiver {i}");
+        }
+    }
+
+    /// Waits (5 s at most) for a session to connect.
+    async fn connected(s: &mut RtcSession) {
+        let wait = async {
+            loop {
+                match s.next_event().await {
+                    RtcEvent::Connected => return,
+                    RtcEvent::Failed(e) => panic!("session failed: {e}"),
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .expect("connected within 5 s");
+    }
+
+    /// Janus's real subscriber offer (from the reference flow) is answered; hostile ones are
+    /// refused with a reason, never a panic.
+    #[test]
+    fn offers_real_and_hostile() {
+        let fixture: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/janus/25-event-attached.json"
+        ))
+        .unwrap();
+        // The reference capture names the field `janusSdp`.
+        let sdp = fixture["janusSdp"]["sdp"]
+            .as_str()
+            .expect("offer in the fixture");
+        let answer = RtcSetup::answer_offline(sdp).unwrap();
+        assert!(answer.contains("a=recvonly"), "{answer}");
+        // No transport-cc: see `receive_extensions`.
+        assert!(
+            sdp.contains("transport-wide-cc"),
+            "the fixture offers transport-cc"
+        );
+        assert!(!answer.contains("transport-wide-cc"), "{answer}");
+        for bad in [
+            "",
+            "v=0",
+            "garbage\r\n\r\n",
+            &sdp.replace(
+                "m=video",
+                "m=video 9 UDP/TLS/RTP/SAVPF 99999999999999999999",
+            ),
+            &sdp.replace("a=fingerprint", "a=fingerprintx"),
+            &sdp[..sdp.len() / 2],
+        ] {
+            assert!(RtcSetup::answer_offline(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A candidate as Janus trickles it is taken; broken ones are refused with a reason.
+    #[test]
+    fn candidates_real_and_hostile() {
+        let mut session = RtcSetup::offline();
+        for good in [
+            "candidate:4230638615 1 udp 2122260223 192.168.44.231 57211 typ host generation 0 ufrag sanz network-id 1 network-cost 50",
+            "candidate:1 1 udp 2015363327 10.201.0.1 40000 typ host",
+            "candidate:2 1 udp 1677729535 203.0.113.7 51000 typ srflx raddr 10.0.0.1 rport 51000",
+        ] {
+            assert_eq!(session.add_remote_candidate(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "candidate:",
+            "candidate:1 1 udp 99999999999999999999 10.0.0.1 1 typ host",
+            "candidate:1 1 udp 1 10.0.0.1 70000 typ host",
+            "candidate:1 1 udp 1 not-an-ip 1 typ host",
+            "candidate:1 1 udp 1 10.0.0.1 1 typ",
+        ] {
+            assert!(session.add_remote_candidate(bad).is_err(), "{bad:?}");
+        }
+    }
+}
