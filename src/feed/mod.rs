@@ -5,9 +5,10 @@
 //! when the connection to Janus is lost, and always finalizes what it wrote.
 
 pub mod clock;
+pub mod gate;
+pub mod machine;
 pub mod relay;
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use tokio::sync::oneshot;
 use crate::codec::vp9::SvcJoiner;
 use crate::health::Health;
 use crate::ids::RoomId;
-use crate::janus::messages::{Incoming, Jsep, Publisher, StreamKind, VideoRoomEvent};
+use crate::janus::messages::{Jsep, Publisher, StreamKind, VideoRoomEvent};
 use crate::janus::videoroom::{Request, SubscribeStream, TopLayers};
 use crate::janus::{Handle, Session};
 use crate::limits::FeedSlots;
@@ -27,10 +28,10 @@ use crate::media::{Codec, MediaKind};
 use crate::metrics::FrameCounters;
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
 use crate::publish::OwnFeeds;
-use crate::rtc::{MediaLoop, ReceiveStats, RtcEvent, RtcSession};
+use crate::rtc::{MediaLoop, RtcEvent, RtcSession};
 use crate::secret::Secret;
 use crate::webm::writer::{TrackSetup, WebmWriter};
-use clock::{FrameTiming, SenderReport, TrackClock};
+use machine::{Action, FeedMachine, Input, Now};
 use relay::{Relay, RelayEvent, RelayTarget};
 
 /// Settings shared by every feed of the process.
@@ -103,14 +104,8 @@ impl fmt::Display for EndReason {
     }
 }
 
-/// How often to ask for a keyframe while waiting for one.
-const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
-/// The least time between keyframe requests passed on for the relay's target.
-const RELAYED_KEYFRAME_GAP: Duration = Duration::from_millis(250);
 /// How often buffered file data is pushed to disk (bounds what a crash can lose).
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-/// How long ICE may stay disconnected before the feed gives up.
-const ICE_GRACE: Duration = Duration::from_secs(10);
 
 /// Records one publisher until it ends; returns why it ended.
 pub async fn run(
@@ -129,8 +124,8 @@ pub async fn run(
         },
         r = &mut stop => return r.unwrap_or(EndReason::Shutdown),
     };
+    let codec_of = |k: MediaKind| tracks.iter().map(|t| t.1).find(|c| c.kind() == k);
     let relay = spec.relay.clone().map(|target| {
-        let codec_of = |k: MediaKind| tracks.values().map(|t| t.codec).find(|c| c.kind() == k);
         Relay::start(
             session.clone(),
             target,
@@ -141,24 +136,14 @@ pub async fn run(
             (codec_of(MediaKind::Audio), codec_of(MediaKind::Video)),
         )
     });
-    let video_gate = VideoGate {
-        // A feed that is only relayed has no file to wait for a keyframe for.
-        waiting: spec.record,
-        ..VideoGate::default()
-    };
     let mut feed = Feed {
+        machine: FeedMachine::new(tracks, spec.record, relay.is_some(), Now::read()),
         settings,
         spec,
-        tracks,
         recording: None,
-        stats: HashMap::new(),
         counters: FrameCounters::new(),
-        video_gate,
-        disconnected_since: None,
         relay,
         svc: SvcJoiner::default(),
-        wall: WallClock::now(),
-        placed: Vec::new(),
     };
     let reason = feed.record(handle, rtc, stop).await;
     feed.finish(&reason);
@@ -170,7 +155,7 @@ async fn subscribe(
     session: &Session,
     settings: &FeedSettings,
     spec: &FeedSpec,
-) -> Result<(Handle, RtcSession, HashMap<Mid, Track>), String> {
+) -> Result<(Handle, RtcSession, Vec<(Mid, Codec)>), String> {
     let handle = session
         .attach_videoroom()
         .await
@@ -251,8 +236,8 @@ async fn subscribe(
 fn tracks_for(
     publisher: &Publisher,
     subscribed: &[crate::janus::messages::SubscribedStream],
-) -> HashMap<Mid, Track> {
-    let mut tracks = HashMap::new();
+) -> Vec<(Mid, Codec)> {
+    let mut tracks = Vec::new();
     let mut have = (false, false);
     for s in subscribed {
         let source = publisher.streams.iter().find(|p| {
@@ -267,7 +252,7 @@ fn tracks_for(
         match codec {
             Some(codec) if !*taken && codec.kind() == kind_of(s.kind) => {
                 *taken = true;
-                tracks.insert(Mid::from(s.mid.as_str()), Track::new(codec));
+                tracks.push((Mid::from(s.mid.as_str()), codec));
             }
             _ => tracing::warn!(
                 mid = %s.mid,
@@ -284,72 +269,6 @@ fn kind_of(k: StreamKind) -> MediaKind {
         MediaKind::Audio
     } else {
         MediaKind::Video
-    }
-}
-
-/// One recorded track.
-#[derive(Debug)]
-struct Track {
-    codec: Codec,
-    clock: TrackClock,
-    /// Frames waiting for the clock's source to be decided.
-    held: VecDeque<(Box<MediaData>, FrameTiming)>,
-    /// Frames whose codec did not match, reported once.
-    warned_codec: bool,
-}
-
-impl Track {
-    fn new(codec: Codec) -> Track {
-        Track {
-            codec,
-            clock: TrackClock::default(),
-            held: VecDeque::new(),
-            warned_codec: false,
-        }
-    }
-}
-
-/// Turns str0m's per-frame times into [`FrameTiming`]: arrival (`Instant`) onto the wall
-/// clock through one pair read at the start, so arrivals keep the monotonic clock's spacing.
-#[derive(Debug, Clone, Copy)]
-struct WallClock {
-    instant: Instant,
-    unix_nanos: i128,
-}
-
-impl WallClock {
-    fn now() -> WallClock {
-        WallClock {
-            instant: Instant::now(),
-            unix_nanos: clock::unix_nanos(SystemTime::now()),
-        }
-    }
-
-    /// What is known of the time of `d`, a frame of a track in `codec`.
-    fn timing(&self, d: &MediaData, codec: Codec) -> FrameTiming {
-        let since = |i: Instant| match i.checked_duration_since(self.instant) {
-            Some(d) => d.as_nanos() as i128,
-            None => -(self.instant.saturating_duration_since(i).as_nanos() as i128),
-        };
-        FrameTiming {
-            rtp: d.time.numer(),
-            rate: d.time.denom(),
-            arrival_nanos: self.unix_nanos + since(d.network_time),
-            sender_report: d.last_sender_info.map(|sr| SenderReport {
-                ntp_nanos: clock::unix_nanos(sr.ntp_time),
-                rtp: sr.rtp_time.numer() as u32,
-            }),
-            capture_nanos: d
-                .ext_vals
-                .abs_capture_time
-                .as_ref()
-                .map(|c| clock::unix_nanos(c.capture_time)),
-            duration_nanos: match codec {
-                Codec::Opus => opus::packet::get_nb_samples(&d.data, 48_000)
-                    .map_or(20_000_000, |n| n as i128 * 1_000_000_000 / 48_000),
-                _ => 0,
-            },
-        }
     }
 }
 
@@ -383,47 +302,6 @@ fn svc_superframe<'a>(d: &'a MediaData, joiner: &mut SvcJoiner) -> std::borrow::
     crate::codec::vp9::superframe(&layers).map_or(Cow::Borrowed(&d.data[..]), Cow::Owned)
 }
 
-/// Keyframe gating for the video track: nothing is written until a keyframe arrives, at the
-/// start and after every break in the packet sequence.
-#[derive(Debug)]
-struct VideoGate {
-    waiting: bool,
-    last_request: Option<Instant>,
-    mid: Option<Mid>,
-}
-
-impl Default for VideoGate {
-    fn default() -> Self {
-        VideoGate {
-            waiting: true,
-            last_request: None,
-            mid: None,
-        }
-    }
-}
-
-impl VideoGate {
-    /// Sends a PLI if we are waiting and have not asked recently.
-    fn maybe_request(&mut self, rtc: &mut RtcSession, now: Instant) {
-        if self.waiting {
-            self.request(rtc, now, KEYFRAME_RETRY);
-        }
-    }
-
-    /// Sends a PLI unless one went out less than `gap` ago.
-    fn request(&mut self, rtc: &mut RtcSession, now: Instant, gap: Duration) {
-        let due = self
-            .last_request
-            .is_none_or(|t| now.saturating_duration_since(t) >= gap);
-        if let (true, Some(mid)) = (due, self.mid) {
-            rtc.request_keyframe(mid);
-            tracing::debug!("keyframe requested (PLI)");
-            crate::metrics::keyframe_requested();
-            self.last_request = Some(now);
-        }
-    }
-}
-
 /// An open file and its sidecar.
 struct Recording {
     writer: WebmWriter,
@@ -453,24 +331,16 @@ impl Recording {
     }
 }
 
+/// The feed's IO around its [`FeedMachine`]: the files, the relay, the metrics.
 struct Feed {
     settings: Arc<FeedSettings>,
     spec: FeedSpec,
-    tracks: HashMap<Mid, Track>,
+    machine: FeedMachine,
     recording: Option<Recording>,
-    /// The last receive statistics per media, to turn str0m's totals into increments.
-    stats: HashMap<Option<Mid>, ReceiveStats>,
     counters: FrameCounters,
-    video_gate: VideoGate,
-    disconnected_since: Option<Instant>,
     relay: Option<Relay>,
     /// Joins VP9 SVC layers into superframes.
     svc: SvcJoiner,
-    /// Our wall clock for arrival times.
-    wall: WallClock,
-    /// Frames placed on the room clock while the file waits to open (another track's
-    /// source is not decided yet).
-    placed: Vec<(i128, Box<MediaData>)>,
 }
 
 /// The relay's next event; never, without a relay.
@@ -482,7 +352,7 @@ async fn relay_event(relay: &mut Option<Relay>) -> RelayEvent {
 }
 
 impl Feed {
-    /// The event loop: str0m, Janus events for our handle, the room's stop, a tick.
+    /// The event loop: str0m, Janus events for our handle, the room's stop, the relay, a tick.
     async fn record(
         &mut self,
         mut handle: Handle,
@@ -494,33 +364,34 @@ impl Feed {
         let settings = self.settings.clone();
         let heartbeat = settings.health.heartbeat();
         let reason = loop {
-            tokio::select! {
-                ev = rtc.next_event() => if let Some(r) = self.on_rtc(ev, &mut rtc) {
-                    break r;
-                },
+            let input = tokio::select! {
+                ev = rtc.next_event() => Input::Rtc(ev),
                 msg = handle.next_event() => match msg {
-                    Some(msg) => if let Some(r) = self.on_janus(msg, &mut rtc) {
-                        break r;
-                    },
+                    Some(msg) => Input::Janus(msg),
                     None => break EndReason::ConnectionLost,
                 },
                 r = &mut stop => break r.unwrap_or(EndReason::Shutdown),
-                ev = relay_event(&mut self.relay) => if let RelayEvent::WantKeyframe = ev {
-                    self.video_gate.request(&mut rtc, Instant::now(), RELAYED_KEYFRAME_GAP);
+                ev = relay_event(&mut self.relay) => match ev {
+                    RelayEvent::WantKeyframe => Input::RelayWantsKeyframe,
+                    RelayEvent::Nothing => continue,
                 },
                 _ = tick.tick() => {
                     heartbeat.beat();
-                    if let Some(r) = self.on_tick(&mut rtc) {
-                        break r;
+                    if let Some(end) = self.flush_if_due() {
+                        break end;
                     }
+                    Input::Tick
                 },
+            };
+            if let Some(end) = self.step(input, Some(&mut rtc)) {
+                break end;
             }
         };
         // Frames already received when the feed was told to end belong to its file.
         if !matches!(reason, EndReason::Failed(_)) {
             for ev in rtc.take_received().await {
-                if let RtcEvent::Frame(d) = ev {
-                    let _ = self.on_frame(d, &mut rtc);
+                if matches!(ev, RtcEvent::Frame(_)) {
+                    let _ = self.step(Input::Rtc(ev), None);
                 }
             }
         }
@@ -533,158 +404,92 @@ impl Feed {
         reason
     }
 
-    fn on_rtc(&mut self, ev: RtcEvent, rtc: &mut RtcSession) -> Option<EndReason> {
-        match ev {
-            RtcEvent::Connected => {
-                tracing::info!("media connected");
-                self.disconnected_since = None;
-            }
-            RtcEvent::MediaAdded { mid, kind } => {
-                if kind == str0m::media::MediaKind::Video
-                    && self
-                        .tracks
-                        .get(&mid)
-                        .is_some_and(|t| t.codec.kind() == MediaKind::Video)
-                {
-                    self.video_gate.mid = Some(mid);
-                    self.video_gate.maybe_request(rtc, Instant::now());
+    /// Feeds the machine one input and carries out its actions; the end, if one came.
+    fn step(&mut self, input: Input, mut rtc: Option<&mut RtcSession>) -> Option<EndReason> {
+        self.machine.handle(input, Now::read());
+        while let Some(action) = self.machine.poll() {
+            match action {
+                Action::RequestKeyframe(mid) => {
+                    if let Some(rtc) = rtc.as_deref_mut() {
+                        tracing::debug!("keyframe requested (PLI)");
+                        crate::metrics::keyframe_requested();
+                        rtc.request_keyframe(mid);
+                    }
                 }
-            }
-            RtcEvent::Frame(d) => return self.on_frame(d, rtc),
-            RtcEvent::Stats(now) => {
-                let before = self.stats.insert(now.mid, now).unwrap_or_default();
-                let packets = now.packets.saturating_sub(before.packets);
-                crate::metrics::receive_stats(
-                    (f64::from(now.loss) * packets as f64).round() as u64,
-                    now.nacks.saturating_sub(before.nacks),
-                );
-            }
-            RtcEvent::KeyframeRequest { .. } => {} // we only receive here
-            RtcEvent::Disconnected => {
-                tracing::warn!("ICE disconnected");
-                self.disconnected_since.get_or_insert_with(Instant::now);
-            }
-            RtcEvent::Failed(e) => {
-                tracing::error!(error = %e, "media session failed");
-                return Some(EndReason::Failed(e));
+                Action::BatchReads => {
+                    if let Some(rtc) = rtc.as_deref_mut() {
+                        rtc.batch_reads();
+                    }
+                }
+                Action::AddCandidate(c) => {
+                    if let Some(rtc) = rtc.as_deref_mut()
+                        && let Err(e) = rtc.add_remote_candidate(&c)
+                    {
+                        tracing::warn!(error = %e, "ignoring Janus's candidate");
+                    }
+                }
+                Action::Write { at, frame } => {
+                    if let Err(e) = self.write(at, &frame) {
+                        return Some(e);
+                    }
+                }
+                Action::Relay(frame) => {
+                    if let Some(relay) = &mut self.relay
+                        && relay.forward(&frame)
+                    {
+                        self.machine.handle(Input::RelayWantsKeyframe, Now::read());
+                    }
+                }
+                Action::Stats { lost, nacks } => crate::metrics::receive_stats(lost, nacks),
+                Action::End(reason) => return Some(reason),
             }
         }
         None
     }
 
-    fn on_frame(&mut self, d: Box<MediaData>, rtc: &mut RtcSession) -> Option<EndReason> {
-        self.disconnected_since = None;
-        if !self.video_gate.waiting {
-            // Media flows and no keyframe is awaited: from now on one wake-up per tick.
-            rtc.batch_reads();
-        }
-        let track = self.tracks.get_mut(&d.mid)?;
-        let codec = Codec::from_str0m(d.params.spec().codec);
-        if codec != Some(track.codec) {
-            if !track.warned_codec {
-                track.warned_codec = true;
-                tracing::warn!(expected = %track.codec, got = ?d.params.spec().codec, "dropping frames of an unexpected codec");
-            }
-            return None;
-        }
-        let kind = track.codec.kind();
-        let is_video = kind == MediaKind::Video;
-        if let Some(relay) = &mut self.relay
-            && relay.forward(kind, &d)
-        {
-            self.video_gate
-                .request(rtc, d.network_time, RELAYED_KEYFRAME_GAP);
-        }
-        if !self.spec.record {
-            return None;
-        }
-        if is_video {
-            let gate = &mut self.video_gate;
-            if !d.contiguous && !gate.waiting {
-                tracing::debug!("break in the video stream; waiting for a keyframe");
-                gate.waiting = true;
-                gate.last_request = None;
-            }
-            if gate.waiting {
-                if !d.is_keyframe() {
-                    gate.maybe_request(rtc, d.network_time);
-                    return None;
-                }
-                gate.waiting = false;
-                tracing::debug!("keyframe received");
-            }
-        }
-        let track = self.tracks.get_mut(&d.mid).expect("looked up above");
-        let timing = self.wall.timing(&d, track.codec);
-        track.clock.observe(&timing);
-        track.held.push_back((d, timing));
-        self.release(false)
+    /// A file could not be written: the one place that says so (log, status, metrics) and
+    /// makes it the feed's end.
+    fn file_failed(&self, e: impl fmt::Display) -> EndReason {
+        tracing::error!(error = %e, "writing the recording failed");
+        self.file_error(&e);
+        EndReason::Failed(e.to_string())
     }
 
-    /// Writes the frames whose time is known. A track's frames wait until its clock source
-    /// is decided (see [`clock`]); the file opens once every track that has frames is
-    /// decided, its zero the earliest of their frames, so the start is on the best clock too.
-    /// `force` decides every clock (the feed is ending).
-    fn release(&mut self, force: bool) -> Option<EndReason> {
-        let now = clock::unix_nanos(SystemTime::now());
-        let mut undecided = false;
-        let mut ready: Vec<(i128, Box<MediaData>)> = Vec::new();
-        for track in self.tracks.values_mut() {
-            if track.held.is_empty() {
-                continue;
-            }
-            let was = track.clock.source();
-            let Some(source) = track.clock.decide(now, force) else {
-                undecided = true;
-                continue;
-            };
-            if was.is_none() {
-                tracing::info!(kind = %track.codec.kind(), clock = %source, "track clock decided");
-            }
-            while let Some((d, timing)) = track.held.pop_front() {
-                ready.push((track.clock.place(&timing), d));
-            }
-        }
-        if ready.is_empty() {
+    /// A file error that does not end the feed (or has ended it already): status and metrics.
+    fn file_error(&self, e: &impl fmt::Display) {
+        self.settings.health.error(e.to_string());
+        crate::metrics::file_error();
+    }
+
+    /// Pushes buffered file data to disk every [`FLUSH_EVERY`].
+    fn flush_if_due(&mut self) -> Option<EndReason> {
+        let rec = self.recording.as_mut()?;
+        let now = Instant::now();
+        if now.duration_since(rec.last_flush) < FLUSH_EVERY {
             return None;
         }
+        rec.last_flush = now;
+        let flushed = rec.writer.flush();
+        flushed.err().map(|e| self.file_failed(e))
+    }
+
+    /// Writes one frame placed at `t` on the room clock; the first opens the recording.
+    fn write(&mut self, t: i128, d: &MediaData) -> Result<(), EndReason> {
         if self.recording.is_none() {
-            if undecided {
-                // Not yet: put them back, in order (a decided track's frames stay placed).
-                for (t, d) in ready {
-                    self.placed.push((t, d));
-                }
-                return None;
-            }
-            ready.append(&mut self.placed);
-            let zero = ready.iter().map(|r| r.0).min().expect("not empty");
-            match self.open(zero, Duration::ZERO, None) {
-                Ok(r) => self.recording = Some(r),
-                Err(e) => {
-                    self.settings.health.error(e.clone());
-                    crate::metrics::file_error();
-                    return Some(EndReason::Failed(e));
-                }
-            }
+            // The first write is the earliest frame: the file's zero.
+            let rec = self
+                .open(t, Duration::ZERO, None)
+                .map_err(|e| self.file_failed(e))?;
+            self.recording = Some(rec);
         }
-        ready.append(&mut self.placed);
-        ready.sort_by_key(|r| r.0);
-        for (t, d) in ready {
-            if let Some(end) = self.write(t, &d) {
-                return Some(end);
-            }
-        }
-        None
-    }
-
-    /// Writes one frame placed at `t` on the room clock.
-    fn write(&mut self, t: i128, d: &MediaData) -> Option<EndReason> {
-        let track = self.tracks.get(&d.mid)?;
-        let kind = track.codec.kind();
+        let Some(codec) = self.machine.codec_at(d.mid) else {
+            return Ok(());
+        };
+        let kind = codec.kind();
         let is_video = kind == MediaKind::Video;
+        let has_video = self.machine.has_video();
         let rec = self.recording.as_mut().expect("a recording is open");
         let mut ts = Duration::from_nanos((t - rec.zero).clamp(0, u64::MAX as i128) as u64);
-        let has_video = self.video_gate.mid.is_some();
         if rec.split_due(
             self.settings.split_after,
             ts,
@@ -709,15 +514,13 @@ impl Feed {
         } else {
             rec.writer.write_audio(ts, &d.data)
         };
-        if written.is_ok() {
-            self.counters.written(kind, d.data.len());
+        match written {
+            Ok(()) => {
+                self.counters.written(kind, d.data.len());
+                Ok(())
+            }
+            Err(e) => Err(self.file_failed(e)),
         }
-        written.err().map(|e| {
-            tracing::error!(error = %e, "writing the recording failed");
-            self.settings.health.error(e.to_string());
-            crate::metrics::file_error();
-            EndReason::Failed(e.to_string())
-        })
     }
 
     /// Continues the recording in a new file whose time zero is `at` on the feed's timeline.
@@ -734,8 +537,7 @@ impl Feed {
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the next part; the current one goes on");
-                self.settings.health.error(e);
-                crate::metrics::file_error();
+                self.file_error(&e);
                 self.recording = Some(old);
             }
         }
@@ -752,15 +554,9 @@ impl Feed {
         // The file's time zero on the room clock.
         let started = clock::system_time(zero + offset.as_nanos() as i128);
         let p = &self.spec.publisher;
-        let codec_of = |k: MediaKind| {
-            self.tracks
-                .values()
-                .map(|t| t.codec)
-                .find(|c| c.kind() == k)
-        };
         let setup = TrackSetup {
-            audio: codec_of(MediaKind::Audio),
-            video: codec_of(MediaKind::Video),
+            audio: self.machine.codec_of(MediaKind::Audio),
+            video: self.machine.codec_of(MediaKind::Video),
         };
         let paths = recording_paths(
             &self.settings.out_dir,
@@ -781,8 +577,8 @@ impl Feed {
             video_codec: setup.video.map(|c| c.to_string()),
             part: previous.map_or(1, |p| p.sidecar.part + 1),
             previous_part: previous.map(|p| p.sidecar.file.clone()),
-            audio_clock: self.clock_of(MediaKind::Audio),
-            video_clock: self.clock_of(MediaKind::Video),
+            audio_clock: self.machine.clock_of(MediaKind::Audio),
+            video_clock: self.machine.clock_of(MediaKind::Video),
             ..Sidecar::begun(
                 self.spec.room.clone(),
                 p.id.clone(),
@@ -806,98 +602,10 @@ impl Feed {
         })
     }
 
-    fn on_janus(&mut self, msg: Incoming, rtc: &mut RtcSession) -> Option<EndReason> {
-        match msg {
-            Incoming::Trickle {
-                candidate: Some(c), ..
-            } => {
-                if let Err(e) = rtc.add_remote_candidate(&c) {
-                    tracing::warn!(error = %e, "ignoring Janus's candidate");
-                }
-            }
-            Incoming::Trickle {
-                candidate: None, ..
-            } => tracing::debug!("Janus finished trickling"),
-            Incoming::HangUp { reason, .. } => {
-                tracing::info!(reason = %crate::text::Escaped(&reason), "Janus hung up the subscription");
-                return Some(EndReason::HangUp(reason));
-            }
-            Incoming::Detached { .. } => return Some(EndReason::HangUp("detached".into())),
-            Incoming::WebrtcUp { .. } => tracing::info!("webrtcup"),
-            Incoming::Media {
-                mid,
-                kind,
-                receiving,
-                ..
-            } => tracing::info!(?mid, %kind, receiving, "media"),
-            Incoming::SlowLink {
-                mid,
-                media,
-                lost,
-                uplink,
-                ..
-            } => tracing::info!(?mid, ?media, lost, uplink, "slow link"),
-            Incoming::Event { data, .. } => match VideoRoomEvent::parse(&data) {
-                VideoRoomEvent::SlowLink { current_bitrate } => {
-                    tracing::info!(?current_bitrate, "slow_link")
-                }
-                VideoRoomEvent::LayerSwitched {
-                    mid,
-                    substream,
-                    temporal,
-                    spatial_layer,
-                    temporal_layer,
-                } => tracing::info!(
-                    ?mid,
-                    ?substream,
-                    ?temporal,
-                    ?spatial_layer,
-                    ?temporal_layer,
-                    "Janus switched the layer it forwards (the frame size may change)"
-                ),
-                ev => tracing::info!(event = ?ev, "subscriber event"),
-            },
-            other => tracing::debug!(?other, "unhandled message for the subscriber"),
-        }
-        None
-    }
-
-    fn on_tick(&mut self, rtc: &mut RtcSession) -> Option<EndReason> {
-        let now = Instant::now();
-        self.video_gate.maybe_request(rtc, now);
-        // A track that stopped while its frames waited for a sender report.
-        if self.spec.record
-            && let Some(end) = self.release(false)
-        {
-            return Some(end);
-        }
-        if self
-            .disconnected_since
-            .is_some_and(|t| now.duration_since(t) >= ICE_GRACE)
-        {
-            tracing::warn!("ICE stayed disconnected for {ICE_GRACE:?}");
-            return Some(EndReason::IceFailed);
-        }
-        if let Some(rec) = &mut self.recording
-            && now.duration_since(rec.last_flush) >= FLUSH_EVERY
-        {
-            rec.last_flush = now;
-            if let Err(e) = rec.writer.flush() {
-                tracing::error!(error = %e, "flushing the recording failed");
-                self.settings.health.error(e.to_string());
-                crate::metrics::file_error();
-                return Some(EndReason::Failed(e.to_string()));
-            }
-        }
-        None
-    }
-
     /// Finalizes the file and completes the sidecar at the end of the feed.
     fn finish(&mut self, reason: &EndReason) {
         // Frames still waiting for a clock are placed and written.
-        if self.spec.record
-            && let Some(end) = self.release(true)
-        {
+        if let Some(end) = self.step(Input::Ending, None) {
             tracing::error!(%end, "writing the last frames failed");
         }
         let Some(rec) = self.recording.take() else {
@@ -911,21 +619,12 @@ impl Feed {
         self.finalize(rec, reason, None);
     }
 
-    /// The clock source of the track of `kind`, once decided.
-    fn clock_of(&self, kind: MediaKind) -> Option<String> {
-        self.tracks
-            .values()
-            .find(|t| t.codec.kind() == kind)
-            .and_then(|t| t.clock.source())
-            .map(|s| s.to_string())
-    }
-
     /// Finalizes one file and completes its sidecar (`next_part`: the file that goes on).
     fn finalize(&self, rec: Recording, reason: &EndReason, next_part: Option<String>) {
         self.settings.health.recording_ended(&self.spec.room);
         let mut sidecar = rec.sidecar;
-        sidecar.audio_clock = self.clock_of(MediaKind::Audio);
-        sidecar.video_clock = self.clock_of(MediaKind::Video);
+        sidecar.audio_clock = self.machine.clock_of(MediaKind::Audio);
+        sidecar.video_clock = self.machine.clock_of(MediaKind::Video);
         sidecar.ended_at = Some(rfc3339(SystemTime::now()));
         sidecar.end_reason = Some(reason.to_string());
         sidecar.next_part = next_part;
@@ -941,9 +640,11 @@ impl Feed {
             }
             Err(e) => {
                 tracing::error!(path = %rec.paths.media.display(), error = %e, "finalizing the recording failed");
-                self.settings.health.error(e.to_string());
-                if !matches!(reason, EndReason::Failed(_)) {
-                    crate::metrics::file_error();
+                if matches!(reason, EndReason::Failed(_)) {
+                    // Counted when the feed failed.
+                    self.settings.health.error(e.to_string());
+                } else {
+                    self.file_error(e);
                 }
                 sidecar.end_reason = Some(format!("{reason}; finalize failed: {e}"));
             }
@@ -1018,9 +719,10 @@ mod tests {
             sub(StreamKind::Video, "c", "2"),
         ];
         let t = tracks_for(&p, &subscribed);
-        assert_eq!(t.len(), 2);
-        assert_eq!(t[&Mid::from("a")].codec, Codec::Opus);
-        assert_eq!(t[&Mid::from("b")].codec, Codec::Vp9);
+        assert_eq!(
+            t,
+            vec![(Mid::from("a"), Codec::Opus), (Mid::from("b"), Codec::Vp9)]
+        );
     }
 
     #[test]
@@ -1040,8 +742,7 @@ mod tests {
                 sub(StreamKind::Video, "1", "1"),
             ],
         );
-        assert_eq!(t.len(), 1);
-        assert_eq!(t[&Mid::from("1")].codec, Codec::H264);
+        assert_eq!(t, vec![(Mid::from("1"), Codec::H264)]);
     }
 
     #[test]

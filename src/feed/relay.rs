@@ -9,8 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::media::MediaData;
-
+use super::gate::KeyframeGate;
+use super::machine::RelayFrame;
 use crate::config::RelayConfig;
 use crate::ids::RoomId;
 use crate::janus::messages::Publisher;
@@ -129,7 +129,7 @@ pub struct Relay {
     plan: Arc<Plan>,
     state: State,
     /// No video is forwarded from a break in the source (or the start) until a keyframe.
-    waiting_keyframe: bool,
+    gate: KeyframeGate,
     pub frames: u64,
 }
 
@@ -171,7 +171,7 @@ impl Relay {
         Relay {
             state: State::Starting(Box::pin(publish(plan.clone()))),
             plan,
-            waiting_keyframe: true,
+            gate: KeyframeGate::new(true),
             frames: 0,
         }
     }
@@ -192,7 +192,7 @@ impl Relay {
             },
             State::Live(live) => match live.publication.next_event().await {
                 PublicationEvent::Connected => {
-                    self.waiting_keyframe = true;
+                    self.gate.restart();
                     RelayEvent::WantKeyframe
                 }
                 PublicationEvent::KeyframeRequest => RelayEvent::WantKeyframe,
@@ -215,7 +215,7 @@ impl Relay {
     }
 
     /// Forwards one frame; returns true when the source should be asked for a keyframe.
-    pub fn forward(&mut self, kind: MediaKind, d: &MediaData) -> bool {
+    pub fn forward(&mut self, f: &RelayFrame) -> bool {
         let State::Live(live) = &mut self.state else {
             return false;
         };
@@ -223,18 +223,10 @@ impl Relay {
         if !p.is_connected() {
             return false;
         }
-        if kind == MediaKind::Video {
-            if !d.contiguous {
-                self.waiting_keyframe = true;
-            }
-            if self.waiting_keyframe {
-                if !d.is_keyframe() {
-                    return true;
-                }
-                self.waiting_keyframe = false;
-            }
+        if f.kind == MediaKind::Video && !self.gate.admit(f.contiguous, f.keyframe) {
+            return true;
         }
-        self.frames += u64::from(p.send(kind, d.network_time, d.time, &d.data));
+        self.frames += u64::from(p.send(f.kind, f.network_time, f.time, &f.data));
         false
     }
 
