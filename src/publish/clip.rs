@@ -118,7 +118,7 @@ impl Clip {
             let Some((decoded, group_key)) = block else {
                 continue;
             };
-            let (number, offset, key, frames) = decoded.map_err(fail)?;
+            let (number, offset, key, frames) = decoded.map_err(|e| fail(e.to_string()))?;
             let Some((_, track)) = tracks.iter_mut().find(|t| t.0 == number) else {
                 continue;
             };
