@@ -194,11 +194,11 @@ impl RoomWriter {
             )
             .map_err(|e| e.to_string())?;
         // The Void also releases the Segment start the tag writer holds back.
-        self.put(&void_of(SEEKHEAD_ROOM)?)?;
+        self.put(&void_of(SEEKHEAD_ROOM).map_err(|e| e.to_string())?)?;
         self.seekhead = (self.segment_data, SEEKHEAD_ROOM);
         let info_at = self.pos();
         self.put(&self.info(0.0))?;
-        self.put(&void_of(INFO_ROOM)?)?;
+        self.put(&void_of(INFO_ROOM).map_err(|e| e.to_string())?)?;
         self.info = (info_at, (self.pos() - info_at) as usize);
         self.tracks_at = self.pos();
         let entries = tracks.iter().map(|t| self.track_entry(t)).collect();
@@ -358,11 +358,13 @@ impl RoomWriter {
                 fill_region(
                     &[MatroskaSpec::SeekHead(Master::Full(seeks))],
                     self.seekhead.1,
-                )?,
+                )
+                .map_err(|e| e.to_string())?,
             ),
             (
                 self.info.0,
-                fill_region(&[self.info(self.duration_ms() as f64)], self.info.1)?,
+                fill_region(&[self.info(self.duration_ms() as f64)], self.info.1)
+                    .map_err(|e| e.to_string())?,
             ),
         ];
         let out = &mut self.tags.get_mut().inner;
