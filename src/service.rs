@@ -458,7 +458,7 @@ async fn serve(config_path: &Path, mut config: Config) {
             Ok(()) => tracing::info!(%listen, "serving Prometheus metrics"),
             Err(e) => {
                 tracing::error!(error = %e, "metrics are off");
-                health.error(e);
+                health.error(e.to_string());
             }
         }
     }
