@@ -255,9 +255,9 @@ fn auth_of(config: &Config) -> Auth {
 }
 
 /// Reads the config again for SIGHUP; a config that cannot be used is refused.
-fn reload(path: &Path) -> Result<Config, String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    prepare_output_dir(path, &config).map_err(|e| e.to_string())?;
+fn reload(path: &Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    prepare_output_dir(path, &config)?;
     Ok(config)
 }
 
