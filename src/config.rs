@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::ids::RoomId;
+use crate::janus::tls::TlsError;
 use crate::net::{SocketPlan, interface_addresses};
 use crate::secret::Secret;
 
@@ -253,7 +254,7 @@ impl Config {
                     ));
                 }
                 Some(url) => check_ca_file(url, relay.ca_file.as_deref())
-                    .map_err(|p| (key("relay.ca_file"), p))?,
+                    .map_err(|e| (key("relay.ca_file"), e.to_string()))?,
                 None if relay.room == room.room => {
                     return Err((
                         key("relay.room"),
@@ -284,7 +285,8 @@ impl Config {
                 format!("must start with ws:// or wss://, got {url:?}"),
             ));
         }
-        check_ca_file(url, self.janus.ca_file.as_deref()).map_err(|p| ("janus.ca_file", p))?;
+        check_ca_file(url, self.janus.ca_file.as_deref())
+            .map_err(|e| ("janus.ca_file", e.to_string()))?;
         if self.output.dir.as_os_str().is_empty() {
             return Err(("output.dir", "must not be empty".into()));
         }
@@ -313,15 +315,27 @@ impl Config {
     }
 }
 
+/// Why a `ca_file` setting cannot be used; its text is the [`ConfigError`]'s problem.
+#[derive(Debug, thiserror::Error)]
+enum CaFileError {
+    /// Set beside a `ws://` URL, which speaks no TLS.
+    #[error("a CA file is only used with wss:// URLs, not {url:?}")]
+    NotWss { url: String },
+    /// The file cannot be read or holds no certificate.
+    #[error(transparent)]
+    Unusable(#[from] TlsError),
+}
+
 /// A `ca_file` must go with a `wss://` URL and hold at least one PEM certificate.
-fn check_ca_file(url: &str, ca_file: Option<&Path>) -> Result<(), String> {
+fn check_ca_file(url: &str, ca_file: Option<&Path>) -> Result<(), CaFileError> {
     let Some(path) = ca_file else { return Ok(()) };
     if !url.starts_with("wss://") {
-        return Err(format!(
-            "a CA file is only used with wss:// URLs, not {url:?}"
-        ));
+        return Err(CaFileError::NotWss {
+            url: url.to_string(),
+        });
     }
-    crate::janus::tls::read_ca_file(path).map(drop)
+    crate::janus::tls::read_ca_file(path)?;
+    Ok(())
 }
 
 /// toml's messages can span lines; a log line should not.

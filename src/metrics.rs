@@ -11,13 +11,22 @@ use crate::media::MediaKind;
 /// status gauges every few seconds, so a removed room's or an old error's series goes away.
 const GAUGE_IDLE: Duration = Duration::from_secs(60);
 
+/// The exporter could not be installed on `listen` (the address in use, most often).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve metrics on {listen}: {source}")]
+pub struct MetricsError {
+    pub listen: SocketAddr,
+    #[source]
+    pub source: metrics_exporter_prometheus::BuildError,
+}
+
 /// Serves `/metrics` (any path, in fact) on `listen`. Call inside the tokio runtime.
-pub fn serve(listen: SocketAddr) -> Result<(), String> {
+pub fn serve(listen: SocketAddr) -> Result<(), MetricsError> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(listen)
         .idle_timeout(metrics_util::MetricKindMask::GAUGE, Some(GAUGE_IDLE))
         .install()
-        .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
+        .map_err(|source| MetricsError { listen, source })?;
     describe();
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::feed::{self, EndReason, FeedSettings, FeedSpec};
 use crate::ids::FeedId;
 use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
 use crate::janus::videoroom::Request;
-use crate::janus::{Handle, Session};
+use crate::janus::{Handle, JanusError, Session};
 use crate::manifest::RoomManifest;
 use crate::publish::OwnFeed;
 
@@ -33,7 +33,26 @@ enum RoomEnd {
     Shutdown,
     ConnectionLost,
     /// Could not join, or was thrown out: try again later.
-    Retry(String),
+    Retry(WatchError),
+}
+
+/// Why a room is not being watched; the watcher tries again after [`ROOM_RETRY`].
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// No VideoRoom handle could be attached.
+    #[error(transparent)]
+    Attach(JanusError),
+    /// The join request failed (no such room, a wrong pin...).
+    #[error("cannot join: {0}")]
+    Join(#[source] JanusError),
+    /// Janus answered the join with something other than `joined`.
+    #[error("join answered {0:?}")]
+    JoinAnswer(Box<VideoRoomEvent>),
+    /// Our watcher participant was kicked, or made to leave.
+    #[error("our watcher was removed from the room")]
+    Removed,
+    #[error("the room was destroyed")]
+    Destroyed,
 }
 
 /// How a room watcher is told to stop, and why.
@@ -147,23 +166,20 @@ async fn watch_once(
 async fn join(
     session: &Session,
     room: &RoomConfig,
-) -> Result<(Handle, Option<u64>, Vec<Publisher>), String> {
+) -> Result<(Handle, Option<u64>, Vec<Publisher>), WatchError> {
     let handle = session
         .attach_videoroom()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(WatchError::Attach)?;
     let body = Request::join_publisher(&room.room, WATCHER_DISPLAY, room.pin.as_ref()).body();
-    let (data, _) = handle
-        .message(body, None)
-        .await
-        .map_err(|e| format!("cannot join: {e}"))?;
+    let (data, _) = handle.message(body, None).await.map_err(WatchError::Join)?;
     match VideoRoomEvent::parse(&data) {
         VideoRoomEvent::Joined {
             private_id,
             publishers,
             ..
         } => Ok((handle, private_id, publishers)),
-        other => Err(format!("join answered {other:?}")),
+        other => Err(WatchError::JoinAnswer(Box::new(other))),
     }
 }
 
@@ -305,15 +321,12 @@ impl Feeds {
             VideoRoomEvent::Leaving { feed: Some(f) } => self.stop(&f, EndReason::Leaving),
             VideoRoomEvent::Kicked { feed: Some(f) } => self.stop(&f, EndReason::Kicked),
             VideoRoomEvent::Kicked { feed: None } | VideoRoomEvent::Leaving { feed: None } => {
-                return Some((
-                    EndReason::Kicked,
-                    RoomEnd::Retry("our watcher was removed from the room".into()),
-                ));
+                return Some((EndReason::Kicked, RoomEnd::Retry(WatchError::Removed)));
             }
             VideoRoomEvent::Destroyed { .. } => {
                 return Some((
                     EndReason::RoomDestroyed,
-                    RoomEnd::Retry("the room was destroyed".into()),
+                    RoomEnd::Retry(WatchError::Destroyed),
                 ));
             }
             VideoRoomEvent::Talking { feed, talking } => {

@@ -285,9 +285,9 @@ fn auth_of(config: &Config) -> Auth {
 }
 
 /// Reads the config again for SIGHUP; a config that cannot be used is refused.
-fn reload(path: &Path) -> Result<Config, String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    prepare_output_dir(path, &config).map_err(|e| e.to_string())?;
+fn reload(path: &Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    prepare_output_dir(path, &config)?;
     Ok(config)
 }
 
@@ -491,7 +491,7 @@ async fn serve(config_path: &Path, mut config: Config) {
             Ok(()) => tracing::info!(%listen, "serving Prometheus metrics"),
             Err(e) => {
                 tracing::error!(error = %e, "metrics are off");
-                health.error(e);
+                health.error(e.to_string());
             }
         }
     }

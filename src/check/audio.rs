@@ -5,6 +5,17 @@ const SILENCE_RMS: f64 = 0.001;
 /// The largest Opus packet: 120 ms at 48 kHz, two channels.
 const MAX_SAMPLES: usize = 5760 * 2;
 
+/// Why libopus did not decode a packet.
+#[derive(Debug, thiserror::Error)]
+pub enum OpusError {
+    /// No decoder: libopus refused to create one.
+    #[error("libopus could not be initialised")]
+    NoDecoder,
+    /// libopus refused the packet.
+    #[error(transparent)]
+    Decode(#[from] opus::Error),
+}
+
 /// Decodes one track's packets in order.
 pub struct OpusCheck {
     decoder: Option<opus::Decoder>,
@@ -26,9 +37,9 @@ impl OpusCheck {
     }
 
     /// Decodes a packet; returns libopus's complaint if it refused it.
-    pub fn decode(&mut self, packet: &[u8]) -> Result<(), String> {
+    pub fn decode(&mut self, packet: &[u8]) -> Result<(), OpusError> {
         let Some(decoder) = &mut self.decoder else {
-            return Err("libopus could not be initialised".into());
+            return Err(OpusError::NoDecoder);
         };
         match decoder.decode_float(packet, &mut self.pcm, false) {
             Ok(samples) => {
@@ -43,7 +54,7 @@ impl OpusCheck {
             }
             Err(e) => {
                 self.errors += 1;
-                Err(e.to_string())
+                Err(e.into())
             }
         }
     }

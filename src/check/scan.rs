@@ -392,13 +392,13 @@ impl<'a> Scan<'a> {
                             let key = !self.group_referenced;
                             self.on_block(track, ts, key, frames);
                         }
-                        Err(e) => self.corrupt_block(e),
+                        Err(e) => self.corrupt_block(e.to_string()),
                     }
                 }
             }
             tag @ MatroskaSpec::SimpleBlock(_) => match decode_block(&tag) {
                 Ok((track, ts, key, frames)) => self.on_block(track, ts, key, frames),
-                Err(e) => self.corrupt_block(e),
+                Err(e) => self.corrupt_block(e.to_string()),
             },
             _ => {}
         }

@@ -279,7 +279,9 @@ impl Session {
         );
         let connector = if url.starts_with("wss://") {
             Some(Connector::Rustls(
-                trust.client_config().map_err(connect_err)?,
+                trust
+                    .client_config()
+                    .map_err(|e| connect_err(e.to_string()))?,
             ))
         } else {
             None

@@ -9,8 +9,47 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::{ClientConfig, RootCertStore};
+
+/// Why no TLS client config could be made, or a CA file cannot be used. The CA file
+/// variants name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// No `ca_file`, and the system's CA store holds no usable certificate.
+    #[error(
+        "no CA certificates: the system store is empty (install ca-certificates) \
+         and no ca_file is set"
+    )]
+    NoRoots,
+    /// The CA file cannot be read.
+    #[error("{}: {source}", path.display())]
+    CaFileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA file is not PEM.
+    #[error("{}: not a PEM file: {source:?}", path.display())]
+    NotPem {
+        path: PathBuf,
+        #[source]
+        source: pem::Error,
+    },
+    /// The CA file is PEM but holds no certificate.
+    #[error("{}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it", path.display())]
+    NoCertificate { path: PathBuf },
+    /// rustls refused a certificate of the CA file as a trust anchor.
+    #[error("{}: unusable CA certificate: {source}", path.display())]
+    UnusableCertificate {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    /// rustls could not set up the protocol versions with the crypto provider.
+    #[error("TLS set-up: {0}")]
+    Setup(#[source] rustls::Error),
+}
 
 /// Which certificate authorities a `wss://` server's certificate may chain to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,26 +67,25 @@ impl TlsTrust {
     /// A rustls client config for one connection attempt. The CA file is read on every
     /// attempt, so a replaced file is picked up at the next reconnect; the system store is
     /// read once per process.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
         let mut roots = RootCertStore::empty();
         let (added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
         if let Some(path) = &self.ca_file {
             for cert in read_ca_file(path)? {
                 roots
                     .add(cert)
-                    .map_err(|e| format!("{}: unusable CA certificate: {e}", path.display()))?;
+                    .map_err(|source| TlsError::UnusableCertificate {
+                        path: path.clone(),
+                        source,
+                    })?;
             }
         } else if added == 0 {
-            return Err(
-                "no CA certificates: the system store is empty (install ca-certificates) \
-                 and no ca_file is set"
-                    .into(),
-            );
+            return Err(TlsError::NoRoots);
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS set-up: {e}"))?
+            .map_err(TlsError::Setup)?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Arc::new(config))
@@ -55,25 +93,27 @@ impl TlsTrust {
 }
 
 /// The certificates of a PEM file; an error names the file and what is wrong with it.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let fail = |e: String| format!("{}: {e}", path.display());
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let fail = |e: pem::Error| match e {
+        pem::Error::Io(source) => TlsError::CaFileUnreadable {
+            path: path.to_path_buf(),
+            source,
+        },
+        source => TlsError::NotPem {
+            path: path.to_path_buf(),
+            source,
+        },
+    };
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| fail(pem_error(e)))?
+        .map_err(fail)?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(pem_error(e)))?;
+        .map_err(fail)?;
     if certs.is_empty() {
-        return Err(fail(
-            "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
-        ));
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
-}
-
-fn pem_error(e: rustls::pki_types::pem::Error) -> String {
-    match e {
-        rustls::pki_types::pem::Error::Io(e) => e.to_string(),
-        other => format!("not a PEM file: {other:?}"),
-    }
 }
 
 /// The system's CA certificates, loaded once (they are only read, and reading them takes a
@@ -139,12 +179,18 @@ mod tests {
         let path = dir.join("ca.pem");
         std::fs::write(&path, "not a certificate\n").unwrap();
         let e = read_ca_file(&path).unwrap_err();
+        assert!(matches!(e, TlsError::NoCertificate { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(
             e.contains("ca.pem") && e.contains("no PEM certificate"),
             "{e}"
         );
         let missing = read_ca_file(&dir.join("missing.pem")).unwrap_err();
-        assert!(missing.contains("missing.pem"), "{missing}");
+        assert!(
+            matches!(missing, TlsError::CaFileUnreadable { .. }),
+            "{missing:?}"
+        );
+        assert!(missing.to_string().contains("missing.pem"), "{missing}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

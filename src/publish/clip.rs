@@ -5,18 +5,59 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use webm_iterable::WebmIterator;
+use webm_iterable::errors::TagIteratorError;
 use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 
 use crate::codec::{av1, h264, h265, nal};
 use crate::media::{Codec, MediaKind};
-use crate::webm::read::decode_block;
+use crate::webm::read::{BlockError, decode_block};
 
 /// Largest clip accepted (it is held in memory, once for all publishers).
 const MAX_CLIP: u64 = 256 << 20;
+
+/// Why a clip cannot be sent; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ClipError {
+    /// The file cannot be opened.
+    #[error("{}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Over [`MAX_CLIP`] (the clip is held in memory).
+    #[error("{}: larger than {max_mib} MiB", path.display())]
+    TooLarge { path: PathBuf, max_mib: u64 },
+    /// The file's elements cannot be read.
+    #[error("{}: not a readable WebM file: {source}", path.display())]
+    NotWebm {
+        path: PathBuf,
+        #[source]
+        source: TagIteratorError,
+    },
+    /// A block's bytes cannot be decoded.
+    #[error("{}: {source}", path.display())]
+    Block {
+        path: PathBuf,
+        #[source]
+        source: BlockError,
+    },
+    /// An H.264 track whose CodecPrivate is not an avcC (its parameter sets are needed).
+    #[error("{}: H.264 track without a valid avcC", path.display())]
+    NoAvcC { path: PathBuf },
+    /// An H.265 track whose CodecPrivate is not an hvcC.
+    #[error("{}: H.265 track without a valid hvcC", path.display())]
+    NoHvcC { path: PathBuf },
+    /// The video's first frame is not a keyframe, so nothing could decode it.
+    #[error("{}: the video does not start with a keyframe", path.display())]
+    NoLeadingKeyframe { path: PathBuf },
+    #[error("{}: no Opus or video frames in it", path.display())]
+    NoFrames { path: PathBuf },
+}
 
 /// One frame of the clip.
 #[derive(Debug, Clone)]
@@ -45,11 +86,17 @@ pub struct Clip {
 
 impl Clip {
     /// Reads `path`; the error names the file and the problem.
-    pub fn load(path: &Path) -> Result<Clip, String> {
-        let fail = |e: String| format!("{}: {e}", path.display());
-        let file = File::open(path).map_err(|e| fail(e.to_string()))?;
+    pub fn load(path: &Path) -> Result<Clip, ClipError> {
+        let path_buf = || path.to_path_buf();
+        let file = File::open(path).map_err(|source| ClipError::Open {
+            path: path_buf(),
+            source,
+        })?;
         if file.metadata().map(|m| m.len()).unwrap_or(0) > MAX_CLIP {
-            return Err(fail(format!("larger than {} MiB", MAX_CLIP >> 20)));
+            return Err(ClipError::TooLarge {
+                path: path_buf(),
+                max_mib: MAX_CLIP >> 20,
+            });
         }
         let mut tracks: Vec<(u64, ClipTrack)> = Vec::new();
         let mut entry: (Option<u64>, Option<String>, Vec<u8>) = (None, None, Vec::new());
@@ -58,7 +105,10 @@ impl Clip {
         let mut cluster_ts = 0u64;
         let mut group: Option<(Vec<u8>, bool)> = None;
         for tag in WebmIterator::new(BufReader::new(file), &[]) {
-            let tag = tag.map_err(|e| fail(format!("not a readable WebM file: {e}")))?;
+            let tag = tag.map_err(|source| ClipError::NotWebm {
+                path: path_buf(),
+                source,
+            })?;
             let block = match tag {
                 MatroskaSpec::TimestampScale(s) if s > 0 => {
                     scale_ns = s;
@@ -118,7 +168,10 @@ impl Clip {
             let Some((decoded, group_key)) = block else {
                 continue;
             };
-            let (number, offset, key, frames) = decoded.map_err(fail)?;
+            let (number, offset, key, frames) = decoded.map_err(|source| ClipError::Block {
+                path: path_buf(),
+                source,
+            })?;
             let Some((_, track)) = tracks.iter_mut().find(|t| t.0 == number) else {
                 continue;
             };
@@ -142,7 +195,7 @@ impl Clip {
                 .iter()
                 .find(|p| p.0 == number)
                 .map_or(&[][..], |p| &p.1[..]);
-            to_sender_format(&mut track, private).map_err(fail)?;
+            to_sender_format(&mut track, private, path)?;
             let slot = match track.codec.kind() {
                 MediaKind::Audio => &mut clip.audio,
                 MediaKind::Video => &mut clip.video,
@@ -154,7 +207,7 @@ impl Clip {
         if let Some(v) = &clip.video
             && !v.frames[0].keyframe
         {
-            return Err(fail("the video does not start with a keyframe".into()));
+            return Err(ClipError::NoLeadingKeyframe { path: path_buf() });
         }
         // The loop length: the last frame's time plus one frame interval, over all tracks.
         clip.duration = [&clip.audio, &clip.video]
@@ -171,13 +224,14 @@ impl Clip {
                 last + step
             })
             .max()
-            .ok_or_else(|| fail("no Opus or video frames in it".into()))?;
+            .ok_or_else(|| ClipError::NoFrames { path: path_buf() })?;
         Ok(clip)
     }
 }
 
-/// Turns a track's Matroska blocks into what str0m packetizes (see the module doc).
-fn to_sender_format(track: &mut ClipTrack, private: &[u8]) -> Result<(), String> {
+/// Turns a track's Matroska blocks into what str0m packetizes (see the module doc); `path`
+/// is the clip's, for the error.
+fn to_sender_format(track: &mut ClipTrack, private: &[u8], path: &Path) -> Result<(), ClipError> {
     let codec = track.codec;
     let (length_size, parameter_sets): (usize, Vec<Vec<u8>>) = match codec {
         Codec::Opus | Codec::Vp8 | Codec::Vp9 => return Ok(()),
@@ -193,13 +247,15 @@ fn to_sender_format(track: &mut ClipTrack, private: &[u8]) -> Result<(), String>
             return Ok(());
         }
         Codec::H264 => {
-            let c =
-                h264::parse_decoder_config(private).ok_or("H.264 track without a valid avcC")?;
+            let c = h264::parse_decoder_config(private).ok_or_else(|| ClipError::NoAvcC {
+                path: path.to_path_buf(),
+            })?;
             (c.length_size, c.sps.into_iter().chain(c.pps).collect())
         }
         Codec::H265 => {
-            let c =
-                h265::parse_decoder_config(private).ok_or("H.265 track without a valid hvcC")?;
+            let c = h265::parse_decoder_config(private).ok_or_else(|| ClipError::NoHvcC {
+                path: path.to_path_buf(),
+            })?;
             (
                 c.length_size,
                 c.vps.into_iter().chain(c.sps).chain(c.pps).collect(),

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::clip::{Clip, ClipTrack};
 use super::{PublicationEvent, PublishSpec, join};
 use crate::ids::{JanusId, RoomId};
-use crate::janus::{Auth, Session, TlsTrust};
+use crate::janus::{Auth, JanusError, Session, TlsTrust};
 use crate::media::{Codec, MediaKind};
 use crate::net::{SocketPlan, interface_addresses};
 use crate::rtc::MediaLoop;
@@ -74,6 +74,33 @@ pub struct PublishArgs {
     /// Address to offer Janus as our host candidate (default: every non-loopback address).
     #[arg(long)]
     pub advertise: Vec<IpAddr>,
+}
+
+/// Why the synthetic publishers, or one of them, failed. Joining, publishing and sending
+/// report their failures as text (`publish::join`, `Publication`), carried as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum SyntheticError {
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: JanusError,
+    },
+    /// A publisher's task panicked or was cancelled.
+    #[error("publisher task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// Joining the room as a publisher failed.
+    #[error("{0}")]
+    Join(String),
+    /// Negotiating the publication with Janus failed.
+    #[error("{0}")]
+    Publish(String),
+    /// The media loop's socket could not be opened.
+    #[error("cannot open the media socket: {0}")]
+    MediaSocket(#[source] std::io::Error),
+    /// The publication ended (Janus, ICE) before the publisher was done.
+    #[error("{0}")]
+    Ended(String),
 }
 
 /// What one synthetic publisher did.
@@ -155,7 +182,10 @@ fn room_id(s: &str) -> RoomId {
     }
 }
 
-async fn publish_all(args: &PublishArgs, clip: Arc<Clip>) -> Result<Vec<FeedReport>, String> {
+async fn publish_all(
+    args: &PublishArgs,
+    clip: Arc<Clip>,
+) -> Result<Vec<FeedReport>, SyntheticError> {
     let auth = Auth {
         api_secret: args.api_secret.clone(),
         token: args.token.clone(),
@@ -163,14 +193,17 @@ async fn publish_all(args: &PublishArgs, clip: Arc<Clip>) -> Result<Vec<FeedRepo
     let trust = TlsTrust::new(args.ca_file.clone());
     let session = Session::connect(&args.url, auth, &trust)
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", args.url))?;
+        .map_err(|source| SyntheticError::Connect {
+            url: args.url.clone(),
+            source,
+        })?;
     let advertise = if args.advertise.is_empty() {
         interface_addresses()
     } else {
         args.advertise.clone()
     };
     let media = MediaLoop::start(&SocketPlan::new(None, &advertise), 0)
-        .map_err(|e| format!("cannot open the media socket: {e}"))?;
+        .map_err(SyntheticError::MediaSocket)?;
     let stop = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(stop.clone()));
     let duration = args.seconds.map(Duration::from_secs_f64);
@@ -210,14 +243,14 @@ async fn publish_all(args: &PublishArgs, clip: Arc<Clip>) -> Result<Vec<FeedRepo
             .await
             {
                 tracing::error!(display = %spec.display, error = %e, "publisher failed");
-                report.error = Some(e);
+                report.error = Some(e.to_string());
             }
             report
         }));
     }
     let mut reports = Vec::new();
     for t in tasks {
-        reports.push(t.await.map_err(|e| format!("publisher task: {e}"))?);
+        reports.push(t.await?);
     }
     signals.abort();
     session.destroy().await;
@@ -318,10 +351,13 @@ async fn publish_one(
     hold: bool,
     stop: &CancellationToken,
     report: &mut FeedReport,
-) -> Result<(), String> {
-    let joined = join(session, spec).await?;
+) -> Result<(), SyntheticError> {
+    let joined = join(session, spec).await.map_err(SyntheticError::Join)?;
     report.feed = Some(joined.feed().clone());
-    let mut p = joined.publish(media, spec).await?;
+    let mut p = joined
+        .publish(media, spec)
+        .await
+        .map_err(SyntheticError::Publish)?;
     tracing::info!(display = %spec.display, feed = %p.feed(), "published");
     let mut players: Vec<TrackPlayer> = [&clip.audio, &clip.video]
         .into_iter()
@@ -358,7 +394,7 @@ async fn publish_one(
                     }
                     want_keyframe = true;
                 }
-                PublicationEvent::Ended(reason) => return Err(reason),
+                PublicationEvent::Ended(reason) => return Err(SyntheticError::Ended(reason)),
             },
             _ = tokio::time::sleep_until(next.into()) => {
                 let s = start.expect("a deadline only once started");

@@ -22,8 +22,8 @@ use time::format_description::well_known::Rfc3339;
 
 pub use grid::GridError;
 pub use merge::{Merge, Timed};
-pub use mux::{OutBlock, TrackStats, date_utc};
-pub use source::{Recording, find_recordings};
+pub use mux::{MuxError, OutBlock, TrackStats, date_utc};
+pub use source::{Recording, SourceError, find_recordings};
 
 use crate::media::MediaKind;
 use mux::{OutTrack, RoomWriter};
@@ -60,15 +60,20 @@ pub enum TimeArg {
     Offset(Duration),
 }
 
-impl FromStr for TimeArg {
-    type Err = String;
+/// A `--from` or `--to` value that is not a time: the text given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is neither an RFC 3339 time nor HH:MM:SS[.fff]")]
+pub struct TimeArgError(pub String);
 
-    fn from_str(s: &str) -> Result<TimeArg, String> {
+impl FromStr for TimeArg {
+    type Err = TimeArgError;
+
+    fn from_str(s: &str) -> Result<TimeArg, TimeArgError> {
         if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
             return Ok(TimeArg::At(t));
         }
         let parts: Vec<&str> = s.split(':').collect();
-        let bad = || format!("{s:?} is neither an RFC 3339 time nor HH:MM:SS[.fff]");
+        let bad = || TimeArgError(s.to_string());
         let [h, m, sec] = parts[..] else {
             return Err(bad());
         };
@@ -99,8 +104,12 @@ impl TimeArg {
 /// Why a room file could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum RoomError {
-    #[error("cannot read the room directory {}: {cause}", path.display())]
-    Unreadable { path: PathBuf, cause: String },
+    #[error("cannot read the room directory {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("no recordings with a sidecar in {}{}", path.display(),
         if *windowed { " between --from and --to" } else { "" })]
     NoRecordings { path: PathBuf, windowed: bool },
@@ -108,10 +117,20 @@ pub enum RoomError {
     EmptyWindow,
     #[error("--out {} is one of the recordings", .0.display())]
     OutputIsInput(PathBuf),
+    /// A recording's media file cannot be read.
     #[error("reading {}: {cause}", path.display())]
-    Input { path: PathBuf, cause: String },
+    Input {
+        path: PathBuf,
+        #[source]
+        cause: SourceError,
+    },
+    /// Writing the room file failed.
     #[error("writing {}: {cause}", path.display())]
-    Output { path: PathBuf, cause: String },
+    Output {
+        path: PathBuf,
+        #[source]
+        cause: MuxError,
+    },
 }
 
 impl RoomError {

@@ -8,18 +8,20 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::num::TryFromIntError;
 use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 use time::macros::datetime;
 use webm_iterable::WebmWriter as TagWriter;
 use webm_iterable::WriteOptions;
+use webm_iterable::errors::TagWriterError;
 use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 
 use super::RoomError;
 use crate::media::MediaKind;
 use crate::webm::writer::{
-    CUES_ID, INFO_ID, SIZE_FIELD_LEN, TRACKS_ID, UNKNOWN_SIZED_HEADER_LEN, fill_region,
+    CUES_ID, INFO_ID, SIZE_FIELD_LEN, TRACKS_ID, UNKNOWN_SIZED_HEADER_LEN, WriteCause, fill_region,
     opus_frame_ms, seek, sized_vint, void_of,
 };
 
@@ -40,6 +42,31 @@ const MATROSKA_EPOCH: OffsetDateTime = datetime!(2001-01-01 0:00 UTC);
 pub fn date_utc(t: OffsetDateTime) -> i64 {
     let ns = (t - MATROSKA_EPOCH).whole_nanoseconds();
     i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// What went wrong writing the room file (the cause in [`RoomError::Output`]).
+#[derive(Debug, thiserror::Error)]
+pub enum MuxError {
+    /// Creating, writing, seeking or syncing the file failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The tag writer refused an element (its own writes to the file fail as this too).
+    #[error(transparent)]
+    Encode(#[from] TagWriterError),
+    /// A reserved header region could not be filled (shared with the recordings' writer).
+    #[error(transparent)]
+    Region(#[from] WriteCause),
+    /// A block for a track the room file does not have.
+    #[error("no track {0}")]
+    NoTrack(u64),
+    /// A block too far from its cluster's timestamp for a block's 16-bit offset.
+    #[error("a block at {ms} ms in a cluster at {cluster_ms} ms: {source}")]
+    BlockOffset {
+        ms: i64,
+        cluster_ms: i64,
+        #[source]
+        source: TryFromIntError,
+    },
 }
 
 /// A track of the room file.
@@ -161,7 +188,7 @@ impl RoomWriter {
         Ok(w)
     }
 
-    fn error(&self, cause: String) -> RoomError {
+    fn error(&self, cause: MuxError) -> RoomError {
         RoomError::Output {
             path: self.path.clone(),
             cause,
@@ -172,11 +199,11 @@ impl RoomWriter {
         self.tags.get_ref().written
     }
 
-    fn put(&mut self, tag: &MatroskaSpec) -> Result<(), String> {
-        self.tags.write(tag).map_err(|e| e.to_string())
+    fn put(&mut self, tag: &MatroskaSpec) -> Result<(), MuxError> {
+        Ok(self.tags.write(tag)?)
     }
 
-    fn write_header(&mut self, tracks: &[OutTrack]) -> Result<(), String> {
+    fn write_header(&mut self, tracks: &[OutTrack]) -> Result<(), MuxError> {
         self.put(&MatroskaSpec::Ebml(Master::Full(vec![
             MatroskaSpec::EbmlVersion(1),
             MatroskaSpec::EbmlReadVersion(1),
@@ -187,12 +214,10 @@ impl RoomWriter {
             MatroskaSpec::DocTypeReadVersion(2),
         ])))?;
         self.segment_data = self.pos() + UNKNOWN_SIZED_HEADER_LEN;
-        self.tags
-            .write_advanced(
-                &MatroskaSpec::Segment(Master::Start),
-                WriteOptions::is_unknown_sized_element(),
-            )
-            .map_err(|e| e.to_string())?;
+        self.tags.write_advanced(
+            &MatroskaSpec::Segment(Master::Start),
+            WriteOptions::is_unknown_sized_element(),
+        )?;
         // The Void also releases the Segment start the tag writer holds back.
         self.put(&void_of(SEEKHEAD_ROOM)?)?;
         self.seekhead = (self.segment_data, SEEKHEAD_ROOM);
@@ -236,12 +261,10 @@ impl RoomWriter {
         self.write_block(block).map_err(|e| self.error(e))
     }
 
-    fn write_block(&mut self, block: OutBlock) -> Result<(), String> {
-        let index = usize::try_from(block.track - 1).map_err(|e| e.to_string())?;
-        let kind = *self
-            .kinds
-            .get(index)
-            .ok_or_else(|| format!("no track {}", block.track))?;
+    fn write_block(&mut self, block: OutBlock) -> Result<(), MuxError> {
+        let no_track = || MuxError::NoTrack(block.track);
+        let index = usize::try_from(block.track - 1).map_err(|_| no_track())?;
+        let kind = *self.kinds.get(index).ok_or_else(no_track)?;
         let ms = block.ms;
         let fits = |c: &Cluster| i16::try_from(ms - c.timestamp).is_ok();
         let new_cluster = match &self.cluster {
@@ -252,7 +275,12 @@ impl RoomWriter {
             self.open_cluster(ms)?;
         }
         let cluster = self.cluster.as_mut().expect("a cluster is open");
-        let rel = i16::try_from(ms - cluster.timestamp).map_err(|e| e.to_string())?;
+        let rel =
+            i16::try_from(ms - cluster.timestamp).map_err(|source| MuxError::BlockOffset {
+                ms,
+                cluster_ms: cluster.timestamp,
+                source,
+            })?;
         if kind == MediaKind::Video && block.keyframe() && !cluster.cued.contains(&block.track) {
             cluster.cued.push(block.track);
             self.cues.push((ms, block.track, cluster.position));
@@ -274,7 +302,7 @@ impl RoomWriter {
         self.put(&MatroskaSpec::SimpleBlock(data))
     }
 
-    fn open_cluster(&mut self, ms: i64) -> Result<(), String> {
+    fn open_cluster(&mut self, ms: i64) -> Result<(), MuxError> {
         if self.cluster.is_some() {
             self.put(&MatroskaSpec::Cluster(Master::End))?;
         }
@@ -318,7 +346,7 @@ impl RoomWriter {
         self.stats.iter().map(|s| s.end_ms).max().unwrap_or(0)
     }
 
-    fn finish_file(&mut self) -> Result<(), String> {
+    fn finish_file(&mut self) -> Result<(), MuxError> {
         if self.cluster.is_some() {
             self.put(&MatroskaSpec::Cluster(Master::End))?;
         }
@@ -366,14 +394,13 @@ impl RoomWriter {
             ),
         ];
         let out = &mut self.tags.get_mut().inner;
-        out.flush().map_err(|e| e.to_string())?;
+        out.flush()?;
         let file = out.get_mut();
         for (offset, bytes) in patches {
             file.seek(SeekFrom::Start(offset))
-                .and_then(|_| file.write_all(&bytes))
-                .map_err(|e| e.to_string())?;
+                .and_then(|_| file.write_all(&bytes))?;
         }
-        file.sync_all().map_err(|e| e.to_string())
+        Ok(file.sync_all()?)
     }
 }
 
@@ -403,7 +430,7 @@ fn track_vint(n: u64) -> Vec<u8> {
 fn output_error(path: &Path, e: io::Error) -> RoomError {
     RoomError::Output {
         path: path.to_path_buf(),
-        cause: e.to_string(),
+        cause: e.into(),
     }
 }
 

@@ -6,7 +6,7 @@
 //! is skipped. The room manifest (`*.room.json`) is not needed and not read.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -19,6 +19,35 @@ use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 use super::RoomError;
 use crate::ids::{FeedId, RoomId};
 use crate::media::MediaKind;
+
+/// Why a recording cannot be used: its sidecar or its media file (the cause in
+/// [`RoomError::Input`], or a warning naming the sidecar).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Opening or reading the file failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error("not a recording's sidecar: {0}")]
+    NotASidecar(#[source] serde_json::Error),
+    /// The sidecar's `file` is not the name of a file beside it (a path, `..`, empty).
+    #[error("the file name {0:?} is not a plain name")]
+    NotAPlainName(String),
+    /// The media file the sidecar names is not there.
+    #[error("its recording {} is missing", .0.display())]
+    MissingMedia(PathBuf),
+    /// `started_at` or `ended_at` is not an RFC 3339 time.
+    #[error("bad time {text:?}: {source}")]
+    BadTime {
+        text: String,
+        #[source]
+        source: time::error::Parse,
+    },
+    /// The media file's header (up to the first Cluster) cannot be read.
+    #[error("unreadable header: {0}")]
+    UnreadableHeader(#[source] TagIteratorError),
+    #[error("no audio or video track")]
+    NoTracks,
+}
 
 /// The fields of a recording's sidecar that placing it needs (see [`crate::output::Sidecar`]);
 /// other fields are ignored, so sidecars from newer versions still read.
@@ -65,9 +94,9 @@ impl Recording {
 /// file name). Problems with single recordings are returned as warnings, not errors; a
 /// directory that cannot be read is an error.
 pub fn find_recordings(dir: &Path) -> Result<(Vec<Recording>, Vec<String>), RoomError> {
-    let unreadable = |e: std::io::Error| RoomError::Unreadable {
+    let unreadable = |source: io::Error| RoomError::Unreadable {
         path: dir.to_path_buf(),
-        cause: e.to_string(),
+        source,
     };
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(unreadable)?
@@ -91,23 +120,23 @@ pub fn find_recordings(dir: &Path) -> Result<(Vec<Recording>, Vec<String>), Room
     Ok((found, warnings))
 }
 
-fn read_sidecar(dir: &Path, path: &Path) -> Result<Recording, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let sidecar: SidecarFields =
-        serde_json::from_str(&text).map_err(|e| format!("not a recording's sidecar: {e}"))?;
+fn read_sidecar(dir: &Path, path: &Path) -> Result<Recording, SourceError> {
+    let text = std::fs::read_to_string(path)?;
+    let sidecar: SidecarFields = serde_json::from_str(&text).map_err(SourceError::NotASidecar)?;
     // The file name comes from the sidecar: it must name a file beside it, nothing elsewhere.
     if Path::new(&sidecar.file).file_name() != Some(std::ffi::OsStr::new(&sidecar.file)) {
-        return Err(format!(
-            "the file name {:?} is not a plain name",
-            sidecar.file
-        ));
+        return Err(SourceError::NotAPlainName(sidecar.file));
     }
     let media = dir.join(&sidecar.file);
     if !media.is_file() {
-        return Err(format!("its recording {} is missing", media.display()));
+        return Err(SourceError::MissingMedia(media));
     }
-    let time =
-        |s: &str| OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("bad time {s:?}: {e}"));
+    let time = |s: &str| {
+        OffsetDateTime::parse(s, &Rfc3339).map_err(|source| SourceError::BadTime {
+            text: s.to_string(),
+            source,
+        })
+    };
     let start = time(&sidecar.started_at)?;
     let end = sidecar.ended_at.as_deref().map(time).transpose()?;
     Ok(Recording {
@@ -180,12 +209,12 @@ const MIN_ELEMENT_LIMIT: u64 = 1 << 20;
 impl InputReader {
     /// Opens `path` and reads its header up to the first Cluster.
     pub fn open(path: &Path) -> Result<InputReader, RoomError> {
-        let fail = |cause: String| RoomError::Input {
+        let fail = |cause: SourceError| RoomError::Input {
             path: path.to_path_buf(),
             cause,
         };
-        let file = File::open(path).map_err(|e| fail(e.to_string()))?;
-        let size = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+        let file = File::open(path).map_err(|e| fail(e.into()))?;
+        let size = file.metadata().map_err(|e| fail(e.into()))?.len();
         let mut iter = WebmIterator::new(
             BufReader::with_capacity(1 << 16, file),
             &[MatroskaSpec::TrackEntry(Master::Start)],
@@ -206,7 +235,7 @@ impl InputReader {
         loop {
             match reader.iter.next() {
                 None => break,
-                Some(Err(e)) => return Err(fail(format!("unreadable header: {e}"))),
+                Some(Err(e)) => return Err(fail(SourceError::UnreadableHeader(e))),
                 Some(Ok(tag)) => match tag {
                     MatroskaSpec::TimestampScale(s) if s > 0 => reader.scale_ns = s,
                     MatroskaSpec::TrackEntry(Master::Full(children)) => {
@@ -220,7 +249,7 @@ impl InputReader {
             }
         }
         if reader.tracks.is_empty() {
-            return Err(fail("no audio or video track".into()));
+            return Err(fail(SourceError::NoTracks));
         }
         Ok(reader)
     }

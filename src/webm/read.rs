@@ -6,17 +6,46 @@ use webm_iterable::matroska_spec::MatroskaSpec;
 /// A block's track, relative time, keyframe flag (SimpleBlock only) and frames.
 pub type DecodedBlock = (u64, i16, bool, Vec<Vec<u8>>);
 
+/// Why a block's bytes cannot be decoded. The lacing variants are hostile or corrupt lace
+/// headers (RFC 9559 10.3).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// The element given is not a SimpleBlock or Block.
+    #[error("not a block")]
+    NotABlock,
+    /// Too short for its track number, relative time and flags.
+    #[error("a block of {len} bytes is shorter than its header")]
+    Short { len: usize },
+    #[error("bad lacing: no frame count")]
+    NoFrameCount,
+    #[error("bad lacing: a Xiph size runs past the block")]
+    XiphSizePastEnd,
+    #[error("bad lacing: no first EBML size")]
+    NoFirstEbmlSize,
+    /// The first EBML lace size does not fit in memory's address range.
+    #[error("bad lacing: size")]
+    EbmlSizeTooLarge,
+    #[error("bad lacing: an EBML size difference runs past the block")]
+    EbmlDifferencePastEnd,
+    #[error("bad lacing: a negative frame size")]
+    NegativeFrameSize,
+    #[error("bad lacing: fixed-size frames do not divide the block")]
+    FixedSizeUneven,
+    #[error("bad lacing: a frame runs past the block")]
+    FramePastEnd,
+}
+
 /// Decodes a SimpleBlock or Block without trusting its bytes (RFC 9559 10.2-10.3: track
 /// number, relative time, flags, and Xiph, EBML or fixed-size lacing). Written here rather
 /// than taken from webm-iterable 0.7, whose block parser indexes past the end of short blocks
 /// and overflows on hostile lace sizes (found by the `webm_check` and `svg_timeline` fuzz
 /// targets): every length here is checked, so nothing panics.
-pub fn decode_block(tag: &MatroskaSpec) -> Result<DecodedBlock, String> {
+pub fn decode_block(tag: &MatroskaSpec) -> Result<DecodedBlock, BlockError> {
     let data = match tag {
         MatroskaSpec::SimpleBlock(d) | MatroskaSpec::Block(d) => d.as_slice(),
-        _ => return Err("not a block".into()),
+        _ => return Err(BlockError::NotABlock),
     };
-    let short = || format!("a block of {} bytes is shorter than its header", data.len());
+    let short = || BlockError::Short { len: data.len() };
     let (track, n) = vint(data).ok_or_else(short)?;
     let head = data.get(n..n + 3).ok_or_else(short)?;
     let time = i16::from_be_bytes([head[0], head[1]]);
@@ -47,11 +76,10 @@ fn vint(data: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// The frames of a laced block body: 1 Xiph, 2 fixed-size, 3 EBML lacing.
-fn laced(lacing: u8, body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let bad = |why: &str| Err(format!("bad lacing: {why}"));
+fn laced(lacing: u8, body: &[u8]) -> Result<Vec<Vec<u8>>, BlockError> {
     let (&count_minus_one, mut rest) = match body.split_first() {
         Some(v) => v,
-        None => return bad("no frame count"),
+        None => return Err(BlockError::NoFrameCount),
     };
     let count = usize::from(count_minus_one) + 1;
     let mut sizes: Vec<usize> = Vec::with_capacity(count);
@@ -61,7 +89,7 @@ fn laced(lacing: u8, body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                 let mut size = 0usize;
                 loop {
                     let Some((&b, r)) = rest.split_first() else {
-                        return bad("a Xiph size runs past the block");
+                        return Err(BlockError::XiphSizePastEnd);
                     };
                     rest = r;
                     size += usize::from(b);
@@ -74,16 +102,16 @@ fn laced(lacing: u8, body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         }
         3 => {
             let Some((first, n)) = vint(rest) else {
-                return bad("no first EBML size");
+                return Err(BlockError::NoFirstEbmlSize);
             };
             rest = &rest[n..];
             let mut size = i128::from(first);
             if count > 1 {
-                sizes.push(usize::try_from(size).map_err(|_| "bad lacing: size".to_string())?);
+                sizes.push(usize::try_from(size).map_err(|_| BlockError::EbmlSizeTooLarge)?);
             }
             for _ in 2..count {
                 let Some((raw, n)) = vint(rest) else {
-                    return bad("an EBML size difference runs past the block");
+                    return Err(BlockError::EbmlDifferencePastEnd);
                 };
                 rest = &rest[n..];
                 // Signed: the unsigned value minus half its range.
@@ -91,13 +119,13 @@ fn laced(lacing: u8, body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                 size += i128::from(raw) - bias;
                 match usize::try_from(size) {
                     Ok(s) => sizes.push(s),
-                    Err(_) => return bad("a negative frame size"),
+                    Err(_) => return Err(BlockError::NegativeFrameSize),
                 }
             }
         }
         _ => {
             if rest.len() % count != 0 {
-                return bad("fixed-size frames do not divide the block");
+                return Err(BlockError::FixedSizeUneven);
             }
             sizes = vec![rest.len() / count; count - 1];
         }
@@ -105,7 +133,7 @@ fn laced(lacing: u8, body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let mut frames = Vec::with_capacity(count);
     for size in sizes {
         if size > rest.len() {
-            return bad("a frame runs past the block");
+            return Err(BlockError::FramePastEnd);
         }
         let (frame, r) = rest.split_at(size);
         frames.push(frame.to_vec());
@@ -133,7 +161,7 @@ mod tests {
                 assert_eq!((track, time, key), (1, 0, true));
                 assert_eq!(frames, [Vec::<u8>::new()]);
             } else {
-                assert!(r.unwrap_err().contains("lacing"), "flags {flags:#x}");
+                assert_eq!(r.unwrap_err(), BlockError::NoFrameCount, "flags {flags:#x}");
             }
         }
     }
@@ -171,9 +199,18 @@ mod tests {
         body.extend(f.concat());
         assert_eq!(block(0x04, &body).unwrap().3, f);
         // Hostile: sizes past the block, a negative EBML size, an uneven fixed split.
-        assert!(block(0x02, &[1, 255, 255, 10, 0]).is_err());
-        assert!(block(0x06, &[2, 0x81, 0x80, 0x00]).is_err());
-        assert!(block(0x04, &[1, 1, 2, 3]).is_err());
-        assert!(decode_block(&MatroskaSpec::Block(vec![0x00; 3])).is_err());
+        assert_eq!(
+            block(0x02, &[1, 255, 255, 10, 0]),
+            Err(BlockError::FramePastEnd)
+        );
+        assert_eq!(
+            block(0x06, &[2, 0x81, 0x80, 0x00]),
+            Err(BlockError::NegativeFrameSize)
+        );
+        assert_eq!(block(0x04, &[1, 1, 2, 3]), Err(BlockError::FixedSizeUneven));
+        assert_eq!(
+            decode_block(&MatroskaSpec::Block(vec![0x00; 3])),
+            Err(BlockError::Short { len: 3 })
+        );
     }
 }

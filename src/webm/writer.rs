@@ -28,10 +28,12 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use webm_iterable::WebmWriter as TagWriter;
 use webm_iterable::WriteOptions;
+use webm_iterable::errors::TagWriterError;
 use webm_iterable::matroska_spec::{Master, MatroskaSpec, SimpleBlock};
 
 use super::video::VideoIn;
@@ -97,7 +99,42 @@ impl TrackSetup {
 #[error("writing {}: {cause}", path.display())]
 pub struct WriteError {
     pub path: PathBuf,
-    pub cause: String,
+    #[source]
+    pub cause: WriteCause,
+}
+
+/// What went wrong writing a Matroska file (the daemon's recordings, and the room file's
+/// header regions). Cloneable, so the writer can keep its first failure: the `io::Error` and
+/// the tag writer's error are shared.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteCause {
+    /// The file could not be created, written, sought or synced (a full disk, most often).
+    #[error(transparent)]
+    Io(Arc<io::Error>),
+    /// The tag writer refused an element.
+    #[error(transparent)]
+    Encode(Arc<TagWriterError>),
+    /// No single Void element is exactly this long (129 bytes, under 2 or over 16385).
+    #[error("no Void of exactly {0} bytes")]
+    NoVoid(usize),
+    /// What a reserved header region must hold came out longer than the region.
+    #[error("header region overflow: {len} bytes for {room}")]
+    RegionOverflow { len: usize, room: usize },
+    /// An earlier failure: the writer refuses all work after its first failure.
+    #[error("the file is unusable after: {0}")]
+    Unusable(#[source] Box<WriteCause>),
+}
+
+impl From<io::Error> for WriteCause {
+    fn from(e: io::Error) -> WriteCause {
+        WriteCause::Io(Arc::new(e))
+    }
+}
+
+impl From<TagWriterError> for WriteCause {
+    fn from(e: TagWriterError) -> WriteCause {
+        WriteCause::Encode(Arc::new(e))
+    }
 }
 
 /// What a finalized file holds.
@@ -212,7 +249,7 @@ pub struct WebmWriter {
     /// Frames whose time was moved forward: earlier than their track's previous frame, or
     /// than their cluster's timestamp.
     moved: u64,
-    failed: Option<String>,
+    failed: Option<WriteCause>,
     finished: bool,
 }
 
@@ -221,7 +258,7 @@ impl WebmWriter {
     pub fn create(path: &Path, setup: TrackSetup) -> Result<WebmWriter, WriteError> {
         let file = crate::output::create_private(path).map_err(|e| WriteError {
             path: path.to_path_buf(),
-            cause: e.to_string(),
+            cause: e.into(),
         })?;
         let uid_seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -360,12 +397,12 @@ impl WebmWriter {
 
     fn check(&self) -> Result<(), WriteError> {
         match &self.failed {
-            Some(cause) => Err(self.error(format!("the file is unusable after: {cause}"))),
+            Some(cause) => Err(self.error(WriteCause::Unusable(Box::new(cause.clone())))),
             None => Ok(()),
         }
     }
 
-    fn error(&self, cause: String) -> WriteError {
+    fn error(&self, cause: WriteCause) -> WriteError {
         WriteError {
             path: self.path.clone(),
             cause,
@@ -373,7 +410,7 @@ impl WebmWriter {
     }
 
     /// Remembers the first failure: the writer refuses further work after it.
-    fn record(&mut self, r: Result<(), String>) -> Result<(), WriteError> {
+    fn record(&mut self, r: Result<(), WriteCause>) -> Result<(), WriteError> {
         r.map_err(|cause| {
             self.failed = Some(cause.clone());
             self.error(cause)
@@ -382,7 +419,7 @@ impl WebmWriter {
 
     /// Turns queued frames into blocks: those every track has reached, and those held longer
     /// than `drain` allows.
-    fn emit_ready(&mut self, drain: Drain) -> Result<(), String> {
+    fn emit_ready(&mut self, drain: Drain) -> Result<(), WriteCause> {
         let all = drain == Drain::All;
         if self.layout.is_none() {
             let waited = self
@@ -450,22 +487,21 @@ impl WebmWriter {
     }
 
     /// Writes a complete element (which also releases a held unknown-sized start).
-    fn put(&mut self, tag: MatroskaSpec) -> Result<(), String> {
-        self.tags.write(&tag).map_err(|e| e.to_string())?;
+    fn put(&mut self, tag: MatroskaSpec) -> Result<(), WriteCause> {
+        self.tags.write(&tag)?;
         self.held = 0;
         Ok(())
     }
 
     /// Starts a Segment or Cluster of unknown size.
-    fn put_unknown_sized(&mut self, tag: MatroskaSpec) -> Result<(), String> {
+    fn put_unknown_sized(&mut self, tag: MatroskaSpec) -> Result<(), WriteCause> {
         self.tags
-            .write_advanced(&tag, WriteOptions::is_unknown_sized_element())
-            .map_err(|e| e.to_string())?;
+            .write_advanced(&tag, WriteOptions::is_unknown_sized_element())?;
         self.held += UNKNOWN_SIZED_HEADER_LEN;
         Ok(())
     }
 
-    fn write_header(&mut self) -> Result<(), String> {
+    fn write_header(&mut self) -> Result<(), WriteCause> {
         self.put(MatroskaSpec::Ebml(Master::Full(vec![
             MatroskaSpec::EbmlVersion(1),
             MatroskaSpec::EbmlReadVersion(1),
@@ -500,7 +536,7 @@ impl WebmWriter {
     }
 
     /// Writes `tags` followed by `room` bytes of Void; returns the region they cover.
-    fn reserve(&mut self, tags: &[MatroskaSpec], room: usize) -> Result<Region, String> {
+    fn reserve(&mut self, tags: &[MatroskaSpec], room: usize) -> Result<Region, WriteCause> {
         let offset = self.pos();
         for t in tags {
             self.put(t.clone())?;
@@ -576,7 +612,7 @@ impl WebmWriter {
         MatroskaSpec::TrackEntry(Master::Full(children))
     }
 
-    fn emit(&mut self, frame: QueuedFrame) -> Result<(), String> {
+    fn emit(&mut self, frame: QueuedFrame) -> Result<(), WriteCause> {
         let mut ms = frame.ms;
         if let Some(last) = self.last_ms
             && ms < last
@@ -681,7 +717,7 @@ impl WebmWriter {
         }
     }
 
-    fn open_cluster(&mut self, ms: u64) -> Result<(), String> {
+    fn open_cluster(&mut self, ms: u64) -> Result<(), WriteCause> {
         if !self.clusters.is_empty() {
             self.put(MatroskaSpec::Cluster(Master::End))?;
             // A finished cluster is a natural point to hand the bytes to the system.
@@ -700,12 +736,12 @@ impl WebmWriter {
         Ok(())
     }
 
-    fn write_pending(&mut self) -> Result<(), String> {
+    fn write_pending(&mut self) -> Result<(), WriteCause> {
         let pending = std::mem::take(&mut self.tags.get_mut().bytes);
         if pending.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&pending).map_err(|e| e.to_string())?;
+        self.file.write_all(&pending)?;
         self.written += pending.len() as u64;
         Ok(())
     }
@@ -739,7 +775,7 @@ impl WebmWriter {
         self.audio_end_ms.max(video_end)
     }
 
-    fn finish_file(&mut self) -> Result<(), String> {
+    fn finish_file(&mut self) -> Result<(), WriteCause> {
         self.emit_ready(Drain::All)?;
         let layout = self
             .layout
@@ -820,10 +856,9 @@ impl WebmWriter {
         for (offset, bytes) in patches {
             self.file
                 .seek(SeekFrom::Start(offset))
-                .and_then(|_| self.file.write_all(&bytes))
-                .map_err(|e| e.to_string())?;
+                .and_then(|_| self.file.write_all(&bytes))?;
         }
-        self.file.sync_all().map_err(|e| e.to_string())
+        Ok(self.file.sync_all()?)
     }
 }
 
@@ -880,16 +915,16 @@ pub(crate) fn seek(id: u64, position: u64) -> MatroskaSpec {
 /// A Void element exactly `len` bytes long (at least 2): one id byte, then a 1-byte size (up
 /// to 126 bytes of data) or a 2-byte size (127 to 16382 bytes of data). 129 bytes cannot be
 /// one element (126 data bytes are the most a 1-byte size holds, 127 need a 2-byte size).
-pub(crate) fn void_of(len: usize) -> Result<MatroskaSpec, String> {
+pub(crate) fn void_of(len: usize) -> Result<MatroskaSpec, WriteCause> {
     match len {
         2..=128 => Ok(MatroskaSpec::Void(vec![0; len - 2])),
         130..=16_385 => Ok(MatroskaSpec::Void(vec![0; len - 3])),
-        _ => Err(format!("no Void of exactly {len} bytes")),
+        _ => Err(WriteCause::NoVoid(len)),
     }
 }
 
 /// Encodes `tags` (as children of a Segment) padded with a Void to exactly `len` bytes.
-pub(crate) fn fill_region(tags: &[MatroskaSpec], len: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn fill_region(tags: &[MatroskaSpec], len: usize) -> Result<Vec<u8>, WriteCause> {
     let mut bytes = encode_in_segment(tags)?;
     let mut gap = len.saturating_sub(bytes.len());
     if gap == 129 {
@@ -901,25 +936,24 @@ pub(crate) fn fill_region(tags: &[MatroskaSpec], len: usize) -> Result<Vec<u8>, 
         bytes.extend(encode_in_segment(&[void_of(gap)?])?);
     }
     if bytes.len() != len {
-        return Err(format!(
-            "header region overflow: {} bytes for {len}",
-            bytes.len()
-        ));
+        return Err(WriteCause::RegionOverflow {
+            len: bytes.len(),
+            room: len,
+        });
     }
     Ok(bytes)
 }
 
 /// The tag writer checks that elements sit under their parents, so Segment children are
 /// encoded after an unknown-sized Segment start, which is then cut off.
-fn encode_in_segment(tags: &[MatroskaSpec]) -> Result<Vec<u8>, String> {
+fn encode_in_segment(tags: &[MatroskaSpec]) -> Result<Vec<u8>, WriteCause> {
     let mut w = TagWriter::new(Vec::new());
     w.write_advanced(
         &MatroskaSpec::Segment(Master::Start),
         WriteOptions::is_unknown_sized_element(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     for t in tags {
-        w.write(t).map_err(|e| e.to_string())?;
+        w.write(t)?;
     }
     Ok(w.get_ref()[UNKNOWN_SIZED_HEADER_LEN as usize..].to_vec())
 }
