@@ -253,6 +253,8 @@ impl Publication {
                 ev = self.rtc.next_event() => match ev {
                     RtcEvent::Connected => {
                         self.connected = true;
+                        // A sender receives only RTCP: the loop's steady 20 ms pace is enough.
+                        self.rtc.batch_reads();
                         return PublicationEvent::Connected;
                     }
                     RtcEvent::KeyframeRequest { mid } if Some(mid) == self.video.map(|v| v.0) => {

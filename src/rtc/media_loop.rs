@@ -8,9 +8,12 @@
 //!   ([`super::route`]); str0m's output is drained after every input, as str0m requires.
 //! - One timer serves every session: deadlines are rounded up to a shared grid, so sessions
 //!   whose timers are due close together are served in one wake-up.
-//! - Events go to each session's task in batches: at once while a session sets up, and on a
-//!   shared 20 ms tick once its media flows steadily ([`super::RtcSession::batch_reads`]), so
-//!   a feed task wakes about 50 times a second instead of once per packet.
+//! - Two paces. While any session sets up (ICE, DTLS, the first keyframe), the loop wakes
+//!   for every datagram and hands events over at once. Once every session's media flows
+//!   steadily ([`super::RtcSession::batch_reads`]), the loop wakes only on a 20 ms tick: it
+//!   reads everything queued (hundreds of datagrams in a few `recvmmsg` calls), runs the due
+//!   timers, and hands each task its frames in one batch, so neither the loop nor a feed task
+//!   wakes per packet.
 //!
 //! Feed tasks keep the Janus signalling and their files; they talk to the loop through
 //! [`super::RtcSession`]. str0m panics on internal invariant violations by design: every call
@@ -41,8 +44,11 @@ use crate::net::SocketPlan;
 const BATCH: usize = 32;
 /// Each read buffer holds a whole GRO batch (the kernel coalesces up to 64 KiB).
 const READ_BUF: usize = 64 * 1024;
-/// Reads per wake-up before commands and timers get their turn.
+/// Reads per wake-up before commands and timers get their turn, while sessions set up.
 const READS_PER_WAKE: usize = 8;
+/// Reads per tick in the steady pace: up to 8192 datagrams, far more than 20 ms of the
+/// feeds a machine carries; what is left waits in the socket buffer for the next tick.
+const READS_PER_TICK: usize = 256;
 /// The grid session timers are rounded up to.
 const TIMER_GRID: Duration = Duration::from_millis(5);
 /// Once a session's media flows, its frames are handed over on this shared tick only. 20 ms
@@ -68,12 +74,9 @@ pub(super) fn next_on_grid(now: Instant, step: Duration) -> Instant {
     epoch + Duration::from_nanos((n * step) as u64)
 }
 
-/// The first instant on the timer grid at or after `t`.
-fn round_up(t: Instant) -> Instant {
-    next_on_grid(
-        t.checked_sub(Duration::from_nanos(1)).unwrap_or(t),
-        TIMER_GRID,
-    )
+/// The first instant on the grid of `step` at or after `t`.
+fn round_up(t: Instant, step: Duration) -> Instant {
+    next_on_grid(t.checked_sub(Duration::from_nanos(1)).unwrap_or(t), step)
 }
 
 /// What a session handle asks of the loop.
@@ -271,6 +274,9 @@ struct Loop {
     next_flush: Option<Instant>,
     /// When the earliest session timer is due (on the grid).
     next_timer: Instant,
+    /// Sessions that are not batched (setting up, or sending): while there is one, the
+    /// loop wakes for every datagram.
+    immediate: usize,
     bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
     /// Datagrams no session claimed, for the log.
@@ -295,6 +301,7 @@ impl Loop {
             urgent: Vec::new(),
             next_flush: None,
             next_timer: Instant::now() + Duration::from_secs(1),
+            immediate: 0,
             bufs: (0..BATCH).map(|_| vec![0; READ_BUF]).collect(),
             metas: vec![RecvMeta::default(); BATCH],
             unrouted: 0,
@@ -303,9 +310,13 @@ impl Loop {
 
     async fn run(mut self) {
         loop {
-            let wake = self
+            let steady = self.steady();
+            let mut wake = self
                 .next_flush
                 .map_or(self.next_timer, |f| f.min(self.next_timer));
+            if steady {
+                wake = wake.min(next_on_grid(Instant::now(), TICK));
+            }
             tokio::select! {
                 biased;
                 c = self.control.recv() => match c {
@@ -313,9 +324,15 @@ impl Loop {
                     // Every handle and session is gone.
                     None => break,
                 },
-                i = readable(&self.ports) => self.read(i),
+                i = readable(&self.ports), if !steady => self.read(i, READS_PER_WAKE),
                 Some(o) = self.media.recv() => self.on_send(o),
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if steady {
+                        for i in 0..self.ports.len() {
+                            self.read(i, READS_PER_TICK);
+                        }
+                    }
+                }
             }
             let now = Instant::now();
             if now >= self.next_timer {
@@ -326,10 +343,20 @@ impl Loop {
         tracing::debug!(unrouted = self.unrouted, "media loop ended");
     }
 
-    /// Reads what is queued on port `i`, a few batches at most.
-    fn read(&mut self, i: usize) {
+    /// Whether every session is batched: the loop's steady pace.
+    fn steady(&self) -> bool {
+        self.immediate == 0
+    }
+
+    /// The grid timers are rounded up to: the tick in the steady pace.
+    fn grid(&self) -> Duration {
+        if self.steady() { TICK } else { TIMER_GRID }
+    }
+
+    /// Reads what is queued on port `i`, `batches` reads at most.
+    fn read(&mut self, i: usize, batches: usize) {
         let now = Instant::now();
-        for _ in 0..READS_PER_WAKE {
+        for _ in 0..batches {
             let port = &self.ports[i];
             let mut it = self.bufs.iter_mut();
             let mut iovs: [IoSliceMut; BATCH] =
@@ -396,7 +423,7 @@ impl Loop {
         match turn {
             Ok(()) => {
                 if let Some(e) = self.entries.get(&id) {
-                    self.next_timer = self.next_timer.min(round_up(e.deadline));
+                    self.next_timer = self.next_timer.min(round_up(e.deadline, self.grid()));
                     self.schedule(id);
                 }
             }
@@ -551,7 +578,7 @@ impl Loop {
             .min()
             .unwrap_or(now + Duration::from_secs(1));
         // Rounded up to the grid: sessions due close together share one wake-up.
-        self.next_timer = round_up(earliest);
+        self.next_timer = round_up(earliest, self.grid());
     }
 
     fn on_control(&mut self, c: Control) {
@@ -565,6 +592,7 @@ impl Loop {
                     events,
                 } = *new;
                 self.routes.add_session(id, &ufrag);
+                self.immediate += 1;
                 self.entries.insert(
                     id,
                     Entry {
@@ -598,14 +626,17 @@ impl Loop {
                 }
             }
             Control::Batch(id) => {
-                if let Some(e) = self.entries.get_mut(&id) {
+                if let Some(e) = self.entries.get_mut(&id)
+                    && !e.batched
+                {
                     e.batched = true;
+                    self.immediate -= 1;
                 }
             }
             Control::Take(id, reply) => {
                 // Whatever waits on the sockets may be this session's: read it all first.
                 for i in 0..self.ports.len() {
-                    self.read(i);
+                    self.read(i, READS_PER_TICK);
                 }
                 self.urgent.retain(|u| *u != id);
                 let events = self
@@ -699,13 +730,16 @@ impl Loop {
     }
 
     fn remove(&mut self, id: SessionId) {
-        if let Some(e) = self.entries.remove(&id)
-            && e.dropped > 0
-        {
-            tracing::warn!(
-                dropped = e.dropped,
-                "frames were dropped: the feed's task did not keep up"
-            );
+        if let Some(e) = self.entries.remove(&id) {
+            if !e.batched {
+                self.immediate -= 1;
+            }
+            if e.dropped > 0 {
+                tracing::warn!(
+                    dropped = e.dropped,
+                    "frames were dropped: the feed's task did not keep up"
+                );
+            }
         }
         self.routes.remove_session(id);
         self.urgent.retain(|u| *u != id);
