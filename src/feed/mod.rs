@@ -22,15 +22,15 @@ use crate::health::Health;
 use crate::ids::RoomId;
 use crate::janus::messages::{Jsep, Publisher, StreamKind, VideoRoomEvent};
 use crate::janus::videoroom::{Request, SubscribeStream, TopLayers};
-use crate::janus::{Handle, Session};
+use crate::janus::{Handle, JanusError, Session};
 use crate::limits::FeedSlots;
 use crate::media::{Codec, MediaKind};
 use crate::metrics::FrameCounters;
 use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
 use crate::publish::OwnFeeds;
-use crate::rtc::{MediaLoop, RtcEvent, RtcSession};
+use crate::rtc::{MediaLoop, RtcError, RtcEvent, RtcSession};
 use crate::secret::Secret;
-use crate::webm::writer::{TrackSetup, WebmWriter};
+use crate::webm::writer::{TrackSetup, WebmWriter, WriteError};
 use machine::{Action, FeedMachine, Input, Now};
 use relay::{Relay, RelayEvent, RelayTarget};
 
@@ -119,7 +119,7 @@ pub async fn run(
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(error = %e, "cannot subscribe");
-                return EndReason::Failed(e);
+                return EndReason::Failed(e.to_string());
             }
         },
         r = &mut stop => return r.unwrap_or(EndReason::Shutdown),
@@ -150,16 +150,56 @@ pub async fn run(
     reason
 }
 
+/// Why a subscription could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// Janus refused or did not answer a request (attach, join, start, trickle).
+    #[error("{doing}: {source}")]
+    Janus {
+        doing: &'static str,
+        #[source]
+        source: JanusError,
+    },
+    #[error("join answered {0}")]
+    UnexpectedJoin(serde_json::Value),
+    #[error("Janus sent no SDP offer")]
+    NoOffer,
+    /// No stream has a codec we can write.
+    #[error("nothing recordable: streams {0:?}")]
+    NothingRecordable(Vec<Option<String>>),
+    /// Answering the offer failed.
+    #[error(transparent)]
+    Rtc(#[from] RtcError),
+}
+
+/// The error of a Janus request, with what it was for.
+fn janus(doing: &'static str) -> impl FnOnce(JanusError) -> SubscribeError {
+    move |source| SubscribeError::Janus { doing, source }
+}
+
+/// Why a recording's file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create the recording in {}: {source}", dir.display())]
+    Paths {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Writer(#[from] WriteError),
+}
+
 /// Attaches, joins as subscriber, answers the offer and sends our candidates.
 async fn subscribe(
     session: &Session,
     settings: &FeedSettings,
     spec: &FeedSpec,
-) -> Result<(Handle, RtcSession, Vec<(Mid, Codec)>), String> {
+) -> Result<(Handle, RtcSession, Vec<(Mid, Codec)>), SubscribeError> {
     let handle = session
         .attach_videoroom()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(janus("attaching to the VideoRoom plugin"))?;
     let p = &spec.publisher;
     let mut wanted: Vec<_> = p
         .streams
@@ -193,29 +233,25 @@ async fn subscribe(
     let (data, jsep) = handle
         .message(join.body(), None)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(janus("joining as subscriber"))?;
     let VideoRoomEvent::Attached { streams } = VideoRoomEvent::parse(&data) else {
-        return Err(format!("join answered {data}"));
+        return Err(SubscribeError::UnexpectedJoin(data));
     };
     let offer = jsep
         .filter(|j| j.kind == "offer")
-        .ok_or("Janus sent no SDP offer")?;
+        .ok_or(SubscribeError::NoOffer)?;
     let tracks = tracks_for(p, &streams);
     if tracks.is_empty() {
-        return Err(format!(
-            "nothing recordable: streams {:?}",
-            p.streams
-                .iter()
-                .map(|s| s.codec_name.clone())
-                .collect::<Vec<_>>()
+        return Err(SubscribeError::NothingRecordable(
+            p.streams.iter().map(|s| s.codec_name.clone()).collect(),
         ));
     }
 
     let mut setup = settings.media.receiver();
-    let answer = setup.accept_offer(&offer.sdp).map_err(|e| e.to_string())?;
+    let answer = setup.accept_offer(&offer.sdp)?;
     let candidates = setup.local_candidates();
     // In the loop before Janus has our answer: its first connectivity checks name our ufrag.
-    let rtc = setup.start().map_err(|e| e.to_string())?;
+    let rtc = setup.start()?;
     let answer = Jsep {
         kind: "answer".into(),
         sdp: answer,
@@ -223,11 +259,11 @@ async fn subscribe(
     handle
         .message(Request::Start.body(), Some(&answer))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(janus("starting the subscription"))?;
     handle
         .trickle(&candidates)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(janus("trickling our candidates"))?;
     Ok((handle, rtc, tracks))
 }
 
@@ -550,7 +586,7 @@ impl Feed {
         zero: i128,
         offset: Duration,
         previous: Option<&Recording>,
-    ) -> Result<Recording, String> {
+    ) -> Result<Recording, OpenError> {
         // The file's time zero on the room clock.
         let started = clock::system_time(zero + offset.as_nanos() as i128);
         let p = &self.spec.publisher;
@@ -566,11 +602,9 @@ impl Feed {
             started,
             setup.container(),
         )
-        .map_err(|e| {
-            format!(
-                "cannot create the recording in {}: {e}",
-                self.settings.out_dir.display()
-            )
+        .map_err(|source| OpenError::Paths {
+            dir: self.settings.out_dir.clone(),
+            source,
         })?;
         let sidecar = Sidecar {
             audio_codec: setup.audio.map(|c| c.to_string()),
@@ -588,7 +622,7 @@ impl Feed {
                 setup.container().to_string(),
             )
         };
-        let writer = WebmWriter::create(&paths.media, setup).map_err(|e| e.to_string())?;
+        let writer = WebmWriter::create(&paths.media, setup)?;
         self.publish_sidecar(&sidecar, &paths.sidecar);
         tracing::info!(path = %paths.media.display(), "recording started");
         self.settings.health.recording_started(&self.spec.room);

@@ -14,10 +14,10 @@ use super::machine::RelayFrame;
 use crate::config::RelayConfig;
 use crate::ids::RoomId;
 use crate::janus::messages::Publisher;
-use crate::janus::{Auth, Session, TlsTrust};
+use crate::janus::{Auth, JanusError, Session, TlsTrust};
 use crate::media::{Codec, MediaKind};
 use crate::publish::{
-    OwnFeed, OwnFeedGuard, OwnFeeds, Publication, PublicationEvent, PublishSpec, join,
+    OwnFeed, OwnFeedGuard, OwnFeeds, Publication, PublicationEvent, PublishError, PublishSpec, join,
 };
 use crate::rtc::MediaLoop;
 use crate::secret::Secret;
@@ -72,7 +72,7 @@ impl RelayTarget {
 
     /// The Janus session to publish on: `source` itself, or the relay server's session
     /// (connected on first use, and again after it was lost).
-    async fn session(&self, source: &Session) -> Result<Session, String> {
+    async fn session(&self, source: &Session) -> Result<Session, RelayError> {
         let Some(url) = &self.url else {
             return Ok(source.clone());
         };
@@ -82,11 +82,27 @@ impl RelayTarget {
         }
         let s = Session::connect(url, self.auth.clone(), &self.trust)
             .await
-            .map_err(|e| format!("cannot connect to the relay server {url}: {e}"))?;
+            .map_err(|source| RelayError::Connect {
+                url: url.clone(),
+                source,
+            })?;
         tracing::info!(%url, "connected to the relay server");
         *slot = Some(s.clone());
         Ok(s)
     }
+}
+
+/// Why a relay could not publish (it is tried again).
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("cannot connect to the relay server {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: JanusError,
+    },
+    #[error(transparent)]
+    Publish(#[from] PublishError),
 }
 
 /// What the feed must act on.
@@ -99,7 +115,7 @@ pub enum RelayEvent {
 
 /// A relayed publisher being set up. Dropping it (the feed ended meanwhile) drops the
 /// [`OwnFeedGuard`] it holds, so the feed id it claimed is forgotten.
-type Starting = Pin<Box<dyn Future<Output = Result<Live, String>> + Send>>;
+type Starting = Pin<Box<dyn Future<Output = Result<Live, RelayError>> + Send>>;
 
 /// A relayed publisher and its place in [`OwnFeeds`], which it keeps while it lives.
 struct Live {
@@ -209,7 +225,8 @@ impl Relay {
         }
     }
 
-    fn failed(&mut self, error: String) {
+    fn failed(&mut self, error: impl std::fmt::Display) {
+        let error = error.to_string();
         tracing::warn!(room = %self.plan.spec.room, error = %crate::text::Escaped(&error), "relay failed; trying again in {RELAY_RETRY:?}");
         self.state = State::Waiting(Instant::now() + RELAY_RETRY);
     }
@@ -244,7 +261,7 @@ impl Relay {
 /// Joins the target room, remembers the feed as ours before publishing (so no watcher of
 /// ours records or relays it), then publishes. However this ends, early or dropped, the
 /// claim on the feed goes with it.
-async fn publish(plan: Arc<Plan>) -> Result<Live, String> {
+async fn publish(plan: Arc<Plan>) -> Result<Live, RelayError> {
     let session = plan.target.session(&plan.source).await?;
     let joined = join(&session, &plan.spec).await?;
     let own = plan.own.claim(OwnFeed {

@@ -25,9 +25,9 @@ use str0m::media::{MediaKind as RtcKind, MediaTime, Mid};
 use crate::ids::{FeedId, RoomId};
 use crate::janus::messages::{Incoming, Jsep, VideoRoomEvent};
 use crate::janus::videoroom::{Request, StreamDescription};
-use crate::janus::{Handle, Session};
+use crate::janus::{Handle, JanusError, Session};
 use crate::media::{Codec, MediaKind};
-use crate::rtc::{MediaLoop, RtcEvent, RtcSession};
+use crate::rtc::{MediaLoop, RtcError, RtcEvent, RtcSession};
 use crate::secret::Secret;
 
 /// The start of each published stream's description.
@@ -131,19 +131,47 @@ pub struct Publication {
     connected: bool,
 }
 
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Janus refused or did not answer a request (attach, join, publish, trickle).
+    #[error("{doing}: {source}")]
+    Janus {
+        doing: String,
+        #[source]
+        source: JanusError,
+    },
+    /// Janus answered the join with something other than `joined`.
+    #[error("publisher join answered {0}")]
+    UnexpectedJoin(serde_json::Value),
+    #[error("Janus sent no SDP answer: {0}")]
+    NoAnswer(serde_json::Value),
+    #[error("nothing to publish")]
+    Nothing,
+    /// Negotiating the str0m session failed.
+    #[error(transparent)]
+    Rtc(#[from] RtcError),
+}
+
+/// The error of a Janus request, with what it was for.
+fn janus(doing: impl Into<String>) -> impl FnOnce(JanusError) -> PublishError {
+    let doing = doing.into();
+    move |source| PublishError::Janus { doing, source }
+}
+
 /// Joins `spec.room` as a publisher named `spec.display`.
-pub async fn join(session: &Session, spec: &PublishSpec) -> Result<Joined, String> {
+pub async fn join(session: &Session, spec: &PublishSpec) -> Result<Joined, PublishError> {
     let handle = session
         .attach_videoroom()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(janus("attaching to the VideoRoom plugin"))?;
     let body = Request::join_publisher(&spec.room, &spec.display, spec.pin.as_ref()).body();
     let (data, _) = handle
         .message(body, None)
         .await
-        .map_err(|e| format!("joining room {} as publisher: {e}", spec.room))?;
+        .map_err(janus(format!("joining room {} as publisher", spec.room)))?;
     let VideoRoomEvent::Joined { id: Some(feed), .. } = VideoRoomEvent::parse(&data) else {
-        return Err(format!("publisher join answered {data}"));
+        return Err(PublishError::UnexpectedJoin(data));
     };
     Ok(Joined { handle, feed })
 }
@@ -154,10 +182,10 @@ impl Joined {
         self,
         media: &MediaLoop,
         spec: &PublishSpec,
-    ) -> Result<Publication, String> {
+    ) -> Result<Publication, PublishError> {
         let codecs: Vec<Codec> = spec.audio.into_iter().chain(spec.video).collect();
         if codecs.is_empty() {
-            return Err("nothing to publish".into());
+            return Err(PublishError::Nothing);
         }
         let mut setup = media.sender(&codecs);
         let kinds: Vec<RtcKind> = codecs
@@ -167,7 +195,7 @@ impl Joined {
                 MediaKind::Video => RtcKind::Video,
             })
             .collect();
-        let (offer, mids) = setup.offer_to_send(&kinds).map_err(|e| e.to_string())?;
+        let (offer, mids) = setup.offer_to_send(&kinds)?;
         let descriptions: Vec<StreamDescription> = mids
             .iter()
             .zip(&codecs)
@@ -185,19 +213,17 @@ impl Joined {
             .handle
             .message(body, Some(&offer))
             .await
-            .map_err(|e| format!("publishing: {e}"))?;
-        let answer = answer
-            .filter(|j| j.kind == "answer")
-            .ok_or_else(|| format!("Janus sent no SDP answer: {data}"))?;
-        setup
-            .accept_answer(&answer.sdp)
-            .map_err(|e| e.to_string())?;
+            .map_err(janus("publishing"))?;
+        let Some(answer) = answer.filter(|j| j.kind == "answer") else {
+            return Err(PublishError::NoAnswer(data));
+        };
+        setup.accept_answer(&answer.sdp)?;
         let candidates = setup.local_candidates();
-        let rtc = setup.start().map_err(|e| e.to_string())?;
+        let rtc = setup.start()?;
         self.handle
             .trickle(&candidates)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(janus("trickling our candidates"))?;
         let by_kind = |k: MediaKind| {
             mids.iter()
                 .zip(&codecs)
@@ -253,8 +279,6 @@ impl Publication {
                 ev = self.rtc.next_event() => match ev {
                     RtcEvent::Connected => {
                         self.connected = true;
-                        // A sender receives only RTCP: the loop's steady 20 ms pace is enough.
-                        self.rtc.batch_reads();
                         return PublicationEvent::Connected;
                     }
                     RtcEvent::KeyframeRequest { mid } if Some(mid) == self.video.map(|v| v.0) => {

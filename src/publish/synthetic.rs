@@ -90,11 +90,11 @@ pub enum SyntheticError {
     #[error("publisher task: {0}")]
     Task(#[from] tokio::task::JoinError),
     /// Joining the room as a publisher failed.
-    #[error("{0}")]
-    Join(String),
+    #[error(transparent)]
+    Join(crate::publish::PublishError),
     /// Negotiating the publication with Janus failed.
-    #[error("{0}")]
-    Publish(String),
+    #[error(transparent)]
+    Publish(crate::publish::PublishError),
     /// The media loop's socket could not be opened.
     #[error("cannot open the media socket: {0}")]
     MediaSocket(#[source] std::io::Error),

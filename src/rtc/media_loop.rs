@@ -274,8 +274,9 @@ struct Loop {
     next_flush: Option<Instant>,
     /// When the earliest session timer is due (on the grid).
     next_timer: Instant,
-    /// Sessions that are not batched (setting up, or sending): while there is one, the
-    /// loop wakes for every datagram.
+    /// Sessions that are not batched (setting up, or sending: str0m paces what it sends
+    /// on its own timers, which a 20 ms grid would slow to a crawl): while there is one,
+    /// the loop wakes for every datagram and timer.
     immediate: usize,
     bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
