@@ -2,19 +2,28 @@
 # The recording benchmark: janus-recorder against Janus's own recorder plus janus-pp-rec, on
 # the same feeds, measured in one run.
 #
-# For each N in BENCH_FEEDS (default "10 50 100"), inside a fresh network namespace: Janus
-# 1.1.2 with one room that Janus itself records (record = true), the daemon recording that
-# room, and N synthetic publishers (`janus-recorder publish --hold`: each sends nothing until
-# the daemon's subscription asks for a keyframe, so every frame sent can be recorded) for
-# BENCH_SECS seconds (default 60). Then janus-pp-rec converts Janus's .mjr files of the same
-# feeds. One table: CPU per feed-minute of both, their ratio, the daemon's peak RSS per feed,
-# frames sent versus written, and the time from announcement to first keyframe written; for
-# runs of 5 minutes or more, the daemon's RSS after 5 and 30 minutes (sampled every 10 s) and
-# the longest time a file took to finalize (the daemon logs `finalize_ms`).
+# For each N in BENCH_FEEDS (default "10 50 100"; 200 fits too), two passes, each inside
+# a fresh network namespace with a fresh Janus 1.1.2 and one room that Janus itself records
+# (record = true):
+# - the daemon pass: the daemon records that room while N synthetic publishers
+#   (`janus-recorder publish --hold`: each sends nothing until the daemon's subscription asks
+#   for a keyframe, so every frame sent can be recorded) publish for BENCH_SECS seconds
+#   (default 60). Then janus-pp-rec converts Janus's .mjr files of the same feeds.
+# - the baseline pass: the same Janus, room and publishers without the daemon, to tell what
+#   our subscriptions cost Janus. The publishers run without --hold there: nobody subscribes,
+#   so nobody would ask for the keyframe they wait for (Janus records them all the same).
+# One table: CPU per feed-minute of the daemon and of janus-pp-rec, their ratio, the daemon's
+# peak RSS per feed, frames sent versus written, the time from announcement to first keyframe
+# written (median, p95, worst), and Janus's CPU per minute in both passes with the difference
+# per feed-minute; for runs of 5 minutes or more, the daemon's RSS after 5 and 30 minutes
+# (sampled every 10 s) and the longest time a file took to finalize (the daemon logs
+# `finalize_ms`).
 # A long run: BENCH_FEEDS=10 BENCH_SECS=1800 scripts/bench.sh
 #
-# Needs root and scripts/setup.sh. Output and logs: bench-output/. Nothing leaves the machine.
-# BENCH_PERF=1 also samples the daemon with `perf record` (bench-output/nN/perf.data).
+# Needs root and scripts/setup.sh. Output and logs: bench-output/ (the baseline pass in
+# bench-output/nN/baseline/). Nothing leaves the machine.
+# BENCH_PERF=1 also samples the daemon with `perf record` (bench-output/nN/perf.data), writes
+# the 25 heaviest symbols to bench-output/nN/perf-top.txt and prints the first 10 of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -31,6 +40,13 @@ for tool in janus janus-pp-rec ffprobe ip python3; do
     command -v "$tool" >/dev/null || { echo "$tool is missing: run scripts/setup.sh" >&2; exit 1; }
 done
 [ -s "$clip" ] || scripts/make-clip.sh >/dev/null
+# Open files: at 200 feeds Janus holds 400 PeerConnections (the publishers' and our
+# subscriptions), each with a UDP socket per address and its event loop's descriptors, plus
+# two .mjr files per publisher (at 5 feeds it held 66 descriptors, 44 without the daemon:
+# some 2000 at 200); the publisher process holds 200 PeerConnections, and the daemon sizes
+# its default max_feeds from this limit ((1024 - 64) / 4 = 240 feeds). The usual soft limit
+# of 1024 would run out; everything started below inherits this one.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 echo "== building janus-recorder (release)"
 cargo build --release --quiet
@@ -60,10 +76,12 @@ wait_log() { # file pattern seconds [count]
 cpu_of() { awk -v t="$ticks" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
 kib_of() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
-run_one() { # N
-    local n=$1 dir=$out/n$1
-    ns=jr-bench-$$-$n
-    mkdir -p "$dir/janus-conf" "$dir/janus-rec" "$dir/recordings"
+# A fresh namespace with Janus and its recorded room for N publishers; Janus's pid in $janus.
+janus=""
+start_janus() { # N DIR NAMESPACE
+    local n=$1 dir=$2
+    ns=$3
+    mkdir -p "$dir/janus-conf" "$dir/janus-rec"
     ip netns add "$ns"
     local inns="ip netns exec $ns"
     $inns ip link set lo up
@@ -87,9 +105,26 @@ room-$room: {
 }
 ROOMS
     $inns janus -F "$dir/janus-conf" -C "$dir/janus-conf/janus.jcfg" >"$dir/janus.log" 2>&1 &
-    local janus=$!
+    janus=$!
     disown "$janus" # killed by cleanup; no "Killed" notice
     wait_log "$dir/janus.log" "WebSockets thread started" 20
+}
+
+publish() { # N DIR [--hold]: N synthetic publishers for $secs seconds, report in DIR/sent.json
+    local n=$1 dir=$2
+    shift 2
+    RUST_LOG=warn ip netns exec "$ns" "$bin" publish --url ws://127.0.0.1:8188 --room $room \
+        --display bench --count "$n" --seconds "$secs" "$@" --advertise 10.201.0.1 \
+        --media "$clip" --report "$dir/sent.json" >"$dir/publish.log" 2>&1 || {
+        echo "the publisher failed:" >&2
+        tail -20 "$dir/publish.log" >&2
+    }
+}
+
+run_one() { # N: the daemon pass
+    local n=$1 dir=$out/n$1
+    mkdir -p "$dir/recordings"
+    start_janus "$n" "$dir" "jr-bench-$$-$n"
 
     cat >"$dir/janus-recorder.toml" <<CONFIG
 [janus]
@@ -120,16 +155,13 @@ CONFIG
         done
     ) >"$dir/rss.txt" 2>/dev/null &
     echo "== N=$n: $n synthetic publishers for ${secs}s (logs in $dir)"
+    local perf=""
     if [ -n "${BENCH_PERF:-}" ]; then
         # Samples the daemon's stacks while it records (perf.data; `perf report -i` it).
         perf record -F 499 -g -p "$daemon" -o "$dir/perf.data" -- sleep "$secs" >"$dir/perf.log" 2>&1 &
+        perf=$!
     fi
-    RUST_LOG=warn ip netns exec "$ns" "$bin" publish --url ws://127.0.0.1:8188 --room $room \
-        --display bench --count "$n" --seconds "$secs" --hold --advertise 10.201.0.1 \
-        --media "$clip" --report "$dir/sent.json" >"$dir/publish.log" 2>&1 || {
-        echo "the publisher failed:" >&2
-        tail -20 "$dir/publish.log" >&2
-    }
+    publish "$n" "$dir" --hold
     # Every feed's file is finalized when its publisher leaves.
     wait_log "$dir/janus-recorder.log" "recording finished" 30 "$n" || true
     local cpu1 peak_kib janus_cpu1
@@ -138,20 +170,59 @@ CONFIG
     janus_cpu1=$(cpu_of "$janus")
     kill -TERM "$daemon"
     wait "$daemon" || true
+    if [ -n "$perf" ]; then
+        # perf.data is complete once perf record has exited (it stops with the daemon at the
+        # latest). Flat percentages per symbol, self time only (-g none: no call chains under
+        # each line); the header's '#' lines left out, and the IPC columns perf adds to a sort
+        # by symbol, which are "-" without branch records.
+        wait "$perf" || true
+        perf report --stdio --no-children --sort symbol -g none -i "$dir/perf.data" 2>/dev/null \
+            | grep -E '^ *[0-9.]+%' | sed -E 's/ +- +- *$//; s/ +$//' | head -25 \
+            >"$dir/perf-top.txt" || true
+    fi
 
     cat >"$dir/daemon.json" <<STATS
 {"feeds": $n, "secs": $secs, "daemon_cpu": [$cpu0, $cpu1], "janus_cpu": [$janus_cpu0, $janus_cpu1],
  "base_kib": $base_kib, "peak_kib": $peak_kib}
 STATS
-    python3 scripts/bench_report.py measure "$dir"
+    cleanup
+    ns=""
+}
+
+baseline_one() { # N: the same Janus, room and publishers, no daemon
+    local n=$1 dir=$out/n$1/baseline
+    start_janus "$n" "$dir" "jr-bench-$$-$n-b"
+    # Janus's start-up left out of the measurement, as in the daemon pass (where the daemon's
+    # start and a second more come between).
+    sleep 1
+    local janus_cpu0 janus_cpu1
+    janus_cpu0=$(cpu_of "$janus")
+    echo "== N=$n: the same without the daemon (logs in $dir)"
+    # No --hold: no subscriber will ask for a keyframe. The publishers send from the moment
+    # their media connects, the same $secs seconds.
+    publish "$n" "$dir"
+    janus_cpu1=$(cpu_of "$janus")
+    echo "{\"janus_cpu\": [$janus_cpu0, $janus_cpu1]}" >"$dir/janus.json"
     cleanup
     ns=""
 }
 
 for n in $feeds_list; do
     run_one "$n"
+    baseline_one "$n"
+    python3 scripts/bench_report.py measure "$out/n$n"
 done
 
 echo
 echo "== janus-recorder benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 python3 scripts/bench_report.py table "$out"
+for n in $feeds_list; do
+    top=$out/n$n/perf-top.txt
+    [ -s "$top" ] || continue
+    echo
+    echo "The daemon's heaviest symbols at $n feeds, self time (all 25 in $top):"
+    echo
+    echo '```'
+    head -10 "$top"
+    echo '```'
+done

@@ -3,11 +3,13 @@
 
 measure DIR: runs janus-pp-rec over Janus's own recordings in DIR/janus-rec, timing its CPU
 (getrusage of each child), and combines that with the daemon's figures (DIR/daemon.json), the
-publishers' report (DIR/sent.json) and the daemon's sidecars into DIR/result.json.
+publishers' report (DIR/sent.json), the daemon's sidecars, and Janus's CPU and the publishers'
+report of the pass without the daemon (DIR/baseline/) into DIR/result.json.
 table OUT: prints one Markdown table of every OUT/n*/result.json.
 """
 import glob
 import json
+import math
 import os
 import resource
 import statistics
@@ -36,6 +38,9 @@ def measure(d):
     sent = {f["display"]: f for f in json.load(open(os.path.join(d, "sent.json")))["feeds"]}
     sidecars = {}
     for path in glob.glob(os.path.join(d, "recordings", "*", "*.json")):
+        # The room's manifest (<start>.room.json) sits beside the feeds' sidecars.
+        if path.endswith(".room.json"):
+            continue
         s = json.load(open(path))
         sidecars[s.get("display")] = s
 
@@ -65,6 +70,25 @@ def measure(d):
         lost.append((frames_sent - frames_written, frames_sent, frames_written, name))
     keys = sorted(s["first_keyframe_ms"] for s in sidecars.values()
                   if s.get("first_keyframe_ms") is not None)
+    # Nearest rank: a time some feed really had, no interpolation between two feeds (with
+    # fewer than 20 feeds it is the worst).
+    key_p95 = keys[math.ceil(0.95 * len(keys)) - 1] if keys else None
+
+    # Janus's CPU with and without our subscriptions. The two passes publish the same N feeds
+    # for the same seconds, so both are divided by the same minutes of publishing; what the
+    # daemon pass adds, per feed-minute, is what our subscriptions cost Janus (setting them up
+    # included). The baseline's frames sent tell whether its publishers sent as much.
+    base_dir = os.path.join(d, "baseline")
+    base_cpu = None
+    base_sent = []
+    if os.path.exists(os.path.join(base_dir, "janus.json")):
+        c = json.load(open(os.path.join(base_dir, "janus.json")))["janus_cpu"]
+        base_cpu = c[1] - c[0]
+    if os.path.exists(os.path.join(base_dir, "sent.json")):
+        base_sent = json.load(open(os.path.join(base_dir, "sent.json")))["feeds"]
+    minutes = stats["secs"] / 60
+    janus_per_min = janus_cpu / minutes
+    base_per_min = base_cpu / minutes if base_cpu is not None else None
     # RSS samples (seconds, KiB), and the RSS at 5 and 30 minutes: the first sample at or
     # after each, if the run lasted that long.
     samples = []
@@ -100,6 +124,14 @@ def measure(d):
         "pp_rec_feed_min": pp_video_s / 60,
         "pp_rec_cpu_per_feed_min": pp_cpu / (pp_video_s / 60) if pp_video_s else None,
         "janus_cpu_per_feed_min": janus_cpu / (recorded_s / 60) if recorded_s else None,
+        "janus_cpu_s": janus_cpu,
+        "janus_cpu_per_min": janus_per_min,
+        "janus_baseline_cpu_s": base_cpu,
+        "janus_baseline_cpu_per_min": base_per_min,
+        "janus_extra_cpu_per_feed_min":
+            (janus_per_min - base_per_min) / feeds if base_per_min is not None else None,
+        "baseline_publishers_ok": sum(1 for f in base_sent if not f.get("error")),
+        "baseline_frames_sent": sum(f["audio_frames"] + f["video_frames"] for f in base_sent),
         "base_mib": stats["base_kib"] / 1024,
         "rss_per_feed_mib": (stats["peak_kib"] - stats["base_kib"]) / 1024 / feeds,
         "frames_sent": sum(x[1] for x in lost),
@@ -107,11 +139,13 @@ def measure(d):
         "frames_lost": sum(max(0, x[0]) for x in lost),
         "worst_feed": max(lost, default=None),
         "first_keyframe_ms_median": statistics.median(keys) if keys else None,
+        "first_keyframe_ms_p95": key_p95,
         "first_keyframe_ms_worst": keys[-1] if keys else None,
     }
     json.dump(result, open(os.path.join(d, "result.json"), "w"), indent=1)
     print(f"   N={feeds}: {result['recordings']} recordings, {result['frames_lost']} frames lost,"
-          f" daemon {daemon_cpu:.2f} s CPU, janus-pp-rec {pp_cpu:.2f} s CPU")
+          f" daemon {daemon_cpu:.2f} s CPU, janus-pp-rec {pp_cpu:.2f} s CPU,"
+          f" Janus {janus_cpu:.2f} s CPU ({fmt(base_cpu, '.2f')} s without the daemon)")
 
 
 def fmt(v, spec):
@@ -124,9 +158,10 @@ def table(out):
         rows.append(json.load(open(path)))
     rows.sort(key=lambda r: r["feeds"])
     print("| feeds | daemon CPU s/feed-min | janus-pp-rec CPU s/feed-min | ratio | daemon peak RSS MiB/feed"
-          " | frames sent / written (lost, worst feed) | first keyframe ms median / worst"
-          " | Janus CPU s/feed-min |")
-    print("|---|---|---|---|---|---|---|---|")
+          " | frames sent / written (lost, worst feed) | first keyframe ms median / p95 / worst"
+          " | Janus CPU s/min with / without the daemon | Janus's extra CPU for our subscriptions"
+          " s/feed-min |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         d, p = r["daemon_cpu_per_feed_min"], r["pp_rec_cpu_per_feed_min"]
         ratio = d / p if d is not None and p else None
@@ -136,8 +171,17 @@ def table(out):
         print(f"| {r['feeds']} | {fmt(d, '.3f')} | {fmt(p, '.3f')} | {fmt(ratio, '.2f')}"
               f" | {r['rss_per_feed_mib']:.2f} (base {r['base_mib']:.1f})"
               f" | {r['frames_sent']} / {r['frames_written']} ({r['frames_lost']}, {worst_txt}{recs})"
-              f" | {fmt(r['first_keyframe_ms_median'], '.0f')} / {fmt(r['first_keyframe_ms_worst'], '.0f')}"
-              f" | {fmt(r['janus_cpu_per_feed_min'], '.2f')} |")
+              f" | {fmt(r['first_keyframe_ms_median'], '.0f')} / {fmt(r['first_keyframe_ms_p95'], '.0f')}"
+              f" / {fmt(r['first_keyframe_ms_worst'], '.0f')}"
+              f" | {fmt(r['janus_cpu_per_min'], '.1f')} / {fmt(r['janus_baseline_cpu_per_min'], '.1f')}"
+              f" | {fmt(r['janus_extra_cpu_per_feed_min'], '.3f')} |")
+    # The difference only means something if the baseline's publishers sent what the daemon
+    # pass's did.
+    for r in rows:
+        ok, sent = r["baseline_publishers_ok"], r["baseline_frames_sent"]
+        if ok != r["publishers_ok"] or abs(sent - r["frames_sent"]) > 0.01 * r["frames_sent"]:
+            print(f"\nN={r['feeds']}: without the daemon {ok} publishers sent {sent} frames,"
+                  f" with it {r['publishers_ok']} sent {r['frames_sent']}.")
     long = [r for r in rows if r.get("rss_mib_at_5_min") is not None]
     if long:
         print("\n| feeds | daemon RSS MiB at 5 min | at 30 min | at the end | longest finalize ms |")
@@ -147,7 +191,9 @@ def table(out):
                   f" | {fmt(r['rss_mib_at_30_min'], '.1f')} | {fmt(r['rss_mib_last'], '.1f')}"
                   f" | {fmt(r['finalize_ms_max'], '.0f')} |")
     print(f"\n{rows[0]['secs'] if rows else 0} s of publishing per run; janus-pp-rec converts each feed's"
-          " audio and video .mjr (feed-minutes counted on its video output).")
+          " audio and video .mjr (feed-minutes counted on its video output). Janus's CPU is per"
+          " minute of publishing, in the run with the daemon and in one with the same publishers"
+          " but no daemon; the difference, divided by the feeds, is what our subscriptions cost it.")
 
 
 if __name__ == "__main__":
