@@ -16,6 +16,9 @@ import statistics
 import subprocess
 import sys
 
+# Seconds one janus-pp-rec conversion may take before it is killed.
+PP_REC_TIMEOUT = 120
+
 
 def child_cpu():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -46,6 +49,7 @@ def measure(d):
 
     # janus-pp-rec over Janus's recordings of the same feeds, one .mjr at a time.
     pp_cpu = 0.0
+    pp_hung = []
     pp_video_s = 0.0
     pp_dir = os.path.join(d, "janus-pp-rec")
     os.makedirs(pp_dir, exist_ok=True)
@@ -54,7 +58,13 @@ def measure(d):
         video = "-video-" in os.path.basename(mjr)
         target = os.path.join(pp_dir, os.path.basename(mjr)[:-4] + (".webm" if video else ".opus"))
         before = child_cpu()
-        subprocess.run(["janus-pp-rec", mjr, target], capture_output=True, check=False)
+        try:
+            # janus-pp-rec 1.1.2 once sat in a futex wait forever on a video .mjr (0 CPU):
+            # bounded, killed and counted, so one hung conversion cannot stall the run.
+            subprocess.run(["janus-pp-rec", mjr, target], capture_output=True, check=False,
+                           timeout=PP_REC_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pp_hung.append(os.path.basename(mjr))
         pp_cpu += child_cpu() - before
         if video:
             pp_video_s += duration_s(target)
@@ -121,6 +131,7 @@ def measure(d):
         "daemon_cpu_per_feed_min": daemon_cpu / (recorded_s / 60) if recorded_s else None,
         "pp_rec_files": len(mjrs),
         "pp_rec_cpu_s": pp_cpu,
+        "pp_rec_hung": pp_hung,
         "pp_rec_feed_min": pp_video_s / 60,
         "pp_rec_cpu_per_feed_min": pp_cpu / (pp_video_s / 60) if pp_video_s else None,
         "janus_cpu_per_feed_min": janus_cpu / (recorded_s / 60) if recorded_s else None,
@@ -182,6 +193,11 @@ def table(out):
         if ok != r["publishers_ok"] or abs(sent - r["frames_sent"]) > 0.01 * r["frames_sent"]:
             print(f"\nN={r['feeds']}: without the daemon {ok} publishers sent {sent} frames,"
                   f" with it {r['publishers_ok']} sent {r['frames_sent']}.")
+    for r in rows:
+        if r.get("pp_rec_hung"):
+            print(f"\nN={r['feeds']}: janus-pp-rec hung on {len(r['pp_rec_hung'])} file(s) and was"
+                  f" killed after {PP_REC_TIMEOUT} s (its CPU until then is counted): "
+                  + ", ".join(r["pp_rec_hung"]))
     long = [r for r in rows if r.get("rss_mib_at_5_min") is not None]
     if long:
         print("\n| feeds | daemon RSS MiB at 5 min | at 30 min | at the end | longest finalize ms |")

@@ -59,7 +59,9 @@ pub fn run(config_path: &Path) -> i32 {
         eprintln!("{e}");
         return EXIT_CONFIG;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread for the media loop and every feed task: their work is small and constant,
+    // and a second worker cost more than it gave (see `runtime_threads`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

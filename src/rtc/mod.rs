@@ -179,6 +179,10 @@ impl RtcSetup {
         // Our own credentials, so the loop knows the ufrag STUN requests will name.
         let creds = IceCreds::new();
         let ufrag = creds.ufrag.clone();
+        let config = match media.as_ref().and_then(|m| m.shared.dtls_cert.clone()) {
+            Some(cert) => config.set_dtls_cert(cert),
+            None => config,
+        };
         let mut rtc = config
             .set_local_ice_credentials(creds)
             .build(Instant::now());
