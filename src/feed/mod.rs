@@ -106,6 +106,11 @@ impl fmt::Display for EndReason {
 
 /// How often buffered file data is pushed to disk (bounds what a crash can lose).
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often a recorded feed gets its frames from the media loop once they flow: a file
+/// does not care when its frames come, and each batch is a wake-up of the feed's task.
+const RECORDED_BATCHES: Duration = Duration::from_millis(100);
+/// The same for a relayed feed: every frame waits up to this long before it is sent on.
+const RELAYED_BATCHES: Duration = Duration::from_millis(20);
 
 /// Records one publisher until it ends; returns why it ended.
 pub async fn run(
@@ -454,7 +459,11 @@ impl Feed {
                 }
                 Action::BatchReads => {
                     if let Some(rtc) = rtc.as_deref_mut() {
-                        rtc.batch_reads();
+                        rtc.batch_reads(if self.relay.is_some() {
+                            RELAYED_BATCHES
+                        } else {
+                            RECORDED_BATCHES
+                        });
                     }
                 }
                 Action::AddCandidate(c) => {

@@ -19,7 +19,7 @@
 //! [`super::RtcSession`]. str0m panics on internal invariant violations by design: every call
 //! into it is under `catch_unwind`, and a panic ends only that session.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -86,8 +86,8 @@ pub(super) enum Control {
     Candidate(SessionId, Candidate),
     /// Ask the sender of `mid` for a keyframe (PLI), as soon as str0m can.
     Keyframe(SessionId, Mid),
-    /// From now on, hand frames over on the shared tick.
-    Batch(SessionId),
+    /// From now on, hand frames over on the shared grid of this period.
+    Batch(SessionId, Duration),
     /// Everything received so far, without waiting for the tick.
     Take(SessionId, oneshot::Sender<Vec<RtcEvent>>),
     Close(SessionId),
@@ -340,6 +340,10 @@ struct Entry {
     deadline: Instant,
     /// Frames wait for the shared tick.
     batched: bool,
+    /// How often batched frames are handed over (a multiple of [`TICK`]).
+    every: Duration,
+    /// When the pending frames are handed over.
+    due: Option<Instant>,
     /// Keyframe requests str0m could not send yet (no remote SSRC known yet).
     keyframes: Vec<Mid>,
     /// The negotiated payload type per sending mid, looked up once.
@@ -644,8 +648,17 @@ impl Loop {
         let urgent = !e.batched || e.pending.iter().any(|ev| !matches!(ev, RtcEvent::Frame(_)));
         if urgent {
             self.urgent.push(id);
-        } else if self.next_flush.is_none() {
-            self.next_flush = Some(next_on_grid(Instant::now(), TICK));
+            return;
+        }
+        let now = Instant::now();
+        if let Some(e) = self.entries.get_mut(&id)
+            && e.due.is_none()
+        {
+            // On the session's own grid, so sessions with one pace are handed over together.
+            e.due = Some(next_on_grid(now, e.every));
+        }
+        if self.next_flush.is_none() {
+            self.next_flush = Some(next_on_grid(now, TICK));
         }
     }
 
@@ -661,15 +674,21 @@ impl Loop {
         }
         if self.next_flush.is_some_and(|t| now >= t) {
             self.next_flush = None;
-            let mut held = false;
+            let mut waiting = false;
             for (&id, e) in &mut self.entries {
-                if !hand_over(e) {
-                    closed.push(id);
+                if e.due.is_some_and(|d| now >= d) {
+                    e.due = None;
+                    if !hand_over(e) {
+                        closed.push(id);
+                    }
+                    if !e.pending.is_empty() {
+                        // A task that did not keep up: try again on the next tick.
+                        e.due = Some(next_on_grid(now, TICK));
+                    }
                 }
-                held |= !e.pending.is_empty();
+                waiting |= e.due.is_some();
             }
-            if held {
-                // A task that did not keep up: try again on the next tick.
+            if waiting {
                 self.next_flush = Some(next_on_grid(now, TICK));
             }
         }
@@ -731,6 +750,8 @@ impl Loop {
                         pending: Vec::new(),
                         deadline: now,
                         batched: false,
+                        every: TICK,
+                        due: None,
                         keyframes: Vec::new(),
                         send_pts: Vec::new(),
                         dropped: 0,
@@ -755,11 +776,12 @@ impl Loop {
                     self.after(id, Ok(()), now);
                 }
             }
-            Control::Batch(id) => {
+            Control::Batch(id, every) => {
                 if let Some(e) = self.entries.get_mut(&id)
                     && !e.batched
                 {
                     e.batched = true;
+                    e.every = every.max(TICK);
                     self.immediate -= 1;
                 }
             }

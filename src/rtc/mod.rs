@@ -417,13 +417,14 @@ impl RtcSession {
             .is_ok()
     }
 
-    /// From now on, frames come in batches on the loop's shared 20 ms tick. For a session
-    /// receiving media once it flows steadily; not before (the first keyframe would wait
-    /// for a tick). Calling it again changes nothing.
-    pub fn batch_reads(&mut self) {
+    /// From now on, frames come in batches, every `every` (on a grid shared by the
+    /// process; at least the loop's 20 ms tick). For a session receiving media once it flows
+    /// steadily; not before (the first keyframe would wait for a batch). Calling it again
+    /// changes nothing.
+    pub fn batch_reads(&mut self, every: Duration) {
         if !self.batched {
             self.batched = true;
-            self.control(Control::Batch(self.id));
+            self.control(Control::Batch(self.id, every));
         }
     }
 

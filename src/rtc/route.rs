@@ -3,7 +3,7 @@
 //! (STUN responses, DTLS, SRTP) by the remote address, learnt from those requests and from
 //! the STUN checks a session sends.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::SocketAddr;
 
 /// A session of the media loop.
