@@ -150,7 +150,7 @@ pub fn file_error() {
     metrics::counter!("janus_recorder_file_errors_total").increment(1);
 }
 
-/// What `janus-recorder status` reads, published as gauges (see [`crate::service::health`]).
+/// What `janus-recorder status` reads, published as gauges (see [`crate::health`]).
 pub fn publish_status(
     rooms_configured: usize,
     rooms_watched: usize,

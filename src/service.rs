@@ -242,7 +242,7 @@ fn feed_settings(
         max_feeds = slots.max(),
         "settings"
     );
-    warn_if_credentials_in_clear(
+    crate::janus::tls::warn_if_credentials_in_clear(
         &config.janus.url,
         config.janus.api_secret.is_some() || config.janus.token.is_some(),
     );
@@ -264,17 +264,6 @@ fn apply_limits(config: &Config, slots: &FeedSlots) {
             nofile,
             "max_feeds needs more open files than this process may have: raise LimitNOFILE \
              (ulimit -n)"
-        );
-    }
-}
-
-/// Warns when an `api_secret` or token would cross the network unencrypted.
-pub(crate) fn warn_if_credentials_in_clear(url: &str, has_credentials: bool) {
-    if has_credentials && crate::janus::tls::plaintext_credentials_risk(url) {
-        tracing::warn!(
-            %url,
-            "the api_secret/token will travel unencrypted over ws:// to a host that is not \
-             this machine: use wss://"
         );
     }
 }

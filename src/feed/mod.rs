@@ -106,6 +106,8 @@ impl fmt::Display for EndReason {
 
 /// How often buffered file data is pushed to disk (bounds what a crash can lose).
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How long an ending feed waits for packets still on their way (see `Feed::record`).
+const END_GRACE: Duration = Duration::from_millis(40);
 /// How often a recorded feed gets its frames from the media loop once they flow: a file
 /// does not care when its frames come, and each batch is a wake-up of the feed's task.
 const RECORDED_BATCHES: Duration = Duration::from_millis(100);
@@ -428,8 +430,11 @@ impl Feed {
                 break end;
             }
         };
-        // Frames already received when the feed was told to end belong to its file.
+        // Frames already received when the feed was told to end belong to its file. Janus
+        // sends `leaving` or `unpublished` right after forwarding the publisher's last
+        // packets, and the event (TCP) can overtake them (UDP): they get a moment to land.
         if !matches!(reason, EndReason::Failed(_)) {
+            tokio::time::sleep(END_GRACE).await;
             for ev in rtc.take_received().await {
                 if matches!(ev, RtcEvent::Frame(_)) {
                     let _ = self.step(Input::Rtc(ev), None);

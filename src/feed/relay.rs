@@ -51,7 +51,7 @@ impl std::fmt::Debug for RelayTarget {
 impl RelayTarget {
     pub fn new(config: &RelayConfig) -> Arc<RelayTarget> {
         if let Some(url) = &config.url {
-            crate::service::warn_if_credentials_in_clear(
+            crate::janus::tls::warn_if_credentials_in_clear(
                 url,
                 config.api_secret.is_some() || config.token.is_some(),
             );

@@ -129,6 +129,17 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
+/// Warns when an `api_secret` or token would cross the network unencrypted.
+pub fn warn_if_credentials_in_clear(url: &str, has_credentials: bool) {
+    if has_credentials && plaintext_credentials_risk(url) {
+        tracing::warn!(
+            %url,
+            "the api_secret/token will travel unencrypted over ws:// to a host that is not \
+             this machine: use wss://"
+        );
+    }
+}
+
 /// Why sending credentials to `url` is unsafe: plain `ws://` to a host that is not loopback.
 pub fn plaintext_credentials_risk(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("ws://") else {

@@ -327,9 +327,15 @@ impl Publication {
         None
     }
 
-    /// Leaves the room (Janus tells the room we unpublished and left) and detaches; bounded
-    /// so that shutdown stays quick.
+    /// Waits until the frames sent so far are in the media session, which paces them out.
+    pub async fn sent(&self) {
+        self.rtc.sent().await;
+    }
+
+    /// Leaves the room (Janus tells the room we unpublished and left) and detaches, once
+    /// the frames sent so far are on their way; bounded so that shutdown stays quick.
     pub async fn leave(mut self) {
+        self.rtc.sent().await;
         self.rtc.close();
         let bye = async {
             let _ = self.handle.message(Request::Leave.body(), None).await;

@@ -426,7 +426,9 @@ async fn publish_one(
             _ = stop.cancelled() => break,
         }
     }
-    // Keep the session going briefly so the last packets get out, then leave.
+    // Keep the session going briefly so the last packets get out, then leave. The linger
+    // starts once the media loop has every frame (with many publishers it can lag).
+    p.sent().await;
     let linger = tokio::time::sleep(LINGER);
     tokio::pin!(linger);
     loop {

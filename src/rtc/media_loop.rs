@@ -52,9 +52,11 @@ const READS_PER_WAKE: usize = 8;
 const READS_PER_TICK: usize = 256;
 /// The grid session timers are rounded up to.
 const TIMER_GRID: Duration = Duration::from_millis(5);
-/// Once a session's media flows, its frames are handed over on this shared tick only. 20 ms
-/// is far below what the recording and the relay care about, and 50 wake-ups a second per
-/// feed cost far less than one per packet (measured with `scripts/bench.sh`, see the README).
+/// The steady pace: once every session's media flows, the loop wakes on this shared tick
+/// only, and hands frames over on it at the fastest (a session may ask for fewer, larger
+/// batches). 20 ms is far below what the recording and the relay care about, and 50
+/// wake-ups a second cost far less than one per packet (measured with `scripts/bench.sh`,
+/// see the README).
 const TICK: Duration = Duration::from_millis(20);
 /// Event batches queued per session before the loop holds them back (about 5 s of ticks).
 const EVENT_BATCHES: usize = 256;
@@ -101,6 +103,13 @@ pub(super) struct NewSession {
     pub events: mpsc::Sender<Vec<RtcEvent>>,
 }
 
+/// What goes to the loop in send order.
+pub(super) enum Media {
+    Frame(Outgoing),
+    /// Answered once every frame queued before it is in str0m.
+    Barrier(oneshot::Sender<()>),
+}
+
 /// One frame to send (str0m packetizes it).
 pub(super) struct Outgoing {
     pub id: SessionId,
@@ -128,7 +137,7 @@ impl std::fmt::Debug for MediaLoop {
 
 pub(super) struct Shared {
     pub control: mpsc::UnboundedSender<Control>,
-    pub media: mpsc::Sender<Outgoing>,
+    pub media: mpsc::Sender<Media>,
     /// Our host candidates: each socket's advertised address with its port.
     pub candidates: Vec<SocketAddr>,
     /// The DTLS certificate of every session of the loop, made once: making one per session
@@ -147,7 +156,8 @@ impl Shared {
 
 impl MediaLoop {
     /// Binds one UDP socket per address of `plan`, all on `port` (0: one ephemeral port
-    /// each), and starts the loop's thread.
+    /// each), and starts the loop: a task of the current tokio runtime, or outside one a
+    /// thread of its own.
     pub fn start(plan: &SocketPlan, port: u16) -> io::Result<MediaLoop> {
         if plan.is_empty() {
             return Err(io::Error::other(
@@ -185,10 +195,10 @@ impl MediaLoop {
                 Err(e) => tracing::error!(error = %e, "the media loop cannot use its sockets"),
             }
         };
-        // A task of the runtime the feed tasks run on, when there is one: its wake-ups of
-        // feed tasks then go through a worker's own run queue. From a thread of its own they
-        // went through the runtime's shared queue and its lock, and the loop blocked on that
-        // lock about 3000 times a second at 50 feeds (measured with the benchmark).
+        // A task of the runtime the feed tasks run on, when there is one: waking a feed task
+        // is then a push on the same thread's run queue. From a thread of its own, every
+        // hand-over was a cross-thread wake-up of a parked worker (system calls, context
+        // switches: thousands a second at 50 feeds, measured with the benchmark).
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn(run)),
             Err(_) => {
@@ -357,7 +367,7 @@ struct Loop {
     entries: HashMap<SessionId, Entry>,
     routes: Routes,
     control: mpsc::UnboundedReceiver<Control>,
-    media: mpsc::Receiver<Outgoing>,
+    media: mpsc::Receiver<Media>,
     /// Sessions whose events go out at the end of this turn.
     urgent: Vec<SessionId>,
     /// When batched sessions' events go out next (None: none wait).
@@ -406,7 +416,7 @@ impl Loop {
     fn new(
         ports: Vec<Port>,
         control: mpsc::UnboundedReceiver<Control>,
-        media: mpsc::Receiver<Outgoing>,
+        media: mpsc::Receiver<Media>,
     ) -> Loop {
         Loop {
             ports,
@@ -448,7 +458,10 @@ impl Loop {
                     None => break,
                 },
                 i = readable(&self.ports), if !steady => self.read(i, READS_PER_WAKE),
-                Some(o) = self.media.recv() => self.on_send(o),
+                Some(m) = self.media.recv() => match m {
+                    Media::Frame(o) => self.on_send(o),
+                    Media::Barrier(reply) => drop(reply.send(())),
+                },
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if steady {
                         for i in 0..self.ports.len() {

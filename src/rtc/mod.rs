@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::media::Codec;
 pub use media_loop::MediaLoop;
-use media_loop::{Control, NewSession, Outgoing, Shared};
+use media_loop::{Control, Media, NewSession, Outgoing, Shared};
 use route::SessionId;
 
 /// What the session reports to its task.
@@ -406,15 +406,27 @@ impl RtcSession {
     ) -> bool {
         self.shared
             .media
-            .try_send(Outgoing {
+            .try_send(Media::Frame(Outgoing {
                 id: self.id,
                 mid,
                 codec,
                 wallclock,
                 rtp_time,
                 data: data.to_vec(),
-            })
+            }))
             .is_ok()
+    }
+
+    /// Waits (1 s at most) until every frame sent so far is in str0m, which then paces it
+    /// out: before leaving, so the last frames are not cut off.
+    pub async fn sent(&self) {
+        let (tx, rx) = oneshot::channel();
+        let barrier = async {
+            if self.shared.media.send(Media::Barrier(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), barrier).await;
     }
 
     /// From now on, frames come in batches, every `every` (on a grid shared by the
