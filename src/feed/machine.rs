@@ -64,8 +64,9 @@ pub enum Input {
 pub enum Action {
     /// Ask the publisher for a keyframe on `mid` (PLI).
     RequestKeyframe(Mid),
-    /// The media flows steadily: the session may hand frames over in batches.
-    BatchReads,
+    /// The session may hand frames over in batches from now on: small ones while the
+    /// recording waits for its first keyframe (`settled` false), the feed's usual ones after.
+    BatchReads { settled: bool },
     /// A candidate Janus trickled.
     AddCandidate(String),
     /// A frame to write, at `at` on the room clock (ns since the epoch). Writes come in
@@ -101,6 +102,17 @@ struct Track {
     warned_codec: bool,
 }
 
+/// How the session hands frames over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batching {
+    /// One by one (not connected yet).
+    No,
+    /// In small batches, until the recording has its first keyframe.
+    Small,
+    /// In the feed's usual batches.
+    Settled,
+}
+
 /// The feed's state.
 pub struct FeedMachine {
     /// Write frames (false: relay only).
@@ -121,7 +133,7 @@ pub struct FeedMachine {
     placed: Vec<(i128, Box<MediaData>)>,
     /// The first frame has been written: the recording is open.
     started: bool,
-    batching: bool,
+    batching: Batching,
     ended: bool,
     out: VecDeque<Action>,
 }
@@ -158,7 +170,7 @@ impl FeedMachine {
             wall: now,
             placed: Vec::new(),
             started: false,
-            batching: false,
+            batching: Batching::No,
             ended: false,
             out: VecDeque::new(),
         }
@@ -240,6 +252,14 @@ impl FeedMachine {
             RtcEvent::Connected => {
                 tracing::info!("media connected");
                 self.disconnected_since = None;
+                if self.batching == Batching::No {
+                    // Frames in batches from now on: ICE, DTLS and our keyframe requests run
+                    // in the media loop and never wait for a batch; the first keyframe waits
+                    // for a small one. Frame by frame, the wake-ups of hundreds of feeds
+                    // setting up at once overloaded the loop (its socket overflowed at 200).
+                    self.batching = Batching::Small;
+                    self.out.push_back(Action::BatchReads { settled: false });
+                }
             }
             RtcEvent::MediaAdded { mid, kind } => {
                 if kind == str0m::media::MediaKind::Video
@@ -275,11 +295,6 @@ impl FeedMachine {
 
     fn on_frame(&mut self, d: Box<MediaData>, now: Now) {
         self.disconnected_since = None;
-        if !self.gate.is_waiting() && !self.batching {
-            // Media flows and no keyframe is awaited: from now on one wake-up per tick.
-            self.batching = true;
-            self.out.push_back(Action::BatchReads);
-        }
         let Some(track) = self.tracks.get_mut(&d.mid) else {
             return;
         };
@@ -318,6 +333,11 @@ impl FeedMachine {
             if was_waiting {
                 tracing::debug!("keyframe received");
             }
+        }
+        // The first frame the recording takes (a keyframe, or any frame without video).
+        if self.batching == Batching::Small && (kind == MediaKind::Video || !self.has_video()) {
+            self.batching = Batching::Settled;
+            self.out.push_back(Action::BatchReads { settled: true });
         }
         let track = self.tracks.get_mut(&d.mid).expect("looked up above");
         let timing = timing(&self.wall, &d, track.codec);
@@ -585,7 +605,6 @@ mod tests {
         m.handle(frame(VIDEO, t0, 600, true, true), at(t0, 600));
         m.handle(frame(VIDEO, t0, 633, false, true), at(t0, 633));
         let a = actions(&mut m);
-        assert!(a.iter().any(|a| matches!(a, Action::BatchReads)));
         // The clock waits for a sender report (3 s); none comes: arrival, at the end.
         assert!(writes(&a).is_empty());
         m.handle(Input::Tick, at(t0, 1000));
@@ -597,6 +616,31 @@ mod tests {
             [(VIDEO, 600), (VIDEO, 633)]
         );
         assert_eq!(w[1].2 - w[0].2, 33_000_000, "RTP spacing kept");
+    }
+
+    #[test]
+    fn frames_come_in_batches_once_connected() {
+        let t0 = Now::read();
+        let mut m = machine(true, false, t0);
+        actions(&mut m);
+        m.handle(Input::Rtc(RtcEvent::Connected), t0);
+        m.handle(Input::Rtc(RtcEvent::Connected), t0);
+        let batches = |a: Vec<Action>| {
+            a.into_iter()
+                .filter_map(|a| match a {
+                    Action::BatchReads { settled } => Some(settled),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(batches(actions(&mut m)), [false], "small batches, once");
+        m.handle(frame(VIDEO, t0, 100, true, true), at(t0, 100));
+        m.handle(frame(VIDEO, t0, 133, false, true), at(t0, 133));
+        assert_eq!(
+            batches(actions(&mut m)),
+            [true],
+            "the usual ones after a keyframe"
+        );
     }
 
     #[test]

@@ -111,8 +111,9 @@ const END_GRACE: Duration = Duration::from_millis(40);
 /// How often a recorded feed gets its frames from the media loop once they flow: a file
 /// does not care when its frames come, and each batch is a wake-up of the feed's task.
 const RECORDED_BATCHES: Duration = Duration::from_millis(100);
-/// The same for a relayed feed: every frame waits up to this long before it is sent on.
-const RELAYED_BATCHES: Duration = Duration::from_millis(20);
+/// The same for a relayed feed (every frame waits up to this long before it is sent on),
+/// and for any feed until its first keyframe is written.
+const SMALL_BATCHES: Duration = Duration::from_millis(20);
 
 /// Records one publisher until it ends; returns why it ended.
 pub async fn run(
@@ -462,12 +463,12 @@ impl Feed {
                         rtc.request_keyframe(mid);
                     }
                 }
-                Action::BatchReads => {
+                Action::BatchReads { settled } => {
                     if let Some(rtc) = rtc.as_deref_mut() {
-                        rtc.batch_reads(if self.relay.is_some() {
-                            RELAYED_BATCHES
-                        } else {
+                        rtc.batch_reads(if settled && self.relay.is_none() {
                             RECORDED_BATCHES
+                        } else {
+                            SMALL_BATCHES
                         });
                     }
                 }

@@ -790,12 +790,12 @@ impl Loop {
                 }
             }
             Control::Batch(id, every) => {
-                if let Some(e) = self.entries.get_mut(&id)
-                    && !e.batched
-                {
-                    e.batched = true;
+                if let Some(e) = self.entries.get_mut(&id) {
                     e.every = every.max(TICK);
-                    self.immediate -= 1;
+                    if !e.batched {
+                        e.batched = true;
+                        self.immediate -= 1;
+                    }
                 }
             }
             Control::Take(id, reply) => {

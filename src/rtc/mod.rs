@@ -324,7 +324,7 @@ impl RtcSetup {
             shared,
             events: rx,
             queue: VecDeque::new(),
-            batched: false,
+            batched: None,
             closed: false,
         };
         session.control(Control::Start(Box::new(new)));
@@ -350,7 +350,8 @@ pub struct RtcSession {
     events: mpsc::Receiver<Vec<RtcEvent>>,
     /// Events of a batch not yet handed out, oldest first.
     queue: VecDeque<RtcEvent>,
-    batched: bool,
+    /// The period frames come in, once batched.
+    batched: Option<Duration>,
     closed: bool,
 }
 
@@ -430,12 +431,11 @@ impl RtcSession {
     }
 
     /// From now on, frames come in batches, every `every` (on a grid shared by the
-    /// process; at least the loop's 20 ms tick). For a session receiving media once it flows
-    /// steadily; not before (the first keyframe would wait for a batch). Calling it again
-    /// changes nothing.
+    /// process; at least the loop's 20 ms tick). For a receiving session once it is
+    /// connected (ICE and DTLS never wait for a batch). Called again, it changes the period.
     pub fn batch_reads(&mut self, every: Duration) {
-        if !self.batched {
-            self.batched = true;
+        if self.batched != Some(every) {
+            self.batched = Some(every);
             self.control(Control::Batch(self.id, every));
         }
     }
