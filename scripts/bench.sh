@@ -141,19 +141,25 @@ CONFIG
     local daemon=$!
     wait_log "$dir/janus-recorder.log" "watching room" 20
     sleep 1
-    local base_kib cpu0 janus_cpu0
+    local base_kib base_anon_kib cpu0 janus_cpu0
     base_kib=$(kib_of "$daemon" VmRSS)
+    base_anon_kib=$(kib_of "$daemon" RssAnon)
     cpu0=$(cpu_of "$daemon")
     janus_cpu0=$(cpu_of "$janus")
 
-    # The daemon's RSS every 10 s while it records (seconds since the publishers started, KiB).
+    # The daemon's RSS every 10 s while it records (seconds since the publishers started, KiB),
+    # and its anonymous part (heap and stacks: what feeds cost; the rest is mostly the
+    # binary's own code pages, faulted in as code paths are first used), every 2 s for the peak.
     (
         t0=$(date +%s)
+        i=0
         while kill -0 "$daemon" 2>/dev/null; do
-            echo "$(($(date +%s) - t0)) $(kib_of "$daemon" VmRSS)"
-            sleep 10
+            [ $((i % 5)) -eq 0 ] && echo "$(($(date +%s) - t0)) $(kib_of "$daemon" VmRSS)" >>"$dir/rss.txt"
+            kib_of "$daemon" RssAnon >>"$dir/anon.txt"
+            i=$((i + 1))
+            sleep 2
         done
-    ) >"$dir/rss.txt" 2>/dev/null &
+    ) 2>/dev/null &
     echo "== N=$n: $n synthetic publishers for ${secs}s (logs in $dir)"
     local perf=""
     if [ -n "${BENCH_PERF:-}" ]; then
@@ -167,6 +173,8 @@ CONFIG
     local cpu1 peak_kib janus_cpu1
     cpu1=$(cpu_of "$daemon")
     peak_kib=$(kib_of "$daemon" VmHWM)
+    local peak_anon_kib
+    peak_anon_kib=$(sort -n "$dir/anon.txt" 2>/dev/null | tail -1)
     janus_cpu1=$(cpu_of "$janus")
     kill -TERM "$daemon"
     wait "$daemon" || true
@@ -183,7 +191,8 @@ CONFIG
 
     cat >"$dir/daemon.json" <<STATS
 {"feeds": $n, "secs": $secs, "daemon_cpu": [$cpu0, $cpu1], "janus_cpu": [$janus_cpu0, $janus_cpu1],
- "base_kib": $base_kib, "peak_kib": $peak_kib}
+ "base_kib": $base_kib, "peak_kib": $peak_kib,
+ "base_anon_kib": $base_anon_kib, "peak_anon_kib": ${peak_anon_kib:-$base_anon_kib}}
 STATS
     cleanup
     ns=""

@@ -145,6 +145,8 @@ def measure(d):
         "baseline_frames_sent": sum(f["audio_frames"] + f["video_frames"] for f in base_sent),
         "base_mib": stats["base_kib"] / 1024,
         "rss_per_feed_mib": (stats["peak_kib"] - stats["base_kib"]) / 1024 / feeds,
+        "anon_per_feed_mib": ((stats["peak_anon_kib"] - stats["base_anon_kib"]) / 1024 / feeds
+                              if "peak_anon_kib" in stats else None),
         "frames_sent": sum(x[1] for x in lost),
         "frames_written": sum(x[2] for x in lost),
         "frames_lost": sum(max(0, x[0]) for x in lost),
@@ -168,7 +170,7 @@ def table(out):
     for path in glob.glob(os.path.join(out, "n*", "result.json")):
         rows.append(json.load(open(path)))
     rows.sort(key=lambda r: r["feeds"])
-    print("| feeds | daemon CPU s/feed-min | janus-pp-rec CPU s/feed-min | ratio | daemon peak RSS MiB/feed"
+    print("| feeds | daemon CPU s/feed-min | janus-pp-rec CPU s/feed-min | ratio | daemon peak RSS MiB/feed (anonymous part)"
           " | frames sent / written (lost, worst feed) | first keyframe ms median / p95 / worst"
           " | Janus CPU s/min with / without the daemon | Janus's extra CPU for our subscriptions"
           " s/feed-min |")
@@ -180,7 +182,8 @@ def table(out):
         worst_txt = f"{worst[3]}: {worst[0]}" if worst and worst[0] > 0 else "none"
         recs = "" if r["recordings"] == r["feeds"] else f", {r['recordings']}/{r['feeds']} recorded"
         print(f"| {r['feeds']} | {fmt(d, '.3f')} | {fmt(p, '.3f')} | {fmt(ratio, '.2f')}"
-              f" | {r['rss_per_feed_mib']:.2f} (base {r['base_mib']:.1f})"
+              f" | {r['rss_per_feed_mib']:.2f} (anon {fmt(r.get('anon_per_feed_mib'), '.2f')};"
+              f" base {r['base_mib']:.1f})"
               f" | {r['frames_sent']} / {r['frames_written']} ({r['frames_lost']}, {worst_txt}{recs})"
               f" | {fmt(r['first_keyframe_ms_median'], '.0f')} / {fmt(r['first_keyframe_ms_p95'], '.0f')}"
               f" / {fmt(r['first_keyframe_ms_worst'], '.0f')}"

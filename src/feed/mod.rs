@@ -154,7 +154,15 @@ pub async fn run(
         svc: SvcJoiner::default(),
     };
     let reason = feed.record(handle, rtc, stop).await;
-    feed.finish(&reason);
+    // Finalizing is file IO (a long file's cues and sizes): on a blocking thread, so the media
+    // loop and the other feeds go on meanwhile (the runtime has one thread), and the files of
+    // a shutdown are finalized side by side rather than one after the other.
+    let span = tracing::Span::current();
+    let ended = reason.clone();
+    let finished = tokio::task::spawn_blocking(move || span.in_scope(|| feed.finish(&ended)));
+    if let Err(e) = finished.await {
+        tracing::error!(error = %e, "finalizing the recording panicked");
+    }
     reason
 }
 
