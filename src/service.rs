@@ -59,10 +59,15 @@ pub fn run(config_path: &Path) -> i32 {
         eprintln!("{e}");
         return EXIT_CONFIG;
     }
-    // One thread for the media loop and every feed task: their work is small and constant,
-    // and a second worker cost more than it gave (see `runtime_threads`).
+    // One thread for the media loop and every feed task: the loop hands a feed its frames
+    // as a push on the same thread's run queue, where with two workers they woke each other
+    // thousands of times a second (measured with scripts/bench.sh). Finalizing files, the
+    // one long piece of IO, runs on blocking threads (see `feed::run`).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Finalizing comes in bursts (a meeting ends): its threads need not idle for
+        // tokio's default 10 s afterwards.
+        .thread_keep_alive(Duration::from_secs(2))
         .build()
     {
         Ok(r) => r,
