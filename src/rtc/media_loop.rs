@@ -360,6 +360,8 @@ struct Entry {
     send_pts: Vec<(Mid, Pt)>,
     /// Frames dropped because the session's task did not keep up.
     dropped: u64,
+    /// `pending` holds an event that is not a frame: it goes out without waiting for the tick.
+    urgent: bool,
 }
 
 struct Loop {
@@ -571,7 +573,7 @@ impl Loop {
             Ok(()) => {
                 if let Some(e) = self.entries.get(&id) {
                     self.next_timer = self.next_timer.min(round_up(e.deadline, self.grid()));
-                    self.schedule(id);
+                    self.schedule(id, now);
                 }
             }
             Err(reason) => self.end(id, reason),
@@ -634,6 +636,8 @@ impl Loop {
                             continue;
                         }
                     };
+                    // Set here, once per event, so scheduling never scans `pending`.
+                    e.urgent |= !matches!(ev, RtcEvent::Frame(_));
                     e.pending.push(ev);
                 }
             }
@@ -651,22 +655,18 @@ impl Loop {
 
     /// Puts a session with events in line: now while it sets up or when something other
     /// than a frame happened, else on the shared tick.
-    fn schedule(&mut self, id: SessionId) {
-        let Some(e) = self.entries.get(&id) else {
+    fn schedule(&mut self, id: SessionId, now: Instant) {
+        let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
         if e.pending.is_empty() {
             return;
         }
-        let urgent = !e.batched || e.pending.iter().any(|ev| !matches!(ev, RtcEvent::Frame(_)));
-        if urgent {
+        if !e.batched || e.urgent {
             self.urgent.push(id);
             return;
         }
-        let now = Instant::now();
-        if let Some(e) = self.entries.get_mut(&id)
-            && e.due.is_none()
-        {
+        if e.due.is_none() {
             // On the session's own grid, so sessions with one pace are handed over together.
             e.due = Some(next_on_grid(now, e.every));
         }
@@ -720,18 +720,13 @@ impl Loop {
             .map(|(&id, _)| id)
             .collect();
         for id in due {
-            let turn = match self.entries.get_mut(&id) {
-                Some(e) => {
-                    let rtc = &mut e.rtc;
-                    match catch_unwind(AssertUnwindSafe(|| rtc.handle_input(Input::Timeout(now)))) {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(err)) => Err(format!("str0m: {err}")),
-                        Err(p) => Err(format!("str0m panicked: {}", panic_message(p))),
-                    }
-                }
-                None => continue,
-            };
-            self.after(id, turn, now);
+            let timeout = self.with_rtc(id, |rtc| {
+                rtc.handle_input(Input::Timeout(now))
+                    .map_err(|err| format!("str0m: {err}"))
+            });
+            if let Some(turn) = timeout {
+                self.after(id, turn, now);
+            }
         }
         let earliest = self
             .entries
@@ -768,6 +763,7 @@ impl Loop {
                         keyframes: Vec::new(),
                         send_pts: Vec::new(),
                         dropped: 0,
+                        urgent: false,
                     },
                 );
                 self.after(id, Ok(()), now);
@@ -807,17 +803,21 @@ impl Loop {
                 let events = self
                     .entries
                     .get_mut(&id)
-                    .map(|e| std::mem::take(&mut e.pending))
+                    .map(|e| {
+                        e.urgent = false;
+                        std::mem::take(&mut e.pending)
+                    })
                     .unwrap_or_default();
                 let _ = reply.send(events);
             }
             Control::Close(id) => {
-                if let Some(e) = self.entries.get_mut(&id) {
-                    let rtc = &mut e.rtc;
-                    // RTCP BYE / DTLS close_notify, best effort.
-                    if catch_unwind(AssertUnwindSafe(|| rtc.disconnect())).is_ok() {
-                        let _ = self.drain(id, now);
-                    }
+                // RTCP BYE / DTLS close_notify, best effort.
+                let disconnected = self.with_rtc(id, |rtc| {
+                    rtc.disconnect();
+                    Ok(())
+                });
+                if let Some(Ok(())) = disconnected {
+                    let _ = self.drain(id, now);
                 }
                 self.remove(id);
             }
@@ -928,7 +928,10 @@ fn hand_over(e: &mut Entry) -> bool {
         return true;
     }
     match e.events.try_send(std::mem::take(&mut e.pending)) {
-        Ok(()) => true,
+        Ok(()) => {
+            e.urgent = false;
+            true
+        }
         Err(mpsc::error::TrySendError::Full(back)) => {
             e.pending = back;
             if e.pending.len() > MAX_HELD {
