@@ -31,7 +31,8 @@ feeds_list=${BENCH_FEEDS:-10 50 100}
 secs=${BENCH_SECS:-60}
 room=4321
 out=$root/bench-output
-bin=$root/target/release/janus-recorder
+# CARGO_TARGET_DIR is honoured (e.g. a profiling build with frame pointers kept apart).
+bin=${CARGO_TARGET_DIR:-$root/target}/release/janus-recorder
 clip=$root/media/clip.webm
 ticks=$(getconf CLK_TCK)
 

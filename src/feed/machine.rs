@@ -9,7 +9,10 @@
 //! ([`super::clock`]), how often the publisher is asked for a keyframe, and when the feed
 //! ends on its own (Janus hung up, ICE stayed down).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Looked up for every frame: foldhash, as in the media loop (SipHash showed in the profile).
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -131,6 +134,8 @@ pub struct FeedMachine {
     /// Frames placed on the room clock while the file waits to open (another track's source
     /// is not decided yet).
     placed: Vec<(i128, Box<MediaData>)>,
+    /// The frames one `release` hands out, kept to reuse its allocation (one per frame before).
+    ready: Vec<(i128, Box<MediaData>)>,
     /// The first frame has been written: the recording is open.
     started: bool,
     batching: Batching,
@@ -169,6 +174,7 @@ impl FeedMachine {
             stats: HashMap::new(),
             wall: now,
             placed: Vec::new(),
+            ready: Vec::new(),
             started: false,
             batching: Batching::No,
             ended: false,
@@ -352,7 +358,7 @@ impl FeedMachine {
     /// clock too. `force` decides every clock (the feed is ending).
     fn release(&mut self, now: Now, force: bool) {
         let mut undecided = false;
-        let mut ready: Vec<(i128, Box<MediaData>)> = Vec::new();
+        let mut ready = std::mem::take(&mut self.ready);
         for track in self.tracks.values_mut() {
             if track.held.is_empty() {
                 continue;
@@ -369,22 +375,20 @@ impl FeedMachine {
                 ready.push((track.clock.place(&timing), d));
             }
         }
-        if ready.is_empty() {
-            return;
-        }
         if !self.started && undecided {
             // Not yet: keep them placed (a decided track's frames stay placed).
             self.placed.append(&mut ready);
-            return;
+        } else if !ready.is_empty() {
+            self.started = true;
+            ready.append(&mut self.placed);
+            ready.sort_by_key(|r| r.0);
+            self.out.extend(
+                ready
+                    .drain(..)
+                    .map(|(at, frame)| Action::Write { at, frame }),
+            );
         }
-        self.started = true;
-        ready.append(&mut self.placed);
-        ready.sort_by_key(|r| r.0);
-        self.out.extend(
-            ready
-                .into_iter()
-                .map(|(at, frame)| Action::Write { at, frame }),
-        );
+        self.ready = ready;
     }
 
     fn on_janus(&mut self, msg: Incoming) {

@@ -30,7 +30,7 @@ use crate::output::{RecordingPaths, Sidecar, recording_paths, rfc3339};
 use crate::publish::OwnFeeds;
 use crate::rtc::{MediaLoop, RtcError, RtcEvent, RtcSession};
 use crate::secret::Secret;
-use crate::webm::writer::{TrackSetup, WebmWriter, WriteError};
+use crate::webm::writer::{FrameBytes, TrackSetup, WebmWriter, WriteError};
 use machine::{Action, FeedMachine, Input, Now};
 use relay::{Relay, RelayEvent, RelayTarget};
 
@@ -104,6 +104,9 @@ impl fmt::Display for EndReason {
     }
 }
 
+/// How often a feed's task wakes on its own (the heartbeat, flushes, keyframe requests): a
+/// multiple of the media loop's tick, on the same grid.
+const FEED_TICK: Duration = Duration::from_millis(200);
 /// How often buffered file data is pushed to disk (bounds what a crash can lose).
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How long an ending feed waits for packets still on their way (see `Feed::record`).
@@ -326,32 +329,31 @@ fn kind_of(k: StreamKind) -> MediaKind {
 
 /// A VP9 SVC picture as one decodable frame: str0m hands over its spatial layers concatenated,
 /// with their ends in the codec extra; `joiner` makes them a superframe that shows the top
-/// layer ([`crate::codec::vp9::SvcJoiner`]). Anything else, or layer ends that do not tile
-/// the data, is passed on as it is.
-fn svc_superframe<'a>(d: &'a MediaData, joiner: &mut SvcJoiner) -> std::borrow::Cow<'a, [u8]> {
-    use std::borrow::Cow;
+/// layer ([`crate::codec::vp9::SvcJoiner`]). `None` for anything else, or for layer ends that
+/// do not tile the data: the frame is written as it is.
+fn svc_superframe(d: &MediaData, joiner: &mut SvcJoiner) -> Option<Vec<u8>> {
     let str0m::format::CodecExtra::Vp9(extra) = d.codec_extra else {
-        return Cow::Borrowed(&d.data);
+        return None;
     };
     let ends: Vec<usize> = extra.layers_scheme.iter().flatten().copied().collect();
     if ends.len() < 2 || ends.last() != Some(&d.data.len()) {
-        return Cow::Borrowed(&d.data);
+        return None;
     }
     let mut layers = Vec::with_capacity(ends.len());
     let mut start = 0;
     for end in ends {
         match d.data.get(start..end) {
             Some(layer) if !layer.is_empty() => layers.push(layer),
-            _ => return Cow::Borrowed(&d.data),
+            _ => return None,
         }
         start = end;
     }
     if let Some(joined) = joiner.join(&layers) {
-        return Cow::Owned(joined);
+        return Some(joined);
     }
     // A header the joiner could not follow: every layer stays shown (a decoder outputs each).
     tracing::debug!("VP9 SVC picture joined with every layer shown");
-    crate::codec::vp9::superframe(&layers).map_or(Cow::Borrowed(&d.data[..]), Cow::Owned)
+    crate::codec::vp9::superframe(&layers)
 }
 
 /// An open file and its sidecar.
@@ -411,7 +413,10 @@ impl Feed {
         mut rtc: RtcSession,
         mut stop: oneshot::Receiver<EndReason>,
     ) -> EndReason {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // On the process-wide grid, so every feed's tick and the media loop's fall in one
+        // wake-up rather than one each at a random phase.
+        let start = crate::rtc::next_on_grid(Instant::now(), FEED_TICK);
+        let mut tick = tokio::time::interval_at(start.into(), FEED_TICK);
         // The watchdog is fed only while every feed loop goes round.
         let settings = self.settings.clone();
         let heartbeat = settings.health.heartbeat();
@@ -488,7 +493,7 @@ impl Feed {
                     }
                 }
                 Action::Write { at, frame } => {
-                    if let Err(e) = self.write(at, &frame) {
+                    if let Err(e) = self.write(at, frame) {
                         return Some(e);
                     }
                 }
@@ -533,7 +538,7 @@ impl Feed {
     }
 
     /// Writes one frame placed at `t` on the room clock; the first opens the recording.
-    fn write(&mut self, t: i128, d: &MediaData) -> Result<(), EndReason> {
+    fn write(&mut self, t: i128, d: Box<MediaData>) -> Result<(), EndReason> {
         if self.recording.is_none() {
             // The first write is the earliest frame: the file's zero.
             let rec = self
@@ -567,15 +572,20 @@ impl Feed {
             tracing::info!(after_announcement_ms = ms, "first keyframe written");
             rec.sidecar.first_keyframe_ms = Some(ms);
         }
+        let len = d.data.len();
+        // The frame's own (shared) buffer goes to the writer: no copy.
         let written = if is_video {
-            rec.writer
-                .write_video(ts, d.is_keyframe(), &svc_superframe(d, &mut self.svc))
+            let data = match svc_superframe(&d, &mut self.svc) {
+                Some(joined) => FrameBytes::Owned(joined),
+                None => FrameBytes::Shared(d.data.clone()),
+            };
+            rec.writer.write_video(ts, d.is_keyframe(), data)
         } else {
-            rec.writer.write_audio(ts, &d.data)
+            rec.writer.write_audio(ts, d.data.clone())
         };
         match written {
             Ok(()) => {
-                self.counters.written(kind, d.data.len());
+                self.counters.written(kind, len);
                 Ok(())
             }
             Err(e) => Err(self.file_failed(e)),

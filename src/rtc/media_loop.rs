@@ -67,8 +67,9 @@ const SEND_QUEUE: usize = 8192;
 /// The socket buffers asked for: a second of 200 feeds' media.
 const SOCKET_BUFFER: usize = 16 * 1024 * 1024;
 
-/// The next instant after `now` on a grid of `step`, shared by the whole process.
-pub(super) fn next_on_grid(now: Instant, step: Duration) -> Instant {
+/// The next instant after `now` on a grid of `step`, shared by the whole process: timers on
+/// it that are multiples of one another fire in one wake-up of the runtime.
+pub fn next_on_grid(now: Instant, step: Duration) -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     let step = step.as_nanos();
@@ -398,6 +399,8 @@ struct Counts {
     datagrams: u64,
     /// Datagrams no session claimed.
     unrouted: u64,
+    /// Session timers run (str0m's `Input::Timeout`).
+    timers: u64,
 }
 
 impl Counts {
@@ -407,6 +410,7 @@ impl Counts {
             wakes: 0,
             datagrams: 0,
             unrouted: 0,
+            timers: 0,
         }
     }
 }
@@ -485,6 +489,7 @@ impl Loop {
                     wakes = self.counts.wakes,
                     datagrams = self.counts.datagrams,
                     unrouted = self.counts.unrouted,
+                    timers = self.counts.timers,
                     secs = COUNTS_EVERY.as_secs(),
                     "media loop"
                 );
@@ -719,6 +724,7 @@ impl Loop {
             .filter(|(_, e)| e.deadline <= now)
             .map(|(&id, _)| id)
             .collect();
+        self.counts.timers += due.len() as u64;
         for id in due {
             let timeout = self.with_rtc(id, |rtc| {
                 rtc.handle_input(Input::Timeout(now))

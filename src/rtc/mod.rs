@@ -23,8 +23,8 @@ use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::media::Codec;
-pub use media_loop::MediaLoop;
 use media_loop::{Control, Media, NewSession, Outgoing, Shared};
+pub use media_loop::{MediaLoop, next_on_grid};
 use route::SessionId;
 
 /// What the session reports to its task.

@@ -15,12 +15,14 @@
 use crate::codec::{FrameInfo, av1, h264, h265};
 use crate::media::Codec;
 
+use super::writer::FrameBytes;
+
 use super::vpx;
 
 /// One frame ready to be queued as a block.
 #[derive(Debug)]
 pub(super) struct Prepared {
-    pub data: Vec<u8>,
+    pub data: FrameBytes,
     pub keyframe: bool,
     /// The coded size, when this frame tells it.
     pub size: Option<(u32, u32)>,
@@ -54,29 +56,31 @@ impl VideoIn {
         Some(VideoIn { stream })
     }
 
-    /// The block for `frame`; `keyframe` is the sender's flag, used for VP8/VP9 only.
-    pub fn prepare(&mut self, frame: &[u8], keyframe: bool) -> Prepared {
-        let mut data = Vec::with_capacity(frame.len() + 16);
-        let info = match &mut self.stream {
+    /// The block for `frame`; `keyframe` is the sender's flag, used for VP8/VP9 only. A
+    /// VP8/VP9 frame is its own block: taken as it is, not copied.
+    pub fn prepare(&mut self, frame: FrameBytes, keyframe: bool) -> Prepared {
+        let converted = |convert: fn(&[u8], &mut Vec<u8>)| {
+            let mut data = Vec::with_capacity(frame.len() + 16);
+            convert(&frame, &mut data);
+            FrameBytes::Owned(data)
+        };
+        let (data, info) = match &mut self.stream {
             Stream::Vpx(codec) => {
-                data.extend_from_slice(frame);
-                FrameInfo {
+                let info = FrameInfo {
                     keyframe,
-                    size: keyframe.then(|| vpx::frame_size(*codec, frame)).flatten(),
-                }
+                    size: keyframe.then(|| vpx::frame_size(*codec, &frame)).flatten(),
+                };
+                (frame, info)
             }
-            Stream::H264(sets) => {
-                h264::annexb_to_length_prefixed(frame, &mut data);
-                sets.add_frame(frame)
-            }
-            Stream::H265(sets) => {
-                h265::annexb_to_length_prefixed(frame, &mut data);
-                sets.add_frame(frame)
-            }
-            Stream::Av1(stream) => {
-                av1::to_matroska_block(frame, &mut data);
-                stream.add_frame(frame)
-            }
+            Stream::H264(sets) => (
+                converted(h264::annexb_to_length_prefixed),
+                sets.add_frame(&frame),
+            ),
+            Stream::H265(sets) => (
+                converted(h265::annexb_to_length_prefixed),
+                sets.add_frame(&frame),
+            ),
+            Stream::Av1(stream) => (converted(av1::to_matroska_block), stream.add_frame(&frame)),
         };
         Prepared {
             data,

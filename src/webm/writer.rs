@@ -70,6 +70,9 @@ const CODEC_PRIVATE_ROOM: usize = 1_024;
 /// Frame size written when no keyframe arrived before the header had to go out; corrected at
 /// finalize (Chromium's fake camera and most webcams start at this size).
 const PLACEHOLDER_SIZE: (u32, u32) = (640, 480);
+/// The most room set aside for the next batch of pending bytes (about 2 s of a 4 Mbit/s
+/// feed); a larger batch grows as it needs.
+const PENDING_ROOM_MAX: usize = 1 << 20;
 /// Matroska element ids used when patching.
 pub(crate) const INFO_ID: u64 = 0x1549_A966;
 pub(crate) const TRACKS_ID: u64 = 0x1654_AE6B;
@@ -180,7 +183,50 @@ struct QueuedFrame {
     ms: u64,
     kind: MediaKind,
     keyframe: bool,
-    data: Vec<u8>,
+    data: FrameBytes,
+}
+
+/// A frame's bytes as the writer takes them: str0m's shared buffer kept as it is (VP8, VP9
+/// and Opus frames are their own blocks), or a buffer made for the block (H.26x and AV1 are
+/// converted). Taking them without a copy matters: every byte recorded passed through here.
+#[derive(Debug, Clone)]
+pub enum FrameBytes {
+    Shared(Arc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for FrameBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FrameBytes::Shared(b) => b,
+            FrameBytes::Owned(b) => b,
+        }
+    }
+}
+
+impl From<Arc<[u8]>> for FrameBytes {
+    fn from(b: Arc<[u8]>) -> FrameBytes {
+        FrameBytes::Shared(b)
+    }
+}
+
+impl From<Vec<u8>> for FrameBytes {
+    fn from(b: Vec<u8>) -> FrameBytes {
+        FrameBytes::Owned(b)
+    }
+}
+
+impl From<&[u8]> for FrameBytes {
+    fn from(b: &[u8]) -> FrameBytes {
+        FrameBytes::Owned(b.to_vec())
+    }
+}
+
+impl From<&Vec<u8>> for FrameBytes {
+    fn from(b: &Vec<u8>) -> FrameBytes {
+        FrameBytes::Owned(b.clone())
+    }
 }
 
 /// A region reserved in the header, rewritten at finalize.
@@ -292,9 +338,14 @@ impl WebmWriter {
         })
     }
 
-    /// Adds an Opus packet at `ts` on the file's timeline.
-    pub fn write_audio(&mut self, ts: Duration, data: &[u8]) -> Result<(), WriteError> {
-        self.push(ts, MediaKind::Audio, true, data)
+    /// Adds an Opus packet at `ts` on the file's timeline. A shared or owned buffer is queued
+    /// as it is (a slice is copied).
+    pub fn write_audio(
+        &mut self,
+        ts: Duration,
+        data: impl Into<FrameBytes>,
+    ) -> Result<(), WriteError> {
+        self.push(ts, MediaKind::Audio, true, data.into())
     }
 
     /// Adds a video frame at `ts` on the file's timeline, as str0m gives it (VP8/VP9 frames,
@@ -304,9 +355,9 @@ impl WebmWriter {
         &mut self,
         ts: Duration,
         keyframe: bool,
-        data: &[u8],
+        data: impl Into<FrameBytes>,
     ) -> Result<(), WriteError> {
-        self.push(ts, MediaKind::Video, keyframe, data)
+        self.push(ts, MediaKind::Video, keyframe, data.into())
     }
 
     /// Hands what was written to the operating system (no fsync): all but the last
@@ -330,7 +381,7 @@ impl WebmWriter {
         ts: Duration,
         kind: MediaKind,
         keyframe: bool,
-        data: &[u8],
+        data: FrameBytes,
     ) -> Result<(), WriteError> {
         self.check()?;
         let has_track = match kind {
@@ -377,7 +428,7 @@ impl WebmWriter {
                 ms,
                 kind,
                 keyframe,
-                data: data.to_vec(),
+                data,
             },
         };
         // Keep the queue sorted, after frames of the same key (so one track's frames keep their
@@ -490,6 +541,29 @@ impl WebmWriter {
     fn put(&mut self, tag: MatroskaSpec) -> Result<(), WriteCause> {
         self.tags.write(&tag)?;
         self.held = 0;
+        Ok(())
+    }
+
+    /// Writes a SimpleBlock. Encoded here, straight into the pending bytes: through the tag
+    /// writer each block was built in a buffer of its own, then copied into an element, then
+    /// into the pending bytes (two allocations and two copies of every frame, which showed in
+    /// the benchmark's profile). The tag writer's way is kept for the one case it must
+    /// handle: an unknown-sized start it still holds back (a cluster always has its
+    /// Timestamp written first, so blocks never meet one).
+    fn put_block(
+        &mut self,
+        track: u64,
+        offset: i16,
+        keyframe: bool,
+        data: &[u8],
+    ) -> Result<(), WriteCause> {
+        if self.held != 0 || track > 0x7e {
+            let block =
+                SimpleBlock::new_uncheked(data, track, offset, false, None, false, keyframe);
+            return self.put(MatroskaSpec::from(block));
+        }
+        let out = &mut self.tags.get_mut().bytes;
+        encode_simple_block(out, track as u8, offset, keyframe, data);
         Ok(())
     }
 
@@ -654,16 +728,7 @@ impl WebmWriter {
         // at most MAX_LAG_MS after the cluster's timestamp; the check above guards the rest.
         let offset = (ms - timestamp) as i16;
         let track = self.track_number(frame.kind);
-        let block = SimpleBlock::new_uncheked(
-            &frame.data,
-            track,
-            offset,
-            false,
-            None,
-            false,
-            frame.keyframe,
-        );
-        self.put(MatroskaSpec::from(block))?;
+        self.put_block(track, offset, frame.keyframe, &frame.data)?;
         // Cues are for seeking: to a video keyframe (a cluster normally opens with one, but the
         // first may open with audio), or in audio-only files to any cluster.
         let cue_here = match frame.kind {
@@ -737,10 +802,14 @@ impl WebmWriter {
     }
 
     fn write_pending(&mut self) -> Result<(), WriteCause> {
-        let pending = std::mem::take(&mut self.tags.get_mut().bytes);
-        if pending.is_empty() {
+        let bytes = &mut self.tags.get_mut().bytes;
+        if bytes.is_empty() {
             return Ok(());
         }
+        // The next batch is likely about as large: room for it at once, rather than growing
+        // from nothing by copies (which showed in the profile).
+        let room = bytes.len().min(PENDING_ROOM_MAX);
+        let pending = std::mem::replace(bytes, Vec::with_capacity(room));
         self.file.write_all(&pending)?;
         self.written += pending.len() as u64;
         Ok(())
@@ -891,6 +960,28 @@ pub(crate) fn opus_frame_ms(packet: &[u8]) -> u64 {
     opus::packet::get_nb_samples(packet, 48_000)
         .map(|n| n as u64 / 48)
         .unwrap_or(20)
+}
+
+/// The SimpleBlock id.
+const SIMPLE_BLOCK_ID: u8 = 0xA3;
+
+/// Appends a SimpleBlock element to `out`: its id, its size (the shortest EBML size field),
+/// then the block header (track number as a one-byte vint, the time offset, flags: keyframe,
+/// no lacing) and the frame.
+fn encode_simple_block(out: &mut Vec<u8>, track: u8, offset: i16, keyframe: bool, data: &[u8]) {
+    let body = 4 + data.len() as u64;
+    // The shortest width whose all-ones value (reserved for "unknown") is above `body`.
+    let width = (1..=8u32)
+        .find(|w| body < (1u64 << (7 * w)) - 1)
+        .unwrap_or(8);
+    out.reserve(1 + width as usize + body as usize);
+    out.push(SIMPLE_BLOCK_ID);
+    let size = body | (1u64 << (7 * width));
+    out.extend_from_slice(&size.to_be_bytes()[8 - width as usize..]);
+    out.push(0x80 | track);
+    out.extend_from_slice(&offset.to_be_bytes());
+    out.push(if keyframe { 0x80 } else { 0 });
+    out.extend_from_slice(data);
 }
 
 /// An 8-byte EBML size field holding `size` (the same width as the unknown-size marker).
