@@ -115,8 +115,9 @@ const END_GRACE: Duration = Duration::from_millis(40);
 /// The longest a feed whose publisher ended waits for the last packets.
 const END_WAIT_MAX: Duration = Duration::from_secs(1);
 /// How often a recorded feed gets its frames from the media loop once they flow: a file
-/// does not care when its frames come, and each batch is a wake-up of the feed's task.
-const RECORDED_BATCHES: Duration = Duration::from_millis(100);
+/// does not care when its frames come, and each batch is a wake-up of the feed's task. The
+/// feed's own tick, on the same grid, so the task wakes once for both.
+const RECORDED_BATCHES: Duration = FEED_TICK;
 /// The same for a relayed feed (every frame waits up to this long before it is sent on),
 /// and for any feed until its first keyframe is written.
 const SMALL_BATCHES: Duration = Duration::from_millis(20);

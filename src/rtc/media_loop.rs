@@ -10,7 +10,7 @@
 //!   whose timers are due close together are served in one wake-up.
 //! - Two paces. While any session sets up (ICE, DTLS, the first keyframe), the loop wakes
 //!   for every datagram and hands events over at once. Once every session's media flows
-//!   steadily ([`super::RtcSession::batch_reads`]), the loop wakes only on a 20 ms tick: it
+//!   steadily ([`super::RtcSession::batch_reads`]), the loop wakes only on a 40 ms tick: it
 //!   reads everything queued (hundreds of datagrams in a few `recvmmsg` calls), runs the due
 //!   timers, and hands each task its frames in one batch, so neither the loop nor a feed task
 //!   wakes per packet.
@@ -47,17 +47,18 @@ const BATCH: usize = 32;
 const READ_BUF: usize = 64 * 1024;
 /// Reads per wake-up before commands and timers get their turn, while sessions set up.
 const READS_PER_WAKE: usize = 8;
-/// Reads per tick in the steady pace: up to 8192 datagrams, far more than 20 ms of the
+/// Reads per tick in the steady pace: up to 8192 datagrams, far more than 40 ms of the
 /// feeds a machine carries; what is left waits in the socket buffer for the next tick.
 const READS_PER_TICK: usize = 256;
 /// The grid session timers are rounded up to.
 const TIMER_GRID: Duration = Duration::from_millis(5);
 /// The steady pace: once every session's media flows, the loop wakes on this shared tick
-/// only, and hands frames over on it at the fastest (a session may ask for fewer, larger
-/// batches). 20 ms is far below what the recording and the relay care about, and 50
-/// wake-ups a second cost far less than one per packet (measured with `scripts/bench.sh`,
-/// see the README).
-const TICK: Duration = Duration::from_millis(20);
+/// (and when a batch is due) only. 40 ms is far below what the recording cares about (a
+/// session's timers, NACKs among them, run on it), and 25 wake-ups a second cost far less
+/// than one per packet (measured with `scripts/bench.sh`, see the README).
+const TICK: Duration = Duration::from_millis(40);
+/// The shortest period a session's frames are handed over in (a relayed feed's).
+const BATCH_MIN: Duration = Duration::from_millis(20);
 /// Event batches queued per session before the loop holds them back (about 5 s of ticks).
 const EVENT_BATCHES: usize = 256;
 /// Events held back per session (its task is stalled) before frames are dropped.
@@ -351,7 +352,7 @@ struct Entry {
     deadline: Instant,
     /// Frames wait for the shared tick.
     batched: bool,
-    /// How often batched frames are handed over (a multiple of [`TICK`]).
+    /// How often batched frames are handed over (at least [`BATCH_MIN`]).
     every: Duration,
     /// When the pending frames are handed over.
     due: Option<Instant>,
@@ -671,13 +672,9 @@ impl Loop {
             self.urgent.push(id);
             return;
         }
-        if e.due.is_none() {
-            // On the session's own grid, so sessions with one pace are handed over together.
-            e.due = Some(next_on_grid(now, e.every));
-        }
-        if self.next_flush.is_none() {
-            self.next_flush = Some(next_on_grid(now, TICK));
-        }
+        // On the session's own grid, so sessions with one pace are handed over together.
+        let due = *e.due.get_or_insert_with(|| next_on_grid(now, e.every));
+        self.next_flush = Some(self.next_flush.map_or(due, |f| f.min(due)));
     }
 
     /// Hands events over: the urgent ones now, the batched ones when the tick is due.
@@ -691,8 +688,7 @@ impl Loop {
             }
         }
         if self.next_flush.is_some_and(|t| now >= t) {
-            self.next_flush = None;
-            let mut waiting = false;
+            let mut next: Option<Instant> = None;
             for (&id, e) in &mut self.entries {
                 if e.due.is_some_and(|d| now >= d) {
                     e.due = None;
@@ -700,15 +696,15 @@ impl Loop {
                         closed.push(id);
                     }
                     if !e.pending.is_empty() {
-                        // A task that did not keep up: try again on the next tick.
-                        e.due = Some(next_on_grid(now, TICK));
+                        // A task that did not keep up: try again soon.
+                        e.due = Some(next_on_grid(now, BATCH_MIN));
                     }
                 }
-                waiting |= e.due.is_some();
+                if let Some(d) = e.due {
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                }
             }
-            if waiting {
-                self.next_flush = Some(next_on_grid(now, TICK));
-            }
+            self.next_flush = next;
         }
         for id in closed {
             // The session's task is gone (its handle was dropped).
@@ -793,7 +789,7 @@ impl Loop {
             }
             Control::Batch(id, every) => {
                 if let Some(e) = self.entries.get_mut(&id) {
-                    e.every = every.max(TICK);
+                    e.every = every.max(BATCH_MIN);
                     if !e.batched {
                         e.batched = true;
                         self.immediate -= 1;

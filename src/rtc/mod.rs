@@ -431,7 +431,7 @@ impl RtcSession {
     }
 
     /// From now on, frames come in batches, every `every` (on a grid shared by the
-    /// process; at least the loop's 20 ms tick). For a receiving session once it is
+    /// process; at least every 20 ms). For a receiving session once it is
     /// connected (ICE and DTLS never wait for a batch). Called again, it changes the period.
     pub fn batch_reads(&mut self, every: Duration) {
         if self.batched != Some(every) {

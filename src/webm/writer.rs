@@ -70,9 +70,12 @@ const CODEC_PRIVATE_ROOM: usize = 1_024;
 /// Frame size written when no keyframe arrived before the header had to go out; corrected at
 /// finalize (Chromium's fake camera and most webcams start at this size).
 const PLACEHOLDER_SIZE: (u32, u32) = (640, 480);
-/// The most room set aside for the next batch of pending bytes (about 2 s of a 4 Mbit/s
-/// feed); a larger batch grows as it needs.
-const PENDING_ROOM_MAX: usize = 1 << 20;
+/// Pending bytes are handed to the system once they reach this much (besides at cluster
+/// ends and flushes), so what a feed holds in memory stays small whatever its bitrate.
+const PENDING_WRITE_AT: usize = 32 * 1024;
+/// The room a new pending buffer starts with: the write threshold and a frame past it (a
+/// larger frame grows it once).
+const PENDING_ROOM: usize = PENDING_WRITE_AT + 8 * 1024;
 /// Matroska element ids used when patching.
 pub(crate) const INFO_ID: u64 = 0x1549_A966;
 pub(crate) const TRACKS_ID: u64 = 0x1654_AE6B;
@@ -149,8 +152,9 @@ pub struct WriteSummary {
     pub bytes: u64,
 }
 
-/// Collects what the tag writer produces; the file is written only on [`WebmWriter::flush`]
-/// and at cluster ends. (The tag writer calls `flush()` after every top-level element, which
+/// Collects what the tag writer produces (and the blocks written straight into it); the
+/// file is written on [`WebmWriter::flush`], at cluster ends and every [`PENDING_WRITE_AT`]
+/// bytes. (The tag writer calls `flush()` after every top-level element, which
 /// here does nothing, so a block is not a system call.)
 #[derive(Default)]
 struct Pending {
@@ -729,6 +733,9 @@ impl WebmWriter {
         let offset = (ms - timestamp) as i16;
         let track = self.track_number(frame.kind);
         self.put_block(track, offset, frame.keyframe, &frame.data)?;
+        if self.tags.get_ref().bytes.len() >= PENDING_WRITE_AT {
+            self.write_pending()?;
+        }
         // Cues are for seeking: to a video keyframe (a cluster normally opens with one, but the
         // first may open with audio), or in audio-only files to any cluster.
         let cue_here = match frame.kind {
@@ -806,10 +813,9 @@ impl WebmWriter {
         if bytes.is_empty() {
             return Ok(());
         }
-        // The next batch is likely about as large: room for it at once, rather than growing
-        // from nothing by copies (which showed in the profile).
-        let room = bytes.len().min(PENDING_ROOM_MAX);
-        let pending = std::mem::replace(bytes, Vec::with_capacity(room));
+        // Room for the next batch at once, rather than growing from nothing by copies (which
+        // showed in the profile).
+        let pending = std::mem::replace(bytes, Vec::with_capacity(PENDING_ROOM));
         self.file.write_all(&pending)?;
         self.written += pending.len() as u64;
         Ok(())
