@@ -451,10 +451,10 @@ impl Feed {
         // Frames already received when the feed was told to end belong to its file. Janus
         // sends `leaving` or `unpublished` right after forwarding the publisher's last
         // packets, and the event (TCP) can overtake them (UDP): they get a moment to land.
-        // When the publisher ended, Janus forwards nothing after its last packets, so the
-        // feed takes what comes until a grace passes without a frame (on a loaded machine
-        // the last ones came later than one grace: 60 ms of 8 feeds' ends at 100 feeds).
-        // Otherwise (shutdown, a lost connection) media may still flow: one grace.
+        // When the publisher ended, nothing comes after its last packets, so the feed takes
+        // frames until a grace passes without one (on a loaded machine the last ones came
+        // later than one grace: 60 ms of 8 feeds' ends at 100 feeds). Otherwise (shutdown, a
+        // lost connection) media may still flow: one grace.
         let publisher_ended = matches!(
             reason,
             EndReason::Unpublished

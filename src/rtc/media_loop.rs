@@ -59,7 +59,8 @@ const TIMER_GRID: Duration = Duration::from_millis(5);
 const TICK: Duration = Duration::from_millis(40);
 /// The shortest period a session's frames are handed over in (a relayed feed's).
 const BATCH_MIN: Duration = Duration::from_millis(20);
-/// Event batches queued per session before the loop holds them back (about 5 s of ticks).
+/// Event batches queued per session before the loop holds them back (5 s of the shortest
+/// batches).
 const EVENT_BATCHES: usize = 256;
 /// Events held back per session (its task is stalled) before frames are dropped.
 const MAX_HELD: usize = 8192;
