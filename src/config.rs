@@ -12,6 +12,9 @@ use crate::janus::tls::TlsError;
 use crate::net::{SocketPlan, interface_addresses};
 use crate::secret::Secret;
 
+/// Exit status for a config that cannot be used (`run`, `config check`, `status`).
+pub const EXIT_CONFIG: i32 = 2;
+
 /// The whole config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

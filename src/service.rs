@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 mod notify;
 
-use crate::config::{Config, ConfigError, NetworkConfig, OutputConfig, RoomConfig};
+use crate::config::{Config, ConfigError, EXIT_CONFIG, NetworkConfig, OutputConfig, RoomConfig};
 use crate::feed::FeedSettings;
 use crate::health::Health;
 use crate::ids::RoomId;
@@ -29,8 +29,6 @@ use crate::room;
 use crate::rtc::MediaLoop;
 use notify::Notifier;
 
-/// Exit status for a config that cannot be used.
-pub const EXIT_CONFIG: i32 = 2;
 /// Longest wait between connection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long a session must last before the backoff starts again from 1 s. A Janus that

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
-use crate::service::EXIT_CONFIG;
+use crate::config::EXIT_CONFIG;
 
 /// Exit status when the daemon cannot be reached (as `systemctl status` for a stopped unit).
 pub const EXIT_NOT_RUNNING: i32 = 3;
