@@ -92,8 +92,9 @@ impl RoomManifest {
     }
 
     /// Adds a recording, or updates it (same file name), with what its sidecar says now. The
-    /// file is rewritten now, or [`SAVE_EVERY`] after its last rewrite (by a task of the
-    /// current tokio runtime; without one, now).
+    /// file is rewritten now, or [`SAVE_EVERY`] after its last rewrite (on a blocking thread
+    /// of the current tokio runtime, since the rewrite waits for the disk; without a
+    /// runtime, now).
     pub fn recording(self: &Arc<Self>, sidecar: &Sidecar) {
         let mut st = self.lock();
         let c = &mut st.contents;
@@ -111,8 +112,11 @@ impl RoomManifest {
                 let manifest = Arc::clone(self);
                 drop(runtime.spawn(async move {
                     tokio::time::sleep_until(due.into()).await;
-                    let mut st = manifest.lock();
-                    manifest.save(&mut st);
+                    let save = move || {
+                        let mut st = manifest.lock();
+                        manifest.save(&mut st);
+                    };
+                    let _ = tokio::task::spawn_blocking(save).await;
                 }));
             }
             _ => self.save(&mut st),
