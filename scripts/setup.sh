@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(
-    # building: aws-lc-rs (str0m's crypto) and libopus are compiled from source
+    # building: aws-lc-rs (str0m's crypto), libopus and jemalloc are compiled from source
     build-essential cmake pkg-config libopus-dev libsystemd-dev
     # the real Janus, janus.js for the test page, janus-pp-rec (the reference recorder)
     janus janus-demos janus-tools
