@@ -351,10 +351,9 @@ struct Entry {
     pending: Vec<RtcEvent>,
     /// When str0m next wants `Input::Timeout`.
     deadline: Instant,
-    /// Frames wait for the shared tick.
-    batched: bool,
-    /// How often batched frames are handed over (at least [`BATCH_MIN`]).
-    every: Duration,
+    /// Once batched, how often frames are handed over (at least [`BATCH_MIN`]); before,
+    /// events go out at once.
+    batch: Option<Duration>,
     /// When the pending frames are handed over.
     due: Option<Instant>,
     /// Keyframe requests str0m could not send yet (no remote SSRC known yet).
@@ -669,12 +668,12 @@ impl Loop {
         if e.pending.is_empty() {
             return;
         }
-        if !e.batched || e.urgent {
+        let Some(every) = e.batch.filter(|_| !e.urgent) else {
             self.urgent.push(id);
             return;
-        }
+        };
         // On the session's own grid, so sessions with one pace are handed over together.
-        let due = *e.due.get_or_insert_with(|| next_on_grid(now, e.every));
+        let due = *e.due.get_or_insert_with(|| next_on_grid(now, every));
         self.next_flush = Some(self.next_flush.map_or(due, |f| f.min(due)));
     }
 
@@ -760,8 +759,7 @@ impl Loop {
                         events,
                         pending: Vec::new(),
                         deadline: now,
-                        batched: false,
-                        every: TICK,
+                        batch: None,
                         due: None,
                         keyframes: Vec::new(),
                         send_pts: Vec::new(),
@@ -789,12 +787,10 @@ impl Loop {
                 }
             }
             Control::Batch(id, every) => {
-                if let Some(e) = self.entries.get_mut(&id) {
-                    e.every = every.max(BATCH_MIN);
-                    if !e.batched {
-                        e.batched = true;
-                        self.immediate -= 1;
-                    }
+                if let Some(e) = self.entries.get_mut(&id)
+                    && e.batch.replace(every.max(BATCH_MIN)).is_none()
+                {
+                    self.immediate -= 1;
                 }
             }
             Control::Take(id, reply) => {
@@ -899,7 +895,7 @@ impl Loop {
 
     fn remove(&mut self, id: SessionId) {
         if let Some(e) = self.entries.remove(&id) {
-            if !e.batched {
+            if e.batch.is_none() {
                 self.immediate -= 1;
             }
             if e.dropped > 0 {
