@@ -23,11 +23,66 @@ pub struct Config {
     pub output: OutputConfig,
     #[serde(default)]
     pub network: NetworkConfig,
+    /// The rooms to record. May be empty when `[janus] rooms = "all"` finds them, or when
+    /// the HTTP API starts them.
+    #[serde(default)]
     pub rooms: Vec<RoomConfig>,
+    /// The old name of `[http] listen` (Prometheus metrics only, before the API); still read.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[http]`: the one HTTP server (metrics and the JSON API).
+    pub http: Option<HttpConfig>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `[[webhooks]]`: where events are POSTed, signed (see [`crate::events`]).
+    #[serde(default)]
+    pub webhooks: Vec<crate::events::WebhookConfig>,
+}
+
+/// Where the HTTP server listens when `[http]` is given without `listen`.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9469";
+
+/// `[http]`: the daemon's HTTP server: `/metrics` and the JSON API under `/api/v1/`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Where to listen (default [`DEFAULT_HTTP_LISTEN`]).
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+    /// Who may call the API. Without tokens, it answers only on a loopback address (a
+    /// non-loopback `listen` without tokens is refused).
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+fn default_http_listen() -> SocketAddr {
+    DEFAULT_HTTP_LISTEN.parse().expect("a valid address")
+}
+
+/// One `[[http.tokens]]`: a bearer token and what it may do.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// A name for the logs (never the token itself).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The token: a secret (`"..."`, `{ file = ".." }` or `{ env = ".." }`), at least
+    /// [`MIN_TOKEN_CHARS`] characters.
+    pub token: Secret,
+    pub scope: Scope,
+}
+
+/// The shortest API token accepted: a guessable token is no protection.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// What a token may do. `control` includes `read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Look: rooms, recordings, files, events, metrics.
+    Read,
+    /// Also start and stop recording rooms.
+    Control,
 }
 
 /// `[limits]`: how much the daemon takes on at once.
@@ -72,6 +127,52 @@ pub struct JanusConfig {
     pub token: Option<Secret>,
     /// A PEM file of CA certificates trusted for `wss://` besides the system's (a private CA).
     pub ca_file: Option<PathBuf>,
+    /// The server's name in the API (`/api/v1/rooms/{server}/{room}`); default `default`.
+    #[serde(default = "default_server_name")]
+    pub name: String,
+    /// Whether this Janus uses string room ids (`string_ids = true` in its VideoRoom
+    /// config): the API then takes `/rooms/default/abc` and reads `1234` as a string too.
+    #[serde(default)]
+    pub string_ids: bool,
+    /// `"all"`: record every room of this Janus, found by listing them (besides `[[rooms]]`,
+    /// which still give pins and relays for their rooms). Default `"listed"`.
+    #[serde(default)]
+    pub rooms: RoomsMode,
+    /// With `rooms = "all"`: only these rooms (empty: every room).
+    #[serde(default)]
+    pub include: Vec<RoomId>,
+    /// With `rooms = "all"`: never these rooms.
+    #[serde(default)]
+    pub exclude: Vec<RoomId>,
+    /// With `rooms = "all"`: only rooms whose description matches this regular expression.
+    pub description: Option<String>,
+    /// The VideoRoom's `admin_key`, so that `list` shows private rooms too.
+    pub admin_key: Option<Secret>,
+    /// With `rooms = "all"`: how often the rooms are listed (default 2 s).
+    #[serde(
+        default = "default_discover_every",
+        deserialize_with = "any_human_duration"
+    )]
+    pub discover_every: std::time::Duration,
+}
+
+fn default_server_name() -> String {
+    "default".into()
+}
+
+fn default_discover_every() -> std::time::Duration {
+    std::time::Duration::from_secs(2)
+}
+
+/// Which rooms of the Janus are recorded: the listed ones, or all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomsMode {
+    /// Only `[[rooms]]` (and rooms started through the API).
+    #[default]
+    Listed,
+    /// Every room the VideoRoom lists.
+    All,
 }
 
 /// `[output]`: where recordings go.
@@ -87,6 +188,18 @@ pub struct OutputConfig {
     /// written (see [`crate::retention`]). Unset: keep everything.
     #[serde(default, deserialize_with = "whole_days")]
     pub keep_days: Option<std::num::NonZeroU32>,
+    /// Where the daemon keeps its own state (rooms started through the API, the events
+    /// outbox). Default: `<dir>/.state` (room directories never start with a dot).
+    pub state_dir: Option<PathBuf>,
+}
+
+impl OutputConfig {
+    /// `state_dir`, or its default.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join(".state"))
+    }
 }
 
 /// `keep_days`: a whole number of days, at least 1.
@@ -110,21 +223,44 @@ fn whole_days<'de, D: serde::Deserializer<'de>>(
 /// The shortest `split_after`: files shorter than a few keyframe intervals are no use.
 pub const MIN_SPLIT_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// A duration written for people (`"4h"`, `"90m"`, `"1h 30m"`, `"45s"`).
+/// A `split_after` written for people (`"4h"`, `"90m"`, `"1h 30m"`, `"45s"`).
 fn human_duration<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<std::time::Duration>, D::Error> {
     use serde::de::Error;
     let text = String::deserialize(d)?;
-    let value = humantime::parse_duration(&text)
-        .map_err(|e| D::Error::custom(format!("{text:?} is not a duration like \"4h\": {e}")))?;
+    parse_split_after(&text).map(Some).map_err(D::Error::custom)
+}
+
+/// Parses a `split_after` (at least [`MIN_SPLIT_AFTER`]); the error says why not.
+pub fn parse_split_after(text: &str) -> Result<std::time::Duration, String> {
+    let value = parse_duration(text)?;
     if value < MIN_SPLIT_AFTER {
-        return Err(D::Error::custom(format!(
+        return Err(format!(
             "{text:?} is shorter than {}",
             humantime::format_duration(MIN_SPLIT_AFTER)
-        )));
+        ));
     }
-    Ok(Some(value))
+    Ok(value)
+}
+
+/// Parses a duration written for people; the error says what was expected.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like \"4h\": {e}"))
+}
+
+/// Any positive duration written for people.
+fn any_human_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::time::Duration, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(d)?;
+    match parse_duration(&text) {
+        Ok(v) if v.is_zero() => Err(D::Error::custom(format!("{text:?} must not be zero"))),
+        Ok(v) => Ok(v),
+        Err(e) => Err(D::Error::custom(e)),
+    }
 }
 
 /// `[network]`: the ICE side of the subscriber sessions.
@@ -158,6 +294,22 @@ pub struct RoomConfig {
     pub record: bool,
     /// Also publish every feed of this room into another room (`relay = { room = 5678 }`).
     pub relay: Option<RelayConfig>,
+    /// This room's own `split_after` (default: `[output] split_after`).
+    #[serde(default, deserialize_with = "human_duration")]
+    pub split_after: Option<std::time::Duration>,
+}
+
+impl RoomConfig {
+    /// A recorded room with nothing else set.
+    pub fn recorded(room: RoomId) -> RoomConfig {
+        RoomConfig {
+            room,
+            pin: None,
+            record: true,
+            relay: None,
+            split_after: None,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -183,6 +335,27 @@ pub struct RelayConfig {
     /// Added to each relayed publisher's display name, e.g. `" (relayed)"`.
     #[serde(default)]
     pub display_suffix: String,
+}
+
+impl RelayConfig {
+    /// A relay given without credentials (by the API, or kept in the state directory): to
+    /// the same Janus, or to another one that needs none.
+    pub fn without_credentials(
+        room: RoomId,
+        url: Option<String>,
+        pin: Option<Secret>,
+        display_suffix: String,
+    ) -> RelayConfig {
+        RelayConfig {
+            room,
+            url,
+            api_secret: None,
+            token: None,
+            ca_file: None,
+            pin,
+            display_suffix,
+        }
+    }
 }
 
 /// A config that could not be used. Its `Display` names the file, the key and the problem.
@@ -293,9 +466,16 @@ impl Config {
         if self.output.dir.as_os_str().is_empty() {
             return Err(("output.dir", "must not be empty".into()));
         }
-        if self.rooms.is_empty() {
-            return Err(("rooms", "at least one [[rooms]] table is needed".into()));
+        if self.rooms.is_empty() && self.janus.rooms == RoomsMode::Listed && self.http.is_none() {
+            return Err((
+                "rooms",
+                "at least one [[rooms]] table is needed (or [janus] rooms = \"all\", or an \
+                 [http] API to start rooms with)"
+                    .into(),
+            ));
         }
+        self.validate_janus_extras()?;
+        self.validate_http()?;
         for (i, room) in self.rooms.iter().enumerate() {
             if self.rooms[..i].iter().any(|r| r.room == room.room) {
                 return Err(("rooms", format!("room {} is listed twice", room.room)));
@@ -312,6 +492,83 @@ impl Config {
             return Err((
                 "network.port",
                 "with one bind address and a fixed port, advertise takes one address".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The HTTP server's address: `[http] listen`, or the older `[metrics] listen`.
+    pub fn http_listen(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.listen).or(self.metrics.listen)
+    }
+
+    /// The API tokens (none without `[http]`).
+    pub fn tokens(&self) -> &[TokenConfig] {
+        self.http.as_ref().map_or(&[], |h| h.tokens.as_slice())
+    }
+
+    fn validate_janus_extras(&self) -> Result<(), (&'static str, String)> {
+        let j = &self.janus;
+        let name_ok = !j.name.is_empty()
+            && j.name.len() <= 64
+            && j.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !name_ok {
+            return Err((
+                "janus.name",
+                format!("{:?} must be 1-64 letters, digits, '-', '_' or '.'", j.name),
+            ));
+        }
+        if j.rooms == RoomsMode::Listed
+            && (!j.include.is_empty() || !j.exclude.is_empty() || j.description.is_some())
+        {
+            return Err((
+                "janus.rooms",
+                "include, exclude and description choose among all rooms: set rooms = \"all\""
+                    .into(),
+            ));
+        }
+        if let Some(re) = &j.description {
+            regex::Regex::new(re).map_err(|e| ("janus.description", one_line(&e.to_string())))?;
+        }
+        Ok(())
+    }
+
+    fn validate_http(&self) -> Result<(), (&'static str, String)> {
+        if let (Some(h), Some(m)) = (&self.http, self.metrics.listen)
+            && h.listen != m
+        {
+            return Err((
+                "metrics.listen",
+                "the HTTP server has one listener: remove [metrics] (it is [http] listen now)"
+                    .into(),
+            ));
+        }
+        let tokens = self.tokens();
+        if let Some(t) = tokens
+            .iter()
+            .find(|t| t.token.expose().chars().count() < MIN_TOKEN_CHARS)
+        {
+            return Err((
+                "http.tokens",
+                format!(
+                    "token {} is shorter than {MIN_TOKEN_CHARS} characters",
+                    t.name.as_deref().unwrap_or("(unnamed)")
+                ),
+            ));
+        }
+        // The older `[metrics] listen` may stay public without tokens: the API then answers
+        // loopback peers only (see `crate::http`).
+        if let Some(listen) = self.http.as_ref().map(|h| h.listen)
+            && tokens.is_empty()
+            && !listen.ip().is_loopback()
+        {
+            return Err((
+                "http.listen",
+                format!("{listen} is not a loopback address: the API needs [[http.tokens]] there"),
             ));
         }
         Ok(())
@@ -452,7 +709,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.rooms.len(), 1);
-        assert_eq!(c.metrics.listen, Some("127.0.0.1:9469".parse().unwrap()));
+        assert_eq!(c.http_listen(), Some("127.0.0.1:9469".parse().unwrap()));
     }
 
     #[test]

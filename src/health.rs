@@ -17,10 +17,24 @@ pub struct Health {
     feeds_recording: AtomicUsize,
     /// Feeds recording per room (rooms with none are left out).
     room_feeds: Mutex<BTreeMap<String, usize>>,
+    /// What each room's watcher is doing now (rooms not watched are left out).
+    room_states: Mutex<HashMap<RoomId, RoomState>>,
     last_error: Mutex<Option<(String, SystemTime)>>,
     next_loop: AtomicU64,
     /// The last time each running feed loop went round.
     beats: Mutex<HashMap<u64, Instant>>,
+}
+
+/// What a room's watcher is doing, for the API and `status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(tag = "state", content = "reason", rename_all = "lowercase")]
+pub enum RoomState {
+    /// Joining the room on Janus.
+    Joining,
+    /// Joined: its publishers are recorded.
+    Watching,
+    /// Could not join (no such room, a wrong PIN...), or was thrown out: tried again later.
+    Retrying(String),
 }
 
 /// A feed loop's registration; beats until dropped.
@@ -65,7 +79,7 @@ impl Health {
         })
     }
 
-    /// How many rooms the config lists (it changes on reload).
+    /// How many rooms are to be recorded (config, API and discovery; it changes).
     pub fn set_rooms_configured(&self, n: usize) {
         self.rooms_configured.store(n, Ordering::Relaxed);
     }
@@ -76,6 +90,34 @@ impl Health {
 
     pub fn room_left(&self) {
         self.rooms_watched.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Says what `room`'s watcher does now.
+    pub fn set_room_state(&self, room: &RoomId, state: RoomState) {
+        if let Ok(mut m) = self.room_states.lock() {
+            m.insert(room.clone(), state);
+        }
+    }
+
+    /// The room is no longer watched.
+    pub fn clear_room_state(&self, room: &RoomId) {
+        if let Ok(mut m) = self.room_states.lock() {
+            m.remove(room);
+        }
+    }
+
+    /// What `room`'s watcher does, if it runs.
+    pub fn room_state(&self, room: &RoomId) -> Option<RoomState> {
+        self.room_states.lock().ok()?.get(room).cloned()
+    }
+
+    /// Feeds of `room` being written now.
+    pub fn room_feeds(&self, room: &RoomId) -> usize {
+        self.room_feeds
+            .lock()
+            .ok()
+            .and_then(|r| r.get(&room.to_string()).copied())
+            .unwrap_or(0)
     }
 
     pub fn recording_started(&self, room: &RoomId) {

@@ -45,6 +45,37 @@ enum Command {
         #[arg(long, default_value = "/etc/janus-recorder/config.toml")]
         config: PathBuf,
     },
+    /// List the rooms the running daemon records (from its HTTP API).
+    Rooms(janus_recorder::remote::RemoteArgs),
+    /// Start recording a room now through the running daemon's API (or stop it with --stop).
+    Record {
+        /// The Janus server's name (`[janus] name`, default `default`).
+        server: String,
+        /// The room id.
+        room: String,
+        /// Stop recording it (its files are finalized).
+        #[arg(long)]
+        stop: bool,
+        /// The room's PIN.
+        #[arg(long, env = "JANUS_ROOM_PIN", hide_env_values = true)]
+        pin: Option<String>,
+        /// Stop by itself after this long (e.g. `2h`).
+        #[arg(long)]
+        max_duration: Option<String>,
+        /// Continue recordings this long in a new part (e.g. `1h`).
+        #[arg(long)]
+        split_after: Option<String>,
+        #[command(flatten)]
+        remote: janus_recorder::remote::RemoteArgs,
+    },
+    /// List recordings, oldest first (from the running daemon's API).
+    Recordings {
+        /// Only this room.
+        #[arg(long)]
+        room: Option<String>,
+        #[command(flatten)]
+        remote: janus_recorder::remote::RemoteArgs,
+    },
     /// Print the man page (roff) on stdout; `scripts/deb.sh` packages it.
     #[command(hide = true)]
     Manpage,
@@ -73,6 +104,26 @@ fn main() -> ExitCode {
         Command::Publish(args) => janus_recorder::publish::synthetic::run(&args),
         Command::Config(ConfigCommand::Check { file }) => janus_recorder::service::check(&file),
         Command::Status { config } => janus_recorder::status::run(&config),
+        Command::Rooms(remote) => janus_recorder::remote::rooms(&remote),
+        Command::Record {
+            server,
+            room,
+            stop,
+            pin,
+            max_duration,
+            split_after,
+            remote,
+        } => {
+            let body = serde_json::json!({
+                "pin": pin,
+                "max_duration": max_duration,
+                "split_after": split_after,
+            });
+            janus_recorder::remote::record(&remote, &server, &room, stop, Some(body))
+        }
+        Command::Recordings { room, remote } => {
+            janus_recorder::remote::recordings(&remote, room.as_deref())
+        }
         Command::Manpage => manpage(),
         Command::Completions { shell } => {
             let mut cli = Cli::command();

@@ -2,7 +2,6 @@
 //! `metrics` facade and `metrics-exporter-prometheus`, which renders the text format and
 //! serves it over HTTP. Without a listener every call here is a no-op.
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use crate::media::MediaKind;
@@ -11,24 +10,15 @@ use crate::media::MediaKind;
 /// status gauges every few seconds, so a removed room's or an old error's series goes away.
 const GAUGE_IDLE: Duration = Duration::from_secs(60);
 
-/// The exporter could not be installed on `listen` (the address in use, most often).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot serve metrics on {listen}: {source}")]
-pub struct MetricsError {
-    pub listen: SocketAddr,
-    #[source]
-    pub source: metrics_exporter_prometheus::BuildError,
-}
-
-/// Serves `/metrics` (any path, in fact) on `listen`. Call inside the tokio runtime.
-pub fn serve(listen: SocketAddr) -> Result<(), MetricsError> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(listen)
+/// Starts recording metrics; the handle renders the Prometheus text for the HTTP server's
+/// `/metrics` (see [`crate::http`]). Fails if a recorder is already installed.
+pub fn install()
+-> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .idle_timeout(metrics_util::MetricKindMask::GAUGE, Some(GAUGE_IDLE))
-        .install()
-        .map_err(|source| MetricsError { listen, source })?;
+        .install_recorder()?;
     describe();
-    Ok(())
+    Ok(handle)
 }
 
 fn describe() {

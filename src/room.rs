@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::RoomConfig;
+use crate::events::EventKind;
 use crate::feed::relay::RelayTarget;
 use crate::feed::{self, EndReason, FeedSettings, FeedSpec};
+use crate::health::RoomState;
 use crate::ids::FeedId;
 use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
 use crate::janus::videoroom::Request;
@@ -60,18 +62,20 @@ pub enum WatchError {
 pub struct RoomStop {
     /// The whole service is stopping.
     pub service: CancellationToken,
-    /// This room is to stop: a child of `service`, also cancelled alone when a reload
-    /// removes the room (or changes the connection settings).
+    /// This room is to stop: a child of `service`, also cancelled alone when the room is no
+    /// longer wanted (a reload removed it, the API stopped it, it is gone from Janus).
     pub room: CancellationToken,
+    /// Why `room` was cancelled alone, set before it is.
+    pub why: Arc<std::sync::OnceLock<EndReason>>,
 }
 
 impl RoomStop {
     /// The end reason for this room's recordings once `room` is cancelled.
-    fn reason(&self) -> EndReason {
+    pub fn reason(&self) -> EndReason {
         if self.service.is_cancelled() {
             EndReason::Shutdown
         } else {
-            EndReason::Reconfigured
+            self.why.get().cloned().unwrap_or(EndReason::Reconfigured)
         }
     }
 }
@@ -84,20 +88,24 @@ pub async fn watch(
     stop: RoomStop,
 ) {
     let shutdown = &stop.room;
+    let health = &settings.health;
     loop {
+        health.set_room_state(&room.room, RoomState::Joining);
         match watch_once(&session, &settings, &room, &stop).await {
-            RoomEnd::Shutdown | RoomEnd::ConnectionLost => return,
+            RoomEnd::Shutdown | RoomEnd::ConnectionLost => break,
             RoomEnd::Retry(why) => {
                 tracing::error!(reason = %why, "room not recorded; retrying in {ROOM_RETRY:?}");
-                settings.health.error(format!("room {}: {why}", room.room));
+                health.error(format!("room {}: {why}", room.room));
+                health.set_room_state(&room.room, RoomState::Retrying(why.to_string()));
                 tokio::select! {
                     _ = tokio::time::sleep(ROOM_RETRY) => {}
-                    _ = shutdown.cancelled() => return,
-                    _ = session.closed() => return,
+                    _ = shutdown.cancelled() => break,
+                    _ = session.closed() => break,
                 }
             }
         }
     }
+    health.clear_room_state(&room.room);
 }
 
 async fn watch_once(
@@ -113,6 +121,17 @@ async fn watch_once(
     };
     tracing::info!(publishers = publishers.len(), "watching room");
     let _watched = count_as_watched(settings);
+    settings
+        .health
+        .set_room_state(&room.room, RoomState::Watching);
+    settings.events.emit(
+        EventKind::RoomStarted,
+        serde_json::json!({
+            "server": &*settings.server,
+            "room": room.room,
+            "publishers": publishers.len(),
+        }),
+    );
     let manifest = room.record.then(|| {
         match RoomManifest::create(&settings.out_dir, &room.room, session.url()) {
             Ok(m) => Some(Arc::new(m)),
@@ -155,6 +174,15 @@ async fn watch_once(
     if let Some(m) = &feeds.manifest {
         m.close(&reason);
     }
+    settings.events.emit(
+        EventKind::RoomEnded,
+        serde_json::json!({
+            "server": &*settings.server,
+            "room": room.room,
+            "reason": reason,
+            "manifest": feeds.manifest.as_ref().map(|m| m.path().display().to_string()),
+        }),
+    );
     if matches!(end.1, RoomEnd::Shutdown) {
         let leave = handle.message(Request::Leave.body(), None);
         let _ = tokio::time::timeout(Duration::from_secs(1), leave).await;
@@ -251,6 +279,7 @@ impl Feeds {
             record: self.room.record,
             relay: self.relay.clone(),
             manifest: self.manifest.clone(),
+            split_after: self.room.split_after.or(self.settings.split_after),
         };
         let run = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
         let task = async move {

@@ -4,30 +4,28 @@
 //! watcher per configured room (`Rooms`). Shutdown is one [`CancellationToken`] passed down;
 //! each room has a child token so a reload can stop one room alone.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 mod notify;
+mod rooms;
 
-use crate::config::{Config, ConfigError, EXIT_CONFIG, NetworkConfig, OutputConfig, RoomConfig};
+use crate::config::{Config, ConfigError, EXIT_CONFIG, NetworkConfig, OutputConfig, RoomsMode};
+use crate::events::Events;
 use crate::feed::FeedSettings;
 use crate::health::Health;
-use crate::ids::RoomId;
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::limits::FeedSlots;
 use crate::publish::OwnFeeds;
-use crate::room;
+use crate::registry::Registry;
 use crate::rtc::MediaLoop;
 use notify::Notifier;
+use rooms::Rooms;
 
 /// Longest wait between connection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -36,10 +34,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub const STABLE_SESSION: Duration = Duration::from_secs(30);
 /// How long shutdown waits for feeds to finalize (systemd's default stop timeout is far
 /// longer; we promise 5 s).
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
 /// How long a crashed room watcher waits before it is started again (a watcher that panics at
 /// once must not spin).
-const ROOM_RESTART: Duration = Duration::from_secs(5);
+pub(crate) const ROOM_RESTART: Duration = Duration::from_secs(5);
 /// How often the systemd STATUS line is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
@@ -91,10 +89,17 @@ pub fn check(config_path: &Path) -> i32 {
     });
     match checked {
         Ok(config) => {
+            let rooms = match config.janus.rooms {
+                RoomsMode::All => "every room of Janus".to_owned(),
+                RoomsMode::Listed => format!("{} rooms", config.rooms.len()),
+            };
+            let api = config
+                .http_listen()
+                .map(|l| format!(", API on {l}"))
+                .unwrap_or_default();
             println!(
-                "{}: OK ({} rooms, recordings in {})",
+                "{}: OK ({rooms}, recordings in {}{api})",
                 config_path.display(),
-                config.rooms.len(),
                 config.output.dir.display()
             );
             0
@@ -223,10 +228,11 @@ async fn media_loop(network: &NetworkConfig, current: Option<Media>) -> std::io:
 fn feed_settings(
     config: &Config,
     media: &MediaLoop,
-    health: &Arc<Health>,
+    shared: &Shared,
     own: &OwnFeeds,
     slots: &FeedSlots,
 ) -> Arc<FeedSettings> {
+    let health = &shared.health;
     apply_limits(config, slots);
     let settings = Arc::new(FeedSettings {
         out_dir: config.output.dir.clone(),
@@ -235,6 +241,8 @@ fn feed_settings(
         own: own.clone(),
         split_after: config.output.split_after,
         slots: slots.clone(),
+        events: shared.events.clone(),
+        server: config.janus.name.as_str().into(),
     });
     let advertised: Vec<String> = media.candidates().iter().map(|a| a.to_string()).collect();
     tracing::info!(
@@ -249,7 +257,6 @@ fn feed_settings(
         &config.janus.url,
         config.janus.api_secret.is_some() || config.janus.token.is_some(),
     );
-    health.set_rooms_configured(config.rooms.len());
     settings
 }
 
@@ -305,9 +312,6 @@ fn on_hangup(path: &Path, config: &mut Config, notifier: &Notifier, health: &Hea
             Reloaded::Refused
         }
         Ok(new) => {
-            if new.metrics != config.metrics {
-                tracing::warn!("SIGHUP: a change to [metrics] takes effect after a restart");
-            }
             let reconnect = new.janus != config.janus
                 || new.network != config.network
                 || new.output != config.output;
@@ -316,8 +320,10 @@ fn on_hangup(path: &Path, config: &mut Config, notifier: &Notifier, health: &Hea
                 reconnect,
                 "SIGHUP: config reloaded"
             );
+            if new.http != config.http || new.metrics != config.metrics {
+                tracing::warn!("SIGHUP: a change to [http] listen takes effect after a restart");
+            }
             *config = new;
-            health.set_rooms_configured(config.rooms.len());
             if reconnect {
                 Reloaded::Reconnect
             } else {
@@ -329,131 +335,114 @@ fn on_hangup(path: &Path, config: &mut Config, notifier: &Notifier, health: &Hea
     verdict
 }
 
-/// Starts watching one room: `room::watch` on a session, or anything else in a test.
-type Watch = Box<dyn Fn(RoomConfig, room::RoomStop) -> BoxFuture<'static, ()> + Send>;
-
-/// The room watchers of one Janus session, each with its own stop token so a reload can
-/// stop or start one room without touching the others. A watcher that panics is logged and
-/// started again after [`ROOM_RESTART`].
-struct Rooms {
-    watch: Watch,
+/// What the whole service shares, across sessions and reloads.
+struct Shared {
     health: Arc<Health>,
-    shutdown: CancellationToken,
-    restart_after: Duration,
-    tasks: JoinSet<()>,
-    /// Which room each task watches, to name and restart one that crashed.
-    task_room: HashMap<tokio::task::Id, RoomId>,
-    running: HashMap<RoomId, (RoomConfig, CancellationToken)>,
+    events: Events,
+    registry: Registry,
+    /// The HTTP API's context, when it serves.
+    api: Option<crate::http::Api>,
 }
 
-impl Rooms {
-    fn new(session: Session, settings: Arc<FeedSettings>, shutdown: CancellationToken) -> Rooms {
-        let health = settings.health.clone();
-        let watch: Watch = Box::new(move |room, stop| {
-            Box::pin(room::watch(session.clone(), settings.clone(), room, stop))
-        });
-        Rooms::with_watch(watch, health, shutdown, ROOM_RESTART)
-    }
-
-    fn with_watch(
-        watch: Watch,
-        health: Arc<Health>,
-        shutdown: CancellationToken,
-        restart_after: Duration,
-    ) -> Rooms {
-        Rooms {
-            watch,
-            health,
-            shutdown,
-            restart_after,
-            tasks: JoinSet::new(),
-            task_room: HashMap::new(),
-            running: HashMap::new(),
-        }
-    }
-
-    fn start(&mut self, room: &RoomConfig) {
-        self.start_after(room, Duration::ZERO);
-    }
-
-    /// Starts watching `room` after `delay` (unless it is stopped meanwhile).
-    fn start_after(&mut self, room: &RoomConfig, delay: Duration) {
-        let stop = self.shutdown.child_token();
-        let span = tracing::info_span!("room", room = %room.room);
-        let watcher = (self.watch)(
-            room.clone(),
-            room::RoomStop {
-                service: self.shutdown.clone(),
-                room: stop.clone(),
-            },
-        );
-        let stopped = stop.clone();
-        let task = async move {
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => watcher.await,
-                _ = stopped.cancelled() => {}
-            }
-        };
-        let handle = self.tasks.spawn(task.instrument(span));
-        self.task_room.insert(handle.id(), room.room.clone());
-        self.running.insert(room.room.clone(), (room.clone(), stop));
-    }
-
-    /// Waits for a room task to end and deals with it: a panicked watcher is logged and
-    /// started again. `None` when no task is left.
-    async fn reap(&mut self) -> Option<()> {
-        let ended = self.tasks.join_next_with_id().await?;
-        let (id, panic) = match ended {
-            Ok((id, ())) => (id, None),
-            Err(e) => (e.id(), e.try_into_panic().ok()),
-        };
-        let room = self.task_room.remove(&id);
-        let (Some(panic), Some(room)) = (panic, room) else {
-            return Some(());
-        };
-        let what = crate::rtc::panic_message(panic);
-        tracing::error!(%room, panic = %what, "room watcher crashed; restarting it in {:?}", self.restart_after);
+impl Shared {
+    /// Takes a reloaded config: its rooms, tokens and webhooks.
+    fn reconfigure(&self, config: &Config) {
+        self.registry.set_config(config.rooms.clone());
         self.health
-            .error(format!("room {room}: watcher crashed: {what}"));
-        // Still wanted (not removed by a reload meanwhile): start it again.
-        if let Some((config, stop)) = self.running.remove(&room)
-            && !stop.is_cancelled()
+            .set_rooms_configured(self.registry.wanted().len());
+        if let Some(api) = &self.api {
+            api.reconfigure(config);
+        }
+        self.events.set_webhooks(config.webhooks.clone());
+    }
+}
+
+/// The runtime of the HTTP server and the webhook deliveries: a thread of its own, so that
+/// neither ever takes time from the recording runtime.
+fn side_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("janus-recorder-http")
+        .enable_all()
+        .build()
+}
+
+/// Starts the event bus (with its webhooks' outbox) and the HTTP server, as the config says.
+fn start_shared(
+    config: &Config,
+    health: &Arc<Health>,
+    side: &tokio::runtime::Handle,
+    shutdown: &CancellationToken,
+) -> Shared {
+    let state_dir = config.output.state_dir();
+    let events = match Events::start(&state_dir, config.webhooks.clone(), side, shutdown.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(dir = %state_dir.display(), error = %e, "cannot keep the events outbox; webhooks are off");
+            health.error(format!("webhooks are off: {e}"));
+            Events::disabled()
+        }
+    };
+    let registry = Registry::open(config.rooms.clone(), Some(state_dir.join("api-rooms.json")));
+    let mut shared = Shared {
+        health: health.clone(),
+        events,
+        registry,
+        api: None,
+    };
+    let Some(listen) = config.http_listen() else {
+        return shared;
+    };
+    let metrics = match crate::metrics::install() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics are off");
+            None
+        }
+    };
+    let api = crate::http::Api {
+        access: Arc::new(std::sync::RwLock::new(crate::http::Access::from_config(
+            config,
+        ))),
+        registry: shared.registry.clone(),
+        health: health.clone(),
+        index: Arc::new(crate::recordings::Index::new(config.output.dir.clone())),
+        events: shared.events.clone(),
+        metrics,
+    };
+    match crate::http::start(listen, api.clone(), side) {
+        Ok(()) => {
+            tracing::info!(%listen, "serving the HTTP API and metrics");
+            shared.api = Some(api);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the HTTP API and metrics are off");
+            health.error(e.to_string());
+        }
+    }
+    shared
+}
+
+/// Stops the API's rooms whose `until` has come (checked every second).
+async fn expire_api_rooms(registry: Registry, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if registry
+            .next_expiry(std::time::SystemTime::now())
+            .is_some_and(|d| d.is_zero())
         {
-            self.start_after(&config, self.restart_after);
-        }
-        Some(())
-    }
-
-    /// Stops rooms no longer listed (or whose pin changed) and starts new ones; rooms that
-    /// stay as they were keep recording into the same files.
-    fn apply(&mut self, wanted: &[RoomConfig]) {
-        self.running.retain(|id, (running, stop)| {
-            let keep = wanted.iter().any(|w| w == running);
-            if !keep {
-                tracing::info!(room = %id, "room removed from the config; finalizing its recordings");
-                stop.cancel();
+            let r = registry.clone();
+            if let Ok(gone) =
+                tokio::task::spawn_blocking(move || r.expire(std::time::SystemTime::now())).await
+            {
+                for room in gone {
+                    tracing::info!(%room, "the API's `until` for the room has come; stopping it");
+                }
             }
-            keep
-        });
-        for room in wanted {
-            if !self.running.contains_key(&room.room) {
-                tracing::info!(room = %room.room, "room added to the config");
-                self.start(room);
-            }
-        }
-    }
-
-    /// Stops every room and waits (boundedly) for their files to be finalized. After a lost
-    /// connection the watchers stop on their own, and their files say `connection-lost`.
-    async fn stop_all(mut self, cancel: bool) {
-        if cancel {
-            for (_, stop) in self.running.values() {
-                stop.cancel();
-            }
-        }
-        let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-            tracing::error!("some recordings did not finish in time");
         }
     }
 }
@@ -466,6 +455,17 @@ async fn serve(config_path: &Path, mut config: Config) {
         return;
     };
     let health = Arc::new(Health::default());
+    let side = match side_runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the HTTP runtime");
+            return;
+        }
+    };
+    let shared = start_shared(&config, &health, side.handle(), &shutdown);
+    let registry = shared.registry.clone();
+    health.set_rooms_configured(registry.wanted().len());
+    let mut wanted_changed = registry.changed();
     // Kept across reconnects and reloads: relays of an old session may still be leaving.
     let own = OwnFeeds::default();
     let slots = FeedSlots::new(config.max_feeds());
@@ -480,15 +480,7 @@ async fn serve(config_path: &Path, mut config: Config) {
     ));
     let (output_tx, output_rx) = tokio::sync::watch::channel(config.output.clone());
     let sweeper = tokio::spawn(retention(output_rx, shutdown.clone()));
-    if let Some(listen) = config.metrics.listen {
-        match crate::metrics::serve(listen) {
-            Ok(()) => tracing::info!(%listen, "serving Prometheus metrics"),
-            Err(e) => {
-                tracing::error!(error = %e, "metrics are off");
-                health.error(e.to_string());
-            }
-        }
-    }
+    let expiry = tokio::spawn(expire_api_rooms(registry.clone(), shutdown.clone()));
     let mut lost_a_session = false;
     tracing::info!("janus-recorder starting");
     let mut backoff = Duration::from_secs(1);
@@ -500,6 +492,7 @@ async fn serve(config_path: &Path, mut config: Config) {
                 _ = tokio::time::sleep(pause) => {}
                 _ = hangup.recv() => {
                     if !matches!(on_hangup(config_path, &mut config, &notifier, &health), Reloaded::Refused) {
+                        shared.reconfigure(&config);
                         settings = None;
                         follow_output(&output_tx, &config.output);
                     }
@@ -511,7 +504,7 @@ async fn serve(config_path: &Path, mut config: Config) {
             Some(s) => s,
             None => match media_loop(&config.network, media.take()).await {
                 Ok(m) => {
-                    let s = feed_settings(&config, &m.media, &health, &own, &slots);
+                    let s = feed_settings(&config, &m.media, &shared, &own, &slots);
                     media = Some(m);
                     settings = Some(s.clone());
                     s
@@ -549,8 +542,23 @@ async fn serve(config_path: &Path, mut config: Config) {
         if std::mem::take(&mut lost_a_session) {
             crate::metrics::reconnect();
         }
+        let session_stop = shutdown.child_token();
+        let discovery = (config.janus.rooms == RoomsMode::All).then(|| {
+            tokio::spawn(crate::discovery::run(
+                session.clone(),
+                config.janus.clone(),
+                registry.clone(),
+                session_stop.clone(),
+            ))
+        });
         let mut rooms = Rooms::new(session.clone(), current, shutdown.clone());
-        rooms.apply(&config.rooms);
+        let apply = |rooms: &mut Rooms| {
+            let wanted = registry.wanted();
+            health.set_rooms_configured(wanted.len());
+            rooms.apply(&wanted);
+        };
+        wanted_changed.mark_unchanged();
+        apply(&mut rooms);
         let mut stale = false;
         let cancel = loop {
             tokio::select! {
@@ -565,17 +573,23 @@ async fn serve(config_path: &Path, mut config: Config) {
                     Reloaded::Refused => {}
                     Reloaded::Rooms => {
                         apply_limits(&config, &slots);
-                        rooms.apply(&config.rooms);
+                        shared.reconfigure(&config);
                     }
                     Reloaded::Reconnect => {
+                        shared.reconfigure(&config);
                         stale = true;
                         follow_output(&output_tx, &config.output);
                         break true;
                     }
                 },
+                Ok(()) = wanted_changed.changed() => apply(&mut rooms),
                 Some(()) = rooms.reap() => {}
             }
         };
+        session_stop.cancel();
+        if let Some(d) = discovery {
+            let _ = d.await;
+        }
         let lasted = opened.elapsed();
         rooms.stop_all(cancel).await;
         if stale {
@@ -595,6 +609,8 @@ async fn serve(config_path: &Path, mut config: Config) {
     }
     supervisor.abort();
     sweeper.abort();
+    expiry.abort();
+    side.shutdown_background();
     tracing::info!("stopped");
 }
 
@@ -673,67 +689,5 @@ async fn supervise(notifier: Notifier, health: Arc<Health>, shutdown: Cancellati
                 withheld = true;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A room watcher that panics is named in the log and STATUS and started again; a reload
-    /// that keeps the room then sees it running.
-    #[tokio::test]
-    async fn a_crashed_room_watcher_is_restarted() {
-        let started = Arc::new(AtomicUsize::new(0));
-        let running = Arc::new(AtomicUsize::new(0));
-        let (s, r) = (started.clone(), running.clone());
-        let watch: Watch = Box::new(move |_room, stop| {
-            let n = s.fetch_add(1, Ordering::SeqCst);
-            let r = r.clone();
-            Box::pin(async move {
-                assert!(n > 0, "a bug in the first watcher");
-                r.fetch_add(1, Ordering::SeqCst);
-                stop.room.cancelled().await;
-            })
-        });
-        let health = Arc::new(Health::default());
-        let shutdown = CancellationToken::new();
-        let mut rooms = Rooms::with_watch(
-            watch,
-            health.clone(),
-            shutdown.clone(),
-            Duration::from_millis(20),
-        );
-        let room = RoomConfig {
-            room: RoomId::from(1234),
-            pin: None,
-            record: true,
-            relay: None,
-        };
-        rooms.apply(std::slice::from_ref(&room));
-        tokio::time::timeout(Duration::from_secs(5), rooms.reap())
-            .await
-            .expect("the crash is reaped");
-        assert!(
-            health
-                .status_line()
-                .contains("room 1234: watcher crashed: a bug in the first watcher"),
-            "{}",
-            health.status_line()
-        );
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while running.load(Ordering::SeqCst) == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "not restarted");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        rooms.apply(std::slice::from_ref(&room));
-        assert_eq!(
-            started.load(Ordering::SeqCst),
-            2,
-            "restarted once, kept on reload"
-        );
-        shutdown.cancel();
-        rooms.stop_all(true).await;
     }
 }

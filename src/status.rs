@@ -1,5 +1,5 @@
 //! `janus-recorder status`: what a running daemon is recording, read from its metrics
-//! endpoint (`[metrics] listen` in its config) with a plain HTTP/1.0 GET over a TCP stream.
+//! endpoint (`[http] listen` in its config) with a plain HTTP/1.0 GET over a TCP stream.
 //! The metrics are already served, carry every number status shows, and need no second
 //! listener; a hand-written GET keeps an HTTP client crate out of the daemon for one request.
 
@@ -39,16 +39,18 @@ pub fn run(config_path: &Path) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let Some(listen) = config.metrics.listen else {
+    let Some(listen) = config.http_listen() else {
         eprintln!(
-            "status reads the daemon's metrics: set [metrics] listen in {} (e.g. listen = \
+            "status reads the daemon's metrics: set [http] listen in {} (e.g. listen = \
              \"127.0.0.1:9469\") and restart it",
             config_path.display()
         );
         return EXIT_CONFIG;
     };
     let addr = reachable(listen);
-    match fetch_metrics(addr) {
+    // Any token may read the metrics.
+    let token = config.tokens().first().map(|t| t.token.expose().to_owned());
+    match fetch_metrics(addr, token.as_deref()) {
         Ok(text) => {
             print!("{}", render(addr, &parse(&text), SystemTime::now()));
             0
@@ -61,7 +63,7 @@ pub fn run(config_path: &Path) -> i32 {
 }
 
 /// A listener on the unspecified address is reached on loopback.
-fn reachable(listen: SocketAddr) -> SocketAddr {
+pub fn reachable(listen: SocketAddr) -> SocketAddr {
     match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
             SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port())
@@ -74,11 +76,15 @@ fn reachable(listen: SocketAddr) -> SocketAddr {
 }
 
 /// GET /metrics over HTTP/1.0 (the server closes the connection after the body).
-pub fn fetch_metrics(addr: SocketAddr) -> std::io::Result<String> {
+pub fn fetch_metrics(addr: SocketAddr, token: Option<&str>) -> std::io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n"
+    )?;
     let mut response = Vec::new();
     stream.take(MAX_RESPONSE).read_to_end(&mut response)?;
     let response = String::from_utf8_lossy(&response);

@@ -189,6 +189,7 @@ fn silence_and_gaps_are_reported() {
         &gappy,
         &CheckOptions {
             gap: std::time::Duration::from_secs(5),
+            ..CheckOptions::default()
         },
     );
     assert!(relaxed.problems.iter().all(|p| p.kind != ProblemKind::Gap));

@@ -273,6 +273,6 @@ fn status_reads_a_running_daemon() {
     std::fs::write(&path, without_metrics).unwrap();
     let (code, _, stderr) = status();
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("[metrics] listen"), "{stderr}");
+    assert!(stderr.contains("[http] listen"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -569,6 +569,9 @@ impl<'a> Scan<'a> {
             let read = match &mut t.decoder {
                 Decoder::Opus(opus) => {
                     t.last_len_ms = packet_ms(frame).unwrap_or(20);
+                    if !self.opts.decode_audio {
+                        continue;
+                    }
                     if let Err(e) = opus.get_or_insert_with(OpusCheck::new).decode(frame) {
                         found.push(problem(
                             ProblemKind::DecodeError,
@@ -886,6 +889,7 @@ mod tests {
         // The gap threshold from the command line is a u64 of milliseconds too.
         let opts = CheckOptions {
             gap: std::time::Duration::from_millis(u64::MAX),
+            ..CheckOptions::default()
         };
         let data = hostile_file(vec![entry(1, "A_OPUS")], 1_000_000, 0, &[(1, 0, &[0xfc])]);
         let data2 = hostile_file(

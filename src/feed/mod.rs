@@ -18,6 +18,7 @@ use str0m::media::{MediaData, Mid};
 use tokio::sync::oneshot;
 
 use crate::codec::vp9::SvcJoiner;
+use crate::events::EventKind;
 use crate::health::Health;
 use crate::ids::RoomId;
 use crate::janus::messages::{Jsep, Publisher, StreamKind, VideoRoomEvent};
@@ -48,6 +49,10 @@ pub struct FeedSettings {
     pub split_after: Option<Duration>,
     /// The feed limit, shared by every room.
     pub slots: FeedSlots,
+    /// Where recordings starting, finishing and failing are told.
+    pub events: crate::events::Events,
+    /// The Janus server's name in the API and the events (`[janus] name`).
+    pub server: Arc<str>,
 }
 
 /// What one feed subscribes to.
@@ -66,6 +71,8 @@ pub struct FeedSpec {
     pub relay: Option<Arc<RelayTarget>>,
     /// The room manifest to list the feed's recordings in.
     pub manifest: Option<Arc<crate::manifest::RoomManifest>>,
+    /// Files this long are continued in a new part (the room's, else `[output]`'s).
+    pub split_after: Option<Duration>,
 }
 
 /// Why a recording ended; written to the sidecar and the log.
@@ -80,6 +87,8 @@ pub enum EndReason {
     Shutdown,
     /// A reload removed the room (or changed the connection settings).
     Reconfigured,
+    /// The HTTP API stopped recording the room (or its `until` came).
+    Stopped,
     ConnectionLost,
     /// `split_after` was reached: the publication goes on in the next part.
     Split,
@@ -97,6 +106,7 @@ impl fmt::Display for EndReason {
             EndReason::IceFailed => f.write_str("ice-failed"),
             EndReason::Shutdown => f.write_str("shutdown"),
             EndReason::Reconfigured => f.write_str("reconfigured"),
+            EndReason::Stopped => f.write_str("stopped"),
             EndReason::ConnectionLost => f.write_str("connection-lost"),
             EndReason::Split => f.write_str("split"),
             EndReason::Failed(e) => write!(f, "error: {}", crate::text::Escaped(e)),
@@ -134,6 +144,16 @@ pub async fn run(
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(error = %e, "cannot subscribe");
+                settings.events.emit(
+                    EventKind::RecordingFailed,
+                    serde_json::json!({
+                        "server": &*settings.server,
+                        "room": spec.room,
+                        "feed": spec.publisher.id,
+                        "display": spec.publisher.display,
+                        "error": e.to_string(),
+                    }),
+                );
                 return EndReason::Failed(e.to_string());
             }
         },
@@ -579,7 +599,7 @@ impl Feed {
         let rec = self.recording.as_mut().expect("a recording is open");
         let mut ts = Duration::from_nanos((t - rec.zero).clamp(0, u64::MAX as i128) as u64);
         if rec.split_due(
-            self.settings.split_after,
+            self.spec.split_after,
             ts,
             is_video && d.is_keyframe(),
             has_video,
@@ -682,6 +702,7 @@ impl Feed {
         let writer = WebmWriter::create(&paths.media, setup)?;
         self.publish_sidecar(&sidecar, &paths.sidecar);
         tracing::info!(path = %paths.media.display(), "recording started");
+        self.recording_event(EventKind::RecordingStarted, &sidecar, &paths.media, None);
         self.settings.health.recording_started(&self.spec.room);
         Ok(Recording {
             writer,
@@ -742,6 +763,22 @@ impl Feed {
         }
         // The sidecar first: "recording finished" means the file and its sidecar are done.
         self.publish_sidecar(&sidecar, &rec.paths.sidecar);
+        let failed = summary.is_err() || matches!(reason, EndReason::Failed(_));
+        let kind = if failed {
+            EventKind::RecordingFailed
+        } else {
+            EventKind::RecordingFinished
+        };
+        // The check tool's verdict, by structure (no audio decoding, see `CheckOptions`);
+        // only computed when someone is told.
+        let check = self.settings.events.wanted(kind).then(|| {
+            let opts = crate::check::CheckOptions {
+                decode_audio: false,
+                ..Default::default()
+            };
+            crate::recordings::Verdict::of(&crate::check::check_file(&rec.paths.media, &opts))
+        });
+        self.recording_event(kind, &sidecar, &rec.paths.media, check);
         if let Ok(s) = summary {
             tracing::info!(
                 path = %rec.paths.media.display(),
@@ -753,6 +790,32 @@ impl Feed {
                 "recording finished"
             );
         }
+    }
+
+    /// Tells the events of one recording (started, finished, failed) with its sidecar.
+    fn recording_event(
+        &self,
+        kind: EventKind,
+        sidecar: &Sidecar,
+        media: &std::path::Path,
+        check: Option<crate::recordings::Verdict>,
+    ) {
+        let events = &self.settings.events;
+        if !events.wanted(kind) {
+            return;
+        }
+        let bytes = std::fs::metadata(media).map_or(0, |m| m.len());
+        events.emit(
+            kind,
+            serde_json::json!({
+                "server": &*self.settings.server,
+                "id": crate::recordings::recording_id(media),
+                "path": media.display().to_string(),
+                "bytes": bytes,
+                "sidecar": sidecar,
+                "check": check,
+            }),
+        );
     }
 
     /// Writes the sidecar and lists it in the room manifest.

@@ -408,6 +408,35 @@ impl VideoRoomEvent {
     }
 }
 
+/// One room of the VideoRoom's `list` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRoom {
+    pub room: RoomId,
+    pub description: Option<String>,
+    /// Joining needs a PIN.
+    pub pin_required: bool,
+}
+
+/// The rooms of a `list` answer (`{"videoroom": "success", "list": [...]}`); `None` if it
+/// is not one. Entries without a usable room id are left out.
+pub fn parse_room_list(data: &Value) -> Option<Vec<ListedRoom>> {
+    let list = data.get("list")?.as_array()?;
+    Some(
+        list.iter()
+            .filter_map(|r| {
+                Some(ListedRoom {
+                    room: serde_json::from_value(r.get("room")?.clone()).ok()?,
+                    description: str_field(r, "description"),
+                    pin_required: r
+                        .get("pin_required")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                })
+            })
+            .collect(),
+    )
+}
+
 fn parse_publishers(v: Option<&Value>) -> Vec<Publisher> {
     let Some(list) = v.and_then(Value::as_array) else {
         return Vec::new();

@@ -44,6 +44,11 @@ pub enum Request<'a> {
     },
     /// Leave the room.
     Leave,
+    /// List the rooms (private ones too with the right `admin_key`).
+    List {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        admin_key: Option<&'a str>,
+    },
 }
 
 /// One stream of a subscription.

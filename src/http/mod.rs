@@ -1,0 +1,364 @@
+//! The daemon's one HTTP server (`[http] listen`): `/metrics` (Prometheus text) and the
+//! versioned JSON API under `/api/v1/` (rooms, recordings, their files, events), with its
+//! OpenAPI document at `/api/v1/openapi.json`.
+//!
+//! It runs on a thread and tokio runtime of its own, so a busy or slow client never takes
+//! time from the media loop (the recording runtime has one thread). What it shares with the
+//! service is the [`Api`] context: the room registry, the health, the recordings index and
+//! the event bus.
+//!
+//! Access: bearer tokens from `[[http.tokens]]`, each `read` or `control`. Without tokens
+//! the API answers loopback peers only (`config check` refuses a non-loopback `[http]
+//! listen` without them). Every error is JSON: `{"error": {"code", "message"}}`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::{Config, Scope, TokenConfig};
+use crate::events::Events;
+use crate::health::Health;
+use crate::recordings::Index;
+use crate::registry::Registry;
+
+mod events;
+mod recordings;
+mod rooms;
+
+/// The largest request body taken (a room's settings are a few hundred bytes).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What the API may change with a reload of the config.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub tokens: Vec<TokenConfig>,
+    /// The Janus server's name (`[janus] name`).
+    pub server: String,
+    /// `[janus] string_ids`: room ids in paths are strings.
+    pub string_ids: bool,
+}
+
+impl Access {
+    pub fn from_config(config: &Config) -> Access {
+        Access {
+            tokens: config.tokens().to_vec(),
+            server: config.janus.name.clone(),
+            string_ids: config.janus.string_ids,
+        }
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct Api {
+    pub access: Arc<RwLock<Access>>,
+    pub registry: Registry,
+    pub health: Arc<Health>,
+    pub index: Arc<Index>,
+    pub events: Events,
+    /// The Prometheus text, when metrics are recorded.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl Api {
+    fn access(&self) -> Access {
+        self.access
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Takes a reloaded config's tokens and names.
+    pub fn reconfigure(&self, config: &Config) {
+        *self.access.write().unwrap_or_else(|e| e.into_inner()) = Access::from_config(config);
+    }
+}
+
+/// An API error: its status and a JSON body `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The body of every error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable word: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `payload_too_large`, `internal`.
+    pub code: String,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+            },
+        };
+        let mut r = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+/// A JSON request body: at most [`MAX_BODY`] (413 beyond), and a 400 that names the field
+/// that is wrong. An empty body is `T::default()`.
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("the body is larger than {MAX_BODY} bytes"),
+                    )
+                } else {
+                    ApiError::bad_request(format!("cannot read the body: {e}"))
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Body(T::default()));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                ApiError::bad_request(format!("the body is not valid: {inner}"))
+            } else {
+                ApiError::bad_request(format!("field `{path}`: {inner}"))
+            }
+        })
+    }
+}
+
+/// Checks the bearer token (or, without tokens, that the peer is on loopback) against the
+/// scope the request needs: reading (GET, HEAD) needs `read`; anything that changes
+/// something (PUT, DELETE, POST) needs `control`.
+async fn authorize(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let needs =
+        if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
+            Scope::Read
+        } else {
+            Scope::Control
+        };
+    match check_access(&api.access(), peer, &req, needs) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn check_access(
+    access: &Access,
+    peer: SocketAddr,
+    req: &Request,
+    needs: Scope,
+) -> Result<(), ApiError> {
+    if access.tokens.is_empty() {
+        return if peer.ip().is_loopback() || peer.ip().to_canonical().is_loopback() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "without [[http.tokens]] the API answers only on loopback",
+            ))
+        };
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(given) = given else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "an `Authorization: Bearer <token>` header is needed",
+        ));
+    };
+    let scope = token_scope(&access.tokens, given)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))?;
+    if scope < needs {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token's scope is {scope:?}; {needs:?} is needed"),
+        ));
+    }
+    Ok(())
+}
+
+/// The scope of the token `given`, compared in constant time with each configured token.
+pub fn token_scope(tokens: &[TokenConfig], given: &str) -> Option<Scope> {
+    use subtle::ConstantTimeEq;
+    tokens
+        .iter()
+        .filter(|t| bool::from(t.token.expose().as_bytes().ct_eq(given.as_bytes())))
+        .map(|t| t.scope)
+        .max()
+}
+
+/// The API's OpenAPI document (paths are added from the routes themselves).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "janus-recorder API",
+        description = "Start and stop recording Janus VideoRoom rooms, list recordings, fetch their files, follow events."
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// The API's routes with their OpenAPI document.
+pub fn api_routes() -> (Router<Api>, utoipa::openapi::OpenApi) {
+    let v1 = OpenApiRouter::new()
+        .merge(rooms::routes())
+        .merge(recordings::routes())
+        .merge(events::routes());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .split_for_parts()
+}
+
+/// The whole server's router: the API, its document, `/metrics`, and JSON 404s.
+pub fn router(api: Api) -> Router {
+    let (routes, doc) = api_routes();
+    let doc = Arc::new(doc);
+    let openapi = axum::routing::get(move || {
+        let doc = doc.clone();
+        async move { axum::Json(doc.as_ref().clone()) }
+    });
+    let metrics = axum::routing::get(|State(api): State<Api>| async move {
+        match &api.metrics {
+            Some(handle) => {
+                handle.run_upkeep();
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+                    .into_response()
+            }
+            None => ApiError::not_found("metrics are not recorded").into_response(),
+        }
+    });
+    let guarded = routes
+        .route("/api/v1/openapi.json", openapi)
+        .route("/metrics", metrics)
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), authorize));
+    guarded
+        .fallback(|| async { ApiError::not_found("no such path") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve HTTP on {listen}: {source}")]
+pub struct HttpError {
+    pub listen: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds `listen` now (so an address in use is said at start) and serves on `runtime` (the
+/// service's side runtime, not the recording one) until it is shut down.
+pub fn start(
+    listen: SocketAddr,
+    api: Api,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), HttpError> {
+    let err = |source| HttpError { listen, source };
+    let std_listener = std::net::TcpListener::bind(listen).map_err(err)?;
+    std_listener.set_nonblocking(true).map_err(err)?;
+    let _entered = runtime.enter();
+    let listener = tokio::net::TcpListener::from_std(std_listener).map_err(err)?;
+    runtime.spawn(async move {
+        let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+    });
+    Ok(())
+}
