@@ -466,6 +466,8 @@ impl Config {
         if self.output.dir.as_os_str().is_empty() {
             return Err(("output.dir", "must not be empty".into()));
         }
+        self.validate_janus_extras()?;
+        self.validate_http()?;
         if self.rooms.is_empty() && self.janus.rooms == RoomsMode::Listed && self.http.is_none() {
             return Err((
                 "rooms",
@@ -474,8 +476,6 @@ impl Config {
                     .into(),
             ));
         }
-        self.validate_janus_extras()?;
-        self.validate_http()?;
         for (i, room) in self.rooms.iter().enumerate() {
             if self.rooms[..i].iter().any(|r| r.room == room.room) {
                 return Err(("rooms", format!("room {} is listed twice", room.room)));
@@ -845,6 +845,72 @@ mod tests {
         assert!(!e.problem.contains('\n'));
         let e = parse(&GOOD.replace("room = \"hearing-7\"", "room = 1234")).unwrap_err();
         assert!(e.problem.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn the_api_needs_tokens_off_loopback_and_one_listener() {
+        let base = "[janus]\nurl = \"ws://j\"\n[output]\ndir = \"/r\"\n";
+        let c = parse(&format!("{base}[http]\n")).unwrap();
+        assert_eq!(c.http_listen(), Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
+        assert!(c.rooms.is_empty(), "rooms may come from the API");
+        let e = parse(&format!("{base}[http]\nlisten = \"0.0.0.0:9469\"\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("http.listen"), "{e}");
+        assert!(e.problem.contains("tokens"), "{e}");
+        let token = "[[http.tokens]]\ntoken = \"0123456789abcdef\"\nscope = \"read\"\n";
+        let c = parse(&format!("{base}[http]\nlisten = \"0.0.0.0:9469\"\n{token}")).unwrap();
+        assert_eq!(c.tokens()[0].scope, Scope::Read);
+        let e = parse(&format!(
+            "{base}[http]\n[[http.tokens]]\ntoken = \"short\"\nscope = \"read\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.problem.contains("shorter than 16"), "{e}");
+        let e = parse(&format!(
+            "{base}[http]\n[[http.tokens]]\ntoken = \"0123456789abcdef\"\nscope = \"admin\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("http.tokens[0].scope"), "{e}");
+        let e = parse(&format!(
+            "{base}[http]\nlisten = \"127.0.0.1:1\"\n[metrics]\nlisten = \"127.0.0.1:2\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("metrics.listen"), "{e}");
+        // Without [http] or [[rooms]] or rooms = "all", nothing would ever be recorded.
+        let e = parse(base).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("rooms"), "{e}");
+    }
+
+    #[test]
+    fn rooms_all_and_its_filters() {
+        let base = "[output]\ndir = \"/r\"\n";
+        let c = parse(&format!(
+            "[janus]\nurl = \"ws://j\"\nrooms = \"all\"\nexclude = [1, \"x\"]\ndescription = \"^class\"\ndiscover_every = \"500ms\"\n{base}"
+        ))
+        .unwrap();
+        assert_eq!(c.janus.rooms, RoomsMode::All);
+        assert_eq!(c.janus.exclude, [RoomId::from(1), RoomId::from("x")]);
+        assert_eq!(
+            c.janus.discover_every,
+            std::time::Duration::from_millis(500)
+        );
+        for (janus, key, problem) in [
+            ("rooms = \"some\"", "janus.rooms", "unknown variant"),
+            ("include = [1]", "janus.rooms", "rooms = \"all\""),
+            (
+                "rooms = \"all\"\ndescription = \"(\"",
+                "janus.description",
+                "regex",
+            ),
+            (
+                "rooms = \"all\"\ndiscover_every = \"0s\"",
+                "janus.discover_every",
+                "zero",
+            ),
+            ("name = \"a/b\"\nrooms = \"all\"", "janus.name", "letters"),
+        ] {
+            let e = parse(&format!("[janus]\nurl = \"ws://j\"\n{janus}\n{base}")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{janus}: {e}");
+            assert!(e.problem.contains(problem), "{janus}: {e}");
+        }
     }
 
     #[test]

@@ -362,3 +362,160 @@ pub fn start(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use axum::body::Body as HttpBody;
+    use axum::http::Method;
+    use tower::ServiceExt;
+
+    fn api(tokens: Vec<TokenConfig>) -> Api {
+        let dir = std::env::temp_dir().join(format!("jr-http-{}", std::process::id()));
+        Api {
+            access: Arc::new(RwLock::new(Access {
+                tokens,
+                server: "default".into(),
+                string_ids: false,
+            })),
+            registry: Registry::open(vec![], None),
+            health: Arc::default(),
+            index: Arc::new(Index::new(dir)),
+            events: Events::disabled(),
+            metrics: None,
+        }
+    }
+
+    fn token(t: &str, scope: Scope) -> TokenConfig {
+        TokenConfig {
+            name: None,
+            token: Secret::new(t),
+            scope,
+        }
+    }
+
+    async fn send(
+        app: &Router,
+        method: Method,
+        path: &str,
+        peer: &str,
+        auth: Option<&str>,
+    ) -> (StatusCode, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {a}"));
+        }
+        let mut req = req.body(HttpBody::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo::<SocketAddr>(peer.parse().unwrap()));
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Every operation of the OpenAPI document is served by a route (not the fallback), and
+    /// every route under /api/v1 is in the document.
+    #[tokio::test]
+    async fn the_document_and_the_routes_agree() {
+        let (_, doc) = api_routes();
+        let app = router(api(vec![]));
+        let mut operations = 0;
+        for (path, item) in &doc.paths.paths {
+            let concrete = path
+                .replace("{server}", "default")
+                .replace("{room}", "1")
+                .replace("{id}", "1~x");
+            for (method, op) in [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::DELETE, &item.delete),
+                (Method::POST, &item.post),
+            ] {
+                if op.is_none() {
+                    continue;
+                }
+                operations += 1;
+                if path.ends_with("/events") {
+                    continue; // a stream that never ends
+                }
+                let (status, body) =
+                    send(&app, method.clone(), &concrete, "127.0.0.1:1", None).await;
+                assert!(
+                    status != StatusCode::METHOD_NOT_ALLOWED && !body.contains("no such path"),
+                    "{method} {path}: {status} {body}"
+                );
+            }
+        }
+        assert_eq!(operations, 7, "{:?}", doc.paths.paths.keys());
+        // And the other way: an undocumented path under /api/v1 is the fallback's 404.
+        let (status, body) = send(&app, Method::GET, "/api/v1/roomz", "127.0.0.1:1", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("no such path"), "{body}");
+        let (status, _) = send(&app, Method::POST, "/api/v1/rooms", "127.0.0.1:1", None).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    /// Without tokens only loopback peers are answered; with tokens, scopes decide.
+    #[tokio::test]
+    async fn access_by_peer_and_token() {
+        let open = router(api(vec![]));
+        assert_eq!(
+            send(&open, Method::GET, "/api/v1/rooms", "127.0.0.1:5", None)
+                .await
+                .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            send(&open, Method::GET, "/api/v1/rooms", "[::1]:5", None)
+                .await
+                .0,
+            StatusCode::OK
+        );
+        let (status, body) = send(&open, Method::GET, "/api/v1/rooms", "10.0.0.9:5", None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("\"code\":\"forbidden\""), "{body}");
+
+        let locked = router(api(vec![
+            token("read-token-0123456789", Scope::Read),
+            token("control-token-0123456789", Scope::Control),
+        ]));
+        let get = |auth| send(&locked, Method::GET, "/api/v1/rooms", "10.0.0.9:5", auth);
+        assert_eq!(get(None).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            get(Some("read-token-012345678")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(get(Some("read-token-0123456789")).await.0, StatusCode::OK);
+        assert_eq!(
+            get(Some("control-token-0123456789")).await.0,
+            StatusCode::OK
+        );
+        let del = |auth| {
+            send(
+                &locked,
+                Method::DELETE,
+                "/api/v1/rooms/default/1",
+                "10.0.0.9:5",
+                auth,
+            )
+        };
+        assert_eq!(
+            del(Some("read-token-0123456789")).await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            del(Some("control-token-0123456789")).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            send(&locked, Method::GET, "/metrics", "10.0.0.9:5", None)
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
