@@ -19,6 +19,8 @@ pub struct Health {
     room_feeds: Mutex<BTreeMap<String, usize>>,
     /// What each room's watcher is doing now (rooms not watched are left out).
     room_states: Mutex<HashMap<RoomId, RoomState>>,
+    /// Rooms discovery found but does not record, and why.
+    skipped: Mutex<Vec<(String, String)>>,
     last_error: Mutex<Option<(String, SystemTime)>>,
     next_loop: AtomicU64,
     /// The last time each running feed loop went round.
@@ -111,6 +113,13 @@ impl Health {
         self.room_states.lock().ok()?.get(room).cloned()
     }
 
+    /// The rooms discovery skips, and why (for `status` and the metrics).
+    pub fn set_skipped(&self, skipped: Vec<(String, String)>) {
+        if let Ok(mut s) = self.skipped.lock() {
+            *s = skipped;
+        }
+    }
+
     /// Feeds of `room` being written now.
     pub fn room_feeds(&self, room: &RoomId) -> usize {
         self.room_feeds
@@ -150,11 +159,13 @@ impl Health {
             .map(|r| r.iter().map(|(k, v)| (k.clone(), *v)).collect())
             .unwrap_or_default();
         let last_error = self.last_error.lock().ok().and_then(|e| e.clone());
+        let skipped = self.skipped.lock().map(|s| s.clone()).unwrap_or_default();
         crate::metrics::feeds_recording(self.feeds_recording());
         crate::metrics::publish_status(
             self.rooms_configured.load(Ordering::Relaxed),
             self.rooms_watched.load(Ordering::Relaxed),
             &room_feeds,
+            &skipped,
             last_error.as_ref().map(|(m, t)| (m.as_str(), *t)),
         );
     }

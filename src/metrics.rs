@@ -64,6 +64,10 @@ fn describe() {
         Unit::Seconds,
         "When the last error happened (Unix time); its text is the `message` label."
     );
+    describe_gauge!(
+        "janus_recorder_room_skipped",
+        "Rooms that rooms = \"all\" found but does not record (1 each; the reason is a label)."
+    );
     describe_counter!(
         "janus_recorder_feeds_refused_total",
         "Publishers not recorded because [limits] max_feeds was reached."
@@ -145,8 +149,13 @@ pub fn publish_status(
     rooms_configured: usize,
     rooms_watched: usize,
     room_feeds: &[(String, usize)],
+    skipped: &[(String, String)],
     last_error: Option<(&str, SystemTime)>,
 ) {
+    for (room, reason) in skipped {
+        metrics::gauge!("janus_recorder_room_skipped", "room" => room.clone(), "reason" => reason.clone())
+            .set(1.0);
+    }
     metrics::gauge!("janus_recorder_rooms_configured").set(rooms_configured as f64);
     metrics::gauge!("janus_recorder_rooms_watched").set(rooms_watched as f64);
     for (room, feeds) in room_feeds {

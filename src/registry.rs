@@ -174,9 +174,9 @@ impl Registry {
     /// What discovery found: the rooms to record and the ones it skips.
     pub fn set_discovered(&self, rooms: Vec<RoomConfig>, skipped: Vec<Skipped>) {
         let mut st = self.lock();
-        st.skipped = skipped;
-        if st.discovered != rooms {
+        if st.discovered != rooms || st.skipped != skipped {
             st.discovered = rooms;
+            st.skipped = skipped;
             drop(st);
             self.notify();
         }

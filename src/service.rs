@@ -555,6 +555,13 @@ async fn serve(config_path: &Path, mut config: Config) {
         let apply = |rooms: &mut Rooms| {
             let wanted = registry.wanted();
             health.set_rooms_configured(wanted.len());
+            health.set_skipped(
+                registry
+                    .skipped()
+                    .into_iter()
+                    .map(|s| (s.room.to_string(), s.why))
+                    .collect(),
+            );
             rooms.apply(&wanted);
         };
         wanted_changed.mark_unchanged();

@@ -197,6 +197,19 @@ pub fn render(addr: SocketAddr, samples: &Samples, now: SystemTime) -> String {
     for (room, feeds) in by_label(samples, "janus_recorder_room_feeds_recording", "room") {
         out.push_str(&format!("  room {room}: {} feeds\n", feeds as u64));
     }
+    for s in samples
+        .get("janus_recorder_room_skipped")
+        .into_iter()
+        .flatten()
+    {
+        let label =
+            |k: &str| crate::text::Escaped(s.labels.get(k).map_or("", String::as_str)).to_string();
+        out.push_str(&format!(
+            "  room {}: skipped: {}\n",
+            label("room"),
+            label("reason")
+        ));
+    }
     let written = by_label(samples, "janus_recorder_bytes_written_total", "kind");
     let kinds: Vec<String> = written
         .iter()
@@ -250,6 +263,7 @@ janus_recorder_rooms_watched 2
 janus_recorder_rooms_configured 3
 janus_recorder_room_feeds_recording{room="1234"} 2
 janus_recorder_room_feeds_recording{room="hearing-7"} 1
+janus_recorder_room_skipped{room="77",reason="the room needs a PIN"} 1
 janus_recorder_bytes_written_total{kind="audio"} 2048
 janus_recorder_bytes_written_total{kind="video"} 3145728
 janus_recorder_last_error_time_seconds{message="room 9: No such \"room\"\nsecond line"} 1000
@@ -282,6 +296,7 @@ janus_recorder_file_errors_total 1
             "janus-recorder on 127.0.0.1:9469: recording 3 feeds; watching 2/3 rooms\n\
              \x20 room 1234: 2 feeds\n\
              \x20 room hearing-7: 1 feeds\n\
+             \x20 room 77: skipped: the room needs a PIN\n\
              files: 3 open, 1 write errors; written since start: 3.0 MiB (audio 2.0 KiB, video 3.0 MiB)\n\
              reconnects: 0; feeds refused at max_feeds: 0\n\
              last error (1m 30s ago): room 9: No such \"room\"\\nsecond line\n"
