@@ -481,16 +481,21 @@ fn rooms_all_records_rooms_created_on_janus_and_finalizes_destroyed_ones() {
         "{skipped:#}"
     );
     // `status` says so too.
-    eventually(Duration::from_secs(10), "status naming the skipped room", || {
-        let out = ns
-            .command(env!("CARGO_BIN_EXE_janus-recorder"))
-            .args(["status", "--config"])
-            .arg(&daemon.config)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.contains("room 1798: skipped: the room needs a PIN").then_some(text)
-    });
+    eventually(
+        Duration::from_secs(10),
+        "status naming the skipped room",
+        || {
+            let out = ns
+                .command(env!("CARGO_BIN_EXE_janus-recorder"))
+                .args(["status", "--config"])
+                .arg(&daemon.config)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains("room 1798: skipped: the room needs a PIN")
+                .then_some(text)
+        },
+    );
 
     let joined = SystemTime::now();
     let mut publisher = synthetic_publishers(&ns, &dir, 1799, "late", 1, 60.0, &[]);
