@@ -35,6 +35,9 @@ pub const STABLE_SESSION: Duration = Duration::from_secs(30);
 /// How long shutdown waits for feeds to finalize (systemd's default stop timeout is far
 /// longer; we promise 5 s).
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
+/// How long shutdown waits for the last events to reach the webhooks (what does not stays
+/// in the outbox for the next start).
+const EVENTS_SETTLE: Duration = Duration::from_secs(1);
 /// How long a crashed room watcher waits before it is started again (a watcher that panics at
 /// once must not spin).
 pub(crate) const ROOM_RESTART: Duration = Duration::from_secs(5);
@@ -339,6 +342,9 @@ fn on_hangup(path: &Path, config: &mut Config, notifier: &Notifier, health: &Hea
 struct Shared {
     health: Arc<Health>,
     events: Events,
+    /// Stops the webhooks' deliveries: after the service's last events are out, not at
+    /// SIGTERM.
+    events_stop: CancellationToken,
     registry: Registry,
     /// The HTTP API's context, when it serves.
     api: Option<crate::http::Api>,
@@ -368,14 +374,15 @@ fn side_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// Starts the event bus (with its webhooks' outbox) and the HTTP server, as the config says.
-fn start_shared(
-    config: &Config,
-    health: &Arc<Health>,
-    side: &tokio::runtime::Handle,
-    shutdown: &CancellationToken,
-) -> Shared {
+fn start_shared(config: &Config, health: &Arc<Health>, side: &tokio::runtime::Handle) -> Shared {
     let state_dir = config.output.state_dir();
-    let events = match Events::start(&state_dir, config.webhooks.clone(), side, shutdown.clone()) {
+    let events_stop = CancellationToken::new();
+    let events = match Events::start(
+        &state_dir,
+        config.webhooks.clone(),
+        side,
+        events_stop.clone(),
+    ) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(dir = %state_dir.display(), error = %e, "cannot keep the events outbox; webhooks are off");
@@ -387,6 +394,7 @@ fn start_shared(
     let mut shared = Shared {
         health: health.clone(),
         events,
+        events_stop,
         registry,
         api: None,
     };
@@ -462,7 +470,7 @@ async fn serve(config_path: &Path, mut config: Config) {
             return;
         }
     };
-    let shared = start_shared(&config, &health, side.handle(), &shutdown);
+    let shared = start_shared(&config, &health, side.handle());
     let registry = shared.registry.clone();
     health.set_rooms_configured(registry.wanted().len());
     let mut wanted_changed = registry.changed();
@@ -617,6 +625,8 @@ async fn serve(config_path: &Path, mut config: Config) {
     supervisor.abort();
     sweeper.abort();
     expiry.abort();
+    shared.events.settle(EVENTS_SETTLE).await;
+    shared.events_stop.cancel();
     side.shutdown_background();
     tracing::info!("stopped");
 }

@@ -164,6 +164,8 @@ struct Outbox {
     runtime: tokio::runtime::Handle,
     shutdown: CancellationToken,
     writer: mpsc::UnboundedSender<Arc<Event>>,
+    /// Events emitted and not yet in the outbox.
+    queued: std::sync::atomic::AtomicUsize,
     hooks: Mutex<Vec<Running>>,
 }
 
@@ -201,6 +203,7 @@ impl Events {
             runtime: runtime.clone(),
             shutdown,
             writer,
+            queued: Default::default(),
             hooks: Mutex::new(Vec::new()),
         });
         runtime.spawn(write_outbox(Arc::downgrade(&outbox), queue));
@@ -268,7 +271,39 @@ impl Events {
                 .iter()
                 .any(|r| r.config.wants(kind))
         {
+            o.queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = o.writer.send(event);
+        }
+    }
+
+    /// At shutdown: waits (at most `within`) until every event emitted is in the outbox and
+    /// the outboxes are delivered, so the last events (a room's end) go out now rather than
+    /// after the next start. What is not delivered by then stays in the outbox.
+    pub async fn settle(&self, within: Duration) {
+        let Some(o) = &self.outbox else { return };
+        let dirs: Vec<PathBuf> = o
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|r| o.dir.join(r.config.key()))
+            .collect();
+        if dirs.is_empty() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let queued = o.queued.load(std::sync::atomic::Ordering::SeqCst);
+            let d = dirs.clone();
+            let pending = tokio::task::spawn_blocking(move || {
+                d.iter().map(|d| webhook::pending(d).len()).sum::<usize>()
+            })
+            .await
+            .unwrap_or(0);
+            if queued == 0 && pending == 0 || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -327,6 +362,9 @@ async fn write_outbox(
                 .collect::<Vec<_>>()
         })
         .await;
+        if let Some(o) = outbox.upgrade() {
+            o.queued.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
         for wake in written.into_iter().flatten() {
             wake.notify_one();
         }
