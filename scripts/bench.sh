@@ -19,6 +19,11 @@
 # (sampled every 10 s) and the longest time a file took to finalize (the daemon logs
 # `finalize_ms`).
 # A long run: BENCH_FEEDS=10 BENCH_SECS=1800 scripts/bench.sh
+# BENCH_API_RPS=500 adds, for each N, a third pass: the daemon pass again while
+# scripts/api_load.py sends that many HTTP API requests a second (half recording listings,
+# half 64 KiB ranges of live files), and prints the recording thread's CPU per feed-minute in
+# both daemon passes, the HTTP thread's CPU, frames lost, and the requests' statuses and
+# latencies. The daemon's HTTP server is on (127.0.0.1:9469) in every pass.
 #
 # Needs root and scripts/setup.sh. Output and logs: bench-output/ (the baseline pass in
 # bench-output/nN/baseline/). Nothing leaves the machine.
@@ -75,6 +80,13 @@ wait_log() { # file pattern seconds [count]
 
 # CPU seconds (user + system) and peak RSS (KiB) of a live process.
 cpu_of() { awk -v t="$ticks" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
+# CPU seconds of a process's threads whose name starts with $2 (the comm field has no spaces
+# here: the daemon's main thread is "janus-recorder", its HTTP runtime's "janus-recorder-", names
+# being cut to 15 characters).
+threads_cpu() {
+    cat /proc/"$1"/task/*/stat 2>/dev/null | awk -v t="$ticks" -v name="($2" \
+        'index($2, name) == 1 { s += $14 + $15 } END { printf "%.3f", s / t }'
+}
 kib_of() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 # A fresh namespace with Janus and its recorded room for N publishers; Janus's pid in $janus.
@@ -122,8 +134,9 @@ publish() { # N DIR [--hold]: N synthetic publishers for $secs seconds, report i
     }
 }
 
-run_one() { # N: the daemon pass
-    local n=$1 dir=$out/n$1
+run_one() { # N [api]: the daemon pass (with the API load)
+    local n=$1 dir=$out/n$1 api=${2:-}
+    [ -n "$api" ] && dir=$out/n$1/api
     mkdir -p "$dir/recordings"
     start_janus "$n" "$dir" "jr-bench-$$-$n"
 
@@ -136,6 +149,8 @@ dir = "$dir/recordings"
 advertise = ["10.201.0.2"]
 [[rooms]]
 room = $room
+[http]
+listen = "127.0.0.1:9469"
 CONFIG
     # `ip netns exec` execs the program, so $! is the daemon itself.
     env RUST_LOG=info ${BENCH_DAEMON_ENV:-} ip netns exec "$ns" "$bin" run --config "$dir/janus-recorder.toml" >"$dir/janus-recorder.log" 2>&1 &
@@ -147,6 +162,9 @@ CONFIG
     base_anon_kib=$(kib_of "$daemon" RssAnon)
     cpu0=$(cpu_of "$daemon")
     janus_cpu0=$(cpu_of "$janus")
+    local http0 rec0
+    http0=$(threads_cpu "$daemon" janus-recorder-)
+    rec0=$(threads_cpu "$daemon" "janus-recorder)")
 
     # The daemon's RSS every 10 s while it records (seconds since the publishers started, KiB),
     # and its anonymous part (heap and stacks: what feeds cost; the rest is mostly the
@@ -168,7 +186,16 @@ CONFIG
         perf record -F 499 -g -p "$daemon" -o "$dir/perf.data" -- sleep "$secs" >"$dir/perf.log" 2>&1 &
         perf=$!
     fi
+    local load=""
+    if [ -n "$api" ]; then
+        # From when the first recordings exist, for the rest of the publishers' time.
+        ( wait_log "$dir/janus-recorder.log" "recording started" 30 >/dev/null 2>&1
+          ip netns exec "$ns" python3 scripts/api_load.py --rps "$BENCH_API_RPS" \
+              --secs "$((secs - 5))" --out "$dir/api.json" ) &
+        load=$!
+    fi
     publish "$n" "$dir" --hold
+    [ -n "$load" ] && wait "$load"
     # Every feed's file is finalized when its publisher leaves.
     wait_log "$dir/janus-recorder.log" "recording finished" 30 "$n" || true
     local cpu1 peak_kib janus_cpu1
@@ -177,6 +204,9 @@ CONFIG
     local peak_anon_kib
     peak_anon_kib=$(sort -n "$dir/anon.txt" 2>/dev/null | tail -1)
     janus_cpu1=$(cpu_of "$janus")
+    local http1 rec1
+    http1=$(threads_cpu "$daemon" janus-recorder-)
+    rec1=$(threads_cpu "$daemon" "janus-recorder)")
     kill -TERM "$daemon"
     wait "$daemon" || true
     if [ -n "$perf" ]; then
@@ -193,7 +223,8 @@ CONFIG
     cat >"$dir/daemon.json" <<STATS
 {"feeds": $n, "secs": $secs, "daemon_cpu": [$cpu0, $cpu1], "janus_cpu": [$janus_cpu0, $janus_cpu1],
  "base_kib": $base_kib, "peak_kib": $peak_kib,
- "base_anon_kib": $base_anon_kib, "peak_anon_kib": ${peak_anon_kib:-$base_anon_kib}}
+ "base_anon_kib": $base_anon_kib, "peak_anon_kib": ${peak_anon_kib:-$base_anon_kib},
+ "recording_thread_cpu": [$rec0, $rec1], "http_thread_cpu": [$http0, $http1]}
 STATS
     cleanup
     ns=""
@@ -221,11 +252,18 @@ for n in $feeds_list; do
     run_one "$n"
     baseline_one "$n"
     python3 scripts/bench_report.py measure "$out/n$n"
+    if [ -n "${BENCH_API_RPS:-}" ]; then
+        run_one "$n" api
+        python3 scripts/bench_report.py api "$out/n$n" >"$out/n$n/api-summary.txt"
+    fi
 done
 
 echo
 echo "== janus-recorder benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 python3 scripts/bench_report.py table "$out"
+for n in $feeds_list; do
+    [ -s "$out/n$n/api-summary.txt" ] && { echo; cat "$out/n$n/api-summary.txt"; }
+done
 for n in $feeds_list; do
     top=$out/n$n/perf-top.txt
     [ -s "$top" ] || continue

@@ -215,7 +215,41 @@ def table(out):
           " but no daemon; the difference, divided by the feeds, is what our subscriptions cost it.")
 
 
+def frames_lost(d, stats):
+    """Frames sent minus frames written over every feed of one pass."""
+    sent = json.load(open(os.path.join(d, "sent.json")))["feeds"]
+    written = {}
+    for path in glob.glob(os.path.join(d, "recordings", "*", "*.json")):
+        if not path.endswith(".room.json"):
+            s = json.load(open(path))
+            written[s.get("display")] = (s.get("audio_frames") or 0) + (s.get("video_frames") or 0)
+    return sum(f["audio_frames"] + f["video_frames"] - written.get(f["display"], 0) for f in sent)
+
+
+def api(d):
+    """The daemon pass with and without the HTTP API load (BENCH_API_RPS), side by side."""
+    rows = []
+    for name, sub in (("without requests", d), ("with requests", os.path.join(d, "api"))):
+        stats = json.load(open(os.path.join(sub, "daemon.json")))
+        feed_min = stats["feeds"] * stats["secs"] / 60
+        rec = stats["recording_thread_cpu"][1] - stats["recording_thread_cpu"][0]
+        http = stats["http_thread_cpu"][1] - stats["http_thread_cpu"][0]
+        rows.append((name, rec / feed_min, http, frames_lost(sub, stats)))
+    load = json.load(open(os.path.join(d, "api", "api.json")))
+    n = json.load(open(os.path.join(d, "daemon.json")))["feeds"]
+    print(f"HTTP API under load at {n} feeds: {load['requests']} requests ({load['rps']}/s),"
+          f" statuses {load['statuses']}, latency p50 {load['latency_ms']['p50']} ms,"
+          f" p95 {load['latency_ms']['p95']} ms, p99 {load['latency_ms']['p99']} ms")
+    print()
+    print("| pass | recording thread CPU s/feed-min | HTTP thread CPU s | frames lost |")
+    print("|---|---|---|---|")
+    for name, rec, http, lost in rows:
+        print(f"| {name} | {rec:.4f} | {http:.2f} | {lost} |")
+    print(f"\nrecording thread with requests / without: {rows[1][1] / rows[0][1]:.3f}")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("measure", "table"):
-        sys.exit("usage: bench_report.py measure DIR | table OUT")
-    (measure if sys.argv[1] == "measure" else table)(sys.argv[2])
+    commands = {"measure": measure, "table": table, "api": api}
+    if len(sys.argv) != 3 or sys.argv[1] not in commands:
+        sys.exit("usage: bench_report.py measure DIR | table OUT | api DIR")
+    commands[sys.argv[1]](sys.argv[2])

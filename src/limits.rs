@@ -63,6 +63,8 @@ pub struct FeedSlots(Arc<Slots>);
 struct Slots {
     used: AtomicUsize,
     max: AtomicUsize,
+    /// Bumped whenever a slot is given back (publishers waiting for one are tried again).
+    freed: tokio::sync::watch::Sender<u64>,
 }
 
 impl FeedSlots {
@@ -70,15 +72,22 @@ impl FeedSlots {
         FeedSlots(Arc::new(Slots {
             used: AtomicUsize::new(0),
             max: AtomicUsize::new(max.get()),
+            freed: tokio::sync::watch::channel(0).0,
         }))
     }
 
     pub fn set_max(&self, max: NonZeroUsize) {
         self.0.max.store(max.get(), Ordering::Relaxed);
+        self.0.freed.send_modify(|n| *n += 1);
     }
 
     pub fn max(&self) -> usize {
         self.0.max.load(Ordering::Relaxed)
+    }
+
+    /// Changes whenever a slot is given back (or the limit raised by a reload).
+    pub fn freed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.freed.subscribe()
     }
 
     /// A slot for one more feed, held until dropped; `None` at the limit.
@@ -101,6 +110,7 @@ pub struct FeedSlot(Arc<Slots>);
 impl Drop for FeedSlot {
     fn drop(&mut self) {
         self.0.used.fetch_sub(1, Ordering::AcqRel);
+        self.0.freed.send_modify(|n| *n += 1);
     }
 }
 

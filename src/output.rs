@@ -254,6 +254,11 @@ pub struct Sidecar {
     pub part: u32,
     pub previous_part: Option<String>,
     pub next_part: Option<String>,
+    /// The first file of a subscription made again after a failure (ICE, DTLS, a subscribe
+    /// timeout, a write error) while the publisher stayed: why the last one ended. Its
+    /// `previous_part` is the last file before the failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_after: Option<String>,
     /// Which clock placed each track: `capture-time`, `sender-report` or `arrival`.
     pub audio_clock: Option<String>,
     pub video_clock: Option<String>,
@@ -292,6 +297,7 @@ impl Sidecar {
             part: 1,
             previous_part: None,
             next_part: None,
+            resumed_after: None,
             audio_clock: None,
             video_clock: None,
         }

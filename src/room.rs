@@ -3,7 +3,7 @@
 //! `leaving`, `kicked` and `destroyed`, and runs one [`feed`](mod@crate::feed) task per publisher.
 //! A room that cannot be joined (no such room, wrong pin) is retried; other rooms go on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::config::RoomConfig;
 use crate::events::EventKind;
 use crate::feed::relay::RelayTarget;
-use crate::feed::{self, EndReason, FeedSettings, FeedSpec};
+use crate::feed::{self, EndReason, FeedEnd, FeedSettings, FeedSpec, Resume};
 use crate::health::RoomState;
 use crate::ids::FeedId;
 use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
@@ -151,13 +151,19 @@ async fn watch_once(
         task_feed: HashMap::new(),
         relay: room.relay.as_ref().map(RelayTarget::new),
         manifest: manifest.flatten(),
+        waiting: VecDeque::new(),
+        retries: Vec::new(),
     };
     for p in publishers {
-        feeds.start(p);
+        feeds.start(p, None);
     }
+    let mut freed = settings.slots.freed();
     let end = loop {
+        let next_retry = feeds.retries.iter().map(|r| r.due).min();
         tokio::select! {
             _ = stop.room.cancelled() => break (stop.reason(), RoomEnd::Shutdown),
+            Ok(()) = freed.changed(), if !feeds.waiting.is_empty() => feeds.take_waiting(),
+            _ = sleep_until_some(next_retry) => feeds.retry_due(),
             msg = handle.next_event() => {
                 let Some(msg) = msg else {
                     break (EndReason::ConnectionLost, RoomEnd::ConnectionLost);
@@ -211,10 +217,42 @@ async fn join(
     }
 }
 
-/// A feed task that is still wanted.
+/// A feed task that is still wanted: its publisher publishes (as far as we know).
 struct Running {
     stop: oneshot::Sender<EndReason>,
     display: Option<String>,
+    /// The publisher, to subscribe again after a failure.
+    publisher: Publisher,
+    /// The subscription this task made again, if it is one.
+    resume: Option<Resume>,
+}
+
+/// A subscription to make again once `due`.
+struct Retry {
+    due: Instant,
+    publisher: Publisher,
+    resume: Resume,
+}
+
+/// The first wait before subscribing again after a failure; it doubles with each failure
+/// in a row, up to [`RESUBSCRIBE_MAX`].
+pub const RESUBSCRIBE_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between two tries to subscribe again.
+pub const RESUBSCRIBE_MAX: Duration = Duration::from_secs(30);
+
+/// The wait before the `attempt`-th try in a row (from 1).
+fn resubscribe_after(attempt: u32) -> Duration {
+    RESUBSCRIBE_FIRST
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(RESUBSCRIBE_MAX)
+}
+
+/// Sleeps until `at`; never, without it.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The feed tasks of one room.
@@ -224,8 +262,12 @@ struct Feeds {
     room: RoomConfig,
     private_id: Option<u64>,
     running: HashMap<FeedId, Running>,
-    tasks: JoinSet<EndReason>,
+    tasks: JoinSet<FeedEnd>,
     task_feed: HashMap<Id, FeedId>,
+    /// Publishers refused at `max_feeds`, oldest first: taken when a slot frees.
+    waiting: VecDeque<Publisher>,
+    /// Feeds whose subscription failed while their publisher stays: subscribed again.
+    retries: Vec<Retry>,
     /// Where this room's feeds are relayed, shared by its feeds.
     relay: Option<Arc<RelayTarget>>,
     /// This watch's room manifest (recorded rooms), shared by its feeds.
@@ -234,8 +276,9 @@ struct Feeds {
 
 impl Feeds {
     /// Starts recording `p` unless it is already being recorded, or is one of our own
-    /// relayed publishers (which would loop).
-    fn start(&mut self, p: Publisher) {
+    /// relayed publishers (which would loop); `resume` when it is subscribed again after a
+    /// failure. Past `max_feeds` it waits for a slot.
+    fn start(&mut self, p: Publisher, resume: Option<Resume>) {
         let own = OwnFeed {
             server: self.session.url().clone(),
             room: self.room.room.clone(),
@@ -251,22 +294,36 @@ impl Feeds {
         }
         let span = tracing::info_span!("feed", feed = %p.id, display = ?p.display.as_deref().unwrap_or(""));
         let Some(slot) = self.settings.slots.take() else {
-            span.in_scope(|| {
-                tracing::warn!(
-                    max_feeds = self.settings.slots.max(),
-                    "publisher refused: [limits] max_feeds reached; not recorded"
-                )
-            });
-            crate::metrics::feed_refused();
+            if !self.waiting.iter().any(|w| w.id == p.id) {
+                span.in_scope(|| {
+                    tracing::warn!(
+                        max_feeds = self.settings.slots.max(),
+                        "publisher refused: [limits] max_feeds reached; recorded once a slot frees"
+                    )
+                });
+                crate::metrics::feed_refused();
+                self.waiting.push_back(p);
+            }
             return;
         };
-        span.in_scope(|| tracing::info!("publisher announced; subscribing"));
+        if resume.is_none() {
+            // A new publication: a retry still due for the old one has no business.
+            self.retries.retain(|r| r.publisher.id != p.id);
+        }
+        match &resume {
+            None => span.in_scope(|| tracing::info!("publisher announced; subscribing")),
+            Some(r) => span.in_scope(
+                || tracing::info!(after = %r.why, attempt = r.attempt, "subscribing again"),
+            ),
+        }
         let (stop, stop_rx) = oneshot::channel();
         self.running.insert(
             p.id.clone(),
             Running {
                 stop,
                 display: p.display.clone(),
+                publisher: p.clone(),
+                resume: resume.clone(),
             },
         );
         let id = p.id.clone();
@@ -280,6 +337,7 @@ impl Feeds {
             relay: self.relay.clone(),
             manifest: self.manifest.clone(),
             split_after: self.room.split_after.or(self.settings.split_after),
+            resume,
         };
         let run = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
         let task = async move {
@@ -290,8 +348,37 @@ impl Feeds {
         self.task_feed.insert(handle.id(), id);
     }
 
+    /// Publishers that waited for a slot, oldest first, while slots are free.
+    fn take_waiting(&mut self) {
+        while let Some(p) = self.waiting.pop_front() {
+            let before = self.waiting.len();
+            self.start(p, None);
+            if self.waiting.len() > before {
+                // Refused again (it went back to the end): no slot now; keep the order.
+                if let Some(p) = self.waiting.pop_back() {
+                    self.waiting.push_front(p);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Subscribes again to the feeds whose wait is over, if their publisher still
+    /// publishes (as far as the room's events tell; the feed checks with Janus too).
+    fn retry_due(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<Retry>, Vec<Retry>) =
+            self.retries.drain(..).partition(|r| r.due <= now);
+        self.retries = later;
+        for r in due {
+            self.start(r.publisher, Some(r.resume));
+        }
+    }
+
     /// Tells one feed to end (it finalizes its file on its own).
     fn stop(&mut self, feed: &FeedId, reason: EndReason) {
+        self.waiting.retain(|w| w.id != *feed);
+        self.retries.retain(|r| r.publisher.id != *feed);
         match self.running.remove(feed) {
             Some(r) => {
                 tracing::info!(%feed, display = ?r.display, %reason, "publisher gone");
@@ -303,6 +390,8 @@ impl Feeds {
 
     /// Ends every feed and waits for all of them to finalize.
     async fn stop_all(&mut self, reason: EndReason) {
+        self.waiting.clear();
+        self.retries.clear();
         for (_, r) in self.running.drain() {
             let _ = r.stop.send(reason.clone());
         }
@@ -311,27 +400,53 @@ impl Feeds {
         }
     }
 
-    /// Logs how a feed task ended; a panic ends only that feed.
-    fn reap(&mut self, done: Result<(Id, EndReason), tokio::task::JoinError>) {
+    /// Deals with a feed task's end: a failure that may heal while the publisher stays is
+    /// subscribed again after a backoff, the new file linked to the last one; a panic ends
+    /// only that feed.
+    fn reap(&mut self, done: Result<(Id, FeedEnd), tokio::task::JoinError>) {
         let (id, outcome) = match done {
-            Ok((id, reason)) => (id, Ok(reason)),
+            Ok((id, end)) => (id, Ok(end)),
             Err(e) => (e.id(), Err(e)),
         };
         let feed = self.task_feed.remove(&id);
-        match outcome {
-            Ok(reason) => {
-                tracing::debug!(feed = ?feed.as_ref().map(ToString::to_string), %reason, "feed task ended")
+        let end = match outcome {
+            Ok(end) => {
+                tracing::debug!(feed = ?feed.as_ref().map(ToString::to_string), reason = %end.reason, "feed task ended");
+                Some(end)
             }
             Err(e) => {
-                tracing::error!(feed = ?feed.as_ref().map(ToString::to_string), error = %e, "feed task crashed")
+                tracing::error!(feed = ?feed.as_ref().map(ToString::to_string), error = %e, "feed task crashed");
+                None
             }
+        };
+        // Still wanted (no `unpublished`, `leaving`... took it away) and ended by itself.
+        let Some(feed) = feed else { return };
+        if !self.running.get(&feed).is_some_and(|r| r.stop.is_closed()) {
+            return;
         }
-        // A feed that ended by itself (hangup, ICE failure) may be announced again later.
-        if let Some(feed) = feed
-            && self.running.get(&feed).is_some_and(|r| r.stop.is_closed())
-        {
-            self.running.remove(&feed);
-        }
+        let Some(r) = self.running.remove(&feed) else {
+            return;
+        };
+        let Some(end) = end.filter(|e| e.may_heal) else {
+            // It may be announced again later.
+            return;
+        };
+        let attempt = r.resume.as_ref().map_or(1, |x| x.attempt + 1);
+        // Nothing written this time: the link goes to the last file before.
+        let previous = end
+            .last
+            .or_else(|| r.resume.as_ref().and_then(|x| x.previous.clone()));
+        let wait = resubscribe_after(attempt);
+        tracing::warn!(%feed, display = ?r.display, reason = %end.reason, attempt, "the subscription failed while the publisher stays; subscribing again in {wait:?}");
+        self.retries.push(Retry {
+            due: Instant::now() + wait,
+            publisher: r.publisher,
+            resume: Resume {
+                previous,
+                why: end.reason.to_string(),
+                attempt,
+            },
+        });
     }
 
     /// Handles one message for the watcher handle; returns how the room ends, if it does.
@@ -343,7 +458,7 @@ impl Feeds {
         match VideoRoomEvent::parse(&data) {
             VideoRoomEvent::Publishers { publishers, .. } => {
                 for p in publishers {
-                    self.start(p);
+                    self.start(p, None);
                 }
             }
             VideoRoomEvent::Unpublished { feed: Some(f) } => self.stop(&f, EndReason::Unpublished),

@@ -73,6 +73,39 @@ pub struct FeedSpec {
     pub manifest: Option<Arc<crate::manifest::RoomManifest>>,
     /// Files this long are continued in a new part (the room's, else `[output]`'s).
     pub split_after: Option<Duration>,
+    /// This subscription goes on after a failure of the last one (see [`Resume`]).
+    pub resume: Option<Resume>,
+}
+
+/// A recording's last file: its name and part number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastPart {
+    pub file: String,
+    pub part: u32,
+}
+
+/// A subscription made again while the publisher stays, after the last one failed: its
+/// first file is the next part of the last one's (`previous_part`), and says why
+/// (`resumed_after`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// The last file written before the failure (none: nothing was written yet).
+    pub previous: Option<LastPart>,
+    /// Why the last subscription ended.
+    pub why: String,
+    /// How many tries in a row this is (from 1), for the backoff.
+    pub attempt: u32,
+}
+
+/// How a feed ended: the room watcher subscribes again to a feed whose failure may heal.
+#[derive(Debug)]
+pub struct FeedEnd {
+    pub reason: EndReason,
+    /// A failure that may heal while the publisher stays: a subscribe that failed or timed
+    /// out, ICE or DTLS failing, Janus hanging up, a file that could not be written.
+    pub may_heal: bool,
+    /// The last file written, if any.
+    pub last: Option<LastPart>,
 }
 
 /// Why a recording ended; written to the sidecar and the log.
@@ -138,10 +171,14 @@ pub async fn run(
     settings: Arc<FeedSettings>,
     spec: FeedSpec,
     mut stop: oneshot::Receiver<EndReason>,
-) -> EndReason {
+) -> FeedEnd {
     let (handle, rtc, tracks) = tokio::select! {
         r = subscribe(&session, &settings, &spec) => match r {
             Ok(v) => v,
+            Err(SubscribeError::Gone) => {
+                tracing::info!("the publisher is no longer publishing; not subscribing again");
+                return FeedEnd { reason: EndReason::Unpublished, may_heal: false, last: None };
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot subscribe");
                 settings.events.emit(
@@ -154,10 +191,13 @@ pub async fn run(
                         "error": e.to_string(),
                     }),
                 );
-                return EndReason::Failed(e.to_string());
+                let may_heal = !matches!(e, SubscribeError::NothingRecordable(_));
+                return FeedEnd { reason: EndReason::Failed(e.to_string()), may_heal, last: None };
             }
         },
-        r = &mut stop => return r.unwrap_or(EndReason::Shutdown),
+        r = &mut stop => {
+            return FeedEnd { reason: r.unwrap_or(EndReason::Shutdown), may_heal: false, last: None };
+        }
     };
     let codec_of = |k: MediaKind| tracks.iter().map(|t| t.1).find(|c| c.kind() == k);
     let relay = spec.relay.clone().map(|target| {
@@ -179,6 +219,7 @@ pub async fn run(
         counters: FrameCounters::new(),
         relay,
         svc: SvcJoiner::default(),
+        last: None,
     };
     let reason = feed.record(handle, rtc, stop).await;
     // Finalizing is file IO (a long file's cues and sizes): on a blocking thread, so the media
@@ -186,11 +227,23 @@ pub async fn run(
     // a shutdown are finalized side by side rather than one after the other.
     let span = tracing::Span::current();
     let ended = reason.clone();
-    let finished = tokio::task::spawn_blocking(move || span.in_scope(|| feed.finish(&ended)));
-    if let Err(e) = finished.await {
+    let finished = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| feed.finish(&ended));
+        feed.last
+    });
+    let last = finished.await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "finalizing the recording panicked");
+        None
+    });
+    let may_heal = matches!(
+        reason,
+        EndReason::Failed(_) | EndReason::IceFailed | EndReason::HangUp(_)
+    );
+    FeedEnd {
+        reason,
+        may_heal,
+        last,
     }
-    reason
 }
 
 /// Why a subscription could not be set up.
@@ -213,6 +266,9 @@ pub enum SubscribeError {
     /// Answering the offer failed.
     #[error(transparent)]
     Rtc(#[from] RtcError),
+    /// Subscribing again: the publisher no longer publishes.
+    #[error("the publisher no longer publishes")]
+    Gone,
 }
 
 /// The error of a Janus request, with what it was for.
@@ -244,6 +300,17 @@ async fn subscribe(
         .await
         .map_err(janus("attaching to the VideoRoom plugin"))?;
     let p = &spec.publisher;
+    if spec.resume.is_some() {
+        // Subscribing again after a failure: only while the publisher still publishes.
+        let (data, _) = handle
+            .message(Request::ListParticipants { room: &spec.room }.body(), None)
+            .await
+            .map_err(janus("listing the participants"))?;
+        if !crate::janus::messages::is_publishing(&data, &p.id) {
+            handle.detach().await;
+            return Err(SubscribeError::Gone);
+        }
+    }
     let mut wanted: Vec<_> = p
         .streams
         .iter()
@@ -419,6 +486,8 @@ struct Feed {
     relay: Option<Relay>,
     /// Joins VP9 SVC layers into superframes.
     svc: SvcJoiner,
+    /// The last file finalized.
+    last: Option<LastPart>,
 }
 
 /// The relay's next event; never, without a relay.
@@ -683,11 +752,21 @@ impl Feed {
             dir: self.settings.out_dir.clone(),
             source,
         })?;
+        // The first file of a subscription made again after a failure goes on from the
+        // last one's.
+        let resumed = self.spec.resume.as_ref().filter(|_| previous.is_none());
+        let before = previous
+            .map(|p| LastPart {
+                file: p.sidecar.file.clone(),
+                part: p.sidecar.part,
+            })
+            .or_else(|| resumed.and_then(|r| r.previous.clone()));
         let sidecar = Sidecar {
             audio_codec: setup.audio.map(|c| c.to_string()),
             video_codec: setup.video.map(|c| c.to_string()),
-            part: previous.map_or(1, |p| p.sidecar.part + 1),
-            previous_part: previous.map(|p| p.sidecar.file.clone()),
+            part: before.as_ref().map_or(1, |p| p.part + 1),
+            previous_part: before.map(|p| p.file),
+            resumed_after: resumed.map(|r| r.why.clone()),
             audio_clock: self.machine.clock_of(MediaKind::Audio),
             video_clock: self.machine.clock_of(MediaKind::Video),
             ..Sidecar::begun(
@@ -719,6 +798,12 @@ impl Feed {
         // Frames still waiting for a clock are placed and written.
         if let Some(end) = self.step(Input::Ending, None) {
             tracing::error!(%end, "writing the last frames failed");
+        }
+        if let Some(rec) = &self.recording {
+            self.last = Some(LastPart {
+                file: rec.sidecar.file.clone(),
+                part: rec.sidecar.part,
+            });
         }
         let Some(rec) = self.recording.take() else {
             if self.spec.record {

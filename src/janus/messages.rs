@@ -408,6 +408,21 @@ impl VideoRoomEvent {
     }
 }
 
+/// Whether a `listparticipants` answer (`{"videoroom": "participants", "participants":
+/// [{"id", "publisher": true, ...}]}`) has `feed` publishing.
+pub fn is_publishing(data: &Value, feed: &FeedId) -> bool {
+    data.get("participants")
+        .and_then(Value::as_array)
+        .is_some_and(|list| {
+            list.iter().any(|p| {
+                p.get("publisher").and_then(Value::as_bool) == Some(true)
+                    && p.get("id")
+                        .and_then(|id| serde_json::from_value::<FeedId>(id.clone()).ok())
+                        .is_some_and(|id| id == *feed)
+            })
+        })
+}
+
 /// One room of the VideoRoom's `list` answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedRoom {

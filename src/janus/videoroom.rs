@@ -44,6 +44,9 @@ pub enum Request<'a> {
     },
     /// Leave the room.
     Leave,
+    /// List a room's participants (who publishes now).
+    #[serde(rename = "listparticipants")]
+    ListParticipants { room: &'a RoomId },
     /// List the rooms (private ones too with the right `admin_key`).
     List {
         #[serde(skip_serializing_if = "Option::is_none")]
