@@ -350,15 +350,11 @@ impl Feeds {
 
     /// Publishers that waited for a slot, oldest first, while slots are free.
     fn take_waiting(&mut self) {
-        while let Some(p) = self.waiting.pop_front() {
-            let before = self.waiting.len();
-            self.start(p, None);
-            if self.waiting.len() > before {
-                // Refused again (it went back to the end): no slot now; keep the order.
-                if let Some(p) = self.waiting.pop_back() {
-                    self.waiting.push_front(p);
-                }
-                return;
+        // Is a slot free? (Probed and given back at once: nothing else runs before `start`
+        // takes it, there is no await between.) A publisher is refused and counted once.
+        while !self.waiting.is_empty() && self.settings.slots.take().is_some() {
+            if let Some(p) = self.waiting.pop_front() {
+                self.start(p, None);
             }
         }
     }
