@@ -92,6 +92,11 @@ enum ConfigCommand {
         /// Path of the TOML config file.
         #[arg(default_value = "/etc/janus-recorder/config.toml")]
         file: PathBuf,
+        /// Do not read secrets from files or the environment (`{ file = .. }`, `{ env = .. }`):
+        /// for checking a config outside the unit, whose environment and credentials they
+        /// come from (the package's upgrade check does this).
+        #[arg(long)]
+        skip_secrets: bool,
     },
 }
 
@@ -102,7 +107,13 @@ fn main() -> ExitCode {
         Command::Check(args) => janus_recorder::check::run(&args),
         Command::Room(args) => janus_recorder::roomfile::run(&args),
         Command::Publish(args) => janus_recorder::publish::synthetic::run(&args),
-        Command::Config(ConfigCommand::Check { file }) => janus_recorder::service::check(&file),
+        Command::Config(ConfigCommand::Check { file, skip_secrets }) => {
+            if skip_secrets {
+                janus_recorder::secret::unresolved(|| janus_recorder::service::check(&file))
+            } else {
+                janus_recorder::service::check(&file)
+            }
+        }
         Command::Status { config } => janus_recorder::status::run(&config),
         Command::Rooms(remote) => janus_recorder::remote::rooms(&remote),
         Command::Record {

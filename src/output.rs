@@ -44,6 +44,22 @@ pub fn create_private(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
+/// Creates (or replaces) an output the operator named (`room --out`, `--grid`, `check
+/// --timeline`) with [`FILE_MODE`], whatever the umask: it holds a meeting as much as the
+/// recordings it comes from. An existing file keeps its inode and is truncated; its mode is
+/// set to [`FILE_MODE`].
+pub fn create_output(path: &Path) -> std::io::Result<File> {
+    let file = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    Ok(file)
+}
+
 /// Creates `dir` and its missing parents with [`DIR_MODE`]; a directory that already exists
 /// keeps the mode it has (an administrator's choice).
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -133,7 +133,8 @@ async fn watch_once(
         }),
     );
     let manifest = room.record.then(|| {
-        match RoomManifest::create(&settings.out_dir, &room.room, session.url()) {
+        let janus = crate::janus::redacted(session.url());
+        match RoomManifest::create(&settings.out_dir, &room.room, &janus) {
             Ok(m) => Some(Arc::new(m)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot write the room manifest; recording without it");

@@ -7,6 +7,30 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+std::thread_local! {
+    /// Whether secrets from files and the environment are read (see [`unresolved`]).
+    static RESOLVE: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// What a secret from a file or the environment holds while [`unresolved`] runs: long enough
+/// for every length check, and saying what it is if it ever shows.
+pub const UNRESOLVED: &str = "(not read: config check --skip-secrets)";
+
+/// Runs `f` (a config parse) without reading secrets from files or the environment: they
+/// are taken as [`UNRESOLVED`]. For `config check --skip-secrets`, which the package runs as
+/// root outside the unit, where the unit's environment and credentials are not.
+pub fn unresolved<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RESOLVE.with(|r| r.set(true));
+        }
+    }
+    RESOLVE.with(|r| r.set(false));
+    let _restore = Restore;
+    f()
+}
+
 /// A secret given in the config text (`"..."`), read from a file (`{ file = "/run/x" }`, one
 /// trailing newline dropped) or from an environment variable (`{ env = "NAME" }`), so it need
 /// not sit in the config. It is read when the config is loaded (and on every reload); its
@@ -39,6 +63,11 @@ impl<'de> Deserialize<'de> for Secret {
         match value {
             toml::Value::String(s) => Ok(Secret(s)),
             toml::Value::Table(t) if t.len() == 1 => match t.iter().next() {
+                Some((k, toml::Value::String(_)))
+                    if (k == "file" || k == "env") && !RESOLVE.with(|r| r.get()) =>
+                {
+                    Ok(Secret(UNRESOLVED.to_owned()))
+                }
                 Some((k, toml::Value::String(path))) if k == "file" => {
                     let text = std::fs::read_to_string(path)
                         .map_err(|e| D::Error::custom(format!("cannot read {path}: {e}")))?;

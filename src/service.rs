@@ -249,7 +249,7 @@ fn feed_settings(
     });
     let advertised: Vec<String> = media.candidates().iter().map(|a| a.to_string()).collect();
     tracing::info!(
-        url = %config.janus.url,
+        url = %crate::janus::redacted(&config.janus.url),
         rooms = config.rooms.len(),
         dir = %config.output.dir.display(),
         candidates = ?advertised,

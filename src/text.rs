@@ -21,6 +21,27 @@ pub fn escape_control(s: &str) -> Cow<'_, str> {
     Cow::Owned(Escaped(s).to_string())
 }
 
+/// `s` with every control character and bidi override taken out (runs of them become one
+/// space), for names written into files (Matroska track names, the grid's captions), where
+/// an escape would only be noise and the raw character would reach whoever prints the file's
+/// metadata.
+pub fn strip_hazards(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut gap = false;
+    for c in s.chars() {
+        if is_hazard(c) {
+            gap = true;
+            continue;
+        }
+        if gap && !out.is_empty() {
+            out.push(' ');
+        }
+        gap = false;
+        out.push(c);
+    }
+    out
+}
+
 /// Displays peer text with control characters escaped: `tracing::warn!(reason = %Escaped(&r))`.
 #[derive(Debug, Clone, Copy)]
 pub struct Escaped<'a>(pub &'a str);
@@ -51,5 +72,16 @@ mod tests {
             escape_control("no\nWATCHDOG=1\0\r\t\u{1b}[31m\u{202e}x\u{85}"),
             "no\\nWATCHDOG=1\\u{0}\\r\\t\\u{1b}[31m\\u{202e}x\\u{85}"
         );
+    }
+
+    #[test]
+    fn hazards_are_stripped_from_names() {
+        assert_eq!(strip_hazards("Alice Ü"), "Alice Ü");
+        assert_eq!(
+            strip_hazards("\u{1b}[2J\u{1b}]0;pwned\u{7}Eve"),
+            "[2J ]0;pwned Eve"
+        );
+        assert_eq!(strip_hazards("abc\u{202e}fdp.exe"), "abc fdp.exe");
+        assert_eq!(strip_hazards("\n\r"), "");
     }
 }

@@ -346,6 +346,9 @@ fn command_line_json_exit_status_and_timeline() {
     ]);
     assert_eq!(code, 1);
     for name in ["t-good.svg", "t-cut.svg"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{name}: as private as the recordings");
         let text = fs::read_to_string(dir.join(name)).unwrap();
         assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
         assert_eq!(text.matches("class=\"lane\"").count(), 2, "{name}");

@@ -115,6 +115,8 @@ fn the_debian_package_installs_disabled_and_restarts_only_on_a_good_config() {
             "-rw-r--r--",
         ),
         ("/usr/share/doc/janus-recorder/copyright", "-rw-r--r--"),
+        ("/usr/share/doc/janus-recorder/LICENSE-MIT", "-rw-r--r--"),
+        ("/usr/share/doc/janus-recorder/LICENSE-APACHE", "-rw-r--r--"),
     ] {
         let (m, owner) = files
             .get(path)
@@ -165,6 +167,18 @@ fn the_debian_package_installs_disabled_and_restarts_only_on_a_good_config() {
             .unwrap(),
     );
     let bin = root.join("usr/bin/janus-recorder");
+    // Dual-licensed, and the package says so: the copyright file and both texts.
+    let copyright =
+        std::fs::read_to_string(root.join("usr/share/doc/janus-recorder/copyright")).unwrap();
+    assert!(copyright.contains("MIT OR Apache-2.0"), "{copyright}");
+    for (file, needle) in [
+        ("LICENSE-MIT", "Permission is hereby granted"),
+        ("LICENSE-APACHE", "Apache License"),
+    ] {
+        let text =
+            std::fs::read_to_string(root.join("usr/share/doc/janus-recorder").join(file)).unwrap();
+        assert!(text.contains(needle), "{file}");
+    }
     assert_eq!(
         std::fs::read(root.join("etc/janus-recorder/config.toml")).unwrap(),
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config.toml")).unwrap()
@@ -275,13 +289,19 @@ fn maintainer_scripts(scratch: &Path, root: &Path, control: &Path) {
     }
 
     // An upgrade: the plain unit's config (the shipped example, its output.dir moved into the
-    // scratch root) passes and it is restarted; janus2's is broken and it is left running.
+    // scratch root, its token from the unit's environment, which the script does not have)
+    // passes and it is restarted; janus2's is broken and it is left running.
     let etc = root.join("etc/janus-recorder");
     let example = std::fs::read_to_string(etc.join("config.toml")).unwrap();
     let rec = root.join("var/lib/janus-recorder");
     std::fs::write(
         etc.join("config.toml"),
-        example.replace("/var/lib/janus-recorder", rec.to_str().unwrap()),
+        example
+            .replace("/var/lib/janus-recorder", rec.to_str().unwrap())
+            .replace(
+                "# token = { env = \"JANUS_TOKEN\" }",
+                "token = { env = \"JR_PACKAGE_TEST_UNSET\" }",
+            ),
     )
     .unwrap();
     std::fs::write(

@@ -305,6 +305,12 @@ fn a_room_file_from_three_recordings_including_a_republished_feed() {
         "the grid lasts {grid_secs} s, the room {room_secs} s"
     );
     assert_eq!(decode_errors(&grid).trim(), "");
+    // What `room` makes is as private as the recordings (0640), whatever the umask.
+    for made in [dir.join("room2.mkv"), grid.clone()] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&made).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{}", made.display());
+    }
 
     // Bad input: exit status 2, naming the path.
     let missing = dir.join("no-such-room");

@@ -100,7 +100,9 @@ pub fn run(args: &CheckArgs) -> i32 {
     if let Some(out) = &args.timeline {
         for r in &reports {
             let path = timeline_path(out, &r.file, reports.len() > 1);
-            if let Err(e) = std::fs::write(&path, timeline::svg(r)) {
+            let written = crate::output::create_output(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, timeline::svg(r).as_bytes()));
+            if let Err(e) = written {
                 eprintln!("check: cannot write {}: {e}", path.display());
                 status = Status::Unreadable;
             }

@@ -27,6 +27,13 @@ use std::time::{Duration, SystemTime};
 /// How far a new offset sample may lie from the estimate before the track is taken to have
 /// jumped (rather than drifted) and is re-anchored on it.
 pub const REANCHOR_AFTER: Duration = Duration::from_secs(5);
+/// How long before its arrival a frame's abs-capture-time may be and still be believed (the
+/// path's delay), and [`CAPTURE_AHEAD`] how long after. The publisher chooses it: without a
+/// bound it could pin its track, and its file's name and `started_at`, to 1900 or to a
+/// century ahead. A frame whose capture time is outside is placed as if it had none.
+pub const CAPTURE_BEHIND: Duration = Duration::from_secs(5);
+/// See [`CAPTURE_BEHIND`]: clocks a little ahead of ours are forgiven.
+pub const CAPTURE_AHEAD: Duration = Duration::from_secs(1);
 /// How often further clock jumps of one track are summed up in the log.
 pub const JUMP_REPORT_EVERY: Duration = Duration::from_secs(60);
 /// How long a track's first frames wait for a sender report before arrival time is used.
@@ -139,6 +146,8 @@ pub struct TrackClock {
     /// The last time handed out; the next is never earlier.
     last: Option<i128>,
     jumps: JumpLog,
+    /// A capture time out of bounds was seen (and logged) already.
+    distrusted: bool,
 }
 
 impl TrackClock {
@@ -147,7 +156,18 @@ impl TrackClock {
     pub fn observe(&mut self, f: &FrameTiming) {
         self.first_arrival.get_or_insert(f.arrival_nanos);
         if let Some(c) = f.capture_nanos {
-            self.capture = Some(c - f.rtp_nanos());
+            let before_arrival = f.arrival_nanos - c;
+            let behind = CAPTURE_BEHIND.as_nanos() as i128;
+            let ahead = CAPTURE_AHEAD.as_nanos() as i128;
+            if (-ahead..=behind).contains(&before_arrival) {
+                self.capture = Some(c - f.rtp_nanos());
+            } else if !self.distrusted {
+                self.distrusted = true;
+                tracing::warn!(
+                    off_ms = (before_arrival / 1_000_000) as i64,
+                    "abs-capture-time far from the arrival time: not believed"
+                );
+            }
         }
         if let Some((ntp, offset)) = f.sender_report_offset()
             && self.reports.back().is_none_or(|&(last, _)| last != ntp)
@@ -396,6 +416,20 @@ mod tests {
         // Encoder restart: RTP time leaps back by an hour at 6 s.
         assert_eq!(placed_ms(&mut c, frame(10, 90_000, 6_000)), 6_000);
         assert_eq!(placed_ms(&mut c, frame(90_010, 90_000, 7_001)), 7_000);
+    }
+
+    /// A publisher's abs-capture-time far from the arrival (a century ahead, or 1900) is not
+    /// believed: the track is placed by its arrival.
+    #[test]
+    fn capture_times_far_from_arrival_are_ignored() {
+        let century = 100 * 365 * 86_400 * 1_000 * MS;
+        for capture in [T0 + century, T0 - century, T0 + 80 * MS + 2_000 * MS] {
+            let mut c = TrackClock::default();
+            let mut f = frame(0, 90_000, 80);
+            f.capture_nanos = Some(capture);
+            assert_eq!(placed_ms(&mut c, f), 80);
+            assert_eq!(c.source, Some(ClockSource::Arrival));
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::codec::vp9::SvcJoiner;
 use crate::events::EventKind;
 use crate::health::Health;
 use crate::ids::RoomId;
-use crate::janus::messages::{Jsep, Publisher, StreamKind, VideoRoomEvent};
+use crate::janus::messages::{Jsep, Publisher, PublisherStream, StreamKind, VideoRoomEvent};
 use crate::janus::videoroom::{Request, SubscribeStream, TopLayers};
 use crate::janus::{Handle, JanusError, Session};
 use crate::limits::FeedSlots;
@@ -311,12 +311,7 @@ async fn subscribe(
             return Err(SubscribeError::Gone);
         }
     }
-    let mut wanted: Vec<_> = p
-        .streams
-        .iter()
-        .filter(|s| matches!(s.kind, StreamKind::Audio | StreamKind::Video) && !s.disabled)
-        .filter(|s| !s.mid.is_empty())
-        .collect();
+    let mut wanted = streams_to_record(p);
     // Video first. Janus maps an RTCP packet it cannot place by SSRC (str0m's keyframe
     // requests come without a receiver report, and a recv-only peer has no SSRC Janus knows)
     // to the first m-line; were that audio, Janus would drop our PLIs and a video stream
@@ -408,6 +403,34 @@ fn tracks_for(
         }
     }
     tracks
+}
+
+/// The publisher's streams we record, so the ones we subscribe to: its first audio and its
+/// first video stream with a codec we write (a second camera or a screen share is not
+/// recorded, so it is not subscribed to: it would cost Janus and us for nothing).
+fn streams_to_record(p: &Publisher) -> Vec<&PublisherStream> {
+    let mut taken = (false, false);
+    p.streams
+        .iter()
+        .filter(|s| !s.disabled && !s.mid.is_empty())
+        .filter(|s| {
+            let slot = match s.kind {
+                StreamKind::Audio => &mut taken.0,
+                StreamKind::Video => &mut taken.1,
+                _ => return false,
+            };
+            let writable = s.codec.is_some_and(|c| c.kind() == kind_of(s.kind));
+            if writable && !*slot {
+                *slot = true;
+                true
+            } else {
+                if writable {
+                    tracing::info!(mid = %s.mid, "a second stream of its kind: not recorded, not subscribed to");
+                }
+                false
+            }
+        })
+        .collect()
 }
 
 fn kind_of(k: StreamKind) -> MediaKind {
@@ -918,7 +941,7 @@ impl Feed {
 mod tests {
     use super::*;
     use crate::ids::FeedId;
-    use crate::janus::messages::{PublisherStream, SubscribedStream};
+    use crate::janus::messages::SubscribedStream;
 
     fn stream(kind: StreamKind, mid: &str, codec: &str) -> PublisherStream {
         PublisherStream {
@@ -962,6 +985,29 @@ mod tests {
             t,
             vec![(Mid::from("a"), Codec::Opus), (Mid::from("b"), Codec::Vp9)]
         );
+    }
+
+    /// Only the streams that are recorded are subscribed to (before: every audio and video
+    /// stream, the second video never written).
+    #[test]
+    fn only_recorded_streams_are_subscribed() {
+        let p = Publisher {
+            id: FeedId::from(1),
+            display: None,
+            streams: vec![
+                stream(StreamKind::Video, "0", "h263"),
+                stream(StreamKind::Audio, "1", "opus"),
+                stream(StreamKind::Video, "2", "vp8"),
+                stream(StreamKind::Video, "3", "vp8"),
+                stream(StreamKind::Audio, "4", "opus"),
+                stream(StreamKind::Data, "5", ""),
+            ],
+        };
+        let mids: Vec<&str> = streams_to_record(&p)
+            .iter()
+            .map(|s| s.mid.as_str())
+            .collect();
+        assert_eq!(mids, ["1", "2"]);
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl RelayTarget {
                 url: url.clone(),
                 source,
             })?;
-        tracing::info!(%url, "connected to the relay server");
+        tracing::info!(url = %crate::janus::redacted(url), "connected to the relay server");
         *slot = Some(s.clone());
         Ok(s)
     }

@@ -267,7 +267,7 @@ impl Session {
     /// certificate problem is an error like any other failure to connect (the caller retries).
     pub async fn connect(url: &str, auth: Auth, trust: &TlsTrust) -> Result<Session, JanusError> {
         let connect_err = |reason: String| JanusError::Connect {
-            url: url.to_owned(),
+            url: super::redacted(url),
             reason,
         };
         let mut request = url

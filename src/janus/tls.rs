@@ -133,7 +133,7 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
 pub fn warn_if_credentials_in_clear(url: &str, has_credentials: bool) {
     if has_credentials && plaintext_credentials_risk(url) {
         tracing::warn!(
-            %url,
+            url = %crate::janus::redacted(url),
             "the api_secret/token will travel unencrypted over ws:// to a host that is not \
              this machine: use wss://"
         );

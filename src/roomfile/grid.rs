@@ -77,12 +77,38 @@ pub enum GridError {
     NoFfmpeg(String),
     #[error("{0}")]
     Scratch(String),
+    #[error(
+        "a grid of {secs} s ({}) with {tiles} tiles is past the limit ({} h, {MAX_GRID_TILES} \
+         tiles): choose a window with --from/--to, or pass --force",
+        humantime::format_duration(std::time::Duration::from_secs(*secs)),
+        MAX_GRID_SECS / 3600
+    )]
+    TooLarge { secs: u64, tiles: usize },
     #[error("ffmpeg failed making {} ({status}):\n{log}", path.display())]
     Failed {
         path: PathBuf,
         status: String,
         log: String,
     },
+}
+
+/// The longest grid made without `--force` or a window: a room directory holding meetings
+/// days apart would otherwise be drawn as one video of days (65 million frames for 30).
+pub const MAX_GRID_SECS: u64 = 12 * 3600;
+/// The most tiles drawn without `--force`.
+pub const MAX_GRID_TILES: usize = 36;
+
+/// Refuses a grid past [`MAX_GRID_SECS`] or [`MAX_GRID_TILES`] unless `forced` (`--force`,
+/// or a `--from`/`--to` window the operator chose).
+pub fn check_size(room: &RoomFile, forced: bool) -> Result<(), GridError> {
+    let secs = u64::try_from(room.duration_ms.max(0))
+        .unwrap_or(0)
+        .div_ceil(1000);
+    let tiles = layout(&room.tracks).0.len();
+    if !forced && (secs > MAX_GRID_SECS || tiles > MAX_GRID_TILES) {
+        return Err(GridError::TooLarge { secs, tiles });
+    }
+    Ok(())
 }
 
 /// A tile: one recording's video (if any) and name; its audio goes to the mix.
@@ -255,13 +281,30 @@ fn drawn_name(who: &str) -> String {
         .collect()
 }
 
-/// A scratch directory for the filter graph and the name files, removed when dropped.
-struct Scratch(PathBuf);
+/// A fresh scratch directory for the filter graph and the name files: made new (it must not
+/// exist: `mkdtemp`'s unpredictable name), `0700`, removed when dropped. `room` often runs as
+/// root over root's recordings, so a directory another user prepared (with symlinks to
+/// root's files, or a filter graph of theirs) must never be taken.
+fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("janus-recorder-grid-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+}
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes a new scratch file: created new (never through an existing file or symlink),
+/// `0600`.
+fn write_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?
+        .write_all(contents)
 }
 
 /// Makes `out` from the room file with ffmpeg, drawing a progress bar on stderr.
@@ -272,28 +315,27 @@ pub fn make_grid(room: &RoomFile, out: &Path) -> Result<(), GridError> {
         return Err(GridError::Empty);
     }
     let scratch_err = |e: std::io::Error| GridError::Scratch(format!("grid scratch files: {e}"));
-    let scratch = Scratch(std::env::temp_dir().join(format!(
-        "janus-recorder-grid-{}-{}",
-        std::process::id(),
-        room.zero.unix_timestamp_nanos()
-    )));
-    std::fs::create_dir_all(&scratch.0).map_err(scratch_err)?;
+    let scratch = scratch_dir().map_err(scratch_err)?;
     let mut names = Vec::new();
     for (i, tile) in tiles.iter().enumerate() {
-        let path = scratch.0.join(format!("name-{i}.txt"));
-        std::fs::write(&path, drawn_name(&tile.who)).map_err(scratch_err)?;
+        let path = scratch.path().join(format!("name-{i}.txt"));
+        write_new(&path, drawn_name(&tile.who).as_bytes()).map_err(scratch_err)?;
         names.push(safe_path(&path).ok_or_else(|| {
             GridError::Scratch(format!(
                 "the temporary directory {} has characters a filter graph cannot take unquoted: \
                  set TMPDIR",
-                scratch.0.display()
+                scratch.path().display()
             ))
         })?);
     }
     let font = Path::new(FONT).is_file().then_some(FONT);
     let graph = filter_graph(&tiles, &voices, &names, font, room.duration_ms);
-    let script = scratch.0.join("graph.txt");
-    std::fs::write(&script, &graph).map_err(scratch_err)?;
+    let script = scratch.path().join("graph.txt");
+    write_new(&script, graph.as_bytes()).map_err(scratch_err)?;
+    // ffmpeg writes the output through this file (-y truncates it, keeping its mode): 0640,
+    // like the recordings it is made of.
+    crate::output::create_output(out)
+        .map_err(|e| GridError::Scratch(format!("{}: {e}", out.display())))?;
 
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-nostdin", "-y", "-v", "error", "-nostats"])
@@ -437,6 +479,56 @@ mod tests {
             "{g}"
         );
         assert!(g.contains("apad=whole_dur=9.000[aout]"), "{g}");
+    }
+
+    /// A room of meetings 30 days apart, or of 40 people, is refused without --force or a
+    /// window; 12 hours of 36 tiles is made.
+    #[test]
+    fn grids_past_the_limits_need_force() {
+        let room = |secs: i64, people: u64| RoomFile {
+            path: PathBuf::from("r.mkv"),
+            zero: time::OffsetDateTime::UNIX_EPOCH,
+            duration_ms: secs * 1000,
+            tracks: (0..people)
+                .map(|i| track(i + 1, MediaKind::Video, &format!("p{i}"), 0))
+                .collect(),
+            recordings: people as usize,
+            warnings: vec![],
+            elapsed: std::time::Duration::ZERO,
+        };
+        let month = room(2_592_001, 4);
+        let e = check_size(&month, false).unwrap_err();
+        assert!(e.to_string().contains("--from/--to"), "{e}");
+        assert!(e.to_string().contains("2592001 s (30days 1s)"), "{e}");
+        assert!(check_size(&month, true).is_ok());
+        assert!(check_size(&room(40, 40), false).is_err());
+        assert!(check_size(&room(12 * 3600, 36), false).is_ok());
+    }
+
+    /// The scratch directory is new each time, 0700, and its files are never written through
+    /// something planted there (before: a guessable `janus-recorder-grid-<pid>-<ns>` taken
+    /// as found, files written with `fs::write`, symlinks followed).
+    #[test]
+    fn scratch_files_are_private_and_new() {
+        use std::os::unix::fs::PermissionsExt;
+        let a = scratch_dir().unwrap();
+        let b = scratch_dir().unwrap();
+        assert_ne!(a.path(), b.path());
+        let mode = std::fs::metadata(a.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let victim = b.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let planted = a.path().join("name-0.txt");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        assert!(write_new(&planted, b"Mallory").is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let fresh = a.path().join("graph.txt");
+        write_new(&fresh, b"[0:v]null[vout]").unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let gone = a.path().to_owned();
+        drop(a);
+        assert!(!gone.exists(), "removed when done");
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct RoomArgs {
     /// and Opus): a tile per recording with the name drawn, black while absent, audio mixed.
     #[arg(long, value_name = "OUT.mp4|OUT.webm")]
     pub grid: Option<PathBuf>,
+    /// Make the grid even past its limits (12 h, 36 tiles) without a --from/--to window.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// A time given to `--from` or `--to`.
@@ -117,6 +120,13 @@ pub enum RoomError {
     EmptyWindow,
     #[error("--out {} is one of the recordings", .0.display())]
     OutputIsInput(PathBuf),
+    /// More recordings in the window than one room file takes (every input is open at once,
+    /// and players choke on hundreds of tracks).
+    #[error(
+        "{0} recordings in the window, more than {MAX_ROOM_RECORDINGS} in one room file: choose a \
+         window with --from/--to"
+    )]
+    TooManyRecordings(usize),
     /// A recording's media file cannot be read.
     #[error("reading {}: {cause}", path.display())]
     Input {
@@ -143,6 +153,10 @@ impl RoomError {
         }
     }
 }
+
+/// The most recordings one room file takes: every one is open at once while the file is
+/// made (within the usual 1024 open files), and each brings up to two tracks.
+pub const MAX_ROOM_RECORDINGS: usize = 500;
 
 /// The window of the room to put in the file.
 #[derive(Debug, Clone, Copy, Default)]
@@ -325,6 +339,10 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
     {
         return Err(RoomError::OutputIsInput(r.media.clone()));
     }
+    let chosen_count: usize = chosen.iter().map(|(g, _)| g.len()).sum();
+    if chosen_count > MAX_ROOM_RECORDINGS {
+        return Err(RoomError::TooManyRecordings(chosen_count));
+    }
     let mut inputs: Vec<Placed> = Vec::new();
     let mut tracks: Vec<OutTrack> = Vec::new();
     let mut room_tracks = Vec::new();
@@ -472,9 +490,11 @@ impl RoomFile {
                 .stats
                 .first_ms
                 .map_or("-".into(), |f| format!("{:.3} s", f as f64 / 1000.0));
+            // Names are stripped already (`Recording::who`); escaped again for the terminal.
+            let name = crate::text::escape_control(&t.name);
             s.push_str(&format!(
                 "  track {} {:<5} {:<30} from {first:>9}  {} frames\n",
-                t.number, t.kind, t.name, t.stats.frames
+                t.number, t.kind, name, t.stats.frames
             ));
         }
         s
@@ -506,6 +526,11 @@ pub fn run(args: &RoomArgs) -> i32 {
     }
     print!("{}", room.human());
     if let Some(out) = &args.grid {
+        let windowed = args.from.is_some() || args.to.is_some();
+        if let Err(e) = grid::check_size(&room, args.force || windowed) {
+            eprintln!("room: {e}");
+            return 2;
+        }
         let started = Instant::now();
         match grid::make_grid(&room, out) {
             Ok(()) => println!(

@@ -159,7 +159,7 @@ impl RoomWriter {
         zero: OffsetDateTime,
         tracks: &[OutTrack],
     ) -> Result<RoomWriter, RoomError> {
-        let file = File::create(path).map_err(|e| output_error(path, e))?;
+        let file = crate::output::create_output(path).map_err(|e| output_error(path, e))?;
         let mut w = RoomWriter {
             path: path.to_path_buf(),
             tags: TagWriter::new(Counted {
@@ -417,13 +417,18 @@ fn replaced(c: &MatroskaSpec) -> bool {
     )
 }
 
-/// A track number as an EBML vint (1 byte up to 126, 2 bytes up to 16382).
+/// A track number as an EBML vint: 1 byte up to 126, 2 up to 16382, 3 up to 2^21 - 2 (a
+/// number past 16382 was cut to its low 14 bits, landing on another track). Room files hold
+/// at most 2 * [`super::MAX_ROOM_RECORDINGS`] tracks; larger numbers panic in debug builds.
 fn track_vint(n: u64) -> Vec<u8> {
+    debug_assert!(n < (1 << 21) - 1, "track number {n}");
     if n < 0x7F {
         vec![0x80 | n as u8]
+    } else if n < 0x3FFF {
+        ((n as u16) | 0x4000).to_be_bytes().to_vec()
     } else {
-        let v = (n as u16 & 0x3FFF) | 0x4000;
-        v.to_be_bytes().to_vec()
+        let v = (n as u32 & 0x1F_FFFF) | 0x20_0000;
+        v.to_be_bytes()[1..].to_vec()
     }
 }
 
@@ -470,5 +475,8 @@ mod tests {
         assert_eq!(track_vint(126), [0xFE]);
         assert_eq!(track_vint(127), [0x40, 0x7F]);
         assert_eq!(track_vint(300), [0x41, 0x2C]);
+        // Past 16382: three bytes (it was cut to 14 bits: 16390 landed on track 6).
+        assert_eq!(track_vint(16_390), [0x20, 0x40, 0x06]);
+        assert_eq!(track_vint(16_382), [0x7F, 0xFE]);
     }
 }

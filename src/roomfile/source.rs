@@ -81,11 +81,19 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// The display name, or the feed id for a publisher that gave none.
+    /// The display name, or the feed id for a publisher that gave none, without control
+    /// characters or bidi overrides: it is written into the room file's track names and the
+    /// grid's captions, and printed (a publisher's `\x1b]...` must not reach a terminal).
     pub fn who(&self) -> String {
-        match &self.sidecar.display {
-            Some(d) if !d.trim().is_empty() => d.clone(),
-            _ => format!("feed {}", self.sidecar.feed),
+        let display = self
+            .sidecar
+            .display
+            .as_deref()
+            .map(crate::text::strip_hazards)
+            .filter(|d| !d.trim().is_empty());
+        match display {
+            Some(d) => d,
+            None => crate::text::strip_hazards(&format!("feed {}", self.sidecar.feed)),
         }
     }
 }
@@ -381,6 +389,34 @@ fn input_track(children: Vec<MatroskaSpec>) -> Option<InputTrack> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A display name's terminal escapes and bidi overrides never reach the room file's track
+    /// names or the terminal (before: written and printed raw).
+    #[test]
+    fn names_lose_control_and_bidi_characters() {
+        let rec = |display: Option<&str>| Recording {
+            media: PathBuf::from("/r/1/x.webm"),
+            sidecar: SidecarFields {
+                room: RoomId::from(1),
+                feed: FeedId::from(7),
+                display: display.map(Into::into),
+                file: "x.webm".into(),
+                started_at: "2026-12-01T00:00:00Z".into(),
+                ended_at: None,
+                part: None,
+                previous_part: None,
+            },
+            start: OffsetDateTime::UNIX_EPOCH,
+            end: None,
+        };
+        assert_eq!(
+            rec(Some("\u{1b}]0;owned\u{7}Bob\u{202e}gpj")).who(),
+            "]0;owned Bob gpj"
+        );
+        assert_eq!(rec(Some("\u{1b}\u{7}")).who(), "feed 7");
+        assert_eq!(rec(None).who(), "feed 7");
+        assert_eq!(rec(Some("Zoë")).who(), "Zoë");
+    }
 
     #[test]
     fn block_headers_are_read() {
