@@ -579,6 +579,80 @@ impl Config {
     }
 }
 
+/// The keys whose values are secrets (see [`Secret`]).
+const SECRET_KEYS: [&str; 6] = [
+    "api_secret",
+    "token",
+    "pin",
+    "secret",
+    "admin_key",
+    "tokens",
+];
+
+/// What `config check` warns about in a config that is accepted: secrets written inline in
+/// a file others may read, and the older `[metrics] listen` on a non-loopback address
+/// without API tokens (the metrics, and who records what, open to the network).
+pub fn warnings(path: &Path, text: &str, config: &Config) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let world_readable = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o004 != 0)
+        .unwrap_or(false);
+    if world_readable && let Ok(value) = text.parse::<toml::Table>() {
+        let mut inline = Vec::new();
+        find_inline_secrets(&toml::Value::Table(value), String::new(), &mut inline);
+        if !inline.is_empty() {
+            out.push(format!(
+                "{} is readable by every user and holds secrets inline ({}): read them from a \
+                 file or the environment ({{ file = \"...\" }}, {{ env = \"...\" }}; systemd's \
+                 LoadCredential= gives a private file), or make the file 0640",
+                path.display(),
+                inline.join(", ")
+            ));
+        }
+    }
+    if config.http.is_none()
+        && config.tokens().is_empty()
+        && let Some(listen) = config.metrics.listen
+        && !listen.ip().is_loopback()
+    {
+        out.push(format!(
+            "[metrics] listen = {listen} is not a loopback address and there are no API tokens: \
+             the metrics are open to the network (the API answers loopback only); use [http] \
+             with [[http.tokens]]"
+        ));
+    }
+    out
+}
+
+/// Collects the dotted keys of secrets given as plain strings under `v`.
+fn find_inline_secrets(v: &toml::Value, at: String, out: &mut Vec<String>) {
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                if SECRET_KEYS.contains(&k.as_str()) && v.is_str() {
+                    out.push(join(k));
+                } else {
+                    find_inline_secrets(v, join(k), out);
+                }
+            }
+        }
+        toml::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                find_inline_secrets(v, format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Why a `ca_file` setting cannot be used; its text is the [`ConfigError`]'s problem.
 #[derive(Debug, thiserror::Error)]
 enum CaFileError {
@@ -915,6 +989,35 @@ mod tests {
             assert_eq!(e.key.as_deref(), Some(key), "{janus}: {e}");
             assert!(e.problem.contains(problem), "{janus}: {e}");
         }
+    }
+
+    #[test]
+    fn inline_secrets_in_a_world_readable_file_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("jr-warn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        let text = format!(
+            "{GOOD}[metrics]\nlisten = \"0.0.0.0:9469\"\n[[rooms]]\nroom = 5\npin = {{ env = \"HOME\" }}\n"
+        );
+        std::fs::write(&path, &text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = parse(&text).unwrap();
+        let w = warnings(&path, &text, &config);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("janus.api_secret, rooms[1].pin"), "{w:?}");
+        assert!(
+            !w[0].contains("rooms[2]"),
+            "a secret from the environment is fine: {w:?}"
+        );
+        assert!(w[1].contains("0.0.0.0:9469"), "{w:?}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(
+            warnings(&path, &text, &config).len(),
+            1,
+            "0640: only the listener"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -13,11 +13,14 @@ pub enum JanusId {
     Str(String),
 }
 
+/// For people (logs, STATUS, metrics labels, the terminal): a string id's control
+/// characters and bidi overrides escaped, as peer text always is (see [`crate::text`]); a
+/// string id comes from whoever created the room or joined it. JSON carries the id as it is.
 impl fmt::Display for JanusId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JanusId::Num(n) => write!(f, "{n}"),
-            JanusId::Str(s) => f.write_str(s),
+            JanusId::Str(s) => crate::text::Escaped(s).fmt(f),
         }
     }
 }
@@ -95,5 +98,17 @@ mod tests {
         // Janus ids exceed 2^53; they must survive exactly.
         let big: FeedId = serde_json::from_str("7761355596944940123").unwrap();
         assert_eq!(big.to_string(), "7761355596944940123");
+    }
+
+    /// A string id cannot forge a log line or drive a terminal (before: written raw).
+    #[test]
+    fn string_ids_are_shown_escaped() {
+        assert_eq!(FeedId::from("alice").to_string(), "alice");
+        assert_eq!(
+            FeedId::from("x\n2026 ERROR forged\u{1b}[2J").to_string(),
+            "x\\n2026 ERROR forged\\u{1b}[2J"
+        );
+        let json = serde_json::to_string(&FeedId::from("a\nb")).unwrap();
+        assert_eq!(json, "\"a\\nb\"", "JSON keeps the id as it is");
     }
 }

@@ -475,7 +475,8 @@ impl Feeds {
                     .as_ref()
                     .and_then(|f| self.running.get(f))
                     .and_then(|r| r.display.clone());
-                tracing::info!(feed = ?feed.map(|f| f.to_string()), display = ?who, talking, "talking");
+                // Often (every change of speaker): at debug level, the name escaped (`?`).
+                tracing::debug!(feed = ?feed.map(|f| f.to_string()), display = ?who, talking, "talking");
             }
             VideoRoomEvent::Error { code, message } => {
                 tracing::warn!(code, message = %crate::text::Escaped(&message), "VideoRoom error event")

@@ -92,6 +92,10 @@ pub fn check(config_path: &Path) -> i32 {
     });
     match checked {
         Ok(config) => {
+            let text = std::fs::read_to_string(config_path).unwrap_or_default();
+            for w in crate::config::warnings(config_path, &text, &config) {
+                eprintln!("warning: {w}");
+            }
             let rooms = match config.janus.rooms {
                 RoomsMode::All => "every room of Janus".to_owned(),
                 RoomsMode::Listed => format!("{} rooms", config.rooms.len()),

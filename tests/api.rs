@@ -298,6 +298,11 @@ fn rooms_on_demand_recordings_files_tokens_and_bad_input() {
     assert_eq!(a.status, 206, "live file by range: {a:?}");
     assert_eq!(a.body.len(), 100);
     assert_eq!(&a.body[..4], &[0x1a, 0x45, 0xdf, 0xa3], "an EBML header");
+    // Bad input while it records: refused, and the recording goes on (checked below).
+    for (body, status) in [(vec![b'x'; 1 << 20], 413), (b"{\"until\": 5".to_vec(), 400)] {
+        let a = put(Some(CONTROL), "/api/v1/rooms/default/1702", Some(body));
+        assert_eq!(a.status, status, "{a:?}");
+    }
     let entry = room_entry(&ns, "1701").unwrap();
     assert_eq!(entry["feeds_recording"], 1, "{entry:#}");
     assert!(entry["until"].is_string(), "{entry:#}");
