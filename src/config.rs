@@ -279,6 +279,11 @@ pub struct NetworkConfig {
     /// chosen at start, logged as the candidates.
     #[serde(default)]
     pub port: u16,
+    /// The only networks Janus's ICE candidates may be in (`["10.0.0.0/8"]`); others are
+    /// ignored, so no STUN goes to a host and port Janus names outside them. Empty
+    /// (default): any, as long as Janus is trusted.
+    #[serde(default)]
+    pub candidate_networks: Vec<ipnet::IpNet>,
 }
 
 /// One `[[rooms]]` table.

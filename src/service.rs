@@ -215,7 +215,7 @@ async fn media_loop(network: &NetworkConfig, current: Option<Media>) -> std::io:
     let plan = network.socket_plan();
     let mut tries = 0;
     loop {
-        match MediaLoop::start(&plan, network.port) {
+        match MediaLoop::start_with(&plan, network.port, network.candidate_networks.clone()) {
             Ok(media) => {
                 return Ok(Media {
                     network: network.clone(),

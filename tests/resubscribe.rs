@@ -75,7 +75,12 @@ fn a_subscription_hung_up_while_the_publisher_stays_goes_on_as_part_2() {
     let ns = Netns::create("resubscribe");
     let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1801, "vp8")]);
     let out = dir.join("recordings");
-    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, "", &rooms_toml(&[1801])));
+    // Janus's candidates only from the namespace's network: its host candidates are there.
+    let config = recorder_config(&out, "", &rooms_toml(&[1801])).replace(
+        "[network]\n",
+        "[network]\ncandidate_networks = [\"10.201.0.0/24\"]\n",
+    );
+    let mut daemon = Daemon::start(&ns, &dir, &config);
     daemon
         .proc
         .wait_for("watching room", Duration::from_secs(20));

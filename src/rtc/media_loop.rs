@@ -148,6 +148,9 @@ pub(super) struct Shared {
     /// One certificate for many connections is what browsers do too; the keys of each
     /// connection are still its own (DTLS's ECDHE).
     pub dtls_cert: Option<DtlsCert>,
+    /// `[network] candidate_networks`: the only networks Janus's candidates may be in
+    /// (empty: any).
+    pub candidate_networks: Vec<ipnet::IpNet>,
     next_id: AtomicU64,
 }
 
@@ -162,6 +165,16 @@ impl MediaLoop {
     /// each), and starts the loop: a task of the current tokio runtime, or outside one a
     /// thread of its own.
     pub fn start(plan: &SocketPlan, port: u16) -> io::Result<MediaLoop> {
+        MediaLoop::start_with(plan, port, Vec::new())
+    }
+
+    /// [`MediaLoop::start`], taking Janus's candidates only in `candidate_networks` (empty:
+    /// any): STUN is never sent to a host and port outside them, whatever Janus names.
+    pub fn start_with(
+        plan: &SocketPlan,
+        port: u16,
+        candidate_networks: Vec<ipnet::IpNet>,
+    ) -> io::Result<MediaLoop> {
         if plan.is_empty() {
             return Err(io::Error::other(
                 "no address to offer Janus: set [network] advertise (no non-loopback interface found)",
@@ -222,6 +235,7 @@ impl MediaLoop {
                 dtls_cert: str0m::crypto::from_feature_flags()
                     .dtls_provider
                     .generate_certificate(),
+                candidate_networks,
                 next_id: AtomicU64::new(1),
             }),
         })

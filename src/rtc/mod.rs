@@ -234,6 +234,7 @@ impl RtcSetup {
 
     /// Accepts Janus's SDP offer; returns our SDP answer.
     pub fn accept_offer(&mut self, sdp: &str) -> Result<String, RtcError> {
+        let sdp = &filter_sdp_candidates(sdp, self.candidate_networks());
         // Parsing is guarded too: the SDP comes from the network.
         self.guarded(|rtc| {
             let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| RtcError::BadSdp {
@@ -271,6 +272,7 @@ impl RtcSetup {
     /// Accepts Janus's SDP answer to [`RtcSetup::offer_to_send`].
     pub fn accept_answer(&mut self, sdp: &str) -> Result<(), RtcError> {
         let pending = self.pending.take().ok_or(RtcError::NoPendingOffer)?;
+        let sdp = &filter_sdp_candidates(sdp, self.candidate_networks());
         self.guarded(|rtc| {
             let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| RtcError::BadSdp {
                 kind: "answer",
@@ -285,9 +287,16 @@ impl RtcSetup {
         })
     }
 
+    /// `[network] candidate_networks` of the loop this session is for.
+    fn candidate_networks(&self) -> &[ipnet::IpNet] {
+        self.media
+            .as_ref()
+            .map_or(&[], |m| m.shared.candidate_networks.as_slice())
+    }
+
     /// Adds a candidate Janus trickled before the session started.
     pub fn add_remote_candidate(&mut self, sdp: &str) -> Result<(), RtcError> {
-        let c = parse_candidate(sdp)?;
+        let c = allowed_candidate(sdp, self.candidate_networks())?;
         self.guarded(|rtc| {
             rtc.add_remote_candidate(c);
             Ok(())
@@ -343,6 +352,39 @@ fn parse_candidate(sdp: &str) -> Result<Candidate, RtcError> {
         })
 }
 
+/// A candidate Janus sent, parsed, if its address is in `networks` (empty: any).
+fn allowed_candidate(sdp: &str, networks: &[ipnet::IpNet]) -> Result<Candidate, RtcError> {
+    let c = parse_candidate(sdp)?;
+    if networks.is_empty() || networks.iter().any(|n| n.contains(&c.addr().ip())) {
+        Ok(c)
+    } else {
+        Err(RtcError::BadCandidate {
+            candidate: sdp.to_owned(),
+            reason: "its address is outside [network] candidate_networks".into(),
+        })
+    }
+}
+
+/// `sdp` without the candidate lines whose address is outside `networks` (each dropped one
+/// logged); as it is when `networks` is empty.
+pub fn filter_sdp_candidates(sdp: &str, networks: &[ipnet::IpNet]) -> String {
+    if networks.is_empty() {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        if let Some(c) = line.trim_end().strip_prefix("a=")
+            && c.starts_with("candidate:")
+            && let Err(e) = allowed_candidate(c, networks)
+        {
+            tracing::warn!(error = %e, "ignoring a candidate in Janus's SDP");
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 /// A task's handle on its session in the media loop. Dropping it closes the session.
 pub struct RtcSession {
     id: SessionId,
@@ -380,9 +422,9 @@ impl RtcSession {
         }
     }
 
-    /// Adds a candidate Janus trickled.
+    /// Adds a candidate Janus trickled (refused outside `[network] candidate_networks`).
     pub fn add_remote_candidate(&mut self, sdp: &str) -> Result<(), RtcError> {
-        let c = parse_candidate(sdp)?;
+        let c = allowed_candidate(sdp, &self.shared.candidate_networks)?;
         self.control(Control::Candidate(self.id, c));
         Ok(())
     }
@@ -644,5 +686,26 @@ mod tests {
         ] {
             assert!(session.add_remote_candidate(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// With `[network] candidate_networks`, Janus's candidates elsewhere are not taken, in
+    /// its SDP or trickled (before: every address Janus named was tried).
+    #[test]
+    fn candidates_outside_the_allowed_networks_are_refused() {
+        let nets: Vec<ipnet::IpNet> = vec!["10.201.0.0/24".parse().unwrap()];
+        let inside = "candidate:1 1 udp 2015363327 10.201.0.1 40000 typ host";
+        let outside = "candidate:2 1 udp 2015363327 192.0.2.66 22 typ host";
+        assert!(allowed_candidate(inside, &nets).is_ok());
+        let e = allowed_candidate(outside, &nets).unwrap_err();
+        assert!(e.to_string().contains("candidate_networks"), "{e}");
+        assert!(allowed_candidate(outside, &[]).is_ok(), "no list: any");
+        let sdp = format!("v=0\r\na={inside}\r\na={outside}\r\na=end-of-candidates\r\n");
+        let kept = filter_sdp_candidates(&sdp, &nets);
+        assert!(
+            kept.contains("10.201.0.1") && !kept.contains("192.0.2.66"),
+            "{kept}"
+        );
+        assert!(kept.ends_with("a=end-of-candidates\r\n"), "{kept}");
+        assert_eq!(filter_sdp_candidates(&sdp, &[]), sdp);
     }
 }
