@@ -133,13 +133,17 @@ impl Rooms {
             let now = wanted.iter().find(|w| w.config.room == *id);
             let keep = now.is_some_and(|w| w.config == r.wanted.config);
             if !keep {
-                let reason = match (r.wanted.source, now) {
+                let (reason, why) = match (r.wanted.source, now) {
                     // Wanted still, but differently: the config changed it.
-                    (_, Some(_)) | (Source::Config, None) => EndReason::Reconfigured,
-                    (Source::Api, None) => EndReason::Stopped,
-                    (Source::Discovered, None) => EndReason::RoomDestroyed,
+                    (_, Some(_)) | (Source::Config, None) => {
+                        (EndReason::Reconfigured, "room removed from the config")
+                    }
+                    (Source::Api, None) => (EndReason::Stopped, "room stopped through the API"),
+                    (Source::Discovered, None) => {
+                        (EndReason::RoomDestroyed, "room gone from Janus's list")
+                    }
                 };
-                tracing::info!(room = %id, source = ?r.wanted.source, %reason, "room no longer recorded; finalizing its recordings");
+                tracing::info!(room = %id, %reason, "{why}; finalizing its recordings");
                 let _ = r.why.set(reason);
                 r.stop.cancel();
             }
@@ -151,7 +155,12 @@ impl Rooms {
                 // config): it goes on, known by its new source.
                 Some(r) => r.wanted = w.clone(),
                 None => {
-                    tracing::info!(room = %w.config.room, source = ?w.source, "recording room");
+                    let why = match w.source {
+                        Source::Config => "room added to the config",
+                        Source::Api => "room started through the API",
+                        Source::Discovered => "room found on Janus",
+                    };
+                    tracing::info!(room = %w.config.room, "{why}; recording it");
                     self.start_after(w.clone(), Duration::ZERO);
                 }
             }
