@@ -722,3 +722,96 @@ fn missing_and_bad_codec_private_and_av1_temporal_delimiters_are_reported() {
         }
     }
 }
+
+/// A finalized file over the old 1 MiB floor, cut in half (a partial copy): its Segment
+/// claims more than the file holds. Before, that size was refused as oversized and the file
+/// was UNREADABLE with 0 frames; now it is truncated, with the first half playable.
+#[test]
+fn a_large_file_cut_short_is_truncated_not_unreadable() {
+    let scratch = Scratch::new("check-cut-large");
+    let dir = &scratch.path;
+    // Noise does not compress: 5 s of it at 640x480 is several MiB.
+    require_ffmpeg();
+    let big = dir.join("big.webm");
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=640x480:rate=30,noise=alls=60:allf=t")
+        .args(["-f", "lavfi", "-i", SINE, "-t", "5"])
+        .args([
+            "-c:v",
+            "libvpx",
+            "-g",
+            "30",
+            "-b:v",
+            "8M",
+            "-deadline",
+            "realtime",
+        ])
+        .args(["-c:a", "libopus", "-ac", "2"])
+        .arg(&big)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg could not make big.webm");
+    let bytes = fs::read(&big).unwrap();
+    assert!(bytes.len() > 2 << 20, "{} bytes", bytes.len());
+    let whole = check(&big);
+    assert_eq!(whole.status, Status::Ok, "{}", whole.human());
+    assert!(whole.finalized);
+    let cut = dir.join("cut.webm");
+    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let r = check(&cut);
+    assert!(r.playable, "{}", r.human());
+    assert!(!r.finalized);
+    assert!(
+        r.problems.iter().any(|p| p.kind == ProblemKind::Truncated),
+        "{}",
+        r.human()
+    );
+    let ms = r.playable_ms.unwrap();
+    assert!((1500..=3500).contains(&ms), "{ms} ms playable of 5 s");
+}
+
+/// A 256 MiB sparse file (4 KiB on disk) whose one block claims 250 MiB: the check tool's
+/// peak memory stays small (before: the claimed size was allocated and copied, 794 MB).
+// The child is reaped with wait4 (for its own peak RSS), which std's `wait` cannot do.
+#[allow(clippy::zombie_processes)]
+#[test]
+fn a_block_claiming_hundreds_of_megabytes_costs_no_memory() {
+    let scratch = Scratch::new("check-sparse");
+    let path = scratch.path.join("sparse.webm");
+    let mut head = vec![0x1A, 0x45, 0xDF, 0xA3, 0x87, 0x42, 0x82, 0x84];
+    head.extend_from_slice(b"webm");
+    head.extend_from_slice(&[
+        0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    ]);
+    head.extend_from_slice(&[
+        0x1F, 0x43, 0xB6, 0x75, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    ]);
+    // A SimpleBlock of 250 MiB (an 8-byte size), then nothing but the sparse file's zeros.
+    head.extend_from_slice(&[
+        0xA3, 0x01, 0x00, 0x00, 0x00, 0x0F, 0xA0, 0x00, 0x00, 0x81, 0, 0, 0x80,
+    ]);
+    fs::write(&path, &head).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+        .arg("check")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // This child's own peak RSS (wait4), not the test process's other children's.
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let peak_mib = usage.ru_maxrss as f64 / 1024.0;
+    println!("check on a 256 MiB sparse file claiming a 250 MiB block: peak RSS {peak_mib:.1} MiB");
+    assert!(peak_mib < 100.0, "peak RSS {peak_mib:.1} MiB");
+    assert!(libc::WIFEXITED(status), "exited by itself");
+}

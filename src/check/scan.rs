@@ -9,7 +9,7 @@ use webm_iterable::WebmIterator;
 use webm_iterable::errors::TagIteratorError;
 use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 
-use crate::webm::read::decode_block;
+use crate::webm::read::{MAX_ELEMENT, SegmentAsUnknown, SegmentExtent, decode_block};
 
 use super::CheckOptions;
 use super::audio::{OpusCheck, packet_ms};
@@ -17,10 +17,6 @@ use super::report::{FileReport, Problem, ProblemKind, SizeChange, Status, TrackR
 use super::video::VideoTrack;
 use crate::codec::VideoCodec;
 
-/// Smallest element-size limit: an element may be as large as the whole file (a long
-/// recording's Segment, or its Cues, is), but never larger, so a corrupt size field cannot make
-/// the reader allocate more than the file holds.
-const MIN_ELEMENT_LIMIT: u64 = 1 << 20;
 /// Corrupt spots skipped before giving up on the rest of the file.
 const MAX_RECOVERIES: usize = 50;
 /// Problems of one kind on one track listed one by one; the rest are counted.
@@ -288,7 +284,24 @@ fn check_reader(path: &Path, source: impl Read, bytes: u64, opts: &CheckOptions)
     }
     let report = empty_report(path, bytes);
     let mut scan = Scan::new(opts);
-    let cut_off = scan.read(source, bytes);
+    let source = match SegmentAsUnknown::new(source) {
+        Ok(s) => s,
+        Err(e) => {
+            return unreadable(
+                path,
+                bytes,
+                ProblemKind::NotWebm,
+                format!("cannot read: {e}"),
+            );
+        }
+    };
+    let (cut_off, segment) = scan.read(source);
+    // The Segment is read as unknown-sized (see `SegmentAsUnknown`): it is whole when the
+    // file holds all of it and nothing was cut off. A live file's (unknown from the start)
+    // never is.
+    if segment.is_some_and(|s| s.data_start.saturating_add(s.size) <= bytes) {
+        scan.segment_ended = true;
+    }
     scan.finish(cut_off, report)
 }
 
@@ -314,16 +327,21 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// Reads every element; returns whether the file ended in the middle of one.
-    fn read(&mut self, source: impl Read, bytes: u64) -> bool {
+    /// Reads every element; returns whether the file ended in the middle of one, and the
+    /// Segment's extent as the file declared it.
+    fn read<R: Read>(&mut self, source: SegmentAsUnknown<R>) -> (bool, Option<SegmentExtent>) {
+        let segment = source.segment();
         let mut it = WebmIterator::new(source, &[]);
         // Without this, elements still open at the end of the file would be reported as
         // closed, and a cut-off file would look complete.
         it.emit_master_end_when_eof(false);
-        // ebml-iterable's default limit (64 MiB) applies to masters too, and would call any
-        // recording over 64 MiB unreadable.
-        let limit = usize::try_from(bytes.max(MIN_ELEMENT_LIMIT)).unwrap_or(usize::MAX);
-        it.set_max_allowable_tag_size(Some(limit));
+        // Elements are held whole in memory: none may claim more than MAX_ELEMENT (the
+        // Segment, which spans the file, is presented as unknown-sized).
+        it.set_max_allowable_tag_size(Some(MAX_ELEMENT));
+        (self.read_elements(&mut it), segment)
+    }
+
+    fn read_elements<R: Read>(&mut self, it: &mut WebmIterator<SegmentAsUnknown<R>>) -> bool {
         let mut recoveries = 0;
         loop {
             match it.next() {
@@ -848,7 +866,7 @@ mod tests {
         );
         let opts = CheckOptions::default();
         let mut scan = Scan::new(&opts);
-        scan.read(&data[..], data.len() as u64);
+        scan.read(SegmentAsUnknown::new(&data[..]).unwrap());
         let made: Vec<bool> = scan
             .tracks
             .iter()

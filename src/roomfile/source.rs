@@ -19,6 +19,7 @@ use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 use super::RoomError;
 use crate::ids::{FeedId, RoomId};
 use crate::media::MediaKind;
+use crate::webm::read::{MAX_ELEMENT, SegmentAsUnknown};
 
 /// Why a recording cannot be used: its sidecar or its media file (the cause in
 /// [`RoomError::Input`], or a warning naming the sidecar).
@@ -47,6 +48,13 @@ pub enum SourceError {
     UnreadableHeader(#[source] TagIteratorError),
     #[error("no audio or video track")]
     NoTracks,
+    /// Larger than any sidecar we write: not read (a sparse file claiming 300 MB was read
+    /// whole, 314 MB of memory).
+    #[error(
+        "{size} bytes, larger than a sidecar can be ({} bytes)",
+        crate::recordings::MAX_SIDECAR_BYTES
+    )]
+    TooLarge { size: u64 },
 }
 
 /// The fields of a recording's sidecar that placing it needs (see [`crate::output::Sidecar`]);
@@ -129,7 +137,15 @@ pub fn find_recordings(dir: &Path) -> Result<(Vec<Recording>, Vec<String>), Room
 }
 
 fn read_sidecar(dir: &Path, path: &Path) -> Result<Recording, SourceError> {
-    let text = std::fs::read_to_string(path)?;
+    use std::io::Read;
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > crate::recordings::MAX_SIDECAR_BYTES {
+        return Err(SourceError::TooLarge { size });
+    }
+    let mut text = String::new();
+    file.take(crate::recordings::MAX_SIDECAR_BYTES)
+        .read_to_string(&mut text)?;
     let sidecar: SidecarFields = serde_json::from_str(&text).map_err(SourceError::NotASidecar)?;
     // The file name comes from the sidecar: it must name a file beside it, nothing elsewhere.
     if Path::new(&sidecar.file).file_name() != Some(std::ffi::OsStr::new(&sidecar.file)) {
@@ -202,7 +218,7 @@ pub struct InputBlock {
 /// corrupt data ends it early, with a warning.
 pub struct InputReader {
     path: PathBuf,
-    iter: WebmIterator<BufReader<File>>,
+    iter: WebmIterator<SegmentAsUnknown<BufReader<File>>>,
     scale_ns: u64,
     cluster_ts: Option<u64>,
     group: Option<(Vec<u8>, bool)>,
@@ -210,9 +226,6 @@ pub struct InputReader {
     pub stopped: Option<String>,
     pub tracks: Vec<InputTrack>,
 }
-
-/// Smallest element-size limit; otherwise the file's size (see `check::scan`).
-const MIN_ELEMENT_LIMIT: u64 = 1 << 20;
 
 impl InputReader {
     /// Opens `path` and reads its header up to the first Cluster.
@@ -222,15 +235,12 @@ impl InputReader {
             cause,
         };
         let file = File::open(path).map_err(|e| fail(e.into()))?;
-        let size = file.metadata().map_err(|e| fail(e.into()))?.len();
-        let mut iter = WebmIterator::new(
-            BufReader::with_capacity(1 << 16, file),
-            &[MatroskaSpec::TrackEntry(Master::Start)],
-        );
-        // ebml-iterable's default limit (64 MiB) would refuse a long recording's Segment.
-        iter.set_max_allowable_tag_size(Some(
-            usize::try_from(size.max(MIN_ELEMENT_LIMIT)).unwrap_or(usize::MAX),
-        ));
+        // The Segment read as unknown-sized, so that every element can be held to
+        // MAX_ELEMENT (see `SegmentAsUnknown`): a block claiming gigabytes costs nothing.
+        let source = SegmentAsUnknown::new(BufReader::with_capacity(1 << 16, file))
+            .map_err(|e| fail(e.into()))?;
+        let mut iter = WebmIterator::new(source, &[MatroskaSpec::TrackEntry(Master::Start)]);
+        iter.set_max_allowable_tag_size(Some(MAX_ELEMENT));
         let mut reader = InputReader {
             path: path.to_path_buf(),
             iter,
@@ -389,6 +399,19 @@ fn input_track(children: Vec<MatroskaSpec>) -> Option<InputTrack> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sparse sidecar claiming 300 MB is refused by its size, not read (before: read whole).
+    #[test]
+    fn oversized_sidecars_are_not_read() {
+        let dir = std::env::temp_dir().join(format!("jr-source-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.json");
+        let f = File::create(&path).unwrap();
+        f.set_len(300 << 20).unwrap();
+        let e = read_sidecar(&dir, &path).unwrap_err();
+        assert!(matches!(e, SourceError::TooLarge { .. }), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// A display name's terminal escapes and bidi overrides never reach the room file's track
     /// names or the terminal (before: written and printed raw).

@@ -1,7 +1,122 @@
 //! Reading Matroska blocks, shared by the check tool, the synthetic publisher's clip reader
 //! and the room file: the one place that decodes a block's header and frames.
 
+use std::io::{self, Read};
+
 use webm_iterable::matroska_spec::MatroskaSpec;
+
+/// The largest element a reader here takes. webm-iterable holds every element it reads
+/// whole, and allocates (zero-filled) its claimed size before reading it: a 256 MiB sparse
+/// file claiming one huge block cost 794 MB. With the Segment presented as unknown-sized
+/// ([`SegmentAsUnknown`]), nothing legitimate is larger than this (a Cluster of a 25 Mb/s feed
+/// with 5 s between keyframes is 16 MB); an element claiming more is corrupt.
+pub const MAX_ELEMENT: usize = 64 << 20;
+/// How much of a file's start is looked at for the EBML header and the Segment's size.
+const HEAD: usize = 4096;
+const EBML_ID: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
+const SEGMENT_ID: [u8; 4] = [0x18, 0x53, 0x80, 0x67];
+
+/// Where a file's Segment says its data is: from `data_start`, `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentExtent {
+    pub data_start: u64,
+    pub size: u64,
+}
+
+/// A Matroska stream with its Segment's size presented as unknown, its real extent kept
+/// aside. A finalized file's Segment spans the whole file, so a reader that checks sizes
+/// must allow an element as large as the file, and a copy cut short claims more than there
+/// is: every element then had to be allowed the file's size (and a huge claimed block cost
+/// that much memory), and a cut copy's oversized Segment made it unreadable. Presented as
+/// unknown-sized, the Segment is read to the end of what there is, and every other element
+/// can be held to [`MAX_ELEMENT`]. Whether the file holds its whole Segment is
+/// [`SegmentExtent`] against the file's length. The size's bytes are replaced by an unknown
+/// size of the same length, so offsets do not move.
+pub struct SegmentAsUnknown<R> {
+    inner: R,
+    head: Vec<u8>,
+    at: usize,
+    segment: Option<SegmentExtent>,
+}
+
+impl<R: Read> SegmentAsUnknown<R> {
+    pub fn new(mut inner: R) -> io::Result<SegmentAsUnknown<R>> {
+        let mut head = Vec::with_capacity(HEAD);
+        (&mut inner).take(HEAD as u64).read_to_end(&mut head)?;
+        let segment = unknown_segment_size(&mut head);
+        Ok(SegmentAsUnknown {
+            inner,
+            head,
+            at: 0,
+            segment,
+        })
+    }
+
+    /// The Segment's extent as the file gives it; `None` when it was unknown-sized already
+    /// (a file written live), or not found at the start.
+    pub fn segment(&self) -> Option<SegmentExtent> {
+        self.segment
+    }
+}
+
+impl<R: Read> Read for SegmentAsUnknown<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at < self.head.len() {
+            let n = buf.len().min(self.head.len() - self.at);
+            buf[..n].copy_from_slice(&self.head[self.at..self.at + n]);
+            self.at += n;
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// An EBML element size: its value, its length in bytes, and whether it is "unknown".
+fn element_size(data: &[u8]) -> Option<(u64, usize, bool)> {
+    let first = *data.first()?;
+    if first == 0 {
+        return None;
+    }
+    let len = first.leading_zeros() as usize + 1;
+    let bytes = data.get(..len)?;
+    let mut value = u64::from(first) & ((1u64 << (8 - len)) - 1);
+    for b in &bytes[1..] {
+        value = (value << 8) | u64::from(*b);
+    }
+    let unknown = value == (1u64 << (7 * len)) - 1;
+    Some((value, len, unknown))
+}
+
+/// In a file's first bytes: after the EBML header, a Segment with a known size is given an
+/// unknown one of the same length; returns where its data was said to be.
+fn unknown_segment_size(head: &mut [u8]) -> Option<SegmentExtent> {
+    if !head.starts_with(&EBML_ID) {
+        return None;
+    }
+    let (header, len, unknown) = element_size(&head[4..])?;
+    if unknown {
+        return None;
+    }
+    let segment = 4usize
+        .checked_add(len)?
+        .checked_add(usize::try_from(header).ok()?)?;
+    if head.get(segment..segment.checked_add(4)?)? != SEGMENT_ID {
+        return None;
+    }
+    let at = segment + 4;
+    let (size, len, unknown) = element_size(head.get(at..)?)?;
+    if unknown {
+        return None;
+    }
+    head[at] = 0xFF >> (len - 1);
+    for b in &mut head[at + 1..at + len] {
+        *b = 0xFF;
+    }
+    Some(SegmentExtent {
+        data_start: (at + len) as u64,
+        size,
+    })
+}
 
 /// A block's track, relative time, keyframe flag (SimpleBlock only) and frames.
 pub type DecodedBlock = (u64, i16, bool, Vec<Vec<u8>>);
@@ -33,6 +148,51 @@ pub enum BlockError {
     FixedSizeUneven,
     #[error("bad lacing: a frame runs past the block")]
     FramePastEnd,
+}
+
+#[cfg(test)]
+mod segment_tests {
+    use super::*;
+
+    #[test]
+    fn a_known_segment_size_is_presented_unknown_and_kept() {
+        // EBML header of 3 payload bytes, then a Segment of 1000 bytes (2-byte size).
+        let mut file = vec![
+            0x1A, 0x45, 0xDF, 0xA3, 0x83, 1, 2, 3, 0x18, 0x53, 0x80, 0x67,
+        ];
+        file.extend_from_slice(&[0x43, 0xE8]);
+        file.extend_from_slice(&[0xEC, 0x80]);
+        let mut r = SegmentAsUnknown::new(&file[..]).unwrap();
+        assert_eq!(
+            r.segment(),
+            Some(SegmentExtent {
+                data_start: 14,
+                size: 1000
+            })
+        );
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out.len(), file.len());
+        assert_eq!(&out[12..14], &[0x7F, 0xFF], "unknown, same length");
+        assert_eq!(&out[..12], &file[..12]);
+        assert_eq!(&out[14..], &file[14..]);
+        // Already unknown (a live file), or not Matroska: untouched.
+        let mut live = file.clone();
+        live[12..14].copy_from_slice(&[0x7F, 0xFF]);
+        let r = SegmentAsUnknown::new(&live[..]).unwrap();
+        assert_eq!(r.segment(), None);
+        for junk in [
+            &b""[..],
+            b"\x1A\x45\xDF\xA3",
+            b"\x1A\x45\xDF\xA3\x00",
+            b"RIFF....",
+        ] {
+            let mut r = SegmentAsUnknown::new(junk).unwrap();
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).unwrap();
+            assert_eq!(out, junk);
+        }
+    }
 }
 
 /// Decodes a SimpleBlock or Block without trusting its bytes (RFC 9559 10.2-10.3: track
