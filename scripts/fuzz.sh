@@ -12,7 +12,7 @@ export RUSTC_BOOTSTRAP=1
 
 corpus=fuzz/corpus
 mkdir -p "$corpus/janus_message" "$corpus/sdp_offer" "$corpus/webm_check" "$corpus/ice_candidate" \
-    "$corpus/svg_timeline" "$corpus/webm_writer"
+    "$corpus/svg_timeline" "$corpus/webm_writer" "$corpus/api_input"
 cp tests/fixtures/janus/*.json "$corpus/janus_message/"
 python3 - "$corpus/sdp_offer" "$corpus/ice_candidate" <<'PY'
 import json, pathlib, sys
@@ -35,12 +35,19 @@ if [ ! -s "$corpus/webm_check/vp8-opus.webm" ]; then
     ffmpeg -nostdin -v error -y -f lavfi -i sine=sample_rate=48000 -t 1 -c:a libopus \
         "$corpus/webm_check/opus.webm"
 fi
+# api_input: a path segment or query on the first line, a request body after it.
+printf '1234\n{"pin": "42", "max_duration": "2h", "split_after": "1h", "relay": {"room": 5}}' \
+    >"$corpus/api_input/put"
+printf 'room=1234&since=2026-12-01T00:00:00Z&state=finished&limit=10&cursor=1.1234~x\n{"until": "2026-12-01T00:00:00Z"}' \
+    >"$corpus/api_input/query"
+printf 'ws://user:pw@host:8188/?token=x\na=candidate:1 1 udp 1 10.0.0.1 9 typ host\r\n' \
+    >"$corpus/api_input/url"
 # svg_timeline: a first byte with its lowest bit clear reads the rest as a WebM file.
 for f in "$corpus"/webm_check/*.webm; do
     { printf '\0'; cat "$f"; } >"$corpus/svg_timeline/$(basename "$f")"
 done
 
-for target in ${FUZZ_TARGETS:-janus_message sdp_offer webm_check ice_candidate svg_timeline webm_writer}; do
+for target in ${FUZZ_TARGETS:-janus_message sdp_offer webm_check ice_candidate svg_timeline webm_writer api_input}; do
     echo "== $target for ${secs}s"
     cargo fuzz run -s none -a "$target" "$corpus/$target" -- \
         -max_total_time="$secs" -max_len=65536 -print_final_stats=1 2>&1 |

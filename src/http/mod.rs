@@ -333,6 +333,36 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
+/// The fuzz target `api_input`: every parser of the API's input on arbitrary bytes (the
+/// first line a path segment and a query string, the rest a request body), plus the small
+/// parsers of the security review (URL redaction, name stripping, candidate filtering).
+/// Each must answer (an error is fine), never panic.
+#[doc(hidden)]
+pub fn fuzz_input(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (first, body) = text.split_once('\n').unwrap_or((&text, ""));
+    for string_ids in [false, true] {
+        let access = Access {
+            tokens: vec![],
+            server: "default".into(),
+            string_ids,
+        };
+        if let Ok(room) = rooms::room_id(&access, first) {
+            let _ = rooms::start_body(body.as_bytes(), room);
+        }
+    }
+    let _ = crate::recordings::parse_id(first);
+    let _ = crate::recordings::Cursor::decode(first);
+    if let Ok(uri) = format!("/api/v1/recordings?{first}").parse::<axum::http::Uri>() {
+        let _ = recordings::parse_query(&uri);
+    }
+    let _ = crate::janus::redacted(first);
+    let _ = crate::text::strip_hazards(&text);
+    let nets: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().expect("a network")];
+    let _ = crate::rtc::filter_sdp_candidates(&text, &nets);
+    let _ = token_scope(&[], first);
+}
+
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot serve HTTP on {listen}: {source}")]

@@ -148,6 +148,16 @@ pub(super) fn room_id(access: &Access, raw: &str) -> Result<RoomId, ApiError> {
     })
 }
 
+/// A `PUT` body parsed and checked as the handler does (for the fuzz target).
+pub(super) fn start_body(bytes: &[u8], room: RoomId) -> Result<ApiRoom, ApiError> {
+    let body: StartRoom = if bytes.iter().all(u8::is_ascii_whitespace) {
+        StartRoom::default()
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(e.to_string()))?
+    };
+    body.into_api_room(room, SystemTime::now())
+}
+
 /// The server in a path must be ours.
 fn check_server(access: &Access, server: &str) -> Result<(), ApiError> {
     if server == access.server {
