@@ -92,7 +92,7 @@ fn the_debian_package_installs_disabled_and_restarts_only_on_a_good_config() {
     let files = listing(&deb);
     for (path, mode) in [
         ("/usr/bin/janus-recorder", "-rwxr-xr-x"),
-        ("/etc/janus-recorder/config.toml", "-rw-r--r--"),
+        ("/etc/janus-recorder/config.toml", "-rw-r-----"),
         (
             "/usr/lib/systemd/system/janus-recorder.service",
             "-rw-r--r--",
@@ -242,12 +242,20 @@ fn maintainer_scripts(scratch: &Path, root: &Path, control: &Path) {
     let fake = scratch.join("fake-bin");
     std::fs::create_dir_all(&fake).unwrap();
     let log = scratch.join("calls.log");
-    for tool in ["systemctl", "deb-systemd-helper", "deb-systemd-invoke"] {
+    for tool in [
+        "systemctl",
+        "deb-systemd-helper",
+        "deb-systemd-invoke",
+        "getent",
+        "addgroup",
+        "chgrp",
+    ] {
         let script = format!(
             "#!/bin/sh\necho \"{tool} $*\" >> '{}'\n\
              case \"$1\" in\n\
              list-units) printf 'janus-recorder.service loaded active running x\\njanus-recorder@janus2.service loaded active running y\\n' ;;\n\
              debian-installed|was-enabled|--quiet) exit 1 ;;\n\
+             group) exit 2 ;;\n\
              esac\nexit 0\n",
             log.display()
         );
@@ -277,8 +285,25 @@ fn maintainer_scripts(scratch: &Path, root: &Path, control: &Path) {
         (std::fs::read_to_string(&log).unwrap_or_default(), stderr)
     };
 
-    // A fresh install enables and starts nothing.
+    // A fresh install enables and starts nothing; it makes the janus-recorder group and gives
+    // it the config, 0640 (the config may hold secrets; the units join the group).
     let (calls, _) = run("postinst", &["configure", ""]);
+    assert!(calls.contains("getent group janus-recorder"), "{calls}");
+    assert!(
+        calls.contains("addgroup --system --quiet janus-recorder"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("chgrp janus-recorder ") && calls.contains("etc/janus-recorder/config.toml"),
+        "{calls}"
+    );
+    let mode = std::fs::metadata(root.join("etc/janus-recorder/config.toml"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o640
+    );
     for verb in ["start", "restart", "try-restart", "enable janus"] {
         assert!(
             !calls

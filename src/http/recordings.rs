@@ -97,8 +97,8 @@ impl ListQuery {
 
 /// A query string parsed and checked as the handler does (for the fuzz target).
 pub(super) fn parse_query(uri: &axum::http::Uri) -> Result<crate::recordings::Query, ApiError> {
-    let Query(q) = Query::<ListQuery>::try_from_uri(uri)
-        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) =
+        Query::<ListQuery>::try_from_uri(uri).map_err(|e| ApiError::bad_request(e.body_text()))?;
     q.parse()
 }
 
