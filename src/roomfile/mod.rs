@@ -113,9 +113,16 @@ pub enum RoomError {
         #[source]
         source: std::io::Error,
     },
-    #[error("no recordings with a sidecar in {}{}", path.display(),
-        if *windowed { " between --from and --to" } else { "" })]
-    NoRecordings { path: PathBuf, windowed: bool },
+    /// Nothing to put in the file; `skipped` says why each candidate was left out (a sidecar
+    /// too large or broken, a missing media file), so the reason is not lost behind this.
+    #[error("no recordings with a sidecar in {}{}{}", path.display(),
+        if *windowed { " between --from and --to" } else { "" },
+        skipped.iter().map(|s| format!("\n  skipped: {s}")).collect::<String>())]
+    NoRecordings {
+        path: PathBuf,
+        windowed: bool,
+        skipped: Vec<String>,
+    },
     #[error("--from must be before --to")]
     EmptyWindow,
     #[error("--out {} is one of the recordings", .0.display())]
@@ -301,9 +308,11 @@ fn numbered_names<'a>(first: impl Iterator<Item = &'a Recording>) -> Vec<String>
 pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile, RoomError> {
     let started = Instant::now();
     let (all, mut warnings) = find_recordings(dir)?;
+    let skipped = warnings.clone();
     let no_recordings = |windowed| RoomError::NoRecordings {
         path: dir.to_path_buf(),
         windowed,
+        skipped: skipped.clone(),
     };
     let room_start = all.first().ok_or_else(|| no_recordings(false))?.start;
     let groups = publications(&all);
@@ -551,6 +560,26 @@ pub fn run(args: &RoomArgs) -> i32 {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    /// When every recording is skipped, the error says why each was (before: only "no
+    /// recordings", the warnings lost).
+    #[test]
+    fn no_recordings_says_why_each_was_skipped() {
+        let dir = std::env::temp_dir().join(format!("jr-room-skipped-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("1-A-x.webm"), b"x").unwrap();
+        let big = std::fs::File::create(dir.join("1-A-x.json")).unwrap();
+        big.set_len(300 << 20).unwrap();
+        let e = make_room_file(&dir, Window::default(), &dir.join("out.mkv")).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("no recordings"), "{text}");
+        assert!(
+            text.contains("skipped:") && text.contains("larger than a sidecar"),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn times_parse_as_rfc3339_or_offsets() {
