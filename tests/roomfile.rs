@@ -396,3 +396,43 @@ fn split_parts_join_into_one_track_pair() {
     let report = check_file(&out, &CheckOptions::default());
     assert_eq!(report.status, Status::Ok, "{}", report.human());
 }
+
+/// A room directory with more recordings than the open-file limit (a room used every day):
+/// merged with only the overlapping ones open (before: every input was opened at once, and
+/// 30 recordings under `ulimit -n 20` failed with "Too many open files"). 30: the check tool
+/// reads at most 64 tracks.
+#[test]
+fn more_recordings_than_open_files_are_merged() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-many");
+    let room = scratch.path.join("6");
+    std::fs::create_dir_all(&room).unwrap();
+    let base = OffsetDateTime::parse("2026-11-25T10:00:00Z", &Rfc3339).unwrap();
+    for i in 0..30i64 {
+        let file = format!("{i}-p-{i}.webm");
+        // One after the other, an hour apart: never more than one open.
+        let start = (base + time::Duration::hours(i)).format(&Rfc3339).unwrap();
+        clip_recording(
+            &room,
+            &file,
+            serde_json::json!({"room": 6, "feed": i, "display": format!("p{i}"), "file": file,
+                "started_at": start, "part": 1}),
+        );
+    }
+    let out = scratch.path.join("room.mkv");
+    let made = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 20 && exec '{}' room '{}' --out '{}'",
+            env!("CARGO_BIN_EXE_janus-recorder"),
+            room.display(),
+            out.display()
+        ))
+        .output()
+        .unwrap();
+    let text = ok(&made);
+    assert!(text.contains("30 recordings, 60 tracks"), "{text}");
+    let report = check_file(&out, &CheckOptions::default());
+    assert_eq!(report.status, Status::Ok, "{}", report.human());
+    assert_eq!(report.tracks.len(), 60);
+}

@@ -127,8 +127,8 @@ pub enum RoomError {
     EmptyWindow,
     #[error("--out {} is one of the recordings", .0.display())]
     OutputIsInput(PathBuf),
-    /// More recordings in the window than one room file takes (every input is open at once,
-    /// and players choke on hundreds of tracks).
+    /// More recordings in the window than one room file takes (players choke on thousands of
+    /// tracks).
     #[error(
         "{0} recordings in the window, more than {MAX_ROOM_RECORDINGS} in one room file: choose a \
          window with --from/--to"
@@ -161,9 +161,9 @@ impl RoomError {
     }
 }
 
-/// The most recordings one room file takes: every one is open at once while the file is
-/// made (within the usual 1024 open files), and each brings up to two tracks.
-pub const MAX_ROOM_RECORDINGS: usize = 500;
+/// The most recordings one room file takes: each brings up to two tracks, and players
+/// struggle long before thousands (only the recordings that overlap are open at once).
+pub const MAX_ROOM_RECORDINGS: usize = 2000;
 
 /// The window of the room to put in the file.
 #[derive(Debug, Clone, Copy, Default)]
@@ -203,7 +203,15 @@ pub struct RoomFile {
 
 /// A part of a publication: one file, placed.
 struct Part {
-    reader: InputReader,
+    /// Open only while the merge is inside this part: its header was read (and the file
+    /// closed) when the room file's tracks were laid out, and it is opened again when the
+    /// merge reaches its start. A room of thousands of recordings holds open only those that
+    /// overlap, not one file per recording.
+    reader: Option<InputReader>,
+    /// The media file.
+    path: PathBuf,
+    /// The placeholder at its start has gone out (see `Placed::next`).
+    announced: bool,
     offset_ms: i64,
     /// (input track number, room file track number).
     map: Vec<(u64, u64)>,
@@ -228,12 +236,31 @@ impl Iterator for Placed {
     fn next(&mut self) -> Option<OutBlock> {
         loop {
             let part = self.parts.front_mut()?;
-            let Some(b) = part.reader.next_block() else {
-                if let Some(why) = &part.reader.stopped {
-                    let path = part.reader.path().display();
+            if part.reader.is_none() {
+                if !part.announced {
+                    // The merge takes one item of every stream at once: a placeholder at the
+                    // part's start, so its file is opened only when the merge gets there.
+                    part.announced = true;
+                    return Some(OutBlock::placeholder(part.offset_ms));
+                }
+                match InputReader::open(&part.path) {
+                    Ok(r) => part.reader = Some(r),
+                    Err(e) => {
+                        self.stopped.push(format!("{e}; skipped"));
+                        self.parts.pop_front();
+                        self.done += 1;
+                        continue;
+                    }
+                }
+            }
+            let reader = part.reader.as_mut().expect("opened above");
+            let Some(b) = reader.next_block() else {
+                if let Some(why) = &reader.stopped {
+                    let path = reader.path().display();
                     self.stopped
                         .push(format!("{path}: {why}; read up to there"));
                 }
+                // Dropped: its file is closed.
                 self.parts.pop_front();
                 self.done += 1;
                 continue;
@@ -426,7 +453,10 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
                 .expect("pushed above")
                 .parts
                 .push_back(Part {
-                    reader,
+                    path: reader.path().to_path_buf(),
+                    // Closed until the merge reaches it.
+                    reader: None,
+                    announced: false,
                     offset_ms,
                     map,
                 });
@@ -442,6 +472,9 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
     let mut started_track = vec![false; tracks.len()];
     let mut merge = Merge::new(inputs);
     for block in merge.by_ref() {
+        if block.is_placeholder() {
+            continue;
+        }
         if let Some(to_ms) = to_ms
             && block.ms >= to_ms
         {

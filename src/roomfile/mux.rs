@@ -95,6 +95,21 @@ impl OutBlock {
     pub fn keyframe(&self) -> bool {
         self.flags & 0x80 != 0
     }
+
+    /// Not a block: where a recording starts, so that its file is opened only when the
+    /// merge reaches it (track 0 is no track).
+    pub fn placeholder(ms: i64) -> OutBlock {
+        OutBlock {
+            track: 0,
+            ms,
+            flags: 0,
+            payload: Vec::new(),
+        }
+    }
+
+    pub fn is_placeholder(&self) -> bool {
+        self.track == 0
+    }
 }
 
 /// What each track of the finished room file holds.
