@@ -217,6 +217,11 @@ fn check_access(
     needs: Scope,
 ) -> Result<(), ApiError> {
     if access.tokens.is_empty() {
+        // Metrics stay as open as their listener, as before the API (`config check` warns
+        // about a public one); the API is for loopback only.
+        if req.uri().path() == "/metrics" {
+            return Ok(());
+        }
         return if peer.ip().is_loopback() || peer.ip().to_canonical().is_loopback() {
             Ok(())
         } else {
@@ -508,6 +513,10 @@ mod tests {
         let (status, body) = send(&open, Method::GET, "/api/v1/rooms", "10.0.0.9:5", None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         assert!(body.contains("\"code\":\"forbidden\""), "{body}");
+        // Metrics are as open as their listener without tokens (no recorder here: 404, not
+        // 403).
+        let (status, _) = send(&open, Method::GET, "/metrics", "10.0.0.9:5", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
 
         let locked = router(api(vec![
             token("read-token-0123456789", Scope::Read),
