@@ -18,11 +18,24 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// The media extensions a sidecar may describe.
 const MEDIA: [&str; 2] = ["webm", "mkv"];
 
+/// No time before this (2026-01-01T00:00:00Z, before this software existed) is trusted: a
+/// file dated earlier was written while the clock was not set yet (1970 at boot, before
+/// time-sync), and is not deleted by its age; while the clock itself reads earlier, nothing
+/// is swept at all. A file dated in the future is never older than a cutoff either.
+pub fn time_floor() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+}
+
 /// Deletes what is older than `keep` at `now` under `dir`; returns the paths deleted. Each
-/// deletion (and each failure) is logged.
+/// deletion (and each failure) is logged. Crash leftovers (the hidden `.tmp` files of an
+/// atomic write cut short) go by the same age.
 pub fn sweep(dir: &Path, keep: Duration, now: SystemTime) -> Vec<PathBuf> {
-    let cutoff = now.checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH);
     let mut deleted = Vec::new();
+    if now < time_floor() {
+        tracing::warn!("retention: the clock is not set yet; not sweeping");
+        return deleted;
+    }
+    let cutoff = now.checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH);
     let Ok(rooms) = fs::read_dir(dir) else {
         return deleted;
     };
@@ -35,9 +48,26 @@ pub fn sweep(dir: &Path, keep: Duration, now: SystemTime) -> Vec<PathBuf> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if !entry.file_type().is_ok_and(|t| t.is_file())
-                || path.extension().is_none_or(|e| e != "json")
-            {
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                if older(&path, cutoff) {
+                    match fs::remove_file(&path) {
+                        Ok(()) => {
+                            tracing::info!(path = %path.display(), "retention: deleted a crash leftover");
+                            deleted.push(path);
+                        }
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "retention: cannot delete")
+                        }
+                    }
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
             for gone in sweep_one(&path, cutoff) {
@@ -89,11 +119,12 @@ fn ended(json: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether `path` (not followed if a symlink) was last modified before `cutoff`.
+/// Whether `path` (not followed if a symlink) was last modified before `cutoff`, at a time
+/// that can be trusted (not before [`time_floor`]).
 fn older(path: &Path, cutoff: SystemTime) -> bool {
     path.symlink_metadata()
         .and_then(|m| m.modified())
-        .is_ok_and(|t| t < cutoff)
+        .is_ok_and(|t| t >= time_floor() && t < cutoff)
 }
 
 #[cfg(test)]
@@ -106,6 +137,41 @@ mod tests {
         fs::write(path, text).unwrap();
         let f = fs::File::options().write(true).open(path).unwrap();
         f.set_modified(SystemTime::now() - age).unwrap();
+    }
+
+    /// A file dated before the time floor (written while the clock read 1970) or in the
+    /// future is not deleted by age (before: the 1970 one went at the first sweep after the
+    /// clock was set); a crash's `.tmp` leftover goes once it is as old as a recording would.
+    #[test]
+    fn untrusted_dates_are_kept_and_crash_leftovers_go() {
+        let dir = std::env::temp_dir().join(format!("jr-retention-dates-{}", std::process::id()));
+        let room = dir.join("1");
+        fs::create_dir_all(&room).unwrap();
+        let ended = r#"{"ended_at": "2026-01-01T00:00:00Z"}"#;
+        let at = |path: &Path, text: &str, t: SystemTime| {
+            fs::write(path, text).unwrap();
+            fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        };
+        let epoch = SystemTime::UNIX_EPOCH + DAY;
+        at(&room.join("boot.webm"), "media", epoch);
+        at(&room.join("boot.json"), ended, epoch);
+        let future = SystemTime::now() + 400 * DAY;
+        at(&room.join("ahead.webm"), "media", future);
+        at(&room.join("ahead.json"), ended, future);
+        file(&room.join(".x.json.0123456789abcdef.tmp"), "{", 10 * DAY);
+        file(&room.join(".y.json.fedcba9876543210.tmp"), "{", DAY / 2);
+        let deleted = sweep(&dir, 7 * DAY, SystemTime::now());
+        assert_eq!(deleted, [room.join(".x.json.0123456789abcdef.tmp")]);
+        for kept in ["boot.webm", "boot.json", "ahead.webm", "ahead.json"] {
+            assert!(room.join(kept).exists(), "{kept}");
+        }
+        assert!(room.join(".y.json.fedcba9876543210.tmp").exists());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The cases tests/retention.rs (the daemon at start) does not cover: a finished sidecar
@@ -131,6 +197,10 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, dir.join("linked")).unwrap();
 
         assert!(sweep(&dir, 7 * DAY, SystemTime::UNIX_EPOCH + DAY).is_empty());
+        assert!(
+            sweep(&dir, 7 * DAY, time_floor() - DAY).is_empty(),
+            "a clock before the floor sweeps nothing"
+        );
         let deleted = sweep(&dir, 7 * DAY, SystemTime::now());
         assert_eq!(deleted, [room.join("gone.webm"), room.join("gone.json")]);
         let mut left: Vec<String> = fs::read_dir(&room)
