@@ -420,6 +420,12 @@ impl Config {
             hook.validate()
                 .map_err(|(key, problem)| (format!("webhooks[{i}].{key}"), problem))?;
         }
+        if let Some(i) = crate::events::same_url(&self.webhooks) {
+            return Err((
+                format!("webhooks[{i}].url"),
+                "is an earlier webhook's too: list every event it wants in one table".into(),
+            ));
+        }
         for (i, room) in self.rooms.iter().enumerate() {
             let key = |k: &str| format!("rooms[{i}].{k}");
             let Some(relay) = &room.relay else {

@@ -81,7 +81,8 @@ pub struct WebhookConfig {
     /// How long one delivery may take.
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
-    /// The longest wait between two tries (the waits double from 1 s, with jitter).
+    /// The longest wait between two tries (the waits double from 1 s, or from this when it
+    /// is shorter, with jitter).
     #[serde(default = "default_retry_max", deserialize_with = "duration")]
     pub retry_max: Duration,
 }
@@ -142,12 +143,19 @@ impl WebhookConfig {
     }
 
     /// Its outbox directory's name: a digest of the URL, so it is the same after a restart
-    /// and differs between webhooks.
+    /// and differs between webhooks (two tables with one URL are refused, see
+    /// [`same_url`]).
     fn key(&self) -> String {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(self.url.as_bytes());
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// The first webhook (its index) whose URL an earlier one has: refused, since a URL has one
+/// outbox (list every event it wants in one table).
+pub fn same_url(hooks: &[WebhookConfig]) -> Option<usize> {
+    (1..hooks.len()).find(|&i| hooks[..i].iter().any(|h| h.url == hooks[i].url))
 }
 
 /// The event bus; cheap to clone.
@@ -163,7 +171,9 @@ struct Outbox {
     dir: PathBuf,
     runtime: tokio::runtime::Handle,
     shutdown: CancellationToken,
-    writer: mpsc::UnboundedSender<Arc<Event>>,
+    /// Held while an event gets its id and is queued, so that ids (the outbox's order) are
+    /// queued in order when several threads emit at once.
+    writer: Mutex<mpsc::UnboundedSender<Arc<Event>>>,
     /// Events emitted and not yet in the outbox.
     queued: std::sync::atomic::AtomicUsize,
     hooks: Mutex<Vec<Running>>,
@@ -202,7 +212,7 @@ impl Events {
             dir,
             runtime: runtime.clone(),
             shutdown,
-            writer,
+            writer: Mutex::new(writer),
             queued: Default::default(),
             hooks: Mutex::new(Vec::new()),
         });
@@ -224,7 +234,12 @@ impl Events {
             }
             return;
         };
-        let mut running = outbox.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hooks = hooks;
+        while let Some(i) = same_url(&hooks) {
+            let dup = hooks.remove(i);
+            tracing::error!(webhook = %dup.label(), "a second webhook with the same URL is ignored");
+        }
+        let mut running = lock(&outbox.hooks);
         running.retain(|r| {
             let keep = hooks.contains(&r.config);
             if !keep {
@@ -255,25 +270,32 @@ impl Events {
     }
 
     /// Emits an event now: to the stream's listeners at once, and into the outbox of each
-    /// webhook that wants it. Never blocks, never fails; callable from any thread.
+    /// webhook that wants it (written by a task on the events' runtime). Never blocks (beyond
+    /// a lock held for a channel send), never fails; callable from any thread, in or out of a
+    /// runtime.
     pub fn emit(&self, kind: EventKind, data: serde_json::Value) {
-        let event = Arc::new(Event {
-            id: uuid::Uuid::now_v7().to_string(),
-            kind,
-            at: rfc3339(SystemTime::now()),
-            data,
-        });
-        let _ = self.tx.send(event.clone());
-        if let Some(o) = &self.outbox
-            && o.hooks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .any(|r| r.config.wants(kind))
-        {
-            o.queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let _ = o.writer.send(event);
-        }
+        let new = |data| {
+            Arc::new(Event {
+                id: uuid::Uuid::now_v7().to_string(),
+                kind,
+                at: rfc3339(SystemTime::now()),
+                data,
+            })
+        };
+        let Some(o) = self
+            .outbox
+            .as_ref()
+            .filter(|o| lock(&o.hooks).iter().any(|r| r.config.wants(kind)))
+        else {
+            let _ = self.tx.send(new(data));
+            return;
+        };
+        let writer = lock(&o.writer);
+        let event = new(data);
+        o.queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = writer.send(event.clone());
+        drop(writer);
+        let _ = self.tx.send(event);
     }
 
     /// At shutdown: waits (at most `within`) until every event emitted is in the outbox and
@@ -281,10 +303,7 @@ impl Events {
     /// after the next start. What is not delivered by then stays in the outbox.
     pub async fn settle(&self, within: Duration) {
         let Some(o) = &self.outbox else { return };
-        let dirs: Vec<PathBuf> = o
-            .hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let dirs: Vec<PathBuf> = lock(&o.hooks)
             .iter()
             .map(|r| o.dir.join(r.config.key()))
             .collect();
@@ -311,13 +330,10 @@ impl Events {
     /// caller may skip building an event nobody reads.
     pub fn wanted(&self, kind: EventKind) -> bool {
         self.tx.receiver_count() > 0
-            || self.outbox.as_ref().is_some_and(|o| {
-                o.hooks
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .any(|r| r.config.wants(kind))
-            })
+            || self
+                .outbox
+                .as_ref()
+                .is_some_and(|o| lock(&o.hooks).iter().any(|r| r.config.wants(kind)))
     }
 
     /// Every event emitted from now on (the API's event stream).
@@ -334,10 +350,7 @@ async fn write_outbox(
 ) {
     while let Some(event) = queue.recv().await {
         let Some(o) = outbox.upgrade() else { return };
-        let targets: Vec<(WebhookConfig, Arc<Notify>)> = o
-            .hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let targets: Vec<(WebhookConfig, Arc<Notify>)> = lock(&o.hooks)
             .iter()
             .filter(|r| r.config.wants(event.kind))
             .map(|r| (r.config.clone(), r.wake.clone()))
@@ -369,6 +382,12 @@ async fn write_outbox(
             wake.notify_one();
         }
     }
+}
+
+/// A lock whose holder may have panicked: what it guards stays usable (a list of tasks, a
+/// channel end).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -19,8 +19,12 @@ use super::{Event, GIVE_UP_AFTER, WebhookConfig};
 pub const SIGNATURE_HEADER: &str = "Janus-Recorder-Signature";
 /// The header with the event's id (also in the body), for de-duplication.
 pub const EVENT_ID_HEADER: &str = "Janus-Recorder-Event-Id";
-/// The first wait after a failed delivery; it doubles up to the webhook's `retry_max`.
+/// The first wait after a failed delivery; it doubles up to the webhook's `retry_max` (and
+/// is `retry_max` when that is shorter, which is how the tests retry quickly).
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// A temporary file of [`crate::output::write_json_atomically`] older than this was left by a
+/// process that died while writing it (a live write takes milliseconds): removed at start.
+const STALE_TEMPORARY: Duration = Duration::from_secs(60);
 
 /// The signature header's value for `body` sent at `t` (Unix seconds): HMAC-SHA256 with the
 /// webhook's secret over `"<t>.<body>"`, hex, as Stripe signs its webhooks. A receiver
@@ -58,11 +62,13 @@ pub(super) fn pending(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Writes `event` into the outbox `dir` (atomically, synced), then drops the oldest events
-/// past `max` (each logged and counted).
+/// Writes `event` into the outbox `dir` (atomically, the file and then the directory synced,
+/// so the event outlives a power cut as well as a SIGKILL), then drops the oldest events past
+/// `max` (each logged and counted).
 pub(super) fn store(dir: &Path, event: &Event, max: usize, label: &str) -> std::io::Result<()> {
     crate::output::create_private_dir(dir)?;
     crate::output::write_json_atomically(&dir.join(format!("{}.json", event.id)), event)?;
+    std::fs::File::open(dir)?.sync_all()?;
     let files = pending(dir);
     if files.len() > max {
         for old in &files[..files.len() - max] {
@@ -76,6 +82,27 @@ pub(super) fn store(dir: &Path, event: &Event, max: usize, label: &str) -> std::
     Ok(())
 }
 
+/// Removes what a process killed while writing into `dir` left: temporaries older than
+/// [`STALE_TEMPORARY`] (never one being written now).
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMPORARY);
+        if name.starts_with('.') && name.ends_with(".tmp") && old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// A wait of `base` with ±25% jitter, so receivers coming back are not hit by every
 /// recorder at once.
 fn jittered(base: Duration) -> Duration {
@@ -84,7 +111,9 @@ fn jittered(base: Duration) -> Duration {
 }
 
 /// Delivers `hook`'s outbox `dir` until `stop`: oldest first, each until it is taken (2xx)
-/// or is older than [`GIVE_UP_AFTER`]; woken by `wake` when an event is added.
+/// or is older than [`GIVE_UP_AFTER`]; woken by `wake` when an event is added. The directory
+/// is listed once per batch (not once per event: a backlog of 10,000 drains in linear time)
+/// and again after each failure.
 pub(super) async fn deliver(
     hook: WebhookConfig,
     dir: PathBuf,
@@ -92,70 +121,124 @@ pub(super) async fn deliver(
     stop: CancellationToken,
 ) {
     let label = hook.label();
-    let client = match reqwest::Client::builder().timeout(hook.timeout).build() {
+    // No redirects: a 3xx is a failure, as with Stripe (a redirected POST may become a GET,
+    // and the receiver's address is the operator's to change, in the config).
+    let client = match reqwest::Client::builder()
+        .timeout(hook.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(webhook = %label, error = %e, "cannot make an HTTP client; webhook off");
             return;
         }
     };
-    let mut backoff = FIRST_RETRY;
+    let d = dir.clone();
+    let _ = tokio::task::spawn_blocking(move || remove_stale_temporaries(&d)).await;
+    let outbox_size =
+        metrics::gauge!("janus_recorder_webhook_outbox_events", "webhook" => label.clone());
+    let first_retry = FIRST_RETRY.min(hook.retry_max);
+    let mut backoff = first_retry;
     loop {
         let d = dir.clone();
         let files = tokio::task::spawn_blocking(move || pending(&d))
             .await
             .unwrap_or_default();
-        metrics::gauge!("janus_recorder_webhook_outbox_events", "webhook" => label.clone())
-            .set(files.len() as f64);
-        let Some(path) = files.into_iter().next() else {
+        outbox_size.set(files.len() as f64);
+        if files.is_empty() {
             tokio::select! {
                 _ = wake.notified() => continue,
                 _ = stop.cancelled() => return,
             }
-        };
-        let p = path.clone();
-        let Ok(Ok(body)) = tokio::task::spawn_blocking(move || std::fs::read(&p)).await else {
-            continue; // removed meanwhile (the outbox bound)
-        };
-        let event: Event = match serde_json::from_slice(&body) {
-            Ok(e) => e,
-            Err(e) => {
-                let aside = path.with_extension("broken");
-                tracing::error!(webhook = %label, path = %path.display(), error = %e, "an outbox file is not an event; moved aside");
-                let _ = std::fs::rename(&path, aside);
-                continue;
-            }
-        };
-        if too_old(&event, SystemTime::now()) {
-            tracing::error!(webhook = %label, event = %event.id, kind = ?event.kind, "event not taken for a day: dropped");
-            metrics::counter!("janus_recorder_webhook_events_dropped_total", "why" => "expired")
-                .increment(1);
-            let _ = std::fs::remove_file(&path);
-            continue;
         }
-        let sent = tokio::select! {
-            r = post(&client, &hook, &event.id, body) => r,
-            _ = stop.cancelled() => return,
-        };
-        match sent {
-            Ok(()) => {
-                metrics::counter!("janus_recorder_webhook_deliveries_total", "result" => "ok")
-                    .increment(1);
-                let p = path.clone();
-                let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(p)).await;
-                backoff = FIRST_RETRY;
-            }
-            Err(why) => {
-                metrics::counter!("janus_recorder_webhook_deliveries_total", "result" => "error")
-                    .increment(1);
-                let wait = jittered(backoff);
-                tracing::warn!(webhook = %label, event = %event.id, error = %why, retry_in = ?wait, "webhook delivery failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.cancelled() => return,
+        for path in files {
+            match deliver_one(&client, &hook, &label, &path, &stop).await {
+                Outcome::Gone => outbox_size.decrement(1.0),
+                Outcome::Taken => {
+                    outbox_size.decrement(1.0);
+                    backoff = first_retry;
                 }
-                backoff = (backoff * 2).min(hook.retry_max);
+                Outcome::Failed(why) => {
+                    let wait = jittered(backoff);
+                    tracing::warn!(webhook = %label, event = %event_id(&path), error = %why, retry_in = ?wait, "webhook delivery failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(hook.retry_max);
+                    break; // listed again: the bound may have dropped this one meanwhile
+                }
+                Outcome::Stopped => return,
             }
+        }
+    }
+}
+
+/// What became of one outbox file.
+enum Outcome {
+    /// The receiver took it (2xx); its file is removed.
+    Taken,
+    /// No longer to be sent: removed meanwhile (the bound), expired, or not an event.
+    Gone,
+    /// Not taken; why (the HTTP status or the error).
+    Failed(String),
+    /// The delivery was stopped (shutdown, or the webhook was removed or changed).
+    Stopped,
+}
+
+/// The event id an outbox file is named after (for logs).
+fn event_id(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+}
+
+/// Sends the event in `path` once.
+async fn deliver_one(
+    client: &reqwest::Client,
+    hook: &WebhookConfig,
+    label: &str,
+    path: &Path,
+    stop: &CancellationToken,
+) -> Outcome {
+    let p = path.to_owned();
+    let Ok(Ok(body)) = tokio::task::spawn_blocking(move || std::fs::read(&p)).await else {
+        return Outcome::Gone; // removed meanwhile (the outbox bound)
+    };
+    let event: Event = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            let aside = path.with_extension("broken");
+            tracing::error!(webhook = %label, path = %path.display(), error = %e, "an outbox file is not an event; moved aside");
+            metrics::counter!("janus_recorder_webhook_events_dropped_total", "why" => "unreadable")
+                .increment(1);
+            let _ = std::fs::rename(path, aside);
+            return Outcome::Gone;
+        }
+    };
+    if too_old(&event, SystemTime::now()) {
+        tracing::error!(webhook = %label, event = %event.id, kind = ?event.kind, at = %event.at, "event not taken for a day: dropped");
+        metrics::counter!("janus_recorder_webhook_events_dropped_total", "why" => "expired")
+            .increment(1);
+        let _ = std::fs::remove_file(path);
+        return Outcome::Gone;
+    }
+    let sent = tokio::select! {
+        r = post(client, hook, &event.id, body) => r,
+        _ = stop.cancelled() => return Outcome::Stopped,
+    };
+    match sent {
+        Ok(()) => {
+            metrics::counter!("janus_recorder_webhook_deliveries_total", "result" => "ok")
+                .increment(1);
+            let p = path.to_owned();
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(p)).await;
+            Outcome::Taken
+        }
+        Err(why) => {
+            metrics::counter!("janus_recorder_webhook_deliveries_total", "result" => "error")
+                .increment(1);
+            Outcome::Failed(why)
         }
     }
 }
