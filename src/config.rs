@@ -416,16 +416,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         self.validate_keys().map_err(|(k, p)| (k.to_owned(), p))?;
-        for (i, hook) in self.webhooks.iter().enumerate() {
-            hook.validate()
-                .map_err(|(key, problem)| (format!("webhooks[{i}].{key}"), problem))?;
-        }
-        if let Some(i) = crate::events::same_url(&self.webhooks) {
-            return Err((
-                format!("webhooks[{i}].url"),
-                "is an earlier webhook's too: list every event it wants in one table".into(),
-            ));
-        }
+        crate::events::validate_all(&self.webhooks)?;
         for (i, room) in self.rooms.iter().enumerate() {
             let key = |k: &str| format!("rooms[{i}].{k}");
             let Some(relay) = &room.relay else {

@@ -132,12 +132,19 @@ impl WebhookConfig {
         self.events.is_empty() || self.events.contains(&kind)
     }
 
-    /// Its name in logs and metrics: `name`, else the URL's host (never the whole URL).
+    /// Its name in logs and metrics: `name`, else the URL's host and port (never the whole
+    /// URL: its path or query may hold a token, as Slack's and Discord's do).
     pub fn label(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
             reqwest::Url::parse(&self.url)
                 .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
+                .and_then(|u| {
+                    let host = u.host_str()?;
+                    Some(match u.port() {
+                        Some(port) => format!("{host}:{port}"),
+                        None => host.to_owned(),
+                    })
+                })
                 .unwrap_or_else(|| "webhook".into())
         })
     }
@@ -152,8 +159,34 @@ impl WebhookConfig {
     }
 }
 
-/// The first webhook (its index) whose URL an earlier one has: refused, since a URL has one
-/// outbox (list every event it wants in one table).
+/// Checks the `[[webhooks]]` tables: each one, and that no two share a URL (a URL has one
+/// outbox) or a label (logs and metrics could not tell them apart). The error names the key
+/// (`webhooks[1].url`) and the problem.
+pub fn validate_all(hooks: &[WebhookConfig]) -> Result<(), (String, String)> {
+    for (i, hook) in hooks.iter().enumerate() {
+        let key = |k: &str| format!("webhooks[{i}].{k}");
+        hook.validate().map_err(|(k, problem)| (key(k), problem))?;
+        let earlier = &hooks[..i];
+        if earlier.iter().any(|h| h.url == hook.url) {
+            return Err((
+                key("url"),
+                "is an earlier webhook's too: list every event it wants in one table".into(),
+            ));
+        }
+        let label = hook.label();
+        if earlier.iter().any(|h| h.label() == label) {
+            return Err((
+                key("name"),
+                format!(
+                    "{label:?} is an earlier webhook's name too (in logs and metrics): give each a `name`"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first webhook (its index) whose URL an earlier one has (see [`validate_all`]).
 pub fn same_url(hooks: &[WebhookConfig]) -> Option<usize> {
     (1..hooks.len()).find(|&i| hooks[..i].iter().any(|h| h.url == hooks[i].url))
 }

@@ -193,9 +193,19 @@ fn webhook_tables_are_checked() {
     assert_eq!(short.validate().unwrap_err().0, "secret");
     assert!(parse("url = \"http://x/\"\nsecret = \"0123456789abcdef\"\ntimeout = \"0s\"").is_err());
     assert!(parse("url = \"http://x/\"\nsecret = \"0123456789abcdef\"\nurl2 = 1").is_err());
-    let other = parse("url = \"http://y/\"\nsecret = \"0123456789abcdef\"").unwrap();
+    let other = parse("url = \"http://y:8080/a\"\nsecret = \"0123456789abcdef\"").unwrap();
+    assert_eq!(other.label(), "y:8080");
     assert_eq!(same_url(&[w.clone(), other.clone()]), None);
-    assert_eq!(same_url(&[w.clone(), other, w]), Some(2));
+    assert_eq!(same_url(&[w.clone(), other.clone(), w.clone()]), Some(2));
+    assert!(validate_all(&[w.clone(), other.clone()]).is_ok());
+    let again = validate_all(&[w.clone(), other.clone(), w.clone()]).unwrap_err();
+    assert_eq!(again.0, "webhooks[2].url");
+    let mut same_host = other.clone();
+    same_host.url = "http://y:8080/b".into();
+    let err = validate_all(&[w.clone(), other.clone(), same_host.clone()]).unwrap_err();
+    assert_eq!(err.0, "webhooks[2].name", "{err:?}");
+    same_host.name = Some("b".into());
+    assert!(validate_all(&[w, other, same_host]).is_ok());
 }
 
 /// Signed, in order, only the kinds wanted; the stream gets every event.
@@ -298,36 +308,49 @@ async fn events_survive_a_receiver_down_and_a_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Over `max_outbox` the oldest events are dropped.
+/// Over `max_outbox` the oldest events are dropped; also when a restart lowers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_outbox_drops_the_oldest() {
     let addr = a_free_port();
     let dir = scratch("full");
     let mut h = hook(addr, vec![]);
     h.max_outbox = 3;
-    let (events, stop) = start(&dir, vec![h]);
+    let (events, stop) = start(&dir, vec![h.clone()]);
     for i in 0..5 {
         events.emit(EventKind::RecordingStarted, serde_json::json!({ "n": i }));
     }
+    outbox_becomes(&dir, &[2, 3, 4]).await;
+    stop.cancel();
+    drop(events);
+
+    h.max_outbox = 2;
+    let (_events, stop) = start(&dir, vec![h]);
+    outbox_becomes(&dir, &[3, 4]).await;
+    let (_, got, _server) = receiver(addr, false).await;
+    assert_eq!(wait_for(&got, 2).await.len(), 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(got.lock().unwrap().events.len(), 2);
+    stop.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until the outboxes under `dir` hold the events whose `data.n` are `want`.
+async fn outbox_becomes(dir: &Path, want: &[u64]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let kept: Vec<u64> = webhook_files(&dir)
+        let kept: Vec<u64> = webhook_files(dir)
             .iter()
             .filter_map(|f| {
                 let e: Event = serde_json::from_slice(&std::fs::read(f).ok()?).ok()?;
                 e.data["n"].as_u64()
             })
             .collect();
-        if kept == [2, 3, 4] {
-            break;
+        if kept == want {
+            return;
         }
         assert!(tokio::time::Instant::now() < deadline, "{kept:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (_, got, _server) = receiver(addr, false).await;
-    assert_eq!(wait_for(&got, 3).await.len(), 3);
-    stop.cancel();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A receiver that never answers neither blocks `emit` nor loses the event: it is tried again
@@ -464,7 +487,14 @@ async fn webhooks_follow_a_reload() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// What a previous run left: an event older than a day is dropped, a file that is not an
+/// Makes `path` look written `ago`.
+fn age(path: &Path, ago: Duration) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(SystemTime::now() - ago).unwrap();
+}
+
+/// What a previous run left: an event older than a day is dropped (by its `at`, or by its
+/// file's time when `at` is not a time), a file that is not an
 /// event is moved aside, a stale temporary removed; the rest is delivered and nothing panics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_and_broken_outbox_files_are_dealt_with() {
@@ -486,19 +516,19 @@ async fn old_and_broken_outbox_files_are_dealt_with() {
         &serde_json::to_vec(&event("0-old", SystemTime::now() - day)).unwrap(),
     );
     write("1-bad.json", b"{not json");
+    let mut garbled = event("0b-garbled", SystemTime::now());
+    garbled.at = "yesterday".into();
+    write("0b-garbled.json", &serde_json::to_vec(&garbled).unwrap());
+    age(&hook_dir.join("0b-garbled.json"), day);
     write(
         "2-ok.json",
         &serde_json::to_vec(&event("2-ok", SystemTime::now())).unwrap(),
     );
     write(".3-cut.json.0123.tmp", b"{\"id\":");
-    let stale = std::fs::File::options()
-        .write(true)
-        .open(hook_dir.join(".3-cut.json.0123.tmp"))
-        .unwrap();
-    stale
-        .set_modified(SystemTime::now() - Duration::from_secs(120))
-        .unwrap();
-    drop(stale);
+    age(
+        &hook_dir.join(".3-cut.json.0123.tmp"),
+        Duration::from_secs(120),
+    );
     write(".4-now.json.0123.tmp", b"{\"id\":");
 
     let (_events, stop) = start(&dir, vec![h]);

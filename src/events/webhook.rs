@@ -69,6 +69,12 @@ pub(super) fn store(dir: &Path, event: &Event, max: usize, label: &str) -> std::
     crate::output::create_private_dir(dir)?;
     crate::output::write_json_atomically(&dir.join(format!("{}.json", event.id)), event)?;
     std::fs::File::open(dir)?.sync_all()?;
+    bound(dir, max, label);
+    Ok(())
+}
+
+/// Drops the oldest events of the outbox `dir` past `max`, each logged and counted.
+fn bound(dir: &Path, max: usize, label: &str) {
     let files = pending(dir);
     if files.len() > max {
         for old in &files[..files.len() - max] {
@@ -79,7 +85,6 @@ pub(super) fn store(dir: &Path, event: &Event, max: usize, label: &str) -> std::
             }
         }
     }
-    Ok(())
 }
 
 /// Removes what a process killed while writing into `dir` left: temporaries older than
@@ -134,8 +139,12 @@ pub(super) async fn deliver(
             return;
         }
     };
-    let d = dir.clone();
-    let _ = tokio::task::spawn_blocking(move || remove_stale_temporaries(&d)).await;
+    let (d, max, l) = (dir.clone(), hook.max_outbox, label.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        remove_stale_temporaries(&d);
+        bound(&d, max, &l); // `max_outbox` may have been lowered since the events were stored
+    })
+    .await;
     let outbox_size =
         metrics::gauge!("janus_recorder_webhook_outbox_events", "webhook" => label.clone());
     let first_retry = FIRST_RETRY.min(hook.retry_max);
@@ -216,7 +225,11 @@ async fn deliver_one(
             return Outcome::Gone;
         }
     };
-    if too_old(&event, SystemTime::now()) {
+    let at = OffsetDateTime::parse(&event.at, &Rfc3339)
+        .map(SystemTime::from)
+        .or_else(|_| std::fs::metadata(path).and_then(|m| m.modified()))
+        .unwrap_or_else(|_| SystemTime::now());
+    if too_old(at, SystemTime::now()) {
         tracing::error!(webhook = %label, event = %event.id, kind = ?event.kind, at = %event.at, "event not taken for a day: dropped");
         metrics::counter!("janus_recorder_webhook_events_dropped_total", "why" => "expired")
             .increment(1);
@@ -243,12 +256,10 @@ async fn deliver_one(
     }
 }
 
-/// Whether `event` has waited longer than [`GIVE_UP_AFTER`].
-fn too_old(event: &Event, now: SystemTime) -> bool {
-    OffsetDateTime::parse(&event.at, &Rfc3339)
-        .ok()
-        .and_then(|at| now.duration_since(SystemTime::from(at)).ok())
-        .is_some_and(|age| age > GIVE_UP_AFTER)
+/// Whether an event of `at` (its `at`, else when its file was written) has waited longer
+/// than [`GIVE_UP_AFTER`].
+fn too_old(at: SystemTime, now: SystemTime) -> bool {
+    now.duration_since(at).is_ok_and(|age| age > GIVE_UP_AFTER)
 }
 
 /// One signed POST; `Err` says why it was not taken.
