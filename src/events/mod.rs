@@ -300,6 +300,11 @@ impl Events {
                 stop,
             });
         }
+        let keys: Vec<String> = running.iter().map(|r| r.config.key()).collect();
+        drop(running);
+        for (dir, n) in webhook::orphaned(&outbox.dir, &keys) {
+            tracing::warn!(dir = %dir.display(), events = n, "undelivered events of a webhook no longer configured (removed, or its URL changed) are kept; configure its URL again to deliver them, or delete the directory");
+        }
     }
 
     /// Emits an event now: to the stream's listeners at once, and into the outbox of each

@@ -460,6 +460,12 @@ async fn webhooks_follow_a_reload() {
         1,
         "a removed webhook keeps its outbox"
     );
+    let b_key = hook(b_addr, vec![]).key();
+    assert_eq!(
+        webhook::orphaned(&dir.join("outbox"), &[b_key]),
+        [(a_dir.clone(), 1)],
+        "and is told of"
+    );
 
     events.set_webhooks(vec![hook(b_addr, vec![EventKind::RoomEnded])]);
     assert!(!events.wanted(EventKind::RoomStarted));

@@ -62,6 +62,22 @@ pub(super) fn pending(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The outboxes under `outbox` of webhooks not among `keys` that still hold events, with how
+/// many each holds.
+pub(super) fn orphaned(outbox: &Path, keys: &[String]) -> Vec<(PathBuf, usize)> {
+    let Ok(entries) = std::fs::read_dir(outbox) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(PathBuf, usize)> = entries
+        .flatten()
+        .filter(|e| !keys.iter().any(|k| e.file_name() == k.as_str()))
+        .map(|e| e.path())
+        .filter_map(|d| Some(pending(&d).len()).filter(|&n| n > 0).map(|n| (d, n)))
+        .collect();
+    found.sort();
+    found
+}
+
 /// Writes `event` into the outbox `dir` (atomically, the file and then the directory synced,
 /// so the event outlives a power cut as well as a SIGKILL), then drops the oldest events past
 /// `max` (each logged and counted).
