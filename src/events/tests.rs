@@ -357,7 +357,7 @@ async fn outbox_becomes(dir: &Path, want: &[u64]) {
 /// after the timeout, and taken once the receiver answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_receiver_blocks_nothing() {
-    let (addr, _hung, server) = receiver("127.0.0.1:0".parse().unwrap(), true).await;
+    let (addr, hung, server) = receiver("127.0.0.1:0".parse().unwrap(), true).await;
     let dir = scratch("hang");
     let mut h = hook(addr, vec![]);
     h.timeout = Duration::from_millis(300);
@@ -370,7 +370,9 @@ async fn a_hanging_receiver_blocks_nothing() {
         began.elapsed() < Duration::from_millis(100),
         "emit waits for nothing"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tries = hung.lock().unwrap().tries;
+    assert!(tries >= 2, "tried again after the timeout: {tries}");
     server.abort();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, got, _server) = receiver(addr, false).await;

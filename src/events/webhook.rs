@@ -95,7 +95,7 @@ fn bound(dir: &Path, max: usize, label: &str) {
     if files.len() > max {
         for old in &files[..files.len() - max] {
             if std::fs::remove_file(old).is_ok() {
-                tracing::warn!(webhook = %label, event = %old.display(), max_outbox = max, "webhook outbox full: the oldest event is dropped");
+                tracing::warn!(webhook = %label, event = %event_id(old), max_outbox = max, "webhook outbox full: the oldest event is dropped");
                 metrics::counter!("janus_recorder_webhook_events_dropped_total", "why" => "outbox-full")
                     .increment(1);
             }
@@ -165,6 +165,7 @@ pub(super) async fn deliver(
         metrics::gauge!("janus_recorder_webhook_outbox_events", "webhook" => label.clone());
     let first_retry = FIRST_RETRY.min(hook.retry_max);
     let mut backoff = first_retry;
+    let mut failures = 0u32;
     loop {
         let d = dir.clone();
         let files = tokio::task::spawn_blocking(move || pending(&d))
@@ -178,13 +179,21 @@ pub(super) async fn deliver(
             }
         }
         for path in files {
+            if stop.is_cancelled() {
+                return;
+            }
             match deliver_one(&client, &hook, &label, &path, &stop).await {
                 Outcome::Gone => outbox_size.decrement(1.0),
                 Outcome::Taken => {
                     outbox_size.decrement(1.0);
                     backoff = first_retry;
+                    if failures > 0 {
+                        tracing::info!(webhook = %label, failures, "webhook takes events again");
+                        failures = 0;
+                    }
                 }
                 Outcome::Failed(why) => {
+                    failures += 1;
                     let wait = jittered(backoff);
                     tracing::warn!(webhook = %label, event = %event_id(&path), error = %why, retry_in = ?wait, "webhook delivery failed");
                     tokio::select! {
@@ -297,8 +306,18 @@ async fn post(
         .body(body)
         .send()
         .await
-        // Without the URL: it may carry a token.
-        .map_err(|e| e.without_url().to_string())?;
+        // Without the URL (it may carry a token), with the causes ("error sending request"
+        // alone does not say that the connection was refused).
+        .map_err(|e| {
+            let e = e.without_url();
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                why = format!("{why}: {c}");
+                cause = c.source();
+            }
+            why
+        })?;
     if resp.status().is_success() {
         Ok(())
     } else {
