@@ -231,7 +231,7 @@ impl Events {
 
     /// Opens `<state_dir>/outbox/` (created 0750), and starts each webhook's delivery on
     /// `runtime`, beginning with what a previous run left in its outbox. Fails only if the
-    /// directory cannot be made.
+    /// directory cannot be made or written to.
     pub fn start(
         state_dir: &Path,
         hooks: Vec<WebhookConfig>,
@@ -240,6 +240,7 @@ impl Events {
     ) -> std::io::Result<Events> {
         let dir = state_dir.join("outbox");
         crate::output::create_private_dir(&dir)?;
+        crate::output::check_writable_dir(&dir)?;
         let (writer, queue) = mpsc::unbounded_channel();
         let outbox = Arc::new(Outbox {
             dir,

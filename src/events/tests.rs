@@ -557,3 +557,73 @@ async fn old_and_broken_outbox_files_are_dealt_with() {
     stop.cancel();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A state directory that cannot hold the outbox is an error of `start`, not a panic.
+#[tokio::test]
+async fn an_unusable_state_dir_is_an_error() {
+    let file = scratch("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let started = Events::start(
+        &file,
+        vec![],
+        &tokio::runtime::Handle::current(),
+        CancellationToken::new(),
+    );
+    assert!(started.is_err());
+    let _ = std::fs::remove_file(&file);
+}
+
+const CHILD_DIR: &str = "JR_EVENTS_TEST_CHILD_DIR";
+const CHILD_ADDR: &str = "JR_EVENTS_TEST_CHILD_ADDR";
+
+/// Run by [`events_survive_a_sigkill`] in a process of its own, which it kills: emits 300
+/// events for a webhook that is down, then waits. Does nothing when run otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by events_survive_a_sigkill"]
+async fn sigkill_child() {
+    let (Ok(dir), Ok(addr)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_ADDR)) else {
+        return;
+    };
+    let (events, _stop) = start(Path::new(&dir), vec![hook(addr.parse().unwrap(), vec![])]);
+    for i in 0..300 {
+        events.emit(EventKind::RecordingFinished, serde_json::json!({ "n": i }));
+    }
+    std::future::pending::<()>().await;
+}
+
+/// A process SIGKILLed while it writes events into the outbox: what it had written is
+/// delivered by the next one, each event once, in order; a file cut short is not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_survive_a_sigkill() {
+    let addr = a_free_port();
+    let dir = scratch("sigkill");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "events::tests::sigkill_child"])
+        .env(CHILD_DIR, &dir)
+        .env(CHILD_ADDR, addr.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while webhook_files(&dir).len() < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the child wrote nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let written = webhook_files(&dir).len();
+
+    let (_, got, _server) = receiver(addr, false).await;
+    let (_events, stop) = start(&dir, vec![hook(addr, vec![])]);
+    let delivered = wait_for(&got, written).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(got.lock().unwrap().events.len(), written);
+    assert!(delivered.iter().all(|e| e.2), "signed");
+    in_id_order_each_once(&delivered);
+    stop.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+}
