@@ -416,10 +416,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         self.validate_keys().map_err(|(k, p)| (k.to_owned(), p))?;
-        for (i, hook) in self.webhooks.iter().enumerate() {
-            hook.validate()
-                .map_err(|(key, problem)| (format!("webhooks[{i}].{key}"), problem))?;
-        }
+        crate::events::validate_all(&self.webhooks)?;
         for (i, room) in self.rooms.iter().enumerate() {
             let key = |k: &str| format!("rooms[{i}].{k}");
             let Some(relay) = &room.relay else {

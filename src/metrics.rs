@@ -72,6 +72,18 @@ fn describe() {
         "janus_recorder_feeds_refused_total",
         "Publishers not recorded because [limits] max_feeds was reached."
     );
+    describe_counter!(
+        "janus_recorder_webhook_deliveries_total",
+        "Webhook POSTs, by result (ok: answered 2xx; error: another status, a timeout or no connection)."
+    );
+    describe_gauge!(
+        "janus_recorder_webhook_outbox_events",
+        "Events waiting in a webhook's outbox, by webhook (its name or host)."
+    );
+    describe_counter!(
+        "janus_recorder_webhook_events_dropped_total",
+        "Events a webhook never got, by why (expired: not taken for 24 h; outbox-full: over max_outbox; write-error; unreadable)."
+    );
 }
 
 /// A publisher was refused at the feed limit.

@@ -81,7 +81,8 @@ pub struct WebhookConfig {
     /// How long one delivery may take.
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
-    /// The longest wait between two tries (the waits double from 1 s, with jitter).
+    /// The longest wait between two tries (the waits double from 1 s, or from this when it
+    /// is shorter, with jitter).
     #[serde(default = "default_retry_max", deserialize_with = "duration")]
     pub retry_max: Duration,
 }
@@ -131,23 +132,63 @@ impl WebhookConfig {
         self.events.is_empty() || self.events.contains(&kind)
     }
 
-    /// Its name in logs and metrics: `name`, else the URL's host (never the whole URL).
+    /// Its name in logs and metrics: `name`, else the URL's host and port (never the whole
+    /// URL: its path or query may hold a token, as Slack's and Discord's do).
     pub fn label(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
             reqwest::Url::parse(&self.url)
                 .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
+                .and_then(|u| {
+                    let host = u.host_str()?;
+                    Some(match u.port() {
+                        Some(port) => format!("{host}:{port}"),
+                        None => host.to_owned(),
+                    })
+                })
                 .unwrap_or_else(|| "webhook".into())
         })
     }
 
     /// Its outbox directory's name: a digest of the URL, so it is the same after a restart
-    /// and differs between webhooks.
+    /// and differs between webhooks (two tables with one URL are refused, see
+    /// [`same_url`]).
     fn key(&self) -> String {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(self.url.as_bytes());
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// Checks the `[[webhooks]]` tables: each one, and that no two share a URL (a URL has one
+/// outbox) or a label (logs and metrics could not tell them apart). The error names the key
+/// (`webhooks[1].url`) and the problem.
+pub fn validate_all(hooks: &[WebhookConfig]) -> Result<(), (String, String)> {
+    for (i, hook) in hooks.iter().enumerate() {
+        let key = |k: &str| format!("webhooks[{i}].{k}");
+        hook.validate().map_err(|(k, problem)| (key(k), problem))?;
+        let earlier = &hooks[..i];
+        if earlier.iter().any(|h| h.url == hook.url) {
+            return Err((
+                key("url"),
+                "is an earlier webhook's too: list every event it wants in one table".into(),
+            ));
+        }
+        let label = hook.label();
+        if earlier.iter().any(|h| h.label() == label) {
+            return Err((
+                key("name"),
+                format!(
+                    "{label:?} is an earlier webhook's name too (in logs and metrics): give each a `name`"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first webhook (its index) whose URL an earlier one has (see [`validate_all`]).
+pub fn same_url(hooks: &[WebhookConfig]) -> Option<usize> {
+    (1..hooks.len()).find(|&i| hooks[..i].iter().any(|h| h.url == hooks[i].url))
 }
 
 /// The event bus; cheap to clone.
@@ -163,7 +204,9 @@ struct Outbox {
     dir: PathBuf,
     runtime: tokio::runtime::Handle,
     shutdown: CancellationToken,
-    writer: mpsc::UnboundedSender<Arc<Event>>,
+    /// Held while an event gets its id and is queued, so that ids (the outbox's order) are
+    /// queued in order when several threads emit at once.
+    writer: Mutex<mpsc::UnboundedSender<Arc<Event>>>,
     /// Events emitted and not yet in the outbox.
     queued: std::sync::atomic::AtomicUsize,
     hooks: Mutex<Vec<Running>>,
@@ -188,7 +231,7 @@ impl Events {
 
     /// Opens `<state_dir>/outbox/` (created 0750), and starts each webhook's delivery on
     /// `runtime`, beginning with what a previous run left in its outbox. Fails only if the
-    /// directory cannot be made.
+    /// directory cannot be made or written to.
     pub fn start(
         state_dir: &Path,
         hooks: Vec<WebhookConfig>,
@@ -197,12 +240,13 @@ impl Events {
     ) -> std::io::Result<Events> {
         let dir = state_dir.join("outbox");
         crate::output::create_private_dir(&dir)?;
+        crate::output::check_writable_dir(&dir)?;
         let (writer, queue) = mpsc::unbounded_channel();
         let outbox = Arc::new(Outbox {
             dir,
             runtime: runtime.clone(),
             shutdown,
-            writer,
+            writer: Mutex::new(writer),
             queued: Default::default(),
             hooks: Mutex::new(Vec::new()),
         });
@@ -224,7 +268,12 @@ impl Events {
             }
             return;
         };
-        let mut running = outbox.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hooks = hooks;
+        while let Some(i) = same_url(&hooks) {
+            let dup = hooks.remove(i);
+            tracing::error!(webhook = %dup.label(), "a second webhook with the same URL is ignored");
+        }
+        let mut running = lock(&outbox.hooks);
         running.retain(|r| {
             let keep = hooks.contains(&r.config);
             if !keep {
@@ -252,28 +301,40 @@ impl Events {
                 stop,
             });
         }
+        let keys: Vec<String> = running.iter().map(|r| r.config.key()).collect();
+        drop(running);
+        for (dir, n) in webhook::orphaned(&outbox.dir, &keys) {
+            tracing::warn!(dir = %dir.display(), events = n, "undelivered events of a webhook no longer configured (removed, or its URL changed) are kept; configure its URL again to deliver them, or delete the directory");
+        }
     }
 
     /// Emits an event now: to the stream's listeners at once, and into the outbox of each
-    /// webhook that wants it. Never blocks, never fails; callable from any thread.
+    /// webhook that wants it (written by a task on the events' runtime). Never blocks (beyond
+    /// a lock held for a channel send), never fails; callable from any thread, in or out of a
+    /// runtime.
     pub fn emit(&self, kind: EventKind, data: serde_json::Value) {
-        let event = Arc::new(Event {
-            id: uuid::Uuid::now_v7().to_string(),
-            kind,
-            at: rfc3339(SystemTime::now()),
-            data,
-        });
-        let _ = self.tx.send(event.clone());
-        if let Some(o) = &self.outbox
-            && o.hooks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .any(|r| r.config.wants(kind))
-        {
-            o.queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let _ = o.writer.send(event);
-        }
+        let new = |data| {
+            Arc::new(Event {
+                id: uuid::Uuid::now_v7().to_string(),
+                kind,
+                at: rfc3339(SystemTime::now()),
+                data,
+            })
+        };
+        let Some(o) = self
+            .outbox
+            .as_ref()
+            .filter(|o| lock(&o.hooks).iter().any(|r| r.config.wants(kind)))
+        else {
+            let _ = self.tx.send(new(data));
+            return;
+        };
+        let writer = lock(&o.writer);
+        let event = new(data);
+        o.queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = writer.send(event.clone());
+        drop(writer);
+        let _ = self.tx.send(event);
     }
 
     /// At shutdown: waits (at most `within`) until every event emitted is in the outbox and
@@ -281,10 +342,7 @@ impl Events {
     /// after the next start. What is not delivered by then stays in the outbox.
     pub async fn settle(&self, within: Duration) {
         let Some(o) = &self.outbox else { return };
-        let dirs: Vec<PathBuf> = o
-            .hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let dirs: Vec<PathBuf> = lock(&o.hooks)
             .iter()
             .map(|r| o.dir.join(r.config.key()))
             .collect();
@@ -311,13 +369,10 @@ impl Events {
     /// caller may skip building an event nobody reads.
     pub fn wanted(&self, kind: EventKind) -> bool {
         self.tx.receiver_count() > 0
-            || self.outbox.as_ref().is_some_and(|o| {
-                o.hooks
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .any(|r| r.config.wants(kind))
-            })
+            || self
+                .outbox
+                .as_ref()
+                .is_some_and(|o| lock(&o.hooks).iter().any(|r| r.config.wants(kind)))
     }
 
     /// Every event emitted from now on (the API's event stream).
@@ -334,10 +389,7 @@ async fn write_outbox(
 ) {
     while let Some(event) = queue.recv().await {
         let Some(o) = outbox.upgrade() else { return };
-        let targets: Vec<(WebhookConfig, Arc<Notify>)> = o
-            .hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let targets: Vec<(WebhookConfig, Arc<Notify>)> = lock(&o.hooks)
             .iter()
             .filter(|r| r.config.wants(event.kind))
             .map(|r| (r.config.clone(), r.wake.clone()))
@@ -369,6 +421,12 @@ async fn write_outbox(
             wake.notify_one();
         }
     }
+}
+
+/// A lock whose holder may have panicked: what it guards stays usable (a list of tasks, a
+/// channel end).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -19,8 +19,12 @@ use super::{Event, GIVE_UP_AFTER, WebhookConfig};
 pub const SIGNATURE_HEADER: &str = "Janus-Recorder-Signature";
 /// The header with the event's id (also in the body), for de-duplication.
 pub const EVENT_ID_HEADER: &str = "Janus-Recorder-Event-Id";
-/// The first wait after a failed delivery; it doubles up to the webhook's `retry_max`.
+/// The first wait after a failed delivery; it doubles up to the webhook's `retry_max` (and
+/// is `retry_max` when that is shorter, which is how the tests retry quickly).
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// A temporary file of [`crate::output::write_json_atomically`] older than this was left by a
+/// process that died while writing it (a live write takes milliseconds): removed at start.
+const STALE_TEMPORARY: Duration = Duration::from_secs(60);
 
 /// The signature header's value for `body` sent at `t` (Unix seconds): HMAC-SHA256 with the
 /// webhook's secret over `"<t>.<body>"`, hex, as Stripe signs its webhooks. A receiver
@@ -58,22 +62,66 @@ pub(super) fn pending(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Writes `event` into the outbox `dir` (atomically, synced), then drops the oldest events
-/// past `max` (each logged and counted).
+/// The outboxes under `outbox` of webhooks not among `keys` that still hold events, with how
+/// many each holds.
+pub(super) fn orphaned(outbox: &Path, keys: &[String]) -> Vec<(PathBuf, usize)> {
+    let Ok(entries) = std::fs::read_dir(outbox) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(PathBuf, usize)> = entries
+        .flatten()
+        .filter(|e| !keys.iter().any(|k| e.file_name() == k.as_str()))
+        .map(|e| e.path())
+        .filter_map(|d| Some(pending(&d).len()).filter(|&n| n > 0).map(|n| (d, n)))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Writes `event` into the outbox `dir` (atomically, the file and then the directory synced,
+/// so the event outlives a power cut as well as a SIGKILL), then drops the oldest events past
+/// `max` (each logged and counted).
 pub(super) fn store(dir: &Path, event: &Event, max: usize, label: &str) -> std::io::Result<()> {
     crate::output::create_private_dir(dir)?;
     crate::output::write_json_atomically(&dir.join(format!("{}.json", event.id)), event)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    bound(dir, max, label);
+    Ok(())
+}
+
+/// Drops the oldest events of the outbox `dir` past `max`, each logged and counted.
+fn bound(dir: &Path, max: usize, label: &str) {
     let files = pending(dir);
     if files.len() > max {
         for old in &files[..files.len() - max] {
             if std::fs::remove_file(old).is_ok() {
-                tracing::warn!(webhook = %label, event = %old.display(), max_outbox = max, "webhook outbox full: the oldest event is dropped");
+                tracing::warn!(webhook = %label, event = %event_id(old), max_outbox = max, "webhook outbox full: the oldest event is dropped");
                 metrics::counter!("janus_recorder_webhook_events_dropped_total", "why" => "outbox-full")
                     .increment(1);
             }
         }
     }
-    Ok(())
+}
+
+/// Removes what a process killed while writing into `dir` left: temporaries older than
+/// [`STALE_TEMPORARY`] (never one being written now).
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMPORARY);
+        if name.starts_with('.') && name.ends_with(".tmp") && old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// A wait of `base` with ±25% jitter, so receivers coming back are not hit by every
@@ -84,7 +132,9 @@ fn jittered(base: Duration) -> Duration {
 }
 
 /// Delivers `hook`'s outbox `dir` until `stop`: oldest first, each until it is taken (2xx)
-/// or is older than [`GIVE_UP_AFTER`]; woken by `wake` when an event is added.
+/// or is older than [`GIVE_UP_AFTER`]; woken by `wake` when an event is added. The directory
+/// is listed once per batch (not once per event: a backlog of 10,000 drains in linear time)
+/// and again after each failure.
 pub(super) async fn deliver(
     hook: WebhookConfig,
     dir: PathBuf,
@@ -92,80 +142,149 @@ pub(super) async fn deliver(
     stop: CancellationToken,
 ) {
     let label = hook.label();
-    let client = match reqwest::Client::builder().timeout(hook.timeout).build() {
+    // No redirects: a 3xx is a failure, as with Stripe (a redirected POST may become a GET,
+    // and the receiver's address is the operator's to change, in the config).
+    let client = match reqwest::Client::builder()
+        .timeout(hook.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(webhook = %label, error = %e, "cannot make an HTTP client; webhook off");
             return;
         }
     };
-    let mut backoff = FIRST_RETRY;
+    let (d, max, l) = (dir.clone(), hook.max_outbox, label.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        remove_stale_temporaries(&d);
+        bound(&d, max, &l); // `max_outbox` may have been lowered since the events were stored
+    })
+    .await;
+    let outbox_size =
+        metrics::gauge!("janus_recorder_webhook_outbox_events", "webhook" => label.clone());
+    let first_retry = FIRST_RETRY.min(hook.retry_max);
+    let mut backoff = first_retry;
+    let mut failures = 0u32;
     loop {
         let d = dir.clone();
         let files = tokio::task::spawn_blocking(move || pending(&d))
             .await
             .unwrap_or_default();
-        metrics::gauge!("janus_recorder_webhook_outbox_events", "webhook" => label.clone())
-            .set(files.len() as f64);
-        let Some(path) = files.into_iter().next() else {
+        outbox_size.set(files.len() as f64);
+        if files.is_empty() {
             tokio::select! {
                 _ = wake.notified() => continue,
                 _ = stop.cancelled() => return,
             }
-        };
-        let p = path.clone();
-        let Ok(Ok(body)) = tokio::task::spawn_blocking(move || std::fs::read(&p)).await else {
-            continue; // removed meanwhile (the outbox bound)
-        };
-        let event: Event = match serde_json::from_slice(&body) {
-            Ok(e) => e,
-            Err(e) => {
-                let aside = path.with_extension("broken");
-                tracing::error!(webhook = %label, path = %path.display(), error = %e, "an outbox file is not an event; moved aside");
-                let _ = std::fs::rename(&path, aside);
-                continue;
-            }
-        };
-        if too_old(&event, SystemTime::now()) {
-            tracing::error!(webhook = %label, event = %event.id, kind = ?event.kind, "event not taken for a day: dropped");
-            metrics::counter!("janus_recorder_webhook_events_dropped_total", "why" => "expired")
-                .increment(1);
-            let _ = std::fs::remove_file(&path);
-            continue;
         }
-        let sent = tokio::select! {
-            r = post(&client, &hook, &event.id, body) => r,
-            _ = stop.cancelled() => return,
-        };
-        match sent {
-            Ok(()) => {
-                metrics::counter!("janus_recorder_webhook_deliveries_total", "result" => "ok")
-                    .increment(1);
-                let p = path.clone();
-                let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(p)).await;
-                backoff = FIRST_RETRY;
+        for path in files {
+            if stop.is_cancelled() {
+                return;
             }
-            Err(why) => {
-                metrics::counter!("janus_recorder_webhook_deliveries_total", "result" => "error")
-                    .increment(1);
-                let wait = jittered(backoff);
-                tracing::warn!(webhook = %label, event = %event.id, error = %why, retry_in = ?wait, "webhook delivery failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.cancelled() => return,
+            match deliver_one(&client, &hook, &label, &path, &stop).await {
+                Outcome::Gone => outbox_size.decrement(1.0),
+                Outcome::Taken => {
+                    outbox_size.decrement(1.0);
+                    backoff = first_retry;
+                    if failures > 0 {
+                        tracing::info!(webhook = %label, failures, "webhook takes events again");
+                        failures = 0;
+                    }
                 }
-                backoff = (backoff * 2).min(hook.retry_max);
+                Outcome::Failed(why) => {
+                    failures += 1;
+                    let wait = jittered(backoff);
+                    tracing::warn!(webhook = %label, event = %event_id(&path), error = %why, retry_in = ?wait, "webhook delivery failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(hook.retry_max);
+                    break; // listed again: the bound may have dropped this one meanwhile
+                }
+                Outcome::Stopped => return,
             }
         }
     }
 }
 
-/// Whether `event` has waited longer than [`GIVE_UP_AFTER`].
-fn too_old(event: &Event, now: SystemTime) -> bool {
-    OffsetDateTime::parse(&event.at, &Rfc3339)
-        .ok()
-        .and_then(|at| now.duration_since(SystemTime::from(at)).ok())
-        .is_some_and(|age| age > GIVE_UP_AFTER)
+/// What became of one outbox file.
+enum Outcome {
+    /// The receiver took it (2xx); its file is removed.
+    Taken,
+    /// No longer to be sent: removed meanwhile (the bound), expired, or not an event.
+    Gone,
+    /// Not taken; why (the HTTP status or the error).
+    Failed(String),
+    /// The delivery was stopped (shutdown, or the webhook was removed or changed).
+    Stopped,
+}
+
+/// The event id an outbox file is named after (for logs).
+fn event_id(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+}
+
+/// Sends the event in `path` once.
+async fn deliver_one(
+    client: &reqwest::Client,
+    hook: &WebhookConfig,
+    label: &str,
+    path: &Path,
+    stop: &CancellationToken,
+) -> Outcome {
+    let p = path.to_owned();
+    let Ok(Ok(body)) = tokio::task::spawn_blocking(move || std::fs::read(&p)).await else {
+        return Outcome::Gone; // removed meanwhile (the outbox bound)
+    };
+    let event: Event = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            let aside = path.with_extension("broken");
+            tracing::error!(webhook = %label, path = %path.display(), error = %e, "an outbox file is not an event; moved aside");
+            metrics::counter!("janus_recorder_webhook_events_dropped_total", "why" => "unreadable")
+                .increment(1);
+            let _ = std::fs::rename(path, aside);
+            return Outcome::Gone;
+        }
+    };
+    let at = OffsetDateTime::parse(&event.at, &Rfc3339)
+        .map(SystemTime::from)
+        .or_else(|_| std::fs::metadata(path).and_then(|m| m.modified()))
+        .unwrap_or_else(|_| SystemTime::now());
+    if too_old(at, SystemTime::now()) {
+        tracing::error!(webhook = %label, event = %event.id, kind = ?event.kind, at = %event.at, "event not taken for a day: dropped");
+        metrics::counter!("janus_recorder_webhook_events_dropped_total", "why" => "expired")
+            .increment(1);
+        let _ = std::fs::remove_file(path);
+        return Outcome::Gone;
+    }
+    let sent = tokio::select! {
+        r = post(client, hook, &event.id, body) => r,
+        _ = stop.cancelled() => return Outcome::Stopped,
+    };
+    match sent {
+        Ok(()) => {
+            metrics::counter!("janus_recorder_webhook_deliveries_total", "result" => "ok")
+                .increment(1);
+            let p = path.to_owned();
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(p)).await;
+            Outcome::Taken
+        }
+        Err(why) => {
+            metrics::counter!("janus_recorder_webhook_deliveries_total", "result" => "error")
+                .increment(1);
+            Outcome::Failed(why)
+        }
+    }
+}
+
+/// Whether an event of `at` (its `at`, else when its file was written) has waited longer
+/// than [`GIVE_UP_AFTER`].
+fn too_old(at: SystemTime, now: SystemTime) -> bool {
+    now.duration_since(at).is_ok_and(|age| age > GIVE_UP_AFTER)
 }
 
 /// One signed POST; `Err` says why it was not taken.
@@ -187,8 +306,18 @@ async fn post(
         .body(body)
         .send()
         .await
-        // Without the URL: it may carry a token.
-        .map_err(|e| e.without_url().to_string())?;
+        // Without the URL (it may carry a token), with the causes ("error sending request"
+        // alone does not say that the connection was refused).
+        .map_err(|e| {
+            let e = e.without_url();
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                why = format!("{why}: {c}");
+                cause = c.source();
+            }
+            why
+        })?;
     if resp.status().is_success() {
         Ok(())
     } else {
