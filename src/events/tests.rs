@@ -576,29 +576,23 @@ async fn an_unusable_state_dir_is_an_error() {
 const CHILD_DIR: &str = "JR_EVENTS_TEST_CHILD_DIR";
 const CHILD_ADDR: &str = "JR_EVENTS_TEST_CHILD_ADDR";
 
-/// Run by [`events_survive_a_sigkill`] in a process of its own, which it kills: emits 300
-/// events for a webhook that is down, then waits. Does nothing when run otherwise.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "run by events_survive_a_sigkill"]
-async fn sigkill_child() {
-    let (Ok(dir), Ok(addr)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_ADDR)) else {
-        return;
-    };
-    let (events, _stop) = start(Path::new(&dir), vec![hook(addr.parse().unwrap(), vec![])]);
-    for i in 0..300 {
-        events.emit(EventKind::RecordingFinished, serde_json::json!({ "n": i }));
-    }
-    std::future::pending::<()>().await;
-}
-
 /// A process SIGKILLed while it writes events into the outbox: what it had written is
 /// delivered by the next one, each event once, in order; a file cut short is not sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_survive_a_sigkill() {
+    // In the child (this test run again by itself, below): emit 300 events for a webhook
+    // that is down, then wait to be killed.
+    if let (Ok(dir), Ok(addr)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_ADDR)) {
+        let (events, _stop) = start(Path::new(&dir), vec![hook(addr.parse().unwrap(), vec![])]);
+        for i in 0..300 {
+            events.emit(EventKind::RecordingFinished, serde_json::json!({ "n": i }));
+        }
+        std::future::pending::<()>().await;
+    }
     let addr = a_free_port();
     let dir = scratch("sigkill");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "events::tests::sigkill_child"])
+        .args(["--exact", "events::tests::events_survive_a_sigkill"])
         .env(CHILD_DIR, &dir)
         .env(CHILD_ADDR, addr.to_string())
         .stdout(std::process::Stdio::null())
