@@ -435,7 +435,10 @@ impl Config {
                 Some(url) if !(url.starts_with("ws://") || url.starts_with("wss://")) => {
                     return Err((
                         key("relay.url"),
-                        format!("must start with ws:// or wss://, got {url:?}"),
+                        format!(
+                            "must start with ws:// or wss://, got {:?}",
+                            crate::janus::redacted(url)
+                        ),
                     ));
                 }
                 Some(url) => check_ca_file(url, relay.ca_file.as_deref())
@@ -467,7 +470,10 @@ impl Config {
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
             return Err((
                 "janus.url",
-                format!("must start with ws:// or wss://, got {url:?}"),
+                format!(
+                    "must start with ws:// or wss://, got {:?}",
+                    crate::janus::redacted(url)
+                ),
             ));
         }
         check_ca_file(url, self.janus.ca_file.as_deref())
@@ -661,7 +667,7 @@ fn find_inline_secrets(v: &toml::Value, at: String, out: &mut Vec<String>) {
 /// Why a `ca_file` setting cannot be used; its text is the [`ConfigError`]'s problem.
 #[derive(Debug, thiserror::Error)]
 enum CaFileError {
-    /// Set beside a `ws://` URL, which speaks no TLS.
+    /// Set beside a `ws://` URL, which speaks no TLS (`url` redacted: the error is logged).
     #[error("a CA file is only used with wss:// URLs, not {url:?}")]
     NotWss { url: String },
     /// The file cannot be read or holds no certificate.
@@ -674,7 +680,7 @@ fn check_ca_file(url: &str, ca_file: Option<&Path>) -> Result<(), CaFileError> {
     let Some(path) = ca_file else { return Ok(()) };
     if !url.starts_with("wss://") {
         return Err(CaFileError::NotWss {
-            url: url.to_string(),
+            url: crate::janus::redacted(url),
         });
     }
     crate::janus::tls::read_ca_file(path)?;

@@ -43,7 +43,7 @@ impl std::fmt::Debug for RelayTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RelayTarget")
             .field("room", &self.room)
-            .field("url", &self.url)
+            .field("url", &self.url.as_deref().map(crate::janus::redacted))
             .finish_non_exhaustive()
     }
 }
