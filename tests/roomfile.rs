@@ -420,7 +420,16 @@ fn more_recordings_than_open_files_are_merged() {
         );
     }
     let out = scratch.path.join("room.mkv");
-    let made = Command::new("sh")
+    let text = ok(&room_under_ulimit_20(&room, &out));
+    assert!(text.contains("30 recordings, 60 tracks"), "{text}");
+    let report = check_file(&out, &CheckOptions::default());
+    assert_eq!(report.status, Status::Ok, "{}", report.human());
+    assert_eq!(report.tracks.len(), 60);
+}
+
+/// `room` under `ulimit -n 20`, soft and hard (so it cannot raise its own limit).
+fn room_under_ulimit_20(room: &Path, out: &Path) -> Output {
+    Command::new("sh")
         .arg("-c")
         .arg(format!(
             "ulimit -n 20 && exec '{}' room '{}' --out '{}'",
@@ -429,10 +438,106 @@ fn more_recordings_than_open_files_are_merged() {
             out.display()
         ))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// One publication split into more parts than the open-file limit is laid out and merged
+/// into one track pair (before: every part of a publication was held open while the tracks
+/// were laid out, and the parts past the limit were skipped with "Too many open files").
+#[test]
+fn a_publication_of_more_parts_than_open_files_is_merged() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-parts-many");
+    let room = scratch.path.join("7");
+    std::fs::create_dir_all(&room).unwrap();
+    let base = OffsetDateTime::parse("2026-11-25T10:00:00Z", &Rfc3339).unwrap();
+    for i in 0..30i64 {
+        let file = format!("1-erin-{i:02}.webm");
+        let previous = (i > 0).then(|| format!("1-erin-{:02}.webm", i - 1));
+        let start = (base + time::Duration::seconds(11 * i))
+            .format(&Rfc3339)
+            .unwrap();
+        clip_recording(
+            &room,
+            &file,
+            serde_json::json!({"room": 7, "feed": 1, "display": "erin", "file": file,
+                "started_at": start, "part": i + 1, "previous_part": previous}),
+        );
+    }
+    let out = scratch.path.join("room.mkv");
+    let made = room_under_ulimit_20(&room, &out);
     let text = ok(&made);
-    assert!(text.contains("30 recordings, 60 tracks"), "{text}");
-    let report = check_file(&out, &CheckOptions::default());
-    assert_eq!(report.status, Status::Ok, "{}", report.human());
-    assert_eq!(report.tracks.len(), 60);
+    assert!(text.contains("30 recordings, 2 tracks"), "{text}");
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    assert!(!stderr.contains("skipped"), "{stderr}");
+    let clip = streams(&require_clip());
+    for s in streams(&out) {
+        let per_part = clip.iter().find(|c| c.kind == s.kind).unwrap().packets;
+        assert_eq!(s.packets, 30 * per_part, "{s:?}");
+    }
+}
+
+/// More recordings overlapping at once than `room` may hold open: refused, saying so, and no
+/// room file left (before: those past the limit were skipped with a warning and the room
+/// file, missing people, was kept with exit status 0).
+#[test]
+fn more_overlapping_recordings_than_open_files_are_refused_clearly() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-overlap");
+    let room = scratch.path.join("8");
+    std::fs::create_dir_all(&room).unwrap();
+    for i in 0..30 {
+        let file = format!("{i}-p-{i}.webm");
+        clip_recording(
+            &room,
+            &file,
+            serde_json::json!({"room": 8, "feed": i, "display": format!("p{i}"), "file": file,
+                "started_at": "2026-11-25T10:00:00Z", "part": 1}),
+        );
+    }
+    let out = scratch.path.join("room.mkv");
+    let made = room_under_ulimit_20(&room, &out);
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    assert_eq!(made.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("open-file limit (20)") && stderr.contains("ulimit -n"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "a room file missing people was left");
+}
+
+/// Display names are the publisher's: terminal escapes and bidi overrides in them never
+/// reach the terminal from `room`, nor the room file's track names (before: printed and
+/// written raw, so `room` could retitle or clear the operator's terminal).
+#[test]
+fn hostile_display_names_are_escaped_and_stripped() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-hostile");
+    let room = scratch.path.join("9");
+    std::fs::create_dir_all(&room).unwrap();
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2JEve\u{202e}gpj.exe";
+    clip_recording(
+        &room,
+        "1-eve.webm",
+        serde_json::json!({"room": 9, "feed": 1, "display": evil, "file": "1-eve.webm",
+            "started_at": "2026-11-25T10:00:00Z", "part": 1}),
+    );
+    // A sidecar that is not one: its warning names the file, whose name is hostile too.
+    std::fs::write(room.join("x\u{1b}[31m.json"), "{").unwrap();
+    let out = scratch.path.join("room.mkv");
+    let made = room_command(&[room.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let printed =
+        String::from_utf8_lossy(&made.stdout).into_owned() + &String::from_utf8_lossy(&made.stderr);
+    assert!(made.status.success(), "{printed}");
+    let hazard = |c: char| (c.is_control() && c != '\n') || c == '\u{202e}';
+    assert!(!printed.chars().any(hazard), "{printed:?}");
+    assert!(printed.contains("x\\u{1b}[31m.json"), "{printed}");
+    for s in streams(&out) {
+        assert!(!s.title.chars().any(hazard), "{:?}", s.title);
+        assert!(
+            s.title.contains("Eve") && s.title.contains("gpj.exe"),
+            "{:?}",
+            s.title
+        );
+    }
 }
