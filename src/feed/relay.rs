@@ -197,7 +197,7 @@ impl Relay {
         match &mut self.state {
             State::Starting(f) => match f.as_mut().await {
                 Ok(live) => {
-                    tracing::info!(room = %self.plan.spec.room, feed = %live.publication.feed(), display = %self.plan.spec.display, "relay published");
+                    tracing::info!(room = %self.plan.spec.room, feed = %live.publication.feed(), display = %crate::text::Escaped(&self.plan.spec.display), "relay published");
                     self.state = State::Live(Box::new(live));
                     RelayEvent::Nothing
                 }
