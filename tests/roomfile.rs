@@ -541,3 +541,53 @@ fn hostile_display_names_are_escaped_and_stripped() {
         );
     }
 }
+
+/// A recording declaring 140 tracks (mkvmerge, 70 copies of the clip) brings its first
+/// audio and video track into the room file, the others counted in a warning (before: every
+/// one became a room track, and 16,400 of them a room file no player opens).
+#[test]
+fn a_recording_brings_one_audio_and_one_video_track() {
+    require_ffmpeg();
+    require_mkvmerge();
+    let scratch = Scratch::new("roomfile-tracks");
+    let room = scratch.path.join("10");
+    std::fs::create_dir_all(&room).unwrap();
+    let short = scratch.path.join("short.webm");
+    let cut = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(require_clip())
+        .args(["-t", "1", "-c", "copy"])
+        .arg(&short)
+        .output()
+        .unwrap();
+    assert!(cut.status.success(), "{cut:?}");
+    let many = room.join("1-many.mkv");
+    let merged = Command::new("mkvmerge")
+        .arg("-q")
+        .arg("-o")
+        .arg(&many)
+        .args(std::iter::repeat_n(&short, 70))
+        .output()
+        .unwrap();
+    // 1: warnings only (the copies' track UIDs are made new).
+    assert!(merged.status.code() <= Some(1), "{merged:?}");
+    std::fs::write(
+        room.join("1-many.json"),
+        serde_json::json!({"room": 10, "feed": 1, "display": "many", "file": "1-many.mkv",
+            "started_at": "2026-11-25T10:00:00Z", "part": 1})
+        .to_string(),
+    )
+    .unwrap();
+    let out = scratch.path.join("room.mkv");
+    let made = room_command(&[room.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let text = ok(&made);
+    assert!(text.contains("1 recordings, 2 tracks"), "{text}");
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    assert!(
+        stderr.contains("138 tracks past its first audio and video ignored"),
+        "{stderr}"
+    );
+    let got = streams(&out);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(decode_errors_with(&out, &["-map", "0"]).trim(), "");
+}

@@ -413,7 +413,16 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
         let mut opened = Vec::new();
         for rec in group {
             match InputReader::open(&rec.media) {
-                Ok(r) => opened.push((rec, r.tracks)),
+                Ok(r) => {
+                    if r.ignored_tracks > 0 {
+                        warnings.push(format!(
+                            "{}: {} tracks past its first audio and video ignored",
+                            rec.media.display(),
+                            r.ignored_tracks
+                        ));
+                    }
+                    opened.push((rec, r.tracks));
+                }
                 Err(e) => warnings.push(format!("{e}; skipped")),
             }
         }
