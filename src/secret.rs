@@ -139,6 +139,33 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// The fuzz target `secret_source`: a secret as the config gives it (TOML text, also read
+/// without resolving, as `--skip-secrets` does), a credential name against a directory that
+/// does not exist, and the terminal escaping of what errors say. Each must answer (an error
+/// is fine), never panic. Nothing is read but that missing directory.
+#[doc(hidden)]
+pub fn fuzz_input(data: &[u8]) {
+    #[derive(Deserialize)]
+    struct Holder {
+        #[allow(dead_code)]
+        s: Secret,
+    }
+    let text = String::from_utf8_lossy(data);
+    let _ = unresolved(|| toml::from_str::<Holder>(&text).map_err(|e| e.to_string()));
+    // Resolving reads files: not `{ file }` (it could name /dev/zero); credentials' names
+    // never leave their directory, and the fuzzer has none.
+    let reads_a_file = toml::from_str::<toml::Table>(&text).is_ok_and(
+        |t| matches!(t.get("s"), Some(toml::Value::Table(source)) if source.contains_key("file")),
+    );
+    if !reads_a_file {
+        let _ = toml::from_str::<Holder>(&text);
+    }
+    let missing = std::ffi::OsStr::new("/nonexistent/janus-recorder-fuzz");
+    if let Err(e) = Source::Credential(&text).read(Some(missing)) {
+        let _ = crate::text::escape_lines(&e.to_string());
+    }
+}
+
 /// From the command line or the environment (`janus-recorder publish`).
 impl FromStr for Secret {
     type Err = std::convert::Infallible;
