@@ -159,6 +159,15 @@ pub enum RoomError {
 }
 
 impl RoomError {
+    /// Out of file descriptors with the recordings open at `at_ms`, against this process's
+    /// open-file limit.
+    fn too_many_open(at_ms: i64) -> RoomError {
+        RoomError::TooManyOpen {
+            at_ms,
+            limit: crate::limits::machine().0,
+        }
+    }
+
     /// The process (or the system) is out of file descriptors.
     fn is_out_of_files(&self) -> bool {
         matches!(
@@ -423,6 +432,9 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
                     }
                     opened.push((rec, r.tracks));
                 }
+                Err(e) if e.is_out_of_files() => {
+                    return Err(RoomError::too_many_open(ms_between(zero, rec.start)));
+                }
                 Err(e) => warnings.push(format!("{e}; skipped")),
             }
         }
@@ -541,10 +553,7 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
         // Not a room file to keep: some people would be missing from it.
         drop(writer);
         let _ = std::fs::remove_file(out);
-        return Err(RoomError::TooManyOpen {
-            at_ms,
-            limit: crate::limits::machine().0,
-        });
+        return Err(RoomError::too_many_open(at_ms));
     }
     for placed in merge.into_streams() {
         warnings.extend(placed.stopped);
