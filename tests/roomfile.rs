@@ -331,6 +331,22 @@ fn clip_recording(dir: &Path, file: &str, sidecar: serde_json::Value) {
     std::fs::write(path, sidecar.to_string()).unwrap();
 }
 
+/// `n` recordings of the clip in `dir` (room `room`), the i-th by publisher `p{i}` starting
+/// `i * step` after 2026-11-25 10:00 UTC.
+fn recordings_apart(dir: &Path, room: u64, n: i32, step: time::Duration) {
+    let base = OffsetDateTime::parse("2026-11-25T10:00:00Z", &Rfc3339).unwrap();
+    for i in 0..n {
+        let file = format!("{i}-p-{i}.webm");
+        let start = (base + step * i).format(&Rfc3339).unwrap();
+        clip_recording(
+            dir,
+            &file,
+            serde_json::json!({"room": room, "feed": i, "display": format!("p{i}"), "file": file,
+                "started_at": start, "part": 1}),
+        );
+    }
+}
+
 /// The parts of a split recording (linked by `previous_part`) become one track pair, in
 /// order; another publication beside them keeps its own pair.
 #[test]
@@ -407,18 +423,8 @@ fn more_recordings_than_open_files_are_merged() {
     let scratch = Scratch::new("roomfile-many");
     let room = scratch.path.join("6");
     std::fs::create_dir_all(&room).unwrap();
-    let base = OffsetDateTime::parse("2026-11-25T10:00:00Z", &Rfc3339).unwrap();
-    for i in 0..30i64 {
-        let file = format!("{i}-p-{i}.webm");
-        // One after the other, an hour apart: never more than one open.
-        let start = (base + time::Duration::hours(i)).format(&Rfc3339).unwrap();
-        clip_recording(
-            &room,
-            &file,
-            serde_json::json!({"room": 6, "feed": i, "display": format!("p{i}"), "file": file,
-                "started_at": start, "part": 1}),
-        );
-    }
+    // One after the other, an hour apart: never more than one open.
+    recordings_apart(&room, 6, 30, time::Duration::hours(1));
     let out = scratch.path.join("room.mkv");
     let text = ok(&room_under_ulimit_20(&room, &out));
     assert!(text.contains("30 recordings, 60 tracks"), "{text}");
@@ -486,15 +492,7 @@ fn more_overlapping_recordings_than_open_files_are_refused_clearly() {
     let scratch = Scratch::new("roomfile-overlap");
     let room = scratch.path.join("8");
     std::fs::create_dir_all(&room).unwrap();
-    for i in 0..30 {
-        let file = format!("{i}-p-{i}.webm");
-        clip_recording(
-            &room,
-            &file,
-            serde_json::json!({"room": 8, "feed": i, "display": format!("p{i}"), "file": file,
-                "started_at": "2026-11-25T10:00:00Z", "part": 1}),
-        );
-    }
+    recordings_apart(&room, 8, 30, time::Duration::ZERO);
     let out = scratch.path.join("room.mkv");
     let made = room_under_ulimit_20(&room, &out);
     let stderr = String::from_utf8_lossy(&made.stderr);
@@ -590,4 +588,34 @@ fn a_recording_brings_one_audio_and_one_video_track() {
     let got = streams(&out);
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(decode_errors_with(&out, &["-map", "0"]).trim(), "");
+}
+
+/// 70 recordings make 140 tracks: blocks of tracks past 127 (two-byte track numbers) land on
+/// their own track, each with its recording's frames at its recording's time (the issue saw
+/// a block for track 16390 written as track 6: the number was cut to its low bits).
+#[test]
+fn tracks_past_127_get_their_own_blocks() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-wide");
+    let room = scratch.path.join("11");
+    std::fs::create_dir_all(&room).unwrap();
+    recordings_apart(&room, 11, 70, time::Duration::minutes(1));
+    let out = scratch.path.join("room.mkv");
+    let text = ok(&room_command(&[
+        room.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(text.contains("70 recordings, 140 tracks"), "{text}");
+    let clip = streams(&require_clip());
+    let got = streams(&out);
+    assert_eq!(got.len(), 140);
+    for (n, s) in got.iter().enumerate() {
+        let i = n / 2;
+        let of_clip = clip.iter().find(|c| c.kind == s.kind).unwrap();
+        assert_eq!(s.title, format!("p{i} ({})", s.kind), "track {}", n + 1);
+        assert_eq!(s.packets, of_clip.packets, "track {}: {s:?}", n + 1);
+        let want = i as f64 * 60.0 + of_clip.first;
+        assert!((s.first - want).abs() <= 0.002, "track {}: {s:?}", n + 1);
+    }
 }
