@@ -619,3 +619,31 @@ fn tracks_past_127_get_their_own_blocks() {
         assert!((s.first - want).abs() <= 0.002, "track {}: {s:?}", n + 1);
     }
 }
+
+/// `room --grid` over two meetings 30 days apart is refused before ffmpeg runs, saying how to
+/// go on (a window or --force), exit 2 and no grid (before: a filter graph for a video of
+/// 2,592,001 s was handed to ffmpeg).
+#[test]
+fn a_grid_over_meetings_a_month_apart_is_refused() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-month");
+    let room = scratch.path.join("12");
+    std::fs::create_dir_all(&room).unwrap();
+    recordings_apart(&room, 12, 2, time::Duration::days(30));
+    let out = scratch.path.join("room.mkv");
+    let grid = scratch.path.join("grid.mp4");
+    let made = room_command(&[
+        room.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--grid",
+        grid.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    assert_eq!(made.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--from/--to") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(!grid.exists(), "a grid was made");
+}
