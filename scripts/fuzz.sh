@@ -12,7 +12,7 @@ export RUSTC_BOOTSTRAP=1
 
 corpus=fuzz/corpus
 mkdir -p "$corpus/janus_message" "$corpus/sdp_offer" "$corpus/webm_check" "$corpus/ice_candidate" \
-    "$corpus/svg_timeline" "$corpus/webm_writer" "$corpus/api_input"
+    "$corpus/svg_timeline" "$corpus/webm_writer" "$corpus/api_input" "$corpus/secret_source"
 cp tests/fixtures/janus/*.json "$corpus/janus_message/"
 python3 - "$corpus/sdp_offer" "$corpus/ice_candidate" <<'PY'
 import json, pathlib, sys
@@ -42,12 +42,17 @@ printf 'room=1234&since=2026-12-01T00:00:00Z&state=finished&limit=10&cursor=1.12
     >"$corpus/api_input/query"
 printf 'ws://user:pw@host:8188/?token=x\na=candidate:1 1 udp 1 10.0.0.1 9 typ host\r\n' \
     >"$corpus/api_input/url"
+# secret_source: TOML `s = ...` (a credential name when it is not TOML).
+printf 's = { credential = "api_secret" }' >"$corpus/secret_source/credential"
+printf 's = { file = "/run/x" }' >"$corpus/secret_source/file"
+printf 's = "inline"' >"$corpus/secret_source/inline"
+printf '../etc/shadow' >"$corpus/secret_source/name"
 # svg_timeline: a first byte with its lowest bit clear reads the rest as a WebM file.
 for f in "$corpus"/webm_check/*.webm; do
     { printf '\0'; cat "$f"; } >"$corpus/svg_timeline/$(basename "$f")"
 done
 
-for target in ${FUZZ_TARGETS:-janus_message sdp_offer webm_check ice_candidate svg_timeline webm_writer api_input}; do
+for target in ${FUZZ_TARGETS:-janus_message sdp_offer webm_check ice_candidate svg_timeline webm_writer api_input secret_source}; do
     echo "== $target for ${secs}s"
     cargo fuzz run -s none -a "$target" "$corpus/$target" -- \
         -max_total_time="$secs" -max_len=65536 -print_final_stats=1 2>&1 |

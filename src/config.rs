@@ -432,7 +432,10 @@ impl Config {
                 Some(url) if !(url.starts_with("ws://") || url.starts_with("wss://")) => {
                     return Err((
                         key("relay.url"),
-                        format!("must start with ws:// or wss://, got {url:?}"),
+                        format!(
+                            "must start with ws:// or wss://, got {:?}",
+                            crate::janus::redacted(url)
+                        ),
                     ));
                 }
                 Some(url) => check_ca_file(url, relay.ca_file.as_deref())
@@ -464,7 +467,10 @@ impl Config {
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
             return Err((
                 "janus.url",
-                format!("must start with ws:// or wss://, got {url:?}"),
+                format!(
+                    "must start with ws:// or wss://, got {:?}",
+                    crate::janus::redacted(url)
+                ),
             ));
         }
         check_ca_file(url, self.janus.ca_file.as_deref())
@@ -606,8 +612,9 @@ pub fn warnings(path: &Path, text: &str, config: &Config) -> Vec<String> {
         if !inline.is_empty() {
             out.push(format!(
                 "{} is readable by every user and holds secrets inline ({}): read them from a \
-                 file or the environment ({{ file = \"...\" }}, {{ env = \"...\" }}; systemd's \
-                 LoadCredential= gives a private file), or make the file 0640",
+                 systemd credential, a file or the environment ({{ credential = \"NAME\" }} with \
+                 LoadCredential=NAME:PATH in the unit, {{ file = \"...\" }}, {{ env = \"...\" }}), \
+                 or make the file 0640",
                 path.display(),
                 inline.join(", ")
             ));
@@ -627,7 +634,8 @@ pub fn warnings(path: &Path, text: &str, config: &Config) -> Vec<String> {
     out
 }
 
-/// Collects the dotted keys of secrets given as plain strings under `v`.
+/// Collects the dotted keys of secrets given as plain strings under `v`, URLs holding user
+/// info or a query (`ws://user:pw@host/?token=...`) among them.
 fn find_inline_secrets(v: &toml::Value, at: String, out: &mut Vec<String>) {
     let join = |k: &str| {
         if at.is_empty() {
@@ -639,7 +647,9 @@ fn find_inline_secrets(v: &toml::Value, at: String, out: &mut Vec<String>) {
     match v {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                if SECRET_KEYS.contains(&k.as_str()) && v.is_str() {
+                let url_with_credentials =
+                    k == "url" && v.as_str().is_some_and(|u| crate::janus::redacted(u) != u);
+                if (SECRET_KEYS.contains(&k.as_str()) && v.is_str()) || url_with_credentials {
                     out.push(join(k));
                 } else {
                     find_inline_secrets(v, join(k), out);
@@ -658,7 +668,7 @@ fn find_inline_secrets(v: &toml::Value, at: String, out: &mut Vec<String>) {
 /// Why a `ca_file` setting cannot be used; its text is the [`ConfigError`]'s problem.
 #[derive(Debug, thiserror::Error)]
 enum CaFileError {
-    /// Set beside a `ws://` URL, which speaks no TLS.
+    /// Set beside a `ws://` URL, which speaks no TLS (`url` redacted: the error is logged).
     #[error("a CA file is only used with wss:// URLs, not {url:?}")]
     NotWss { url: String },
     /// The file cannot be read or holds no certificate.
@@ -671,7 +681,7 @@ fn check_ca_file(url: &str, ca_file: Option<&Path>) -> Result<(), CaFileError> {
     let Some(path) = ca_file else { return Ok(()) };
     if !url.starts_with("wss://") {
         return Err(CaFileError::NotWss {
-            url: url.to_string(),
+            url: crate::janus::redacted(url),
         });
     }
     crate::janus::tls::read_ca_file(path)?;
@@ -999,15 +1009,21 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("jr-warn-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
+        // A URL's user info and query are secrets too.
         let text = format!(
             "{GOOD}[metrics]\nlisten = \"0.0.0.0:9469\"\n[[rooms]]\nroom = 5\npin = {{ env = \"HOME\" }}\n"
-        );
+        )
+        .replace("ws://127.0.0.1:8188", "ws://admin:pw@127.0.0.1:8188/?token=t");
         std::fs::write(&path, &text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let config = parse(&text).unwrap();
         let w = warnings(&path, &text, &config);
         assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains("janus.api_secret, rooms[1].pin"), "{w:?}");
+        assert!(
+            w[0].contains("janus.api_secret, janus.url, rooms[1].pin"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("credential"), "{w:?}");
         assert!(
             !w[0].contains("rooms[2]"),
             "a secret from the environment is fine: {w:?}"

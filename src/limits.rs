@@ -54,6 +54,32 @@ pub fn machine() -> (Option<u64>, Option<u64>) {
     (nofile, memory)
 }
 
+/// Raises this process's soft open-file limit to its hard limit (what `room` does before it
+/// opens recordings: the soft limit is often 1024 while the hard one is far higher) and
+/// returns the soft limit now in force, `None` if the system does not say.
+pub fn raise_open_files() -> Option<u64> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; setrlimit reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return None;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                rl.rlim_cur = rl.rlim_max;
+            }
+        }
+    }
+    Some(rl.rlim_cur)
+}
+
 /// The feeds running now, against the limit; shared by every room, kept across reloads
 /// (a reload may change the limit; feeds beyond a lowered one go on until they end).
 #[derive(Debug, Clone)]

@@ -21,6 +21,15 @@ pub fn escape_control(s: &str) -> Cow<'_, str> {
     Cow::Owned(Escaped(s).to_string())
 }
 
+/// Multi-line text of ours (an error with a line per skipped file) for the terminal: each
+/// line escaped as [`escape_control`] does, the line breaks between them kept.
+pub fn escape_lines(s: &str) -> String {
+    s.split('\n')
+        .map(escape_control)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `s` with every control character and bidi override taken out (runs of them become one
 /// space), for names written into files (Matroska track names, the grid's captions), where
 /// an escape would only be noise and the raw character would reach whoever prints the file's
@@ -71,6 +80,14 @@ mod tests {
         assert_eq!(
             escape_control("no\nWATCHDOG=1\0\r\t\u{1b}[31m\u{202e}x\u{85}"),
             "no\\nWATCHDOG=1\\u{0}\\r\\t\\u{1b}[31m\\u{202e}x\\u{85}"
+        );
+    }
+
+    #[test]
+    fn lines_are_kept_and_escaped_each() {
+        assert_eq!(
+            escape_lines("no recordings\n  skipped: a\u{1b}[2J.json: bad\r"),
+            "no recordings\n  skipped: a\\u{1b}[2J.json: bad\\r"
         );
     }
 

@@ -276,3 +276,90 @@ fn status_reads_a_running_daemon() {
     assert!(stderr.contains("[http] listen"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Secrets from systemd credentials: `{ credential = "NAME" }` is read from
+/// `$CREDENTIALS_DIRECTORY` (what `LoadCredential=` fills), its absence named with the unit
+/// line to add, and `--skip-secrets` reads none. A Janus URL holding credentials is never
+/// shown in an error (before: `got "http://user:pw@host/?token=..."` in the journal).
+#[test]
+fn credentials_are_read_and_urls_never_shown() {
+    let dir = std::env::temp_dir().join(format!("jr-cli-cred-{}", std::process::id()));
+    let creds = dir.join("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("api_secret"), "janusrocks\n").unwrap();
+    std::fs::write(creds.join("pin"), "1234").unwrap();
+    let path = dir.join("config.toml");
+    let check = |text: &str, args: &[&str], credentials: Option<&Path>| {
+        std::fs::write(&path, text).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_janus-recorder"));
+        cmd.args(["config", "check"]).args(args).arg(&path);
+        cmd.env_remove("CREDENTIALS_DIRECTORY");
+        if let Some(c) = credentials {
+            cmd.env("CREDENTIALS_DIRECTORY", c);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let config = format!(
+        "[janus]\nurl = \"ws://127.0.0.1:1\"\napi_secret = {{ credential = \"api_secret\" }}\n\
+         [output]\ndir = \"{}\"\n[[rooms]]\nroom = 1\npin = {{ credential = \"pin\" }}\n",
+        dir.join("rec").display()
+    );
+    let (code, text) = check(&config, &[], Some(&creds));
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = check(&config, &[], None);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("janus.api_secret") && text.contains("LoadCredential=api_secret:"),
+        "{text}"
+    );
+    // The package's upgrade check, as root outside the unit: nothing is read.
+    let (code, text) = check(&config, &["--skip-secrets"], None);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = check(
+        &config.replace(
+            "credential = \"pin\"",
+            "credential = \"../credentials/pin\"",
+        ),
+        &[],
+        Some(&creds),
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("one file name"), "{text}");
+
+    for (url, with_ca) in [
+        (
+            "http://admin:hunter2@janus.example.org/?token=s3cret",
+            false,
+        ),
+        ("ws://admin:hunter2@127.0.0.1:1/?token=s3cret", true),
+    ] {
+        let mut bad = config.replace("ws://127.0.0.1:1", url);
+        if with_ca {
+            bad = bad.replace(
+                "[janus]\n",
+                "[janus]\nca_file = \"/etc/ssl/certs/ca-certificates.crt\"\n",
+            );
+        }
+        let (code, text) = check(&bad, &[], Some(&creds));
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains("janus."), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("s3cret"),
+            "a secret in the URL is shown: {text}"
+        );
+    }
+    let relayed = config.replace(
+        "pin = {",
+        "relay = { room = 2, url = \"http://admin:hunter2@h/?token=s3cret\" }\npin = {",
+    );
+    let (code, text) = check(&relayed, &[], Some(&creds));
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("relay.url") && !text.contains("hunter2"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

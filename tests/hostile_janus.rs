@@ -266,6 +266,18 @@ impl Rig {
         env: &[(&str, &std::ffi::OsStr)],
         extra: &str,
     ) -> Rig {
+        Rig::start_at(tag, behaviour, env, extra, "", "")
+    }
+
+    /// [`Rig::start_with`] reaching the fake Janus as `ws://{userinfo}127.0.0.1:PORT/{query}`.
+    fn start_at(
+        tag: &str,
+        behaviour: Behaviour,
+        env: &[(&str, &std::ffi::OsStr)],
+        extra: &str,
+        userinfo: &str,
+        query: &str,
+    ) -> Rig {
         let scratch = Scratch::new(tag);
         let out_dir = scratch.path.join("recordings");
         let rt = tokio::runtime::Runtime::new().unwrap();
@@ -275,7 +287,7 @@ impl Rig {
         std::fs::write(
             &config,
             format!(
-                "[janus]\nurl = \"ws://127.0.0.1:{port}\"\n[output]\ndir = \"{}\"\n[network]\nadvertise = [\"127.0.0.1\"]\n{extra}\n[[rooms]]\nroom = 1234\n",
+                "[janus]\nurl = \"ws://{userinfo}127.0.0.1:{port}/{query}\"\n[output]\ndir = \"{}\"\n[network]\nadvertise = [\"127.0.0.1\"]\n{extra}\n[[rooms]]\nroom = 1234\n",
                 out_dir.display()
             ),
         )
@@ -391,6 +403,53 @@ fn hostile_janus_messages_never_crash_the_daemon() {
     assert!(
         text.contains("bad SDP offer"),
         "the garbage offer is refused: {text}"
+    );
+}
+
+/// A Janus URL with credentials in it (`ws://user:pw@host/?token=...`) is used as given but
+/// never shown: not in the logs, not in the room manifest nor any other file written
+/// (before: copied into every manifest's `janus` and into log lines).
+#[test]
+fn credentials_in_the_janus_url_are_never_written() {
+    let mut rig = Rig::start_at(
+        "url-secret",
+        Behaviour::Crowd(1),
+        &[],
+        "",
+        "admin:hunter2@",
+        "?token=s3cret",
+    );
+    rig.wait_until(
+        "the daemon joins and subscribes",
+        Duration::from_secs(20),
+        |seen| !seen.subscriber_joins.is_empty(),
+    );
+    let is_manifest = |f: &std::path::PathBuf| f.to_string_lossy().ends_with(".room.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !files_under(&rig.out_dir).iter().any(is_manifest) {
+        assert!(
+            Instant::now() < deadline,
+            "no room manifest: {}",
+            rig.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let files = files_under(&rig.out_dir);
+    let manifest = std::fs::read_to_string(files.iter().find(|f| is_manifest(f)).unwrap()).unwrap();
+    assert!(manifest.contains("(redacted)@127.0.0.1"), "{manifest}");
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let content = String::from_utf8_lossy(&bytes);
+        assert!(
+            !content.contains("hunter2") && !content.contains("s3cret"),
+            "{} holds the URL's credentials",
+            f.display()
+        );
+    }
+    let text = rig.stop();
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cret"),
+        "the log shows the URL's credentials: {text}"
     );
 }
 

@@ -331,6 +331,22 @@ fn clip_recording(dir: &Path, file: &str, sidecar: serde_json::Value) {
     std::fs::write(path, sidecar.to_string()).unwrap();
 }
 
+/// `n` recordings of the clip in `dir` (room `room`), the i-th by publisher `p{i}` starting
+/// `i * step` after 2026-11-25 10:00 UTC.
+fn recordings_apart(dir: &Path, room: u64, n: i32, step: time::Duration) {
+    let base = OffsetDateTime::parse("2026-11-25T10:00:00Z", &Rfc3339).unwrap();
+    for i in 0..n {
+        let file = format!("{i}-p-{i}.webm");
+        let start = (base + step * i).format(&Rfc3339).unwrap();
+        clip_recording(
+            dir,
+            &file,
+            serde_json::json!({"room": room, "feed": i, "display": format!("p{i}"), "file": file,
+                "started_at": start, "part": 1}),
+        );
+    }
+}
+
 /// The parts of a split recording (linked by `previous_part`) become one track pair, in
 /// order; another publication beside them keeps its own pair.
 #[test]
@@ -407,20 +423,19 @@ fn more_recordings_than_open_files_are_merged() {
     let scratch = Scratch::new("roomfile-many");
     let room = scratch.path.join("6");
     std::fs::create_dir_all(&room).unwrap();
-    let base = OffsetDateTime::parse("2026-11-25T10:00:00Z", &Rfc3339).unwrap();
-    for i in 0..30i64 {
-        let file = format!("{i}-p-{i}.webm");
-        // One after the other, an hour apart: never more than one open.
-        let start = (base + time::Duration::hours(i)).format(&Rfc3339).unwrap();
-        clip_recording(
-            &room,
-            &file,
-            serde_json::json!({"room": 6, "feed": i, "display": format!("p{i}"), "file": file,
-                "started_at": start, "part": 1}),
-        );
-    }
+    // One after the other, an hour apart: never more than one open.
+    recordings_apart(&room, 6, 30, time::Duration::hours(1));
     let out = scratch.path.join("room.mkv");
-    let made = Command::new("sh")
+    let text = ok(&room_under_ulimit_20(&room, &out));
+    assert!(text.contains("30 recordings, 60 tracks"), "{text}");
+    let report = check_file(&out, &CheckOptions::default());
+    assert_eq!(report.status, Status::Ok, "{}", report.human());
+    assert_eq!(report.tracks.len(), 60);
+}
+
+/// `room` under `ulimit -n 20`, soft and hard (so it cannot raise its own limit).
+fn room_under_ulimit_20(room: &Path, out: &Path) -> Output {
+    Command::new("sh")
         .arg("-c")
         .arg(format!(
             "ulimit -n 20 && exec '{}' room '{}' --out '{}'",
@@ -429,10 +444,206 @@ fn more_recordings_than_open_files_are_merged() {
             out.display()
         ))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// One publication split into more parts than the open-file limit is laid out and merged
+/// into one track pair (before: every part of a publication was held open while the tracks
+/// were laid out, and the parts past the limit were skipped with "Too many open files").
+#[test]
+fn a_publication_of_more_parts_than_open_files_is_merged() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-parts-many");
+    let room = scratch.path.join("7");
+    std::fs::create_dir_all(&room).unwrap();
+    let base = OffsetDateTime::parse("2026-11-25T10:00:00Z", &Rfc3339).unwrap();
+    for i in 0..30i64 {
+        let file = format!("1-erin-{i:02}.webm");
+        let previous = (i > 0).then(|| format!("1-erin-{:02}.webm", i - 1));
+        let start = (base + time::Duration::seconds(11 * i))
+            .format(&Rfc3339)
+            .unwrap();
+        clip_recording(
+            &room,
+            &file,
+            serde_json::json!({"room": 7, "feed": 1, "display": "erin", "file": file,
+                "started_at": start, "part": i + 1, "previous_part": previous}),
+        );
+    }
+    let out = scratch.path.join("room.mkv");
+    let made = room_under_ulimit_20(&room, &out);
     let text = ok(&made);
-    assert!(text.contains("30 recordings, 60 tracks"), "{text}");
-    let report = check_file(&out, &CheckOptions::default());
-    assert_eq!(report.status, Status::Ok, "{}", report.human());
-    assert_eq!(report.tracks.len(), 60);
+    assert!(text.contains("30 recordings, 2 tracks"), "{text}");
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    assert!(!stderr.contains("skipped"), "{stderr}");
+    let clip = streams(&require_clip());
+    for s in streams(&out) {
+        let per_part = clip.iter().find(|c| c.kind == s.kind).unwrap().packets;
+        assert_eq!(s.packets, 30 * per_part, "{s:?}");
+    }
+}
+
+/// More recordings overlapping at once than `room` may hold open: refused, saying so, and no
+/// room file left (before: those past the limit were skipped with a warning and the room
+/// file, missing people, was kept with exit status 0).
+#[test]
+fn more_overlapping_recordings_than_open_files_are_refused_clearly() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-overlap");
+    let room = scratch.path.join("8");
+    std::fs::create_dir_all(&room).unwrap();
+    recordings_apart(&room, 8, 30, time::Duration::ZERO);
+    let out = scratch.path.join("room.mkv");
+    let made = room_under_ulimit_20(&room, &out);
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    assert_eq!(made.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("open-file limit (20)") && stderr.contains("ulimit -n"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "a room file missing people was left");
+}
+
+/// Display names are the publisher's: terminal escapes and bidi overrides in them never
+/// reach the terminal from `room`, nor the room file's track names (before: printed and
+/// written raw, so `room` could retitle or clear the operator's terminal).
+#[test]
+fn hostile_display_names_are_escaped_and_stripped() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-hostile");
+    let room = scratch.path.join("9");
+    std::fs::create_dir_all(&room).unwrap();
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2JEve\u{202e}gpj.exe";
+    clip_recording(
+        &room,
+        "1-eve.webm",
+        serde_json::json!({"room": 9, "feed": 1, "display": evil, "file": "1-eve.webm",
+            "started_at": "2026-11-25T10:00:00Z", "part": 1}),
+    );
+    // A sidecar that is not one: its warning names the file, whose name is hostile too.
+    std::fs::write(room.join("x\u{1b}[31m.json"), "{").unwrap();
+    let out = scratch.path.join("room.mkv");
+    let made = room_command(&[room.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let printed =
+        String::from_utf8_lossy(&made.stdout).into_owned() + &String::from_utf8_lossy(&made.stderr);
+    assert!(made.status.success(), "{printed}");
+    let hazard = |c: char| (c.is_control() && c != '\n') || c == '\u{202e}';
+    assert!(!printed.chars().any(hazard), "{printed:?}");
+    assert!(printed.contains("x\\u{1b}[31m.json"), "{printed}");
+    for s in streams(&out) {
+        assert!(!s.title.chars().any(hazard), "{:?}", s.title);
+        assert!(
+            s.title.contains("Eve") && s.title.contains("gpj.exe"),
+            "{:?}",
+            s.title
+        );
+    }
+}
+
+/// A recording declaring 140 tracks (mkvmerge, 70 copies of the clip) brings its first
+/// audio and video track into the room file, the others counted in a warning (before: every
+/// one became a room track, and 16,400 of them a room file no player opens).
+#[test]
+fn a_recording_brings_one_audio_and_one_video_track() {
+    require_ffmpeg();
+    require_mkvmerge();
+    let scratch = Scratch::new("roomfile-tracks");
+    let room = scratch.path.join("10");
+    std::fs::create_dir_all(&room).unwrap();
+    let short = scratch.path.join("short.webm");
+    let cut = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(require_clip())
+        .args(["-t", "1", "-c", "copy"])
+        .arg(&short)
+        .output()
+        .unwrap();
+    assert!(cut.status.success(), "{cut:?}");
+    let many = room.join("1-many.mkv");
+    let merged = Command::new("mkvmerge")
+        .arg("-q")
+        .arg("-o")
+        .arg(&many)
+        .args(std::iter::repeat_n(&short, 70))
+        .output()
+        .unwrap();
+    // 1: warnings only (the copies' track UIDs are made new).
+    assert!(merged.status.code() <= Some(1), "{merged:?}");
+    std::fs::write(
+        room.join("1-many.json"),
+        serde_json::json!({"room": 10, "feed": 1, "display": "many", "file": "1-many.mkv",
+            "started_at": "2026-11-25T10:00:00Z", "part": 1})
+        .to_string(),
+    )
+    .unwrap();
+    let out = scratch.path.join("room.mkv");
+    let made = room_command(&[room.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let text = ok(&made);
+    assert!(text.contains("1 recordings, 2 tracks"), "{text}");
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    assert!(
+        stderr.contains("138 tracks past its first audio and video ignored"),
+        "{stderr}"
+    );
+    let got = streams(&out);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(decode_errors_with(&out, &["-map", "0"]).trim(), "");
+}
+
+/// 70 recordings make 140 tracks: blocks of tracks past 127 (two-byte track numbers) land on
+/// their own track, each with its recording's frames at its recording's time (the issue saw
+/// a block for track 16390 written as track 6: the number was cut to its low bits).
+#[test]
+fn tracks_past_127_get_their_own_blocks() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-wide");
+    let room = scratch.path.join("11");
+    std::fs::create_dir_all(&room).unwrap();
+    recordings_apart(&room, 11, 70, time::Duration::minutes(1));
+    let out = scratch.path.join("room.mkv");
+    let text = ok(&room_command(&[
+        room.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(text.contains("70 recordings, 140 tracks"), "{text}");
+    let clip = streams(&require_clip());
+    let got = streams(&out);
+    assert_eq!(got.len(), 140);
+    for (n, s) in got.iter().enumerate() {
+        let i = n / 2;
+        let of_clip = clip.iter().find(|c| c.kind == s.kind).unwrap();
+        assert_eq!(s.title, format!("p{i} ({})", s.kind), "track {}", n + 1);
+        assert_eq!(s.packets, of_clip.packets, "track {}: {s:?}", n + 1);
+        let want = i as f64 * 60.0 + of_clip.first;
+        assert!((s.first - want).abs() <= 0.002, "track {}: {s:?}", n + 1);
+    }
+}
+
+/// `room --grid` over two meetings 30 days apart is refused before ffmpeg runs, saying how to
+/// go on (a window or --force), exit 2 and no grid (before: a filter graph for a video of
+/// 2,592,001 s was handed to ffmpeg).
+#[test]
+fn a_grid_over_meetings_a_month_apart_is_refused() {
+    require_ffmpeg();
+    let scratch = Scratch::new("roomfile-month");
+    let room = scratch.path.join("12");
+    std::fs::create_dir_all(&room).unwrap();
+    recordings_apart(&room, 12, 2, time::Duration::days(30));
+    let out = scratch.path.join("room.mkv");
+    let grid = scratch.path.join("grid.mp4");
+    let made = room_command(&[
+        room.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--grid",
+        grid.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    assert_eq!(made.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--from/--to") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(!grid.exists(), "a grid was made");
 }

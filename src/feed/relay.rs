@@ -43,7 +43,7 @@ impl std::fmt::Debug for RelayTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RelayTarget")
             .field("room", &self.room)
-            .field("url", &self.url)
+            .field("url", &self.url.as_deref().map(crate::janus::redacted))
             .finish_non_exhaustive()
     }
 }
@@ -197,7 +197,7 @@ impl Relay {
         match &mut self.state {
             State::Starting(f) => match f.as_mut().await {
                 Ok(live) => {
-                    tracing::info!(room = %self.plan.spec.room, feed = %live.publication.feed(), display = %self.plan.spec.display, "relay published");
+                    tracing::info!(room = %self.plan.spec.room, feed = %live.publication.feed(), display = %crate::text::Escaped(&self.plan.spec.display), "relay published");
                     self.state = State::Live(Box::new(live));
                     RelayEvent::Nothing
                 }

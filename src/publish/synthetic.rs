@@ -127,7 +127,10 @@ pub fn run(args: &PublishArgs) -> i32 {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if !args.url.starts_with("ws://") && !args.url.starts_with("wss://") {
-        eprintln!("--url must start with ws:// or wss://, got {:?}", args.url);
+        eprintln!(
+            "--url must start with ws:// or wss://, got {:?}",
+            crate::janus::redacted(&args.url)
+        );
         return 2;
     }
     let clip = match Clip::load(&args.media) {
@@ -194,7 +197,7 @@ async fn publish_all(
     let session = Session::connect(&args.url, auth, &trust)
         .await
         .map_err(|source| SyntheticError::Connect {
-            url: args.url.clone(),
+            url: crate::janus::redacted(&args.url),
             source,
         })?;
     let advertise = if args.advertise.is_empty() {

@@ -37,6 +37,11 @@ where
         merge
     }
 
+    /// The streams, to see how each is doing.
+    pub fn streams(&self) -> &[I] {
+        &self.streams
+    }
+
     /// The streams, to see how each ended.
     pub fn into_streams(self) -> Vec<I> {
         self.streams

@@ -134,6 +134,14 @@ pub enum RoomError {
          window with --from/--to"
     )]
     TooManyRecordings(usize),
+    /// More recordings overlap at one time than this process may hold open.
+    #[error(
+        "more recordings overlap {:.1} s into the room than the open-file limit ({}) lets \
+         room hold open at once: raise it (ulimit -n) or choose a window with --from/--to",
+        *at_ms as f64 / 1000.0,
+        limit.map_or("unknown".to_string(), |l| l.to_string())
+    )]
+    TooManyOpen { at_ms: i64, limit: Option<u64> },
     /// A recording's media file cannot be read.
     #[error("reading {}: {cause}", path.display())]
     Input {
@@ -151,6 +159,24 @@ pub enum RoomError {
 }
 
 impl RoomError {
+    /// Out of file descriptors with the recordings open at `at_ms`, against this process's
+    /// open-file limit.
+    fn too_many_open(at_ms: i64) -> RoomError {
+        RoomError::TooManyOpen {
+            at_ms,
+            limit: crate::limits::machine().0,
+        }
+    }
+
+    /// The process (or the system) is out of file descriptors.
+    fn is_out_of_files(&self) -> bool {
+        matches!(
+            self,
+            RoomError::Input { cause: SourceError::Io(e), .. }
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+        )
+    }
+
     /// 2 for bad input (the command's arguments or the directory), 1 for a failure while
     /// writing.
     pub fn exit_code(&self) -> i32 {
@@ -228,6 +254,9 @@ struct Placed {
     last: HashMap<u64, i64>,
     /// Parts that stopped before their end, and why.
     stopped: Vec<String>,
+    /// A part could not be opened for want of file descriptors, at this time (ms): the merge
+    /// stops (skipping it would leave a room file silently missing people).
+    out_of_files: Option<i64>,
 }
 
 impl Iterator for Placed {
@@ -245,6 +274,10 @@ impl Iterator for Placed {
                 }
                 match InputReader::open(&part.path) {
                     Ok(r) => part.reader = Some(r),
+                    Err(e) if e.is_out_of_files() => {
+                        self.out_of_files = Some(part.offset_ms);
+                        return None;
+                    }
                     Err(e) => {
                         self.stopped.push(format!("{e}; skipped"));
                         self.parts.pop_front();
@@ -384,10 +417,24 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
     let mut room_tracks = Vec::new();
     let mut recordings = 0;
     for (group, who) in chosen {
+        // Each file's header is read and the file closed at once: a publication split into
+        // more parts than the open-file limit is laid out too.
         let mut opened = Vec::new();
         for rec in group {
             match InputReader::open(&rec.media) {
-                Ok(r) => opened.push((rec, r)),
+                Ok(r) => {
+                    if r.ignored_tracks > 0 {
+                        warnings.push(format!(
+                            "{}: {} tracks past its first audio and video ignored",
+                            rec.media.display(),
+                            r.ignored_tracks
+                        ));
+                    }
+                    opened.push((rec, r.tracks));
+                }
+                Err(e) if e.is_out_of_files() => {
+                    return Err(RoomError::too_many_open(ms_between(zero, rec.start)));
+                }
                 Err(e) => warnings.push(format!("{e}; skipped")),
             }
         }
@@ -395,11 +442,10 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
         // Parts whose tracks match the first's join its tracks; a part that differs (another
         // codec, a new CodecPrivate) starts tracks of its own.
         let mut current: Option<(Vec<u64>, Vec<TrackSignature>)> = None;
-        for (rec, reader) in opened {
+        for (rec, rec_tracks) in opened {
             let offset_ms = ms_between(zero, rec.start);
             let joins = current.as_ref().is_some_and(|(_, first)| {
-                reader
-                    .tracks
+                rec_tracks
                     .iter()
                     .map(InputTrack::signature)
                     .eq(first.iter().cloned())
@@ -411,7 +457,7 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
                 };
                 let first_pair = tracks.is_empty();
                 let mut numbers = Vec::new();
-                for t in &reader.tracks {
+                for t in &rec_tracks {
                     let number = tracks.len() as u64 + 1;
                     let name = format!("{who} ({})", t.kind);
                     numbers.push(number);
@@ -432,18 +478,18 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
                         stats: TrackStats::default(),
                     });
                 }
-                let signature = reader.tracks.iter().map(InputTrack::signature).collect();
+                let signature = rec_tracks.iter().map(InputTrack::signature).collect();
                 current = Some((numbers, signature));
                 inputs.push(Placed {
                     parts: VecDeque::new(),
                     done: 0,
                     last: HashMap::new(),
                     stopped: Vec::new(),
+                    out_of_files: None,
                 });
             }
             let (numbers, _) = current.as_ref().expect("set above");
-            let map = reader
-                .tracks
+            let map = rec_tracks
                 .iter()
                 .map(|t| t.number)
                 .zip(numbers.iter().copied())
@@ -453,7 +499,7 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
                 .expect("pushed above")
                 .parts
                 .push_back(Part {
-                    path: reader.path().to_path_buf(),
+                    path: rec.media.clone(),
                     // Closed until the merge reaches it.
                     reader: None,
                     announced: false,
@@ -471,8 +517,15 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
     // Video tracks wait for a keyframe in the window; audio starts at once.
     let mut started_track = vec![false; tracks.len()];
     let mut merge = Merge::new(inputs);
-    for block in merge.by_ref() {
+    let mut limit = None;
+    let out_of_files = |merge: &Merge<Placed>| merge.streams().iter().find_map(|p| p.out_of_files);
+    while let Some(block) = merge.next() {
         if block.is_placeholder() {
+            // A part is opened as its placeholder goes out (or at the merge's start).
+            if let Some(at_ms) = out_of_files(&merge) {
+                limit = Some(at_ms);
+                break;
+            }
             continue;
         }
         if let Some(to_ms) = to_ms
@@ -495,6 +548,12 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
             started_track[i] = true;
         }
         writer.write(block)?;
+    }
+    if let Some(at_ms) = limit.or_else(|| out_of_files(&merge)) {
+        // Not a room file to keep: some people would be missing from it.
+        drop(writer);
+        let _ = std::fs::remove_file(out);
+        return Err(RoomError::too_many_open(at_ms));
     }
     for placed in merge.into_streams() {
         warnings.extend(placed.stopped);
@@ -543,34 +602,42 @@ impl RoomFile {
     }
 }
 
+/// Prints `what` on stderr, escaped: it may hold file names and text from recordings.
+fn say(what: &dyn std::fmt::Display) {
+    eprintln!("room: {}", crate::text::escape_lines(&what.to_string()));
+}
+
 /// Runs `janus-recorder room`; returns the exit status: 0 done, 2 bad input (no recordings,
 /// an unreadable directory, a bad window), 1 writing failed or ffmpeg failed for `--grid`.
 pub fn run(args: &RoomArgs) -> i32 {
     if let Some(grid) = &args.grid
         && let Err(e) = grid::GridFormat::of(grid)
     {
-        eprintln!("room: {e}");
+        say(&e);
         return 2;
     }
     let window = Window {
         from: args.from,
         to: args.to,
     };
+    // Only the recordings that overlap are open at once, but a busy room may overlap more
+    // than a 1024 soft limit allows.
+    crate::limits::raise_open_files();
     let room = match make_room_file(&args.dir, window, &args.out) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("room: {e}");
+            say(&e);
             return e.exit_code();
         }
     };
     for w in &room.warnings {
-        eprintln!("room: {w}");
+        say(w);
     }
     print!("{}", room.human());
     if let Some(out) = &args.grid {
         let windowed = args.from.is_some() || args.to.is_some();
         if let Err(e) = grid::check_size(&room, args.force || windowed) {
-            eprintln!("room: {e}");
+            say(&e);
             return 2;
         }
         let started = Instant::now();
@@ -581,7 +648,7 @@ pub fn run(args: &RoomArgs) -> i32 {
                 started.elapsed().as_secs_f64()
             ),
             Err(e) => {
-                eprintln!("room: {e}");
+                say(&e);
                 return 1;
             }
         }

@@ -224,7 +224,11 @@ pub struct InputReader {
     group: Option<(Vec<u8>, bool)>,
     /// Why reading stopped before the end of the file, if it did.
     pub stopped: Option<String>,
+    /// Its first audio and its first video track: what a recording holds. A file declaring
+    /// more (thousands, from someone who wants a room file no player opens) has the others
+    /// counted in `ignored_tracks`, and their blocks skipped.
     pub tracks: Vec<InputTrack>,
+    pub ignored_tracks: usize,
 }
 
 impl InputReader {
@@ -249,6 +253,7 @@ impl InputReader {
             group: None,
             stopped: None,
             tracks: Vec::new(),
+            ignored_tracks: 0,
         };
         loop {
             match reader.iter.next() {
@@ -258,7 +263,11 @@ impl InputReader {
                     MatroskaSpec::TimestampScale(s) if s > 0 => reader.scale_ns = s,
                     MatroskaSpec::TrackEntry(Master::Full(children)) => {
                         if let Some(t) = input_track(children) {
-                            reader.tracks.push(t);
+                            if reader.tracks.iter().any(|o| o.kind == t.kind) {
+                                reader.ignored_tracks += 1;
+                            } else {
+                                reader.tracks.push(t);
+                            }
                         }
                     }
                     MatroskaSpec::Cluster(Master::Start) => break,

@@ -961,6 +961,14 @@ pub fn require_ffmpeg() {
     }
 }
 
+/// Fails the test unless mkvmerge (mkvtoolnix) is installed.
+pub fn require_mkvmerge() {
+    assert!(
+        on_path("mkvmerge"),
+        "mkvmerge not found: run `scripts/setup.sh` (or `apt-get install -y mkvtoolnix`)"
+    );
+}
+
 /// Packets per stream kind as ffprobe counts them: (audio, video).
 pub fn packet_counts(path: &Path) -> (u64, u64) {
     let out = Command::new("ffprobe")
