@@ -815,3 +815,344 @@ fn a_block_claiming_hundreds_of_megabytes_costs_no_memory() {
     assert!(peak_mib < 100.0, "peak RSS {peak_mib:.1} MiB");
     assert!(libc::WIFEXITED(status), "exited by itself");
 }
+
+/// An EBML element found by [`top_elements`]: its ID, where it starts, where its size field
+/// is, and where its body is.
+#[derive(Debug, Clone)]
+struct Element {
+    id: u64,
+    start: usize,
+    size_field: std::ops::Range<usize>,
+    body: std::ops::Range<usize>,
+}
+
+/// The Segment, its Clusters and their SimpleBlocks (the elements other than those are
+/// stepped over), in file order. Unknown sizes are taken to run to the end of the file.
+fn top_elements(bytes: &[u8]) -> Vec<Element> {
+    let vint = |at: usize, keep_marker: bool| -> (u64, usize, bool) {
+        let len = bytes[at].leading_zeros() as usize + 1;
+        let mut v = u64::from(bytes[at]);
+        if !keep_marker {
+            v &= 0xff >> len;
+        }
+        for b in &bytes[at + 1..at + len] {
+            v = v << 8 | u64::from(*b);
+        }
+        let unknown = !keep_marker && v == (1u64 << (7 * len)) - 1;
+        (v, len, unknown)
+    };
+    let mut found = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let (id, id_len, _) = vint(at, true);
+        let (size, size_len, unknown) = vint(at + id_len, false);
+        let body = at + id_len + size_len;
+        let end = if unknown {
+            bytes.len()
+        } else {
+            body + size as usize
+        };
+        let e = Element {
+            id,
+            start: at,
+            size_field: at + id_len..body,
+            body: body..end,
+        };
+        match id {
+            0x1853_8067 | 0x1F43_B675 => {
+                found.push(e);
+                at = body;
+            }
+            0xA3 => {
+                found.push(e);
+                at = end;
+            }
+            _ => at = end,
+        }
+    }
+    found
+}
+
+fn with_id(elements: &[Element], id: u64) -> Vec<Element> {
+    elements.iter().filter(|e| e.id == id).cloned().collect()
+}
+
+/// Overwrites a size field with the largest known size of the same length (an unknown size
+/// is all ones, so one less).
+fn claim_the_most(bytes: &mut [u8], field: std::ops::Range<usize>) {
+    let len = field.len();
+    let value = (1u64 << (7 * len)) - 2;
+    let coded = value | 1 << (7 * len);
+    bytes[field].copy_from_slice(&coded.to_be_bytes()[8 - len..]);
+}
+
+/// Overwrites a size field with the unknown size of the same length.
+fn unknown_size(bytes: &mut [u8], field: std::ops::Range<usize>) {
+    let len = field.len();
+    bytes[field.start] = 0xFF >> (len - 1);
+    for b in &mut bytes[field.start + 1..field.end] {
+        *b = 0xFF;
+    }
+}
+
+/// A clip of 5 s with a Cluster a second (ffmpeg's default is one per 5 s of WebM).
+fn clustered_clip(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["-cluster_time_limit", "1000"];
+    args.extend_from_slice(extra);
+    clip(dir, name, Some("vp8"), Some(SINE), &args)
+}
+
+/// The first problem of `kind`.
+fn problem_of(r: &FileReport, kind: ProblemKind) -> Option<&janus_recorder::check::Problem> {
+    r.problems.iter().find(|p| p.kind == kind)
+}
+
+/// Writes `bytes` to `dir/name` and checks it.
+fn write_and_check(dir: &Path, name: impl AsRef<Path>, bytes: &[u8]) -> FileReport {
+    let path = dir.join(name);
+    fs::write(&path, bytes).unwrap();
+    check(&path)
+}
+
+/// Asserts that `r` has (or has not) a problem of `kind`, showing the report if not.
+fn assert_problem(r: &FileReport, kind: ProblemKind, present: bool) {
+    assert_eq!(
+        problem_of(r, kind).is_some(),
+        present,
+        "{kind:?}: {}",
+        r.human()
+    );
+}
+
+/// Replaces a size field with an 8-byte one claiming about 2^48 bytes (281 TB); later offsets
+/// move by the difference.
+fn claim_petabytes(bytes: &[u8], field: std::ops::Range<usize>) -> Vec<u8> {
+    let mut out = bytes[..field.start].to_vec();
+    out.extend_from_slice(&[0x01, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+    out.extend_from_slice(&bytes[field.end..]);
+    out
+}
+
+/// A Cluster, or a block, claiming petabytes in the middle of a file: the damaged span is
+/// reported and reading goes on at the next Cluster (as ffmpeg does), so the rest of the file
+/// is read. Before, the reader skipped to the next byte that looked like any element and lost
+/// its way in the media data. A Cluster claiming a little more than it holds loses nothing.
+#[test]
+fn after_damage_reading_goes_on_at_the_next_cluster() {
+    let scratch = Scratch::new("check-resync");
+    let dir = &scratch.path;
+    let good = clustered_clip(dir, "good.webm", &[]);
+    let bytes = fs::read(&good).unwrap();
+    let whole = check(&good);
+    assert_eq!(whole.status, Status::Ok, "{}", whole.human());
+    let frames = |r: &FileReport| r.tracks.iter().map(|t| t.frames).sum::<u64>();
+    let elements = top_elements(&bytes);
+    let clusters = with_id(&elements, 0x1F43_B675);
+    assert!(clusters.len() >= 4, "{} clusters", clusters.len());
+    let second = &clusters[1];
+    let block = elements
+        .iter()
+        .filter(|e| e.id == 0xA3 && second.body.contains(&e.start))
+        .nth(10)
+        .expect("blocks in the second cluster")
+        .clone();
+    let moved = |field: &std::ops::Range<usize>| clusters[2].start + 8 - field.len();
+    let mut a_bit_more = bytes.clone();
+    claim_the_most(&mut a_bit_more, second.size_field.clone());
+
+    for (name, data, span, lost) in [
+        (
+            "cluster.webm",
+            claim_petabytes(&bytes, second.size_field.clone()),
+            format!(
+                "from byte {} to {}",
+                second.start,
+                moved(&second.size_field)
+            ),
+            true,
+        ),
+        (
+            "block.webm",
+            claim_petabytes(&bytes, block.size_field.clone()),
+            format!("from byte {} to {}", block.start, moved(&block.size_field)),
+            true,
+        ),
+        (
+            "a-bit-more.webm",
+            a_bit_more,
+            format!("up to byte {}", clusters[2].start),
+            false,
+        ),
+    ] {
+        let r = write_and_check(dir, name, &data);
+        let damage = problem_of(&r, ProblemKind::CorruptData)
+            .unwrap_or_else(|| panic!("{name}: {}", r.human()));
+        assert!(damage.message.contains(&span), "{name}: {}", damage.message);
+        assert!(
+            damage.message.contains("next Cluster"),
+            "{}",
+            damage.message
+        );
+        // What follows the damage is read: the file plays to its end, losing at most the
+        // rest of the damaged Cluster.
+        assert!(r.playable_ms.unwrap() >= 4900, "{name}: {}", r.human());
+        if lost {
+            assert!(frames(&r) < frames(&whole), "{name}");
+            assert!(
+                frames(&r) > frames(&whole) * 3 / 5,
+                "{name}: {} of {} frames",
+                frames(&r),
+                frames(&whole)
+            );
+        } else {
+            assert_eq!(frames(&r), frames(&whole), "{name}");
+        }
+        assert!(r.finalized, "{name}: {}", r.human());
+        assert_eq!(r.status, Status::Problems);
+    }
+}
+
+/// A whole file in live layout (an unknown-size Segment, as `ffmpeg -live 1` writes, and
+/// unknown-size Clusters too, as browsers' MediaRecorder writes; no Cues, no Duration) is
+/// "not finalized", not cut off by a crash; the same file cut inside a block is truncated.
+#[test]
+fn a_file_written_live_is_not_finalized_and_not_truncated() {
+    let scratch = Scratch::new("check-live");
+    let dir = &scratch.path;
+    let live = clustered_clip(dir, "live.webm", &["-live", "1"]);
+    let bytes = fs::read(&live).unwrap();
+    let elements = top_elements(&bytes);
+    let segment = &with_id(&elements, 0x1853_8067)[0];
+    assert_eq!(
+        segment.body.end,
+        bytes.len(),
+        "ffmpeg -live 1 leaves the Segment's size unknown"
+    );
+    let mut unknown_clusters = bytes.clone();
+    for c in with_id(&elements, 0x1F43_B675) {
+        unknown_size(&mut unknown_clusters, c.size_field);
+    }
+    let path = dir.join("unknown-clusters.webm");
+    fs::write(&path, &unknown_clusters).unwrap();
+    for path in [&live, &path] {
+        let r = check(path);
+        let name = path.display();
+        assert!(r.playable && !r.finalized, "{name}: {}", r.human());
+        let p = problem_of(&r, ProblemKind::NotFinalized)
+            .unwrap_or_else(|| panic!("{name}: {}", r.human()));
+        assert!(
+            p.message
+                .starts_with("not finalized: unknown-size Segment, no Cues, no Duration"),
+            "{}",
+            p.message
+        );
+        assert_problem(&r, ProblemKind::Truncated, false);
+        assert!(r.playable_ms.unwrap() >= 4900, "{name}: {}", r.human());
+        assert_eq!(r.status, Status::Problems);
+    }
+    // Cut in the middle of the last block: truncated.
+    let last = with_id(&elements, 0xA3).pop().unwrap();
+    let r = write_and_check(dir, "cut.webm", &unknown_clusters[..last.body.start + 2]);
+    assert_problem(&r, ProblemKind::Truncated, true);
+    assert_problem(&r, ProblemKind::NotFinalized, false);
+}
+
+/// Strings padded with zero bytes (RFC 8794 allows it: the value ends at the first) are read
+/// as the spec says: a DocType of `webm\0` is WebM.
+#[test]
+fn a_zero_padded_doctype_is_webm() {
+    let scratch = Scratch::new("check-padded");
+    let dir = &scratch.path;
+    let good = clip(dir, "good.webm", Some("vp8"), Some(SINE), &[]);
+    let bytes = fs::read(&good).unwrap();
+    // EBML header: ID, a one-byte size, then children; DocType is 42 82 84 "webm".
+    assert_eq!(&bytes[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
+    assert_eq!(bytes[4] & 0x80, 0x80, "a one-byte EBML header size");
+    let doctype = bytes
+        .windows(7)
+        .position(|w| w == b"\x42\x82\x84webm")
+        .expect("DocType");
+    let mut padded = bytes[..doctype].to_vec();
+    padded[4] += 1;
+    padded.extend_from_slice(b"\x42\x82\x85webm\0");
+    padded.extend_from_slice(&bytes[doctype + 7..]);
+    let path = dir.join("padded.webm");
+    fs::write(&path, &padded).unwrap();
+    // ffprobe reads it as WebM too.
+    assert_eq!(
+        agreement_with_ffprobe(&path, &check(&good), 1.0 / 30.0),
+        None
+    );
+    let r = check(&path);
+    assert_eq!(r.status, Status::Ok, "{}", r.human());
+}
+
+/// A codec the check cannot read is a problem, not a silent pass.
+#[test]
+fn an_unknown_codec_is_a_problem() {
+    let scratch = Scratch::new("check-codec");
+    let dir = &scratch.path;
+    let good = clip(dir, "good.webm", Some("vp8"), Some(SINE), &[]);
+    let mut bytes = fs::read(&good).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"V_VP8").unwrap();
+    bytes[at..at + 5].copy_from_slice(b"V_XY8");
+    let r = write_and_check(dir, "xy8.mkv", &bytes);
+    assert_eq!(r.status, Status::Problems, "{}", r.human());
+    let p = problem_of(&r, ProblemKind::UnknownCodec).unwrap();
+    assert_eq!(
+        p.message,
+        format!(
+            "track {0}: codec V_XY8 not checked (only Opus, VP8, VP9, H.264, H.265 and AV1 are)",
+            p.track.unwrap()
+        )
+    );
+}
+
+/// A first frame that is a keyframe in its bitstream but whose block flag is cleared is a flag
+/// mismatch; the start still shows, so it is not "not a keyframe".
+#[test]
+fn a_first_keyframe_with_its_flag_cleared_is_a_flag_mismatch() {
+    let scratch = Scratch::new("check-keyflag");
+    let dir = &scratch.path;
+    let good = clip(dir, "good.webm", Some("vp8"), None, &[]);
+    let mut bytes = fs::read(&good).unwrap();
+    let first = simple_blocks(&bytes)[0].clone();
+    assert_eq!(bytes[first.start + 3] & 0x80, 0x80);
+    bytes[first.start + 3] &= !0x80;
+    let r = write_and_check(dir, "flag.webm", &bytes);
+    let p = problem_of(&r, ProblemKind::KeyframeFlagMismatch).expect("a flag mismatch");
+    assert_eq!(p.at_ms, Some(0));
+    assert_problem(&r, ProblemKind::FirstVideoNotKeyframe, false);
+}
+
+/// A file mkvmerge wrote (no one here wrote it: BlockGroups for the last frames, its own
+/// element order and sizes) is OK and agrees with ffprobe; the same file cut at 60% is
+/// truncated with about 60% playable.
+#[test]
+fn files_from_mkvmerge_are_ok_and_their_cut_copies_truncated() {
+    let scratch = Scratch::new("check-mkvmerge");
+    let dir = &scratch.path;
+    let source = clip(dir, "source.webm", Some("vp8"), Some(SINE), &[]);
+    for (name, webm) in [("out.mkv", false), ("out.webm", true)] {
+        let out = dir.join(name);
+        let mut cmd = Command::new("mkvmerge");
+        cmd.arg("-q").arg("-o").arg(&out);
+        if webm {
+            cmd.arg("--webm");
+        }
+        let status = cmd.arg(&source).status().unwrap_or_else(|e| {
+            panic!(
+                "mkvmerge: {e} (install mkvtoolnix: scripts/setup.sh or apt-get install mkvtoolnix)"
+            )
+        });
+        assert!(status.success(), "mkvmerge");
+        let r = check(&out);
+        assert_eq!(r.status, Status::Ok, "{name}: {}", r.human());
+        assert_eq!(agreement_with_ffprobe(&out, &r, 1.0 / 30.0), None, "{name}");
+        let bytes = fs::read(&out).unwrap();
+        let r = write_and_check(dir, format!("cut-{name}"), &bytes[..bytes.len() * 6 / 10]);
+        assert_problem(&r, ProblemKind::Truncated, true);
+        let ms = r.playable_ms.unwrap();
+        assert!((2000..=4000).contains(&ms), "{name}: {ms} ms of 5 s");
+    }
+}

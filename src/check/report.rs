@@ -34,8 +34,10 @@ impl Status {
 pub enum ProblemKind {
     Empty,
     NotWebm,
-    /// Cut off (a crash while writing) or never finalized.
+    /// Cut off: a crash while writing, a partial copy, or still being written.
     Truncated,
+    /// Whole, but written live (unknown-size Segment): no Cues or Duration to seek by.
+    NotFinalized,
     CorruptData,
     MissingDuration,
     MissingCues,
