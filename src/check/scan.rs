@@ -14,6 +14,7 @@ use crate::webm::read::{MAX_ELEMENT, SegmentAsUnknown, SegmentExtent, decode_blo
 
 use super::CheckOptions;
 use super::audio::{OpusCheck, packet_ms};
+use super::decode::FrameDecoder;
 use super::report::{FileReport, Problem, ProblemKind, SizeChange, Status, TrackReport};
 use super::video::VideoTrack;
 use crate::codec::VideoCodec;
@@ -76,6 +77,8 @@ struct Track {
     size_change_count: u64,
     keyframe_ms: Vec<i64>,
     decoder: Decoder,
+    /// Video with `--decode`: the real decoder every frame goes through.
+    video_decoder: Option<FrameDecoder>,
     /// Codecs with B-frames: the recent block times.
     reorder: Option<ReorderWindow>,
 }
@@ -125,6 +128,7 @@ impl Track {
             keyframe_ms: Vec::new(),
             decoder,
             reorder: None,
+            video_decoder: None,
         }
     }
 
@@ -280,6 +284,7 @@ fn empty_report(path: &Path, bytes: u64) -> FileReport {
         av_offset_ms: None,
         av_duration_diff_ms: None,
         problems: Vec::new(),
+        video_decoded: false,
     }
 }
 
@@ -592,10 +597,21 @@ impl<'a> Scan<'a> {
             );
         }
         let mut size = None;
+        let mut video_decoder = None;
         let reorders = VideoCodec::from_codec_id(&codec).is_some_and(VideoCodec::reorders);
         let decoder = if codec == "A_OPUS" {
             Decoder::Opus(None)
         } else if let Some(video) = VideoCodec::from_codec_id(&codec) {
+            if self.opts.decode_video {
+                match FrameDecoder::new(video, e.private.as_deref()) {
+                    Ok(d) => video_decoder = Some(d),
+                    Err(why) => {
+                        let message = format!("track {number} is not decoded: {why}");
+                        self.problems
+                            .add(ProblemKind::DecodeError, None, Some(number), message);
+                    }
+                }
+            }
             let (video, private_size, finding) = VideoTrack::new(video, e.private.as_deref());
             if let Some((kind, message)) = finding {
                 self.problems.add(kind, None, Some(number), message);
@@ -609,6 +625,7 @@ impl<'a> Scan<'a> {
         track.private_len = e.private.map_or(0, |p| p.len());
         track.size = size;
         track.reorder = reorders.then(ReorderWindow::default);
+        track.video_decoder = video_decoder;
         self.tracks.push(track);
     }
 
@@ -708,6 +725,15 @@ impl<'a> Scan<'a> {
                 Decoder::Video(video) => video.frame(frame),
                 Decoder::None => continue,
             };
+            if let Some(decoder) = &mut t.video_decoder {
+                for e in decoder.decode(frame) {
+                    found.push(problem(
+                        ProblemKind::DecodeError,
+                        ms,
+                        format!("video decoder: {e}"),
+                    ));
+                }
+            }
             let first = !self.first_video_seen;
             self.first_video_seen = true;
             if let Some((kind, message)) = read.finding {
@@ -743,7 +769,18 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn finish(self, cut_off: bool, mut report: FileReport) -> FileReport {
+    fn finish(mut self, cut_off: bool, mut report: FileReport) -> FileReport {
+        for t in &mut self.tracks {
+            let Some(decoder) = &mut t.video_decoder else {
+                continue;
+            };
+            for e in decoder.finish() {
+                let message = format!("video decoder, at the end: {e}");
+                self.problems
+                    .add(ProblemKind::DecodeError, t.last_ms, Some(t.number), message);
+            }
+        }
+        report.video_decoded = self.opts.decode_video;
         let mut problems = self.problems;
         let not_webm = |problems: &mut Problems, msg: &str| {
             problems.add(ProblemKind::NotWebm, None, None, msg.into());
@@ -865,6 +902,7 @@ impl<'a> Scan<'a> {
                     size_changes: t.size_changes,
                     size_change_count: t.size_change_count,
                     keyframe_ms: t.keyframe_ms,
+                    decoded_frames: t.video_decoder.as_ref().map(FrameDecoder::decoded),
                     decode_errors: opus.map_or(0, |o| o.errors),
                     decoded_ms: opus.map(OpusCheck::decoded_ms),
                     silent_share: opus.and_then(OpusCheck::silent_share),
