@@ -793,25 +793,30 @@ fn a_large_file_cut_short_is_truncated_not_unreadable() {
     assert!((1500..=3500).contains(&ms), "{ms} ms playable of 5 s");
 }
 
+/// The start of a WebM file (unknown-sized Segment and Cluster) whose first SimpleBlock, of
+/// track 1, claims `size` bytes (an 8-byte size); none of its data follows.
+fn claiming_block(size: u64) -> Vec<u8> {
+    let mut head = vec![0x1A, 0x45, 0xDF, 0xA3, 0x87, 0x42, 0x82, 0x84];
+    head.extend_from_slice(b"webm");
+    let unknown = [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+    head.extend_from_slice(&[0x18, 0x53, 0x80, 0x67]);
+    head.extend_from_slice(&unknown);
+    head.extend_from_slice(&[0x1F, 0x43, 0xB6, 0x75]);
+    head.extend_from_slice(&unknown);
+    head.push(0xA3);
+    head.extend_from_slice(&(size | 1 << 56).to_be_bytes());
+    head.extend_from_slice(&[0x81, 0, 0, 0x80]);
+    head
+}
+
 /// A 256 MiB sparse file (4 KiB on disk) whose one block claims 250 MiB: the check tool's
 /// peak memory stays small (before: the claimed size was allocated and copied, 794 MB).
 #[test]
 fn a_block_claiming_hundreds_of_megabytes_costs_no_memory() {
     let scratch = Scratch::new("check-sparse");
     let path = scratch.path.join("sparse.webm");
-    let mut head = vec![0x1A, 0x45, 0xDF, 0xA3, 0x87, 0x42, 0x82, 0x84];
-    head.extend_from_slice(b"webm");
-    head.extend_from_slice(&[
-        0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-    ]);
-    head.extend_from_slice(&[
-        0x1F, 0x43, 0xB6, 0x75, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-    ]);
-    // A SimpleBlock of 250 MiB (an 8-byte size), then nothing but the sparse file's zeros.
-    head.extend_from_slice(&[
-        0xA3, 0x01, 0x00, 0x00, 0x00, 0x0F, 0xA0, 0x00, 0x00, 0x81, 0, 0, 0x80,
-    ]);
-    fs::write(&path, &head).unwrap();
+    // Then nothing but the sparse file's zeros.
+    fs::write(&path, claiming_block(250 << 20)).unwrap();
     fs::File::options()
         .write(true)
         .open(&path)
@@ -821,6 +826,39 @@ fn a_block_claiming_hundreds_of_megabytes_costs_no_memory() {
     let peak_mib = check_peak_rss_mib(&path);
     println!("check on a 256 MiB sparse file claiming a 250 MiB block: peak RSS {peak_mib:.1} MiB");
     assert!(peak_mib < 100.0, "peak RSS {peak_mib:.1} MiB");
+}
+
+/// A 4 KiB file whose block claims 60 MiB (under the 64 MiB element cap): nothing larger
+/// than the file is allocated (before: the claim was zero-filled and copied, 190 MB), and the
+/// file reads as cut there.
+#[test]
+fn a_claim_larger_than_the_file_costs_no_memory() {
+    let scratch = Scratch::new("check-claim");
+    let path = scratch.path.join("claim.webm");
+    let mut head = claiming_block(60 << 20);
+    head.resize(4096, 0x55);
+    fs::write(&path, &head).unwrap();
+    let peak_mib = check_peak_rss_mib(&path);
+    println!("check on a 4 KiB file claiming a 60 MiB block: peak RSS {peak_mib:.1} MiB");
+    assert!(peak_mib < 64.0, "peak RSS {peak_mib:.1} MiB");
+    let r = check(&path);
+    assert_problem(&r, ProblemKind::CorruptData, false);
+
+    // A Cluster may claim more than the file holds (masters are not held in memory): a cut
+    // copy of an audio file with one Cluster (more than half the file) plays to the cut.
+    let audio = clip(&scratch.path, "audio.webm", None, Some(SINE), &[]);
+    let bytes = fs::read(&audio).unwrap();
+    let clusters = with_id(&top_elements(&bytes), 0x1F43_B675);
+    assert!(
+        clusters[0].body.len() > bytes.len() * 6 / 10,
+        "{} clusters",
+        clusters.len()
+    );
+    let r = write_and_check(&scratch.path, "cut.webm", &bytes[..bytes.len() * 6 / 10]);
+    assert_problem(&r, ProblemKind::Truncated, true);
+    assert_problem(&r, ProblemKind::CorruptData, false);
+    let ms = r.playable_ms.unwrap();
+    assert!((2000..=4000).contains(&ms), "{ms} ms of 5 s: {}", r.human());
 }
 
 /// The peak RSS of `janus-recorder check PATH`, in MiB, as GNU time measures it. (`wait4` on
@@ -1255,4 +1293,45 @@ fn decode_puts_every_video_frame_through_a_decoder() {
     let (status, out) = run_check(&["--decode", path]);
     assert_eq!(status, 1, "{out}");
     assert!(out.contains("DecodeError: video decoder"), "{out}");
+}
+
+/// libwebm's own test files (tests/fixtures/libwebm, unchanged): its VP9 and Opus files are OK,
+/// decode whole and agree with ffprobe; of its invalid ones, a block claiming far more than
+/// its cluster is damage after which the first block still plays (before: UNREADABLE with no
+/// frames), and a fixed-lacing size that does not divide is a bad lacing, not a panic.
+#[test]
+fn libwebm_test_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/libwebm");
+    let decoding = CheckOptions {
+        decode_video: true,
+        ..CheckOptions::default()
+    };
+    for name in [
+        "bbb_480p_vp9_opus_1second.webm",
+        "test_stereo_left_right.webm",
+    ] {
+        let path = dir.join(name);
+        let r = check_file(&path, &decoding);
+        assert_eq!(r.status, Status::Ok, "{}", r.human());
+        let v = r.tracks.iter().find(|t| t.kind == "video").unwrap();
+        assert_eq!(v.decoded_frames, Some(v.frames), "{}", r.human());
+        assert_eq!(
+            agreement_with_ffprobe(&path, &r, 1.0 / 24.0),
+            None,
+            "{name}"
+        );
+    }
+
+    let r = check(&dir.join("block_ends_beyond_cluster.mkv"));
+    assert_eq!(r.status, Status::Problems, "{}", r.human());
+    assert_eq!(r.tracks[0].frames, 1, "{}", r.human());
+    assert_problem(&r, ProblemKind::CorruptData, true);
+
+    let r = check(&dir.join("fixed_lacing_bad_lace_size.mkv"));
+    let lacing = r
+        .problems
+        .iter()
+        .find(|p| p.message.contains("bad lacing"))
+        .unwrap_or_else(|| panic!("{}", r.human()));
+    assert_eq!(lacing.kind, ProblemKind::CorruptData);
 }

@@ -10,7 +10,10 @@ use webm_iterable::WebmIterator;
 use webm_iterable::errors::TagIteratorError;
 use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 
-use crate::webm::read::{MAX_ELEMENT, SegmentAsUnknown, SegmentExtent, decode_block, find_cluster};
+use crate::webm::read::{
+    MAX_ELEMENT, SegmentAsUnknown, SegmentExtent, decode_block, element_limit, find_cluster,
+    next_element,
+};
 
 use super::CheckOptions;
 use super::audio::{OpusCheck, packet_ms};
@@ -232,6 +235,8 @@ struct Scan<'a> {
     /// The file gave its Segment a size (a finalized file's layout); unknown-sized, it was
     /// written live.
     segment_known: bool,
+    /// A Cluster was reached: damage from here on is skipped to the next Cluster.
+    saw_cluster: bool,
     scale_ns: u64,
     info_duration: Option<f64>,
     cue_points: u64,
@@ -323,7 +328,7 @@ fn check_reader(
             );
         }
     };
-    let (cut_off, segment) = scan.read(source);
+    let (cut_off, segment) = scan.read(source, bytes);
     // The Segment is read as unknown-sized (see `SegmentAsUnknown`): it is whole when the
     // file holds all of it and nothing was cut off. A live file's (unknown from the start)
     // never is.
@@ -342,6 +347,7 @@ impl<'a> Scan<'a> {
             segment_started: false,
             segment_ended: false,
             segment_known: false,
+            saw_cluster: false,
             scale_ns: 1_000_000,
             info_duration: None,
             cue_points: 0,
@@ -363,21 +369,25 @@ impl<'a> Scan<'a> {
     fn read<R: Read + Seek>(
         &mut self,
         source: SegmentAsUnknown<R>,
+        bytes: u64,
     ) -> (bool, Option<SegmentExtent>) {
         let segment = source.segment();
         self.segment_known = segment.is_some();
         let mut source = source;
         // Where the current iterator started: its offsets are relative to it.
         let mut base = 0u64;
+        let limit = element_limit(bytes);
         for _ in 0..=MAX_RECOVERIES {
             let mut it = WebmIterator::new(source, &[]);
             // Without this, elements still open at the end of the file would be reported as
             // closed, and a cut-off file would look complete.
             it.emit_master_end_when_eof(false);
-            // Elements are held whole in memory: none may claim more than MAX_ELEMENT (the
-            // Segment, which spans the file, is presented as unknown-sized).
-            it.set_max_allowable_tag_size(Some(MAX_ELEMENT));
-            let damage = match self.read_elements(&mut it) {
+            // Elements are held whole in memory, and webm-iterable allocates an element's
+            // claimed size before reading it: none may claim more than MAX_ELEMENT (the
+            // Segment, which spans the file, is presented as unknown-sized), nor more than
+            // the whole file (a 4 KiB file claiming a 60 MiB block cost 190 MB).
+            it.set_max_allowable_tag_size(Some(limit));
+            let damage = match self.read_elements(&mut it, limit) {
                 Stop::End => return (false, segment),
                 Stop::Damaged(d) => d,
             };
@@ -429,9 +439,10 @@ impl<'a> Scan<'a> {
     }
 
     /// Feeds the iterator's elements to `on_tag` until the end or damage.
-    fn read_elements<R: Read>(&mut self, it: &mut WebmIterator<R>) -> Stop {
+    fn read_elements<R: Read>(&mut self, it: &mut WebmIterator<R>, limit: usize) -> Stop {
+        let mut header_recoveries = 0;
         loop {
-            match it.next() {
+            match next_element(it, limit) {
                 None => return Stop::End,
                 Some(Ok(tag)) => {
                     if !self.saw_ebml && !matches!(tag, MatroskaSpec::Ebml(_)) {
@@ -457,6 +468,34 @@ impl<'a> Scan<'a> {
                     if !self.saw_ebml {
                         return Stop::End;
                     }
+                    let misplaced = matches!(
+                        e,
+                        TagIteratorError::CorruptedFileData(
+                            CorruptedFileError::HierarchyError { .. }
+                        )
+                    );
+                    if !self.saw_cluster && !misplaced {
+                        // Before the first Cluster (the header, Info, Tracks): skip to the next
+                        // element that reads, rather than past the Tracks to a Cluster. (An
+                        // element out of place there, often a Cluster, ends the header.)
+                        let near = it.last_emitted_tag_offset();
+                        let message = format!("corrupt data near byte {near}: {e}");
+                        self.problems
+                            .add(ProblemKind::CorruptData, None, None, message);
+                        header_recoveries += 1;
+                        if header_recoveries > MAX_RECOVERIES || it.try_recover().is_err() {
+                            return Stop::End;
+                        }
+                        continue;
+                    }
+                    // Over the file-size limit but not over MAX_ELEMENT: it runs past the end
+                    // of the file (a cut, unless a Cluster follows).
+                    let past_end = matches!(
+                        e,
+                        TagIteratorError::CorruptedFileData(
+                            CorruptedFileError::InvalidTagSize { size, .. }
+                        ) if size <= MAX_ELEMENT
+                    );
                     let at = match &e {
                         TagIteratorError::CorruptedFileData(
                             CorruptedFileError::InvalidTagId { position, .. }
@@ -468,7 +507,7 @@ impl<'a> Scan<'a> {
                     };
                     return Stop::Damaged(Damage {
                         at,
-                        past_end: false,
+                        past_end,
                         why: e.to_string(),
                     });
                 }
@@ -495,6 +534,7 @@ impl<'a> Scan<'a> {
             MatroskaSpec::CodecID(c) => self.with_entry(|e| e.codec = Some(ebml_string(c))),
             MatroskaSpec::CodecPrivate(p) => self.with_entry(|e| e.private = Some(p)),
             MatroskaSpec::TrackEntry(Master::End) => self.end_entry(),
+            MatroskaSpec::Cluster(Master::Start) => self.saw_cluster = true,
             MatroskaSpec::Timestamp(t) => self.cluster_ts = Some(t),
             MatroskaSpec::BlockGroup(Master::Start) => {
                 self.group_block = None;
@@ -1046,7 +1086,10 @@ mod tests {
         );
         let opts = CheckOptions::default();
         let mut scan = Scan::new(&opts);
-        scan.read(SegmentAsUnknown::new(std::io::Cursor::new(&data[..])).unwrap());
+        scan.read(
+            SegmentAsUnknown::new(std::io::Cursor::new(&data[..])).unwrap(),
+            data.len() as u64,
+        );
         let made: Vec<bool> = scan
             .tracks
             .iter()

@@ -3,7 +3,10 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-use webm_iterable::matroska_spec::MatroskaSpec;
+use ebml_iterable::error::CorruptedFileError;
+use webm_iterable::WebmIterator;
+use webm_iterable::errors::TagIteratorError;
+use webm_iterable::matroska_spec::{EbmlSpecification, MatroskaSpec, TagDataType};
 
 /// The largest element a reader here takes. webm-iterable holds every element it reads
 /// whole, and allocates (zero-filled) its claimed size before reading it: a 256 MiB sparse
@@ -11,6 +14,42 @@ use webm_iterable::matroska_spec::MatroskaSpec;
 /// ([`SegmentAsUnknown`]), nothing legitimate is larger than this (a Cluster of a 25 Mb/s feed
 /// with 5 s between keyframes is 16 MB); an element claiming more is corrupt.
 pub const MAX_ELEMENT: usize = 64 << 20;
+/// The largest element a reader takes from a file of `bytes`: [`MAX_ELEMENT`], or the file's
+/// size if smaller (at least 64 KiB, webm-iterable's own buffer). webm-iterable allocates an
+/// element's claimed size before reading it: a 4 KiB file claiming a 60 MiB block cost 190 MB.
+pub fn element_limit(bytes: u64) -> usize {
+    usize::try_from(bytes.max(64 << 10))
+        .unwrap_or(usize::MAX)
+        .min(MAX_ELEMENT)
+}
+
+/// The iterator's next item, with the element limit `limit` (from [`element_limit`]) applied
+/// to what is held in memory only: a master element (a Cluster) refused for claiming more than
+/// the file holds, but not more than [`MAX_ELEMENT`], is taken, as its children are read one by
+/// one and its size costs nothing (a cut copy's last Cluster claims more than there is).
+/// webm-iterable has one limit for every element; the refused header is not consumed, so it
+/// is read again under [`MAX_ELEMENT`].
+pub fn next_element<R: Read>(
+    it: &mut WebmIterator<R>,
+    limit: usize,
+) -> Option<Result<MatroskaSpec, TagIteratorError>> {
+    let item = it.next();
+    if let Some(Err(TagIteratorError::CorruptedFileData(CorruptedFileError::InvalidTagSize {
+        tag_id,
+        size,
+        ..
+    }))) = &item
+        && *size <= MAX_ELEMENT
+        && MatroskaSpec::get_tag_data_type(*tag_id) == Some(TagDataType::Master)
+    {
+        it.set_max_allowable_tag_size(Some(MAX_ELEMENT));
+        let retry = it.next();
+        it.set_max_allowable_tag_size(Some(limit));
+        return retry;
+    }
+    item
+}
+
 /// How much of a file's start is looked at for the EBML header and the Segment's size.
 const HEAD: usize = 4096;
 const EBML_ID: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
