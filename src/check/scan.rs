@@ -383,9 +383,9 @@ impl<'a> Scan<'a> {
             // closed, and a cut-off file would look complete.
             it.emit_master_end_when_eof(false);
             // Elements are held whole in memory, and webm-iterable allocates an element's
-            // claimed size before reading it: none may claim more than MAX_ELEMENT (the
-            // Segment, which spans the file, is presented as unknown-sized), nor more than
-            // the whole file (a 4 KiB file claiming a 60 MiB block cost 190 MB).
+            // claimed size before reading it: none may claim more than MAX_ELEMENT, nor more
+            // than the whole file (a 4 KiB file claiming a 60 MiB block cost 190 MB); masters,
+            // which are not held, may claim more (`next_element`).
             it.set_max_allowable_tag_size(Some(limit));
             let damage = match self.read_elements(&mut it, limit) {
                 Stop::End => return (false, segment),

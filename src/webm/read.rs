@@ -8,12 +8,18 @@ use webm_iterable::WebmIterator;
 use webm_iterable::errors::TagIteratorError;
 use webm_iterable::matroska_spec::{EbmlSpecification, MatroskaSpec, TagDataType};
 
-/// The largest element a reader here takes. webm-iterable holds every element it reads
-/// whole, and allocates (zero-filled) its claimed size before reading it: a 256 MiB sparse
-/// file claiming one huge block cost 794 MB. With the Segment presented as unknown-sized
-/// ([`SegmentAsUnknown`]), nothing legitimate is larger than this (a Cluster of a 25 Mb/s feed
-/// with 5 s between keyframes is 16 MB); an element claiming more is corrupt.
-pub const MAX_ELEMENT: usize = 64 << 20;
+/// The largest element a reader here holds in memory (a block, CodecPrivate, a string).
+/// webm-iterable holds every element it reads whole, and allocates (zero-filled, then copied)
+/// its claimed size before reading it: a 256 MiB sparse file claiming one huge block cost
+/// 794 MB, and a claim just under a 64 MiB cap still cost 220 MB. The largest element a
+/// recording holds is a video keyframe, well under a MiB for WebRTC video and a few MiB for a
+/// 4K intra frame; an element claiming more than this is corrupt. Masters (Segment, Cluster,
+/// Cues) are not held: they may claim up to [`MAX_MASTER`] ([`next_element`]).
+pub const MAX_ELEMENT: usize = 16 << 20;
+/// The largest master element (Cluster, Cues, ...) taken. Its children are read one by one,
+/// so its size costs nothing; the Segment, which spans the file, is presented as unknown-sized
+/// ([`SegmentAsUnknown`]) and needs no limit.
+pub const MAX_MASTER: usize = 4 << 30;
 /// The largest element a reader takes from a file of `bytes`: [`MAX_ELEMENT`], or the file's
 /// size if smaller (at least 64 KiB, webm-iterable's own buffer). webm-iterable allocates an
 /// element's claimed size before reading it: a 4 KiB file claiming a 60 MiB block cost 190 MB.
@@ -25,10 +31,10 @@ pub fn element_limit(bytes: u64) -> usize {
 
 /// The iterator's next item, with the element limit `limit` (from [`element_limit`]) applied
 /// to what is held in memory only: a master element (a Cluster) refused for claiming more than
-/// the file holds, but not more than [`MAX_ELEMENT`], is taken, as its children are read one by
-/// one and its size costs nothing (a cut copy's last Cluster claims more than there is).
+/// that, but not more than [`MAX_MASTER`], is taken, as its children are read one by one and
+/// its size costs nothing (a cut copy's last Cluster claims more than there is).
 /// webm-iterable has one limit for every element; the refused header is not consumed, so it
-/// is read again under [`MAX_ELEMENT`].
+/// is read again under [`MAX_MASTER`].
 pub fn next_element<R: Read>(
     it: &mut WebmIterator<R>,
     limit: usize,
@@ -39,10 +45,10 @@ pub fn next_element<R: Read>(
         size,
         ..
     }))) = &item
-        && *size <= MAX_ELEMENT
+        && *size <= MAX_MASTER
         && MatroskaSpec::get_tag_data_type(*tag_id) == Some(TagDataType::Master)
     {
-        it.set_max_allowable_tag_size(Some(MAX_ELEMENT));
+        it.set_max_allowable_tag_size(Some(MAX_MASTER));
         let retry = it.next();
         it.set_max_allowable_tag_size(Some(limit));
         return retry;
