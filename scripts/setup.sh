@@ -8,10 +8,15 @@ set -euo pipefail
 packages=(
     # building: aws-lc-rs (str0m's crypto), libopus and jemalloc are compiled from source
     build-essential cmake pkg-config libopus-dev libsystemd-dev
+    # `check --decode`: libavcodec (and libavformat, which the binding needs to build) through
+    # ffmpeg-next, whose bindings bindgen makes with libclang
+    libavcodec-dev libavformat-dev libavutil-dev libclang-dev
     # the real Janus, janus.js for the test page, janus-pp-rec (the reference recorder)
     janus janus-demos janus-tools
     # publishers, media checks, network namespaces, the page server
     chromium ffmpeg mkvtoolnix iproute2 nftables python3 procps ca-certificates
+    # GNU time: the check tests measure its peak memory with it
+    time
     # the font `janus-recorder room --grid` draws the names with (ffmpeg's drawtext)
     fonts-dejavu-core
     # a test CA and certificate for the wss:// tests

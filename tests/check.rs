@@ -522,6 +522,28 @@ fn a_recording_over_64_mib_is_read_whole() {
     assert_eq!(agreement_with_ffprobe(&out, &r, 1.0 / 30.0), None);
     let (status, _) = run_check(&[out.to_str().unwrap()]);
     assert_eq!(status, 0);
+
+    // Cut in half (a partial copy, its Segment claiming twice what is there): truncated, and
+    // memory is bounded by the element cap, not by the file's or the Segment's size.
+    let bytes = fs::read(&out).unwrap();
+    let cut = dir.join("cut.webm");
+    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    drop(bytes);
+    let r = check(&cut);
+    assert!(
+        r.problems.iter().any(|p| p.kind == ProblemKind::Truncated),
+        "{}",
+        r.human()
+    );
+    let half = expected / 2;
+    let ms = r.playable_ms.unwrap() as i64;
+    assert!((ms - half).abs() < 2_000, "{ms} ms playable of {expected}");
+    let peak_mib = check_peak_rss_mib(&cut);
+    println!(
+        "check on a cut {} MiB file: peak RSS {peak_mib:.1} MiB",
+        summary.bytes >> 21
+    );
+    assert!(peak_mib <= 64.0, "peak RSS {peak_mib:.1} MiB");
 }
 
 /// ffprobe's count of the first video stream's keyframe packets.
@@ -771,47 +793,554 @@ fn a_large_file_cut_short_is_truncated_not_unreadable() {
     assert!((1500..=3500).contains(&ms), "{ms} ms playable of 5 s");
 }
 
-/// A 256 MiB sparse file (4 KiB on disk) whose one block claims 250 MiB: the check tool's
-/// peak memory stays small (before: the claimed size was allocated and copied, 794 MB).
-// The child is reaped with wait4 (for its own peak RSS), which std's `wait` cannot do.
-#[allow(clippy::zombie_processes)]
+/// The start of a WebM file (unknown-sized Segment and Cluster) whose first SimpleBlock, of
+/// track 1, claims `size` bytes (an 8-byte size); none of its data follows.
+fn claiming_block(size: u64) -> Vec<u8> {
+    let mut head = vec![0x1A, 0x45, 0xDF, 0xA3, 0x87, 0x42, 0x82, 0x84];
+    head.extend_from_slice(b"webm");
+    let unknown = [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+    head.extend_from_slice(&[0x18, 0x53, 0x80, 0x67]);
+    head.extend_from_slice(&unknown);
+    head.extend_from_slice(&[0x1F, 0x43, 0xB6, 0x75]);
+    head.extend_from_slice(&unknown);
+    head.push(0xA3);
+    head.extend_from_slice(&(size | 1 << 56).to_be_bytes());
+    head.extend_from_slice(&[0x81, 0, 0, 0x80]);
+    head
+}
+
+/// A 256 MiB sparse file (4 KiB on disk) whose one block claims 250 MiB, or 60 MiB: the check
+/// tool's peak memory stays small (before: the claimed size was allocated and copied, 794 MB).
 #[test]
 fn a_block_claiming_hundreds_of_megabytes_costs_no_memory() {
     let scratch = Scratch::new("check-sparse");
-    let path = scratch.path.join("sparse.webm");
-    let mut head = vec![0x1A, 0x45, 0xDF, 0xA3, 0x87, 0x42, 0x82, 0x84];
-    head.extend_from_slice(b"webm");
-    head.extend_from_slice(&[
-        0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-    ]);
-    head.extend_from_slice(&[
-        0x1F, 0x43, 0xB6, 0x75, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-    ]);
-    // A SimpleBlock of 250 MiB (an 8-byte size), then nothing but the sparse file's zeros.
-    head.extend_from_slice(&[
-        0xA3, 0x01, 0x00, 0x00, 0x00, 0x0F, 0xA0, 0x00, 0x00, 0x81, 0, 0, 0x80,
-    ]);
+    // 60 MiB: under the former 64 MiB cap, it cost 221 MiB.
+    for claim_mib in [250u64, 60] {
+        let path = scratch.path.join(format!("sparse-{claim_mib}.webm"));
+        // Then nothing but the sparse file's zeros.
+        fs::write(&path, claiming_block(claim_mib << 20)).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        let peak_mib = check_peak_rss_mib(&path);
+        println!(
+            "check on a 256 MiB sparse file claiming a {claim_mib} MiB block: peak RSS \
+             {peak_mib:.1} MiB"
+        );
+        assert!(
+            peak_mib <= 64.0,
+            "{claim_mib} MiB: peak RSS {peak_mib:.1} MiB"
+        );
+    }
+}
+
+/// A 4 KiB file whose block claims 15 MiB (under the 16 MiB element cap): nothing larger
+/// than the file is allocated (before: the claim was zero-filled and copied, and under the
+/// former 64 MiB cap a 60 MiB claim cost 156 MiB), and the file reads as cut there.
+#[test]
+fn a_claim_larger_than_the_file_costs_no_memory() {
+    let scratch = Scratch::new("check-claim");
+    let path = scratch.path.join("claim.webm");
+    let mut head = claiming_block(15 << 20);
+    head.resize(4096, 0x55);
     fs::write(&path, &head).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+    let peak_mib = check_peak_rss_mib(&path);
+    println!("check on a 4 KiB file claiming a 15 MiB block: peak RSS {peak_mib:.1} MiB");
+    assert!(peak_mib < 64.0, "peak RSS {peak_mib:.1} MiB");
+    let r = check(&path);
+    assert_problem(&r, ProblemKind::CorruptData, false);
+
+    // A Cluster may claim more than the file holds (masters are not held in memory): a cut
+    // copy of an audio file with one Cluster (more than half the file) plays to the cut.
+    let audio = clip(&scratch.path, "audio.webm", None, Some(SINE), &[]);
+    let bytes = fs::read(&audio).unwrap();
+    let clusters = with_id(&top_elements(&bytes), 0x1F43_B675);
+    assert!(
+        clusters[0].body.len() > bytes.len() * 6 / 10,
+        "{} clusters",
+        clusters.len()
+    );
+    let r = write_and_check(&scratch.path, "cut.webm", &bytes[..bytes.len() * 6 / 10]);
+    assert_problem(&r, ProblemKind::Truncated, true);
+    assert_problem(&r, ProblemKind::CorruptData, false);
+    let ms = r.playable_ms.unwrap();
+    assert!((2000..=4000).contains(&ms), "{ms} ms of 5 s: {}", r.human());
+}
+
+/// The peak RSS of `janus-recorder check PATH`, in MiB, as GNU time measures it. (`wait4` on
+/// a child of the test would not do: std spawns with a shared address space until `exec`, and
+/// Linux keeps the larger high-water mark, so the child would inherit the test's.)
+fn check_peak_rss_mib(path: &Path) -> f64 {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_janus-recorder"))
         .arg("check")
-        .arg(&path)
+        .arg(path)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // This child's own peak RSS (wait4), not the test process's other children's.
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    let peak_mib = usage.ru_maxrss as f64 / 1024.0;
-    println!("check on a 256 MiB sparse file claiming a 250 MiB block: peak RSS {peak_mib:.1} MiB");
-    assert!(peak_mib < 100.0, "peak RSS {peak_mib:.1} MiB");
-    assert!(libc::WIFEXITED(status), "exited by itself");
+        .output()
+        .expect("/usr/bin/time (apt-get install time)");
+    assert!(out.status.code().is_some(), "exited by itself");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kib: f64 = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RSS from /usr/bin/time: {stderr}"));
+    kib / 1024.0
+}
+
+/// An EBML element found by [`top_elements`]: its ID, where it starts, where its size field
+/// is, and where its body is.
+#[derive(Debug, Clone)]
+struct Element {
+    id: u64,
+    start: usize,
+    size_field: std::ops::Range<usize>,
+    body: std::ops::Range<usize>,
+}
+
+/// The Segment, its Clusters and their SimpleBlocks (the elements other than those are
+/// stepped over), in file order. Unknown sizes are taken to run to the end of the file.
+fn top_elements(bytes: &[u8]) -> Vec<Element> {
+    let vint = |at: usize, keep_marker: bool| -> (u64, usize, bool) {
+        let len = bytes[at].leading_zeros() as usize + 1;
+        let mut v = u64::from(bytes[at]);
+        if !keep_marker {
+            v &= 0xff >> len;
+        }
+        for b in &bytes[at + 1..at + len] {
+            v = v << 8 | u64::from(*b);
+        }
+        let unknown = !keep_marker && v == (1u64 << (7 * len)) - 1;
+        (v, len, unknown)
+    };
+    let mut found = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let (id, id_len, _) = vint(at, true);
+        let (size, size_len, unknown) = vint(at + id_len, false);
+        let body = at + id_len + size_len;
+        let end = if unknown {
+            bytes.len()
+        } else {
+            body + size as usize
+        };
+        let e = Element {
+            id,
+            start: at,
+            size_field: at + id_len..body,
+            body: body..end,
+        };
+        match id {
+            0x1853_8067 | 0x1F43_B675 => {
+                found.push(e);
+                at = body;
+            }
+            0xA3 => {
+                found.push(e);
+                at = end;
+            }
+            _ => at = end,
+        }
+    }
+    found
+}
+
+fn with_id(elements: &[Element], id: u64) -> Vec<Element> {
+    elements.iter().filter(|e| e.id == id).cloned().collect()
+}
+
+/// Overwrites a size field with the largest known size of the same length (an unknown size
+/// is all ones, so one less).
+fn claim_the_most(bytes: &mut [u8], field: std::ops::Range<usize>) {
+    let len = field.len();
+    let value = (1u64 << (7 * len)) - 2;
+    let coded = value | 1 << (7 * len);
+    bytes[field].copy_from_slice(&coded.to_be_bytes()[8 - len..]);
+}
+
+/// Overwrites a size field with the unknown size of the same length.
+fn unknown_size(bytes: &mut [u8], field: std::ops::Range<usize>) {
+    let len = field.len();
+    bytes[field.start] = 0xFF >> (len - 1);
+    for b in &mut bytes[field.start + 1..field.end] {
+        *b = 0xFF;
+    }
+}
+
+/// A clip of 5 s with a Cluster a second (ffmpeg's default is one per 5 s of WebM).
+fn clustered_clip(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["-cluster_time_limit", "1000"];
+    args.extend_from_slice(extra);
+    clip(dir, name, Some("vp8"), Some(SINE), &args)
+}
+
+/// The first problem of `kind`.
+fn problem_of(r: &FileReport, kind: ProblemKind) -> Option<&janus_recorder::check::Problem> {
+    r.problems.iter().find(|p| p.kind == kind)
+}
+
+/// Writes `bytes` to `dir/name` and checks it.
+fn write_and_check(dir: &Path, name: impl AsRef<Path>, bytes: &[u8]) -> FileReport {
+    let path = dir.join(name);
+    fs::write(&path, bytes).unwrap();
+    check(&path)
+}
+
+/// Asserts that `r` has (or has not) a problem of `kind`, showing the report if not.
+fn assert_problem(r: &FileReport, kind: ProblemKind, present: bool) {
+    assert_eq!(
+        problem_of(r, kind).is_some(),
+        present,
+        "{kind:?}: {}",
+        r.human()
+    );
+}
+
+/// Replaces a size field with an 8-byte one claiming about 2^48 bytes (281 TB); later offsets
+/// move by the difference.
+fn claim_petabytes(bytes: &[u8], field: std::ops::Range<usize>) -> Vec<u8> {
+    let mut out = bytes[..field.start].to_vec();
+    out.extend_from_slice(&[0x01, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+    out.extend_from_slice(&bytes[field.end..]);
+    out
+}
+
+/// A Cluster, or a block, claiming petabytes in the middle of a file: the damaged span is
+/// reported and reading goes on at the next Cluster (as ffmpeg does), so the rest of the file
+/// is read. Before, the reader skipped to the next byte that looked like any element and lost
+/// its way in the media data. A Cluster claiming a little more than it holds loses nothing.
+#[test]
+fn after_damage_reading_goes_on_at_the_next_cluster() {
+    let scratch = Scratch::new("check-resync");
+    let dir = &scratch.path;
+    let good = clustered_clip(dir, "good.webm", &[]);
+    let bytes = fs::read(&good).unwrap();
+    let whole = check(&good);
+    assert_eq!(whole.status, Status::Ok, "{}", whole.human());
+    let frames = |r: &FileReport| r.tracks.iter().map(|t| t.frames).sum::<u64>();
+    let elements = top_elements(&bytes);
+    let clusters = with_id(&elements, 0x1F43_B675);
+    assert!(clusters.len() >= 4, "{} clusters", clusters.len());
+    let second = &clusters[1];
+    let block = elements
+        .iter()
+        .filter(|e| e.id == 0xA3 && second.body.contains(&e.start))
+        .nth(10)
+        .expect("blocks in the second cluster")
+        .clone();
+    let moved = |field: &std::ops::Range<usize>| clusters[2].start + 8 - field.len();
+    let mut a_bit_more = bytes.clone();
+    claim_the_most(&mut a_bit_more, second.size_field.clone());
+
+    for (name, data, span, lost) in [
+        (
+            "cluster.webm",
+            claim_petabytes(&bytes, second.size_field.clone()),
+            format!(
+                "from byte {} to {}",
+                second.start,
+                moved(&second.size_field)
+            ),
+            true,
+        ),
+        (
+            "block.webm",
+            claim_petabytes(&bytes, block.size_field.clone()),
+            format!("from byte {} to {}", block.start, moved(&block.size_field)),
+            true,
+        ),
+        (
+            "a-bit-more.webm",
+            a_bit_more,
+            format!("up to byte {}", clusters[2].start),
+            false,
+        ),
+    ] {
+        let r = write_and_check(dir, name, &data);
+        let damage = problem_of(&r, ProblemKind::CorruptData)
+            .unwrap_or_else(|| panic!("{name}: {}", r.human()));
+        assert!(damage.message.contains(&span), "{name}: {}", damage.message);
+        assert!(
+            damage.message.contains("next Cluster"),
+            "{}",
+            damage.message
+        );
+        // What follows the damage is read: the file plays to its end, losing at most the
+        // rest of the damaged Cluster.
+        assert!(r.playable_ms.unwrap() >= 4900, "{name}: {}", r.human());
+        if lost {
+            assert!(frames(&r) < frames(&whole), "{name}");
+            assert!(
+                frames(&r) > frames(&whole) * 3 / 5,
+                "{name}: {} of {} frames",
+                frames(&r),
+                frames(&whole)
+            );
+        } else {
+            assert_eq!(frames(&r), frames(&whole), "{name}");
+        }
+        assert!(r.finalized, "{name}: {}", r.human());
+        assert_eq!(r.status, Status::Problems);
+    }
+}
+
+/// A whole file in live layout (an unknown-size Segment, as `ffmpeg -live 1` writes, and
+/// unknown-size Clusters too, as browsers' MediaRecorder writes; no Cues, no Duration) is
+/// "not finalized", not cut off by a crash; the same file cut inside a block is truncated.
+#[test]
+fn a_file_written_live_is_not_finalized_and_not_truncated() {
+    let scratch = Scratch::new("check-live");
+    let dir = &scratch.path;
+    let live = clustered_clip(dir, "live.webm", &["-live", "1"]);
+    let bytes = fs::read(&live).unwrap();
+    let elements = top_elements(&bytes);
+    let segment = &with_id(&elements, 0x1853_8067)[0];
+    assert_eq!(
+        segment.body.end,
+        bytes.len(),
+        "ffmpeg -live 1 leaves the Segment's size unknown"
+    );
+    let mut unknown_clusters = bytes.clone();
+    for c in with_id(&elements, 0x1F43_B675) {
+        unknown_size(&mut unknown_clusters, c.size_field);
+    }
+    let path = dir.join("unknown-clusters.webm");
+    fs::write(&path, &unknown_clusters).unwrap();
+    for path in [&live, &path] {
+        let r = check(path);
+        let name = path.display();
+        assert!(r.playable && !r.finalized, "{name}: {}", r.human());
+        let p = problem_of(&r, ProblemKind::NotFinalized)
+            .unwrap_or_else(|| panic!("{name}: {}", r.human()));
+        assert!(
+            p.message
+                .starts_with("not finalized: unknown-size Segment, no Cues, no Duration"),
+            "{}",
+            p.message
+        );
+        assert_problem(&r, ProblemKind::Truncated, false);
+        assert!(r.playable_ms.unwrap() >= 4900, "{name}: {}", r.human());
+        assert_eq!(r.status, Status::Problems);
+    }
+    // Cut in the middle of the last block: truncated.
+    let last = with_id(&elements, 0xA3).pop().unwrap();
+    let r = write_and_check(dir, "cut.webm", &unknown_clusters[..last.body.start + 2]);
+    assert_problem(&r, ProblemKind::Truncated, true);
+    assert_problem(&r, ProblemKind::NotFinalized, false);
+}
+
+/// Strings padded with zero bytes (RFC 8794 allows it: the value ends at the first) are read
+/// as the spec says: a DocType of `webm\0` is WebM.
+#[test]
+fn a_zero_padded_doctype_is_webm() {
+    let scratch = Scratch::new("check-padded");
+    let dir = &scratch.path;
+    let good = clip(dir, "good.webm", Some("vp8"), Some(SINE), &[]);
+    let bytes = fs::read(&good).unwrap();
+    // EBML header: ID, a one-byte size, then children; DocType is 42 82 84 "webm".
+    assert_eq!(&bytes[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
+    assert_eq!(bytes[4] & 0x80, 0x80, "a one-byte EBML header size");
+    let doctype = bytes
+        .windows(7)
+        .position(|w| w == b"\x42\x82\x84webm")
+        .expect("DocType");
+    let mut padded = bytes[..doctype].to_vec();
+    padded[4] += 1;
+    padded.extend_from_slice(b"\x42\x82\x85webm\0");
+    padded.extend_from_slice(&bytes[doctype + 7..]);
+    let path = dir.join("padded.webm");
+    fs::write(&path, &padded).unwrap();
+    // ffprobe reads it as WebM too.
+    assert_eq!(
+        agreement_with_ffprobe(&path, &check(&good), 1.0 / 30.0),
+        None
+    );
+    let r = check(&path);
+    assert_eq!(r.status, Status::Ok, "{}", r.human());
+}
+
+/// A codec the check cannot read is a problem, not a silent pass.
+#[test]
+fn an_unknown_codec_is_a_problem() {
+    let scratch = Scratch::new("check-codec");
+    let dir = &scratch.path;
+    let good = clip(dir, "good.webm", Some("vp8"), Some(SINE), &[]);
+    let mut bytes = fs::read(&good).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"V_VP8").unwrap();
+    bytes[at..at + 5].copy_from_slice(b"V_XY8");
+    let r = write_and_check(dir, "xy8.mkv", &bytes);
+    assert_eq!(r.status, Status::Problems, "{}", r.human());
+    let p = problem_of(&r, ProblemKind::UnknownCodec).unwrap();
+    assert_eq!(
+        p.message,
+        format!(
+            "track {0}: codec V_XY8 not checked (only Opus, VP8, VP9, H.264, H.265 and AV1 are)",
+            p.track.unwrap()
+        )
+    );
+}
+
+/// A first frame that is a keyframe in its bitstream but whose block flag is cleared is a flag
+/// mismatch; the start still shows, so it is not "not a keyframe".
+#[test]
+fn a_first_keyframe_with_its_flag_cleared_is_a_flag_mismatch() {
+    let scratch = Scratch::new("check-keyflag");
+    let dir = &scratch.path;
+    let good = clip(dir, "good.webm", Some("vp8"), None, &[]);
+    let mut bytes = fs::read(&good).unwrap();
+    let first = simple_blocks(&bytes)[0].clone();
+    assert_eq!(bytes[first.start + 3] & 0x80, 0x80);
+    bytes[first.start + 3] &= !0x80;
+    let r = write_and_check(dir, "flag.webm", &bytes);
+    let p = problem_of(&r, ProblemKind::KeyframeFlagMismatch).expect("a flag mismatch");
+    assert_eq!(p.at_ms, Some(0));
+    assert_problem(&r, ProblemKind::FirstVideoNotKeyframe, false);
+}
+
+/// A file mkvmerge wrote (no one here wrote it: BlockGroups for the last frames, its own
+/// element order and sizes) is OK and agrees with ffprobe; the same file cut at 60% is
+/// truncated with about 60% playable.
+#[test]
+fn files_from_mkvmerge_are_ok_and_their_cut_copies_truncated() {
+    let scratch = Scratch::new("check-mkvmerge");
+    let dir = &scratch.path;
+    let source = clip(dir, "source.webm", Some("vp8"), Some(SINE), &[]);
+    for (name, webm) in [("out.mkv", false), ("out.webm", true)] {
+        let out = dir.join(name);
+        let mut cmd = Command::new("mkvmerge");
+        cmd.arg("-q").arg("-o").arg(&out);
+        if webm {
+            cmd.arg("--webm");
+        }
+        let status = cmd.arg(&source).status().unwrap_or_else(|e| {
+            panic!(
+                "mkvmerge: {e} (install mkvtoolnix: scripts/setup.sh or apt-get install mkvtoolnix)"
+            )
+        });
+        assert!(status.success(), "mkvmerge");
+        let r = check(&out);
+        assert_eq!(r.status, Status::Ok, "{name}: {}", r.human());
+        assert_eq!(agreement_with_ffprobe(&out, &r, 1.0 / 30.0), None, "{name}");
+        let bytes = fs::read(&out).unwrap();
+        let r = write_and_check(dir, format!("cut-{name}"), &bytes[..bytes.len() * 6 / 10]);
+        assert_problem(&r, ProblemKind::Truncated, true);
+        let ms = r.playable_ms.unwrap();
+        assert!((2000..=4000).contains(&ms), "{name}: {ms} ms of 5 s");
+    }
+}
+
+/// `--decode` puts every video frame through a real decoder (libavcodec; libdav1d for AV1):
+/// files of each codec decode whole. An H.264 frame whose slice data is overwritten (its NAL
+/// units still whole, so the header check passes) fails in the decoder and is reported at its
+/// time, as ffmpeg reports it; without `--decode` the report says video was checked by its
+/// headers only.
+#[test]
+fn decode_puts_every_video_frame_through_a_decoder() {
+    let scratch = Scratch::new("check-decode");
+    let dir = &scratch.path;
+    let decoding = CheckOptions {
+        decode_video: true,
+        ..CheckOptions::default()
+    };
+    for (name, codec) in [
+        ("vp8.webm", "vp8"),
+        ("vp9.webm", "vp9"),
+        ("h264.mkv", "h264-main"),
+        ("h265.mkv", "h265"),
+        ("av1.mkv", "av1"),
+    ] {
+        let path = clip(dir, name, Some(codec), None, &[]);
+        let r = check_file(&path, &decoding);
+        assert_eq!(r.status, Status::Ok, "{}", r.human());
+        assert!(r.video_decoded);
+        let v = &r.tracks[0];
+        assert_eq!(v.decoded_frames, Some(v.frames), "{}", r.human());
+    }
+
+    let good = clip(dir, "baseline.mkv", Some("h264-baseline"), None, &[]);
+    let mut bytes = fs::read(&good).unwrap();
+    let block = simple_blocks(&bytes)[40].clone();
+    let mid = (block.start + block.end) / 2;
+    bytes[mid..mid + 32].copy_from_slice(&noise(32, 7));
+    let path = dir.join("damaged.mkv");
+    fs::write(&path, &bytes).unwrap();
+    let ffmpeg = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let said = String::from_utf8_lossy(&ffmpeg.stderr);
+    assert!(said.contains("error while decoding"), "ffmpeg: {said}");
+
+    let headers_only = check(&path);
+    assert_eq!(headers_only.status, Status::Ok, "{}", headers_only.human());
+    assert!(!headers_only.video_decoded);
+    assert!(
+        headers_only
+            .human()
+            .contains("video checked by its headers only (--decode decodes every frame)"),
+        "{}",
+        headers_only.human()
+    );
+    let r = check_file(&path, &decoding);
+    assert_eq!(r.status, Status::Problems, "{}", r.human());
+    let first = problem_of(&r, ProblemKind::DecodeError).expect("a decode error");
+    // Block 40 of a 30 fps clip without B-frames.
+    assert_eq!(first.at_ms, Some(1333), "{}", r.human());
+    assert!(
+        first.message.starts_with("video decoder: "),
+        "{}",
+        first.message
+    );
+    assert_problem(&r, ProblemKind::UndecodableVideo, false);
+    let path = path.to_str().unwrap();
+    let (status, out) = run_check(&["--decode", path]);
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains("DecodeError: video decoder"), "{out}");
+}
+
+/// libwebm's own test files (tests/fixtures/libwebm, unchanged): its VP9 and Opus files are OK,
+/// decode whole and agree with ffprobe; of its invalid ones, a block claiming far more than
+/// its cluster is damage after which the first block still plays (before: UNREADABLE with no
+/// frames), and a fixed-lacing size that does not divide is a bad lacing, not a panic.
+#[test]
+fn libwebm_test_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/libwebm");
+    let decoding = CheckOptions {
+        decode_video: true,
+        ..CheckOptions::default()
+    };
+    for name in [
+        "bbb_480p_vp9_opus_1second.webm",
+        "test_stereo_left_right.webm",
+    ] {
+        let path = dir.join(name);
+        let r = check_file(&path, &decoding);
+        assert_eq!(r.status, Status::Ok, "{}", r.human());
+        let v = r.tracks.iter().find(|t| t.kind == "video").unwrap();
+        assert_eq!(v.decoded_frames, Some(v.frames), "{}", r.human());
+        assert_eq!(
+            agreement_with_ffprobe(&path, &r, 1.0 / 24.0),
+            None,
+            "{name}"
+        );
+    }
+
+    let r = check(&dir.join("block_ends_beyond_cluster.mkv"));
+    assert_eq!(r.status, Status::Problems, "{}", r.human());
+    assert_eq!(r.tracks[0].frames, 1, "{}", r.human());
+    assert_problem(&r, ProblemKind::CorruptData, true);
+
+    let r = check(&dir.join("fixed_lacing_bad_lace_size.mkv"));
+    let lacing = r
+        .problems
+        .iter()
+        .find(|p| p.message.contains("bad lacing"))
+        .unwrap_or_else(|| panic!("{}", r.human()));
+    assert_eq!(lacing.kind, ProblemKind::CorruptData);
 }

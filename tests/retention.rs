@@ -1,7 +1,8 @@
 //! `[output] keep_days` in the running daemon: at start it deletes finished recordings (and
 //! their sidecars, and ended room manifests) whose files are older than that, logging each,
 //! and leaves an open recording (sidecar without `ended_at`) of the same age beside them, a
-//! recent one, and a media file no sidecar describes. Janus is unreachable here: the sweep
+//! recent one, a media file no sidecar describes and a recording dated 1970 (a wrong clock);
+//! a sidecar a crash left half-written (`.*.tmp`) goes too. Janus is unreachable here: the sweep
 //! does not wait for it.
 
 mod support;
@@ -16,9 +17,13 @@ use support::Scratch;
 const DAY: Duration = Duration::from_secs(86_400);
 
 fn file(path: &Path, text: &str, age: Duration) {
+    file_at(path, text, SystemTime::now() - age);
+}
+
+fn file_at(path: &Path, text: &str, mtime: SystemTime) {
     std::fs::write(path, text).unwrap();
     let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(SystemTime::now() - age).unwrap();
+    f.set_modified(mtime).unwrap();
 }
 
 #[test]
@@ -40,6 +45,20 @@ fn old_finished_recordings_are_deleted_and_open_ones_kept() {
     file(&room.join("4-Dan-today.json"), ended, DAY / 4);
     file(&room.join("no-sidecar.webm"), "media", old);
     file(&room.join("meeting.room.json"), ended, old);
+    // Written while the clock said 1970 (no battery-backed clock, before time sync): its age
+    // means nothing, it stays.
+    file_at(
+        &room.join("5-Eve-1970.webm"),
+        "media",
+        SystemTime::UNIX_EPOCH,
+    );
+    file_at(&room.join("5-Eve-1970.json"), ended, SystemTime::UNIX_EPOCH);
+    // A sidecar a crash left half-written.
+    file(
+        &room.join(".6-Fay.json.0123456789abcdef.tmp"),
+        "{\"room\"",
+        old,
+    );
 
     let config = scratch.path.join("config.toml");
     std::fs::write(
@@ -93,6 +112,8 @@ fn old_finished_recordings_are_deleted_and_open_ones_kept() {
             "3-Carol-open.webm",
             "4-Dan-today.json",
             "4-Dan-today.webm",
+            "5-Eve-1970.json",
+            "5-Eve-1970.webm",
             "no-sidecar.webm"
         ],
         "{log}"
@@ -103,6 +124,7 @@ fn old_finished_recordings_are_deleted_and_open_ones_kept() {
         "2-Bob-old.mkv",
         "2-Bob-old.json",
         "meeting.room.json",
+        ".6-Fay.json.0123456789abcdef.tmp",
     ] {
         assert!(
             log.lines()
@@ -110,5 +132,36 @@ fn old_finished_recordings_are_deleted_and_open_ones_kept() {
             "{gone} not logged:\n{log}"
         );
     }
-    assert!(log.contains("files=5"), "{log}");
+    assert!(log.contains("files=6"), "{log}");
+    assert!(
+        log.contains("dated before this version existed") && log.contains("5-Eve-1970"),
+        "{log}"
+    );
+}
+
+/// Ages are only as good as the clock: both units start after time-sync.target, ordered but
+/// not pulled in (systemd.special(7): services that need an accurate clock order themselves
+/// after it; only the clock-synchronizing services pull it in).
+#[test]
+fn the_units_start_after_the_clock_is_synchronized() {
+    for unit in ["janus-recorder.service", "janus-recorder@.service"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("systemd")
+            .join(unit);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let values = |key: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(key))
+                .flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .collect()
+        };
+        assert!(
+            values("After=").iter().any(|u| u == "time-sync.target"),
+            "{unit}"
+        );
+        assert!(
+            !values("Wants=").iter().any(|u| u == "time-sync.target"),
+            "{unit}"
+        );
+    }
 }

@@ -67,6 +67,7 @@ fn made_up(u: &mut Unstructured) -> Result<FileReport> {
             }],
             size_change_count: 1,
             keyframe_ms: u.arbitrary()?,
+            decoded_frames: u.arbitrary()?,
             decode_errors: 0,
             decoded_ms: u.arbitrary()?,
             silent_share: u.arbitrary()?,
@@ -93,6 +94,7 @@ fn made_up(u: &mut Unstructured) -> Result<FileReport> {
         tracks,
         av_offset_ms: u.arbitrary()?,
         av_duration_diff_ms: u.arbitrary()?,
+        video_decoded: u.arbitrary()?,
         problems,
     })
 }

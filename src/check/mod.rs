@@ -8,6 +8,11 @@
 //! the writer's mistakes instead of repeating them.
 
 mod audio;
+#[cfg(feature = "decode")]
+mod decode;
+#[cfg(not(feature = "decode"))]
+#[path = "decode_none.rs"]
+mod decode;
 mod report;
 pub(crate) mod scan;
 pub mod timeline;
@@ -36,6 +41,11 @@ pub struct CheckArgs {
     /// files, OUT.svg becomes OUT-NAME.svg for each (NAME: the file name without extension).
     #[arg(long, value_name = "OUT.svg")]
     pub timeline: Option<PathBuf>,
+    /// Decode every video frame with a real decoder (libavcodec: VP8, VP9, H.264, H.265;
+    /// libdav1d: AV1) and report the frames that fail, with their times. Without it, video is
+    /// checked by its headers only (frame headers, NAL units, OBUs).
+    #[arg(long)]
+    pub decode: bool,
 }
 
 /// How strict the check is.
@@ -48,6 +58,8 @@ pub struct CheckOptions {
     /// (`recording_finished`) must come within a second, and decoding an hour of Opus takes
     /// tens of seconds.
     pub decode_audio: bool,
+    /// Decode every video frame (`check --decode`); off, video is checked by its headers.
+    pub decode_video: bool,
 }
 
 impl Default for CheckOptions {
@@ -55,6 +67,7 @@ impl Default for CheckOptions {
         CheckOptions {
             gap: Duration::from_millis(500),
             decode_audio: true,
+            decode_video: false,
         }
     }
 }
@@ -77,6 +90,7 @@ pub fn run(args: &CheckArgs) -> i32 {
     }
     let opts = CheckOptions {
         gap: Duration::from_millis(args.gap_ms),
+        decode_video: args.decode,
         ..CheckOptions::default()
     };
     let reports: Vec<FileReport> = files.iter().map(|f| check_file(f, &opts)).collect();

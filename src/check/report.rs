@@ -34,8 +34,10 @@ impl Status {
 pub enum ProblemKind {
     Empty,
     NotWebm,
-    /// Cut off (a crash while writing) or never finalized.
+    /// Cut off: a crash while writing, a partial copy, or still being written.
     Truncated,
+    /// Whole, but written live (unknown-size Segment): no Cues or Duration to seek by.
+    NotFinalized,
     CorruptData,
     MissingDuration,
     MissingCues,
@@ -106,6 +108,9 @@ pub struct TrackReport {
     pub size_change_count: u64,
     /// Video: when the keyframes are (the first 10,000).
     pub keyframe_ms: Vec<i64>,
+    /// Video with `--decode`: pictures the decoder gave (frames a codec never shows, such as
+    /// VP8's alternate references, are not counted).
+    pub decoded_frames: Option<u64>,
     /// Audio: packets libopus refused.
     pub decode_errors: u64,
     /// Audio: length of what libopus decoded.
@@ -132,6 +137,9 @@ pub struct FileReport {
     pub av_offset_ms: Option<i64>,
     /// Video track duration minus audio track duration, in ms.
     pub av_duration_diff_ms: Option<i64>,
+    /// Whether video frames were decoded (`--decode`); if not, video was checked by its
+    /// headers only.
+    pub video_decoded: bool,
     pub problems: Vec<Problem>,
 }
 
@@ -186,6 +194,9 @@ impl FileReport {
                 for c in &t.size_changes {
                     let _ = write!(s, ", {}x{} at {}", c.width, c.height, clock(c.at_ms));
                 }
+                if let Some(n) = t.decoded_frames {
+                    let _ = write!(s, "  decoded {n} pictures");
+                }
             }
             if let Some(d) = t.decoded_ms {
                 let _ = write!(s, "  decoded {:.2}s", d as f64 / 1000.0);
@@ -197,6 +208,9 @@ impl FileReport {
                 let _ = write!(s, "  {b:.0} kbit/s");
             }
             s.push('\n');
+        }
+        if !self.video_decoded && self.tracks.iter().any(|t| t.kind == "video") {
+            s.push_str("  video checked by its headers only (--decode decodes every frame)\n");
         }
         if let Some(o) = self.av_offset_ms {
             let _ = write!(s, "  A/V offset {o:+} ms");

@@ -2,22 +2,41 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use ebml_iterable::error::CorruptedFileError;
 use webm_iterable::WebmIterator;
 use webm_iterable::errors::TagIteratorError;
 use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 
-use crate::webm::read::{MAX_ELEMENT, SegmentAsUnknown, SegmentExtent, decode_block};
+use crate::webm::read::{
+    MAX_ELEMENT, SegmentAsUnknown, SegmentExtent, decode_block, element_limit, find_cluster,
+    next_element,
+};
 
 use super::CheckOptions;
 use super::audio::{OpusCheck, packet_ms};
+use super::decode::FrameDecoder;
 use super::report::{FileReport, Problem, ProblemKind, SizeChange, Status, TrackReport};
 use super::video::VideoTrack;
 use crate::codec::VideoCodec;
 
-/// Corrupt spots skipped before giving up on the rest of the file.
+/// Why reading stopped before the end: where (relative to the iterator's start, when the error
+/// says), whether the element ran past the end of the file, and the reader's message.
+struct Damage {
+    at: Option<usize>,
+    past_end: bool,
+    why: String,
+}
+
+/// How [`Scan::read_elements`] stopped.
+enum Stop {
+    End,
+    Damaged(Damage),
+}
+
+/// Damaged spots skipped before giving up on the rest of the file.
 const MAX_RECOVERIES: usize = 50;
 /// Problems of one kind on one track listed one by one; the rest are counted.
 const MAX_LISTED: usize = 20;
@@ -61,6 +80,8 @@ struct Track {
     size_change_count: u64,
     keyframe_ms: Vec<i64>,
     decoder: Decoder,
+    /// Video with `--decode`: the real decoder every frame goes through.
+    video_decoder: Option<FrameDecoder>,
     /// Codecs with B-frames: the recent block times.
     reorder: Option<ReorderWindow>,
 }
@@ -110,6 +131,7 @@ impl Track {
             keyframe_ms: Vec::new(),
             decoder,
             reorder: None,
+            video_decoder: None,
         }
     }
 
@@ -210,6 +232,11 @@ struct Scan<'a> {
     doc_type: Option<String>,
     segment_started: bool,
     segment_ended: bool,
+    /// The file gave its Segment a size (a finalized file's layout); unknown-sized, it was
+    /// written live.
+    segment_known: bool,
+    /// A Cluster was reached: damage from here on is skipped to the next Cluster.
+    saw_cluster: bool,
     scale_ns: u64,
     info_duration: Option<f64>,
     cue_points: u64,
@@ -246,7 +273,7 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> FileReport {
 
 /// Checks bytes in memory (the fuzz target's entry); `name` only labels the report.
 pub fn check_bytes(name: &Path, data: &[u8], opts: &CheckOptions) -> FileReport {
-    check_reader(name, data, data.len() as u64, opts)
+    check_reader(name, std::io::Cursor::new(data), data.len() as u64, opts)
 }
 
 fn empty_report(path: &Path, bytes: u64) -> FileReport {
@@ -262,6 +289,7 @@ fn empty_report(path: &Path, bytes: u64) -> FileReport {
         av_offset_ms: None,
         av_duration_diff_ms: None,
         problems: Vec::new(),
+        video_decoded: false,
     }
 }
 
@@ -278,7 +306,12 @@ fn unreadable(path: &Path, bytes: u64, kind: ProblemKind, message: String) -> Fi
     report
 }
 
-fn check_reader(path: &Path, source: impl Read, bytes: u64, opts: &CheckOptions) -> FileReport {
+fn check_reader(
+    path: &Path,
+    source: impl Read + Seek,
+    bytes: u64,
+    opts: &CheckOptions,
+) -> FileReport {
     if bytes == 0 {
         return unreadable(path, bytes, ProblemKind::Empty, "the file is empty".into());
     }
@@ -295,7 +328,7 @@ fn check_reader(path: &Path, source: impl Read, bytes: u64, opts: &CheckOptions)
             );
         }
     };
-    let (cut_off, segment) = scan.read(source);
+    let (cut_off, segment) = scan.read(source, bytes);
     // The Segment is read as unknown-sized (see `SegmentAsUnknown`): it is whole when the
     // file holds all of it and nothing was cut off. A live file's (unknown from the start)
     // never is.
@@ -313,6 +346,8 @@ impl<'a> Scan<'a> {
             doc_type: None,
             segment_started: false,
             segment_ended: false,
+            segment_known: false,
+            saw_cluster: false,
             scale_ns: 1_000_000,
             info_duration: None,
             cue_points: 0,
@@ -328,50 +363,153 @@ impl<'a> Scan<'a> {
     }
 
     /// Reads every element; returns whether the file ended in the middle of one, and the
-    /// Segment's extent as the file declared it.
-    fn read<R: Read>(&mut self, source: SegmentAsUnknown<R>) -> (bool, Option<SegmentExtent>) {
+    /// Segment's extent as the file declared it. After damage (an element claiming more than
+    /// its parent or the file holds, an invalid header) reading starts again at the next
+    /// Cluster, as ffmpeg's demuxer does, and the span skipped is reported.
+    fn read<R: Read + Seek>(
+        &mut self,
+        source: SegmentAsUnknown<R>,
+        bytes: u64,
+    ) -> (bool, Option<SegmentExtent>) {
         let segment = source.segment();
-        let mut it = WebmIterator::new(source, &[]);
-        // Without this, elements still open at the end of the file would be reported as
-        // closed, and a cut-off file would look complete.
-        it.emit_master_end_when_eof(false);
-        // Elements are held whole in memory: none may claim more than MAX_ELEMENT (the
-        // Segment, which spans the file, is presented as unknown-sized).
-        it.set_max_allowable_tag_size(Some(MAX_ELEMENT));
-        (self.read_elements(&mut it), segment)
+        self.segment_known = segment.is_some();
+        let mut source = source;
+        // Where the current iterator started: its offsets are relative to it.
+        let mut base = 0u64;
+        let limit = element_limit(bytes);
+        for _ in 0..=MAX_RECOVERIES {
+            let mut it = WebmIterator::new(source, &[]);
+            // Without this, elements still open at the end of the file would be reported as
+            // closed, and a cut-off file would look complete.
+            it.emit_master_end_when_eof(false);
+            // Elements are held whole in memory, and webm-iterable allocates an element's
+            // claimed size before reading it: none may claim more than MAX_ELEMENT, nor more
+            // than the whole file (a 4 KiB file claiming a 60 MiB block cost 190 MB); masters,
+            // which are not held, may claim more (`next_element`).
+            it.set_max_allowable_tag_size(Some(limit));
+            let damage = match self.read_elements(&mut it, limit) {
+                Stop::End => return (false, segment),
+                Stop::Damaged(d) => d,
+            };
+            let last = base + it.last_emitted_tag_offset() as u64;
+            source = it.into_inner();
+            let from = damage.at.map_or(last, |at| base + at as u64);
+            let next = find_cluster(&mut source, from + 1);
+            let at = self.last_time();
+            match next {
+                Ok(Some(cluster)) => {
+                    let message = match damage.at {
+                        Some(_) => format!(
+                            "damaged data from byte {from} to {cluster} ({} bytes skipped; \
+                             reading went on at the next Cluster): {}",
+                            cluster - from,
+                            damage.why
+                        ),
+                        // The error does not say where: after the last element read.
+                        None => format!(
+                            "damaged data after byte {from}, up to byte {cluster} (reading went \
+                             on at the next Cluster): {}",
+                            damage.why
+                        ),
+                    };
+                    self.problems
+                        .add(ProblemKind::CorruptData, at, None, message);
+                    if source.seek(SeekFrom::Start(cluster)).is_err() {
+                        return (true, segment);
+                    }
+                    base = cluster;
+                    self.cluster_ts = None;
+                    self.group_block = None;
+                }
+                // What runs past the end with no Cluster after it: the file is cut there.
+                Ok(None) if damage.past_end => return (true, segment),
+                Ok(None) => {
+                    let message = format!(
+                        "damaged data from byte {from} to the end (no Cluster after it): {}",
+                        damage.why
+                    );
+                    self.problems
+                        .add(ProblemKind::CorruptData, at, None, message);
+                    return (true, segment);
+                }
+                Err(_) => return (true, segment),
+            }
+        }
+        (true, segment)
     }
 
-    fn read_elements<R: Read>(&mut self, it: &mut WebmIterator<SegmentAsUnknown<R>>) -> bool {
-        let mut recoveries = 0;
+    /// Feeds the iterator's elements to `on_tag` until the end or damage.
+    fn read_elements<R: Read>(&mut self, it: &mut WebmIterator<R>, limit: usize) -> Stop {
+        let mut header_recoveries = 0;
         loop {
-            match it.next() {
-                None => return false,
+            match next_element(it, limit) {
+                None => return Stop::End,
                 Some(Ok(tag)) => {
                     if !self.saw_ebml && !matches!(tag, MatroskaSpec::Ebml(_)) {
                         // Not EBML at all: stop rather than hunt through random bytes.
-                        return false;
+                        return Stop::End;
                     }
                     self.on_tag(tag);
                 }
-                Some(Err(TagIteratorError::UnexpectedEOF { .. })) => return true,
+                Some(Err(TagIteratorError::UnexpectedEOF { tag_start, .. })) => {
+                    return Stop::Damaged(Damage {
+                        at: Some(tag_start),
+                        past_end: true,
+                        why: "an element runs past the end of the file".into(),
+                    });
+                }
+                // The element was read past: only its value is bad.
+                Some(Err(e @ TagIteratorError::CorruptedTagData { .. })) => {
+                    let at = self.last_time();
+                    self.problems
+                        .add(ProblemKind::CorruptData, at, None, format!("{e}"));
+                }
                 Some(Err(e)) => {
                     if !self.saw_ebml {
-                        return false;
+                        return Stop::End;
                     }
-                    let at = self.last_time();
-                    self.problems.add(
-                        ProblemKind::CorruptData,
-                        at,
-                        None,
-                        format!(
-                            "corrupt data near byte {}: {e}",
-                            it.last_emitted_tag_offset()
-                        ),
+                    let misplaced = matches!(
+                        e,
+                        TagIteratorError::CorruptedFileData(
+                            CorruptedFileError::HierarchyError { .. }
+                        )
                     );
-                    recoveries += 1;
-                    if recoveries > MAX_RECOVERIES || it.try_recover().is_err() {
-                        return true;
+                    if !self.saw_cluster && !misplaced {
+                        // Before the first Cluster (the header, Info, Tracks): skip to the next
+                        // element that reads, rather than past the Tracks to a Cluster. (An
+                        // element out of place there, often a Cluster, ends the header.)
+                        let near = it.last_emitted_tag_offset();
+                        let message = format!("corrupt data near byte {near}: {e}");
+                        self.problems
+                            .add(ProblemKind::CorruptData, None, None, message);
+                        header_recoveries += 1;
+                        if header_recoveries > MAX_RECOVERIES || it.try_recover().is_err() {
+                            return Stop::End;
+                        }
+                        continue;
                     }
+                    // Over the file-size limit but not over MAX_ELEMENT: it runs past the end
+                    // of the file (a cut, unless a Cluster follows).
+                    let past_end = matches!(
+                        e,
+                        TagIteratorError::CorruptedFileData(
+                            CorruptedFileError::InvalidTagSize { size, .. }
+                        ) if size <= MAX_ELEMENT
+                    );
+                    let at = match &e {
+                        TagIteratorError::CorruptedFileData(
+                            CorruptedFileError::InvalidTagId { position, .. }
+                            | CorruptedFileError::InvalidTagData { position, .. }
+                            | CorruptedFileError::OversizedChildElement { position, .. }
+                            | CorruptedFileError::InvalidTagSize { position, .. },
+                        ) => Some(*position),
+                        _ => None,
+                    };
+                    return Stop::Damaged(Damage {
+                        at,
+                        past_end,
+                        why: e.to_string(),
+                    });
                 }
             }
         }
@@ -384,7 +522,7 @@ impl<'a> Scan<'a> {
     fn on_tag(&mut self, tag: MatroskaSpec) {
         match tag {
             MatroskaSpec::Ebml(Master::Start) => self.saw_ebml = true,
-            MatroskaSpec::DocType(d) => self.doc_type = Some(d),
+            MatroskaSpec::DocType(d) => self.doc_type = Some(ebml_string(d)),
             MatroskaSpec::Segment(Master::Start) => self.segment_started = true,
             MatroskaSpec::Segment(Master::End) => self.segment_ended = true,
             MatroskaSpec::TimestampScale(s) if s > 0 => self.scale_ns = s,
@@ -393,9 +531,10 @@ impl<'a> Scan<'a> {
             MatroskaSpec::TrackEntry(Master::Start) => self.entry = Some(EntryBuilder::default()),
             MatroskaSpec::TrackNumber(n) => self.with_entry(|e| e.number = Some(n)),
             MatroskaSpec::TrackType(t) => self.with_entry(|e| e.track_type = Some(t)),
-            MatroskaSpec::CodecID(c) => self.with_entry(|e| e.codec = Some(c)),
+            MatroskaSpec::CodecID(c) => self.with_entry(|e| e.codec = Some(ebml_string(c))),
             MatroskaSpec::CodecPrivate(p) => self.with_entry(|e| e.private = Some(p)),
             MatroskaSpec::TrackEntry(Master::End) => self.end_entry(),
+            MatroskaSpec::Cluster(Master::Start) => self.saw_cluster = true,
             MatroskaSpec::Timestamp(t) => self.cluster_ts = Some(t),
             MatroskaSpec::BlockGroup(Master::Start) => {
                 self.group_block = None;
@@ -485,11 +624,34 @@ impl<'a> Scan<'a> {
                 Some(_) => {}
             }
         }
+        let known = codec == "A_OPUS" || VideoCodec::from_codec_id(&codec).is_some();
+        if !known && !codec.is_empty() {
+            self.problems.add(
+                ProblemKind::UnknownCodec,
+                None,
+                Some(number),
+                format!(
+                    "track {number}: codec {codec} not checked (only Opus, VP8, VP9, H.264, \
+                     H.265 and AV1 are)"
+                ),
+            );
+        }
         let mut size = None;
+        let mut video_decoder = None;
         let reorders = VideoCodec::from_codec_id(&codec).is_some_and(VideoCodec::reorders);
         let decoder = if codec == "A_OPUS" {
             Decoder::Opus(None)
         } else if let Some(video) = VideoCodec::from_codec_id(&codec) {
+            if self.opts.decode_video {
+                match FrameDecoder::new(video, e.private.as_deref()) {
+                    Ok(d) => video_decoder = Some(d),
+                    Err(why) => {
+                        let message = format!("track {number} is not decoded: {why}");
+                        self.problems
+                            .add(ProblemKind::DecodeError, None, Some(number), message);
+                    }
+                }
+            }
             let (video, private_size, finding) = VideoTrack::new(video, e.private.as_deref());
             if let Some((kind, message)) = finding {
                 self.problems.add(kind, None, Some(number), message);
@@ -503,6 +665,7 @@ impl<'a> Scan<'a> {
         track.private_len = e.private.map_or(0, |p| p.len());
         track.size = size;
         track.reorder = reorders.then(ReorderWindow::default);
+        track.video_decoder = video_decoder;
         self.tracks.push(track);
     }
 
@@ -602,19 +765,31 @@ impl<'a> Scan<'a> {
                 Decoder::Video(video) => video.frame(frame),
                 Decoder::None => continue,
             };
+            if let Some(decoder) = &mut t.video_decoder {
+                for e in decoder.decode(frame) {
+                    found.push(problem(
+                        ProblemKind::DecodeError,
+                        ms,
+                        format!("video decoder: {e}"),
+                    ));
+                }
+            }
             let first = !self.first_video_seen;
             self.first_video_seen = true;
             if let Some((kind, message)) = read.finding {
                 found.push(problem(kind, ms, message));
             }
             let Some(h) = read.info else { continue };
-            if first && !(h.keyframe && flagged_key) {
+            // The bitstream decides whether the start shows; a keyframe whose block flag is
+            // cleared is a flag mismatch (players that trust the flag may skip it).
+            if first && !h.keyframe {
                 found.push(problem(
                     ProblemKind::FirstVideoNotKeyframe,
                     ms,
                     "the first video frame is not a keyframe: the start will not show".into(),
                 ));
-            } else if h.keyframe != flagged_key {
+            }
+            if h.keyframe != flagged_key {
                 found.push(problem(
                     ProblemKind::KeyframeFlagMismatch,
                     ms,
@@ -634,7 +809,18 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn finish(self, cut_off: bool, mut report: FileReport) -> FileReport {
+    fn finish(mut self, cut_off: bool, mut report: FileReport) -> FileReport {
+        for t in &mut self.tracks {
+            let Some(decoder) = &mut t.video_decoder else {
+                continue;
+            };
+            for e in decoder.finish() {
+                let message = format!("video decoder, at the end: {e}");
+                self.problems
+                    .add(ProblemKind::DecodeError, t.last_ms, Some(t.number), message);
+            }
+        }
+        report.video_decoded = self.opts.decode_video;
         let mut problems = self.problems;
         let not_webm = |problems: &mut Problems, msg: &str| {
             problems.add(ProblemKind::NotWebm, None, None, msg.into());
@@ -661,13 +847,37 @@ impl<'a> Scan<'a> {
         report.finalized = self.segment_ended && !cut_off;
         if report.playable {
             let playable = report.playable_ms.unwrap_or(0) as f64 / 1000.0;
-            if !report.finalized {
+            if !report.finalized && (cut_off || self.segment_known) {
+                // Cut inside an element, or a Segment whose size says there is more.
                 problems.add(
                     ProblemKind::Truncated,
                     end,
                     None,
                     format!(
-                        "the file ends early (a crash, or still being written): {playable:.1} s playable"
+                        "truncated (a crash, a partial copy, or still being written): \
+                         {playable:.1} s playable"
+                    ),
+                );
+            } else if !report.finalized {
+                // An unknown-sized Segment read to its end with nothing cut: a file written
+                // live (`ffmpeg -live 1`, MediaRecorder), or one whose writer stopped between
+                // blocks (this recorder's own files are live until finalized). Not a crash's
+                // cut: everything in it plays.
+                let mut missing = String::new();
+                if self.cue_points == 0 {
+                    missing.push_str(", no Cues");
+                }
+                if self.info_duration.is_none() {
+                    missing.push_str(", no Duration");
+                }
+                problems.add(
+                    ProblemKind::NotFinalized,
+                    None,
+                    None,
+                    format!(
+                        "not finalized: unknown-size Segment{missing} (written live, or its \
+                         writer stopped before finalizing it); nothing is cut, {playable:.1} s \
+                         playable"
                     ),
                 );
             } else {
@@ -732,6 +942,7 @@ impl<'a> Scan<'a> {
                     size_changes: t.size_changes,
                     size_change_count: t.size_change_count,
                     keyframe_ms: t.keyframe_ms,
+                    decoded_frames: t.video_decoder.as_ref().map(FrameDecoder::decoded),
                     decode_errors: opus.map_or(0, |o| o.errors),
                     decoded_ms: opus.map(OpusCheck::decoded_ms),
                     silent_share: opus.and_then(OpusCheck::silent_share),
@@ -760,6 +971,15 @@ fn block_ms(cluster: u64, rel: i16, scale_ns: u64) -> Option<i64> {
     let ticks = i128::from(cluster).checked_add(i128::from(rel))?;
     let ms = ticks.checked_mul(i128::from(scale_ns))? / 1_000_000;
     i64::try_from(ms).ok().filter(|ms| ms.abs() <= MAX_BLOCK_MS)
+}
+
+/// An EBML string's value: it ends at its first NUL (RFC 8794 7.4-7.5: strings may be padded
+/// with zero bytes, e.g. a DocType of `webm\0`).
+fn ebml_string(mut s: String) -> String {
+    if let Some(end) = s.find('\0') {
+        s.truncate(end);
+    }
+    s
 }
 
 fn key_word(key: bool) -> &'static str {
@@ -866,7 +1086,10 @@ mod tests {
         );
         let opts = CheckOptions::default();
         let mut scan = Scan::new(&opts);
-        scan.read(SegmentAsUnknown::new(&data[..]).unwrap());
+        scan.read(
+            SegmentAsUnknown::new(std::io::Cursor::new(&data[..])).unwrap(),
+            data.len() as u64,
+        );
         let made: Vec<bool> = scan
             .tracks
             .iter()

@@ -135,6 +135,7 @@ mod tests {
             size_changes: Vec::new(),
             size_change_count: 0,
             keyframe_ms: Vec::new(),
+            decoded_frames: None,
             decode_errors: 0,
             decoded_ms: None,
             silent_share: None,
@@ -150,6 +151,7 @@ mod tests {
             tracks: vec![track],
             av_offset_ms: None,
             av_duration_diff_ms: None,
+            video_decoded: false,
             problems: vec![Problem {
                 kind: ProblemKind::Gap,
                 at_ms: Some(i64::MAX - 1),

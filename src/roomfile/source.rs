@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
+use ebml_iterable::error::CorruptedFileError;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -19,7 +20,7 @@ use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 use super::RoomError;
 use crate::ids::{FeedId, RoomId};
 use crate::media::MediaKind;
-use crate::webm::read::{MAX_ELEMENT, SegmentAsUnknown};
+use crate::webm::read::{MAX_ELEMENT, SegmentAsUnknown, element_limit, next_element};
 
 /// Why a recording cannot be used: its sidecar or its media file (the cause in
 /// [`RoomError::Input`], or a warning naming the sidecar).
@@ -219,6 +220,8 @@ pub struct InputBlock {
 pub struct InputReader {
     path: PathBuf,
     iter: WebmIterator<SegmentAsUnknown<BufReader<File>>>,
+    /// The element limit for this file ([`element_limit`]).
+    limit: usize,
     scale_ns: u64,
     cluster_ts: Option<u64>,
     group: Option<(Vec<u8>, bool)>,
@@ -239,15 +242,19 @@ impl InputReader {
             cause,
         };
         let file = File::open(path).map_err(|e| fail(e.into()))?;
+        let bytes = file.metadata().map_err(|e| fail(e.into()))?.len();
         // The Segment read as unknown-sized, so that every element can be held to
-        // MAX_ELEMENT (see `SegmentAsUnknown`): a block claiming gigabytes costs nothing.
+        // MAX_ELEMENT (see `SegmentAsUnknown`), and to the file's size: a block claiming
+        // gigabytes, or more than the file holds, costs nothing.
         let source = SegmentAsUnknown::new(BufReader::with_capacity(1 << 16, file))
             .map_err(|e| fail(e.into()))?;
         let mut iter = WebmIterator::new(source, &[MatroskaSpec::TrackEntry(Master::Start)]);
-        iter.set_max_allowable_tag_size(Some(MAX_ELEMENT));
+        let limit = element_limit(bytes);
+        iter.set_max_allowable_tag_size(Some(limit));
         let mut reader = InputReader {
             path: path.to_path_buf(),
             iter,
+            limit,
             scale_ns: 1_000_000,
             cluster_ts: None,
             group: None,
@@ -256,7 +263,7 @@ impl InputReader {
             ignored_tracks: 0,
         };
         loop {
-            match reader.iter.next() {
+            match next_element(&mut reader.iter, reader.limit) {
                 None => break,
                 Some(Err(e)) => return Err(fail(SourceError::UnreadableHeader(e))),
                 Some(Ok(tag)) => match tag {
@@ -288,9 +295,14 @@ impl InputReader {
             return None;
         }
         loop {
-            let tag = match self.iter.next()? {
+            let tag = match next_element(&mut self.iter, self.limit)? {
                 Ok(tag) => tag,
-                Err(TagIteratorError::UnexpectedEOF { .. }) => {
+                // Over the limit only because the file is smaller than the claim: cut off too.
+                Err(TagIteratorError::UnexpectedEOF { .. })
+                | Err(TagIteratorError::CorruptedFileData(CorruptedFileError::InvalidTagSize {
+                    size: ..=MAX_ELEMENT,
+                    ..
+                })) => {
                     self.stopped = Some("the file is cut off".into());
                     return None;
                 }

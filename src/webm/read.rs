@@ -1,16 +1,61 @@
 //! Reading Matroska blocks, shared by the check tool, the synthetic publisher's clip reader
 //! and the room file: the one place that decodes a block's header and frames.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 
-use webm_iterable::matroska_spec::MatroskaSpec;
+use ebml_iterable::error::CorruptedFileError;
+use webm_iterable::WebmIterator;
+use webm_iterable::errors::TagIteratorError;
+use webm_iterable::matroska_spec::{EbmlSpecification, MatroskaSpec, TagDataType};
 
-/// The largest element a reader here takes. webm-iterable holds every element it reads
-/// whole, and allocates (zero-filled) its claimed size before reading it: a 256 MiB sparse
-/// file claiming one huge block cost 794 MB. With the Segment presented as unknown-sized
-/// ([`SegmentAsUnknown`]), nothing legitimate is larger than this (a Cluster of a 25 Mb/s feed
-/// with 5 s between keyframes is 16 MB); an element claiming more is corrupt.
-pub const MAX_ELEMENT: usize = 64 << 20;
+/// The largest element a reader here holds in memory (a block, CodecPrivate, a string).
+/// webm-iterable holds every element it reads whole, and allocates (zero-filled, then copied)
+/// its claimed size before reading it: a 256 MiB sparse file claiming one huge block cost
+/// 794 MB, and a claim just under a 64 MiB cap still cost 220 MB. The largest element a
+/// recording holds is a video keyframe, well under a MiB for WebRTC video and a few MiB for a
+/// 4K intra frame; an element claiming more than this is corrupt. Masters (Segment, Cluster,
+/// Cues) are not held: they may claim up to [`MAX_MASTER`] ([`next_element`]).
+pub const MAX_ELEMENT: usize = 16 << 20;
+/// The largest master element (Cluster, Cues, ...) taken. Its children are read one by one,
+/// so its size costs nothing; the Segment, which spans the file, is presented as unknown-sized
+/// ([`SegmentAsUnknown`]) and needs no limit.
+pub const MAX_MASTER: usize = 4 << 30;
+/// The largest element a reader takes from a file of `bytes`: [`MAX_ELEMENT`], or the file's
+/// size if smaller (at least 64 KiB, webm-iterable's own buffer). webm-iterable allocates an
+/// element's claimed size before reading it: a 4 KiB file claiming a 60 MiB block cost 190 MB.
+pub fn element_limit(bytes: u64) -> usize {
+    usize::try_from(bytes.max(64 << 10))
+        .unwrap_or(usize::MAX)
+        .min(MAX_ELEMENT)
+}
+
+/// The iterator's next item, with the element limit `limit` (from [`element_limit`]) applied
+/// to what is held in memory only: a master element (a Cluster) refused for claiming more than
+/// that, but not more than [`MAX_MASTER`], is taken, as its children are read one by one and
+/// its size costs nothing (a cut copy's last Cluster claims more than there is).
+/// webm-iterable has one limit for every element; the refused header is not consumed, so it
+/// is read again under [`MAX_MASTER`].
+pub fn next_element<R: Read>(
+    it: &mut WebmIterator<R>,
+    limit: usize,
+) -> Option<Result<MatroskaSpec, TagIteratorError>> {
+    let item = it.next();
+    if let Some(Err(TagIteratorError::CorruptedFileData(CorruptedFileError::InvalidTagSize {
+        tag_id,
+        size,
+        ..
+    }))) = &item
+        && *size <= MAX_MASTER
+        && MatroskaSpec::get_tag_data_type(*tag_id) == Some(TagDataType::Master)
+    {
+        it.set_max_allowable_tag_size(Some(MAX_MASTER));
+        let retry = it.next();
+        it.set_max_allowable_tag_size(Some(limit));
+        return retry;
+    }
+    item
+}
+
 /// How much of a file's start is looked at for the EBML header and the Segment's size.
 const HEAD: usize = 4096;
 const EBML_ID: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
@@ -68,6 +113,77 @@ impl<R: Read> Read for SegmentAsUnknown<R> {
             return Ok(n);
         }
         self.inner.read(buf)
+    }
+}
+
+/// Absolute seeks only (what resynchronising needs): the first bytes come from the kept head,
+/// with the Segment's size replaced, so a seek back into them reads the same bytes as before.
+impl<R: Read + Seek> Seek for SegmentAsUnknown<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let SeekFrom::Start(to) = pos else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "only absolute seeks",
+            ));
+        };
+        let head = self.head.len() as u64;
+        // `inner` sits right after the head while the head is being read.
+        self.inner.seek(SeekFrom::Start(to.max(head)))?;
+        self.at = usize::try_from(to.min(head)).unwrap_or(self.head.len());
+        Ok(to)
+    }
+}
+
+/// A Cluster's EBML ID: where a reader starts again after damage (as ffmpeg's demuxer does).
+pub const CLUSTER_ID: [u8; 4] = [0x1F, 0x43, 0xB6, 0x75];
+/// A Cluster's first child: its Timestamp (RFC 9559 says it comes first), or a CRC-32 or Void.
+const CLUSTER_FIRST_CHILD: [u8; 3] = [0xE7, 0xBF, 0xEC];
+
+/// The offset of the first Cluster at or after `from`: its ID, a valid size, then a Timestamp
+/// (or CRC-32 or Void) as its first child, so that the ID's four bytes turning up by chance in
+/// compressed media are not taken for one. `None` if there is none before the end. Reads
+/// 64 KiB at a time, whatever the size of the rest.
+pub fn find_cluster<R: Read + Seek>(src: &mut R, from: u64) -> io::Result<Option<u64>> {
+    /// ID, the longest size, one byte of the first child.
+    const NEED: usize = 4 + 8 + 1;
+    src.seek(SeekFrom::Start(from))?;
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut window: Vec<u8> = Vec::with_capacity(chunk.len() + NEED);
+    // The offset of window[0].
+    let mut offset = from;
+    loop {
+        let n = match src.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let eof = n == 0;
+        window.extend_from_slice(&chunk[..n]);
+        let mut i = 0;
+        while let Some(p) = window[i..].windows(4).position(|w| w == CLUSTER_ID) {
+            let at = i + p;
+            i = at + 1;
+            let Some(&size_first) = window.get(at + 4) else {
+                break;
+            };
+            if size_first == 0 {
+                continue;
+            }
+            let child = at + 4 + size_first.leading_zeros() as usize + 1;
+            match window.get(child) {
+                Some(b) if CLUSTER_FIRST_CHILD.contains(b) => return Ok(Some(offset + at as u64)),
+                Some(_) => continue,
+                None if eof => continue,
+                // Decided with the next chunk: kept in the window below.
+                None => break,
+            }
+        }
+        if eof {
+            return Ok(None);
+        }
+        let keep = window.len().saturating_sub(NEED);
+        window.drain(..keep);
+        offset += keep as u64;
     }
 }
 
@@ -153,6 +269,45 @@ pub enum BlockError {
 #[cfg(test)]
 mod segment_tests {
     use super::*;
+
+    /// The next Cluster is found across chunk boundaries; its ID in the middle of media data
+    /// (not followed by a Timestamp) is not taken for one.
+    #[test]
+    fn the_next_cluster_is_found_and_lookalikes_are_not() {
+        for fill in [0usize, 10, (1 << 16) - 5, (1 << 16) - 13, (1 << 16) + 3] {
+            let mut data = vec![0x55u8; fill];
+            // A lookalike: the ID, a size, then not a Timestamp.
+            data.extend_from_slice(&[0x1F, 0x43, 0xB6, 0x75, 0x84, 0x01]);
+            data.extend_from_slice(&[0x1F, 0x43, 0xB6, 0x75, 0x00]);
+            let real = data.len() as u64;
+            data.extend_from_slice(&[0x1F, 0x43, 0xB6, 0x75, 0x01, 0, 0, 0, 0, 0, 0, 0x10]);
+            data.extend_from_slice(&[0xE7, 0x81, 0x00]);
+            let mut c = io::Cursor::new(&data);
+            assert_eq!(find_cluster(&mut c, 0).unwrap(), Some(real), "fill {fill}");
+            assert_eq!(find_cluster(&mut c, real + 1).unwrap(), None, "fill {fill}");
+            // Cut inside the header: none.
+            let mut c = io::Cursor::new(&data[..real as usize + 6]);
+            assert_eq!(find_cluster(&mut c, 0).unwrap(), None, "fill {fill}");
+        }
+    }
+
+    /// Seeking back into the head reads the replaced Segment size, as the first read did.
+    #[test]
+    fn seeks_go_through_the_head() {
+        let mut file = vec![
+            0x1A, 0x45, 0xDF, 0xA3, 0x83, 1, 2, 3, 0x18, 0x53, 0x80, 0x67, 0x43, 0xE8,
+        ];
+        file.extend((0..6000u32).map(|i| i as u8));
+        let mut r = SegmentAsUnknown::new(io::Cursor::new(file.clone())).unwrap();
+        let mut first = Vec::new();
+        r.read_to_end(&mut first).unwrap();
+        for at in [0u64, 12, 13, 4095, 4096, 5000] {
+            r.seek(SeekFrom::Start(at)).unwrap();
+            let mut again = Vec::new();
+            r.read_to_end(&mut again).unwrap();
+            assert_eq!(again, first[at as usize..], "from {at}");
+        }
+    }
 
     #[test]
     fn a_known_segment_size_is_presented_unknown_and_kept() {
