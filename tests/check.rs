@@ -1243,7 +1243,7 @@ fn decode_puts_every_video_frame_through_a_decoder() {
     let scratch = Scratch::new("check-decode");
     let dir = &scratch.path;
     let decoding = CheckOptions {
-        decode_video: true,
+        video_decoder: Some(env!("CARGO_BIN_EXE_janus-recorder-decode").into()),
         ..CheckOptions::default()
     };
     for (name, codec) in [
@@ -1304,6 +1304,47 @@ fn decode_puts_every_video_frame_through_a_decoder() {
     assert!(out.contains("DecodeError: video decoder"), "{out}");
 }
 
+/// The decoder is a program of its own, so `janus-recorder` (the daemon too) links no
+/// libavcodec: a dozen shared libraries, not a hundred. A decoder that dies on a frame (here a
+/// program killed by a signal as soon as it is asked) or is missing is a `decode_error` in the
+/// report, the rest of the file still checked; check itself does not crash.
+#[test]
+fn the_decoder_runs_apart_and_its_failures_are_reported() {
+    let ldd = Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_janus-recorder"))
+        .output()
+        .expect("ldd (libc-bin)");
+    let libs = String::from_utf8_lossy(&ldd.stdout);
+    assert!(!libs.contains("libavcodec"), "{libs}");
+    assert!(libs.lines().count() < 30, "{libs}");
+
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("check-decoder-fails");
+    let path = clip(&scratch.path, "vp8.webm", Some("vp8"), Some(SINE), &[]);
+    let dying = scratch.path.join("dying-decoder");
+    fs::write(&dying, "#!/bin/sh\nkill -SEGV $$\n").unwrap();
+    fs::set_permissions(&dying, fs::Permissions::from_mode(0o755)).unwrap();
+    for (program, says) in [
+        (dying, "the video decoder stopped (signal: 11"),
+        (scratch.path.join("missing"), "cannot run the video decoder"),
+    ] {
+        let r = check_file(
+            &path,
+            &CheckOptions {
+                video_decoder: Some(program),
+                ..CheckOptions::default()
+            },
+        );
+        let p = r
+            .problems
+            .iter()
+            .find(|p| p.kind == ProblemKind::DecodeError)
+            .unwrap_or_else(|| panic!("{}", r.human()));
+        assert!(p.message.contains(says), "{}", p.message);
+        assert!(r.tracks.iter().all(|t| t.frames > 0), "{}", r.human());
+    }
+}
+
 /// libwebm's own test files (tests/fixtures/libwebm, unchanged): its VP9 and Opus files are OK,
 /// decode whole and agree with ffprobe; of its invalid ones, a block claiming far more than
 /// its cluster is damage after which the first block still plays (before: UNREADABLE with no
@@ -1312,7 +1353,7 @@ fn decode_puts_every_video_frame_through_a_decoder() {
 fn libwebm_test_files() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/libwebm");
     let decoding = CheckOptions {
-        decode_video: true,
+        video_decoder: Some(env!("CARGO_BIN_EXE_janus-recorder-decode").into()),
         ..CheckOptions::default()
     };
     for name in [

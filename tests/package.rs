@@ -92,6 +92,7 @@ fn the_debian_package_installs_disabled_and_restarts_only_on_a_good_config() {
     let files = listing(&deb);
     for (path, mode) in [
         ("/usr/bin/janus-recorder", "-rwxr-xr-x"),
+        ("/usr/bin/janus-recorder-decode", "-rwxr-xr-x"),
         ("/etc/janus-recorder/config.toml", "-rw-r-----"),
         (
             "/usr/lib/systemd/system/janus-recorder.service",
@@ -151,7 +152,9 @@ fn the_debian_package_installs_disabled_and_restarts_only_on_a_good_config() {
     );
     let fields = std::fs::read_to_string(control.join("control")).unwrap();
     assert!(
-        fields.contains("Package: janus-recorder") && fields.contains("libsystemd0"),
+        fields.contains("Package: janus-recorder")
+            && fields.contains("libsystemd0")
+            && fields.contains("libavcodec"),
         "{fields}"
     );
 

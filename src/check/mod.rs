@@ -8,11 +8,7 @@
 //! the writer's mistakes instead of repeating them.
 
 mod audio;
-#[cfg(feature = "decode")]
-mod decode;
-#[cfg(not(feature = "decode"))]
-#[path = "decode_none.rs"]
-mod decode;
+pub mod decoder;
 mod report;
 pub(crate) mod scan;
 pub mod timeline;
@@ -58,8 +54,9 @@ pub struct CheckOptions {
     /// (`recording_finished`) must come within a second, and decoding an hour of Opus takes
     /// tens of seconds.
     pub decode_audio: bool,
-    /// Decode every video frame (`check --decode`); off, video is checked by its headers.
-    pub decode_video: bool,
+    /// Decode every video frame with this program (`check --decode`: [`decoder::program`]);
+    /// `None`, video is checked by its headers.
+    pub video_decoder: Option<PathBuf>,
 }
 
 impl Default for CheckOptions {
@@ -67,7 +64,7 @@ impl Default for CheckOptions {
         CheckOptions {
             gap: Duration::from_millis(500),
             decode_audio: true,
-            decode_video: false,
+            video_decoder: None,
         }
     }
 }
@@ -90,7 +87,7 @@ pub fn run(args: &CheckArgs) -> i32 {
     }
     let opts = CheckOptions {
         gap: Duration::from_millis(args.gap_ms),
-        decode_video: args.decode,
+        video_decoder: args.decode.then(decoder::program),
         ..CheckOptions::default()
     };
     let reports: Vec<FileReport> = files.iter().map(|f| check_file(f, &opts)).collect();

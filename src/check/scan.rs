@@ -17,7 +17,7 @@ use crate::webm::read::{
 
 use super::CheckOptions;
 use super::audio::{OpusCheck, packet_ms};
-use super::decode::FrameDecoder;
+use super::decoder::FrameDecoder;
 use super::report::{FileReport, Problem, ProblemKind, SizeChange, Status, TrackReport};
 use super::video::VideoTrack;
 use crate::codec::VideoCodec;
@@ -642,8 +642,8 @@ impl<'a> Scan<'a> {
         let decoder = if codec == "A_OPUS" {
             Decoder::Opus(None)
         } else if let Some(video) = VideoCodec::from_codec_id(&codec) {
-            if self.opts.decode_video {
-                match FrameDecoder::new(video, e.private.as_deref()) {
+            if let Some(program) = &self.opts.video_decoder {
+                match FrameDecoder::new(program, video, e.private.as_deref()) {
                     Ok(d) => video_decoder = Some(d),
                     Err(why) => {
                         let message = format!("track {number} is not decoded: {why}");
@@ -820,7 +820,7 @@ impl<'a> Scan<'a> {
                     .add(ProblemKind::DecodeError, t.last_ms, Some(t.number), message);
             }
         }
-        report.video_decoded = self.opts.decode_video;
+        report.video_decoded = self.opts.video_decoder.is_some();
         let mut problems = self.problems;
         let not_webm = |problems: &mut Problems, msg: &str| {
             problems.add(ProblemKind::NotWebm, None, None, msg.into());

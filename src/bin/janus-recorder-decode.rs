@@ -1,18 +1,68 @@
-//! `check --decode`: every video frame through a real decoder, libavcodec (through
-//! ffmpeg-next): VP8, VP9, H.264 and H.265 by its own decoders, AV1 by libdav1d (libavcodec's
-//! native AV1 decoder needs hardware). Decoders are told to fail on errors they would
-//! otherwise conceal (`AV_EF_EXPLODE`), and run on one thread, so an error belongs to the frame
-//! just sent.
+//! `janus-recorder-decode`: the video decoder behind `check --decode`, a program of its own so
+//! that only it links libavcodec (with it, every `janus-recorder` process, the daemon too,
+//! would map about a hundred shared libraries and start at 33 MiB RSS instead of 17).
+//!
+//! Every video frame goes through a real decoder, libavcodec (through ffmpeg-next): VP8, VP9,
+//! H.264 and H.265 by its own decoders, AV1 by libdav1d (libavcodec's native AV1 decoder needs
+//! hardware). Decoders are told to fail on errors they would otherwise conceal
+//! (`AV_EF_EXPLODE`), and run on one thread, so an error belongs to the frame just sent.
+//!
+//! It speaks [`janus_recorder::check::decoder`]'s protocol on stdin and stdout: one track per
+//! process.
 
-use std::sync::Once;
+use std::io::{self, BufReader, BufWriter};
+use std::process::ExitCode;
 
 use ff::codec::Id;
 use ffmpeg_next as ff;
 
-use crate::codec::VideoCodec;
+use janus_recorder::check::decoder::{Reply, Request, read_request, write_reply};
+use janus_recorder::codec::VideoCodec;
+
+fn main() -> ExitCode {
+    let mut input = BufReader::new(io::stdin().lock());
+    let mut output = BufWriter::new(io::stdout().lock());
+    match serve(&mut input, &mut output) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("janus-recorder-decode: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Answers one track's requests: `Open` first, then `Frame`s, then `Finish`.
+fn serve(input: &mut impl io::BufRead, output: &mut impl io::Write) -> io::Result<()> {
+    let mut decoder = None;
+    while let Some(request) = read_request(input)? {
+        let reply = match (request, &mut decoder) {
+            (Request::Open { codec, private }, None) => {
+                match FrameDecoder::new(codec, private.as_deref()) {
+                    Ok(d) => {
+                        decoder = Some(d);
+                        Reply::Opened
+                    }
+                    Err(e) => Reply::Refused(e),
+                }
+            }
+            (Request::Frame(data), Some(d)) => Reply::Decoded {
+                errors: d.decode(&data),
+                decoded: d.decoded(),
+            },
+            (Request::Finish, Some(d)) => {
+                let errors = d.finish();
+                let decoded = d.decoded();
+                return write_reply(output, &Reply::Decoded { errors, decoded });
+            }
+            _ => return Err(io::Error::other("request out of order")),
+        };
+        write_reply(output, &reply)?;
+    }
+    Ok(())
+}
 
 /// One video track's decoder.
-pub(crate) struct FrameDecoder {
+struct FrameDecoder {
     decoder: ff::decoder::Video,
     frame: ff::frame::Video,
     /// Pictures that came out of the decoder.
@@ -22,14 +72,11 @@ pub(crate) struct FrameDecoder {
 impl FrameDecoder {
     /// A decoder for `codec`, given the track's CodecPrivate (avcC, hvcC, av1C) as its
     /// extradata. `Err`: why there is none.
-    pub(crate) fn new(codec: VideoCodec, private: Option<&[u8]>) -> Result<FrameDecoder, String> {
-        static INIT: Once = Once::new();
-        INIT.call_once(|| {
-            // Fills ffmpeg-next's table of error messages (empty before).
-            let _ = ff::init();
-            // Its errors are reported here, with their times; its log would only repeat them.
-            ff::util::log::set_level(ff::util::log::Level::Quiet);
-        });
+    fn new(codec: VideoCodec, private: Option<&[u8]>) -> Result<FrameDecoder, String> {
+        // Fills ffmpeg-next's table of error messages (empty before).
+        let _ = ff::init();
+        // Its errors are reported by `check`, with their times; its log would only repeat them.
+        ff::util::log::set_level(ff::util::log::Level::Quiet);
         let found = match codec {
             VideoCodec::Vp8 => ff::decoder::find(Id::VP8),
             VideoCodec::Vp9 => ff::decoder::find(Id::VP9),
@@ -59,12 +106,12 @@ impl FrameDecoder {
     }
 
     /// Pictures that came out of the decoder so far.
-    pub(crate) fn decoded(&self) -> u64 {
+    fn decoded(&self) -> u64 {
         self.decoded
     }
 
     /// Decodes one frame; returns what the decoder said was wrong.
-    pub(crate) fn decode(&mut self, data: &[u8]) -> Vec<String> {
+    fn decode(&mut self, data: &[u8]) -> Vec<String> {
         let mut errors = Vec::new();
         let packet = ff::Packet::copy(data);
         let mut sent = self.decoder.send_packet(&packet);
@@ -81,7 +128,7 @@ impl FrameDecoder {
     }
 
     /// Takes the last pictures out at the end of the track; returns the errors.
-    pub(crate) fn finish(&mut self) -> Vec<String> {
+    fn finish(&mut self) -> Vec<String> {
         let mut errors = Vec::new();
         if self.decoder.send_eof().is_ok() {
             self.drain(&mut errors);
