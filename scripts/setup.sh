@@ -23,6 +23,9 @@ packages=(
     openssl
     # systemd-analyze, for the unit file tests
     systemd
+    # a disk that stalls, for the stalled-disk test (tests/support/stallfs.py, a FUSE file
+    # system through fusepy)
+    libfuse2 fuse3
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -45,6 +48,9 @@ systemctl disable --now janus >/dev/null 2>&1 || true
 
 # The synthetic publisher's default clip (made here, not kept in the repository).
 [ -s "$(dirname "$0")/../media/clip.webm" ] || "$(dirname "$0")/make-clip.sh" >/dev/null
+
+# fusepy, the FUSE binding tests/support/stallfs.py is written with (not packaged by Debian).
+python3 -c 'import fuse' 2>/dev/null || python3 -m pip install --quiet fusepy
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 # cargo-deb builds the Debian package (scripts/deb.sh, tests/package.rs).

@@ -5,6 +5,7 @@
 //! when the connection to Janus is lost, and always finalizes what it wrote.
 
 pub mod clock;
+mod disk;
 pub mod gate;
 pub mod machine;
 pub mod relay;
@@ -32,6 +33,7 @@ use crate::publish::OwnFeeds;
 use crate::rtc::{MediaLoop, RtcError, RtcEvent, RtcSession};
 use crate::secret::Secret;
 use crate::webm::writer::{FrameBytes, TrackSetup, WebmWriter, WriteError};
+use disk::DiskWriter;
 use machine::{Action, FeedMachine, Input, Now};
 use relay::{Relay, RelayEvent, RelayTarget};
 
@@ -472,7 +474,7 @@ fn svc_superframe(d: &MediaData, joiner: &mut SvcJoiner) -> Option<Vec<u8>> {
 
 /// An open file and its sidecar.
 struct Recording {
-    writer: WebmWriter,
+    writer: DiskWriter,
     paths: RecordingPaths,
     sidecar: Sidecar,
     /// The first part's time zero on the room clock (ns since the epoch): its earliest frame.
@@ -545,13 +547,17 @@ impl Feed {
                 },
                 r = &mut stop => break r.unwrap_or(EndReason::Shutdown),
                 ev = relay_event(&mut self.relay) => match ev {
-                    RelayEvent::WantKeyframe => Input::RelayWantsKeyframe,
+                    RelayEvent::WantKeyframe => Input::KeyframeWanted,
                     RelayEvent::Nothing => continue,
                 },
                 _ = tick.tick() => {
                     heartbeat.beat();
                     if let Some(end) = self.flush_if_due() {
                         break end;
+                    }
+                    if self.recording.as_ref().is_some_and(|r| r.writer.wants_keyframe()) {
+                        // Video was dropped for a slow disk; it goes on at a keyframe.
+                        self.machine.handle(Input::KeyframeWanted, Now::read());
                     }
                     Input::Tick
                 },
@@ -637,7 +643,7 @@ impl Feed {
                     if let Some(relay) = &mut self.relay
                         && relay.forward(&frame)
                     {
-                        self.machine.handle(Input::RelayWantsKeyframe, Now::read());
+                        self.machine.handle(Input::KeyframeWanted, Now::read());
                     }
                 }
                 Action::Stats { lost, nacks } => crate::metrics::receive_stats(lost, nacks),
@@ -651,14 +657,8 @@ impl Feed {
     /// makes it the feed's end.
     fn file_failed(&self, e: impl fmt::Display) -> EndReason {
         tracing::error!(error = %e, "writing the recording failed");
-        self.file_error(&e);
+        file_error(&self.settings, &e);
         EndReason::Failed(e.to_string())
-    }
-
-    /// A file error that does not end the feed (or has ended it already): status and metrics.
-    fn file_error(&self, e: &impl fmt::Display) {
-        self.settings.health.error(e.to_string());
-        crate::metrics::file_error();
     }
 
     /// Pushes buffered file data to disk every [`FLUSH_EVERY`].
@@ -710,15 +710,14 @@ impl Feed {
         }
         let len = d.data.len();
         // The frame's own (shared) buffer goes to the writer: no copy.
-        let written = if is_video {
-            let data = match svc_superframe(&d, &mut self.svc) {
-                Some(joined) => FrameBytes::Owned(joined),
-                None => FrameBytes::Shared(d.data.clone()),
-            };
-            rec.writer.write_video(ts, d.is_keyframe(), data)
-        } else {
-            rec.writer.write_audio(ts, d.data.clone())
+        let data = match is_video
+            .then(|| svc_superframe(&d, &mut self.svc))
+            .flatten()
+        {
+            Some(joined) => FrameBytes::Owned(joined),
+            None => FrameBytes::Shared(d.data.clone()),
         };
+        let written = rec.writer.write(ts, kind, d.is_keyframe(), data);
         match written {
             Ok(()) => {
                 self.counters.written(kind, len);
@@ -737,12 +736,19 @@ impl Feed {
             Ok(new) => {
                 tracing::info!(part = new.sidecar.part, path = %new.paths.media.display(), "split_after reached: next part");
                 let name = new.sidecar.file.clone();
-                self.finalize(old, &EndReason::Split, Some(name));
+                // Finalizing waits for the old part's disk: on a blocking thread, while the
+                // new part records.
+                let outputs = self.outputs();
+                let clocks = self.clocks();
+                let span = tracing::Span::current();
+                tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| outputs.finalize(old, &EndReason::Split, Some(name), clocks));
+                });
                 self.recording = Some(new);
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the next part; the current one goes on");
-                self.file_error(&e);
+                file_error(&self.settings, &e);
                 self.recording = Some(old);
             }
         }
@@ -802,9 +808,19 @@ impl Feed {
             )
         };
         let writer = WebmWriter::create(&paths.media, setup)?;
-        self.publish_sidecar(&sidecar, &paths.sidecar);
+        let writer =
+            DiskWriter::start(writer, &paths.media).map_err(|source| OpenError::Paths {
+                dir: self.settings.out_dir.clone(),
+                source,
+            })?;
+        // The first sidecar is written by the file's thread (it syncs); the manifest lists it.
+        writer.write_sidecar(sidecar.clone(), paths.sidecar.clone());
+        if let Some(m) = &self.spec.manifest {
+            m.recording(&sidecar);
+        }
         tracing::info!(path = %paths.media.display(), "recording started");
-        self.recording_event(EventKind::RecordingStarted, &sidecar, &paths.media, None);
+        let outputs = self.outputs();
+        outputs.recording_event(EventKind::RecordingStarted, &sidecar, &paths.media, None);
         self.settings.health.recording_started(&self.spec.room);
         Ok(Recording {
             writer,
@@ -836,19 +852,65 @@ impl Feed {
             }
             return;
         };
-        self.finalize(rec, reason, None);
+        self.outputs().finalize(rec, reason, None, self.clocks());
     }
 
+    /// Where a finished file is told, apart from the feed (a split finalizes on a blocking
+    /// thread while the feed goes on).
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            settings: self.settings.clone(),
+            room: self.spec.room.clone(),
+            manifest: self.spec.manifest.clone(),
+        }
+    }
+
+    /// The clocks the feed's audio and video are placed by, for the sidecar.
+    fn clocks(&self) -> Clocks {
+        Clocks {
+            audio: self.machine.clock_of(MediaKind::Audio),
+            video: self.machine.clock_of(MediaKind::Video),
+        }
+    }
+}
+
+/// Where a recording's files and events go: the settings, the room and its manifest.
+struct Outputs {
+    settings: Arc<FeedSettings>,
+    room: RoomId,
+    manifest: Option<Arc<crate::manifest::RoomManifest>>,
+}
+
+/// The clocks a feed's audio and video are placed by (see the sidecar's `audio_clock`).
+struct Clocks {
+    audio: Option<String>,
+    video: Option<String>,
+}
+
+impl Outputs {
     /// Finalizes one file and completes its sidecar (`next_part`: the file that goes on).
-    fn finalize(&self, rec: Recording, reason: &EndReason, next_part: Option<String>) {
-        self.settings.health.recording_ended(&self.spec.room);
+    fn finalize(
+        &self,
+        rec: Recording,
+        reason: &EndReason,
+        next_part: Option<String>,
+        clocks: Clocks,
+    ) {
+        self.settings.health.recording_ended(&self.room);
         let mut sidecar = rec.sidecar;
-        sidecar.audio_clock = self.machine.clock_of(MediaKind::Audio);
-        sidecar.video_clock = self.machine.clock_of(MediaKind::Video);
+        sidecar.audio_clock = clocks.audio;
+        sidecar.video_clock = clocks.video;
         sidecar.ended_at = Some(rfc3339(SystemTime::now()));
         sidecar.end_reason = Some(reason.to_string());
         sidecar.next_part = next_part;
         let finalizing = Instant::now();
+        let dropped = rec.writer.dropped();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "frames were dropped while the disk did not keep up"
+            );
+        }
         let summary = rec.writer.finalize();
         let finalize_ms = finalizing.elapsed().as_millis() as u64;
         match &summary {
@@ -864,7 +926,7 @@ impl Feed {
                     // Counted when the feed failed.
                     self.settings.health.error(e.to_string());
                 } else {
-                    self.file_error(e);
+                    file_error(&self.settings, e);
                 }
                 sidecar.end_reason = Some(format!("{reason}; finalize failed: {e}"));
             }
@@ -931,10 +993,16 @@ impl Feed {
         if let Err(e) = sidecar.write(path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the sidecar");
         }
-        if let Some(m) = &self.spec.manifest {
+        if let Some(m) = &self.manifest {
             m.recording(sidecar);
         }
     }
+}
+
+/// A file error that does not end the feed (or has ended it already): status and metrics.
+fn file_error(settings: &FeedSettings, e: &impl fmt::Display) {
+    settings.health.error(e.to_string());
+    crate::metrics::file_error();
 }
 
 #[cfg(test)]

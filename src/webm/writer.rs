@@ -342,6 +342,11 @@ impl WebmWriter {
         })
     }
 
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Adds an Opus packet at `ts` on the file's timeline. A shared or owned buffer is queued
     /// as it is (a slice is copied).
     pub fn write_audio(
@@ -349,7 +354,7 @@ impl WebmWriter {
         ts: Duration,
         data: impl Into<FrameBytes>,
     ) -> Result<(), WriteError> {
-        self.push(ts, MediaKind::Audio, true, data.into())
+        self.write_frame(ts, MediaKind::Audio, true, data.into())
     }
 
     /// Adds a video frame at `ts` on the file's timeline, as str0m gives it (VP8/VP9 frames,
@@ -361,7 +366,7 @@ impl WebmWriter {
         keyframe: bool,
         data: impl Into<FrameBytes>,
     ) -> Result<(), WriteError> {
-        self.push(ts, MediaKind::Video, keyframe, data.into())
+        self.write_frame(ts, MediaKind::Video, keyframe, data.into())
     }
 
     /// Hands what was written to the operating system (no fsync): all but the last
@@ -380,7 +385,8 @@ impl WebmWriter {
         self.finish()
     }
 
-    fn push(
+    /// Adds a frame of either kind ([`WebmWriter::write_audio`], [`WebmWriter::write_video`]).
+    pub fn write_frame(
         &mut self,
         ts: Duration,
         kind: MediaKind,

@@ -209,7 +209,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
         let file = fs::File::create(&log).expect("log file");
         cmd.stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
@@ -765,6 +765,16 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(ns: &Netns, dir: &Path, config: &str) -> Daemon {
+        Daemon::start_env(ns, dir, config, &[])
+    }
+
+    /// [`Daemon::start`] with more environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub fn start_env(
+        ns: &Netns,
+        dir: &Path,
+        config: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Daemon {
         let path = dir.join("janus-recorder.toml");
         fs::write(&path, config).unwrap();
         let mut cmd = ns.command(env!("CARGO_BIN_EXE_janus-recorder"));
@@ -772,6 +782,7 @@ impl Daemon {
             "RUST_LOG",
             std::env::var("JRT_RUST_LOG").unwrap_or_else(|_| "info,janus_recorder=debug".into()),
         );
+        cmd.envs(env.iter().copied());
         let proc = Proc::spawn("janus-recorder", cmd, dir.join("janus-recorder.log"));
         Daemon { proc, config: path }
     }
