@@ -500,27 +500,7 @@ fn packet_loss_is_repaired_or_recovered_and_the_file_decodes() {
     // The daemon gets an address of its own, and 3% of the UDP packets sent to it are dropped
     // (nftables' random number generator: this kernel has no netem).
     let lossy = "10.201.0.3";
-    for line in [
-        format!("ip addr add {lossy}/24 dev vb"),
-        "nft add table inet loss".to_string(),
-        "nft add chain inet loss input { type filter hook input priority 0 ; }".to_string(),
-        format!(
-            "nft add rule inet loss input ip daddr {lossy} meta l4proto udp numgen random mod 100 < 3 drop"
-        ),
-    ] {
-        let mut words = line.split_whitespace();
-        let out = rig
-            .ns
-            .command(words.next().unwrap())
-            .args(words)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{line}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    lossy_address(&rig.ns, lossy, 3);
     let _alice = rig.publisher(PublisherSpec::new(1234, "Alice"));
     let config = config_text(&rig.out, &[1234]).replace(ADDR_B, lossy)
         + "[metrics]\nlisten = \"127.0.0.1:9469\"\n";

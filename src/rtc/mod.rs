@@ -119,6 +119,10 @@ fn receiving_config() -> RtcConfig {
     let mut config = Rtc::builder()
         // Receive statistics (loss, NACKs, PLIs) for the metrics.
         .set_stats_interval(Some(STATS_EVERY))
+        // Janus 1.1.2 retransmits nothing to a subscriber until a receiver report answering
+        // its first sender report gives it the round trip: with str0m's default (a report a
+        // second) retransmissions began 2.1 s into a subscription, with 100 ms at 1.3 s.
+        .set_rtcp_report_interval_video(Duration::from_millis(200))
         .set_extension_map(receive_extensions());
     let codecs = config.codec_config();
     // Payload types str0m's defaults leave free; Janus's offer decides the ones used.

@@ -1210,3 +1210,50 @@ pub fn janus_pp_rec_video(rec_dir: &Path, feed: Option<&str>, out: &Path) -> Pat
     );
     out.to_path_buf()
 }
+
+/// Gives the daemon's side of `ns` the address `addr` and drops `percent`% of the UDP
+/// packets sent to it (nftables' random numbers: this kernel has no netem), on the way in:
+/// Janus's packets to the recorder, retransmissions included, and nothing else.
+pub fn lossy_address(ns: &Netns, addr: &str, percent: u32) {
+    ns_commands(
+        ns,
+        &[
+            format!("ip addr add {addr}/24 dev vb"),
+            "nft add table inet loss".to_string(),
+            "nft add chain inet loss input { type filter hook input priority 0 ; }".to_string(),
+        ],
+    );
+    add_loss(ns, addr, percent);
+}
+
+/// Drops `percent`% more of the UDP packets to `addr` (see [`lossy_address`]).
+pub fn add_loss(ns: &Netns, addr: &str, percent: u32) {
+    let share = if percent >= 100 {
+        String::new()
+    } else {
+        format!("numgen random mod 100 < {percent} ")
+    };
+    ns_commands(
+        ns,
+        &[format!(
+            "nft add rule inet loss input ip daddr {addr} meta l4proto udp {share}drop"
+        )],
+    );
+}
+
+/// Runs each command line (split at spaces) inside `ns`; fails with its stderr.
+fn ns_commands(ns: &Netns, lines: &[String]) {
+    for line in lines {
+        let mut words = line.split_whitespace();
+        let out = ns
+            .command(words.next().unwrap())
+            .args(words)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
