@@ -605,6 +605,17 @@ impl Loop {
         let Some(e) = self.entries.get_mut(&id) else {
             return Ok(());
         };
+        // Keyframe requests are inputs too: made before polling, so the PLI leaves in this
+        // drain and str0m's next timeout accounts for it (made after, they waited for the
+        // session's next input or timer, with str0m's deadline already stale).
+        if !e.keyframes.is_empty() {
+            let rtc = &mut e.rtc;
+            let keyframes = &mut e.keyframes;
+            catch_unwind(AssertUnwindSafe(|| {
+                keyframes.retain(|&mid| !request_keyframe(rtc, mid))
+            }))
+            .map_err(|p| format!("str0m panicked: {}", panic_message(p)))?;
+        }
         loop {
             let out = match catch_unwind(AssertUnwindSafe(|| e.rtc.poll_output())) {
                 Ok(Ok(out)) => out,
@@ -661,14 +672,6 @@ impl Loop {
                     e.pending.push(ev);
                 }
             }
-        }
-        if !e.keyframes.is_empty() {
-            let rtc = &mut e.rtc;
-            let keyframes = &mut e.keyframes;
-            catch_unwind(AssertUnwindSafe(|| {
-                keyframes.retain(|&mid| !request_keyframe(rtc, mid))
-            }))
-            .map_err(|p| format!("str0m panicked: {}", panic_message(p)))?;
         }
         Ok(())
     }
