@@ -5,6 +5,7 @@
 //! only in [`rtc`]; [`check`] reads recordings back independently of the writer; [`roomfile`]
 //! puts a room's recordings together into one file.
 
+pub mod backoff;
 pub mod check;
 pub mod codec;
 pub mod config;
