@@ -473,7 +473,7 @@ fn svc_superframe(d: &MediaData, joiner: &mut SvcJoiner) -> Option<Vec<u8>> {
 }
 
 /// An open file and its sidecar.
-struct Recording {
+struct OpenFile {
     writer: DiskWriter,
     paths: RecordingPaths,
     sidecar: Sidecar,
@@ -485,7 +485,7 @@ struct Recording {
     last_flush: Instant,
 }
 
-impl Recording {
+impl OpenFile {
     /// Whether `split_after` asks for the next part at a frame placed at `at` on the feed's
     /// timeline (the part's length is media time, not how long the file has been open), if
     /// that frame can open a part (a video keyframe, or any frame of a file without video).
@@ -506,7 +506,7 @@ struct Feed {
     settings: Arc<FeedSettings>,
     spec: FeedSpec,
     machine: FeedMachine,
-    recording: Option<Recording>,
+    recording: Option<OpenFile>,
     counters: FrameCounters,
     relay: Option<Relay>,
     /// Joins VP9 SVC layers into superframes.
@@ -760,8 +760,8 @@ impl Feed {
         &self,
         zero: i128,
         offset: Duration,
-        previous: Option<&Recording>,
-    ) -> Result<Recording, OpenError> {
+        previous: Option<&OpenFile>,
+    ) -> Result<OpenFile, OpenError> {
         // The file's time zero on the room clock.
         let started = clock::system_time(zero + offset.as_nanos() as i128);
         let p = &self.spec.publisher;
@@ -822,7 +822,7 @@ impl Feed {
         let outputs = self.outputs();
         outputs.recording_event(EventKind::RecordingStarted, &sidecar, &paths.media, None);
         self.settings.health.recording_started(&self.spec.room);
-        Ok(Recording {
+        Ok(OpenFile {
             writer,
             paths,
             sidecar,
@@ -891,7 +891,7 @@ impl Outputs {
     /// Finalizes one file and completes its sidecar (`next_part`: the file that goes on).
     fn finalize(
         &self,
-        rec: Recording,
+        rec: OpenFile,
         reason: &EndReason,
         next_part: Option<String>,
         clocks: Clocks,

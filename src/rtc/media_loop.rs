@@ -36,7 +36,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use super::route::{Routes, SessionId, is_stun};
+use super::route::{Routes, RtcId, is_stun};
 use super::{ReceiveStats, RtcEvent, panic_message};
 use crate::media::Codec;
 use crate::net::SocketPlan;
@@ -88,19 +88,19 @@ fn round_up(t: Instant, step: Duration) -> Instant {
 /// What a session handle asks of the loop.
 pub(super) enum Control {
     Start(Box<NewSession>),
-    Candidate(SessionId, Candidate),
+    Candidate(RtcId, Candidate),
     /// Ask the sender of `mid` for a keyframe (PLI), as soon as str0m can.
-    Keyframe(SessionId, Mid),
+    Keyframe(RtcId, Mid),
     /// From now on, hand frames over on the shared grid of this period.
-    Batch(SessionId, Duration),
+    Batch(RtcId, Duration),
     /// Everything received so far, without waiting for the tick.
-    Take(SessionId, oneshot::Sender<Vec<RtcEvent>>),
-    Close(SessionId),
+    Take(RtcId, oneshot::Sender<Vec<RtcEvent>>),
+    Close(RtcId),
 }
 
 /// A negotiated `Rtc` handed to the loop.
 pub(super) struct NewSession {
-    pub id: SessionId,
+    pub id: RtcId,
     pub rtc: Rtc,
     pub ufrag: String,
     pub events: mpsc::Sender<Vec<RtcEvent>>,
@@ -115,7 +115,7 @@ pub(super) enum Media {
 
 /// One frame to send (str0m packetizes it).
 pub(super) struct Outgoing {
-    pub id: SessionId,
+    pub id: RtcId,
     pub mid: Mid,
     pub codec: Codec,
     pub wallclock: Instant,
@@ -155,8 +155,8 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub fn next_id(&self) -> SessionId {
-        SessionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    pub fn next_id(&self) -> RtcId {
+        RtcId(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -382,12 +382,12 @@ struct Entry {
 
 struct Loop {
     ports: Vec<Port>,
-    entries: HashMap<SessionId, Entry>,
+    entries: HashMap<RtcId, Entry>,
     routes: Routes,
     control: mpsc::UnboundedReceiver<Control>,
     media: mpsc::Receiver<Media>,
     /// Sessions whose events go out at the end of this turn.
-    urgent: Vec<SessionId>,
+    urgent: Vec<RtcId>,
     /// When batched sessions' events go out next (None: none wait).
     next_flush: Option<Instant>,
     /// When the earliest session timer is due (on the grid).
@@ -587,7 +587,7 @@ impl Loop {
     }
 
     /// Drains a session's output after an input, or ends it.
-    fn after(&mut self, id: SessionId, turn: Turn, now: Instant) {
+    fn after(&mut self, id: RtcId, turn: Turn, now: Instant) {
         let turn = turn.and_then(|()| self.drain(id, now));
         match turn {
             Ok(()) => {
@@ -601,7 +601,7 @@ impl Loop {
     }
 
     /// Sends what str0m wants sent and queues its events, until it names its next timeout.
-    fn drain(&mut self, id: SessionId, now: Instant) -> Turn {
+    fn drain(&mut self, id: RtcId, now: Instant) -> Turn {
         let Some(e) = self.entries.get_mut(&id) else {
             return Ok(());
         };
@@ -678,7 +678,7 @@ impl Loop {
 
     /// Puts a session with events in line: now while it sets up or when something other
     /// than a frame happened, else on the shared tick.
-    fn schedule(&mut self, id: SessionId, now: Instant) {
+    fn schedule(&mut self, id: RtcId, now: Instant) {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
@@ -731,7 +731,7 @@ impl Loop {
 
     /// Lets every session whose timer is due run it.
     fn run_timers(&mut self, now: Instant) {
-        let due: Vec<SessionId> = self
+        let due: Vec<RtcId> = self
             .entries
             .iter()
             .filter(|(_, e)| e.deadline <= now)
@@ -841,7 +841,7 @@ impl Loop {
     }
 
     /// Runs `f` on a session's `Rtc` under the panic guard; None: no such session.
-    fn with_rtc(&mut self, id: SessionId, f: impl FnOnce(&mut Rtc) -> Turn) -> Option<Turn> {
+    fn with_rtc(&mut self, id: RtcId, f: impl FnOnce(&mut Rtc) -> Turn) -> Option<Turn> {
         let e = self.entries.get_mut(&id)?;
         let rtc = &mut e.rtc;
         Some(
@@ -901,7 +901,7 @@ impl Loop {
     }
 
     /// Ends a session: its task hears why, and nothing is called on its `Rtc` again.
-    fn end(&mut self, id: SessionId, reason: String) {
+    fn end(&mut self, id: RtcId, reason: String) {
         if let Some(e) = self.entries.get_mut(&id) {
             e.pending.push(RtcEvent::Failed(reason));
             // Best effort: if its queue is full, the task sees the channel close instead.
@@ -910,7 +910,7 @@ impl Loop {
         self.remove(id);
     }
 
-    fn remove(&mut self, id: SessionId) {
+    fn remove(&mut self, id: RtcId) {
         if let Some(e) = self.entries.remove(&id) {
             if e.batch.is_none() {
                 self.immediate -= 1;

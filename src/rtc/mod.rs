@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::media::Codec;
 use media_loop::{Control, Media, NewSession, Outgoing, Shared};
 pub use media_loop::{MediaLoop, next_on_grid};
-use route::SessionId;
+use route::RtcId;
 
 /// What the session reports to its task.
 #[derive(Debug)]
@@ -391,7 +391,7 @@ pub fn filter_sdp_candidates(sdp: &str, networks: &[ipnet::IpNet]) -> String {
 
 /// A task's handle on its session in the media loop. Dropping it closes the session.
 pub struct RtcSession {
-    id: SessionId,
+    id: RtcId,
     shared: Arc<Shared>,
     events: mpsc::Receiver<Vec<RtcEvent>>,
     /// Events of a batch not yet handed out, oldest first.

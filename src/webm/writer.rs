@@ -36,6 +36,8 @@ use webm_iterable::WriteOptions;
 use webm_iterable::errors::TagWriterError;
 use webm_iterable::matroska_spec::{Master, MatroskaSpec, SimpleBlock};
 
+/// Re-exported: callers name it with the writer they hand it to.
+pub use super::frame::FrameBytes;
 use super::video::VideoIn;
 use crate::media::{Codec, Container, MediaKind};
 
@@ -188,49 +190,6 @@ struct QueuedFrame {
     kind: MediaKind,
     keyframe: bool,
     data: FrameBytes,
-}
-
-/// A frame's bytes as the writer takes them: str0m's shared buffer kept as it is (VP8, VP9
-/// and Opus frames are their own blocks), or a buffer made for the block (H.26x and AV1 are
-/// converted). Taking them without a copy matters: every byte recorded passed through here.
-#[derive(Debug, Clone)]
-pub enum FrameBytes {
-    Shared(Arc<[u8]>),
-    Owned(Vec<u8>),
-}
-
-impl std::ops::Deref for FrameBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            FrameBytes::Shared(b) => b,
-            FrameBytes::Owned(b) => b,
-        }
-    }
-}
-
-impl From<Arc<[u8]>> for FrameBytes {
-    fn from(b: Arc<[u8]>) -> FrameBytes {
-        FrameBytes::Shared(b)
-    }
-}
-
-impl From<Vec<u8>> for FrameBytes {
-    fn from(b: Vec<u8>) -> FrameBytes {
-        FrameBytes::Owned(b)
-    }
-}
-
-impl From<&[u8]> for FrameBytes {
-    fn from(b: &[u8]) -> FrameBytes {
-        FrameBytes::Owned(b.to_vec())
-    }
-}
-
-impl From<&Vec<u8>> for FrameBytes {
-    fn from(b: &Vec<u8>) -> FrameBytes {
-        FrameBytes::Owned(b.clone())
-    }
 }
 
 /// A region reserved in the header, rewritten at finalize.
