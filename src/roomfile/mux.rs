@@ -20,7 +20,7 @@ use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 
 use super::RoomError;
 use crate::media::MediaKind;
-use crate::webm::writer::{
+use crate::webm::matroska::{
     CUES_ID, INFO_ID, SIZE_FIELD_LEN, TRACKS_ID, UNKNOWN_SIZED_HEADER_LEN, WriteCause, fill_region,
     opus_frame_ms, seek, sized_vint, void_of,
 };
