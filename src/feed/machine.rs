@@ -295,7 +295,7 @@ impl FeedMachine {
             }
             RtcEvent::Failed(e) => {
                 tracing::error!(error = %e, "media session failed");
-                self.end(EndReason::Failed(e));
+                self.end(EndReason::Failed(super::Failure::Session(e)));
             }
         }
     }

@@ -127,7 +127,27 @@ pub enum EndReason {
     ConnectionLost,
     /// `split_after` was reached: the publication goes on in the next part.
     Split,
-    Failed(String),
+    Failed(Failure),
+}
+
+/// Why a feed failed (the re-subscribe decision reads [`FeedEnd::may_heal`], made from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Subscribing: Janus refused or did not answer, no offer, nothing recordable.
+    Subscribe(String),
+    /// The media session ended (see [`crate::rtc::SessionEnd`]).
+    Session(crate::rtc::SessionEnd),
+    /// Writing the file (or opening it) failed.
+    Write(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Subscribe(e) | Failure::Write(e) => f.write_str(e),
+            Failure::Session(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl fmt::Display for EndReason {
@@ -144,7 +164,7 @@ impl fmt::Display for EndReason {
             EndReason::Stopped => f.write_str("stopped"),
             EndReason::ConnectionLost => f.write_str("connection-lost"),
             EndReason::Split => f.write_str("split"),
-            EndReason::Failed(e) => write!(f, "error: {}", crate::text::Escaped(e)),
+            EndReason::Failed(e) => write!(f, "error: {}", crate::text::Escaped(&e.to_string())),
         }
     }
 }
@@ -194,7 +214,7 @@ pub async fn run(
                     }),
                 );
                 let may_heal = !matches!(e, SubscribeError::NothingRecordable(_));
-                return FeedEnd { reason: EndReason::Failed(e.to_string()), may_heal, last: None };
+                return FeedEnd { reason: EndReason::Failed(Failure::Subscribe(e.to_string())), may_heal, last: None };
             }
         },
         r = &mut stop => {
@@ -658,7 +678,7 @@ impl Feed {
     fn file_failed(&self, e: impl fmt::Display) -> EndReason {
         tracing::error!(error = %e, "writing the recording failed");
         file_error(&self.settings, &e);
-        EndReason::Failed(e.to_string())
+        EndReason::Failed(Failure::Write(e.to_string()))
     }
 
     /// Pushes buffered file data to disk every [`FLUSH_EVERY`].
@@ -1106,7 +1126,7 @@ mod tests {
             "hangup: DTLS alert"
         );
         assert_eq!(
-            EndReason::Failed("disk full".into()).to_string(),
+            EndReason::Failed(Failure::Write("disk full".into())).to_string(),
             "error: disk full"
         );
     }

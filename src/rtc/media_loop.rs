@@ -37,7 +37,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::route::{Routes, RtcId, is_stun};
-use super::{ReceiveStats, RtcEvent, panic_message};
+use super::{ReceiveStats, RtcEvent, SessionEnd};
 use crate::media::Codec;
 use crate::net::SocketPlan;
 
@@ -431,7 +431,7 @@ impl Counts {
 }
 
 /// What a session's turn ended with: on `Err`, the session is over.
-type Turn = Result<(), String>;
+type Turn = Result<(), SessionEnd>;
 
 impl Loop {
     fn new(
@@ -578,7 +578,7 @@ impl Loop {
                         tracing::debug!(error = %e, "str0m rejected a datagram");
                         Ok(())
                     }
-                    Err(p) => Err(format!("str0m panicked: {}", panic_message(p))),
+                    Err(p) => Err(SessionEnd::panicked(p)),
                 }
             }
             None => return,
@@ -614,13 +614,13 @@ impl Loop {
             catch_unwind(AssertUnwindSafe(|| {
                 keyframes.retain(|&mid| !request_keyframe(rtc, mid))
             }))
-            .map_err(|p| format!("str0m panicked: {}", panic_message(p)))?;
+            .map_err(SessionEnd::panicked)?;
         }
         loop {
             let out = match catch_unwind(AssertUnwindSafe(|| e.rtc.poll_output())) {
                 Ok(Ok(out)) => out,
-                Ok(Err(err)) => return Err(format!("str0m: {err}")),
-                Err(p) => return Err(format!("str0m panicked: {}", panic_message(p))),
+                Ok(Err(err)) => return Err(SessionEnd::Str0m(err.to_string())),
+                Err(p) => return Err(SessionEnd::panicked(p)),
             };
             match out {
                 Output::Timeout(t) => {
@@ -661,7 +661,7 @@ impl Loop {
                             nacks: s.nacks,
                             loss: s.loss.unwrap_or(0.0),
                         }),
-                        Event::Closed => return Err("peer closed the DTLS connection".into()),
+                        Event::Closed => return Err(SessionEnd::PeerClosed),
                         other => {
                             tracing::trace!(event = ?other, "str0m event");
                             continue;
@@ -741,7 +741,7 @@ impl Loop {
         for id in due {
             let timeout = self.with_rtc(id, |rtc| {
                 rtc.handle_input(Input::Timeout(now))
-                    .map_err(|err| format!("str0m: {err}"))
+                    .map_err(|err| SessionEnd::Str0m(err.to_string()))
             });
             if let Some(turn) = timeout {
                 self.after(id, turn, now);
@@ -846,7 +846,7 @@ impl Loop {
         let rtc = &mut e.rtc;
         Some(
             catch_unwind(AssertUnwindSafe(|| f(rtc)))
-                .unwrap_or_else(|p| Err(format!("str0m panicked: {}", panic_message(p)))),
+                .unwrap_or_else(|p| Err(SessionEnd::panicked(p))),
         )
     }
 
@@ -895,13 +895,13 @@ impl Loop {
                 tracing::debug!(%mid, %codec, "no media to send this frame on");
                 Ok(())
             }
-            Err(p) => Err(format!("str0m panicked: {}", panic_message(p))),
+            Err(p) => Err(SessionEnd::panicked(p)),
         };
         self.after(id, turn, now);
     }
 
     /// Ends a session: its task hears why, and nothing is called on its `Rtc` again.
-    fn end(&mut self, id: RtcId, reason: String) {
+    fn end(&mut self, id: RtcId, reason: SessionEnd) {
         if let Some(e) = self.entries.get_mut(&id) {
             e.pending.push(RtcEvent::Failed(reason));
             // Best effort: if its queue is full, the task sees the channel close instead.

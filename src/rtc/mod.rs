@@ -44,7 +44,34 @@ pub enum RtcEvent {
     /// Receive statistics of one media, cumulative since the session began.
     Stats(ReceiveStats),
     /// The session is over and cannot be used again.
-    Failed(String),
+    Failed(SessionEnd),
+}
+
+/// Why a session of the media loop ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionEnd {
+    /// str0m panicked (an internal invariant; only this session ends).
+    #[error("str0m panicked: {0}")]
+    Panicked(String),
+    /// str0m returned an error from its output.
+    #[error("str0m: {0}")]
+    Str0m(String),
+    /// The peer closed the DTLS connection.
+    #[error("peer closed the DTLS connection")]
+    PeerClosed,
+    /// The session was closed from our side.
+    #[error("session closed")]
+    Closed,
+    /// The media loop is gone (the process is ending).
+    #[error("the media loop ended the session")]
+    LoopGone,
+}
+
+impl SessionEnd {
+    /// A panic caught around a call into str0m.
+    pub(crate) fn panicked(p: Box<dyn std::any::Any + Send>) -> SessionEnd {
+        SessionEnd::Panicked(panic_message(p))
+    }
 }
 
 /// Cumulative receive statistics of one media (str0m's `MediaIngressStats`).
@@ -414,13 +441,13 @@ impl RtcSession {
                 return ev;
             }
             if self.closed {
-                return RtcEvent::Failed("session closed".into());
+                return RtcEvent::Failed(SessionEnd::Closed);
             }
             match self.events.recv().await {
                 Some(batch) => self.queue.extend(batch),
                 None => {
                     self.closed = true;
-                    return RtcEvent::Failed("the media loop ended the session".into());
+                    return RtcEvent::Failed(SessionEnd::LoopGone);
                 }
             }
         }
