@@ -609,7 +609,7 @@ impl Feed {
                 for ev in rtc.take_received().await {
                     if matches!(ev, RtcEvent::Frame(_)) {
                         frames += 1;
-                        let _ = self.step(Input::Rtc(ev), None);
+                        let _ = self.step(Input::Rtc(ev), Some(&mut rtc));
                     }
                 }
                 if !publisher_ended || frames == 0 || Instant::now() >= give_up {
@@ -627,48 +627,66 @@ impl Feed {
     }
 
     /// Feeds the machine one input and carries out its actions; the end, if one came.
-    fn step(&mut self, input: Input, mut rtc: Option<&mut RtcSession>) -> Option<EndReason> {
+    /// Without a session (the file being finished on a blocking thread) only writes, relays
+    /// and the end can be carried out; anything else is logged as not done.
+    fn step(&mut self, input: Input, rtc: Option<&mut RtcSession>) -> Option<EndReason> {
         self.machine.handle(input, Now::read());
+        let Some(rtc) = rtc else {
+            while let Some(action) = self.machine.poll() {
+                if let Some(end) = self.carry_out(action) {
+                    return Some(end);
+                }
+            }
+            return None;
+        };
         while let Some(action) = self.machine.poll() {
             match action {
                 Action::RequestKeyframe(mid) => {
-                    if let Some(rtc) = rtc.as_deref_mut() {
-                        tracing::debug!("keyframe requested (PLI)");
-                        crate::metrics::keyframe_requested();
-                        rtc.request_keyframe(mid);
-                    }
+                    tracing::debug!("keyframe requested (PLI)");
+                    crate::metrics::keyframe_requested();
+                    rtc.request_keyframe(mid);
                 }
                 Action::BatchReads { settled } => {
-                    if let Some(rtc) = rtc.as_deref_mut() {
-                        rtc.batch_reads(if settled && self.relay.is_none() {
-                            RECORDED_BATCHES
-                        } else {
-                            SMALL_BATCHES
-                        });
-                    }
+                    rtc.batch_reads(if settled && self.relay.is_none() {
+                        RECORDED_BATCHES
+                    } else {
+                        SMALL_BATCHES
+                    });
                 }
                 Action::AddCandidate(c) => {
-                    if let Some(rtc) = rtc.as_deref_mut()
-                        && let Err(e) = rtc.add_remote_candidate(&c)
-                    {
+                    if let Err(e) = rtc.add_remote_candidate(&c) {
                         tracing::warn!(error = %e, "ignoring Janus's candidate");
                     }
                 }
-                Action::Write { at, frame } => {
-                    if let Err(e) = self.write(at, frame) {
-                        return Some(e);
+                other => {
+                    if let Some(end) = self.carry_out(other) {
+                        return Some(end);
                     }
                 }
-                Action::Relay(frame) => {
-                    if let Some(relay) = &mut self.relay
-                        && relay.forward(&frame)
-                    {
-                        self.machine.handle(Input::KeyframeWanted, Now::read());
-                    }
-                }
-                Action::Stats { lost, nacks } => crate::metrics::receive_stats(lost, nacks),
-                Action::End(reason) => return Some(reason),
             }
+        }
+        None
+    }
+
+    /// Carries out an action that needs no media session: a write, a relayed frame,
+    /// statistics, the end (others are logged as not done).
+    fn carry_out(&mut self, action: Action) -> Option<EndReason> {
+        match action {
+            Action::Write { at, frame } => {
+                if let Err(e) = self.write(at, frame) {
+                    return Some(e);
+                }
+            }
+            Action::Relay(frame) => {
+                if let Some(relay) = &mut self.relay
+                    && relay.forward(&frame)
+                {
+                    self.machine.handle(Input::KeyframeWanted, Now::read());
+                }
+            }
+            Action::Stats { lost, nacks } => crate::metrics::receive_stats(lost, nacks),
+            Action::End(reason) => return Some(reason),
+            other => tracing::debug!(action = ?other, "no media session any more: not done"),
         }
         None
     }
