@@ -36,6 +36,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use super::pacing::{Mailbox, Outbox, Pacing};
 use super::route::{Routes, RtcId, is_stun};
 use super::{ReceiveStats, RtcEvent, SessionEnd};
 use crate::media::Codec;
@@ -57,13 +58,9 @@ const TIMER_GRID: Duration = Duration::from_millis(5);
 /// session's timers, NACKs among them, run on it), and 25 wake-ups a second cost far less
 /// than one per packet (measured with `scripts/bench.sh`, see the README).
 const TICK: Duration = Duration::from_millis(40);
-/// The shortest period a session's frames are handed over in (a relayed feed's).
-const BATCH_MIN: Duration = Duration::from_millis(20);
 /// Event batches queued per session before the loop holds them back (5 s of the shortest
 /// batches).
 const EVENT_BATCHES: usize = 256;
-/// Events held back per session (its task is stalled) before frames are dropped.
-const MAX_HELD: usize = 8192;
 /// Frames to send queued for the loop, all sessions together (a relay's or publisher's).
 const SEND_QUEUE: usize = 8192;
 /// The socket buffers asked for: a second of 200 feeds' media.
@@ -361,23 +358,20 @@ impl PortSocket {
 struct Entry {
     rtc: Rtc,
     events: mpsc::Sender<Vec<RtcEvent>>,
-    /// Events not yet handed to the session's task, oldest first.
-    pending: Vec<RtcEvent>,
+    /// Events on their way to the session's task.
+    outbox: Outbox,
     /// When str0m next wants `Input::Timeout`.
     deadline: Instant,
-    /// Once batched, how often frames are handed over (at least [`BATCH_MIN`]); before,
-    /// events go out at once.
-    batch: Option<Duration>,
-    /// When the pending frames are handed over.
-    due: Option<Instant>,
     /// Keyframe requests str0m could not send yet (no remote SSRC known yet).
     keyframes: Vec<Mid>,
     /// The negotiated payload type per sending mid, looked up once.
     send_pts: Vec<(Mid, Pt)>,
-    /// Frames dropped because the session's task did not keep up.
-    dropped: u64,
-    /// `pending` holds an event that is not a frame: it goes out without waiting for the tick.
-    urgent: bool,
+}
+
+impl Mailbox for Entry {
+    fn mailbox(&mut self) -> (&mut Outbox, &mpsc::Sender<Vec<RtcEvent>>) {
+        (&mut self.outbox, &self.events)
+    }
 }
 
 struct Loop {
@@ -386,18 +380,12 @@ struct Loop {
     routes: Routes,
     control: mpsc::UnboundedReceiver<Control>,
     media: mpsc::Receiver<Media>,
-    /// Sessions whose events go out at the end of this turn.
-    urgent: Vec<RtcId>,
-    /// When batched sessions' events go out next (None: none wait).
-    next_flush: Option<Instant>,
+    /// When events go to the sessions' tasks.
+    pacing: Pacing,
     /// When the earliest session timer is due (on the grid).
     next_timer: Instant,
     /// The sockets are out of epoll (the steady pace).
     unwatched: bool,
-    /// Sessions that are not batched (setting up, or sending: str0m paces what it sends
-    /// on its own timers, which a 20 ms grid would slow to a crawl): while there is one,
-    /// the loop wakes for every datagram and timer.
-    immediate: usize,
     bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
     /// What the loop did since the last report, for the debug log.
@@ -445,10 +433,8 @@ impl Loop {
             routes: Routes::default(),
             control,
             media,
-            urgent: Vec::new(),
-            next_flush: None,
+            pacing: Pacing::default(),
             next_timer: Instant::now() + Duration::from_secs(1),
-            immediate: 0,
             unwatched: false,
             bufs: (0..BATCH).map(|_| vec![0; READ_BUF]).collect(),
             metas: vec![RecvMeta::default(); BATCH],
@@ -466,7 +452,8 @@ impl Loop {
                 }
             }
             let mut wake = self
-                .next_flush
+                .pacing
+                .next_flush()
                 .map_or(self.next_timer, |f| f.min(self.next_timer));
             if steady {
                 wake = wake.min(next_on_grid(Instant::now(), TICK));
@@ -500,7 +487,7 @@ impl Loop {
             if now.duration_since(self.counts.since) >= COUNTS_EVERY {
                 tracing::debug!(
                     sessions = self.entries.len(),
-                    immediate = self.immediate,
+                    immediate = self.pacing.immediate(),
                     wakes = self.counts.wakes,
                     datagrams = self.counts.datagrams,
                     unrouted = self.counts.unrouted,
@@ -516,7 +503,7 @@ impl Loop {
 
     /// Whether every session is batched: the loop's steady pace.
     fn steady(&self) -> bool {
-        self.immediate == 0
+        self.pacing.steady()
     }
 
     /// The grid timers are rounded up to: the tick in the steady pace.
@@ -667,9 +654,7 @@ impl Loop {
                             continue;
                         }
                     };
-                    // Set here, once per event, so scheduling never scans `pending`.
-                    e.urgent |= !matches!(ev, RtcEvent::Frame(_));
-                    e.pending.push(ev);
+                    e.outbox.push(ev);
                 }
             }
         }
@@ -677,53 +662,16 @@ impl Loop {
     }
 
     /// Puts a session with events in line: now while it sets up or when something other
-    /// than a frame happened, else on the shared tick.
+    /// than a frame happened, else on its batch.
     fn schedule(&mut self, id: RtcId, now: Instant) {
-        let Some(e) = self.entries.get_mut(&id) else {
-            return;
-        };
-        if e.pending.is_empty() {
-            return;
+        if let Some(e) = self.entries.get_mut(&id) {
+            self.pacing.schedule(id, &mut e.outbox, now);
         }
-        let Some(every) = e.batch.filter(|_| !e.urgent) else {
-            self.urgent.push(id);
-            return;
-        };
-        // On the session's own grid, so sessions with one pace are handed over together.
-        let due = *e.due.get_or_insert_with(|| next_on_grid(now, every));
-        self.next_flush = Some(self.next_flush.map_or(due, |f| f.min(due)));
     }
 
-    /// Hands events over: the urgent ones now, the batched ones when the tick is due.
+    /// Hands events over: the urgent ones now, the batched ones when their batch is due.
     fn flush(&mut self, now: Instant) {
-        let mut closed = Vec::new();
-        for id in std::mem::take(&mut self.urgent) {
-            if let Some(e) = self.entries.get_mut(&id)
-                && !hand_over(e)
-            {
-                closed.push(id);
-            }
-        }
-        if self.next_flush.is_some_and(|t| now >= t) {
-            let mut next: Option<Instant> = None;
-            for (&id, e) in &mut self.entries {
-                if e.due.is_some_and(|d| now >= d) {
-                    e.due = None;
-                    if !hand_over(e) {
-                        closed.push(id);
-                    }
-                    if !e.pending.is_empty() {
-                        // A task that did not keep up: try again soon.
-                        e.due = Some(next_on_grid(now, BATCH_MIN));
-                    }
-                }
-                if let Some(d) = e.due {
-                    next = Some(next.map_or(d, |n| n.min(d)));
-                }
-            }
-            self.next_flush = next;
-        }
-        for id in closed {
+        for id in self.pacing.flush(now, &mut self.entries) {
             // The session's task is gone (its handle was dropped).
             self.remove(id);
         }
@@ -768,20 +716,16 @@ impl Loop {
                     events,
                 } = *new;
                 self.routes.add_session(id, &ufrag);
-                self.immediate += 1;
+                self.pacing.added();
                 self.entries.insert(
                     id,
                     Entry {
                         rtc,
                         events,
-                        pending: Vec::new(),
+                        outbox: Outbox::default(),
                         deadline: now,
-                        batch: None,
-                        due: None,
                         keyframes: Vec::new(),
                         send_pts: Vec::new(),
-                        dropped: 0,
-                        urgent: false,
                     },
                 );
                 self.after(id, Ok(()), now);
@@ -805,9 +749,9 @@ impl Loop {
             }
             Control::Batch(id, every) => {
                 if let Some(e) = self.entries.get_mut(&id)
-                    && e.batch.replace(every.max(BATCH_MIN)).is_none()
+                    && e.outbox.set_batch(every)
                 {
-                    self.immediate -= 1;
+                    self.pacing.batched();
                 }
             }
             Control::Take(id, reply) => {
@@ -815,14 +759,11 @@ impl Loop {
                 for i in 0..self.ports.len() {
                     self.read(i, READS_PER_TICK);
                 }
-                self.urgent.retain(|u| *u != id);
+                self.pacing.forget(id);
                 let events = self
                     .entries
                     .get_mut(&id)
-                    .map(|e| {
-                        e.urgent = false;
-                        std::mem::take(&mut e.pending)
-                    })
+                    .map(|e| e.outbox.take())
                     .unwrap_or_default();
                 let _ = reply.send(events);
             }
@@ -903,27 +844,25 @@ impl Loop {
     /// Ends a session: its task hears why, and nothing is called on its `Rtc` again.
     fn end(&mut self, id: RtcId, reason: SessionEnd) {
         if let Some(e) = self.entries.get_mut(&id) {
-            e.pending.push(RtcEvent::Failed(reason));
+            e.outbox.push(RtcEvent::Failed(reason));
             // Best effort: if its queue is full, the task sees the channel close instead.
-            hand_over(e);
+            e.outbox.hand_over(&e.events);
         }
         self.remove(id);
     }
 
     fn remove(&mut self, id: RtcId) {
         if let Some(e) = self.entries.remove(&id) {
-            if e.batch.is_none() {
-                self.immediate -= 1;
-            }
-            if e.dropped > 0 {
+            self.pacing.removed(id, &e.outbox);
+            if e.outbox.dropped() > 0 {
                 tracing::warn!(
-                    dropped = e.dropped,
+                    dropped = e.outbox.dropped(),
                     "frames were dropped: the feed's task did not keep up"
                 );
             }
         }
         self.routes.remove_session(id);
-        self.urgent.retain(|u| *u != id);
+        self.pacing.forget(id);
     }
 }
 
@@ -934,36 +873,6 @@ fn request_keyframe(rtc: &mut Rtc, mid: Mid) -> bool {
     };
     w.is_request_keyframe_possible(KeyframeRequestKind::Pli)
         && w.request_keyframe(None, KeyframeRequestKind::Pli).is_ok()
-}
-
-/// Hands a session's pending events to its task. False: the task is gone. A task that does
-/// not keep up has its events held; past [`MAX_HELD`], the oldest frames are dropped
-/// (events that are not frames are always kept).
-fn hand_over(e: &mut Entry) -> bool {
-    if e.pending.is_empty() {
-        return true;
-    }
-    match e.events.try_send(std::mem::take(&mut e.pending)) {
-        Ok(()) => {
-            e.urgent = false;
-            true
-        }
-        Err(mpsc::error::TrySendError::Full(back)) => {
-            e.pending = back;
-            if e.pending.len() > MAX_HELD {
-                let excess = e.pending.len() - MAX_HELD;
-                let mut dropped = 0;
-                e.pending.retain(|ev| {
-                    let drop = dropped < excess && matches!(ev, RtcEvent::Frame(_));
-                    dropped += usize::from(drop);
-                    !drop
-                });
-                e.dropped += dropped as u64;
-            }
-            true
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-    }
 }
 
 fn lost() -> io::Error {

@@ -9,6 +9,7 @@
 //! the synthetic publisher, with str0m's NACK/RTX and sender reports on both sides.
 
 mod media_loop;
+mod pacing;
 mod route;
 
 use std::collections::VecDeque;
