@@ -27,17 +27,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use quinn_udp::{RecvMeta, UdpSocketState};
+use quinn_udp::RecvMeta;
 use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::pacing::{Mailbox, Outbox, Pacing};
 use super::route::{Routes, RtcId, is_stun};
+use super::sockets::{Bound, Port, PortSocket, readable};
 use super::{ReceiveStats, RtcEvent, SessionEnd};
 use crate::media::Codec;
 use crate::net::SocketPlan;
@@ -63,9 +62,6 @@ const TICK: Duration = Duration::from_millis(40);
 const EVENT_BATCHES: usize = 256;
 /// Frames to send queued for the loop, all sessions together (a relay's or publisher's).
 const SEND_QUEUE: usize = 8192;
-/// The socket buffers asked for: a second of 200 feeds' media.
-const SOCKET_BUFFER: usize = 16 * 1024 * 1024;
-
 /// The next instant after `now` on a grid of `step`, shared by the whole process: timers on
 /// it that are multiples of one another fire in one wake-up of the runtime.
 pub fn next_on_grid(now: Instant, step: Duration) -> Instant {
@@ -177,31 +173,17 @@ impl MediaLoop {
                 "no address to offer Janus: set [network] advertise (no non-loopback interface found)",
             ));
         }
-        let mut sockets = Vec::new();
-        let mut candidates = Vec::new();
-        for spec in plan.iter() {
-            let bind = SocketAddr::new(spec.bind.ip(), port);
-            let socket = std::net::UdpSocket::bind(bind)
-                .map_err(|e| io::Error::new(e.kind(), format!("binding UDP {bind}: {e}")))?;
-            socket.set_nonblocking(true)?;
-            let state = UdpSocketState::new((&socket).into())?;
-            grow_buffers(&socket, &state);
-            let advertised = SocketAddr::new(spec.advertise.ip(), socket.local_addr()?.port());
-            candidates.push(advertised);
-            sockets.push((socket, state, advertised));
-        }
+        let sockets = plan
+            .iter()
+            .map(|spec| Bound::bind(spec, port))
+            .collect::<io::Result<Vec<_>>>()?;
+        let candidates: Vec<SocketAddr> = sockets.iter().map(|s| s.advertised).collect();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::channel(SEND_QUEUE);
         let run = async move {
             let ports = sockets
                 .into_iter()
-                .map(|(socket, state, advertised)| {
-                    Ok(Port {
-                        socket: PortSocket::Watched(UdpSocket::from_std(socket)?),
-                        state,
-                        advertised,
-                    })
-                })
+                .map(Bound::into_port)
                 .collect::<io::Result<Vec<_>>>();
             match ports {
                 Ok(ports) => Loop::new(ports, control_rx, media_rx).run().await,
@@ -241,116 +223,6 @@ impl MediaLoop {
     /// Our host candidates (the addresses Janus sends media to).
     pub fn candidates(&self) -> &[SocketAddr] {
         &self.shared.candidates
-    }
-}
-
-/// Asks for large socket buffers: one socket carries every feed, and the default (about
-/// 200 KiB) holds only milliseconds of 100 feeds. SO_RCVBUFFORCE goes past
-/// `net.core.rmem_max` where the process may (CAP_NET_ADMIN); else the sysctl caps it and
-/// the log says so.
-fn grow_buffers(socket: &std::net::UdpSocket, state: &UdpSocketState) {
-    use std::os::fd::AsRawFd;
-    let _ = state.set_recv_buffer_size(socket.into(), SOCKET_BUFFER);
-    let _ = state.set_send_buffer_size(socket.into(), SOCKET_BUFFER);
-    let got = state.recv_buffer_size(socket.into()).unwrap_or(0);
-    if got < SOCKET_BUFFER {
-        let size = SOCKET_BUFFER as libc::c_int;
-        // SAFETY: setsockopt reads `size`, an int we own, for the length given.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-    let got = state.recv_buffer_size(socket.into()).unwrap_or(0);
-    if got < SOCKET_BUFFER {
-        tracing::warn!(
-            bytes = got,
-            wanted = SOCKET_BUFFER,
-            "small UDP receive buffer: raise net.core.rmem_max (sysctl) so bursts of many feeds are not dropped"
-        );
-    }
-}
-
-/// One socket of the loop and the host candidate it is advertised as.
-struct Port {
-    socket: PortSocket,
-    state: UdpSocketState,
-    advertised: SocketAddr,
-}
-
-/// A socket, watched by the runtime's epoll or not. The runtime's IO driver wakes for every
-/// datagram on a socket it watches, whether or not a task waits on it; in the steady pace
-/// the loop reads on its tick only, so the socket is taken out of epoll then (at 50 feeds,
-/// 1,500 wake-ups a second that did nothing).
-enum PortSocket {
-    Watched(UdpSocket),
-    Unwatched(std::net::UdpSocket),
-    /// Taking it out of epoll failed, which the runtime reports only for a socket already
-    /// closed; also the value while it changes state.
-    Lost,
-}
-
-impl PortSocket {
-    /// Puts the socket in epoll (`watched`) or takes it out. A failure leaves it as it was
-    /// (logged): unwatched, the loop still reads it on every tick.
-    fn watch(self, watched: bool) -> PortSocket {
-        match (self, watched) {
-            (PortSocket::Unwatched(s), true) => {
-                // Registered through a duplicate, so a failure keeps the socket.
-                match s.try_clone().and_then(UdpSocket::from_std) {
-                    Ok(t) => PortSocket::Watched(t),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot watch the media socket; reading it on the tick");
-                        PortSocket::Unwatched(s)
-                    }
-                }
-            }
-            (PortSocket::Watched(t), false) => match t.into_std() {
-                Ok(s) => PortSocket::Unwatched(s),
-                Err(e) => {
-                    tracing::error!(error = %e, "lost the media socket taking it out of epoll");
-                    PortSocket::Lost
-                }
-            },
-            (s, _) => s,
-        }
-    }
-
-    /// One batch of datagrams, without waiting.
-    fn recv(
-        &self,
-        state: &UdpSocketState,
-        bufs: &mut [IoSliceMut<'_>],
-        metas: &mut [RecvMeta],
-    ) -> io::Result<usize> {
-        match self {
-            // Through `try_io`, so a WouldBlock clears the runtime's readiness.
-            PortSocket::Watched(t) => {
-                t.try_io(Interest::READABLE, || state.recv(t.into(), bufs, metas))
-            }
-            PortSocket::Unwatched(s) => state.recv(s.into(), bufs, metas),
-            PortSocket::Lost => Err(lost()),
-        }
-    }
-
-    fn send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<usize> {
-        match self {
-            PortSocket::Watched(t) => t.try_send_to(data, to),
-            PortSocket::Unwatched(s) => s.send_to(data, to),
-            PortSocket::Lost => Err(lost()),
-        }
-    }
-
-    fn poll_recv_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        match self {
-            PortSocket::Watched(t) => t.poll_recv_ready(cx).map(drop),
-            PortSocket::Unwatched(_) | PortSocket::Lost => std::task::Poll::Pending,
-        }
     }
 }
 
@@ -873,23 +745,6 @@ fn request_keyframe(rtc: &mut Rtc, mid: Mid) -> bool {
     };
     w.is_request_keyframe_possible(KeyframeRequestKind::Pli)
         && w.request_keyframe(None, KeyframeRequestKind::Pli).is_ok()
-}
-
-fn lost() -> io::Error {
-    io::Error::other("the media socket was lost")
-}
-
-/// Waits until one of the sockets is readable; its index.
-async fn readable(ports: &[Port]) -> usize {
-    std::future::poll_fn(|cx| {
-        for (i, p) in ports.iter().enumerate() {
-            if p.socket.poll_recv_ready(cx).is_ready() {
-                return std::task::Poll::Ready(i);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 /// The per-session channel of event batches.

@@ -11,6 +11,7 @@
 mod media_loop;
 mod pacing;
 mod route;
+mod sockets;
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
