@@ -1,0 +1,204 @@
+//! `/api/v1/meetings`: one entry per room watch, from the room manifests, each recording
+//! placed on the room clock (what the recordings page shows), and a recording's sidecar.
+
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::recordings::{time_param, verdict};
+use super::{Api, ApiError, ErrorBody, blocking};
+use crate::meetings::{Meeting, MeetingQuery, MeetingState, Meetings};
+
+pub(super) fn routes() -> OpenApiRouter<Api> {
+    OpenApiRouter::new()
+        .routes(routes!(list_meetings))
+        .routes(routes!(get_meeting))
+        .routes(routes!(recording_sidecar))
+        .routes(routes!(recording_timeline))
+}
+
+/// The filters of `GET /meetings`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MeetingsQuery {
+    /// Only this room (its id as written).
+    room: Option<String>,
+    /// A participant's display name contains this (case-insensitive).
+    participant: Option<String>,
+    /// Started at or after (RFC 3339).
+    since: Option<String>,
+    /// Started before (RFC 3339).
+    until: Option<String>,
+    /// `recording`, `finished`, `failed` or `interrupted`.
+    state: Option<String>,
+}
+
+impl MeetingsQuery {
+    fn parse(self) -> Result<MeetingQuery, ApiError> {
+        let time = time_param;
+        Ok(MeetingQuery {
+            room: self.room.filter(|r| !r.is_empty()),
+            participant: self.participant.filter(|p| !p.is_empty()),
+            since: time("since", self.since)?,
+            until: time("until", self.until)?,
+            state: self
+                .state
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    MeetingState::parse(&s).ok_or_else(|| {
+                        ApiError::bad_request(
+                            "state: one of recording, finished, failed, interrupted",
+                        )
+                    })
+                })
+                .transpose()?,
+        })
+    }
+}
+
+/// The meetings list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeetingList {
+    /// Newest first.
+    pub meetings: Vec<Meeting>,
+}
+
+/// Meetings (room watches), newest first, with their participants, size, state and the check
+/// tool's verdict on their files.
+#[utoipa::path(
+    get,
+    path = "/meetings",
+    params(MeetingsQuery),
+    responses(
+        (status = 200, body = MeetingList),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)
+    )
+)]
+async fn list_meetings(
+    State(api): State<Api>,
+    query: Result<Query<MeetingsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<MeetingList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = q.parse()?;
+    let index = api.index.clone();
+    let meetings = blocking(move || {
+        Meetings {
+            index: &index,
+            verdict: &verdict,
+        }
+        .list(&q, SystemTime::now())
+    })
+    .await?;
+    Ok(Json(MeetingList { meetings }))
+}
+
+/// One meeting: its recordings, each with its offset on the room clock.
+#[utoipa::path(
+    get,
+    path = "/meetings/{id}",
+    params(("id" = String, Path, description = "The meeting's id")),
+    responses(
+        (status = 200, body = Meeting),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    )
+)]
+async fn get_meeting(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Json<Meeting>, ApiError> {
+    let index = api.index.clone();
+    blocking(move || {
+        Meetings {
+            index: &index,
+            verdict: &verdict,
+        }
+        .get(&id, SystemTime::now())
+    })
+    .await?
+    .map(Json)
+    .ok_or_else(|| ApiError::not_found("no such meeting"))
+}
+
+/// The recording's sidecar file as it is on disk (a download).
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}/sidecar",
+    params(("id" = String, Path, description = "The recording's id")),
+    responses(
+        (status = 200, description = "The sidecar JSON", content_type = "application/json"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    )
+)]
+async fn recording_sidecar(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let index = api.index.clone();
+    let name = format!("{}.json", id.split_once('~').map_or("", |(_, s)| s));
+    let text = blocking(move || {
+        crate::meetings::sidecar_path(&index, &id).and_then(|p| std::fs::read(p).ok())
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such recording"))?;
+    let disposition = format!("attachment; filename=\"{name}\"");
+    Ok(file_answer("application/json", &disposition, text))
+}
+
+/// The check tool's timeline picture of the recording's file (`check --timeline`): a lane
+/// per track, gaps, keyframes and problems.
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}/timeline.svg",
+    params(("id" = String, Path, description = "The recording's id")),
+    responses(
+        (status = 200, description = "The picture", content_type = "image/svg+xml"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    )
+)]
+async fn recording_timeline(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let index = api.index.clone();
+    let svg = blocking(move || {
+        let r = index.get(&id, SystemTime::now())?;
+        let mut report = crate::check::check_file(&r.media, &Default::default());
+        // The file's name only: the server's directories are not the viewer's business.
+        report.file = r.file.into();
+        Some(crate::check::timeline::svg(&report))
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such recording"))?;
+    Ok(file_answer("image/svg+xml", "inline", svg.into_bytes()))
+}
+
+/// A file made here: its type, how to show it, and a policy under which nothing in it runs.
+fn file_answer(content_type: &'static str, disposition: &str, body: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition.to_owned()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'".to_owned(),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
