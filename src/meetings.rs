@@ -129,7 +129,7 @@ pub struct Meeting {
     pub bytes: u64,
     /// The display names, in the order they first published, each once.
     pub participants: Vec<String>,
-    /// Over the finished files; absent while recording.
+    /// Over the files, once none is being written (the room may still be watched).
     pub verdict: Option<MeetingVerdict>,
     pub recordings: Vec<MeetingRecording>,
 }
@@ -335,7 +335,8 @@ impl Meetings<'_> {
         } else {
             last_end
         };
-        let verdict = (state != MeetingState::Recording && !verdicts.is_empty()).then(|| {
+        let writing = recordings.iter().any(|r| r.state == RecState::Recording);
+        let verdict = (!writing && !verdicts.is_empty()).then(|| {
             let bad = verdicts.iter().filter(|v| v.status != "ok").count();
             let status = if verdicts.iter().any(|v| v.status == "unreadable") {
                 "unreadable"

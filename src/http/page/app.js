@@ -225,7 +225,13 @@ async function meetingView(id) {
     lanes.append(lane);
   }
 
-  function active(p, t) { return t >= p.offset && t < p.offset + p.duration; }
+  /** Whether part `p` is on at room time `t` (its file's own length, once known, bounds it:
+   * the clock never waits for a video past its end). */
+  function active(p, t) {
+    const d = p.video && isFinite(p.video.duration) && p.video.duration > 0
+      ? Math.min(p.duration, p.video.duration) : p.duration;
+    return t >= p.offset && t < p.offset + d;
+  }
 
   function seek(t) {
     t = Math.min(Math.max(0, t), total);
@@ -273,7 +279,7 @@ async function meetingView(id) {
         if (Math.abs(p.video.currentTime - want) > PAUSED_SLACK && !p.video.seeking) p.video.currentTime = want;
       }
     } else {
-      const waiting = live.some((p) => p.video.seeking || p.video.readyState < 3);
+      const waiting = live.some((p) => !p.video.error && !p.video.ended && (p.video.seeking || p.video.readyState < 3));
       if (waiting) {
         if (!stalled) {
           stalled = true;
@@ -376,7 +382,7 @@ async function meetingView(id) {
     time: () => clockState.now(),
     playing: () => clockState.playing && !stalled,
     seek, play: () => setPlaying(true), pause: () => setPlaying(false),
-    videos: () => videos.map((p) => ({ id: p.rec.id, offset: p.offset, duration: p.duration, video: p.video })),
+    videos: () => videos.map((p) => ({ id: p.rec.id, offset: p.offset, duration: p.duration, video: p.video, active: active(p, clockState.now()) })),
   };
   const t0 = parseT(new URLSearchParams(location.search).get('t'));
   seek(t0 ?? 0);
@@ -429,6 +435,53 @@ function liveType(r) {
   return window.MediaSource && MediaSource.isTypeSupported(type) ? type : null;
 }
 
+/** The bytes of a WebM file's start with the Segment's top-level Void elements (before its
+ * first Cluster) left out: Chromium's MediaSource parser refuses a Void there, and the
+ * recorder reserves room with them. Returns null until the first Cluster has begun. */
+function stripVoids(bytes) {
+  const vint = (at, keepMarker) => {
+    const first = bytes[at];
+    if (first === undefined) return null;
+    let len = 1;
+    while (len <= 8 && !(first & (0x80 >> (len - 1)))) len++;
+    if (len > 8 || at + len > bytes.length) return null;
+    let value = keepMarker ? first : first & (0xff >> len);
+    let unknown = (first & (0xff >> len)) === (0xff >> len);
+    for (let i = 1; i < len; i++) {
+      value = value * 256 + bytes[at + i];
+      if (bytes[at + i] !== 0xff) unknown = false;
+    }
+    return { len, value, unknown };
+  };
+  const element = (at) => {
+    const id = vint(at, true);
+    if (!id) return null;
+    const size = vint(at + id.len, false);
+    if (!size) return null;
+    return { id: id.value, head: id.len + size.len, size: size.unknown ? null : size.value };
+  };
+  const ebml = element(0);
+  if (!ebml || ebml.size === null) return null;
+  const segAt = ebml.head + ebml.size;
+  const seg = element(segAt);
+  if (!seg) return null;
+  const keep = [bytes.subarray(0, segAt + seg.head)];
+  let at = segAt + seg.head;
+  for (;;) {
+    const e = element(at);
+    if (!e) return null;
+    if (e.id === 0x1F43B675) break; // the first Cluster: everything from here as it is
+    if (e.size === null || at + e.head + e.size > bytes.length) return null;
+    if (e.id !== 0xEC) keep.push(bytes.subarray(at, at + e.head + e.size));
+    at += e.head + e.size;
+  }
+  keep.push(bytes.subarray(at));
+  const out = new Uint8Array(keep.reduce((n, k) => n + k.length, 0));
+  let o = 0;
+  for (const k of keep) { out.set(k, o); o += k.length; }
+  return out;
+}
+
 /** Plays a growing file a few seconds behind its end: its bytes are fetched by range as they
  * are written and appended to a MediaSource. Returns a function that stops it. */
 function playLive(video, r, type) {
@@ -440,9 +493,16 @@ function playLive(video, r, type) {
   async function pull() {
     const resp = await fetch(fileUrl(r.id), { headers: { Range: `bytes=${pos}-` }, credentials: 'same-origin' });
     if (resp.status === 416 || !(resp.status === 206 || (resp.status === 200 && pos === 0))) return;
-    const buf = await resp.arrayBuffer();
+    let buf = new Uint8Array(await resp.arrayBuffer());
     if (!buf.byteLength) return;
-    pos += buf.byteLength;
+    if (pos === 0) {
+      const head = stripVoids(buf);
+      if (!head) return; // no cluster yet: ask again from the start
+      pos = buf.byteLength;
+      buf = head;
+    } else {
+      pos += buf.byteLength;
+    }
     sb.appendBuffer(buf);
     await appended();
     const b = video.buffered;
