@@ -36,12 +36,26 @@ fn require_playwright() {
     );
 }
 
-/// Where the screenshots are kept.
-fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("page-artifacts");
+/// Where the screenshots are kept (each test its own folder).
+fn artifacts(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("page-artifacts")
+        .join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// One test at a time: each runs Chromium publishers and a browser on two cores, and the
+/// sync it measures needs them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `[http]` with a read token and a share key.
+fn http_toml() -> String {
+    format!(
+        "[http]\nlisten = \"127.0.0.1:9469\"\nshare_key = \"{SHARE_KEY}\"\n\
+         [[http.tokens]]\ntoken = \"{READ}\"\nscope = \"read\"\n"
+    )
 }
 
 /// Runs one phase of the driver inside the namespace; returns what it measured.
@@ -86,20 +100,17 @@ fn share(config: &Path, what: &str, valid_for: &str) -> String {
 
 #[test]
 fn the_page_lists_plays_in_sync_and_guards_the_recordings() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     require_tools();
     require_playwright();
     let scratch = Scratch::new("page");
     let dir = scratch.path.clone();
-    let artifacts = artifacts();
+    let artifacts = artifacts("room");
     let ns = Netns::create("page");
     let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(ROOM, "vp8")]);
     let pages = PageServer::start(&ns, &dir);
     let out = dir.join("out");
-    let http = format!(
-        "[http]\nlisten = \"127.0.0.1:9469\"\nshare_key = \"{SHARE_KEY}\"\n\
-         [[http.tokens]]\ntoken = \"{READ}\"\nscope = \"read\"\n"
-    );
-    let config = recorder_config(&out, "", &format!("{http}{}", rooms_toml(&[ROOM])));
+    let config = recorder_config(&out, "", &format!("{}{}", http_toml(), rooms_toml(&[ROOM])));
     let mut daemon = Daemon::start(&ns, &dir, &config);
     daemon
         .proc
@@ -157,6 +168,62 @@ fn the_page_lists_plays_in_sync_and_guards_the_recordings() {
         "shared-meetings.png",
     ] {
         assert!(artifacts.join(name).exists(), "no screenshot {name}");
+    }
+    daemon.proc.terminate(Duration::from_secs(20));
+}
+
+/// VP9, AV1 and H.264 (Matroska) play on the meeting page too: one room per codec, one
+/// Chromium publisher each; each meeting seeked and played on its clock, frames decoded.
+#[test]
+fn each_codec_plays_on_its_room_clock() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    require_playwright();
+    let scratch = Scratch::new("page-codecs");
+    let dir = scratch.path.clone();
+    let artifacts = artifacts("codecs");
+    let ns = Netns::create("pagecodecs");
+    let rooms = [(4331, "vp9"), (4332, "av1"), (4333, "h264")];
+    let specs: Vec<RoomSpec> = rooms.iter().map(|&(r, c)| RoomSpec::new(r, c)).collect();
+    let _janus = Janus::start(&ns, &dir, &specs);
+    let pages = PageServer::start(&ns, &dir);
+    let ids: Vec<u64> = rooms.iter().map(|&(r, _)| r).collect();
+    let config = recorder_config(
+        &dir.join("out"),
+        "",
+        &format!("{}{}", http_toml(), rooms_toml(&ids)),
+    );
+    let mut daemon = Daemon::start(&ns, &dir, &config);
+    daemon
+        .proc
+        .wait_for_nth("watching room", rooms.len(), Duration::from_secs(30));
+    // One after the other: three encoders starting at once fill both cores for seconds.
+    let mut running: Vec<Publisher> = rooms
+        .iter()
+        .map(|&(room, codec)| {
+            let spec = PublisherSpec {
+                secs: Some(15),
+                ..PublisherSpec::new(room, &format!("{codec} publisher"))
+            };
+            let mut p = Publisher::start(&ns, &pages, &dir, spec);
+            p.wait_published(1);
+            p
+        })
+        .collect();
+    for p in &mut running {
+        p.wait_ended(1, Duration::from_secs(60));
+    }
+    daemon
+        .proc
+        .wait_for_nth("recording finished", rooms.len(), Duration::from_secs(30));
+    let a = artifacts.to_string_lossy().into_owned();
+    let played = drive(&ns, &dir, "codecs", &["http://127.0.0.1:9469", READ, &a]);
+    eprintln!("codecs: {played}");
+    for (_, codec) in rooms {
+        assert!(
+            played.get(codec).is_some(),
+            "{codec} was not played: {played}"
+        );
     }
     daemon.proc.terminate(Duration::from_secs(20));
 }

@@ -3,6 +3,7 @@ Chromium) for tests/page.rs. One phase per run:
 
     driver.py live     BASE TOKEN ARTIFACTS
     driver.py finished BASE TOKEN ARTIFACTS ROOM T_SECS SHARE_OK SHARE_EXPIRED
+    driver.py codecs   BASE TOKEN ARTIFACTS
 
 Asserts what the page must do (exit 1 with the reason) and prints one JSON line of what it
 measured, prefixed with `JRT-RESULT `. Screenshots go to ARTIFACTS.
@@ -24,6 +25,17 @@ CONTEXT = {"viewport": {"width": 1280, "height": 900}, "bypass_csp": True}
 
 
 CONSOLE = []
+
+# Every video the meeting's clock has on now can play.
+READY = """() => player.videos().filter(p => p.active)
+    .every(p => p.video.readyState >= 2 && !p.video.seeking)"""
+
+# Each video against the room clock, read in one go.
+MEASURE = """() => { const t = player.time(); return player.videos().map(p => ({
+    id: p.id, offset: p.offset, duration: p.duration, active: p.active,
+    err_ms: (p.video.currentTime - (t - p.offset)) * 1000,
+    frames: p.video.getVideoPlaybackQuality().totalVideoFrames,
+    paused: p.video.paused, t })); }"""
 
 # What every <video> of the page is doing, for failure messages.
 VIDEO_STATES = """() => [...document.querySelectorAll('video')].map(v => ({id: v.dataset.id,
@@ -150,15 +162,8 @@ def finished(base, token, artifacts, room, t, share_ok, share_expired):
         meeting = row.get_attribute("data-id")
         page.goto(f"{base}/meeting/{meeting}?t={t}s")
         page.wait_for_function("window.player !== undefined")
-        ready = """() => player.videos().filter(p => p.active)
-            .every(p => p.video.readyState >= 2 && !p.video.seeking)"""
-        page.wait_for_function(ready, timeout=20000)
-        measure = """() => { const t = player.time(); return player.videos().map(p => ({
-            id: p.id, offset: p.offset, duration: p.duration,
-            active: p.active,
-            err_ms: (p.video.currentTime - (t - p.offset)) * 1000,
-            frames: p.video.getVideoPlaybackQuality().totalVideoFrames,
-            paused: p.video.paused, t })); }"""
+        page.wait_for_function(READY, timeout=20000)
+        measure = MEASURE
         at_seek = page.evaluate(measure)
         out["at_seek"] = at_seek
         active = [v for v in at_seek if v["active"]]
@@ -245,10 +250,46 @@ def finished(base, token, artifacts, room, t, share_ok, share_expired):
     return out
 
 
+def codecs(base, token, artifacts):
+    """Every meeting (one per codec's room): seeked to 3 s, then 5 s of play; each video on
+    the clock within 50 ms, its frames decoded."""
+    out = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_context(**CONTEXT).new_page()
+        watch(page)
+        login(page, base, token, artifacts)
+        meetings = page.request.get(base + "/api/v1/meetings").json()["meetings"]
+        for m in meetings:
+            codec = m["recordings"][0]["video_codec"]
+            page.goto(f"{base}/meeting/{m['id']}?t=3s")
+            page.wait_for_function("window.player !== undefined")
+            try:
+                page.wait_for_function(READY, timeout=20000)
+            except Exception:
+                fail(f"{codec}: the videos do not load: " + json.dumps(page.evaluate(VIDEO_STATES)))
+            before = page.evaluate(MEASURE)
+            check(before and all(abs(v["err_ms"]) <= 50 for v in before if v["active"]), f"{codec} seeked: {before}")
+            page.click("#play")
+            page.wait_for_function("player.playing()", timeout=10000)
+            time.sleep(5)
+            after = page.evaluate(MEASURE)
+            page.screenshot(path=f"{artifacts}/meeting-{codec}.png")
+            for v, v0 in zip(after, before):
+                check(v["active"] and not v["paused"], f"{codec}: not playing: {v}")
+                check(abs(v["err_ms"]) <= 50, f"{codec} after 5 s of play: {v}")
+                check(v["frames"] > v0["frames"] + 50, f"{codec}: frames {v0['frames']} -> {v['frames']}")
+            out[codec] = {"err_ms": [v["err_ms"] for v in after], "frames": [v["frames"] - v0["frames"] for v, v0 in zip(after, before)]}
+        browser.close()
+    return out
+
+
 def main():
     phase, base, token, artifacts = sys.argv[1:5]
     if phase == "live":
         out = live(base, token, artifacts)
+    elif phase == "codecs":
+        out = codecs(base, token, artifacts)
     else:
         room, t, share_ok, share_expired = sys.argv[5:9]
         out = finished(base, token, artifacts, room, float(t), share_ok, share_expired)
