@@ -197,22 +197,14 @@ fn each_codec_plays_on_its_room_clock() {
     daemon
         .proc
         .wait_for_nth("watching room", rooms.len(), Duration::from_secs(30));
-    // One after the other: three encoders starting at once fill both cores for seconds.
-    let mut running: Vec<Publisher> = rooms
+    let specs = rooms
         .iter()
-        .map(|&(room, codec)| {
-            let spec = PublisherSpec {
-                secs: Some(15),
-                ..PublisherSpec::new(room, &format!("{codec} publisher"))
-            };
-            let mut p = Publisher::start(&ns, &pages, &dir, spec);
-            p.wait_published(1);
-            p
+        .map(|&(room, codec)| PublisherSpec {
+            secs: Some(15),
+            ..PublisherSpec::new(room, &format!("{codec} publisher"))
         })
         .collect();
-    for p in &mut running {
-        p.wait_ended(1, Duration::from_secs(60));
-    }
+    let _published = publish_in_turn(&ns, &pages, &dir, specs);
     daemon
         .proc
         .wait_for_nth("recording finished", rooms.len(), Duration::from_secs(30));

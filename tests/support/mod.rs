@@ -722,6 +722,28 @@ impl Publisher {
     }
 }
 
+/// Starts a publisher per spec, each once the one before has published (encoders starting
+/// together fill both cores for seconds), then waits until each has ended its first cycle.
+pub fn publish_in_turn(
+    ns: &Netns,
+    page: &PageServer,
+    dir: &Path,
+    specs: Vec<PublisherSpec>,
+) -> Vec<Publisher> {
+    let mut running: Vec<Publisher> = specs
+        .into_iter()
+        .map(|spec| {
+            let mut p = Publisher::start(ns, page, dir, spec);
+            p.wait_published(1);
+            p
+        })
+        .collect();
+    for p in &mut running {
+        p.wait_ended(1, Duration::from_secs(60));
+    }
+    running
+}
+
 /// The timestamp after a `JRT-...` marker (the page's `Date.now()`).
 fn page_time(line: &str) -> SystemTime {
     let ms: u64 = line
