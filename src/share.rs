@@ -171,8 +171,9 @@ impl Grant {
         let ShareTarget::Room(room) = &self.target else {
             return false;
         };
-        if let Some(id) = path.strip_prefix("/api/v1/meetings/") {
-            return !id.contains('/') && id_ok(id);
+        if let Some(rest) = path.strip_prefix("/api/v1/meetings/") {
+            let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+            return id_ok(id) && ["", "room.mkv"].contains(&tail);
         }
         if path == "/api/v1/meetings" {
             return query.is_some_and(|q| {
@@ -283,6 +284,8 @@ mod tests {
         assert!(!room.allows("/api/v1/meetings", None));
         assert!(room.allows("/api/v1/meetings/12~20261201T000000Z", None));
         assert!(!room.allows("/api/v1/meetings/120~20261201T000000Z", None));
+        assert!(room.allows("/api/v1/meetings/12~20261201T000000Z/room.mkv", None));
+        assert!(!room.allows("/api/v1/meetings/12~20261201T000000Z/x", None));
         assert!(room.allows("/api/v1/recordings/12~x/file", None));
         assert!(!room.allows("/api/v1/recordings/1~x/file", None));
     }

@@ -156,6 +156,13 @@ fn the_page_lists_plays_in_sync_and_guards_the_recordings() {
         &[base, READ, &a, &ROOM.to_string(), t, &ok, &expired],
     );
     eprintln!("finished: {finished}");
+    // The room file the page streamed: both people's audio and video, decoding cleanly.
+    let room_file = PathBuf::from(finished["room_file"].as_str().unwrap());
+    let (streams, secs) = probe(&room_file);
+    assert_eq!(streams.len(), 4, "{streams:?}");
+    assert!(secs > 20.0, "the room file lasts {secs} s");
+    let errors = decode_errors(&room_file);
+    assert!(errors.is_empty(), "the room file does not decode cleanly: {errors}");
     eprintln!("screenshots in {}", artifacts.display());
     for name in [
         "login.png",

@@ -22,6 +22,7 @@ pub(super) fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(get_meeting))
         .routes(routes!(recording_sidecar))
         .routes(routes!(recording_timeline))
+        .routes(routes!(meeting_room_file))
 }
 
 /// The filters of `GET /meetings`.
@@ -185,6 +186,106 @@ async fn recording_timeline(
     .await?
     .ok_or_else(|| ApiError::not_found("no such recording"))?;
     Ok(file_answer("image/svg+xml", "inline", svg.into_bytes()))
+}
+
+/// Hands the room file's bytes to the response as they are made; a client gone away is a
+/// write error, which stops the making.
+struct ToResponse(tokio::sync::mpsc::Sender<std::io::Result<axum::body::Bytes>>);
+
+impl std::io::Write for ToResponse {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(axum::body::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The whole meeting as one Matroska file (what `janus-recorder room` makes: every
+/// recording's tracks on the room clock, nothing re-encoded), streamed as it is made, not
+/// stored.
+#[utoipa::path(
+    get,
+    path = "/meetings/{id}/room.mkv",
+    params(("id" = String, Path, description = "The meeting's id")),
+    responses(
+        (status = 200, description = "The room file", content_type = "video/x-matroska"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    )
+)]
+async fn meeting_room_file(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    use crate::roomfile::{RoomOutput, TimeArg, Window};
+    let index = api.index.clone();
+    let meeting = blocking(move || {
+        Meetings {
+            index: &index,
+            verdict: &|_| crate::recordings::Verdict::unchecked(),
+        }
+        .get(&id, SystemTime::now())
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such meeting"))?;
+    let zero = time::OffsetDateTime::parse(
+        &meeting.zero_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    // The watch's recordings, from the first one's start to a second past the last one's end
+    // (the room's other watches do not overlap it).
+    let window = Window {
+        from: Some(TimeArg::At(zero)),
+        to: Some(TimeArg::At(
+            zero + std::time::Duration::from_millis(meeting.duration_ms + 1000),
+        )),
+    };
+    let dir = api.index.dir().join(&meeting.room_dir);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let errors = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let made =
+            crate::roomfile::make_room(&dir, window, RoomOutput::Stream(Box::new(ToResponse(tx))));
+        if let Err(e) = made {
+            tracing::warn!(dir = %dir.display(), error = %e, "the room file for the page failed");
+            let _ = errors.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    // The first bytes (or the error) before the answer, so a room that cannot be made is a
+    // clear error, not a broken download.
+    let first = match rx.recv().await {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(e)) => return Err(ApiError::not_found(e.to_string())),
+        None => return Err(ApiError::internal("the room file ended before it began")),
+    };
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let body =
+        futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(first) }), rest);
+    let name = format!(
+        "room-{}-{}.mkv",
+        meeting.room_dir,
+        meeting.id.rsplit('~').next().unwrap_or("")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "video/x-matroska".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// A file made here: its type, how to show it, and a policy under which nothing in it runs.

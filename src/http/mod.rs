@@ -522,7 +522,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 11, "{:?}", doc.paths.paths.keys());
+        assert_eq!(operations, 12, "{:?}", doc.paths.paths.keys());
         // And the other way: an undocumented path under /api/v1 is the fallback's 404.
         let (status, body) = send(&app, Method::GET, "/api/v1/roomz", "127.0.0.1:1", None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);

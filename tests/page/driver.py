@@ -211,6 +211,16 @@ def finished(base, token, artifacts, room, t, share_ok, share_expired):
         check(3.5 < t1 - t0 < 4.6, f"at 2x the clock advanced {t1 - t0} s in 2 s")
         page.keyboard.press("Space")
 
+        # The whole room as one Matroska file, streamed.
+        href = page.get_attribute("#room-file", "href")
+        resp = page.request.get(base + href)
+        check(resp.status == 200, f"room file: {resp.status} {resp.text()[:200]}")
+        check(resp.headers["content-type"] == "video/x-matroska", f"room file: {resp.headers}")
+        room_file = f"{artifacts}/room.mkv"
+        with open(room_file, "wb") as f:
+            f.write(resp.body())
+        out["room_file"] = room_file
+
         # A recording.
         rec = after[1]["id"]
         page.goto(f"{base}/recording/{rec}")

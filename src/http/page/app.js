@@ -374,7 +374,9 @@ async function meetingView(id) {
     ' (', [r.video_codec, r.audio_codec].filter(Boolean).join(' + '), ')')));
   show(title, info, el('div', { class: 'tiles', id: 'tiles' }, tiles.map((t) => t.tile)),
     el('div', { class: 'transport' }, playBtn, range, time, speed),
-    lanes, el('h2', {}, 'Recordings'), list);
+    lanes, el('h2', {}, 'Recordings'), list,
+    el('p', { class: 'downloads' }, el('a', { id: 'room-file', href: API + '/meetings/' + idPath(m.id) + '/room.mkv', download: '' },
+      'The whole room as one Matroska file (every track on the room clock, nothing re-encoded)')));
   lanes.style.position = 'relative';
   lanes.append(cursor);
 
