@@ -273,6 +273,18 @@ def codecs(base, token, artifacts):
         for m in meetings:
             codec = m["recordings"][0]["video_codec"]
             page.goto(f"{base}/meeting/{m['id']}?t=3s")
+            if codec == "h265":
+                # Not played: the reason and a download link instead.
+                tile = page.wait_for_selector(".tile .unplayable")
+                text = tile.inner_text()
+                check("H.265" in text and "Chromium" in text, f"h265 tile: {text!r}")
+                href = page.get_attribute(".tile .unplayable a", "href")
+                check(href.endswith("/file"), f"h265 download link: {href}")
+                check(page.request.get(base + href).status == 200, "h265 download")
+                check(page.locator(".tile video").count() == 0, "an H.265 <video>")
+                page.screenshot(path=f"{artifacts}/meeting-h265.png")
+                out[codec] = {"shown": text}
+                continue
             page.wait_for_function("window.player !== undefined")
             try:
                 page.wait_for_function(READY, timeout=20000)
