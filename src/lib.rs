@@ -15,6 +15,7 @@ pub mod health;
 pub mod http;
 pub mod ids;
 pub mod janus;
+pub mod levels;
 pub mod limits;
 pub mod manifest;
 pub mod media;

@@ -166,7 +166,7 @@ impl Grant {
         };
         if let Some(rest) = path.strip_prefix("/api/v1/recordings/") {
             let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
-            return id_ok(id) && ["", "file", "sidecar", "timeline.svg"].contains(&tail);
+            return id_ok(id) && ["", "file", "sidecar", "timeline.svg", "levels"].contains(&tail);
         }
         let ShareTarget::Room(room) = &self.target else {
             return false;

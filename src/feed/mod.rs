@@ -481,6 +481,8 @@ struct Recording {
     /// Where this part starts on the feed's timeline (zero for the first part).
     offset: Duration,
     last_flush: Instant,
+    /// Janus's audio levels, for the page's speaker lanes (see [`crate::levels`]).
+    levels: crate::levels::Levels,
 }
 
 impl Recording {
@@ -717,6 +719,9 @@ impl Feed {
             };
             rec.writer.write_video(ts, d.is_keyframe(), data)
         } else {
+            if let Some(dbov) = d.ext_vals.audio_level {
+                rec.levels.record(ts, dbov);
+            }
             rec.writer.write_audio(ts, d.data.clone())
         };
         match written {
@@ -813,6 +818,7 @@ impl Feed {
             zero,
             offset,
             last_flush: Instant::now(),
+            levels: Default::default(),
         })
     }
 
@@ -868,6 +874,9 @@ impl Feed {
                 }
                 sidecar.end_reason = Some(format!("{reason}; finalize failed: {e}"));
             }
+        }
+        if let Err(e) = rec.levels.write(&rec.paths.sidecar) {
+            tracing::warn!(path = %rec.paths.sidecar.display(), error = %e, "cannot write the audio levels");
         }
         // The sidecar first: "recording finished" means the file and its sidecar are done.
         self.publish_sidecar(&sidecar, &rec.paths.sidecar);

@@ -23,6 +23,7 @@ pub(super) fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(recording_sidecar))
         .routes(routes!(recording_timeline))
         .routes(routes!(meeting_room_file))
+        .routes(routes!(recording_levels))
 }
 
 /// The filters of `GET /meetings`.
@@ -62,6 +63,40 @@ impl MeetingsQuery {
                 .transpose()?,
         })
     }
+}
+
+/// A meeting's id in a path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MeetingPath {
+    /// The meeting's id (`<room directory>~<manifest stem>`).
+    id: String,
+}
+
+/// A recording's id in a path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RecordingPath {
+    /// The recording's id (`<room directory>~<file stem>`).
+    id: String,
+}
+
+/// What reading one meeting or recording may answer besides its content.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "never built: it describes answers in the OpenAPI document"
+)]
+pub enum ReadErrors {
+    /// No token, or a wrong one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The token's scope, or the peer, is not enough.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such meeting or recording.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
 }
 
 /// The meetings list.
@@ -106,17 +141,15 @@ async fn list_meetings(
 #[utoipa::path(
     get,
     path = "/meetings/{id}",
-    params(("id" = String, Path, description = "The meeting's id")),
+    params(MeetingPath),
     responses(
         (status = 200, body = Meeting),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)
+        ReadErrors
     )
 )]
 async fn get_meeting(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    Path(MeetingPath { id }): Path<MeetingPath>,
 ) -> Result<Json<Meeting>, ApiError> {
     let index = api.index.clone();
     blocking(move || {
@@ -135,27 +168,38 @@ async fn get_meeting(
 #[utoipa::path(
     get,
     path = "/recordings/{id}/sidecar",
-    params(("id" = String, Path, description = "The recording's id")),
+    params(RecordingPath),
     responses(
         (status = 200, description = "The sidecar JSON", content_type = "application/json"),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)
+        ReadErrors
     )
 )]
 async fn recording_sidecar(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    Path(RecordingPath { id }): Path<RecordingPath>,
+) -> Result<Response, ApiError> {
+    let name = format!("{}.json", id.split_once('~').map_or("", |(_, s)| s));
+    let disposition = format!("attachment; filename=\"{name}\"");
+    beside_recording(&api, id, "application/json", &disposition, |index, id| {
+        crate::meetings::sidecar_path(index, id).and_then(|p| std::fs::read(p).ok())
+    })
+    .await
+}
+
+/// A file made from what is beside recording `id` by `make` (on a blocking thread); 404
+/// when it gives nothing.
+async fn beside_recording(
+    api: &Api,
+    id: String,
+    content_type: &'static str,
+    disposition: &str,
+    make: impl FnOnce(&crate::recordings::Index, &str) -> Option<Vec<u8>> + Send + 'static,
 ) -> Result<Response, ApiError> {
     let index = api.index.clone();
-    let name = format!("{}.json", id.split_once('~').map_or("", |(_, s)| s));
-    let text = blocking(move || {
-        crate::meetings::sidecar_path(&index, &id).and_then(|p| std::fs::read(p).ok())
-    })
-    .await?
-    .ok_or_else(|| ApiError::not_found("no such recording"))?;
-    let disposition = format!("attachment; filename=\"{name}\"");
-    Ok(file_answer("application/json", &disposition, text))
+    let body = blocking(move || make(&index, &id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such recording, or nothing of this kind for it"))?;
+    Ok(file_answer(content_type, disposition, body))
 }
 
 /// The check tool's timeline picture of the recording's file (`check --timeline`): a lane
@@ -163,29 +207,53 @@ async fn recording_sidecar(
 #[utoipa::path(
     get,
     path = "/recordings/{id}/timeline.svg",
-    params(("id" = String, Path, description = "The recording's id")),
+    params(RecordingPath),
     responses(
         (status = 200, description = "The picture", content_type = "image/svg+xml"),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)
+        ReadErrors
     )
 )]
 async fn recording_timeline(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    Path(RecordingPath { id }): Path<RecordingPath>,
 ) -> Result<Response, ApiError> {
-    let index = api.index.clone();
-    let svg = blocking(move || {
-        let r = index.get(&id, SystemTime::now())?;
+    beside_recording(&api, id, "image/svg+xml", "inline", |index, id| {
+        let r = index.get(id, SystemTime::now())?;
         let mut report = crate::check::check_file(&r.media, &Default::default());
         // The file's name only: the server's directories are not the viewer's business.
         report.file = r.file.into();
-        Some(crate::check::timeline::svg(&report))
+        Some(crate::check::timeline::svg(&report).into_bytes())
     })
-    .await?
-    .ok_or_else(|| ApiError::not_found("no such recording"))?;
-    Ok(file_answer("image/svg+xml", "inline", svg.into_bytes()))
+    .await
+}
+
+/// The recording's audio levels (see `crate::levels`): one byte per 100 ms of the file,
+/// `127 - dBov` (127 the loudest, 0 silence or none reported). Written when the file is
+/// finalized: 404 before, and for recordings without Janus's audio-level extension.
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}/levels",
+    params(RecordingPath),
+    responses(
+        (status = 200, description = "The levels", content_type = "application/octet-stream"),
+        ReadErrors
+    )
+)]
+async fn recording_levels(
+    State(api): State<Api>,
+    Path(RecordingPath { id }): Path<RecordingPath>,
+) -> Result<Response, ApiError> {
+    beside_recording(
+        &api,
+        id,
+        "application/octet-stream",
+        "inline",
+        |index, id| {
+            let sidecar = crate::meetings::sidecar_path(index, id)?;
+            std::fs::read(crate::levels::path_beside(&sidecar)).ok()
+        },
+    )
+    .await
 }
 
 /// Hands the room file's bytes to the response as they are made; a client gone away is a
@@ -211,17 +279,15 @@ impl std::io::Write for ToResponse {
 #[utoipa::path(
     get,
     path = "/meetings/{id}/room.mkv",
-    params(("id" = String, Path, description = "The meeting's id")),
+    params(MeetingPath),
     responses(
         (status = 200, description = "The room file", content_type = "video/x-matroska"),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)
+        ReadErrors
     )
 )]
 async fn meeting_room_file(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    Path(MeetingPath { id }): Path<MeetingPath>,
 ) -> Result<Response, ApiError> {
     use crate::roomfile::{RoomOutput, TimeArg, Window};
     let index = api.index.clone();

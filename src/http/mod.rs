@@ -522,7 +522,16 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 12, "{:?}", doc.paths.paths.keys());
+        let levels = &doc.paths.paths["/api/v1/recordings/{id}/levels"];
+        let answers = &levels.get.as_ref().unwrap().responses.responses;
+        assert!(
+            ["200", "401", "403", "404"]
+                .iter()
+                .all(|s| answers.contains_key(*s)),
+            "{:?}",
+            answers.keys()
+        );
+        assert_eq!(operations, 13, "{:?}", doc.paths.paths.keys());
         // And the other way: an undocumented path under /api/v1 is the fallback's 404.
         let (status, body) = send(&app, Method::GET, "/api/v1/roomz", "127.0.0.1:1", None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);

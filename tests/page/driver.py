@@ -171,6 +171,13 @@ def finished(base, token, artifacts, room, t, share_ok, share_expired):
         check(abs(at_seek[0]["t"] - t) < 0.001, f"the clock is at {at_seek[0]['t']}, not {t}")
         for v in active:
             check(abs(v["err_ms"]) <= 50, f"after the seek: {v}")
+        # Speaker lanes: both people spoke (Chromium's fake microphone beeps), drawn from
+        # their audio levels.
+        page.wait_for_function(
+            "[...document.querySelectorAll('#lanes .lane')].every(l => +(l.dataset.spoken || 0) > 0)",
+            timeout=20000,
+        )
+        out["spoken_100ms"] = page.eval_on_selector_all("#lanes .lane", "ls => ls.map(l => +l.dataset.spoken)")
         page.screenshot(path=f"{artifacts}/meeting-seeked.png")
         page.click("#play")
         page.wait_for_function("player.playing()", timeout=10000)

@@ -218,6 +218,7 @@ async function meetingView(id) {
         style: `left:${(p.offset / total * 100).toFixed(3)}%;width:${(p.duration / total * 100).toFixed(3)}%`,
       }));
     }
+    t.lane = lane;
     lane.addEventListener('click', (ev) => {
       const box = lane.getBoundingClientRect();
       seek((ev.clientX - box.left) / box.width * total);
@@ -379,6 +380,7 @@ async function meetingView(id) {
       'The whole room as one Matroska file (every track on the room clock, nothing re-encoded)')));
   lanes.style.position = 'relative';
   lanes.append(cursor);
+  for (const t of tiles) drawSpeech(t, total);
 
   window.player = {
     time: () => clockState.now(),
@@ -388,6 +390,35 @@ async function meetingView(id) {
   };
   const t0 = parseT(new URLSearchParams(location.search).get('t'));
   seek(t0 ?? 0);
+}
+
+/** Loudness (127 - dBov) from which a person counts as speaking: -60 dBov and louder. */
+const SPEAKING = 67;
+
+/** Draws when the person of tile `t` spoke into their lane, from each part's audio levels
+ * (one byte per 100 ms; parts without levels draw nothing). */
+async function drawSpeech(t, total) {
+  const canvas = el('canvas', { class: 'speech' });
+  t.lane.append(canvas);
+  const width = Math.max(1, t.lane.clientWidth), height = Math.max(1, t.lane.clientHeight);
+  canvas.width = width;
+  canvas.height = height;
+  const g = canvas.getContext('2d');
+  g.fillStyle = '#1d3f8f';
+  let spoken = 0;
+  for (const p of t.parts) {
+    if (!p.rec) continue;
+    const r = await fetch(API + '/recordings/' + idPath(p.rec.id) + '/levels', { credentials: 'same-origin' });
+    if (!r.ok) continue;
+    const levels = new Uint8Array(await r.arrayBuffer());
+    const w = Math.max(1, 0.1 / total * width);
+    levels.forEach((v, i) => {
+      if (v < SPEAKING) return;
+      spoken++;
+      g.fillRect((p.offset + i * 0.1) / total * width, height * 0.2, w, height * 0.6);
+    });
+  }
+  t.lane.dataset.spoken = String(spoken);
 }
 
 // ---- One recording ------------------------------------------------------------------
