@@ -137,7 +137,7 @@ pub struct Meeting {
 /// The filters of the meetings list.
 #[derive(Debug, Clone, Default)]
 pub struct MeetingQuery {
-    /// The room id as written.
+    /// The room id as written, or its directory's name.
     pub room: Option<String>,
     /// A participant's display name contains this (case-insensitive).
     pub participant: Option<String>,
@@ -219,7 +219,9 @@ impl Meetings<'_> {
             .filter_map(|p| self.read(p, now))
             .filter(|m| {
                 let start = parse_time(&m.started_at).map(SystemTime::from);
-                q.room.as_ref().is_none_or(|r| *r == m.room)
+                q.room
+                    .as_ref()
+                    .is_none_or(|r| *r == m.room || *r == m.room_dir)
                     && q.state.is_none_or(|s| s == m.state)
                     && q.since.is_none_or(|t| start.is_some_and(|s| s >= t))
                     && q.until.is_none_or(|t| start.is_some_and(|s| s < t))

@@ -30,7 +30,7 @@ pub(super) fn routes() -> OpenApiRouter<Api> {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MeetingsQuery {
-    /// Only this room (its id as written).
+    /// Only this room (its id as written, or its directory's name).
     room: Option<String>,
     /// A participant's display name contains this (case-insensitive).
     participant: Option<String>,

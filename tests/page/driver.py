@@ -239,6 +239,8 @@ def finished(base, token, artifacts, room, t, share_ok, share_expired):
         text = page.inner_text("main")
         check("<img src=x onerror=" in text or "Alice" in text, "the recording page shows no name")
         check(page.locator("main img").count() == 1, "only the timeline is an image")
+        page.wait_for_selector("#in-meeting")
+        check(page.locator("#room-file").count() == 1, "no room download on the recording page")
         page.screenshot(path=f"{artifacts}/recording.png", full_page=True)
         check(page.evaluate("window.__pwned") is None and not pwned, "a display name ran script")
 

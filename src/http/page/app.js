@@ -451,9 +451,21 @@ async function recordingView(id) {
     problems,
     el('div', { class: 'timeline' }, el('img', { alt: 'timeline of the file', src: API + '/recordings/' + idPath(r.id) + '/timeline.svg' })),
     el('h2', {}, 'Downloads'),
-    el('p', { class: 'downloads' },
+    el('p', { class: 'downloads', id: 'downloads' },
       el('a', { href: fileUrl(r.id), download: r.file }, 'The file (' + bytes(r.bytes) + ')'),
       el('a', { href: API + '/recordings/' + idPath(r.id) + '/sidecar', download: '' }, 'The sidecar (JSON)')));
+  // Its meeting, when this viewer may see the room's meetings (a link shared for one
+  // recording may not).
+  try {
+    const list = await getJSON('/meetings?room=' + encodeURIComponent(r.id.split('~')[0]));
+    const m = list.meetings.find((x) => x.recordings.some((x2) => x2.id === r.id));
+    if (m) {
+      const offset = m.recordings.find((x) => x.id === r.id).offset_ms / 1000;
+      document.getElementById('downloads').append(
+        el('a', { id: 'room-file', href: API + '/meetings/' + idPath(m.id) + '/room.mkv', download: '' }, 'The whole room (one Matroska file)'),
+        el('a', { id: 'in-meeting', href: '/meeting/' + idPath(m.id) + '?t=' + formatT(offset) }, 'Watch it in its meeting'));
+    }
+  } catch (_) { /* not shared with this viewer */ }
 }
 
 // ---- Now ----------------------------------------------------------------------------
