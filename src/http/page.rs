@@ -227,7 +227,10 @@ fn asset(content_type: &'static str, body: &'static str) -> axum::routing::Metho
 /// The page's routes (outside the API's access check: each decides for itself).
 pub(super) fn routes() -> Router<Api> {
     let mut r = Router::new()
-        .route("/login", post(login))
+        .route(
+            "/login",
+            get(|| async { login_page(StatusCode::OK, "") }).post(login),
+        )
         .route("/logout", post(logout))
         .route("/share", get(share))
         .route(

@@ -264,6 +264,11 @@ def finished(base, token, artifacts, room, t, share_ok, share_expired):
         page.screenshot(path=f"{artifacts}/shared-meetings.png")
         resp = page.request.get(base + "/api/v1/rooms")
         check(resp.status == 401, f"a share link opened /api/v1/rooms: {resp.status}")
+        # What the link does not open says so, and offers the login.
+        page.goto(base + "/now")
+        page.wait_for_selector("text=This is not open to you")
+        page.click("a[href=\"/login\"]")
+        page.wait_for_selector("#login")
         ctx.close()
         browser.close()
     return out

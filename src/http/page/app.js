@@ -84,6 +84,11 @@ function show(...nodes) {
 }
 
 function failure(e) {
+  if (e.status === 401) {
+    show(el('p', { class: 'error' }, 'This is not open to you: log in, or ask for a share link that opens it.'),
+      el('p', {}, el('a', { href: '/login', 'data-full': '' }, 'Log in')));
+    return;
+  }
   show(el('p', { class: 'error' }, 'Cannot load: ' + e.message));
 }
 
@@ -576,7 +581,10 @@ async function nowView() {
   show(el('h1', {}, 'Now: rooms being recorded'), summary, container);
   async function refresh() {
     let list;
-    try { list = await getJSON('/meetings?state=recording'); } catch (e) { summary.replaceChildren(el('p', { class: 'error' }, e.message)); return; }
+    try { list = await getJSON('/meetings?state=recording'); } catch (e) {
+      if (e.status === 401) { leaving(); failure(e); } else summary.replaceChildren(el('p', { class: 'error' }, e.message));
+      return;
+    }
     const liveIds = new Set();
     summary.replaceChildren(list.meetings.length ? el('table', {},
       el('thead', {}, el('tr', {}, ['Room', 'Publishing', 'For', 'Bytes'].map((h) => el('th', {}, h)))),
@@ -611,9 +619,9 @@ async function nowView() {
       if (!liveIds.has(id)) { p.stop(); p.tile.remove(); players.delete(id); }
     }
   }
-  await refresh();
   const timer = setInterval(refresh, 2000);
   leaving = () => { clearInterval(timer); for (const p of players.values()) p.stop(); };
+  await refresh();
 }
 
 // ---- Routing and login --------------------------------------------------------------
@@ -647,7 +655,7 @@ function login() {
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ token }),
     });
-    if (r.ok) location.reload();
+    if (r.ok) location.href = location.pathname === '/login' ? '/' : location.href;
     else message.textContent = 'That token is not accepted.';
   });
 }
@@ -666,7 +674,7 @@ document.addEventListener('DOMContentLoaded', () => {
   });
   main().addEventListener('click', (ev) => {
     const a = ev.target.closest('a');
-    if (!a || a.hasAttribute('download') || !a.getAttribute('href').startsWith('/') || a.getAttribute('href').startsWith('/api/')) return;
+    if (!a || a.hasAttribute('download') || a.hasAttribute('data-full') || !a.getAttribute('href').startsWith('/') || a.getAttribute('href').startsWith('/api/')) return;
     ev.preventDefault();
     go(a.getAttribute('href'));
   });
