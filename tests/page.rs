@@ -173,6 +173,7 @@ fn the_page_lists_plays_in_sync_and_guards_the_recordings() {
         "meetings.png",
         "meeting-seeked.png",
         "meeting-playing.png",
+        "meeting-start.png",
         "recording.png",
         "share-refused.png",
         "shared-meetings.png",

@@ -217,6 +217,13 @@ def finished(base, token, artifacts, room, t, share_ok, share_expired):
         out["speed2_advance_s"] = t1 - t0
         check(3.5 < t1 - t0 < 4.6, f"at 2x the clock advanced {t1 - t0} s in 2 s")
         page.keyboard.press("Space")
+        page.wait_for_function("!player.playing()")
+        # Before the second person joined, their tile is grey; Home seeks to the start.
+        page.keyboard.press("Home")
+        page.wait_for_function("player.time() === 0")
+        absent = page.eval_on_selector_all(".tile.absent .name", "ns => ns.map(n => n.textContent)")
+        check(len(absent) == 1 and "<img" in absent[0], f"absent at 0 s: {absent}")
+        page.screenshot(path=f"{artifacts}/meeting-start.png")
 
         # The whole room as one Matroska file, streamed.
         href = page.get_attribute("#room-file", "href")
