@@ -503,6 +503,8 @@ struct OpenFile {
     /// Where this part starts on the feed's timeline (zero for the first part).
     offset: Duration,
     last_flush: Instant,
+    /// Janus's audio levels, for the page's speaker lanes (see [`crate::levels`]).
+    levels: crate::levels::Levels,
 }
 
 impl OpenFile {
@@ -755,6 +757,9 @@ impl Feed {
             Some(joined) => FrameBytes::Owned(joined),
             None => FrameBytes::Shared(d.data.clone()),
         };
+        if !is_video && let Some(dbov) = d.ext_vals.audio_level {
+            rec.levels.record(ts, dbov);
+        }
         let written = rec.writer.write(ts, kind, d.is_keyframe(), data);
         match written {
             Ok(()) => {
@@ -867,6 +872,7 @@ impl Feed {
             zero,
             offset,
             last_flush: Instant::now(),
+            levels: Default::default(),
         })
     }
 
@@ -968,6 +974,9 @@ impl Outputs {
                 }
                 sidecar.end_reason = Some(format!("{reason}; finalize failed: {e}"));
             }
+        }
+        if let Err(e) = rec.levels.write(&rec.paths.sidecar) {
+            tracing::warn!(path = %rec.paths.sidecar.display(), error = %e, "cannot write the audio levels");
         }
         // The sidecar first: "recording finished" means the file and its sidecar are done.
         self.publish_sidecar(&sidecar, &rec.paths.sidecar);

@@ -576,6 +576,19 @@ impl PageServer {
     }
 }
 
+/// How every test runs Chromium: headless as root, no network of its own (no QUIC, no
+/// background requests, updates or sync).
+pub const CHROMIUM_FLAGS: [&str; 8] = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// What a Chromium publisher does.
 #[derive(Debug, Clone)]
 pub struct PublisherSpec {
@@ -647,21 +660,14 @@ impl Publisher {
             url.push_str(&format!("&{k}={}", percent_encode(v)));
         }
         let mut cmd = ns.command("chromium");
-        cmd.args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()));
+        cmd.args(CHROMIUM_FLAGS)
+            .args([
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()));
         if let Some((video, audio)) = &spec.media_files {
             cmd.arg(format!(
                 "--use-file-for-fake-video-capture={}",
@@ -714,6 +720,28 @@ impl Publisher {
     pub fn stop(&self) {
         fs::write(&self.control, b"stop").unwrap();
     }
+}
+
+/// Starts a publisher per spec, each once the one before has published (encoders starting
+/// together fill both cores for seconds), then waits until each has ended its first cycle.
+pub fn publish_in_turn(
+    ns: &Netns,
+    page: &PageServer,
+    dir: &Path,
+    specs: Vec<PublisherSpec>,
+) -> Vec<Publisher> {
+    let mut running: Vec<Publisher> = specs
+        .into_iter()
+        .map(|spec| {
+            let mut p = Publisher::start(ns, page, dir, spec);
+            p.wait_published(1);
+            p
+        })
+        .collect();
+    for p in &mut running {
+        p.wait_ended(1, Duration::from_secs(60));
+    }
+    running
 }
 
 /// The timestamp after a `JRT-...` marker (the page's `Date.now()`).
