@@ -3,6 +3,9 @@
 //! disk that stalls (a stuck NFS mount, a device with its queue frozen) stalls only that
 //! thread, while the media loop, the other feeds and the watchdog go on.
 //!
+//! Frames go over in batches (every [`DiskWriter::send`], the feed's tick, or every
+//! [`BATCH_FRAMES`]): one wake-up of the thread per batch, not per frame.
+//!
 //! The queue holds at most [`MAX_QUEUED`] bytes of frames: past that (a disk stalled for
 //! minutes) frames are dropped and counted rather than letting memory grow without bound,
 //! and video takes up again at a keyframe (the frames between would not decode).
@@ -21,9 +24,15 @@ use crate::webm::writer::{FrameBytes, WebmWriter, WriteCause, WriteError, WriteS
 /// of a minute at 12 Mb/s; far past any flush a working disk takes.
 const MAX_QUEUED: usize = 32 << 20;
 
+/// Frames gathered before they go to the thread at the latest (the feed's tick sends
+/// sooner).
+const BATCH_FRAMES: usize = 64;
+
 /// A recording's file on its own thread.
 pub(crate) struct DiskWriter {
     jobs: Option<mpsc::Sender<Job>>,
+    /// Frames not sent to the thread yet.
+    batch: Vec<Frame>,
     shared: Arc<Shared>,
     thread: Option<thread::JoinHandle<Result<WriteSummary, WriteError>>>,
     path: PathBuf,
@@ -41,13 +50,16 @@ struct Shared {
     failed: Mutex<Option<WriteError>>,
 }
 
+/// One frame for the file.
+struct Frame {
+    ts: Duration,
+    kind: MediaKind,
+    keyframe: bool,
+    data: FrameBytes,
+}
+
 enum Job {
-    Frame {
-        ts: Duration,
-        kind: MediaKind,
-        keyframe: bool,
-        data: FrameBytes,
-    },
+    Frames(Vec<Frame>),
     /// Hand what is written to the operating system.
     Flush,
     /// Write the sidecar (atomically, synced).
@@ -69,6 +81,7 @@ impl DiskWriter {
             .spawn(move || span.in_scope(|| write_all(writer, queue, &theirs)))?;
         Ok(DiskWriter {
             jobs: Some(jobs),
+            batch: Vec::new(),
             shared,
             thread: Some(thread),
             path: path.to_path_buf(),
@@ -104,27 +117,39 @@ impl DiskWriter {
             self.video_dropped = false;
         }
         self.shared.queued.fetch_add(len, Ordering::AcqRel);
-        let job = Job::Frame {
+        self.batch.push(Frame {
             ts,
             kind,
             keyframe,
             data,
-        };
-        self.send(job);
+        });
+        if self.batch.len() >= BATCH_FRAMES {
+            self.send();
+        }
         Ok(())
+    }
+
+    /// Hands the frames gathered so far to the thread.
+    pub(crate) fn send(&mut self) {
+        if !self.batch.is_empty() {
+            let frames = std::mem::take(&mut self.batch);
+            self.job(Job::Frames(frames));
+        }
     }
 
     /// Asks for what is written to be handed to the operating system; returns the first
     /// failure so far.
     pub(crate) fn flush(&mut self) -> Result<(), WriteError> {
         self.failed()?;
-        self.send(Job::Flush);
+        self.send();
+        self.job(Job::Flush);
         Ok(())
     }
 
     /// Writes `sidecar` at `path` after what is queued (a failure is logged).
-    pub(crate) fn write_sidecar(&self, sidecar: Sidecar, path: PathBuf) {
-        self.send(Job::Sidecar(Box::new(sidecar), path));
+    pub(crate) fn write_sidecar(&mut self, sidecar: Sidecar, path: PathBuf) {
+        self.send();
+        self.job(Job::Sidecar(Box::new(sidecar), path));
     }
 
     /// Frames dropped because the disk did not keep up.
@@ -140,6 +165,7 @@ impl DiskWriter {
     /// Writes everything queued and finalizes the file. Blocks until the disk has done it:
     /// call it from a blocking thread.
     pub(crate) fn finalize(mut self) -> Result<WriteSummary, WriteError> {
+        self.send();
         self.jobs = None;
         let thread = self.thread.take().expect("finalized once");
         match thread.join() {
@@ -153,7 +179,7 @@ impl DiskWriter {
         }
     }
 
-    fn send(&self, job: Job) {
+    fn job(&self, job: Job) {
         // The thread ends only when `jobs` is dropped: sending cannot fail before.
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(job);
@@ -175,6 +201,7 @@ impl Drop for DiskWriter {
     /// Dropped without [`DiskWriter::finalize`] (a panicking feed): the thread still writes
     /// what is queued and finalizes, on its own.
     fn drop(&mut self) {
+        self.send();
         self.jobs = None;
     }
 }
@@ -193,15 +220,15 @@ fn write_all(
     }
     for job in queue {
         let written = match job {
-            Job::Frame {
-                ts,
-                kind,
-                keyframe,
-                data,
-            } => {
-                let len = data.len();
-                let r = writer.write_frame(ts, kind, keyframe, data);
-                shared.queued.fetch_sub(len, Ordering::AcqRel);
+            Job::Frames(frames) => {
+                let mut r = Ok(());
+                for f in frames {
+                    let len = f.data.len();
+                    if r.is_ok() {
+                        r = writer.write_frame(f.ts, f.kind, f.keyframe, f.data);
+                    }
+                    shared.queued.fetch_sub(len, Ordering::AcqRel);
+                }
                 r
             }
             Job::Flush => writer.flush(),
