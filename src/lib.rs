@@ -32,5 +32,6 @@ pub mod rtc;
 pub mod secret;
 pub mod service;
 pub mod status;
+pub mod storage;
 pub mod text;
 pub mod webm;

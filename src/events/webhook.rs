@@ -126,7 +126,7 @@ fn remove_stale_temporaries(dir: &Path) {
 
 /// A wait of `base` with ±25% jitter, so receivers coming back are not hit by every
 /// recorder at once.
-fn jittered(base: Duration) -> Duration {
+pub(crate) fn jittered(base: Duration) -> Duration {
     let r = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
     base.mul_f64(0.75 + r * 0.5)
 }

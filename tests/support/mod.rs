@@ -6,6 +6,8 @@
 //! Missing tools fail the test with the command that installs them; nothing is skipped.
 #![allow(dead_code)] // each test binary uses a different part of the rig
 
+pub mod garage;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -906,8 +908,13 @@ pub fn lines_with(path: &Path, needle: &str) -> Vec<String> {
 /// Runs `f` on a thread that has entered the namespace's network stack, so sockets it opens
 /// reach Janus on the namespace's loopback.
 pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    in_named_netns(&ns.name, f)
+}
+
+/// [`in_netns`] by the namespace's name.
+pub fn in_named_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     use std::os::fd::AsRawFd;
-    let path = format!("/var/run/netns/{}", ns.name);
+    let path = format!("/var/run/netns/{name}");
     std::thread::spawn(move || {
         let fd = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
