@@ -1,0 +1,206 @@
+//! `[storage]`: finished recordings go to a real S3 server (Garage, single node, in the
+//! test's namespace), verified, under the key template; failures that waiting will not heal
+//! are said clearly and the files kept; `keep_local = "until-uploaded"` deletes only what is
+//! verified.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+use sha2::Digest;
+use support::garage::Garage;
+use support::*;
+
+const UPLOADED: &str = "uploaded and verified";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The key the template `rec/{room}/{date}/{feed}/{file}` gives a recording's file.
+fn key_of(file: &Path, sidecar: &serde_json::Value) -> String {
+    format!(
+        "rec/{}/{}/{}/{}",
+        sidecar["room"],
+        &sidecar["started_at"].as_str().unwrap()[..10],
+        sidecar["feed"],
+        file.file_name().unwrap().to_string_lossy()
+    )
+}
+
+/// Garage, Janus with one VP8 room and the daemon recording it with `[storage]` (its table
+/// from [`Garage::storage_toml`] with `extra`), watching the room. `before` runs after the
+/// storage table is written and before the daemon starts.
+/// Fields drop in order: the daemon first, the scratch directory last.
+struct Rig {
+    daemon: Daemon,
+    _janus: Janus,
+    garage: Garage,
+    ns: Netns,
+    _scratch: Scratch,
+    dir: PathBuf,
+    out: PathBuf,
+}
+
+fn rig(tag: &str, room: u64, extra: &str, before: impl FnOnce(&Path)) -> Rig {
+    require_tools();
+    let scratch = Scratch::new(tag);
+    let dir = scratch.path.clone();
+    let ns = Netns::create(tag);
+    let garage = Garage::start(&ns, &dir);
+    let janus = Janus::start(&ns, &dir, &[RoomSpec::new(room, "vp8")]);
+    let out = dir.join("recordings");
+    let storage = garage.storage_toml(&dir, extra);
+    before(&dir);
+    let config = recorder_config(&out, "", &format!("{}{storage}", rooms_toml(&[room])));
+    let mut daemon = Daemon::start(&ns, &dir, &config);
+    daemon
+        .proc
+        .wait_for("watching room", Duration::from_secs(20));
+    Rig {
+        daemon,
+        _janus: janus,
+        garage,
+        ns,
+        _scratch: scratch,
+        dir,
+        out,
+    }
+}
+
+fn room_manifests(out: &Path) -> Vec<PathBuf> {
+    files_under(out)
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".room.json"))
+        .collect()
+}
+
+#[test]
+fn three_recordings_sidecars_and_the_manifest_are_uploaded_byte_identical() {
+    let key = "key = \"rec/{room}/{date}/{feed}/{file}\"\n";
+    let mut r = rig("storage3", 1701, key, |_| {});
+    let (dir, out) = (r.dir.clone(), r.out.clone());
+    let (garage, ns, daemon) = (&r.garage, &r.ns, &mut r.daemon);
+    publish_held(ns, &dir, 1701, "up", 3, 4.0, &[]);
+    daemon
+        .proc
+        .wait_for_nth("recording finished", 3, Duration::from_secs(15));
+    let destroyed = videoroom_request(ns, json!({"request": "destroy", "room": 1701}));
+    assert_eq!(destroyed["videoroom"], "destroyed", "{destroyed}");
+    // 3 recordings, 3 sidecars, 1 manifest.
+    daemon
+        .proc
+        .wait_for_nth(UPLOADED, 7, Duration::from_secs(60));
+
+    let mut expected = Vec::new();
+    for n in 1..=3 {
+        let recs = recordings_of(&out, &format!("up-{n}"));
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        let (media, sidecar) = &recs[0];
+        for file in [media.clone(), media.with_extension("json")] {
+            expected.push((key_of(&file, sidecar), file));
+        }
+    }
+    let manifests = room_manifests(&out);
+    assert_eq!(manifests.len(), 1, "{manifests:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifests[0]).unwrap()).unwrap();
+    assert!(manifest["ended_at"].is_string(), "{manifest:#}");
+    expected.push((
+        format!(
+            "rec/1701/{}/{}",
+            &manifest["started_at"].as_str().unwrap()[..10],
+            manifests[0].file_name().unwrap().to_string_lossy()
+        ),
+        manifests[0].clone(),
+    ));
+    let mut keys: Vec<String> = expected.iter().map(|(k, _)| k.clone()).collect();
+    keys.sort();
+    assert_eq!(garage.keys(), keys);
+    for (key, file) in &expected {
+        let local = std::fs::read(file).unwrap();
+        let (remote, sha) = garage.get(key);
+        assert!(remote == local, "{key} differs from {}", file.display());
+        assert_eq!(sha.as_deref(), Some(sha256_hex(&local).as_str()), "{key}");
+    }
+    let metrics_free_log = daemon.proc.log_text();
+    assert!(
+        !metrics_free_log.contains("upload failed"),
+        "{}",
+        daemon.proc.log_tail(40)
+    );
+}
+
+#[test]
+fn wrong_credentials_keep_the_files_and_a_mended_config_drains_the_queue() {
+    // A secret key that is not the key's.
+    let wrong = |dir: &Path| std::fs::write(dir.join("s3-secret"), "0".repeat(64)).unwrap();
+    let mut r = rig("storagec", 1702, "", wrong);
+    let (dir, out) = (r.dir.clone(), r.out.clone());
+    let (garage, ns, daemon) = (&r.garage, &r.ns, &mut r.daemon);
+    publish_held(ns, &dir, 1702, "creds", 1, 3.0, &[]);
+    let line = daemon
+        .proc
+        .wait_for("will not succeed by waiting", Duration::from_secs(30));
+    assert!(line.contains("credentials"), "{line}");
+    let recs = recordings_of(&out, "creds");
+    assert_eq!(recs.len(), 1);
+    assert!(recs[0].0.exists() && recs[0].0.with_extension("json").exists());
+    assert!(garage.keys().is_empty());
+
+    std::fs::write(dir.join("s3-secret"), format!("{}\n", garage.secret)).unwrap();
+    unsafe { libc::kill(daemon.proc.child.id() as i32, libc::SIGHUP) };
+    daemon
+        .proc
+        .wait_for_nth(UPLOADED, 2, Duration::from_secs(30));
+    let keys = garage.keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let media = &recs[0].0;
+    let media_key = keys
+        .iter()
+        .find(|k| k.ends_with(&*media.file_name().unwrap().to_string_lossy()))
+        .unwrap();
+    assert!(garage.get(media_key).0 == std::fs::read(media).unwrap());
+}
+
+#[test]
+fn until_uploaded_deletes_the_local_copy_only_once_verified() {
+    let mut r = rig(
+        "storageu",
+        1703,
+        "keep_local = \"until-uploaded\"\n",
+        |_| {},
+    );
+    let dir = r.dir.clone();
+    let (garage, ns, daemon) = (&r.garage, &r.ns, &mut r.daemon);
+    publish_held(ns, &dir, 1703, "gone", 1, 3.0, &[]);
+    let line = daemon
+        .proc
+        .wait_for("recording finished", Duration::from_secs(15));
+    daemon
+        .proc
+        .wait_for_nth(UPLOADED, 2, Duration::from_secs(30));
+    let media = line
+        .split("path=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no path in {line}"));
+    assert!(!media.exists(), "{} is still there", media.display());
+    assert!(!media.with_extension("json").exists());
+    let keys = garage.keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in keys {
+        let (bytes, sha) = garage.get(&key);
+        assert_eq!(sha.as_deref(), Some(sha256_hex(&bytes).as_str()), "{key}");
+        assert!(!bytes.is_empty());
+    }
+    for l in lines_with(&daemon.proc.log, UPLOADED) {
+        assert!(l.contains("local_deleted=true"), "{l}");
+    }
+}
