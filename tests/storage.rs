@@ -204,3 +204,135 @@ fn until_uploaded_deletes_the_local_copy_only_once_verified() {
         assert!(l.contains("local_deleted=true"), "{l}");
     }
 }
+
+/// The daemon with `[storage]` and no Janus (uploads do not need one), started on a queue a
+/// previous run left: one 100 MiB recording to upload (its queue entry as the daemon writes
+/// them).
+struct Leftover {
+    daemon: Daemon,
+    garage: Garage,
+    ns: Netns,
+    _scratch: Scratch,
+    dir: PathBuf,
+    config: String,
+    file: PathBuf,
+    journal: PathBuf,
+}
+
+const BIG: usize = 100 << 20;
+
+fn leftover_queue(tag: &str) -> Leftover {
+    let scratch = Scratch::new(tag);
+    let dir = scratch.path.clone();
+    let ns = Netns::create(tag);
+    let garage = Garage::start(&ns, &dir);
+    let out = dir.join("recordings");
+    let file = out.join("1799").join("big.webm");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    // Bytes that do not repeat (xorshift), so a part sent twice or out of place shows.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes: Vec<u8> = (0..BIG / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let queue = out.join(".state/uploads/queue");
+    std::fs::create_dir_all(&queue).unwrap();
+    let id = "0190aaaa-0000-7000-8000-000000000001";
+    let entry = json!({
+        "id": id, "path": file, "key": "1799/big.webm", "kind": "media",
+        "bytes": BIG, "queued_at": 1_790_000_000u64,
+    });
+    std::fs::write(queue.join(format!("{id}.json")), entry.to_string()).unwrap();
+    let storage = garage.storage_toml(&dir, "");
+    let config = recorder_config(&out, "", &format!("{}{storage}", rooms_toml(&[1799])));
+    let daemon = Daemon::start(&ns, &dir, &config);
+    Leftover {
+        daemon,
+        garage,
+        ns,
+        _scratch: scratch,
+        journal: out.join(format!(".state/uploads/multipart/{id}.json")),
+        dir,
+        config,
+        file,
+    }
+}
+
+/// Waits until the multipart journal lists at least `parts` parts; returns it.
+fn journal_with(l: &Leftover, parts: usize) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(j) = std::fs::read(&l.journal)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .filter(|j| j["parts"].as_array().is_some_and(|p| p.len() >= parts))
+        {
+            return j;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no journal with {parts} parts; log:\n{}",
+            l.daemon.proc.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The upload's end: one object, byte-identical, uploaded with `upload_id`, resumed with at
+/// least `kept` parts kept.
+fn assert_resumed(l: &mut Leftover, upload_id: &str, kept: usize) {
+    let line = l.daemon.proc.wait_for(UPLOADED, Duration::from_secs(120));
+    assert!(line.contains(upload_id), "{line}");
+    let resumed = l
+        .daemon
+        .proc
+        .wait_for("resuming a multipart upload", Duration::from_secs(1));
+    assert!(resumed.contains(upload_id), "{resumed}");
+    let parts_kept: usize = resumed
+        .split("parts_kept=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{resumed}"));
+    assert!(parts_kept >= kept, "{resumed}");
+    assert_eq!(l.garage.keys(), ["1799/big.webm"]);
+    let (remote, _) = l.garage.get("1799/big.webm");
+    assert!(
+        remote == std::fs::read(&l.file).unwrap(),
+        "the object differs"
+    );
+    assert!(!l.journal.exists(), "the journal stays after completion");
+}
+
+#[test]
+fn a_multipart_upload_resumes_with_the_same_upload_id_after_the_server_was_killed() {
+    require_tools();
+    let mut l = leftover_queue("storagek");
+    let journal = journal_with(&l, 2);
+    l.garage.kill();
+    l.daemon
+        .proc
+        .wait_for("upload failed; retrying", Duration::from_secs(60));
+    l.garage.restart(&l.ns);
+    let upload_id = journal["upload_id"].as_str().unwrap().to_owned();
+    assert_resumed(&mut l, &upload_id, 2);
+}
+
+#[test]
+fn a_daemon_killed_mid_upload_resumes_it_after_a_restart() {
+    require_tools();
+    let mut l = leftover_queue("storagek9");
+    let journal = journal_with(&l, 2);
+    unsafe { libc::kill(l.daemon.proc.child.id() as i32, libc::SIGKILL) };
+    let _ = l.daemon.proc.child.wait();
+    let upload_id = journal["upload_id"].as_str().unwrap().to_owned();
+    let log = l.dir.join("janus-recorder.log");
+    std::fs::rename(&log, l.dir.join("janus-recorder-killed.log")).unwrap();
+    l.daemon = Daemon::start(&l.ns, &l.dir, &l.config);
+    assert_resumed(&mut l, &upload_id, 2);
+}
