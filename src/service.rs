@@ -659,6 +659,7 @@ async fn serve(config_path: &Path, mut config: Config) {
     supervisor.abort();
     sweeper.abort();
     expiry.abort();
+    shared.uploads.settle(EVENTS_SETTLE).await;
     shared.events.settle(EVENTS_SETTLE).await;
     shared.events_stop.cancel();
     side.shutdown_background();

@@ -33,9 +33,9 @@ fn key_of(file: &Path, sidecar: &serde_json::Value) -> String {
     )
 }
 
-/// Garage, Janus with one VP8 room and the daemon recording it with `[storage]` (its table
-/// from [`Garage::storage_toml`] with `extra`), watching the room. `before` runs after the
-/// storage table is written and before the daemon starts.
+/// Garage, Janus with one VP8 room and the daemon recording it with `[storage]` (the table
+/// `storage` makes, given the server and the scratch directory), watching the room; `output`
+/// is more `[output]` lines.
 /// Fields drop in order: the daemon first, the scratch directory last.
 struct Rig {
     daemon: Daemon,
@@ -47,17 +47,21 @@ struct Rig {
     out: PathBuf,
 }
 
-fn rig(tag: &str, room: u64, extra: &str, before: impl FnOnce(&Path)) -> Rig {
+fn rig(
+    tag: &str,
+    room: u64,
+    output: &str,
+    storage: impl FnOnce(&mut Garage, &Path) -> String,
+) -> Rig {
     require_tools();
     let scratch = Scratch::new(tag);
     let dir = scratch.path.clone();
     let ns = Netns::create(tag);
-    let garage = Garage::start(&ns, &dir);
+    let mut garage = Garage::start(&ns, &dir);
     let janus = Janus::start(&ns, &dir, &[RoomSpec::new(room, "vp8")]);
     let out = dir.join("recordings");
-    let storage = garage.storage_toml(&dir, extra);
-    before(&dir);
-    let config = recorder_config(&out, "", &format!("{}{storage}", rooms_toml(&[room])));
+    let storage = storage(&mut garage, &dir);
+    let config = recorder_config(&out, output, &format!("{}{storage}", rooms_toml(&[room])));
     let mut daemon = Daemon::start(&ns, &dir, &config);
     daemon
         .proc
@@ -73,6 +77,15 @@ fn rig(tag: &str, room: u64, extra: &str, before: impl FnOnce(&Path)) -> Rig {
     }
 }
 
+/// The `path=` field of a log line.
+fn path_in(line: &str) -> PathBuf {
+    line.split("path=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no path in {line}"))
+}
+
 fn room_manifests(out: &Path) -> Vec<PathBuf> {
     files_under(out)
         .into_iter()
@@ -80,40 +93,28 @@ fn room_manifests(out: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-#[test]
-fn three_recordings_sidecars_and_the_manifest_are_uploaded_byte_identical() {
-    let key = "key = \"rec/{room}/{date}/{feed}/{file}\"\n";
-    let mut r = rig("storage3", 1701, key, |_| {});
-    let (dir, out) = (r.dir.clone(), r.out.clone());
-    let (garage, ns, daemon) = (&r.garage, &r.ns, &mut r.daemon);
-    publish_held(ns, &dir, 1701, "up", 3, 4.0, &[]);
-    daemon
-        .proc
-        .wait_for_nth("recording finished", 3, Duration::from_secs(15));
-    let destroyed = videoroom_request(ns, json!({"request": "destroy", "room": 1701}));
-    assert_eq!(destroyed["videoroom"], "destroyed", "{destroyed}");
-    // 3 recordings, 3 sidecars, 1 manifest.
-    daemon
-        .proc
-        .wait_for_nth(UPLOADED, 7, Duration::from_secs(60));
-
+/// Every recording of `displays` in `room`, its sidecar and the room's one manifest are in
+/// the bucket under `rec/{room}/{date}/{feed}/{file}`, byte-identical, with their SHA-256;
+/// and nothing else is.
+fn assert_all_uploaded(out: &Path, garage: &Garage, room: u64, displays: &[&str]) {
     let mut expected = Vec::new();
-    for n in 1..=3 {
-        let recs = recordings_of(&out, &format!("up-{n}"));
-        assert_eq!(recs.len(), 1, "{recs:?}");
-        let (media, sidecar) = &recs[0];
-        for file in [media.clone(), media.with_extension("json")] {
-            expected.push((key_of(&file, sidecar), file));
+    for display in displays {
+        let recs = recordings_of(out, display);
+        assert!(!recs.is_empty(), "no recording of {display}");
+        for (media, sidecar) in &recs {
+            for file in [media.clone(), media.with_extension("json")] {
+                expected.push((key_of(&file, sidecar), file));
+            }
         }
     }
-    let manifests = room_manifests(&out);
+    let manifests = room_manifests(out);
     assert_eq!(manifests.len(), 1, "{manifests:?}");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&manifests[0]).unwrap()).unwrap();
     assert!(manifest["ended_at"].is_string(), "{manifest:#}");
     expected.push((
         format!(
-            "rec/1701/{}/{}",
+            "rec/{room}/{}/{}",
             &manifest["started_at"].as_str().unwrap()[..10],
             manifests[0].file_name().unwrap().to_string_lossy()
         ),
@@ -128,6 +129,26 @@ fn three_recordings_sidecars_and_the_manifest_are_uploaded_byte_identical() {
         assert!(remote == local, "{key} differs from {}", file.display());
         assert_eq!(sha.as_deref(), Some(sha256_hex(&local).as_str()), "{key}");
     }
+}
+
+#[test]
+fn three_recordings_sidecars_and_the_manifest_are_uploaded_byte_identical() {
+    let key = "key = \"rec/{room}/{date}/{feed}/{file}\"\n";
+    let mut r = rig("storage3", 1701, "", |g, d| g.storage_toml(d, key));
+    let (dir, out) = (r.dir.clone(), r.out.clone());
+    let (garage, ns, daemon) = (&r.garage, &r.ns, &mut r.daemon);
+    publish_held(ns, &dir, 1701, "up", 3, 4.0, &[]);
+    daemon
+        .proc
+        .wait_for_nth("recording finished", 3, Duration::from_secs(15));
+    let destroyed = videoroom_request(ns, json!({"request": "destroy", "room": 1701}));
+    assert_eq!(destroyed["videoroom"], "destroyed", "{destroyed}");
+    // 3 recordings, 3 sidecars, 1 manifest.
+    daemon
+        .proc
+        .wait_for_nth(UPLOADED, 7, Duration::from_secs(60));
+
+    assert_all_uploaded(&out, garage, 1701, &["up-1", "up-2", "up-3"]);
     let metrics_free_log = daemon.proc.log_text();
     assert!(
         !metrics_free_log.contains("upload failed"),
@@ -136,10 +157,82 @@ fn three_recordings_sidecars_and_the_manifest_are_uploaded_byte_identical() {
     );
 }
 
+/// How long the storage is down in the outage test (seconds; `JRT_STORAGE_OUTAGE_SECS`).
+fn outage() -> Duration {
+    Duration::from_secs(
+        std::env::var("JRT_STORAGE_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(120),
+    )
+}
+
+#[test]
+fn storage_down_for_minutes_while_recording_loses_nothing() {
+    let extra = "key = \"rec/{room}/{date}/{feed}/{file}\"\n[http]\nlisten = \"127.0.0.1:9479\"\n";
+    let mut r = rig("storaged", 1704, "split_after = \"5s\"\n", |g, d| {
+        g.storage_toml(d, extra)
+    });
+    let (dir, out) = (r.dir.clone(), r.out.clone());
+    r.garage.kill();
+    let down = std::time::Instant::now();
+    let (ns, daemon) = (&r.ns, &mut r.daemon);
+    // Recording goes on: two publishers, two files each (split after 5 s), while the
+    // storage is down.
+    publish_held(ns, &dir, 1704, "down", 2, 8.0, &[]);
+    let destroyed = videoroom_request(ns, json!({"request": "destroy", "room": 1704}));
+    assert_eq!(destroyed["videoroom"], "destroyed", "{destroyed}");
+    daemon
+        .proc
+        .wait_for("upload failed; retrying", Duration::from_secs(60));
+    // Two files per recording and the manifest wait in the queue.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = http_get(ns, "127.0.0.1:9479", "/metrics");
+        let queued = metric(&metrics, "janus_recorder_upload_queue_files");
+        if queued >= 5.0 {
+            break metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{queued} files queued:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        metric(
+            &metrics,
+            "janus_recorder_upload_failures_total{cause=\"unavailable\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    std::thread::sleep(outage().saturating_sub(down.elapsed()));
+    assert!(
+        !daemon.proc.log_text().contains(UPLOADED),
+        "uploaded while the storage was down"
+    );
+    r.garage.restart(&r.ns);
+    let files =
+        2 * recordings_of(&out, "down-1").len() + 2 * recordings_of(&out, "down-2").len() + 1;
+    r.daemon
+        .proc
+        .wait_for_nth(UPLOADED, files, MAX_BACKOFF_WAIT + outage());
+    assert_all_uploaded(&out, &r.garage, 1704, &["down-1", "down-2"]);
+    let metrics = http_get(&r.ns, "127.0.0.1:9479", "/metrics");
+    assert_eq!(metric(&metrics, "janus_recorder_upload_queue_files"), 0.0);
+}
+
+/// The longest a test waits for a retry: the storage's longest backoff, 5 min ±25%.
+const MAX_BACKOFF_WAIT: Duration = Duration::from_secs(400);
+
 #[test]
 fn wrong_credentials_keep_the_files_and_a_mended_config_drains_the_queue() {
     // A secret key that is not the key's.
-    let wrong = |dir: &Path| std::fs::write(dir.join("s3-secret"), "0".repeat(64)).unwrap();
+    let wrong = |g: &mut Garage, dir: &Path| {
+        let table = g.storage_toml(dir, "");
+        std::fs::write(dir.join("s3-secret"), "0".repeat(64)).unwrap();
+        table
+    };
     let mut r = rig("storagec", 1702, "", wrong);
     let (dir, out) = (r.dir.clone(), r.out.clone());
     let (garage, ns, daemon) = (&r.garage, &r.ns, &mut r.daemon);
@@ -170,12 +263,8 @@ fn wrong_credentials_keep_the_files_and_a_mended_config_drains_the_queue() {
 
 #[test]
 fn until_uploaded_deletes_the_local_copy_only_once_verified() {
-    let mut r = rig(
-        "storageu",
-        1703,
-        "keep_local = \"until-uploaded\"\n",
-        |_| {},
-    );
+    let until = |g: &mut Garage, d: &Path| g.storage_toml(d, "keep_local = \"until-uploaded\"\n");
+    let mut r = rig("storageu", 1703, "", until);
     let dir = r.dir.clone();
     let (garage, ns, daemon) = (&r.garage, &r.ns, &mut r.daemon);
     publish_held(ns, &dir, 1703, "gone", 1, 3.0, &[]);
@@ -185,12 +274,7 @@ fn until_uploaded_deletes_the_local_copy_only_once_verified() {
     daemon
         .proc
         .wait_for_nth(UPLOADED, 2, Duration::from_secs(30));
-    let media = line
-        .split("path=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("no path in {line}"));
+    let media = path_in(&line);
     assert!(!media.exists(), "{} is still there", media.display());
     assert!(!media.with_extension("json").exists());
     let keys = garage.keys();
@@ -335,4 +419,42 @@ fn a_daemon_killed_mid_upload_resumes_it_after_a_restart() {
     std::fs::rename(&log, l.dir.join("janus-recorder-killed.log")).unwrap();
     l.daemon = Daemon::start(&l.ns, &l.dir, &l.config);
     assert_resumed(&mut l, &upload_id, 2);
+}
+
+#[test]
+fn a_checksum_mismatch_keeps_the_local_file_and_says_so() {
+    let altered = |g: &mut Garage, d: &Path| {
+        g.alter_before_first_head();
+        g.storage_toml(d, "keep_local = \"until-uploaded\"\n")
+    };
+    let mut r = rig("storagex", 1705, "", altered);
+    let dir = r.dir.clone();
+    let (ns, daemon) = (&r.ns, &mut r.daemon);
+    publish_held(ns, &dir, 1705, "sum", 1, 3.0, &[]);
+    let line = daemon
+        .proc
+        .wait_for("will not succeed by waiting", Duration::from_secs(30));
+    assert!(
+        line.contains("checksum") && line.contains("the local file is kept"),
+        "{line}"
+    );
+    let media = path_in(&line);
+    assert!(media.exists(), "{} went after a mismatch", media.display());
+    // The next try is not altered: verified, and only then the local file goes.
+    daemon
+        .proc
+        .wait_for_nth(UPLOADED, 2, Duration::from_secs(30));
+    let log = daemon.proc.log_text();
+    let name = media.file_name().unwrap().to_string_lossy().into_owned();
+    let failed_at = log.find("will not succeed by waiting").unwrap();
+    let uploaded_at = log
+        .lines()
+        .find(|l| l.contains(UPLOADED) && l.contains(&name))
+        .and_then(|l| log.find(l))
+        .unwrap_or_else(|| panic!("{name} not uploaded:\n{log}"));
+    assert!(failed_at < uploaded_at);
+    assert!(!media.exists());
+    let key = r.garage.keys().into_iter().find(|k| k.ends_with(&name));
+    let (bytes, sha) = r.garage.get(&key.unwrap());
+    assert_eq!(sha.as_deref(), Some(sha256_hex(&bytes).as_str()));
 }

@@ -14,7 +14,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -64,6 +64,8 @@ pub struct Uploads {
     queue: Option<Queue>,
     /// Whether `[storage]` is configured now.
     configured: Arc<AtomicBool>,
+    /// Files handed over and not yet in the queue on disk (see [`Uploads::settle`]).
+    handed: Arc<AtomicUsize>,
 }
 
 impl Uploads {
@@ -73,6 +75,7 @@ impl Uploads {
             tx: None,
             queue: None,
             configured: Arc::default(),
+            handed: Arc::default(),
         }
     }
 
@@ -90,7 +93,9 @@ impl Uploads {
         let journals = Journals::open(state_dir)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let configured = Arc::new(AtomicBool::new(config.is_some()));
+        let handed = Arc::new(AtomicUsize::new(0));
         let runner = Runner {
+            handed: handed.clone(),
             queue: queue.clone(),
             journals,
             events,
@@ -107,6 +112,7 @@ impl Uploads {
             tx: Some(tx),
             queue: Some(queue),
             configured,
+            handed,
         })
     }
 
@@ -169,7 +175,17 @@ impl Uploads {
             return;
         }
         if let Some(tx) = &self.tx {
+            self.handed.fetch_add(files.len(), Ordering::SeqCst);
             let _ = tx.send(Command::Add(files));
+        }
+    }
+
+    /// At shutdown: waits (at most `within`) until every file handed over is in the queue on
+    /// disk, so the files finalized by the shutdown are uploaded after the next start.
+    pub async fn settle(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.handed.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
@@ -187,6 +203,8 @@ fn file_name(path: &Path) -> String {
 
 /// The upload task's state.
 struct Runner {
+    /// [`Uploads::handed`].
+    handed: Arc<AtomicUsize>,
     queue: Queue,
     journals: Journals,
     events: Events,
@@ -298,7 +316,11 @@ impl Runner {
 
     /// Queues finished files: their keys rendered, written to disk before anything else.
     async fn add(&mut self, files: Vec<Finished>) {
-        let Some(config) = &self.config else { return };
+        let n = files.len();
+        let Some(config) = &self.config else {
+            self.handed.fetch_sub(n, Ordering::SeqCst);
+            return;
+        };
         let template = config.key.clone();
         let queue = self.queue.clone();
         let added = tokio::task::spawn_blocking(move || {
@@ -322,6 +344,7 @@ impl Runner {
         })
         .await
         .unwrap_or_default();
+        self.handed.fetch_sub(n, Ordering::SeqCst);
         self.pending.extend(added);
         self.publish_metrics();
     }
@@ -448,6 +471,9 @@ impl Runner {
     }
 
     fn publish_metrics(&self) {
+        if self.config.is_none() {
+            return; // `status` shows no upload line without [storage]
+        }
         let bytes: u64 = self.pending.iter().map(|p| p.bytes).sum();
         let oldest = self
             .pending

@@ -8,14 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::aws::AmazonS3Builder;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::{Netns, Proc};
 
 /// Where Garage's S3 API listens inside the namespace.
 pub const S3_ADDR: &str = "127.0.0.1:3900";
 const RPC_ADDR: &str = "127.0.0.1:3901";
+/// Where [`Garage::alter_before_first_head`]'s relay listens.
+pub const RELAY_ADDR: &str = "127.0.0.1:3910";
 /// The bucket every test uploads to.
 pub const BUCKET: &str = "recordings";
 /// Garage's region name.
@@ -47,6 +49,8 @@ pub struct Garage {
     ns_name: String,
     pub key_id: String,
     pub secret: String,
+    /// Where the daemon is told the S3 API is.
+    endpoint: &'static str,
 }
 
 impl Garage {
@@ -81,6 +85,7 @@ impl Garage {
             ns_name: ns.name.clone(),
             key_id: String::new(),
             secret: String::new(),
+            endpoint: S3_ADDR,
         };
         g.wait_up(ns);
         let node = g.cli(ns, &["node", "id", "-q"]);
@@ -154,6 +159,16 @@ impl Garage {
         self.wait_up(ns);
     }
 
+    /// Puts a relay in front of the S3 API (on [`RELAY_ADDR`], which [`Garage::storage_toml`]
+    /// names from now on) that, the first time a HEAD request comes, replaces the object it
+    /// asks for (with other bytes and no checksum metadata) before passing the HEAD on: an
+    /// object altered on the server between its upload and its check.
+    pub fn alter_before_first_head(&mut self) {
+        let bucket = self.bucket();
+        super::spawn_in_netns(&self.ns_name, move || relay_altering(bucket));
+        self.endpoint = RELAY_ADDR;
+    }
+
     /// A `[storage]` table for the daemon: this server, the key read from files in `dir`
     /// (so that no secret sits in the config), `extra` lines after it.
     pub fn storage_toml(&self, dir: &Path, extra: &str) -> String {
@@ -162,29 +177,44 @@ impl Garage {
         fs::write(&id, format!("{}\n", self.key_id)).unwrap();
         fs::write(&secret, format!("{}\n", self.secret)).unwrap();
         format!(
-            "[storage]\nendpoint = \"http://{S3_ADDR}\"\nregion = \"{REGION}\"\n\
+            "[storage]\nendpoint = \"http://{}\"\nregion = \"{REGION}\"\n\
              bucket = \"{BUCKET}\"\npath_style = true\n\
              access_key_id = {{ file = \"{}\" }}\nsecret_access_key = {{ file = \"{}\" }}\n{extra}",
+            self.endpoint,
             id.display(),
             secret.display()
         )
     }
 
-    /// A client of this server with the test's own credentials.
-    fn client(key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
-        Arc::new(
-            AmazonS3Builder::new()
-                .with_endpoint(format!("http://{S3_ADDR}"))
-                .with_allow_http(true)
-                .with_region(REGION)
-                .with_bucket_name(BUCKET)
-                .with_access_key_id(key_id)
-                .with_secret_access_key(secret)
-                .build()
-                .unwrap(),
-        )
+    /// A client of the bucket (cheap to clone, usable from any thread).
+    pub fn bucket(&self) -> Bucket {
+        Bucket {
+            ns_name: self.ns_name.clone(),
+            key_id: self.key_id.clone(),
+            secret: self.secret.clone(),
+        }
     }
 
+    /// Every key in the bucket, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        self.bucket().keys()
+    }
+
+    /// The object at `key`'s bytes and its `sha256` metadata.
+    pub fn get(&self, key: &str) -> (Vec<u8>, Option<String>) {
+        self.bucket().get(key)
+    }
+}
+
+/// The test's own client of [`BUCKET`], inside the namespace.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    ns_name: String,
+    key_id: String,
+    secret: String,
+}
+
+impl Bucket {
     /// Runs `f` with a client of the bucket, inside the namespace.
     fn with_client<T: Send + 'static>(
         &self,
@@ -192,11 +222,22 @@ impl Garage {
     ) -> T {
         let (id, secret) = (self.key_id.clone(), self.secret.clone());
         super::in_named_netns(&self.ns_name, move || {
+            let client: Arc<dyn ObjectStore> = Arc::new(
+                AmazonS3Builder::new()
+                    .with_endpoint(format!("http://{S3_ADDR}"))
+                    .with_allow_http(true)
+                    .with_region(REGION)
+                    .with_bucket_name(BUCKET)
+                    .with_access_key_id(id)
+                    .with_secret_access_key(secret)
+                    .build()
+                    .unwrap(),
+            );
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(f(Garage::client(&id, &secret)))
+                .block_on(f(client))
         })
     }
 
@@ -238,6 +279,46 @@ impl Garage {
         self.with_client(async move |s| {
             s.put(&key.as_str().into(), bytes.into()).await.unwrap();
         })
+    }
+}
+
+/// The relay of [`Garage::alter_before_first_head`]: runs until the test process ends.
+fn relay_altering(bucket: Bucket) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind(RELAY_ADDR).unwrap();
+    let altered = Arc::new(AtomicBool::new(false));
+    for client in listener.incoming() {
+        let Ok(mut client) = client else { continue };
+        let Ok(mut server) = TcpStream::connect(S3_ADDR) else {
+            continue;
+        };
+        let (mut client_in, mut server_in) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut server_in, &mut client);
+        });
+        let (bucket, altered) = (bucket.clone(), altered.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = match client_in.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let chunk = &buf[..n];
+                let prefix = format!("HEAD /{BUCKET}/");
+                if chunk.starts_with(prefix.as_bytes()) && !altered.swap(true, Ordering::SeqCst) {
+                    let line = String::from_utf8_lossy(chunk);
+                    let key = line[prefix.len()..].split(' ').next().unwrap_or_default();
+                    bucket.put(key, b"altered on the server".to_vec());
+                }
+                if server.write_all(chunk).is_err() {
+                    return;
+                }
+            }
+        });
     }
 }
 

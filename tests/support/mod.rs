@@ -913,6 +913,17 @@ pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 's
 
 /// [`in_netns`] by the namespace's name.
 pub fn in_named_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    spawn_in_netns(name, f)
+        .join()
+        .expect("thread inside the namespace panicked")
+}
+
+/// Starts `f` on a thread that has entered the network stack of the namespace `name` (the
+/// threads it starts are in it too).
+pub fn spawn_in_netns<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     use std::os::fd::AsRawFd;
     let path = format!("/var/run/netns/{name}");
     std::thread::spawn(move || {
@@ -921,8 +932,6 @@ pub fn in_named_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Sen
         assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
         f()
     })
-    .join()
-    .expect("thread inside the namespace panicked")
 }
 
 /// Sends one VideoRoom request (e.g. `kick`, `destroy`) to the namespace's Janus, as an
