@@ -1083,10 +1083,11 @@ mod tests {
             "{GOOD}[storage]\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\n\
              bucket = \"rec\"\npath_style = true\nkey = \"x/{{room}}/{{file}}\"\n\
              access_key_id = {{ env = \"HOME\" }}\nsecret_access_key = {{ env = \"HOME\" }}\n\
-             keep_local = 3\n"
+             keep_local = 3\nmax_bytes_per_second = 1000\n"
         ))
         .unwrap();
         let s = ok.storage.unwrap();
+        assert_eq!(s.max_bytes_per_second.map(|r| r.get()), Some(1000));
         assert_eq!(
             s.keep_local,
             crate::storage::KeepLocal::Days(3.try_into().unwrap())

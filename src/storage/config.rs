@@ -36,6 +36,9 @@ pub struct StorageConfig {
     /// What happens to the local copy once it is uploaded and verified.
     #[serde(default)]
     pub keep_local: KeepLocal,
+    /// The most bytes per second uploads may take (unset: as fast as the storage takes
+    /// them), so that uploads leave room on a shared uplink.
+    pub max_bytes_per_second: Option<std::num::NonZeroU64>,
 }
 
 fn default_region() -> String {

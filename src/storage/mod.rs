@@ -245,8 +245,9 @@ impl Runner {
             {
                 let item = item.clone();
                 let journals = self.journals.clone();
+                let rate = self.config.as_ref().and_then(|c| c.max_bytes_per_second);
                 current = Some(tokio::spawn(async move {
-                    upload::upload(&*bucket, &journals, &item).await
+                    upload::upload(&*bucket, &journals, &item, rate).await
                 }));
             }
             let retry_at = self.retry_at;

@@ -4,9 +4,10 @@
 //! its last part). The file's SHA-256 goes with the object as metadata (`x-amz-meta-sha256`);
 //! the upload counts only once a HEAD shows the same size and checksum.
 
+use std::num::NonZeroU64;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::{
@@ -168,6 +169,7 @@ pub async fn upload(
     bucket: &dyn Bucket,
     journals: &Journals,
     item: &Pending,
+    rate: Option<NonZeroU64>,
 ) -> Result<Uploaded, UploadError> {
     let key = object_store::path::Path::parse(&item.key)
         .map_err(|e| UploadError::new(Cause::Bucket, format!("bad key {:?}: {e}", item.key)))?;
@@ -183,10 +185,12 @@ pub async fn upload(
         })
         .await?;
         let opts = PutOptions::from(attributes(item, &sha256));
+        let started = Instant::now();
         bucket
             .put_opts(&key, PutPayload::from(data), opts)
             .await
             .map_err(classify)?;
+        pace(rate, started, size).await;
         Uploaded {
             bytes: size,
             sha256,
@@ -194,7 +198,7 @@ pub async fn upload(
             resumed_parts: 0,
         }
     } else {
-        multipart(bucket, journals, item, &key, size).await?
+        multipart(bucket, journals, item, &key, size, rate).await?
     };
     verify(bucket, &key, uploaded.bytes, &uploaded.sha256).await?;
     Ok(uploaded)
@@ -207,6 +211,7 @@ async fn multipart(
     item: &Pending,
     key: &object_store::path::Path,
     size: u64,
+    rate: Option<NonZeroU64>,
 ) -> Result<Uploaded, UploadError> {
     let resumable = match journals.load(&item.id) {
         Some(j) if j.size == size && j.key == item.key && j.part_size == PART_SIZE => Some(j),
@@ -247,6 +252,7 @@ async fn multipart(
     if resumed_parts > 0 {
         tracing::info!(key = %item.key, upload_id = %journal.upload_id, parts_kept = resumed_parts, parts = journal.part_count(), "resuming a multipart upload");
     }
+    let started = Instant::now();
     for i in resumed_parts as u64..journal.part_count() {
         let range = journal.part_range(i);
         let path = item.path.clone();
@@ -260,6 +266,9 @@ async fn multipart(
                 journals
                     .save(&journal)
                     .map_err(|e| UploadError::local(Path::new("multipart journal"), e))?;
+                let sent =
+                    journal.part_range(i).end - journal.part_range(resumed_parts as u64).start;
+                pace(rate, started, sent).await;
             }
             Err(object_store::Error::NotFound { .. }) => {
                 // The upload id is gone (aborted, or expired by a lifecycle rule): start over.
@@ -299,6 +308,18 @@ async fn multipart(
         upload_id: Some(journal.upload_id),
         resumed_parts,
     })
+}
+
+/// With a `rate` (bytes per second): waits until `sent` bytes since `started` keep to it.
+async fn pace(rate: Option<NonZeroU64>, started: Instant, sent: u64) {
+    if let Some(rate) = rate {
+        tokio::time::sleep_until((started + pace_time(rate, sent)).into()).await;
+    }
+}
+
+/// How long `sent` bytes take at `rate` bytes per second.
+fn pace_time(rate: NonZeroU64, sent: u64) -> Duration {
+    Duration::from_secs_f64(sent as f64 / rate.get() as f64)
 }
 
 /// Checks by HEAD that the object at `key` has `size` bytes and the checksum `sha256`.
@@ -399,6 +420,13 @@ mod tests {
             endpoint_for("http://127.0.0.1:3900", "rec", true),
             "http://127.0.0.1:3900"
         );
+    }
+
+    #[test]
+    fn a_rate_spaces_the_bytes_sent() {
+        let rate = NonZeroU64::new(8 << 20).unwrap();
+        assert_eq!(pace_time(rate, 8 << 20), Duration::from_secs(1));
+        assert_eq!(pace_time(rate, 2 << 20), Duration::from_millis(250));
     }
 
     #[test]
