@@ -702,7 +702,10 @@ async fn retention(
         let uploads = uploads.clone();
         let sweep = tokio::task::spawn_blocking(move || {
             let now = std::time::SystemTime::now();
-            crate::retention::sweep(&current.dir, keep, now, &|p| uploads.may_delete(p))
+            let deleted =
+                crate::retention::sweep(&current.dir, keep, now, &|p| uploads.may_delete(p));
+            uploads.forget(&deleted);
+            deleted
         });
         match sweep.await {
             Ok(deleted) if !deleted.is_empty() => {

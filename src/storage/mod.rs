@@ -133,6 +133,15 @@ impl Uploads {
         self.queue.as_ref().is_some_and(|q| q.is_uploaded(path))
     }
 
+    /// Forgets files deleted locally (by retention) from the ledger of uploads.
+    pub fn forget(&self, deleted: &[PathBuf]) {
+        if let Some(q) = &self.queue {
+            for path in deleted {
+                q.forget(path);
+            }
+        }
+    }
+
     /// A recording's file (or one part of it) and its sidecar are finished.
     pub fn recording(&self, media: &Path, sidecar_path: &Path, sidecar: &crate::output::Sidecar) {
         let vars = |file: &Path| KeyVars {
