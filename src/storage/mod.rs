@@ -4,7 +4,7 @@
 //! when the part closes, a room manifest when its watch ends); that hands them over a channel
 //! and returns, so recording never waits for storage. One task on the side runtime writes
 //! each into the durable [`queue`] in the state directory, uploads them oldest first (one at
-//! a time, one part in memory; see [`upload`]), verifies each by HEAD (size and SHA-256),
+//! a time, at most two parts in memory; see [`upload`]), verifies each by HEAD (size and SHA-256),
 //! then tells `recording_uploaded` and, as `keep_local` says, deletes the local copy.
 //! Failures are retried with exponential backoff and jitter; those that waiting will not
 //! heal (credentials, a missing bucket, a checksum mismatch) are logged as errors, shown in

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::{
     Attribute, AttributeValue, Attributes, GetOptions, ObjectStore, PutMultipartOptions,
@@ -22,8 +23,11 @@ use super::queue::{FileKind, Pending};
 
 /// Files larger than this go up in parts.
 pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
-/// The size of each part (S3's minimum is 5 MiB); one part is in memory at a time.
+/// The size of each part (S3's minimum is 5 MiB).
 pub const PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Parts being read and sent at once (each [`PART_SIZE`] in memory): one on the wire while
+/// the next is read, so neither the disk nor the network waits for the other.
+pub const PARTS_IN_FLIGHT: usize = 2;
 /// The metadata key the file's SHA-256 (hex) is stored under.
 pub const SHA256_METADATA: &str = "sha256";
 
@@ -253,25 +257,43 @@ async fn multipart(
         tracing::info!(key = %item.key, upload_id = %journal.upload_id, parts_kept = resumed_parts, parts = journal.part_count(), "resuming a multipart upload");
     }
     let started = Instant::now();
-    for i in resumed_parts as u64..journal.part_count() {
-        let range = journal.part_range(i);
-        let path = item.path.clone();
-        let data = blocking(move || read_range(&path, range)).await?;
-        match bucket
-            .put_part(key, &journal.upload_id, i as usize, PutPayload::from(data))
-            .await
-        {
-            Ok(part) => {
+    // PARTS_IN_FLIGHT parts read and sent at once (the next read while one is on the
+    // wire); their answers are taken in order, so the journal stays a prefix of the parts.
+    let (path, upload_id) = (item.path.clone(), journal.upload_id.clone());
+    let first = resumed_parts as u64;
+    let ranges: Vec<(u64, std::ops::Range<u64>)> = (first..journal.part_count())
+        .map(|i| (i, journal.part_range(i)))
+        .collect();
+    let mut sending = futures_util::stream::iter(ranges)
+        .map(|(i, range)| {
+            let (path, upload_id) = (path.clone(), upload_id.clone());
+            async move {
+                let end = range.end;
+                let data = blocking(move || read_range(&path, range))
+                    .await
+                    .map_err(PartFailed::Other)?;
+                match bucket
+                    .put_part(key, &upload_id, i as usize, PutPayload::from(data))
+                    .await
+                {
+                    Ok(part) => Ok((part, end)),
+                    // The upload id is gone (aborted, or expired by a lifecycle rule).
+                    Err(object_store::Error::NotFound { .. }) => Err(PartFailed::Gone),
+                    Err(e) => Err(PartFailed::Other(classify(e))),
+                }
+            }
+        })
+        .buffered(PARTS_IN_FLIGHT);
+    while let Some(sent) = sending.next().await {
+        match sent {
+            Ok((part, end)) => {
                 journal.parts.push(part.content_id);
                 journals
                     .save(&journal)
                     .map_err(|e| UploadError::local(Path::new("multipart journal"), e))?;
-                let sent =
-                    journal.part_range(i).end - journal.part_range(resumed_parts as u64).start;
-                pace(rate, started, sent).await;
+                pace(rate, started, end - journal.part_range(first).start).await;
             }
-            Err(object_store::Error::NotFound { .. }) => {
-                // The upload id is gone (aborted, or expired by a lifecycle rule): start over.
+            Err(PartFailed::Gone) => {
                 tracing::warn!(key = %item.key, upload_id = %journal.upload_id, "the multipart upload is gone from the storage; starting over");
                 journals.remove(&item.id);
                 return Err(UploadError::new(
@@ -279,9 +301,10 @@ async fn multipart(
                     format!("multipart upload {} is gone", journal.upload_id),
                 ));
             }
-            Err(e) => return Err(classify(e)),
+            Err(PartFailed::Other(e)) => return Err(e),
         }
     }
+    drop(sending);
     let parts = journal
         .parts
         .iter()
@@ -308,6 +331,13 @@ async fn multipart(
         upload_id: Some(journal.upload_id),
         resumed_parts,
     })
+}
+
+/// Why one part could not be sent.
+enum PartFailed {
+    /// The storage no longer knows the upload id.
+    Gone,
+    Other(UploadError),
 }
 
 /// With a `rate` (bytes per second): waits until `sent` bytes since `started` keep to it.
