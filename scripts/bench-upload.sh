@@ -33,7 +33,7 @@ sync
 
 echo "== one PUT of $mib MiB with curl"
 t0=$(date +%s.%N)
-code=$(garage_s3 "$ns" "$out" "recordings/once.webm" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -T "$file" -o /dev/null -w "%{http_code}")
+code=$(garage_s3 "$ns" "$out" "recordings/once.webm" -T "$file" -o /dev/null -w "%{http_code}")
 t1=$(date +%s.%N)
 [ "$code" = 200 ] || { echo "PUT answered $code" >&2; exit 1; }
 put=$(python3 -c "print(f'{$t1 - $t0:.2f}')")

@@ -41,8 +41,10 @@ GARAGE
 garage_s3() {
     local ns=$1 dir=$2 path=$3
     shift 3
+    # Garage wants the payload's hash header, which this curl does not send by itself.
     ip netns exec "$ns" curl -sS --aws-sigv4 "aws:amz:garage:s3" \
-        --user "$(cat "$dir/s3-key-id"):$(cat "$dir/s3-secret")" "$@" "http://127.0.0.1:3900/$path"
+        --user "$(cat "$dir/s3-key-id"):$(cat "$dir/s3-secret")" \
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@" "http://127.0.0.1:3900/$path"
 }
 
 # storage_toml DIR: the [storage] table for this server.

@@ -14,6 +14,7 @@ use support::garage::Garage;
 use support::*;
 
 const UPLOADED: &str = "uploaded and verified";
+const DELETED: &str = "deleted the uploaded local copy";
 
 fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes)
@@ -273,7 +274,7 @@ fn until_uploaded_deletes_the_local_copy_only_once_verified() {
         .wait_for("recording finished", Duration::from_secs(15));
     daemon
         .proc
-        .wait_for_nth(UPLOADED, 2, Duration::from_secs(30));
+        .wait_for_nth(DELETED, 2, Duration::from_secs(30));
     let media = path_in(&line);
     assert!(!media.exists(), "{} is still there", media.display());
     assert!(!media.with_extension("json").exists());
@@ -284,8 +285,17 @@ fn until_uploaded_deletes_the_local_copy_only_once_verified() {
         assert_eq!(sha.as_deref(), Some(sha256_hex(&bytes).as_str()), "{key}");
         assert!(!bytes.is_empty());
     }
-    for l in lines_with(&daemon.proc.log, UPLOADED) {
-        assert!(l.contains("local_deleted=true"), "{l}");
+    // Each file went only after its upload was verified.
+    let log = daemon.proc.log_text();
+    for file in [media.clone(), media.with_extension("json")] {
+        let name = file.display().to_string();
+        let field = format!("path={name}");
+        let at = |needle: &str| {
+            log.lines()
+                .position(|l| l.contains(needle) && l.split_whitespace().any(|w| w == field))
+                .unwrap_or_else(|| panic!("no {needle:?} for {name}:\n{log}"))
+        };
+        assert!(at(UPLOADED) < at(DELETED), "{name}");
     }
 }
 

@@ -415,29 +415,16 @@ impl Runner {
             .as_ref()
             .is_some_and(|c| c.keep_local == KeepLocal::UntilUploaded);
         let it = item.clone();
-        let deleted = tokio::task::spawn_blocking(move || {
+        let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = queue.mark_uploaded(&it.path, &it.key) {
                 tracing::error!(path = %it.path.display(), error = %e, "cannot note the upload in the ledger; retention will keep the file");
             }
-            let _ = queue.remove(&it);
-            if !delete_now {
-                return false;
-            }
-            match std::fs::remove_file(&it.path) {
-                Ok(()) => {
-                    queue.forget(&it.path);
-                    true
-                }
-                Err(e) => {
-                    tracing::warn!(path = %it.path.display(), error = %e, "cannot delete the uploaded local copy");
-                    false
-                }
-            }
         })
-        .await
-        .unwrap_or(false);
+        .await;
+        // Told before the queue entry goes: a stop in between uploads it (and tells) again,
+        // rather than never telling.
         metrics::counter!("janus_recorder_uploaded_bytes_total").increment(up.bytes);
-        tracing::info!(path = %item.path.display(), key = %item.key, bytes = up.bytes, sha256 = %up.sha256, upload_id = up.upload_id.as_deref().unwrap_or("(single put)"), resumed_parts = up.resumed_parts, local_deleted = deleted, "uploaded and verified");
+        tracing::info!(path = %item.path.display(), key = %item.key, bytes = up.bytes, sha256 = %up.sha256, upload_id = up.upload_id.as_deref().unwrap_or("(single put)"), resumed_parts = up.resumed_parts, "uploaded and verified");
         let recording = matches!(item.kind, FileKind::Media)
             .then(|| crate::recordings::recording_id(&item.path));
         self.events.emit(
@@ -451,9 +438,26 @@ impl Runner {
                 "bytes": up.bytes,
                 "sha256": up.sha256,
                 "upload_id": up.upload_id,
-                "local_deleted": deleted,
+                "delete_local": delete_now,
             }),
         );
+        let queue = self.queue.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = queue.remove(&item);
+            if !delete_now {
+                return;
+            }
+            match std::fs::remove_file(&item.path) {
+                Ok(()) => {
+                    queue.forget(&item.path);
+                    tracing::info!(path = %item.path.display(), "keep_local: deleted the uploaded local copy");
+                }
+                Err(e) => {
+                    tracing::warn!(path = %item.path.display(), error = %e, "cannot delete the uploaded local copy");
+                }
+            }
+        })
+        .await;
     }
 
     /// `keep_local = N` days: deletes uploaded files last written more than N days ago.
