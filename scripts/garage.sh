@@ -23,6 +23,7 @@ api_bind_addr = "127.0.0.1:3900"
 root_domain = ".s3.garage.localhost"
 GARAGE
     ip netns exec "$ns" "$bin" -c "$dir/garage/garage.toml" server >"$dir/garage.log" 2>&1 &
+    disown # killed with the namespace: no "Killed" job notice
     g() { ip netns exec "$ns" "$bin" -c "$dir/garage/garage.toml" "$@"; }
     for _ in $(seq 100); do g status >/dev/null 2>&1 && break; sleep 0.2; done
     g layout assign -z dc1 -c 1G "$(g node id -q | cut -d@ -f1)" >/dev/null
