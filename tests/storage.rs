@@ -417,16 +417,24 @@ fn a_multipart_upload_resumes_with_the_same_upload_id_after_the_server_was_kille
     assert_resumed(&mut l, &upload_id, 2);
 }
 
+/// SIGKILLs the daemon once two parts are uploaded and runs `then` with the upload id (the
+/// daemon's log is kept beside); returns the upload id.
+fn killed_mid_upload(l: &mut Leftover, then: impl FnOnce(&str)) -> String {
+    let journal = journal_with(l, 2);
+    unsafe { libc::kill(l.daemon.proc.child.id() as i32, libc::SIGKILL) };
+    let _ = l.daemon.proc.child.wait();
+    let upload_id = journal["upload_id"].as_str().unwrap().to_owned();
+    then(&upload_id);
+    let log = l.dir.join("janus-recorder.log");
+    std::fs::rename(&log, l.dir.join("janus-recorder-killed.log")).unwrap();
+    upload_id
+}
+
 #[test]
 fn a_daemon_killed_mid_upload_resumes_it_after_a_restart() {
     require_tools();
     let mut l = leftover_queue("storagek9");
-    let journal = journal_with(&l, 2);
-    unsafe { libc::kill(l.daemon.proc.child.id() as i32, libc::SIGKILL) };
-    let _ = l.daemon.proc.child.wait();
-    let upload_id = journal["upload_id"].as_str().unwrap().to_owned();
-    let log = l.dir.join("janus-recorder.log");
-    std::fs::rename(&log, l.dir.join("janus-recorder-killed.log")).unwrap();
+    let upload_id = killed_mid_upload(&mut l, |_| {});
     l.daemon = Daemon::start(&l.ns, &l.dir, &l.config);
     assert_resumed(&mut l, &upload_id, 2);
 }
@@ -467,4 +475,26 @@ fn a_checksum_mismatch_keeps_the_local_file_and_says_so() {
     let key = r.garage.keys().into_iter().find(|k| k.ends_with(&name));
     let (bytes, sha) = r.garage.get(&key.unwrap());
     assert_eq!(sha.as_deref(), Some(sha256_hex(&bytes).as_str()));
+}
+
+#[test]
+fn an_upload_id_gone_from_the_server_starts_the_upload_over() {
+    require_tools();
+    let mut l = leftover_queue("storagea");
+    let bucket = l.garage.bucket();
+    // Aborted, as a lifecycle rule for abandoned uploads would.
+    let stale = killed_mid_upload(&mut l, |id| bucket.abort("1799/big.webm", id));
+    l.daemon = Daemon::start(&l.ns, &l.dir, &l.config);
+    l.daemon.proc.wait_for(
+        "is gone from the storage; starting over",
+        Duration::from_secs(60),
+    );
+    let line = l.daemon.proc.wait_for(UPLOADED, Duration::from_secs(120));
+    assert!(!line.contains(&stale), "{line}");
+    assert_eq!(l.garage.keys(), ["1799/big.webm"]);
+    let (remote, _) = l.garage.get("1799/big.webm");
+    assert!(
+        remote == std::fs::read(&l.file).unwrap(),
+        "the object differs"
+    );
 }

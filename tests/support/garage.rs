@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::MultipartStore;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::{Netns, Proc};
@@ -218,11 +219,11 @@ impl Bucket {
     /// Runs `f` with a client of the bucket, inside the namespace.
     fn with_client<T: Send + 'static>(
         &self,
-        f: impl AsyncFnOnce(Arc<dyn ObjectStore>) -> T + Send + 'static,
+        f: impl AsyncFnOnce(Arc<AmazonS3>) -> T + Send + 'static,
     ) -> T {
         let (id, secret) = (self.key_id.clone(), self.secret.clone());
         super::in_named_netns(&self.ns_name, move || {
-            let client: Arc<dyn ObjectStore> = Arc::new(
+            let client = Arc::new(
                 AmazonS3Builder::new()
                     .with_endpoint(format!("http://{S3_ADDR}"))
                     .with_allow_http(true)
@@ -269,6 +270,14 @@ impl Bucket {
                 .get(&object_store::Attribute::Metadata("sha256".into()))
                 .map(|v| v.as_ref().to_owned());
             (got.bytes().await.unwrap().to_vec(), sha)
+        })
+    }
+
+    /// Aborts the multipart upload `upload_id` of `key`, as a lifecycle rule would.
+    pub fn abort(&self, key: &str, upload_id: &str) {
+        let (key, id) = (key.to_owned(), upload_id.to_owned());
+        self.with_client(async move |s| {
+            s.abort_multipart(&key.as_str().into(), &id).await.unwrap();
         })
     }
 
