@@ -5,8 +5,8 @@
 #
 #   scripts/deb.sh [--binary FILE] [cargo-deb options...]
 #
-# --binary FILE packages FILE instead of building (the tests package their debug build this
-# way, into a target directory of their own). Other options go to cargo deb (--fast, -o DIR).
+# --binary FILE packages FILE, and the janus-recorder-decode beside it, instead of building
+# (the tests package their debug build this way, into a target directory of their own). Other options go to cargo deb (--fast, -o DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +23,7 @@ release="${CARGO_TARGET_DIR:-target}/release"
 if [ -n "$binary" ]; then
     mkdir -p "$release"
     install -m 755 "$binary" "$release/janus-recorder"
+    install -m 755 "$(dirname "$binary")/janus-recorder-decode" "$release/janus-recorder-decode"
 else
     cargo build --release --locked
 fi

@@ -15,7 +15,7 @@ packages=(
     # the real Janus, janus.js for the test page, janus-pp-rec (the reference recorder)
     janus janus-demos janus-tools
     # publishers, media checks, network namespaces, the page server
-    chromium ffmpeg mkvtoolnix iproute2 nftables python3 procps ca-certificates
+    chromium ffmpeg mkvtoolnix iproute2 nftables python3 python3-pip procps ca-certificates
     # GNU time: the check tests measure its peak memory with it
     time
     # the font `janus-recorder room --grid` draws the names with (ffmpeg's drawtext)
@@ -24,6 +24,9 @@ packages=(
     openssl
     # systemd-analyze, for the unit file tests
     systemd
+    # a disk that stalls, for the stalled-disk test (tests/support/stallfs.py, a FUSE file
+    # system through fusepy)
+    libfuse2 fuse3
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -46,6 +49,19 @@ systemctl disable --now janus >/dev/null 2>&1 || true
 
 # The synthetic publisher's default clip (made here, not kept in the repository).
 [ -s "$(dirname "$0")/../media/clip.webm" ] || "$(dirname "$0")/make-clip.sh" >/dev/null
+
+# fusepy, the FUSE binding tests/support/stallfs.py is written with (not packaged by Debian).
+python3 -c 'import fuse' 2>/dev/null || python3 -m pip install --quiet fusepy
+
+# The recordings page's browser test (tests/page.rs) drives the system Chromium with
+# Playwright for Python. Only the Python package: never `playwright install`, which downloads a
+# browser of its own.
+# Debian's own Python refuses pip installs outside a venv (PEP 668): on a test machine set up
+# by root, the package goes into it anyway.
+if ! python3 -c 'import playwright.sync_api' 2>/dev/null; then
+    python3 -m pip install --quiet playwright 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages playwright
+fi
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 # cargo-deb builds the Debian package (scripts/deb.sh, tests/package.rs).

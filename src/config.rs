@@ -55,6 +55,10 @@ pub struct HttpConfig {
     /// non-loopback `listen` without tokens is refused).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// The key that signs the recordings page's share links (`janus-recorder share`): a
+    /// secret of at least [`MIN_TOKEN_CHARS`] characters. Without it there are no share links.
+    #[serde(default)]
+    pub share_key: Option<Secret>,
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -530,6 +534,11 @@ impl Config {
         self.http.as_ref().map_or(&[], |h| h.tokens.as_slice())
     }
 
+    /// `[http] share_key`, the key of the page's share links.
+    pub fn share_key(&self) -> Option<&Secret> {
+        self.http.as_ref().and_then(|h| h.share_key.as_ref())
+    }
+
     fn validate_janus_extras(&self) -> Result<(), (&'static str, String)> {
         let j = &self.janus;
         let name_ok = !j.name.is_empty()
@@ -581,6 +590,15 @@ impl Config {
                 ),
             ));
         }
+        if self
+            .share_key()
+            .is_some_and(|k| k.expose().chars().count() < MIN_TOKEN_CHARS)
+        {
+            return Err((
+                "http.share_key",
+                format!("the share key is shorter than {MIN_TOKEN_CHARS} characters"),
+            ));
+        }
         // The older `[metrics] listen` may stay public without tokens: the API then answers
         // loopback peers only (see `crate::http`).
         if let Some(listen) = self.http.as_ref().map(|h| h.listen)
@@ -597,9 +615,10 @@ impl Config {
 }
 
 /// The keys whose values are secrets (see [`Secret`]).
-const SECRET_KEYS: [&str; 8] = [
+const SECRET_KEYS: [&str; 9] = [
     "api_secret",
     "token",
+    "share_key",
     "pin",
     "secret",
     "admin_key",

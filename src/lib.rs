@@ -5,6 +5,7 @@
 //! only in [`rtc`]; [`check`] reads recordings back independently of the writer; [`roomfile`]
 //! puts a room's recordings together into one file.
 
+pub mod backoff;
 pub mod check;
 pub mod codec;
 pub mod config;
@@ -15,9 +16,11 @@ pub mod health;
 pub mod http;
 pub mod ids;
 pub mod janus;
+pub mod levels;
 pub mod limits;
 pub mod manifest;
 pub mod media;
+pub mod meetings;
 pub mod metrics;
 pub mod net;
 pub mod output;
@@ -31,6 +34,7 @@ pub mod roomfile;
 pub mod rtc;
 pub mod secret;
 pub mod service;
+pub mod share;
 pub mod status;
 pub mod storage;
 pub mod text;

@@ -76,6 +76,9 @@ enum Command {
         #[command(flatten)]
         remote: janus_recorder::remote::RemoteArgs,
     },
+    /// Print a link to the recordings page that opens one recording or room without a token,
+    /// until it expires (signed with `[http] share_key`).
+    Share(janus_recorder::share::ShareArgs),
     /// Print the man page (roff) on stdout; `scripts/deb.sh` packages it.
     #[command(hide = true)]
     Manpage,
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
         Command::Recordings { room, remote } => {
             janus_recorder::remote::recordings(&remote, room.as_deref())
         }
+        Command::Share(args) => janus_recorder::share::run(&args),
         Command::Manpage => manpage(),
         Command::Completions { shell } => {
             let mut cli = Cli::command();

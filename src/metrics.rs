@@ -175,6 +175,11 @@ pub fn reconnect() {
     metrics::counter!("janus_recorder_reconnects_total").increment(1);
 }
 
+/// A frame not written because its file's disk did not keep up (see `feed::disk`).
+pub fn frames_dropped_for_disk() {
+    metrics::counter!("janus_recorder_frames_dropped_for_disk_total").increment(1);
+}
+
 pub fn file_error() {
     metrics::counter!("janus_recorder_file_errors_total").increment(1);
 }

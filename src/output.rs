@@ -232,12 +232,19 @@ pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> std::io::Re
         let mut f = create_private(&tmp)?;
         f.write_all(&json)?;
         f.sync_data()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename is durable only once the directory is.
+        path.parent().map_or(Ok(()), sync_dir)
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Makes `dir`'s entries durable (a file created or renamed in it): fsync on the directory.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// The sidecar `.json` written beside each recording: at start (no `ended_at` yet) and again

@@ -102,6 +102,18 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A verdict not computed (where only the layout of a meeting is wanted).
+    pub fn unchecked() -> Verdict {
+        Verdict {
+            status: "unchecked".into(),
+            playable: false,
+            finalized: false,
+            duration_ms: None,
+            playable_ms: None,
+            problems: Vec::new(),
+        }
+    }
+
     pub fn of(r: &FileReport) -> Verdict {
         Verdict {
             status: match r.status {

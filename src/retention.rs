@@ -38,8 +38,8 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// see.
 pub const DATE_FLOOR: Duration = Duration::from_secs(1_793_491_200);
 
-/// The media extensions a sidecar may describe.
-const MEDIA: [&str; 2] = ["webm", "mkv"];
+/// The media extensions a sidecar may describe, and its audio levels (`crate::levels`).
+const MEDIA: [&str; 3] = ["webm", "mkv", "levels"];
 
 /// How a file's mtime stands against the sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

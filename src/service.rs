@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 mod notify;
 mod rooms;
 
+use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError, EXIT_CONFIG, NetworkConfig, OutputConfig, RoomsMode};
 use crate::events::Events;
 use crate::feed::FeedSettings;
@@ -525,7 +526,7 @@ async fn serve(config_path: &Path, mut config: Config) {
     let expiry = tokio::spawn(expire_api_rooms(registry.clone(), shutdown.clone()));
     let mut lost_a_session = false;
     tracing::info!("janus-recorder starting");
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
     let mut first_attempt = true;
     let mut retry_in = None;
     while !shutdown.is_cancelled() {
@@ -552,10 +553,10 @@ async fn serve(config_path: &Path, mut config: Config) {
                     s
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot open the media sockets ([network]); retrying in {backoff:?}");
+                    let wait = backoff.next_wait();
+                    tracing::error!(error = %e, "cannot open the media sockets ([network]); retrying in {wait:?}");
                     health.error(format!("cannot open the media sockets: {e}"));
-                    retry_in = Some(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    retry_in = Some(wait);
                     continue;
                 }
             },
@@ -572,10 +573,10 @@ async fn serve(config_path: &Path, mut config: Config) {
         let session = match connected {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "Janus unreachable; retrying in {backoff:?}");
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, "Janus unreachable; retrying in {wait:?}");
                 health.error(format!("Janus unreachable: {e}"));
-                retry_in = Some(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                retry_in = Some(wait);
                 continue;
             }
         };
@@ -646,14 +647,14 @@ async fn serve(config_path: &Path, mut config: Config) {
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), session.destroy()).await;
         if cancel || lasted >= STABLE_SESSION {
-            backoff = Duration::from_secs(1);
+            backoff.reset();
         } else {
+            let wait = backoff.next_wait();
             tracing::warn!(
                 ?lasted,
-                "the session with Janus was short-lived; reconnecting in {backoff:?}"
+                "the session with Janus was short-lived; reconnecting in {wait:?}"
             );
-            retry_in = Some(backoff);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            retry_in = Some(wait);
         }
     }
     supervisor.abort();

@@ -121,7 +121,7 @@ fn chromium_h264_and_av1_publishers_are_recorded() {
         (1503, "vp8 in a mixed room", None),
         (1503, "h264 in a mixed room", Some("h264")),
     ];
-    let mut running: Vec<Publisher> = publishers
+    let specs = publishers
         .iter()
         .map(|&(room, display, vcodec)| {
             let mut spec = PublisherSpec {
@@ -131,14 +131,10 @@ fn chromium_h264_and_av1_publishers_are_recorded() {
             if let Some(c) = vcodec {
                 spec.query.push(("vcodec", c.into()));
             }
-            let mut p = Publisher::start(&ns, &page, &dir, spec);
-            p.wait_published(1);
-            p
+            spec
         })
         .collect();
-    for p in &mut running {
-        p.wait_ended(1, Duration::from_secs(60));
-    }
+    let _running = publish_in_turn(&ns, &page, &dir, specs);
     daemon
         .proc
         .wait_for_nth("recording finished", 4, Duration::from_secs(15));

@@ -248,6 +248,116 @@ fn a_full_disk_closes_that_file_with_a_clear_error_and_the_rest_goes_on() {
     assert_eq!(bob[0].1["end_reason"], "shutdown");
 }
 
+/// A disk that stalls for 20 s under one room (a FUSE file system whose writes, syncs and
+/// creates wait meanwhile, as on a stuck NFS server or a device with a frozen queue): each
+/// file is written on a thread of its own, so the runtime never waits for it. The watchdog
+/// is fed throughout (it stopped with the first flush when files were written on the runtime
+/// thread), the other room's feed records on without a gap, and once the disk answers again
+/// the stalled feed's file holds every second (its frames waited in memory).
+#[test]
+fn a_stalled_disk_stalls_only_its_own_files() {
+    use std::os::unix::net::UnixDatagram;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new("stall", &[1234, 1235], None);
+    let slow = rig.out.join("1234");
+    let backing = rig.dir.join("backing");
+    let flag = rig.dir.join("stall-now");
+    fs::create_dir_all(&slow).unwrap();
+    fs::create_dir_all(&backing).unwrap();
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/stallfs.py"))
+        .args([&backing, &slow, &flag]);
+    let mut stallfs = Proc::spawn("stallfs.py", cmd, rig.dir.join("stallfs.log"));
+    let mounted = || {
+        fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .contains(&format!(" {} fuse", slow.display()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !mounted() {
+        assert!(
+            stallfs.child.try_wait().unwrap().is_none() && Instant::now() < deadline,
+            "the stalling file system did not mount: {}",
+            stallfs.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _mount = Mount(slow.clone());
+
+    let socket_path = rig.dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let _alice = rig.publisher(PublisherSpec::new(1234, "Alice"));
+    let _bob = rig.publisher(PublisherSpec::new(1235, "Bob"));
+    let mut daemon = Daemon::start_env(
+        &rig.ns,
+        &rig.dir,
+        &config_text(&rig.out, &[1234, 1235]),
+        &[
+            ("NOTIFY_SOCKET", socket_path.as_os_str()),
+            ("WATCHDOG_USEC", "2000000".as_ref()),
+        ],
+    );
+    daemon
+        .proc
+        .wait_for_nth("recording started", 2, Duration::from_secs(40));
+    std::thread::sleep(Duration::from_secs(4));
+
+    // The disk stalls for 20 s; the watchdog must keep coming (every second: half of 2 s).
+    fs::write(&flag, "").unwrap();
+    let stalled_at = Instant::now();
+    let mut last_ping = Instant::now();
+    let mut longest = Duration::ZERO;
+    let mut buf = [0u8; 4096];
+    while stalled_at.elapsed() < Duration::from_secs(20) {
+        if let Ok(n) = socket.recv(&mut buf)
+            && String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "WATCHDOG=1")
+        {
+            longest = longest.max(last_ping.elapsed());
+            last_ping = Instant::now();
+        }
+    }
+    longest = longest.max(last_ping.elapsed());
+    fs::remove_file(&flag).unwrap();
+    assert!(
+        stallfs.log_text().contains("stalled"),
+        "the disk was written to during the stall: {}",
+        stallfs.log_text()
+    );
+    println!("longest time without WATCHDOG=1 during a 20 s disk stall: {longest:?}");
+    assert!(
+        longest < Duration::from_millis(1800),
+        "the watchdog went {longest:?} without a ping while the disk stalled: {}",
+        daemon.proc.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+
+    let mut durations = Vec::new();
+    for name in ["Alice", "Bob"] {
+        let recs = recordings_of(&rig.out, name);
+        assert_eq!(recs.len(), 1, "{name}: {recs:#?}");
+        let r = check(&recs[0].0);
+        assert_eq!(r.status, Status::Ok, "{name}: {}", r.human());
+        assert_eq!(recs[0].1["end_reason"], "shutdown", "{name}");
+        durations.push(r.playable_ms.unwrap());
+    }
+    println!(
+        "Alice (stalled disk) {} ms, Bob {} ms",
+        durations[0], durations[1]
+    );
+    assert!(durations[1] >= 27_000, "Bob: {} ms", durations[1]);
+    assert!(
+        durations[0].abs_diff(durations[1]) < 2_000,
+        "Alice's file lost time to the stall: {durations:?}"
+    );
+}
+
 #[test]
 fn janus_crashing_and_coming_back_is_survived_and_counted() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -390,27 +500,7 @@ fn packet_loss_is_repaired_or_recovered_and_the_file_decodes() {
     // The daemon gets an address of its own, and 3% of the UDP packets sent to it are dropped
     // (nftables' random number generator: this kernel has no netem).
     let lossy = "10.201.0.3";
-    for line in [
-        format!("ip addr add {lossy}/24 dev vb"),
-        "nft add table inet loss".to_string(),
-        "nft add chain inet loss input { type filter hook input priority 0 ; }".to_string(),
-        format!(
-            "nft add rule inet loss input ip daddr {lossy} meta l4proto udp numgen random mod 100 < 3 drop"
-        ),
-    ] {
-        let mut words = line.split_whitespace();
-        let out = rig
-            .ns
-            .command(words.next().unwrap())
-            .args(words)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{line}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    lossy_address(&rig.ns, lossy, 3);
     let _alice = rig.publisher(PublisherSpec::new(1234, "Alice"));
     let config = config_text(&rig.out, &[1234]).replace(ADDR_B, lossy)
         + "[metrics]\nlisten = \"127.0.0.1:9469\"\n";

@@ -311,11 +311,12 @@ room = 9999
         daemon.proc.log_tail(40)
     );
 
-    // Nothing escaped the output directory: the only files are the recordings and sidecars.
+    // Nothing escaped the output directory: the only files are the recordings, sidecars and
+    // audio levels (`crate::levels`).
     for f in files_under(&out) {
         let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
         assert!(
-            ext == "webm" || ext == "json",
+            ext == "webm" || ext == "json" || ext == "levels",
             "unexpected file {}",
             f.display()
         );

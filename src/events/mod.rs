@@ -22,7 +22,6 @@ use crate::secret::Secret;
 
 mod webhook;
 
-pub(crate) use webhook::jittered;
 pub use webhook::{SIGNATURE_HEADER, sign};
 
 /// What happened. Written snake_case (`recording_finished`).

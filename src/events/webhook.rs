@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Event, GIVE_UP_AFTER, WebhookConfig};
+use crate::backoff::Backoff;
 
 /// The header with the signature: `t=<unix seconds>,v1=<hex HMAC-SHA256>`.
 pub const SIGNATURE_HEADER: &str = "Janus-Recorder-Signature";
@@ -124,13 +125,6 @@ fn remove_stale_temporaries(dir: &Path) {
     }
 }
 
-/// A wait of `base` with ±25% jitter, so receivers coming back are not hit by every
-/// recorder at once.
-pub(crate) fn jittered(base: Duration) -> Duration {
-    let r = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
-    base.mul_f64(0.75 + r * 0.5)
-}
-
 /// Delivers `hook`'s outbox `dir` until `stop`: oldest first, each until it is taken (2xx)
 /// or is older than [`GIVE_UP_AFTER`]; woken by `wake` when an event is added. The directory
 /// is listed once per batch (not once per event: a backlog of 10,000 drains in linear time)
@@ -163,8 +157,7 @@ pub(super) async fn deliver(
     .await;
     let outbox_size =
         metrics::gauge!("janus_recorder_webhook_outbox_events", "webhook" => label.clone());
-    let first_retry = FIRST_RETRY.min(hook.retry_max);
-    let mut backoff = first_retry;
+    let mut backoff = Backoff::new(FIRST_RETRY, hook.retry_max);
     let mut failures = 0u32;
     loop {
         let d = dir.clone();
@@ -186,7 +179,7 @@ pub(super) async fn deliver(
                 Outcome::Gone => outbox_size.decrement(1.0),
                 Outcome::Taken => {
                     outbox_size.decrement(1.0);
-                    backoff = first_retry;
+                    backoff.reset();
                     if failures > 0 {
                         tracing::info!(webhook = %label, failures, "webhook takes events again");
                         failures = 0;
@@ -194,13 +187,12 @@ pub(super) async fn deliver(
                 }
                 Outcome::Failed(why) => {
                     failures += 1;
-                    let wait = jittered(backoff);
+                    let wait = backoff.next_jittered();
                     tracing::warn!(webhook = %label, event = %event_id(&path), error = %why, retry_in = ?wait, "webhook delivery failed");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = stop.cancelled() => return,
                     }
-                    backoff = (backoff * 2).min(hook.retry_max);
                     break; // listed again: the bound may have dropped this one meanwhile
                 }
                 Outcome::Stopped => return,

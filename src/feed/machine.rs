@@ -54,8 +54,9 @@ impl Now {
 pub enum Input {
     Rtc(RtcEvent),
     Janus(Incoming),
-    /// The relay's target wants a keyframe (or the relay just went live).
-    RelayWantsKeyframe,
+    /// A keyframe is wanted: by the relay's target (or the relay just went live), or by the
+    /// file after video was dropped for a slow disk.
+    KeyframeWanted,
     /// The feed task's periodic tick.
     Tick,
     /// The feed is ending: every clock is decided and every held frame written.
@@ -220,7 +221,7 @@ impl FeedMachine {
         match input {
             Input::Rtc(ev) => self.on_rtc(ev, now),
             Input::Janus(msg) => self.on_janus(msg),
-            Input::RelayWantsKeyframe => self.request_keyframe(now.instant, RELAYED_KEYFRAME_GAP),
+            Input::KeyframeWanted => self.request_keyframe(now.instant, RELAYED_KEYFRAME_GAP),
             Input::Tick => self.on_tick(now),
             Input::Ending => {
                 if self.record {
@@ -294,7 +295,7 @@ impl FeedMachine {
             }
             RtcEvent::Failed(e) => {
                 tracing::error!(error = %e, "media session failed");
-                self.end(EndReason::Failed(e));
+                self.end(EndReason::Failed(super::Failure::Session(e)));
             }
         }
     }
@@ -741,9 +742,9 @@ mod tests {
             2
         );
         // The relay's target wants a keyframe: passed on, paced.
-        m.handle(Input::RelayWantsKeyframe, at(t0, 10));
-        m.handle(Input::RelayWantsKeyframe, at(t0, 100));
-        m.handle(Input::RelayWantsKeyframe, at(t0, 260));
+        m.handle(Input::KeyframeWanted, at(t0, 10));
+        m.handle(Input::KeyframeWanted, at(t0, 100));
+        m.handle(Input::KeyframeWanted, at(t0, 260));
         assert_eq!(keyframe_requests(&actions(&mut m)), 2);
         m.handle(Input::Ending, at(t0, 300));
         assert!(writes(&actions(&mut m)).is_empty());

@@ -5,6 +5,7 @@
 //! when the connection to Janus is lost, and always finalizes what it wrote.
 
 pub mod clock;
+mod disk;
 pub mod gate;
 pub mod machine;
 pub mod relay;
@@ -32,6 +33,7 @@ use crate::publish::OwnFeeds;
 use crate::rtc::{MediaLoop, RtcError, RtcEvent, RtcSession};
 use crate::secret::Secret;
 use crate::webm::writer::{FrameBytes, TrackSetup, WebmWriter, WriteError};
+use disk::DiskWriter;
 use machine::{Action, FeedMachine, Input, Now};
 use relay::{Relay, RelayEvent, RelayTarget};
 
@@ -127,7 +129,27 @@ pub enum EndReason {
     ConnectionLost,
     /// `split_after` was reached: the publication goes on in the next part.
     Split,
-    Failed(String),
+    Failed(Failure),
+}
+
+/// Why a feed failed (the re-subscribe decision reads [`FeedEnd::may_heal`], made from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Subscribing: Janus refused or did not answer, no offer, nothing recordable.
+    Subscribe(String),
+    /// The media session ended (see [`crate::rtc::SessionEnd`]).
+    Session(crate::rtc::SessionEnd),
+    /// Writing the file (or opening it) failed.
+    Write(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Subscribe(e) | Failure::Write(e) => f.write_str(e),
+            Failure::Session(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl fmt::Display for EndReason {
@@ -144,7 +166,7 @@ impl fmt::Display for EndReason {
             EndReason::Stopped => f.write_str("stopped"),
             EndReason::ConnectionLost => f.write_str("connection-lost"),
             EndReason::Split => f.write_str("split"),
-            EndReason::Failed(e) => write!(f, "error: {}", crate::text::Escaped(e)),
+            EndReason::Failed(e) => write!(f, "error: {}", crate::text::Escaped(&e.to_string())),
         }
     }
 }
@@ -194,7 +216,7 @@ pub async fn run(
                     }),
                 );
                 let may_heal = !matches!(e, SubscribeError::NothingRecordable(_));
-                return FeedEnd { reason: EndReason::Failed(e.to_string()), may_heal, last: None };
+                return FeedEnd { reason: EndReason::Failed(Failure::Subscribe(e.to_string())), may_heal, last: None };
             }
         },
         r = &mut stop => {
@@ -473,8 +495,8 @@ fn svc_superframe(d: &MediaData, joiner: &mut SvcJoiner) -> Option<Vec<u8>> {
 }
 
 /// An open file and its sidecar.
-struct Recording {
-    writer: WebmWriter,
+struct OpenFile {
+    writer: DiskWriter,
     paths: RecordingPaths,
     sidecar: Sidecar,
     /// The first part's time zero on the room clock (ns since the epoch): its earliest frame.
@@ -483,9 +505,11 @@ struct Recording {
     /// Where this part starts on the feed's timeline (zero for the first part).
     offset: Duration,
     last_flush: Instant,
+    /// Janus's audio levels, for the page's speaker lanes (see [`crate::levels`]).
+    levels: crate::levels::Levels,
 }
 
-impl Recording {
+impl OpenFile {
     /// Whether `split_after` asks for the next part at a frame placed at `at` on the feed's
     /// timeline (the part's length is media time, not how long the file has been open), if
     /// that frame can open a part (a video keyframe, or any frame of a file without video).
@@ -506,7 +530,7 @@ struct Feed {
     settings: Arc<FeedSettings>,
     spec: FeedSpec,
     machine: FeedMachine,
-    recording: Option<Recording>,
+    recording: Option<OpenFile>,
     counters: FrameCounters,
     relay: Option<Relay>,
     /// Joins VP9 SVC layers into superframes.
@@ -547,13 +571,17 @@ impl Feed {
                 },
                 r = &mut stop => break r.unwrap_or(EndReason::Shutdown),
                 ev = relay_event(&mut self.relay) => match ev {
-                    RelayEvent::WantKeyframe => Input::RelayWantsKeyframe,
+                    RelayEvent::WantKeyframe => Input::KeyframeWanted,
                     RelayEvent::Nothing => continue,
                 },
                 _ = tick.tick() => {
                     heartbeat.beat();
                     if let Some(end) = self.flush_if_due() {
                         break end;
+                    }
+                    if self.recording.as_ref().is_some_and(|r| r.writer.wants_keyframe()) {
+                        // Video was dropped for a slow disk; it goes on at a keyframe.
+                        self.machine.handle(Input::KeyframeWanted, Now::read());
                     }
                     Input::Tick
                 },
@@ -585,7 +613,7 @@ impl Feed {
                 for ev in rtc.take_received().await {
                     if matches!(ev, RtcEvent::Frame(_)) {
                         frames += 1;
-                        let _ = self.step(Input::Rtc(ev), None);
+                        let _ = self.step(Input::Rtc(ev), Some(&mut rtc));
                     }
                 }
                 if !publisher_ended || frames == 0 || Instant::now() >= give_up {
@@ -603,48 +631,66 @@ impl Feed {
     }
 
     /// Feeds the machine one input and carries out its actions; the end, if one came.
-    fn step(&mut self, input: Input, mut rtc: Option<&mut RtcSession>) -> Option<EndReason> {
+    /// Without a session (the file being finished on a blocking thread) only writes, relays
+    /// and the end can be carried out; anything else is logged as not done.
+    fn step(&mut self, input: Input, rtc: Option<&mut RtcSession>) -> Option<EndReason> {
         self.machine.handle(input, Now::read());
+        let Some(rtc) = rtc else {
+            while let Some(action) = self.machine.poll() {
+                if let Some(end) = self.carry_out(action) {
+                    return Some(end);
+                }
+            }
+            return None;
+        };
         while let Some(action) = self.machine.poll() {
             match action {
                 Action::RequestKeyframe(mid) => {
-                    if let Some(rtc) = rtc.as_deref_mut() {
-                        tracing::debug!("keyframe requested (PLI)");
-                        crate::metrics::keyframe_requested();
-                        rtc.request_keyframe(mid);
-                    }
+                    tracing::debug!("keyframe requested (PLI)");
+                    crate::metrics::keyframe_requested();
+                    rtc.request_keyframe(mid);
                 }
                 Action::BatchReads { settled } => {
-                    if let Some(rtc) = rtc.as_deref_mut() {
-                        rtc.batch_reads(if settled && self.relay.is_none() {
-                            RECORDED_BATCHES
-                        } else {
-                            SMALL_BATCHES
-                        });
-                    }
+                    rtc.batch_reads(if settled && self.relay.is_none() {
+                        RECORDED_BATCHES
+                    } else {
+                        SMALL_BATCHES
+                    });
                 }
                 Action::AddCandidate(c) => {
-                    if let Some(rtc) = rtc.as_deref_mut()
-                        && let Err(e) = rtc.add_remote_candidate(&c)
-                    {
+                    if let Err(e) = rtc.add_remote_candidate(&c) {
                         tracing::warn!(error = %e, "ignoring Janus's candidate");
                     }
                 }
-                Action::Write { at, frame } => {
-                    if let Err(e) = self.write(at, frame) {
-                        return Some(e);
+                other => {
+                    if let Some(end) = self.carry_out(other) {
+                        return Some(end);
                     }
                 }
-                Action::Relay(frame) => {
-                    if let Some(relay) = &mut self.relay
-                        && relay.forward(&frame)
-                    {
-                        self.machine.handle(Input::RelayWantsKeyframe, Now::read());
-                    }
-                }
-                Action::Stats { lost, nacks } => crate::metrics::receive_stats(lost, nacks),
-                Action::End(reason) => return Some(reason),
             }
+        }
+        None
+    }
+
+    /// Carries out an action that needs no media session: a write, a relayed frame,
+    /// statistics, the end (others are logged as not done).
+    fn carry_out(&mut self, action: Action) -> Option<EndReason> {
+        match action {
+            Action::Write { at, frame } => {
+                if let Err(e) = self.write(at, frame) {
+                    return Some(e);
+                }
+            }
+            Action::Relay(frame) => {
+                if let Some(relay) = &mut self.relay
+                    && relay.forward(&frame)
+                {
+                    self.machine.handle(Input::KeyframeWanted, Now::read());
+                }
+            }
+            Action::Stats { lost, nacks } => crate::metrics::receive_stats(lost, nacks),
+            Action::End(reason) => return Some(reason),
+            other => tracing::debug!(action = ?other, "no media session any more: not done"),
         }
         None
     }
@@ -653,14 +699,8 @@ impl Feed {
     /// makes it the feed's end.
     fn file_failed(&self, e: impl fmt::Display) -> EndReason {
         tracing::error!(error = %e, "writing the recording failed");
-        self.file_error(&e);
-        EndReason::Failed(e.to_string())
-    }
-
-    /// A file error that does not end the feed (or has ended it already): status and metrics.
-    fn file_error(&self, e: &impl fmt::Display) {
-        self.settings.health.error(e.to_string());
-        crate::metrics::file_error();
+        file_error(&self.settings, &e);
+        EndReason::Failed(Failure::Write(e.to_string()))
     }
 
     /// Pushes buffered file data to disk every [`FLUSH_EVERY`].
@@ -712,15 +752,17 @@ impl Feed {
         }
         let len = d.data.len();
         // The frame's own (shared) buffer goes to the writer: no copy.
-        let written = if is_video {
-            let data = match svc_superframe(&d, &mut self.svc) {
-                Some(joined) => FrameBytes::Owned(joined),
-                None => FrameBytes::Shared(d.data.clone()),
-            };
-            rec.writer.write_video(ts, d.is_keyframe(), data)
-        } else {
-            rec.writer.write_audio(ts, d.data.clone())
+        let data = match is_video
+            .then(|| svc_superframe(&d, &mut self.svc))
+            .flatten()
+        {
+            Some(joined) => FrameBytes::Owned(joined),
+            None => FrameBytes::Shared(d.data.clone()),
         };
+        if !is_video && let Some(dbov) = d.ext_vals.audio_level {
+            rec.levels.record(ts, dbov);
+        }
+        let written = rec.writer.write(ts, kind, d.is_keyframe(), data);
         match written {
             Ok(()) => {
                 self.counters.written(kind, len);
@@ -739,12 +781,19 @@ impl Feed {
             Ok(new) => {
                 tracing::info!(part = new.sidecar.part, path = %new.paths.media.display(), "split_after reached: next part");
                 let name = new.sidecar.file.clone();
-                self.finalize(old, &EndReason::Split, Some(name));
+                // Finalizing waits for the old part's disk: on a blocking thread, while the
+                // new part records.
+                let outputs = self.outputs();
+                let clocks = self.clocks();
+                let span = tracing::Span::current();
+                tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| outputs.finalize(old, &EndReason::Split, Some(name), clocks));
+                });
                 self.recording = Some(new);
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the next part; the current one goes on");
-                self.file_error(&e);
+                file_error(&self.settings, &e);
                 self.recording = Some(old);
             }
         }
@@ -756,8 +805,8 @@ impl Feed {
         &self,
         zero: i128,
         offset: Duration,
-        previous: Option<&Recording>,
-    ) -> Result<Recording, OpenError> {
+        previous: Option<&OpenFile>,
+    ) -> Result<OpenFile, OpenError> {
         // The file's time zero on the room clock.
         let started = clock::system_time(zero + offset.as_nanos() as i128);
         let p = &self.spec.publisher;
@@ -804,17 +853,28 @@ impl Feed {
             )
         };
         let writer = WebmWriter::create(&paths.media, setup)?;
-        self.publish_sidecar(&sidecar, &paths.sidecar);
+        let writer =
+            DiskWriter::start(writer, &paths.media).map_err(|source| OpenError::Paths {
+                dir: self.settings.out_dir.clone(),
+                source,
+            })?;
+        // The first sidecar is written by the file's thread (it syncs); the manifest lists it.
+        writer.write_sidecar(sidecar.clone(), paths.sidecar.clone());
+        if let Some(m) = &self.spec.manifest {
+            m.recording(&sidecar);
+        }
         tracing::info!(path = %paths.media.display(), "recording started");
-        self.recording_event(EventKind::RecordingStarted, &sidecar, &paths.media, None);
+        let outputs = self.outputs();
+        outputs.recording_event(EventKind::RecordingStarted, &sidecar, &paths.media, None);
         self.settings.health.recording_started(&self.spec.room);
-        Ok(Recording {
+        Ok(OpenFile {
             writer,
             paths,
             sidecar,
             zero,
             offset,
             last_flush: Instant::now(),
+            levels: Default::default(),
         })
     }
 
@@ -838,19 +898,65 @@ impl Feed {
             }
             return;
         };
-        self.finalize(rec, reason, None);
+        self.outputs().finalize(rec, reason, None, self.clocks());
     }
 
+    /// Where a finished file is told, apart from the feed (a split finalizes on a blocking
+    /// thread while the feed goes on).
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            settings: self.settings.clone(),
+            room: self.spec.room.clone(),
+            manifest: self.spec.manifest.clone(),
+        }
+    }
+
+    /// The clocks the feed's audio and video are placed by, for the sidecar.
+    fn clocks(&self) -> Clocks {
+        Clocks {
+            audio: self.machine.clock_of(MediaKind::Audio),
+            video: self.machine.clock_of(MediaKind::Video),
+        }
+    }
+}
+
+/// Where a recording's files and events go: the settings, the room and its manifest.
+struct Outputs {
+    settings: Arc<FeedSettings>,
+    room: RoomId,
+    manifest: Option<Arc<crate::manifest::RoomManifest>>,
+}
+
+/// The clocks a feed's audio and video are placed by (see the sidecar's `audio_clock`).
+struct Clocks {
+    audio: Option<String>,
+    video: Option<String>,
+}
+
+impl Outputs {
     /// Finalizes one file and completes its sidecar (`next_part`: the file that goes on).
-    fn finalize(&self, rec: Recording, reason: &EndReason, next_part: Option<String>) {
-        self.settings.health.recording_ended(&self.spec.room);
+    fn finalize(
+        &self,
+        rec: OpenFile,
+        reason: &EndReason,
+        next_part: Option<String>,
+        clocks: Clocks,
+    ) {
+        self.settings.health.recording_ended(&self.room);
         let mut sidecar = rec.sidecar;
-        sidecar.audio_clock = self.machine.clock_of(MediaKind::Audio);
-        sidecar.video_clock = self.machine.clock_of(MediaKind::Video);
+        sidecar.audio_clock = clocks.audio;
+        sidecar.video_clock = clocks.video;
         sidecar.ended_at = Some(rfc3339(SystemTime::now()));
         sidecar.end_reason = Some(reason.to_string());
         sidecar.next_part = next_part;
         let finalizing = Instant::now();
+        let dropped = rec.writer.dropped();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "frames were dropped while the disk did not keep up"
+            );
+        }
         let summary = rec.writer.finalize();
         let finalize_ms = finalizing.elapsed().as_millis() as u64;
         match &summary {
@@ -866,10 +972,13 @@ impl Feed {
                     // Counted when the feed failed.
                     self.settings.health.error(e.to_string());
                 } else {
-                    self.file_error(e);
+                    file_error(&self.settings, e);
                 }
                 sidecar.end_reason = Some(format!("{reason}; finalize failed: {e}"));
             }
+        }
+        if let Err(e) = rec.levels.write(&rec.paths.sidecar) {
+            tracing::warn!(path = %rec.paths.sidecar.display(), error = %e, "cannot write the audio levels");
         }
         // The sidecar first: "recording finished" means the file and its sidecar are done.
         self.publish_sidecar(&sidecar, &rec.paths.sidecar);
@@ -937,10 +1046,16 @@ impl Feed {
         if let Err(e) = sidecar.write(path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the sidecar");
         }
-        if let Some(m) = &self.spec.manifest {
+        if let Some(m) = &self.manifest {
             m.recording(sidecar);
         }
     }
+}
+
+/// A file error that does not end the feed (or has ended it already): status and metrics.
+fn file_error(settings: &FeedSettings, e: &impl fmt::Display) {
+    settings.health.error(e.to_string());
+    crate::metrics::file_error();
 }
 
 #[cfg(test)]
@@ -1044,7 +1159,7 @@ mod tests {
             "hangup: DTLS alert"
         );
         assert_eq!(
-            EndReason::Failed("disk full".into()).to_string(),
+            EndReason::Failed(Failure::Write("disk full".into())).to_string(),
             "error: disk full"
         );
     }

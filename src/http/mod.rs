@@ -30,6 +30,8 @@ use crate::recordings::Index;
 use crate::registry::Registry;
 
 mod events;
+mod meetings;
+mod page;
 mod recordings;
 mod rooms;
 
@@ -44,6 +46,8 @@ pub struct Access {
     pub server: String,
     /// `[janus] string_ids`: room ids in paths are strings.
     pub string_ids: bool,
+    /// `[http] share_key`: signs the page's share links.
+    pub share_key: Option<crate::secret::Secret>,
 }
 
 impl Access {
@@ -52,6 +56,7 @@ impl Access {
             tokens: config.tokens().to_vec(),
             server: config.janus.name.clone(),
             string_ids: config.janus.string_ids,
+            share_key: config.share_key().cloned(),
         }
     }
 }
@@ -148,6 +153,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Runs `f` (disk work: sidecars, manifests, checks) on a blocking thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 /// A JSON request body: at most [`MAX_BODY`] (413 beyond), and a 400 that names the field
 /// that is wrong. An empty body is `T::default()`.
 pub struct Body<T>(pub T);
@@ -216,6 +230,25 @@ fn check_access(
     req: &Request,
     needs: Scope,
 ) -> Result<(), ApiError> {
+    // The page's cookies (see `page`) only read: nothing is changed on a cookie's word, so a
+    // request another site makes the browser send can do nothing.
+    if needs == Scope::Read && !req.headers().contains_key(header::AUTHORIZATION) {
+        let headers = req.headers();
+        if page::cookie(headers, page::TOKEN_COOKIE)
+            .is_some_and(|t| token_scope(&access.tokens, t).is_some())
+        {
+            return Ok(());
+        }
+        if let (Some(key), Some(grant)) = (
+            &access.share_key,
+            page::cookie(headers, page::SHARE_COOKIE)
+                .and_then(crate::share::Grant::from_cookie_value),
+        ) && grant.verify(key, std::time::SystemTime::now()).is_ok()
+            && grant.allows(req.uri().path(), req.uri().query())
+        {
+            return Ok(());
+        }
+    }
     if access.tokens.is_empty() {
         // Metrics stay as open as their listener, as before the API (`config check` warns
         // about a public one); the API is for loopback only.
@@ -301,6 +334,7 @@ pub fn api_routes() -> (Router<Api>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
         .merge(rooms::routes())
         .merge(recordings::routes())
+        .merge(meetings::routes())
         .merge(events::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
@@ -333,6 +367,7 @@ pub fn router(api: Api) -> Router {
         .route("/metrics", metrics)
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), authorize));
     guarded
+        .merge(page::routes())
         .fallback(|| async { ApiError::not_found("no such path") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
@@ -351,6 +386,7 @@ pub fn fuzz_input(data: &[u8]) {
             tokens: vec![],
             server: "default".into(),
             string_ids,
+            share_key: None,
         };
         if let Ok(room) = rooms::room_id(&access, first) {
             let _ = rooms::start_body(body.as_bytes(), room);
@@ -413,6 +449,7 @@ mod tests {
                 tokens,
                 server: "default".into(),
                 string_ids: false,
+                share_key: None,
             })),
             registry: Registry::open(vec![], None),
             health: Arc::default(),
@@ -485,13 +522,136 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 7, "{:?}", doc.paths.paths.keys());
+        let levels = &doc.paths.paths["/api/v1/recordings/{id}/levels"];
+        let answers = &levels.get.as_ref().unwrap().responses.responses;
+        assert!(
+            ["200", "401", "403", "404"]
+                .iter()
+                .all(|s| answers.contains_key(*s)),
+            "{:?}",
+            answers.keys()
+        );
+        assert_eq!(operations, 13, "{:?}", doc.paths.paths.keys());
         // And the other way: an undocumented path under /api/v1 is the fallback's 404.
         let (status, body) = send(&app, Method::GET, "/api/v1/roomz", "127.0.0.1:1", None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body.contains("no such path"), "{body}");
         let (status, _) = send(&app, Method::POST, "/api/v1/rooms", "127.0.0.1:1", None).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    /// The page's cookies: a login cookie reads (never changes anything); a share cookie reads
+    /// only what it shares, until it expires; without either, `/` is the login page.
+    #[tokio::test]
+    async fn page_cookies_read_and_share_links_open_only_their_target() {
+        use crate::share::{Grant, ShareTarget};
+        let key = Secret::new("share-key-0123456789");
+        let a = api(vec![token("read-token-0123456789", Scope::Read)]);
+        a.access.write().unwrap().share_key = Some(key.clone());
+        let app = router(a);
+        let with_cookie = |method: Method, path: &str, cookie: String| {
+            let mut req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header(header::COOKIE, cookie)
+                .body(HttpBody::empty())
+                .unwrap();
+            req.extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>("10.0.0.9:5".parse().unwrap()));
+            let app = app.clone();
+            async move {
+                let r = app.oneshot(req).await.unwrap();
+                let status = r.status();
+                let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        let (status, body) = send(&app, Method::GET, "/", "10.0.0.9:5", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("id=\"login\""), "{body}");
+        let login = "jr_token=read-token-0123456789".to_owned();
+        let (status, body) = with_cookie(Method::GET, "/", login.clone()).await;
+        assert!(
+            status == StatusCode::OK && body.contains("id=\"main\""),
+            "{body}"
+        );
+        assert_eq!(
+            with_cookie(Method::GET, "/api/v1/rooms", login.clone())
+                .await
+                .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            with_cookie(Method::DELETE, "/api/v1/rooms/default/1", login)
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            with_cookie(
+                Method::GET,
+                "/api/v1/rooms",
+                "jr_token=wrong-0123456789".into()
+            )
+            .await
+            .0,
+            StatusCode::UNAUTHORIZED
+        );
+        let far = u64::MAX / 2;
+        let room = Grant::sign(&key, ShareTarget::Room("12".into()), far);
+        let shared = format!("jr_share={}", room.cookie_value());
+        assert_eq!(
+            with_cookie(Method::GET, "/api/v1/meetings?room=12", shared.clone())
+                .await
+                .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            with_cookie(Method::GET, "/api/v1/rooms", shared.clone())
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+        let (status, body) = with_cookie(Method::GET, "/meetings", shared).await;
+        assert!(
+            status == StatusCode::OK && body.contains("id=\"main\""),
+            "{body}"
+        );
+        let expired = Grant::sign(&key, ShareTarget::Room("12".into()), 1);
+        let forged = Grant {
+            expires: far,
+            ..expired.clone()
+        };
+        for g in [&expired, &forged] {
+            assert_eq!(
+                with_cookie(
+                    Method::GET,
+                    "/api/v1/meetings?room=12",
+                    format!("jr_share={}", g.cookie_value())
+                )
+                .await
+                .0,
+                StatusCode::UNAUTHORIZED
+            );
+            let (status, _) = send(
+                &app,
+                Method::GET,
+                &format!("/share?{}", g.query()),
+                "10.0.0.9:5",
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let (status, _) = send(
+            &app,
+            Method::GET,
+            &format!("/share?{}", room.query()),
+            "10.0.0.9:5",
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
     }
 
     /// Without tokens only loopback peers are answered; with tokens, scopes decide.

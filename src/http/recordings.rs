@@ -47,16 +47,7 @@ pub struct ListQuery {
 
 impl ListQuery {
     fn parse(self) -> Result<crate::recordings::Query, ApiError> {
-        let time = |name: &str, v: Option<String>| -> Result<Option<SystemTime>, ApiError> {
-            v.map(|v| {
-                OffsetDateTime::parse(&v, &Rfc3339)
-                    .map(SystemTime::from)
-                    .map_err(|e| {
-                        ApiError::bad_request(format!("{name}: not an RFC 3339 time: {e}"))
-                    })
-            })
-            .transpose()
-        };
+        let time = time_param;
         let limit = match self.limit {
             None => 100,
             Some(l) => match l.parse::<usize>() {
@@ -93,6 +84,17 @@ impl ListQuery {
                 .transpose()?,
         })
     }
+}
+
+/// A query parameter that is an RFC 3339 time (empty: none), or a 400 naming it.
+pub(super) fn time_param(name: &str, v: Option<String>) -> Result<Option<SystemTime>, ApiError> {
+    v.filter(|v| !v.is_empty())
+        .map(|v| {
+            OffsetDateTime::parse(&v, &Rfc3339)
+                .map(SystemTime::from)
+                .map_err(|e| ApiError::bad_request(format!("{name}: not an RFC 3339 time: {e}")))
+        })
+        .transpose()
 }
 
 /// A query string parsed and checked as the handler does (for the fuzz target).
@@ -146,7 +148,7 @@ fn verdicts() -> &'static VerdictCache {
 }
 
 /// The check tool's verdict on `path`, cached.
-fn verdict(path: &std::path::Path) -> Verdict {
+pub(super) fn verdict(path: &std::path::Path) -> Verdict {
     let md = std::fs::metadata(path).ok();
     let key = md
         .as_ref()

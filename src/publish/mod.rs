@@ -285,7 +285,7 @@ impl Publication {
                         tracing::debug!(feed = %self.feed, "keyframe request from Janus");
                         return PublicationEvent::KeyframeRequest;
                     }
-                    RtcEvent::Failed(e) => return PublicationEvent::Ended(e),
+                    RtcEvent::Failed(e) => return PublicationEvent::Ended(e.to_string()),
                     RtcEvent::Disconnected => tracing::warn!(feed = %self.feed, "publisher ICE disconnected"),
                     other => tracing::trace!(?other, "publisher session event"),
                 },

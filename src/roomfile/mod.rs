@@ -366,6 +366,24 @@ fn numbered_names<'a>(first: impl Iterator<Item = &'a Recording>) -> Vec<String>
 
 /// Makes the room file `out` from the recordings in `dir`.
 pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile, RoomError> {
+    make_room(dir, window, RoomOutput::File(out))
+}
+
+/// Where a room file goes.
+pub enum RoomOutput<'a> {
+    /// A file, created (replacing one there), its header completed at the end.
+    File(&'a Path),
+    /// A stream, written as the file is made (the recordings page's download): nothing is
+    /// gone back over, the duration in its header is the window's as the sidecars say.
+    Stream(Box<dyn std::io::Write + Send>),
+}
+
+/// Makes the room file from the recordings in `dir` into `output`.
+pub fn make_room(dir: &Path, window: Window, output: RoomOutput) -> Result<RoomFile, RoomError> {
+    let out = match &output {
+        RoomOutput::File(path) => *path,
+        RoomOutput::Stream(_) => Path::new(""),
+    };
     let started = Instant::now();
     let (all, mut warnings) = find_recordings(dir)?;
     let skipped = warnings.clone();
@@ -512,7 +530,20 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
         return Err(no_recordings(from.is_some() || to.is_some()));
     }
     let title = format!("Room {}", all[0].sidecar.room);
-    let mut writer = RoomWriter::create(out, &title, zero, &tracks)?;
+    let mut writer = match output {
+        RoomOutput::File(path) => RoomWriter::create(path, &title, zero, &tracks)?,
+        RoomOutput::Stream(w) => {
+            let end = all.iter().filter_map(|r| r.end).max().unwrap_or(zero);
+            let end = to.map_or(end, |t| t.min(end));
+            RoomWriter::stream(
+                w,
+                &title,
+                zero,
+                &tracks,
+                ms_between(zero, end).max(0) as f64,
+            )?
+        }
+    };
 
     // Video tracks wait for a keyframe in the window; audio starts at once.
     let mut started_track = vec![false; tracks.len()];
@@ -552,7 +583,9 @@ pub fn make_room_file(dir: &Path, window: Window, out: &Path) -> Result<RoomFile
     if let Some(at_ms) = limit.or_else(|| out_of_files(&merge)) {
         // Not a room file to keep: some people would be missing from it.
         drop(writer);
-        let _ = std::fs::remove_file(out);
+        if !out.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(out);
+        }
         return Err(RoomError::too_many_open(at_ms));
     }
     for placed in merge.into_streams() {

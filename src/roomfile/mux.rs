@@ -5,6 +5,10 @@
 //! end), the Tracks (known before the first block: they are the inputs' TrackEntries), then
 //! Clusters and Cues. Each Cluster is written with a known size: the tag writer holds one
 //! cluster (at most [`MAX_CLUSTER_MS`] of every track) in memory, so memory stays bounded.
+//!
+//! Streamed ([`RoomWriter::stream`], the page's download), nothing is patched: the Segment
+//! stays unknown-sized, the Info carries the duration expected, the SeekHead's room stays a
+//! Void and the Cues come last, found by players that scan.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -20,7 +24,7 @@ use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 
 use super::RoomError;
 use crate::media::MediaKind;
-use crate::webm::writer::{
+use crate::webm::matroska::{
     CUES_ID, INFO_ID, SIZE_FIELD_LEN, TRACKS_ID, UNKNOWN_SIZED_HEADER_LEN, WriteCause, fill_region,
     opus_frame_ms, seek, sized_vint, void_of,
 };
@@ -122,10 +126,25 @@ pub struct TrackStats {
     pub end_ms: i64,
 }
 
+/// Where the room file goes: a file (patched at the end) or a stream (never gone back over).
+enum Sink {
+    File(BufWriter<File>),
+    Stream(BufWriter<Box<dyn Write + Send>>),
+}
+
+impl Sink {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::File(f) => f.write_all(buf),
+            Sink::Stream(s) => s.write_all(buf),
+        }
+    }
+}
+
 /// Counts the bytes handed to the file; the tag writer's `flush()` after each element does
 /// nothing, so the `BufWriter` decides when to write.
 struct Counted {
-    inner: BufWriter<File>,
+    inner: Sink,
     written: u64,
 }
 
@@ -164,6 +183,8 @@ pub struct RoomWriter {
     cluster: Option<Cluster>,
     /// (time, track, cluster position): a cue per video track's first keyframe in a cluster.
     cues: Vec<(i64, u64, u64)>,
+    /// The Duration the Info says before the end (a stream's is never patched).
+    expected_ms: f64,
 }
 
 impl RoomWriter {
@@ -175,10 +196,41 @@ impl RoomWriter {
         tracks: &[OutTrack],
     ) -> Result<RoomWriter, RoomError> {
         let file = crate::output::create_output(path).map_err(|e| output_error(path, e))?;
+        let sink = Sink::File(BufWriter::with_capacity(1 << 20, file));
+        RoomWriter::start(path, sink, title, zero, tracks, 0.0)
+    }
+
+    /// Writes the room file to `out` as it is made, saying `expected_ms` as its duration.
+    pub fn stream(
+        out: Box<dyn Write + Send>,
+        title: &str,
+        zero: OffsetDateTime,
+        tracks: &[OutTrack],
+        expected_ms: f64,
+    ) -> Result<RoomWriter, RoomError> {
+        let sink = Sink::Stream(BufWriter::with_capacity(256 << 10, out));
+        RoomWriter::start(
+            Path::new("(stream)"),
+            sink,
+            title,
+            zero,
+            tracks,
+            expected_ms,
+        )
+    }
+
+    fn start(
+        path: &Path,
+        sink: Sink,
+        title: &str,
+        zero: OffsetDateTime,
+        tracks: &[OutTrack],
+        expected_ms: f64,
+    ) -> Result<RoomWriter, RoomError> {
         let mut w = RoomWriter {
             path: path.to_path_buf(),
             tags: TagWriter::new(Counted {
-                inner: BufWriter::with_capacity(1 << 20, file),
+                inner: sink,
                 written: 0,
             }),
             segment_data: 0,
@@ -191,6 +243,7 @@ impl RoomWriter {
             stats: vec![TrackStats::default(); tracks.len()],
             cluster: None,
             cues: Vec::new(),
+            expected_ms,
         };
         for (i, t) in tracks.iter().enumerate() {
             assert_eq!(
@@ -237,7 +290,7 @@ impl RoomWriter {
         self.put(&void_of(SEEKHEAD_ROOM)?)?;
         self.seekhead = (self.segment_data, SEEKHEAD_ROOM);
         let info_at = self.pos();
-        self.put(&self.info(0.0))?;
+        self.put(&self.info(self.expected_ms))?;
         self.put(&void_of(INFO_ROOM)?)?;
         self.info = (info_at, (self.pos() - info_at) as usize);
         self.tracks_at = self.pos();
@@ -383,6 +436,11 @@ impl RoomWriter {
         if has_cues {
             self.put(&MatroskaSpec::Cues(Master::Full(points)))?;
         }
+        let out = match &mut self.tags.get_mut().inner {
+            Sink::Stream(s) => return Ok(s.flush()?),
+            Sink::File(f) => f,
+        };
+        out.flush()?;
         let end = self.pos();
         let mut seeks = vec![
             seek(INFO_ID, self.info.0 - self.segment_data),
@@ -408,8 +466,9 @@ impl RoomWriter {
                 fill_region(&[self.info(self.duration_ms() as f64)], self.info.1)?,
             ),
         ];
-        let out = &mut self.tags.get_mut().inner;
-        out.flush()?;
+        let Sink::File(out) = &mut self.tags.get_mut().inner else {
+            return Ok(());
+        };
         let file = out.get_mut();
         for (offset, bytes) in patches {
             file.seek(SeekFrom::Start(offset))

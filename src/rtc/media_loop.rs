@@ -27,17 +27,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use quinn_udp::{RecvMeta, UdpSocketState};
+use quinn_udp::RecvMeta;
 use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use super::route::{Routes, SessionId, is_stun};
-use super::{ReceiveStats, RtcEvent, panic_message};
+use super::pacing::{Mailbox, Outbox, Pacing};
+use super::route::{Routes, RtcId, is_stun};
+use super::sockets::{Bound, Port, PortSocket, readable};
+use super::{ReceiveStats, RtcEvent, SessionEnd};
 use crate::media::Codec;
 use crate::net::SocketPlan;
 
@@ -57,18 +57,11 @@ const TIMER_GRID: Duration = Duration::from_millis(5);
 /// session's timers, NACKs among them, run on it), and 25 wake-ups a second cost far less
 /// than one per packet (measured with `scripts/bench.sh`, see the README).
 const TICK: Duration = Duration::from_millis(40);
-/// The shortest period a session's frames are handed over in (a relayed feed's).
-const BATCH_MIN: Duration = Duration::from_millis(20);
 /// Event batches queued per session before the loop holds them back (5 s of the shortest
 /// batches).
 const EVENT_BATCHES: usize = 256;
-/// Events held back per session (its task is stalled) before frames are dropped.
-const MAX_HELD: usize = 8192;
 /// Frames to send queued for the loop, all sessions together (a relay's or publisher's).
 const SEND_QUEUE: usize = 8192;
-/// The socket buffers asked for: a second of 200 feeds' media.
-const SOCKET_BUFFER: usize = 16 * 1024 * 1024;
-
 /// The next instant after `now` on a grid of `step`, shared by the whole process: timers on
 /// it that are multiples of one another fire in one wake-up of the runtime.
 pub fn next_on_grid(now: Instant, step: Duration) -> Instant {
@@ -88,19 +81,19 @@ fn round_up(t: Instant, step: Duration) -> Instant {
 /// What a session handle asks of the loop.
 pub(super) enum Control {
     Start(Box<NewSession>),
-    Candidate(SessionId, Candidate),
+    Candidate(RtcId, Candidate),
     /// Ask the sender of `mid` for a keyframe (PLI), as soon as str0m can.
-    Keyframe(SessionId, Mid),
+    Keyframe(RtcId, Mid),
     /// From now on, hand frames over on the shared grid of this period.
-    Batch(SessionId, Duration),
+    Batch(RtcId, Duration),
     /// Everything received so far, without waiting for the tick.
-    Take(SessionId, oneshot::Sender<Vec<RtcEvent>>),
-    Close(SessionId),
+    Take(RtcId, oneshot::Sender<Vec<RtcEvent>>),
+    Close(RtcId),
 }
 
 /// A negotiated `Rtc` handed to the loop.
 pub(super) struct NewSession {
-    pub id: SessionId,
+    pub id: RtcId,
     pub rtc: Rtc,
     pub ufrag: String,
     pub events: mpsc::Sender<Vec<RtcEvent>>,
@@ -115,7 +108,7 @@ pub(super) enum Media {
 
 /// One frame to send (str0m packetizes it).
 pub(super) struct Outgoing {
-    pub id: SessionId,
+    pub id: RtcId,
     pub mid: Mid,
     pub codec: Codec,
     pub wallclock: Instant,
@@ -155,8 +148,8 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub fn next_id(&self) -> SessionId {
-        SessionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    pub fn next_id(&self) -> RtcId {
+        RtcId(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -180,31 +173,17 @@ impl MediaLoop {
                 "no address to offer Janus: set [network] advertise (no non-loopback interface found)",
             ));
         }
-        let mut sockets = Vec::new();
-        let mut candidates = Vec::new();
-        for spec in plan.iter() {
-            let bind = SocketAddr::new(spec.bind.ip(), port);
-            let socket = std::net::UdpSocket::bind(bind)
-                .map_err(|e| io::Error::new(e.kind(), format!("binding UDP {bind}: {e}")))?;
-            socket.set_nonblocking(true)?;
-            let state = UdpSocketState::new((&socket).into())?;
-            grow_buffers(&socket, &state);
-            let advertised = SocketAddr::new(spec.advertise.ip(), socket.local_addr()?.port());
-            candidates.push(advertised);
-            sockets.push((socket, state, advertised));
-        }
+        let sockets = plan
+            .iter()
+            .map(|spec| Bound::bind(spec, port))
+            .collect::<io::Result<Vec<_>>>()?;
+        let candidates: Vec<SocketAddr> = sockets.iter().map(|s| s.advertised).collect();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::channel(SEND_QUEUE);
         let run = async move {
             let ports = sockets
                 .into_iter()
-                .map(|(socket, state, advertised)| {
-                    Ok(Port {
-                        socket: PortSocket::Watched(UdpSocket::from_std(socket)?),
-                        state,
-                        advertised,
-                    })
-                })
+                .map(Bound::into_port)
                 .collect::<io::Result<Vec<_>>>();
             match ports {
                 Ok(ports) => Loop::new(ports, control_rx, media_rx).run().await,
@@ -247,157 +226,38 @@ impl MediaLoop {
     }
 }
 
-/// Asks for large socket buffers: one socket carries every feed, and the default (about
-/// 200 KiB) holds only milliseconds of 100 feeds. SO_RCVBUFFORCE goes past
-/// `net.core.rmem_max` where the process may (CAP_NET_ADMIN); else the sysctl caps it and
-/// the log says so.
-fn grow_buffers(socket: &std::net::UdpSocket, state: &UdpSocketState) {
-    use std::os::fd::AsRawFd;
-    let _ = state.set_recv_buffer_size(socket.into(), SOCKET_BUFFER);
-    let _ = state.set_send_buffer_size(socket.into(), SOCKET_BUFFER);
-    let got = state.recv_buffer_size(socket.into()).unwrap_or(0);
-    if got < SOCKET_BUFFER {
-        let size = SOCKET_BUFFER as libc::c_int;
-        // SAFETY: setsockopt reads `size`, an int we own, for the length given.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-    let got = state.recv_buffer_size(socket.into()).unwrap_or(0);
-    if got < SOCKET_BUFFER {
-        tracing::warn!(
-            bytes = got,
-            wanted = SOCKET_BUFFER,
-            "small UDP receive buffer: raise net.core.rmem_max (sysctl) so bursts of many feeds are not dropped"
-        );
-    }
-}
-
-/// One socket of the loop and the host candidate it is advertised as.
-struct Port {
-    socket: PortSocket,
-    state: UdpSocketState,
-    advertised: SocketAddr,
-}
-
-/// A socket, watched by the runtime's epoll or not. The runtime's IO driver wakes for every
-/// datagram on a socket it watches, whether or not a task waits on it; in the steady pace
-/// the loop reads on its tick only, so the socket is taken out of epoll then (at 50 feeds,
-/// 1,500 wake-ups a second that did nothing).
-enum PortSocket {
-    Watched(UdpSocket),
-    Unwatched(std::net::UdpSocket),
-    /// Taking it out of epoll failed, which the runtime reports only for a socket already
-    /// closed; also the value while it changes state.
-    Lost,
-}
-
-impl PortSocket {
-    /// Puts the socket in epoll (`watched`) or takes it out. A failure leaves it as it was
-    /// (logged): unwatched, the loop still reads it on every tick.
-    fn watch(self, watched: bool) -> PortSocket {
-        match (self, watched) {
-            (PortSocket::Unwatched(s), true) => {
-                // Registered through a duplicate, so a failure keeps the socket.
-                match s.try_clone().and_then(UdpSocket::from_std) {
-                    Ok(t) => PortSocket::Watched(t),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot watch the media socket; reading it on the tick");
-                        PortSocket::Unwatched(s)
-                    }
-                }
-            }
-            (PortSocket::Watched(t), false) => match t.into_std() {
-                Ok(s) => PortSocket::Unwatched(s),
-                Err(e) => {
-                    tracing::error!(error = %e, "lost the media socket taking it out of epoll");
-                    PortSocket::Lost
-                }
-            },
-            (s, _) => s,
-        }
-    }
-
-    /// One batch of datagrams, without waiting.
-    fn recv(
-        &self,
-        state: &UdpSocketState,
-        bufs: &mut [IoSliceMut<'_>],
-        metas: &mut [RecvMeta],
-    ) -> io::Result<usize> {
-        match self {
-            // Through `try_io`, so a WouldBlock clears the runtime's readiness.
-            PortSocket::Watched(t) => {
-                t.try_io(Interest::READABLE, || state.recv(t.into(), bufs, metas))
-            }
-            PortSocket::Unwatched(s) => state.recv(s.into(), bufs, metas),
-            PortSocket::Lost => Err(lost()),
-        }
-    }
-
-    fn send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<usize> {
-        match self {
-            PortSocket::Watched(t) => t.try_send_to(data, to),
-            PortSocket::Unwatched(s) => s.send_to(data, to),
-            PortSocket::Lost => Err(lost()),
-        }
-    }
-
-    fn poll_recv_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        match self {
-            PortSocket::Watched(t) => t.poll_recv_ready(cx).map(drop),
-            PortSocket::Unwatched(_) | PortSocket::Lost => std::task::Poll::Pending,
-        }
-    }
-}
-
 /// One session in the loop.
 struct Entry {
     rtc: Rtc,
     events: mpsc::Sender<Vec<RtcEvent>>,
-    /// Events not yet handed to the session's task, oldest first.
-    pending: Vec<RtcEvent>,
+    /// Events on their way to the session's task.
+    outbox: Outbox,
     /// When str0m next wants `Input::Timeout`.
     deadline: Instant,
-    /// Once batched, how often frames are handed over (at least [`BATCH_MIN`]); before,
-    /// events go out at once.
-    batch: Option<Duration>,
-    /// When the pending frames are handed over.
-    due: Option<Instant>,
     /// Keyframe requests str0m could not send yet (no remote SSRC known yet).
     keyframes: Vec<Mid>,
     /// The negotiated payload type per sending mid, looked up once.
     send_pts: Vec<(Mid, Pt)>,
-    /// Frames dropped because the session's task did not keep up.
-    dropped: u64,
-    /// `pending` holds an event that is not a frame: it goes out without waiting for the tick.
-    urgent: bool,
+}
+
+impl Mailbox for Entry {
+    fn mailbox(&mut self) -> (&mut Outbox, &mpsc::Sender<Vec<RtcEvent>>) {
+        (&mut self.outbox, &self.events)
+    }
 }
 
 struct Loop {
     ports: Vec<Port>,
-    entries: HashMap<SessionId, Entry>,
+    entries: HashMap<RtcId, Entry>,
     routes: Routes,
     control: mpsc::UnboundedReceiver<Control>,
     media: mpsc::Receiver<Media>,
-    /// Sessions whose events go out at the end of this turn.
-    urgent: Vec<SessionId>,
-    /// When batched sessions' events go out next (None: none wait).
-    next_flush: Option<Instant>,
+    /// When events go to the sessions' tasks.
+    pacing: Pacing,
     /// When the earliest session timer is due (on the grid).
     next_timer: Instant,
     /// The sockets are out of epoll (the steady pace).
     unwatched: bool,
-    /// Sessions that are not batched (setting up, or sending: str0m paces what it sends
-    /// on its own timers, which a 20 ms grid would slow to a crawl): while there is one,
-    /// the loop wakes for every datagram and timer.
-    immediate: usize,
     bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
     /// What the loop did since the last report, for the debug log.
@@ -431,7 +291,7 @@ impl Counts {
 }
 
 /// What a session's turn ended with: on `Err`, the session is over.
-type Turn = Result<(), String>;
+type Turn = Result<(), SessionEnd>;
 
 impl Loop {
     fn new(
@@ -445,10 +305,8 @@ impl Loop {
             routes: Routes::default(),
             control,
             media,
-            urgent: Vec::new(),
-            next_flush: None,
+            pacing: Pacing::default(),
             next_timer: Instant::now() + Duration::from_secs(1),
-            immediate: 0,
             unwatched: false,
             bufs: (0..BATCH).map(|_| vec![0; READ_BUF]).collect(),
             metas: vec![RecvMeta::default(); BATCH],
@@ -466,7 +324,8 @@ impl Loop {
                 }
             }
             let mut wake = self
-                .next_flush
+                .pacing
+                .next_flush()
                 .map_or(self.next_timer, |f| f.min(self.next_timer));
             if steady {
                 wake = wake.min(next_on_grid(Instant::now(), TICK));
@@ -500,7 +359,7 @@ impl Loop {
             if now.duration_since(self.counts.since) >= COUNTS_EVERY {
                 tracing::debug!(
                     sessions = self.entries.len(),
-                    immediate = self.immediate,
+                    immediate = self.pacing.immediate(),
                     wakes = self.counts.wakes,
                     datagrams = self.counts.datagrams,
                     unrouted = self.counts.unrouted,
@@ -516,7 +375,7 @@ impl Loop {
 
     /// Whether every session is batched: the loop's steady pace.
     fn steady(&self) -> bool {
-        self.immediate == 0
+        self.pacing.steady()
     }
 
     /// The grid timers are rounded up to: the tick in the steady pace.
@@ -578,7 +437,7 @@ impl Loop {
                         tracing::debug!(error = %e, "str0m rejected a datagram");
                         Ok(())
                     }
-                    Err(p) => Err(format!("str0m panicked: {}", panic_message(p))),
+                    Err(p) => Err(SessionEnd::panicked(p)),
                 }
             }
             None => return,
@@ -587,7 +446,7 @@ impl Loop {
     }
 
     /// Drains a session's output after an input, or ends it.
-    fn after(&mut self, id: SessionId, turn: Turn, now: Instant) {
+    fn after(&mut self, id: RtcId, turn: Turn, now: Instant) {
         let turn = turn.and_then(|()| self.drain(id, now));
         match turn {
             Ok(()) => {
@@ -601,15 +460,26 @@ impl Loop {
     }
 
     /// Sends what str0m wants sent and queues its events, until it names its next timeout.
-    fn drain(&mut self, id: SessionId, now: Instant) -> Turn {
+    fn drain(&mut self, id: RtcId, now: Instant) -> Turn {
         let Some(e) = self.entries.get_mut(&id) else {
             return Ok(());
         };
+        // Keyframe requests are inputs too: made before polling, so the PLI leaves in this
+        // drain and str0m's next timeout accounts for it (made after, they waited for the
+        // session's next input or timer, with str0m's deadline already stale).
+        if !e.keyframes.is_empty() {
+            let rtc = &mut e.rtc;
+            let keyframes = &mut e.keyframes;
+            catch_unwind(AssertUnwindSafe(|| {
+                keyframes.retain(|&mid| !request_keyframe(rtc, mid))
+            }))
+            .map_err(SessionEnd::panicked)?;
+        }
         loop {
             let out = match catch_unwind(AssertUnwindSafe(|| e.rtc.poll_output())) {
                 Ok(Ok(out)) => out,
-                Ok(Err(err)) => return Err(format!("str0m: {err}")),
-                Err(p) => return Err(format!("str0m panicked: {}", panic_message(p))),
+                Ok(Err(err)) => return Err(SessionEnd::Str0m(err.to_string())),
+                Err(p) => return Err(SessionEnd::panicked(p)),
             };
             match out {
                 Output::Timeout(t) => {
@@ -650,77 +520,30 @@ impl Loop {
                             nacks: s.nacks,
                             loss: s.loss.unwrap_or(0.0),
                         }),
-                        Event::Closed => return Err("peer closed the DTLS connection".into()),
+                        Event::Closed => return Err(SessionEnd::PeerClosed),
                         other => {
                             tracing::trace!(event = ?other, "str0m event");
                             continue;
                         }
                     };
-                    // Set here, once per event, so scheduling never scans `pending`.
-                    e.urgent |= !matches!(ev, RtcEvent::Frame(_));
-                    e.pending.push(ev);
+                    e.outbox.push(ev);
                 }
             }
-        }
-        if !e.keyframes.is_empty() {
-            let rtc = &mut e.rtc;
-            let keyframes = &mut e.keyframes;
-            catch_unwind(AssertUnwindSafe(|| {
-                keyframes.retain(|&mid| !request_keyframe(rtc, mid))
-            }))
-            .map_err(|p| format!("str0m panicked: {}", panic_message(p)))?;
         }
         Ok(())
     }
 
     /// Puts a session with events in line: now while it sets up or when something other
-    /// than a frame happened, else on the shared tick.
-    fn schedule(&mut self, id: SessionId, now: Instant) {
-        let Some(e) = self.entries.get_mut(&id) else {
-            return;
-        };
-        if e.pending.is_empty() {
-            return;
+    /// than a frame happened, else on its batch.
+    fn schedule(&mut self, id: RtcId, now: Instant) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            self.pacing.schedule(id, &mut e.outbox, now);
         }
-        let Some(every) = e.batch.filter(|_| !e.urgent) else {
-            self.urgent.push(id);
-            return;
-        };
-        // On the session's own grid, so sessions with one pace are handed over together.
-        let due = *e.due.get_or_insert_with(|| next_on_grid(now, every));
-        self.next_flush = Some(self.next_flush.map_or(due, |f| f.min(due)));
     }
 
-    /// Hands events over: the urgent ones now, the batched ones when the tick is due.
+    /// Hands events over: the urgent ones now, the batched ones when their batch is due.
     fn flush(&mut self, now: Instant) {
-        let mut closed = Vec::new();
-        for id in std::mem::take(&mut self.urgent) {
-            if let Some(e) = self.entries.get_mut(&id)
-                && !hand_over(e)
-            {
-                closed.push(id);
-            }
-        }
-        if self.next_flush.is_some_and(|t| now >= t) {
-            let mut next: Option<Instant> = None;
-            for (&id, e) in &mut self.entries {
-                if e.due.is_some_and(|d| now >= d) {
-                    e.due = None;
-                    if !hand_over(e) {
-                        closed.push(id);
-                    }
-                    if !e.pending.is_empty() {
-                        // A task that did not keep up: try again soon.
-                        e.due = Some(next_on_grid(now, BATCH_MIN));
-                    }
-                }
-                if let Some(d) = e.due {
-                    next = Some(next.map_or(d, |n| n.min(d)));
-                }
-            }
-            self.next_flush = next;
-        }
-        for id in closed {
+        for id in self.pacing.flush(now, &mut self.entries) {
             // The session's task is gone (its handle was dropped).
             self.remove(id);
         }
@@ -728,7 +551,7 @@ impl Loop {
 
     /// Lets every session whose timer is due run it.
     fn run_timers(&mut self, now: Instant) {
-        let due: Vec<SessionId> = self
+        let due: Vec<RtcId> = self
             .entries
             .iter()
             .filter(|(_, e)| e.deadline <= now)
@@ -738,7 +561,7 @@ impl Loop {
         for id in due {
             let timeout = self.with_rtc(id, |rtc| {
                 rtc.handle_input(Input::Timeout(now))
-                    .map_err(|err| format!("str0m: {err}"))
+                    .map_err(|err| SessionEnd::Str0m(err.to_string()))
             });
             if let Some(turn) = timeout {
                 self.after(id, turn, now);
@@ -765,20 +588,16 @@ impl Loop {
                     events,
                 } = *new;
                 self.routes.add_session(id, &ufrag);
-                self.immediate += 1;
+                self.pacing.added();
                 self.entries.insert(
                     id,
                     Entry {
                         rtc,
                         events,
-                        pending: Vec::new(),
+                        outbox: Outbox::default(),
                         deadline: now,
-                        batch: None,
-                        due: None,
                         keyframes: Vec::new(),
                         send_pts: Vec::new(),
-                        dropped: 0,
-                        urgent: false,
                     },
                 );
                 self.after(id, Ok(()), now);
@@ -802,9 +621,9 @@ impl Loop {
             }
             Control::Batch(id, every) => {
                 if let Some(e) = self.entries.get_mut(&id)
-                    && e.batch.replace(every.max(BATCH_MIN)).is_none()
+                    && e.outbox.set_batch(every)
                 {
-                    self.immediate -= 1;
+                    self.pacing.batched();
                 }
             }
             Control::Take(id, reply) => {
@@ -812,14 +631,11 @@ impl Loop {
                 for i in 0..self.ports.len() {
                     self.read(i, READS_PER_TICK);
                 }
-                self.urgent.retain(|u| *u != id);
+                self.pacing.forget(id);
                 let events = self
                     .entries
                     .get_mut(&id)
-                    .map(|e| {
-                        e.urgent = false;
-                        std::mem::take(&mut e.pending)
-                    })
+                    .map(|e| e.outbox.take())
                     .unwrap_or_default();
                 let _ = reply.send(events);
             }
@@ -838,12 +654,12 @@ impl Loop {
     }
 
     /// Runs `f` on a session's `Rtc` under the panic guard; None: no such session.
-    fn with_rtc(&mut self, id: SessionId, f: impl FnOnce(&mut Rtc) -> Turn) -> Option<Turn> {
+    fn with_rtc(&mut self, id: RtcId, f: impl FnOnce(&mut Rtc) -> Turn) -> Option<Turn> {
         let e = self.entries.get_mut(&id)?;
         let rtc = &mut e.rtc;
         Some(
             catch_unwind(AssertUnwindSafe(|| f(rtc)))
-                .unwrap_or_else(|p| Err(format!("str0m panicked: {}", panic_message(p)))),
+                .unwrap_or_else(|p| Err(SessionEnd::panicked(p))),
         )
     }
 
@@ -892,35 +708,33 @@ impl Loop {
                 tracing::debug!(%mid, %codec, "no media to send this frame on");
                 Ok(())
             }
-            Err(p) => Err(format!("str0m panicked: {}", panic_message(p))),
+            Err(p) => Err(SessionEnd::panicked(p)),
         };
         self.after(id, turn, now);
     }
 
     /// Ends a session: its task hears why, and nothing is called on its `Rtc` again.
-    fn end(&mut self, id: SessionId, reason: String) {
+    fn end(&mut self, id: RtcId, reason: SessionEnd) {
         if let Some(e) = self.entries.get_mut(&id) {
-            e.pending.push(RtcEvent::Failed(reason));
+            e.outbox.push(RtcEvent::Failed(reason));
             // Best effort: if its queue is full, the task sees the channel close instead.
-            hand_over(e);
+            e.outbox.hand_over(&e.events);
         }
         self.remove(id);
     }
 
-    fn remove(&mut self, id: SessionId) {
+    fn remove(&mut self, id: RtcId) {
         if let Some(e) = self.entries.remove(&id) {
-            if e.batch.is_none() {
-                self.immediate -= 1;
-            }
-            if e.dropped > 0 {
+            self.pacing.removed(id, &e.outbox);
+            if e.outbox.dropped() > 0 {
                 tracing::warn!(
-                    dropped = e.dropped,
+                    dropped = e.outbox.dropped(),
                     "frames were dropped: the feed's task did not keep up"
                 );
             }
         }
         self.routes.remove_session(id);
-        self.urgent.retain(|u| *u != id);
+        self.pacing.forget(id);
     }
 }
 
@@ -931,53 +745,6 @@ fn request_keyframe(rtc: &mut Rtc, mid: Mid) -> bool {
     };
     w.is_request_keyframe_possible(KeyframeRequestKind::Pli)
         && w.request_keyframe(None, KeyframeRequestKind::Pli).is_ok()
-}
-
-/// Hands a session's pending events to its task. False: the task is gone. A task that does
-/// not keep up has its events held; past [`MAX_HELD`], the oldest frames are dropped
-/// (events that are not frames are always kept).
-fn hand_over(e: &mut Entry) -> bool {
-    if e.pending.is_empty() {
-        return true;
-    }
-    match e.events.try_send(std::mem::take(&mut e.pending)) {
-        Ok(()) => {
-            e.urgent = false;
-            true
-        }
-        Err(mpsc::error::TrySendError::Full(back)) => {
-            e.pending = back;
-            if e.pending.len() > MAX_HELD {
-                let excess = e.pending.len() - MAX_HELD;
-                let mut dropped = 0;
-                e.pending.retain(|ev| {
-                    let drop = dropped < excess && matches!(ev, RtcEvent::Frame(_));
-                    dropped += usize::from(drop);
-                    !drop
-                });
-                e.dropped += dropped as u64;
-            }
-            true
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-    }
-}
-
-fn lost() -> io::Error {
-    io::Error::other("the media socket was lost")
-}
-
-/// Waits until one of the sockets is readable; its index.
-async fn readable(ports: &[Port]) -> usize {
-    std::future::poll_fn(|cx| {
-        for (i, p) in ports.iter().enumerate() {
-            if p.socket.poll_recv_ready(cx).is_ready() {
-                return std::task::Poll::Ready(i);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 /// The per-session channel of event batches.

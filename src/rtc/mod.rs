@@ -9,7 +9,9 @@
 //! the synthetic publisher, with str0m's NACK/RTX and sender reports on both sides.
 
 mod media_loop;
+mod pacing;
 mod route;
+mod sockets;
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::media::Codec;
 use media_loop::{Control, Media, NewSession, Outgoing, Shared};
 pub use media_loop::{MediaLoop, next_on_grid};
-use route::SessionId;
+use route::RtcId;
 
 /// What the session reports to its task.
 #[derive(Debug)]
@@ -44,7 +46,34 @@ pub enum RtcEvent {
     /// Receive statistics of one media, cumulative since the session began.
     Stats(ReceiveStats),
     /// The session is over and cannot be used again.
-    Failed(String),
+    Failed(SessionEnd),
+}
+
+/// Why a session of the media loop ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionEnd {
+    /// str0m panicked (an internal invariant; only this session ends).
+    #[error("str0m panicked: {0}")]
+    Panicked(String),
+    /// str0m returned an error from its output.
+    #[error("str0m: {0}")]
+    Str0m(String),
+    /// The peer closed the DTLS connection.
+    #[error("peer closed the DTLS connection")]
+    PeerClosed,
+    /// The session was closed from our side.
+    #[error("session closed")]
+    Closed,
+    /// The media loop is gone (the process is ending).
+    #[error("the media loop ended the session")]
+    LoopGone,
+}
+
+impl SessionEnd {
+    /// A panic caught around a call into str0m.
+    pub(crate) fn panicked(p: Box<dyn std::any::Any + Send>) -> SessionEnd {
+        SessionEnd::Panicked(panic_message(p))
+    }
 }
 
 /// Cumulative receive statistics of one media (str0m's `MediaIngressStats`).
@@ -119,6 +148,10 @@ fn receiving_config() -> RtcConfig {
     let mut config = Rtc::builder()
         // Receive statistics (loss, NACKs, PLIs) for the metrics.
         .set_stats_interval(Some(STATS_EVERY))
+        // Janus 1.1.2 retransmits nothing to a subscriber until a receiver report answering
+        // its first sender report gives it the round trip: with str0m's default (a report a
+        // second) retransmissions began 2.1 s into a subscription, with 100 ms at 1.3 s.
+        .set_rtcp_report_interval_video(Duration::from_millis(200))
         .set_extension_map(receive_extensions());
     let codecs = config.codec_config();
     // Payload types str0m's defaults leave free; Janus's offer decides the ones used.
@@ -387,7 +420,7 @@ pub fn filter_sdp_candidates(sdp: &str, networks: &[ipnet::IpNet]) -> String {
 
 /// A task's handle on its session in the media loop. Dropping it closes the session.
 pub struct RtcSession {
-    id: SessionId,
+    id: RtcId,
     shared: Arc<Shared>,
     events: mpsc::Receiver<Vec<RtcEvent>>,
     /// Events of a batch not yet handed out, oldest first.
@@ -410,13 +443,13 @@ impl RtcSession {
                 return ev;
             }
             if self.closed {
-                return RtcEvent::Failed("session closed".into());
+                return RtcEvent::Failed(SessionEnd::Closed);
             }
             match self.events.recv().await {
                 Some(batch) => self.queue.extend(batch),
                 None => {
                     self.closed = true;
-                    return RtcEvent::Failed("the media loop ended the session".into());
+                    return RtcEvent::Failed(SessionEnd::LoopGone);
                 }
             }
         }

@@ -6,9 +6,9 @@
 use foldhash::HashMap;
 use std::net::SocketAddr;
 
-/// A session of the media loop.
+/// A session (one str0m `Rtc`) of the media loop; not Janus's session id ([`crate::ids::SessionId`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u64);
+pub struct RtcId(pub u64);
 
 /// STUN's USERNAME attribute (RFC 8489 section 14.3).
 const USERNAME: u16 = 0x0006;
@@ -46,22 +46,22 @@ pub fn stun_target_ufrag(data: &[u8]) -> Option<&str> {
 /// The routing table of one media loop.
 #[derive(Debug, Default)]
 pub struct Routes {
-    by_ufrag: HashMap<String, SessionId>,
+    by_ufrag: HashMap<String, RtcId>,
     /// (our socket, remote address) to session.
-    by_addr: HashMap<(usize, SocketAddr), SessionId>,
+    by_addr: HashMap<(usize, SocketAddr), RtcId>,
     /// What each session owns, so closing it forgets all of it.
-    owned: HashMap<SessionId, Vec<(usize, SocketAddr)>>,
+    owned: HashMap<RtcId, Vec<(usize, SocketAddr)>>,
 }
 
 impl Routes {
     /// A new session, known by its ufrag.
-    pub fn add_session(&mut self, id: SessionId, ufrag: &str) {
+    pub fn add_session(&mut self, id: RtcId, ufrag: &str) {
         self.by_ufrag.insert(ufrag.to_owned(), id);
         self.owned.entry(id).or_default();
     }
 
     /// Forgets a session and every address routed to it.
-    pub fn remove_session(&mut self, id: SessionId) {
+    pub fn remove_session(&mut self, id: RtcId) {
         self.by_ufrag.retain(|_, s| *s != id);
         for key in self.owned.remove(&id).unwrap_or_default() {
             if self.by_addr.get(&key) == Some(&id) {
@@ -71,7 +71,7 @@ impl Routes {
     }
 
     /// Routes `remote` on `socket` to `id` from now on (the latest STUN exchange wins).
-    pub fn learn(&mut self, socket: usize, remote: SocketAddr, id: SessionId) {
+    pub fn learn(&mut self, socket: usize, remote: SocketAddr, id: RtcId) {
         let key = (socket, remote);
         if self.by_addr.get(&key) == Some(&id) {
             return;
@@ -88,7 +88,7 @@ impl Routes {
 
     /// The session a datagram from `remote` on `socket` belongs to. A STUN request naming a
     /// known ufrag also routes its source address to that session.
-    pub fn route(&mut self, socket: usize, remote: SocketAddr, data: &[u8]) -> Option<SessionId> {
+    pub fn route(&mut self, socket: usize, remote: SocketAddr, data: &[u8]) -> Option<RtcId> {
         if let Some(ufrag) = stun_target_ufrag(data)
             && let Some(&id) = self.by_ufrag.get(ufrag)
         {
@@ -163,29 +163,29 @@ mod tests {
         let a: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let b: SocketAddr = "10.0.0.1:4001".parse().unwrap();
         let mut r = Routes::default();
-        r.add_session(SessionId(1), "one");
-        r.add_session(SessionId(2), "two");
+        r.add_session(RtcId(1), "one");
+        r.add_session(RtcId(2), "two");
         // Unknown address, not STUN: nobody's.
         assert_eq!(r.route(0, a, &[0x80; 40]), None);
         // A request for "one" from a: a belongs to 1 from now on.
         assert_eq!(
             r.route(0, a, &stun(&[(USERNAME, b"one:x")])),
-            Some(SessionId(1))
+            Some(RtcId(1))
         );
-        assert_eq!(r.route(0, a, &[0x80; 40]), Some(SessionId(1)));
+        assert_eq!(r.route(0, a, &[0x80; 40]), Some(RtcId(1)));
         // Another socket is another route.
         assert_eq!(r.route(1, a, &[0x80; 40]), None);
         // Session 2 sends a check to b: b's answers are 2's.
-        r.learn(0, b, SessionId(2));
-        assert_eq!(r.route(0, b, &[22; 40]), Some(SessionId(2)));
+        r.learn(0, b, RtcId(2));
+        assert_eq!(r.route(0, b, &[22; 40]), Some(RtcId(2)));
         // a moves to session 2 (a new ICE exchange); closing 1 must not take a with it.
         assert_eq!(
             r.route(0, a, &stun(&[(USERNAME, b"two:y")])),
-            Some(SessionId(2))
+            Some(RtcId(2))
         );
-        r.remove_session(SessionId(1));
-        assert_eq!(r.route(0, a, &[0x80; 40]), Some(SessionId(2)));
-        r.remove_session(SessionId(2));
+        r.remove_session(RtcId(1));
+        assert_eq!(r.route(0, a, &[0x80; 40]), Some(RtcId(2)));
+        r.remove_session(RtcId(2));
         assert_eq!(r.route(0, a, &[0x80; 40]), None);
         assert_eq!(r.route(0, b, &[0x80; 40]), None);
         assert_eq!(r.route(0, a, &stun(&[(USERNAME, b"two:y")])), None);

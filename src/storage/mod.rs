@@ -29,6 +29,7 @@ pub mod upload;
 pub use config::{KeepLocal, KeyTemplate, KeyVars, StorageConfig};
 pub use queue::{FileKind, Pending, Queue};
 
+use crate::backoff::Backoff;
 use crate::events::{EventKind, Events};
 use crate::health::Health;
 use journal::Journals;
@@ -104,7 +105,7 @@ impl Uploads {
             bucket: None,
             pending: VecDeque::new(),
             told: HashSet::new(),
-            backoff: FIRST_BACKOFF,
+            backoff: Backoff::new(FIRST_BACKOFF, MAX_BACKOFF),
             retry_at: None,
         };
         runtime.spawn(runner.run(config, rx, shutdown));
@@ -224,7 +225,7 @@ struct Runner {
     pending: VecDeque<Pending>,
     /// Queue entries whose failure was told already (until one upload succeeds).
     told: HashSet<String>,
-    backoff: Duration,
+    backoff: Backoff,
     retry_at: Option<tokio::time::Instant>,
 }
 
@@ -318,7 +319,7 @@ impl Runner {
             },
         };
         self.config = config;
-        self.backoff = FIRST_BACKOFF;
+        self.backoff.reset();
         self.retry_at = None;
         self.told.clear();
         self.publish_metrics();
@@ -367,13 +368,13 @@ impl Runner {
         match result {
             Ok(up) => {
                 self.pending.pop_front();
-                self.backoff = FIRST_BACKOFF;
+                self.backoff.reset();
                 self.told.remove(&item.id);
                 self.uploaded(item, up).await;
             }
             Err(e) => {
                 metrics::counter!("janus_recorder_upload_failures_total", "cause" => e.cause.label()).increment(1);
-                let wait = crate::events::jittered(self.backoff);
+                let wait = self.backoff.next_jittered();
                 if e.cause == Cause::LocalFile {
                     // Nothing left to upload: the entry goes.
                     self.pending.pop_front();
@@ -399,7 +400,6 @@ impl Runner {
                 }
                 if e.cause != Cause::LocalFile {
                     self.retry_at = Some(tokio::time::Instant::now() + wait);
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }

@@ -15,7 +15,7 @@
 use crate::codec::{FrameInfo, av1, h264, h265};
 use crate::media::Codec;
 
-use super::writer::FrameBytes;
+use super::frame::FrameBytes;
 
 use super::vpx;
 

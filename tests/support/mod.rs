@@ -211,7 +211,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
         let file = fs::File::create(&log).expect("log file");
         cmd.stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
@@ -578,6 +578,19 @@ impl PageServer {
     }
 }
 
+/// How every test runs Chromium: headless as root, no network of its own (no QUIC, no
+/// background requests, updates or sync).
+pub const CHROMIUM_FLAGS: [&str; 8] = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// What a Chromium publisher does.
 #[derive(Debug, Clone)]
 pub struct PublisherSpec {
@@ -649,21 +662,14 @@ impl Publisher {
             url.push_str(&format!("&{k}={}", percent_encode(v)));
         }
         let mut cmd = ns.command("chromium");
-        cmd.args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()));
+        cmd.args(CHROMIUM_FLAGS)
+            .args([
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()));
         if let Some((video, audio)) = &spec.media_files {
             cmd.arg(format!(
                 "--use-file-for-fake-video-capture={}",
@@ -718,6 +724,28 @@ impl Publisher {
     }
 }
 
+/// Starts a publisher per spec, each once the one before has published (encoders starting
+/// together fill both cores for seconds), then waits until each has ended its first cycle.
+pub fn publish_in_turn(
+    ns: &Netns,
+    page: &PageServer,
+    dir: &Path,
+    specs: Vec<PublisherSpec>,
+) -> Vec<Publisher> {
+    let mut running: Vec<Publisher> = specs
+        .into_iter()
+        .map(|spec| {
+            let mut p = Publisher::start(ns, page, dir, spec);
+            p.wait_published(1);
+            p
+        })
+        .collect();
+    for p in &mut running {
+        p.wait_ended(1, Duration::from_secs(60));
+    }
+    running
+}
+
 /// The timestamp after a `JRT-...` marker (the page's `Date.now()`).
 fn page_time(line: &str) -> SystemTime {
     let ms: u64 = line
@@ -767,6 +795,16 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(ns: &Netns, dir: &Path, config: &str) -> Daemon {
+        Daemon::start_env(ns, dir, config, &[])
+    }
+
+    /// [`Daemon::start`] with more environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub fn start_env(
+        ns: &Netns,
+        dir: &Path,
+        config: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Daemon {
         let path = dir.join("janus-recorder.toml");
         fs::write(&path, config).unwrap();
         let mut cmd = ns.command(env!("CARGO_BIN_EXE_janus-recorder"));
@@ -774,6 +812,7 @@ impl Daemon {
             "RUST_LOG",
             std::env::var("JRT_RUST_LOG").unwrap_or_else(|_| "info,janus_recorder=debug".into()),
         );
+        cmd.envs(env.iter().copied());
         let proc = Proc::spawn("janus-recorder", cmd, dir.join("janus-recorder.log"));
         Daemon { proc, config: path }
     }
@@ -1214,4 +1253,51 @@ pub fn janus_pp_rec_video(rec_dir: &Path, feed: Option<&str>, out: &Path) -> Pat
         String::from_utf8_lossy(&result.stderr)
     );
     out.to_path_buf()
+}
+
+/// Gives the daemon's side of `ns` the address `addr` and drops `percent`% of the UDP
+/// packets sent to it (nftables' random numbers: this kernel has no netem), on the way in:
+/// Janus's packets to the recorder, retransmissions included, and nothing else.
+pub fn lossy_address(ns: &Netns, addr: &str, percent: u32) {
+    ns_commands(
+        ns,
+        &[
+            format!("ip addr add {addr}/24 dev vb"),
+            "nft add table inet loss".to_string(),
+            "nft add chain inet loss input { type filter hook input priority 0 ; }".to_string(),
+        ],
+    );
+    add_loss(ns, addr, percent);
+}
+
+/// Drops `percent`% more of the UDP packets to `addr` (see [`lossy_address`]).
+pub fn add_loss(ns: &Netns, addr: &str, percent: u32) {
+    let share = if percent >= 100 {
+        String::new()
+    } else {
+        format!("numgen random mod 100 < {percent} ")
+    };
+    ns_commands(
+        ns,
+        &[format!(
+            "nft add rule inet loss input ip daddr {addr} meta l4proto udp {share}drop"
+        )],
+    );
+}
+
+/// Runs each command line (split at spaces) inside `ns`; fails with its stderr.
+fn ns_commands(ns: &Netns, lines: &[String]) {
+    for line in lines {
+        let mut words = line.split_whitespace();
+        let out = ns
+            .command(words.next().unwrap())
+            .args(words)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
