@@ -230,13 +230,14 @@ const MAX_BACKOFF_WAIT: Duration = Duration::from_secs(400);
 fn wrong_credentials_keep_the_files_and_a_mended_config_drains_the_queue() {
     // A secret key that is not the key's.
     let wrong = |g: &mut Garage, dir: &Path| {
-        let table = g.storage_toml(dir, "");
+        let table = g.storage_toml(dir, "[http]\nlisten = \"127.0.0.1:9479\"\n");
         std::fs::write(dir.join("s3-secret"), "0".repeat(64)).unwrap();
         table
     };
     let mut r = rig("storagec", 1702, "", wrong);
     let (dir, out) = (r.dir.clone(), r.out.clone());
     let (garage, ns, daemon) = (&r.garage, &r.ns, &mut r.daemon);
+    let events = follow_events(ns, "127.0.0.1:9479", None);
     publish_held(ns, &dir, 1702, "creds", 1, 3.0, &[]);
     let line = daemon
         .proc
@@ -259,7 +260,36 @@ fn wrong_credentials_keep_the_files_and_a_mended_config_drains_the_queue() {
         .iter()
         .find(|k| k.ends_with(&*media.file_name().unwrap().to_string_lossy()))
         .unwrap();
-    assert!(garage.get(media_key).0 == std::fs::read(media).unwrap());
+    let local = std::fs::read(media).unwrap();
+    assert!(garage.get(media_key).0 == local);
+
+    // The event stream told the failure once, with its cause, then each upload.
+    let told = |kind: &str, n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = events_of(&events, kind);
+            if seen.len() >= n || std::time::Instant::now() > deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let failed = told("recording_upload_failed", 1);
+    assert!(!failed.is_empty(), "no recording_upload_failed");
+    assert_eq!(failed[0]["data"]["cause"], "credentials", "{failed:?}");
+    assert_eq!(failed[0]["data"]["path"], media.display().to_string());
+    let uploaded = told("recording_uploaded", 2);
+    let ev = uploaded
+        .iter()
+        .map(|e| &e["data"])
+        .find(|d| d["kind"] == "media")
+        .unwrap_or_else(|| panic!("no media upload told: {uploaded:?}"));
+    assert_eq!(ev["key"], media_key.as_str(), "{ev}");
+    assert_eq!(ev["bucket"], "recordings", "{ev}");
+    assert_eq!(ev["bytes"], local.len(), "{ev}");
+    assert_eq!(ev["sha256"], sha256_hex(&local), "{ev}");
+    assert_eq!(ev["path"], media.display().to_string(), "{ev}");
+    assert!(ev["id"].is_string(), "{ev}");
 }
 
 #[test]

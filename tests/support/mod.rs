@@ -973,6 +973,51 @@ pub fn spawn_in_netns<T: Send + 'static>(
     })
 }
 
+/// The events of the daemon's `GET /api/v1/events` at `addr` (with a bearer `token`, if
+/// any), collected from now on by a thread inside the namespace.
+pub fn follow_events(
+    ns: &Netns,
+    addr: &str,
+    token: Option<&str>,
+) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    let events: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let seen = events.clone();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let addr = addr.to_owned();
+    spawn_in_netns(&ns.name, move || {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n{auth}\r\n"
+        )
+        .unwrap();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if let Some(data) = line.strip_prefix("data: ")
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
+            {
+                seen.lock().unwrap().push(v);
+            }
+        }
+    });
+    events
+}
+
+/// The events of one `type` among those [`follow_events`] collected.
+pub fn events_of(
+    events: &std::sync::Mutex<Vec<serde_json::Value>>,
+    kind: &str,
+) -> Vec<serde_json::Value> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == kind)
+        .cloned()
+        .collect()
+}
+
 /// Sends one VideoRoom request (e.g. `kick`, `destroy`) to the namespace's Janus, as an
 /// administrator would, with the daemon's own Janus client; returns the plugin's answer.
 pub fn videoroom_request(ns: &Netns, body: serde_json::Value) -> serde_json::Value {
