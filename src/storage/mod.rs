@@ -374,36 +374,46 @@ impl Runner {
             }
             Err(e) => {
                 metrics::counter!("janus_recorder_upload_failures_total", "cause" => e.cause.label()).increment(1);
-                let wait = self.backoff.next_jittered();
                 if e.cause == Cause::LocalFile {
-                    // Nothing left to upload: the entry goes.
+                    // Nothing left to upload: the entry goes, and the next one is tried now.
                     self.pending.pop_front();
                     let _ = self.queue.remove(&item);
                     tracing::error!(path = %item.path.display(), key = %item.key, error = %e, "the file to upload cannot be read; dropped from the upload queue");
-                } else if e.cause.heals_by_waiting() {
+                    self.emit_failed(&item, &e);
+                    self.publish_metrics();
+                    return;
+                }
+                let wait = self.backoff.next_jittered();
+                self.retry_at = Some(tokio::time::Instant::now() + wait);
+                if e.cause.heals_by_waiting() {
                     tracing::warn!(path = %item.path.display(), key = %item.key, error = %e, retry_in = ?wait, "upload failed; retrying");
                 } else {
                     tracing::error!(path = %item.path.display(), key = %item.key, error = %e, retry_in = ?wait, "upload failed and will not succeed by waiting: fix [storage] and reload (systemctl reload janus-recorder); the local files are kept");
                     self.health.error(format!("upload failed: {e}"));
                 }
-                if !e.cause.heals_by_waiting() && self.told.insert(item.id.clone()) {
-                    self.events.emit(
-                        EventKind::RecordingUploadFailed,
-                        serde_json::json!({
-                            "path": item.path.display().to_string(),
-                            "key": item.key,
-                            "bucket": self.config.as_ref().map(|c| c.bucket.clone()),
-                            "cause": e.cause.label(),
-                            "error": e.message,
-                        }),
-                    );
-                }
-                if e.cause != Cause::LocalFile {
-                    self.retry_at = Some(tokio::time::Instant::now() + wait);
+                if !e.cause.heals_by_waiting() {
+                    self.emit_failed(&item, &e);
                 }
             }
         }
         self.publish_metrics();
+    }
+
+    /// Tells `recording_upload_failed` for `item`, once until a reload or a success.
+    fn emit_failed(&mut self, item: &Pending, e: &UploadError) {
+        if !self.told.insert(item.id.clone()) {
+            return;
+        }
+        self.events.emit(
+            EventKind::RecordingUploadFailed,
+            serde_json::json!({
+                "path": item.path.display().to_string(),
+                "key": item.key,
+                "bucket": self.config.as_ref().map(|c| c.bucket.clone()),
+                "cause": e.cause.label(),
+                "error": e.message,
+            }),
+        );
     }
 
     /// A verified upload: out of the queue, into the ledger, told, and the local copy
