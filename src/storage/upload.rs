@@ -217,8 +217,19 @@ async fn multipart(
     size: u64,
     rate: Option<NonZeroU64>,
 ) -> Result<Uploaded, UploadError> {
+    let sha256 = {
+        let path = item.path.clone();
+        blocking(move || hash_file(&path)).await?
+    };
     let resumable = match journals.load(&item.id) {
-        Some(j) if j.size == size && j.key == item.key && j.part_size == PART_SIZE => Some(j),
+        Some(j)
+            if j.size == size
+                && j.sha256 == sha256
+                && j.key == item.key
+                && j.part_size == PART_SIZE =>
+        {
+            Some(j)
+        }
         Some(stale) => {
             tracing::warn!(key = %item.key, upload_id = %stale.upload_id, "the file changed since its upload began; aborting that upload and starting over");
             let _ = bucket.abort_multipart(key, &stale.upload_id).await;
@@ -230,8 +241,6 @@ async fn multipart(
     let mut journal = match resumable {
         Some(j) => j,
         None => {
-            let path = item.path.clone();
-            let sha256 = blocking(move || hash_file(&path)).await?;
             let opts = PutMultipartOptions::from(attributes(item, &sha256));
             let upload_id = bucket
                 .create_multipart_opts(key, opts)
