@@ -5,7 +5,9 @@
 # two rooms (1234: VP8, 1235: VP9), two headless Chromium publishers with fake camera and
 # microphone, and janus-recorder. After DEMO_SECS seconds Alice leaves; then janus-recorder is
 # stopped with SIGTERM while Bob is still publishing, and the recordings are checked with
-# `janus-recorder check` and ffprobe.
+# `janus-recorder check` and ffprobe. Every recording, sidecar and room manifest is uploaded to
+# a single-node Garage (S3) in the namespace ([storage]); Bob's, finalized by the SIGTERM, go
+# up when the recorder starts again (Bob gone), and the bucket is listed at the end.
 # Recordings and logs stay in ./demo-output. Run scripts/setup.sh first; needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +21,8 @@ mkdir -p "$out/janus-conf" "$out/www/control" "$out/recordings"
 
 echo "== building janus-recorder (release)"
 cargo build --release --quiet
-bin=$root/target/release/janus-recorder
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+bin=$target/release/janus-recorder
 
 cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
@@ -36,6 +39,10 @@ inns ip addr add 10.201.0.1/24 dev va
 inns ip addr add 10.201.0.2/24 dev vb
 inns ip link set va up
 inns ip link set vb up
+
+echo "== Garage, the S3 server (log: demo-output/garage.log)"
+. scripts/garage.sh
+garage_start "$ns" "$out"
 
 echo "== Janus (log: demo-output/janus.log)"
 cp tests/janus/janus.jcfg tests/janus/janus.transport.websockets.jcfg "$out/janus-conf/"
@@ -78,6 +85,8 @@ room = 1234
 
 [[rooms]]
 room = 1235
+
+$(storage_toml "$out")
 CONFIG
 # Not through inns: $! must be the recorder itself (ip netns exec execs it) for SIGTERM.
 ip netns exec "$ns" "$bin" run --config "$out/janus-recorder.toml" >"$out/janus-recorder.log" 2>&1 &
@@ -109,6 +118,21 @@ status=0
 wait "$recorder" || status=$?
 echo "janus-recorder exited with status $status"
 
+echo "== Bob leaves; janus-recorder starts again and uploads what the SIGTERM finalized"
+for pid in $(pgrep -f "user-data-dir=$out/chromium-Bob" || true); do kill "$pid" 2>/dev/null || true; done
+files=$(find "$out/recordings" -path '*/.state' -prune -o -type f -print | wc -l)
+# No rooms this time (the API on loopback stands in for them), so no new watch is started.
+{ sed '/^\[\[rooms\]\]/,/^$/d' "$out/janus-recorder.toml"; printf '[http]\nlisten = "127.0.0.1:9470"\n'; } \
+    >"$out/janus-recorder-uploads.toml"
+ip netns exec "$ns" "$bin" run --config "$out/janus-recorder-uploads.toml" >"$out/janus-recorder-2.log" 2>&1 &
+recorder=$!
+for _ in $(seq 600); do
+    [ "$(cat "$out"/janus-recorder*.log | grep -c 'uploaded and verified')" -ge "$files" ] && break
+    sleep 0.1
+done
+kill -TERM "$recorder"
+wait "$recorder" || true
+
 echo "== recordings (and why each ended, from its sidecar)"
 find "$out/recordings" -type f | sort
 grep -h '"end_reason"' "$out"/recordings/*/*.json
@@ -119,3 +143,11 @@ done
 echo
 echo "== janus-recorder check"
 "$bin" check "$out/recordings"
+echo
+echo "== the bucket (S3 ListObjectsV2 with curl, signed with the demo's key)"
+garage_s3 "$ns" "$out" "recordings?list-type=2" | python3 -c '
+import sys, xml.etree.ElementTree as ET
+ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
+for c in ET.parse(sys.stdin).getroot().findall("s3:Contents", ns):
+    print("%10d  %s" % (int(c.find("s3:Size", ns).text), c.find("s3:Key", ns).text))'
+echo "($(cat "$out"/janus-recorder*.log | grep -c 'uploaded and verified') uploads verified, $files files recorded)"

@@ -2,7 +2,8 @@
 # Installs everything janus-recorder needs to build, run its demo and run its tests on a fresh
 # Debian machine (run as root): the build tools for str0m's and libopus's C parts, Janus 1.1.2
 # with its demos (janus.js) and tools (janus-pp-rec), Chromium for the test publishers, ffmpeg,
-# mkvtoolnix and iproute2, and cargo-deb for the Debian package. Safe to run again.
+# mkvtoolnix and iproute2, cargo-deb for the Debian package, and the S3 server Garage for the
+# [storage] tests. Safe to run again.
 set -euo pipefail
 
 packages=(
@@ -65,4 +66,8 @@ fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 # cargo-deb builds the Debian package (scripts/deb.sh, tests/package.rs).
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+# Garage, the S3-compatible server the [storage] tests and the demo upload to (single-node, on
+# loopback inside their namespaces). Built from crates.io: about 25 minutes on 2 cores, once.
+command -v garage >/dev/null || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ] \
+    || cargo install --locked garage
 echo "setup done: $(janus --version 2>/dev/null | head -1), $(chromium --version 2>/dev/null), $(cargo --version)"

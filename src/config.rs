@@ -37,6 +37,8 @@ pub struct Config {
     /// `[[webhooks]]`: where events are POSTed, signed (see [`crate::events`]).
     #[serde(default)]
     pub webhooks: Vec<crate::events::WebhookConfig>,
+    /// `[storage]`: the bucket finished recordings are uploaded to (see [`crate::storage`]).
+    pub storage: Option<crate::storage::StorageConfig>,
 }
 
 /// Where the HTTP server listens when `[http]` is given without `listen`.
@@ -396,7 +398,9 @@ impl Config {
             key: None,
             problem: format!("cannot read the file: {e}"),
         })?;
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        refuse_inline_storage_keys(path, &text)?;
+        Ok(config)
     }
 
     /// Parses and validates config text; `path` is only used in error messages.
@@ -421,6 +425,11 @@ impl Config {
     fn validate(&self) -> Result<(), (String, String)> {
         self.validate_keys().map_err(|(k, p)| (k.to_owned(), p))?;
         crate::events::validate_all(&self.webhooks)?;
+        if let Some(storage) = &self.storage {
+            storage
+                .validate()
+                .map_err(|(k, problem)| (format!("storage.{k}"), problem))?;
+        }
         for (i, room) in self.rooms.iter().enumerate() {
             let key = |k: &str| format!("rooms[{i}].{k}");
             let Some(relay) = &room.relay else {
@@ -606,7 +615,7 @@ impl Config {
 }
 
 /// The keys whose values are secrets (see [`Secret`]).
-const SECRET_KEYS: [&str; 7] = [
+const SECRET_KEYS: [&str; 9] = [
     "api_secret",
     "token",
     "share_key",
@@ -614,6 +623,8 @@ const SECRET_KEYS: [&str; 7] = [
     "secret",
     "admin_key",
     "tokens",
+    "access_key_id",
+    "secret_access_key",
 ];
 
 /// What `config check` warns about in a config that is accepted: secrets written inline in
@@ -651,6 +662,34 @@ pub fn warnings(path: &Path, text: &str, config: &Config) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Storage credentials open a bucket of every recording: written inline in a file every
+/// user may read, the config is refused (other inline secrets are only warned about).
+fn refuse_inline_storage_keys(path: &Path, text: &str) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let world_readable = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
+    let Some(storage) = text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.get("storage").and_then(|s| s.as_table()).cloned())
+    else {
+        return Ok(());
+    };
+    match ["access_key_id", "secret_access_key"]
+        .into_iter()
+        .find(|k| storage.get(*k).is_some_and(|v| v.is_str()))
+    {
+        Some(key) if world_readable => Err(ConfigError {
+            file: path.to_owned(),
+            key: Some(format!("storage.{key}")),
+            problem: "written inline in a file every user may read: use { credential = \"NAME\" \
+                      } (LoadCredential= in the unit), { file = \"...\" } or { env = \"...\" }, \
+                      or make the file 0640"
+                .into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Collects the dotted keys of secrets given as plain strings under `v`, URLs holding user
@@ -1055,6 +1094,94 @@ mod tests {
             "0640: only the listener"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn storage_is_parsed_and_checked() {
+        let ok = parse(&format!(
+            "{GOOD}[storage]\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\n\
+             bucket = \"rec\"\npath_style = true\nkey = \"x/{{room}}/{{file}}\"\n\
+             access_key_id = {{ env = \"HOME\" }}\nsecret_access_key = {{ env = \"HOME\" }}\n\
+             keep_local = 3\nmax_bytes_per_second = 1000\n"
+        ))
+        .unwrap();
+        let s = ok.storage.unwrap();
+        assert_eq!(s.max_bytes_per_second.map(|r| r.get()), Some(1000));
+        assert_eq!(
+            s.keep_local,
+            crate::storage::KeepLocal::Days(3.try_into().unwrap())
+        );
+        assert_eq!(s.key.to_string(), "x/{room}/{file}");
+        assert!(s.path_style);
+        let minimal = parse(&format!("{GOOD}[storage]\nbucket = \"rec\"\n")).unwrap();
+        let s = minimal.storage.unwrap();
+        assert_eq!(
+            (s.keep_local, s.key.to_string(), s.region.as_str()),
+            (
+                crate::storage::KeepLocal::Keep,
+                "{room}/{date}/{file}".into(),
+                "us-east-1"
+            )
+        );
+        for (table, key, problem) in [
+            ("bucket = \"Rec\"", "storage.bucket", "not a bucket name"),
+            (
+                "bucket = \"rec\"\nendpoint = \"ftp://x\"",
+                "storage.endpoint",
+                "http://",
+            ),
+            (
+                "bucket = \"rec\"\nkey = \"{room}\"",
+                "storage.key",
+                "must hold {file}",
+            ),
+            (
+                "bucket = \"rec\"\nkeep_local = \"forever\"",
+                "storage.keep_local",
+                "until-uploaded",
+            ),
+            (
+                "bucket = \"rec\"\nkeep_local = 0",
+                "storage.keep_local",
+                "at least 1",
+            ),
+            (
+                "bucket = \"rec\"\naccess_key_id = { env = \"HOME\" }",
+                "storage.secret_access_key",
+                "go together",
+            ),
+            (
+                "bucket = \"rec\"\nsecret_access_key = { env = \"JR_NO_SUCH_VAR\" }",
+                "storage.secret_access_key",
+                "JR_NO_SUCH_VAR is not set",
+            ),
+            (
+                "bucket = \"rec\"\nbukket = 1",
+                "storage.bukket",
+                "unknown field",
+            ),
+        ] {
+            let e = parse(&format!("{GOOD}[storage]\n{table}\n")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{table}: {e}");
+            assert!(e.problem.contains(problem), "{table}: {e}");
+        }
+    }
+
+    #[test]
+    fn inline_storage_keys_in_a_world_readable_file_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let text = format!(
+            "{GOOD}[storage]\nbucket = \"rec\"\naccess_key_id = \"GK1\"\nsecret_access_key = \"s\"\n"
+        );
+        std::fs::write(&path, &text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("storage.access_key_id"), "{e}");
+        assert!(e.problem.contains("credential"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        Config::load(&path).unwrap();
     }
 
     #[test]

@@ -36,5 +36,6 @@ pub mod secret;
 pub mod service;
 pub mod share;
 pub mod status;
+pub mod storage;
 pub mod text;
 pub mod webm;

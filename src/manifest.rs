@@ -123,6 +123,11 @@ impl RoomManifest {
         }
     }
 
+    /// When the watch began (RFC 3339).
+    pub fn started_at(&self) -> String {
+        self.lock().contents.started_at.clone()
+    }
+
     /// Ends the watch; saved at once.
     pub fn close(&self, reason: &str) {
         let mut st = self.lock();

@@ -53,6 +53,29 @@ fn describe() {
         "janus_recorder_file_errors_total",
         "Recordings that failed to write, flush or finalize."
     );
+    describe_gauge!(
+        "janus_recorder_upload_queue_files",
+        "Files waiting to be uploaded to [storage]."
+    );
+    describe_gauge!(
+        "janus_recorder_upload_queue_bytes",
+        Unit::Bytes,
+        "Bytes waiting to be uploaded to [storage]."
+    );
+    describe_gauge!(
+        "janus_recorder_upload_oldest_pending_seconds",
+        Unit::Seconds,
+        "How long the oldest file waiting for upload has waited."
+    );
+    describe_counter!(
+        "janus_recorder_upload_failures_total",
+        "Failed uploads, by cause (credentials, bucket, checksum, local-file, unavailable)."
+    );
+    describe_counter!(
+        "janus_recorder_uploaded_bytes_total",
+        Unit::Bytes,
+        "Bytes uploaded to [storage] and verified."
+    );
     describe_gauge!("janus_recorder_rooms_configured", "Rooms the config lists.");
     describe_gauge!("janus_recorder_rooms_watched", "Rooms joined on Janus now.");
     describe_gauge!(

@@ -78,9 +78,15 @@ struct Room {
 }
 
 /// Deletes what is older than `keep` at `now` under `dir`; returns the paths deleted. Each
-/// deletion (and each failure) is logged.
-pub fn sweep(dir: &Path, keep: Duration, now: SystemTime) -> Vec<PathBuf> {
-    sweep_with(dir, keep, now, |_| {})
+/// deletion (and each failure) is logged. A recording (or manifest) goes only if
+/// `may_delete` allows each of its files (with `[storage]`: each is uploaded).
+pub fn sweep(
+    dir: &Path,
+    keep: Duration,
+    now: SystemTime,
+    may_delete: &dyn Fn(&Path) -> bool,
+) -> Vec<PathBuf> {
+    sweep_with(dir, keep, now, may_delete, |_| {})
 }
 
 /// [`sweep`], calling `listed` with each room directory's path once its entries are listed
@@ -89,6 +95,7 @@ fn sweep_with(
     dir: &Path,
     keep: Duration,
     now: SystemTime,
+    may_delete: &dyn Fn(&Path) -> bool,
     mut listed: impl FnMut(&Path),
 ) -> Vec<PathBuf> {
     let window = Window {
@@ -119,7 +126,7 @@ fn sweep_with(
             };
             let bytes = name.as_bytes();
             if bytes.ends_with(b".json") {
-                room.sweep_json(&name, window, &mut deleted, &mut implausible);
+                room.sweep_json(&name, window, may_delete, &mut deleted, &mut implausible);
             } else if bytes.starts_with(b".") && bytes.ends_with(b".tmp") {
                 // A crash's leftover: a sidecar or manifest that was being written.
                 match room.age(&name, window) {
@@ -178,6 +185,7 @@ impl Room {
         &self,
         json: &OsStr,
         window: Window,
+        may_delete: &dyn Fn(&Path) -> bool,
         deleted: &mut Vec<PathBuf>,
         implausible: &mut Vec<PathBuf>,
     ) {
@@ -195,6 +203,10 @@ impl Room {
             return;
         }
         if ages.iter().any(|(a, _)| *a != Age::Due) || !self.ended(json) {
+            return;
+        }
+        if let Some((_, n)) = ages.iter().find(|(_, n)| !may_delete(&self.path.join(n))) {
+            tracing::info!(path = %self.path.join(n).display(), "retention: kept past keep_days (not uploaded to [storage] yet)");
             return;
         }
         // The media first: a sidecar left alone still describes it, never the other way round.
@@ -320,7 +332,7 @@ mod tests {
         dated(&room.join("mixed.webm"), "media", epoch);
         dated(&room.join("mixed.json"), ENDED, old);
         dated(&room.join(".x.json.0123456789abcdef.tmp"), "{", epoch);
-        let deleted = sweep(&s.out(), 7 * DAY, SystemTime::now());
+        let deleted = sweep(&s.out(), 7 * DAY, SystemTime::now(), &|_| true);
         assert_eq!(deleted, [room.join("old.webm"), room.join("old.json")]);
         assert_eq!(
             listing(&room),
@@ -351,7 +363,7 @@ mod tests {
             dated(&dir.join("gone.json"), ENDED, old);
         }
         let moved = s.dir.join("moved");
-        let deleted = sweep_with(&s.out(), 7 * DAY, SystemTime::now(), |listed| {
+        let deleted = sweep_with(&s.out(), 7 * DAY, SystemTime::now(), &|_| true, |listed| {
             if listed == room {
                 fs::rename(&room, &moved).unwrap();
                 std::os::unix::fs::symlink(&elsewhere, &room).unwrap();
@@ -360,6 +372,28 @@ mod tests {
         assert_eq!(deleted, [room.join("gone.webm"), room.join("gone.json")]);
         assert_eq!(listing(&elsewhere), ["gone.json", "gone.webm"]);
         assert!(listing(&moved).is_empty());
+    }
+
+    /// With `[storage]`, a recording goes only once each of its files is uploaded.
+    #[test]
+    fn files_not_uploaded_are_kept_past_keep_days() {
+        let s = Scratch::new("retention-uploads");
+        let room = s.room();
+        let old = SystemTime::now() - 10 * DAY;
+        for name in ["up", "half", "none"] {
+            dated(&room.join(format!("{name}.webm")), "media", old);
+            dated(&room.join(format!("{name}.json")), ENDED, old);
+        }
+        let uploaded = |p: &Path| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("up.") || name == "half.webm"
+        };
+        let deleted = sweep(&s.out(), 7 * DAY, SystemTime::now(), &uploaded);
+        assert_eq!(deleted, [room.join("up.webm"), room.join("up.json")]);
+        assert_eq!(
+            listing(&room),
+            ["half.json", "half.webm", "none.json", "none.webm"]
+        );
     }
 
     /// Hidden `.tmp` files (a sidecar or manifest a crash left half-written) go after
@@ -376,7 +410,7 @@ mod tests {
             SystemTime::now(),
         );
         dated(&room.join("notes.tmp"), "mine", old);
-        let deleted = sweep(&s.out(), 7 * DAY, SystemTime::now());
+        let deleted = sweep(&s.out(), 7 * DAY, SystemTime::now(), &|_| true);
         assert_eq!(deleted, [room.join(".a.json.0123456789abcdef.tmp")]);
         assert_eq!(
             listing(&room),
@@ -406,8 +440,8 @@ mod tests {
         file(&elsewhere.join("x.json"), ended, old);
         std::os::unix::fs::symlink(&elsewhere, dir.join("linked")).unwrap();
 
-        assert!(sweep(&dir, 7 * DAY, SystemTime::UNIX_EPOCH + DAY).is_empty());
-        let deleted = sweep(&dir, 7 * DAY, SystemTime::now());
+        assert!(sweep(&dir, 7 * DAY, SystemTime::UNIX_EPOCH + DAY, &|_| true).is_empty());
+        let deleted = sweep(&dir, 7 * DAY, SystemTime::now(), &|_| true);
         assert_eq!(deleted, [room.join("gone.webm"), room.join("gone.json")]);
         let mut left: Vec<String> = fs::read_dir(&room)
             .unwrap()

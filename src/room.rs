@@ -180,6 +180,9 @@ async fn watch_once(
     feeds.stop_all(end.0).await;
     if let Some(m) = &feeds.manifest {
         m.close(&reason);
+        settings
+            .uploads
+            .manifest(m.path(), &room.room, &m.started_at());
     }
     settings.events.emit(
         EventKind::RoomEnded,

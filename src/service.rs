@@ -25,6 +25,7 @@ use crate::limits::FeedSlots;
 use crate::publish::OwnFeeds;
 use crate::registry::Registry;
 use crate::rtc::MediaLoop;
+use crate::storage::Uploads;
 use notify::Notifier;
 use rooms::Rooms;
 
@@ -105,8 +106,13 @@ pub fn check(config_path: &Path) -> i32 {
                 .http_listen()
                 .map(|l| format!(", API on {l}"))
                 .unwrap_or_default();
+            let storage = config
+                .storage
+                .as_ref()
+                .map(|s| format!(", uploads to bucket {}", s.bucket))
+                .unwrap_or_default();
             println!(
-                "{}: OK ({rooms}, recordings in {}{api})",
+                "{}: OK ({rooms}, recordings in {}{api}{storage})",
                 config_path.display(),
                 config.output.dir.display()
             );
@@ -250,6 +256,7 @@ fn feed_settings(
         split_after: config.output.split_after,
         slots: slots.clone(),
         events: shared.events.clone(),
+        uploads: shared.uploads.clone(),
         server: config.janus.name.as_str().into(),
     });
     let advertised: Vec<String> = media.candidates().iter().map(|a| a.to_string()).collect();
@@ -351,6 +358,8 @@ struct Shared {
     /// SIGTERM.
     events_stop: CancellationToken,
     registry: Registry,
+    /// `[storage]`: the upload queue finished files are handed to.
+    uploads: Uploads,
     /// The HTTP API's context, when it serves.
     api: Option<crate::http::Api>,
 }
@@ -365,6 +374,7 @@ impl Shared {
             api.reconfigure(config);
         }
         self.events.set_webhooks(config.webhooks.clone());
+        self.uploads.configure(config.storage.clone());
     }
 }
 
@@ -396,11 +406,27 @@ fn start_shared(config: &Config, health: &Arc<Health>, side: &tokio::runtime::Ha
         }
     };
     let registry = Registry::open(config.rooms.clone(), Some(state_dir.join("api-rooms.json")));
+    let uploads = match Uploads::start(
+        &state_dir,
+        config.storage.clone(),
+        events.clone(),
+        health.clone(),
+        side,
+        events_stop.clone(),
+    ) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(dir = %state_dir.display(), error = %e, "cannot keep the upload queue; uploads are off");
+            health.error(format!("uploads are off: {e}"));
+            Uploads::disabled()
+        }
+    };
     let mut shared = Shared {
         health: health.clone(),
         events,
         events_stop,
         registry,
+        uploads,
         api: None,
     };
     let Some(listen) = config.http_listen() else {
@@ -492,7 +518,11 @@ async fn serve(config_path: &Path, mut config: Config) {
         shutdown.clone(),
     ));
     let (output_tx, output_rx) = tokio::sync::watch::channel(config.output.clone());
-    let sweeper = tokio::spawn(retention(output_rx, shutdown.clone()));
+    let sweeper = tokio::spawn(retention(
+        output_rx,
+        shared.uploads.clone(),
+        shutdown.clone(),
+    ));
     let expiry = tokio::spawn(expire_api_rooms(registry.clone(), shutdown.clone()));
     let mut lost_a_session = false;
     tracing::info!("janus-recorder starting");
@@ -630,6 +660,7 @@ async fn serve(config_path: &Path, mut config: Config) {
     supervisor.abort();
     sweeper.abort();
     expiry.abort();
+    shared.uploads.settle(EVENTS_SETTLE).await;
     shared.events.settle(EVENTS_SETTLE).await;
     shared.events_stop.cancel();
     side.shutdown_background();
@@ -648,11 +679,13 @@ fn follow_output(tx: &tokio::sync::watch::Sender<OutputConfig>, output: &OutputC
     });
 }
 
-/// `[output] keep_days`: sweeps the output directory at start, every
+/// `[output] keep_days` (never deleting what `[storage]` has not uploaded yet): sweeps the
+/// output directory at start, every
 /// [`crate::retention::SWEEP_EVERY`] and after a reload changed `[output]`, off the async
 /// threads.
 async fn retention(
     mut output: tokio::sync::watch::Receiver<OutputConfig>,
+    uploads: Uploads,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(crate::retention::SWEEP_EVERY);
@@ -667,8 +700,13 @@ async fn retention(
             continue;
         };
         let keep = Duration::from_secs(u64::from(days.get()) * 86_400);
+        let uploads = uploads.clone();
         let sweep = tokio::task::spawn_blocking(move || {
-            crate::retention::sweep(&current.dir, keep, std::time::SystemTime::now())
+            let now = std::time::SystemTime::now();
+            let deleted =
+                crate::retention::sweep(&current.dir, keep, now, &|p| uploads.may_delete(p));
+            uploads.forget(&deleted);
+            deleted
         });
         match sweep.await {
             Ok(deleted) if !deleted.is_empty() => {

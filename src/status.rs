@@ -231,6 +231,27 @@ pub fn render(addr: SocketAddr, samples: &Samples, now: SystemTime) -> String {
         count("janus_recorder_reconnects_total"),
         count("janus_recorder_feeds_refused_total"),
     ));
+    if samples.contains_key("janus_recorder_upload_queue_files") {
+        let failures: Vec<String> =
+            by_label(samples, "janus_recorder_upload_failures_total", "cause")
+                .into_iter()
+                .map(|(cause, n)| format!("{cause} {}", n as u64))
+                .collect();
+        out.push_str(&format!(
+            "uploads: {} files ({}) queued, oldest {}; uploaded since start: {}; failures: {}\n",
+            count("janus_recorder_upload_queue_files"),
+            bytes(total(samples, "janus_recorder_upload_queue_bytes")),
+            humantime::format_duration(Duration::from_secs(count(
+                "janus_recorder_upload_oldest_pending_seconds"
+            ))),
+            bytes(total(samples, "janus_recorder_uploaded_bytes_total")),
+            if failures.is_empty() {
+                "none".to_owned()
+            } else {
+                failures.join(", ")
+            }
+        ));
+    }
     let last = by_label(samples, "janus_recorder_last_error_time_seconds", "message")
         .into_iter()
         .max_by(|a, b| a.1.total_cmp(&b.1));
@@ -270,6 +291,25 @@ janus_recorder_last_error_time_seconds{message="room 9: No such \"room\"\nsecond
 janus_recorder_last_error_time_seconds{message="older"} 900
 janus_recorder_file_errors_total 1
 "#;
+
+    #[test]
+    fn renders_the_upload_queue_when_storage_is_on() {
+        let addr = "127.0.0.1:9469".parse().unwrap();
+        let page = "janus_recorder_upload_queue_files 4\n\
+                    janus_recorder_upload_queue_bytes 3145728\n\
+                    janus_recorder_upload_oldest_pending_seconds 95\n\
+                    janus_recorder_uploaded_bytes_total 2048\n\
+                    janus_recorder_upload_failures_total{cause=\"credentials\"} 3\n";
+        let text = render(addr, &parse(page), SystemTime::UNIX_EPOCH);
+        assert!(
+            text.contains(
+                "uploads: 4 files (3.0 MiB) queued, oldest 1m 35s; uploaded since start: \
+                 2.0 KiB; failures: credentials 3\n"
+            ),
+            "{text}"
+        );
+        assert!(!render(addr, &parse(PAGE), SystemTime::UNIX_EPOCH).contains("uploads:"));
+    }
 
     #[test]
     fn parses_samples_and_labels() {

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
@@ -120,47 +119,6 @@ fn room_entry(ns: &Netns, room: &str) -> Option<Value> {
         .cloned()
 }
 
-/// The events of `GET /api/v1/events`, collected on a thread inside the namespace.
-fn follow_events(ns: &Netns) -> Arc<Mutex<Vec<Value>>> {
-    let events: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let seen = events.clone();
-    let path = format!("/var/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        use std::io::{BufRead, Write};
-        use std::os::fd::AsRawFd;
-        let fd = std::fs::File::open(&path).unwrap();
-        assert_eq!(
-            unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        let mut stream = std::net::TcpStream::connect(API).unwrap();
-        write!(
-            stream,
-            "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READ}\r\n\r\n"
-        )
-        .unwrap();
-        for line in std::io::BufReader::new(stream).lines() {
-            let Ok(line) = line else { return };
-            if let Some(data) = line.strip_prefix("data: ")
-                && let Ok(v) = serde_json::from_str::<Value>(data)
-            {
-                seen.lock().unwrap().push(v);
-            }
-        }
-    });
-    events
-}
-
-fn events_of(events: &Arc<Mutex<Vec<Value>>>, kind: &str) -> Vec<Value> {
-    events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == kind)
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn rooms_on_demand_recordings_files_tokens_and_bad_input() {
     require_tools();
@@ -178,7 +136,7 @@ fn rooms_on_demand_recordings_files_tokens_and_bad_input() {
     daemon
         .proc
         .wait_for("serving the HTTP API", Duration::from_secs(20));
-    let events = follow_events(&ns);
+    let events = follow_events(&ns, API, Some(READ));
 
     // Tokens: none, a wrong one, a read token where control is needed.
     let put = |token: Option<&str>, path: &str, body: Option<Vec<u8>>| {

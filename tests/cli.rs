@@ -58,6 +58,21 @@ fn broken_configs_exit_2_naming_file_key_and_problem() {
             "network.advertise",
             "",
         ),
+        (
+            format!(
+                "{good_head}[[rooms]]\nroom = 1\n[storage]\nbucket = \"rec\"\nkey = \"{{room}}\"\n"
+            ),
+            "storage.key",
+            "must hold {file}",
+        ),
+        (
+            format!(
+                "{good_head}[[rooms]]\nroom = 1\n[storage]\nbucket = \"rec\"\n\
+                 access_key_id = {{ env = \"JR_CLI_NO_KEY\" }}\nsecret_access_key = \"s\"\n"
+            ),
+            "storage.access_key_id",
+            "JR_CLI_NO_KEY is not set",
+        ),
         ("[janus\n".to_owned(), "", "config error in"),
     ];
     for (text, key, problem) in cases {

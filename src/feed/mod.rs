@@ -53,6 +53,8 @@ pub struct FeedSettings {
     pub slots: FeedSlots,
     /// Where recordings starting, finishing and failing are told.
     pub events: crate::events::Events,
+    /// Where finished files are handed for upload (`[storage]`).
+    pub uploads: crate::storage::Uploads,
     /// The Janus server's name in the API and the events (`[janus] name`).
     pub server: Arc<str>,
 }
@@ -1000,6 +1002,10 @@ impl Outputs {
             crate::recordings::Verdict::of(&crate::check::check_file(&rec.paths.media, &opts))
         });
         self.recording_event(kind, &sidecar, &rec.paths.media, check);
+        // Whatever was written goes to storage, a failed recording's too.
+        self.settings
+            .uploads
+            .recording(&rec.paths.media, &rec.paths.sidecar, &sidecar);
         if let Ok(s) = summary {
             tracing::info!(
                 path = %rec.paths.media.display(),

@@ -6,6 +6,8 @@
 //! Missing tools fail the test with the command that installs them; nothing is skipped.
 #![allow(dead_code)] // each test binary uses a different part of the rig
 
+pub mod garage;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -945,16 +947,75 @@ pub fn lines_with(path: &Path, needle: &str) -> Vec<String> {
 /// Runs `f` on a thread that has entered the namespace's network stack, so sockets it opens
 /// reach Janus on the namespace's loopback.
 pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    in_named_netns(&ns.name, f)
+}
+
+/// [`in_netns`] by the namespace's name.
+pub fn in_named_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    spawn_in_netns(name, f)
+        .join()
+        .expect("thread inside the namespace panicked")
+}
+
+/// Starts `f` on a thread that has entered the network stack of the namespace `name` (the
+/// threads it starts are in it too).
+pub fn spawn_in_netns<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     use std::os::fd::AsRawFd;
-    let path = format!("/var/run/netns/{}", ns.name);
+    let path = format!("/var/run/netns/{name}");
     std::thread::spawn(move || {
         let fd = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
         f()
     })
-    .join()
-    .expect("thread inside the namespace panicked")
+}
+
+/// The events of the daemon's `GET /api/v1/events` at `addr` (with a bearer `token`, if
+/// any), collected from now on by a thread inside the namespace.
+pub fn follow_events(
+    ns: &Netns,
+    addr: &str,
+    token: Option<&str>,
+) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    let events: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let seen = events.clone();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let addr = addr.to_owned();
+    spawn_in_netns(&ns.name, move || {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n{auth}\r\n"
+        )
+        .unwrap();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if let Some(data) = line.strip_prefix("data: ")
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
+            {
+                seen.lock().unwrap().push(v);
+            }
+        }
+    });
+    events
+}
+
+/// The events of one `type` among those [`follow_events`] collected.
+pub fn events_of(
+    events: &std::sync::Mutex<Vec<serde_json::Value>>,
+    kind: &str,
+) -> Vec<serde_json::Value> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == kind)
+        .cloned()
+        .collect()
 }
 
 /// Sends one VideoRoom request (e.g. `kick`, `destroy`) to the namespace's Janus, as an
