@@ -1,19 +1,22 @@
-//! A recording's file, written on a thread of its own: the runtime's one thread never waits
-//! for the disk. Frames, flushes and sidecars go to the thread through a queue, in order; a
-//! disk that stalls (a stuck NFS mount, a device with its queue frozen) stalls only that
-//! thread, while the media loop, the other feeds and the watchdog go on.
+//! A recording's file, written off the runtime's thread: the runtime never waits for the
+//! disk. Frames, flushes and sidecars go into the recording's queue, in order, and a job on
+//! tokio's blocking pool drains it (one job at a time per recording, started when work
+//! arrives and none runs). A disk that stalls (a stuck NFS mount, a device with its queue
+//! frozen) holds only the jobs of the files on it, while the media loop, the other feeds and
+//! the watchdog go on. With a working disk a couple of pool threads serve every recording,
+//! so the files cost no thread (nor a thread's allocator cache) each.
 //!
 //! Frames go over in batches (every [`DiskWriter::send`], the feed's tick, or every
-//! [`BATCH_FRAMES`]): one wake-up of the thread per batch, not per frame.
+//! [`BATCH_FRAMES`]): one job per batch, not per frame.
 //!
 //! The queue holds at most [`MAX_QUEUED`] bytes of frames: past that (a disk stalled for
 //! minutes) frames are dropped and counted rather than letting memory grow without bound,
 //! and video takes up again at a keyframe (the frames between would not decode).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::media::MediaKind;
@@ -24,30 +27,41 @@ use crate::webm::writer::{FrameBytes, WebmWriter, WriteCause, WriteError, WriteS
 /// of a minute at 12 Mb/s; far past any flush a working disk takes.
 const MAX_QUEUED: usize = 32 << 20;
 
-/// Frames gathered before they go to the thread at the latest (the feed's tick sends
-/// sooner).
+/// Frames gathered before they go to the queue at the latest (the feed's tick sends sooner).
 const BATCH_FRAMES: usize = 64;
 
-/// A recording's file on its own thread.
+/// A recording's file, written on the blocking pool.
 pub(crate) struct DiskWriter {
-    jobs: Option<mpsc::Sender<Job>>,
-    /// Frames not sent to the thread yet.
+    /// Frames not in the queue yet.
     batch: Vec<Frame>,
     shared: Arc<Shared>,
-    thread: Option<thread::JoinHandle<Result<WriteSummary, WriteError>>>,
+    runtime: tokio::runtime::Handle,
     path: PathBuf,
     /// Frames were dropped (the queue was full): video waits for its next keyframe.
     video_dropped: bool,
     /// Frames dropped so far.
     dropped: u64,
+    /// Set once finalized (or handed to the drop path).
+    done: bool,
 }
 
-/// What the feed and the thread share.
+/// What the feed and the draining job share.
 struct Shared {
-    /// Frame bytes sent and not yet written.
+    state: Mutex<State>,
+    /// Signalled when a draining job ends (finalize waits for it).
+    idle: Condvar,
+    /// Frame bytes queued and not yet written.
     queued: AtomicUsize,
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    /// The writer, while no job holds it.
+    writer: Option<WebmWriter>,
+    /// A draining job runs.
+    draining: bool,
     /// The first write failure; the feed ends on it.
-    failed: Mutex<Option<WriteError>>,
+    failed: Option<WriteError>,
 }
 
 /// One frame for the file.
@@ -67,31 +81,40 @@ enum Job {
 }
 
 impl DiskWriter {
-    /// Takes over `writer` (its file created) on a thread named after the file.
+    /// Takes over `writer` (its file created). Needs a tokio runtime (its blocking pool).
     pub(crate) fn start(writer: WebmWriter, path: &Path) -> std::io::Result<DiskWriter> {
-        let (jobs, queue) = mpsc::channel();
-        let shared = Arc::new(Shared {
-            queued: AtomicUsize::new(0),
-            failed: Mutex::new(None),
-        });
-        let theirs = shared.clone();
-        let span = tracing::Span::current();
-        let thread = thread::Builder::new()
-            .name("janus-recorder-disk".into())
-            .spawn(move || span.in_scope(|| write_all(writer, queue, &theirs)))?;
-        Ok(DiskWriter {
-            jobs: Some(jobs),
+        let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        let disk = DiskWriter {
             batch: Vec::new(),
-            shared,
-            thread: Some(thread),
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    jobs: VecDeque::new(),
+                    writer: Some(writer),
+                    draining: false,
+                    failed: None,
+                }),
+                idle: Condvar::new(),
+                queued: AtomicUsize::new(0),
+            }),
+            runtime,
             path: path.to_path_buf(),
             video_dropped: false,
             dropped: 0,
-        })
+            done: false,
+        };
+        // The new file's name is durable too (its directory entry), not only its data.
+        if let Some(dir) = path.parent().map(Path::to_path_buf) {
+            disk.runtime.spawn_blocking(move || {
+                if let Err(e) = crate::output::sync_dir(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot sync the directory");
+                }
+            });
+        }
+        Ok(disk)
     }
 
     /// Queues a frame at `ts` on the file's timeline. `Err`: the file failed (the first
-    /// failure, once the thread met it).
+    /// failure, once the writing met it).
     pub(crate) fn write(
         &mut self,
         ts: Duration,
@@ -129,7 +152,7 @@ impl DiskWriter {
         Ok(())
     }
 
-    /// Hands the frames gathered so far to the thread.
+    /// Hands the frames gathered so far to the queue.
     pub(crate) fn send(&mut self) {
         if !self.batch.is_empty() {
             let frames = std::mem::take(&mut self.batch);
@@ -166,28 +189,44 @@ impl DiskWriter {
     /// call it from a blocking thread.
     pub(crate) fn finalize(mut self) -> Result<WriteSummary, WriteError> {
         self.send();
-        self.jobs = None;
-        let thread = self.thread.take().expect("finalized once");
-        match thread.join() {
-            Ok(summary) => summary,
-            Err(_) => Err(WriteError {
-                path: self.path.clone(),
-                cause: WriteCause::Io(Arc::new(std::io::Error::other(
-                    "the file's writing thread panicked",
-                ))),
-            }),
-        }
+        self.done = true;
+        let writer = {
+            let mut state = self.shared.lock();
+            while state.draining {
+                state = self
+                    .shared
+                    .idle
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            // Nothing drains: what is left in the queue is written here.
+            let jobs = std::mem::take(&mut state.jobs);
+            let Some(mut writer) = state.writer.take() else {
+                return Err(gone(&self.path));
+            };
+            drop(state);
+            run_jobs(&mut writer, jobs, &self.shared);
+            writer
+        };
+        writer.finalize()
     }
 
+    /// Puts `job` in the queue; starts a draining job if none runs.
     fn job(&self, job: Job) {
-        // The thread ends only when `jobs` is dropped: sending cannot fail before.
-        if let Some(jobs) = &self.jobs {
-            let _ = jobs.send(job);
+        let mut state = self.shared.lock();
+        state.jobs.push_back(job);
+        if !state.draining {
+            state.draining = true;
+            drop(state);
+            let shared = self.shared.clone();
+            let span = tracing::Span::current();
+            self.runtime
+                .spawn_blocking(move || span.in_scope(|| drain(&shared)));
         }
     }
 
     fn failed(&self) -> Result<(), WriteError> {
-        match &*self.shared.failed.lock().expect("not poisoned") {
+        match &self.shared.lock().failed {
             Some(e) => Err(WriteError {
                 path: e.path.clone(),
                 cause: e.cause.clone(),
@@ -198,27 +237,77 @@ impl DiskWriter {
 }
 
 impl Drop for DiskWriter {
-    /// Dropped without [`DiskWriter::finalize`] (a panicking feed): the thread still writes
-    /// what is queued and finalizes, on its own.
+    /// Dropped without [`DiskWriter::finalize`] (a panicking feed): what is queued is still
+    /// written and the file finalized, on the blocking pool.
     fn drop(&mut self) {
+        if self.done {
+            return;
+        }
         self.send();
-        self.jobs = None;
+        let shared = self.shared.clone();
+        let path = self.path.clone();
+        let runtime = self.runtime.clone();
+        self.runtime.spawn_blocking(move || {
+            let finalizing = DiskWriter {
+                batch: Vec::new(),
+                shared,
+                runtime,
+                path,
+                video_dropped: false,
+                dropped: 0,
+                done: false,
+            };
+            if let Err(e) = finalizing.finalize() {
+                tracing::error!(error = %e, "finalizing a dropped recording failed");
+            }
+        });
     }
 }
 
-/// The thread: every job in order, then the file finalized once the feed lets go.
-fn write_all(
-    mut writer: WebmWriter,
-    queue: mpsc::Receiver<Job>,
-    shared: &Shared,
-) -> Result<WriteSummary, WriteError> {
-    // The new file's name is durable too (its directory entry), not only its data.
-    if let Some(dir) = writer.path().parent()
-        && let Err(e) = crate::output::sync_dir(dir)
-    {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot sync the directory");
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-    for job in queue {
+}
+
+/// The draining job: takes the writer, writes the queue until it is empty, gives it back.
+fn drain(shared: &Shared) {
+    /// Should writing panic, the recording is not left "draining" forever (finalize would
+    /// wait for it): the writer is lost, and finalize says so.
+    struct Ends<'a>(&'a Shared);
+    impl Drop for Ends<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.lock().draining = false;
+                self.0.idle.notify_all();
+            }
+        }
+    }
+    let _ends = Ends(shared);
+    let mut state = shared.lock();
+    let Some(mut writer) = state.writer.take() else {
+        state.draining = false;
+        shared.idle.notify_all();
+        return;
+    };
+    loop {
+        let jobs = std::mem::take(&mut state.jobs);
+        if jobs.is_empty() {
+            state.writer = Some(writer);
+            state.draining = false;
+            shared.idle.notify_all();
+            return;
+        }
+        drop(state);
+        run_jobs(&mut writer, jobs, shared);
+        state = shared.lock();
+    }
+}
+
+/// Writes `jobs` in order; the first failure is kept for the feed (later frames are still
+/// counted off the queue).
+fn run_jobs(writer: &mut WebmWriter, jobs: VecDeque<Job>, shared: &Shared) {
+    for job in jobs {
         let written = match job {
             Job::Frames(frames) => {
                 let mut r = Ok(());
@@ -240,9 +329,16 @@ fn write_all(
             }
         };
         if let Err(e) = written {
-            let mut failed = shared.failed.lock().expect("not poisoned");
-            failed.get_or_insert(e);
+            shared.lock().failed.get_or_insert(e);
         }
     }
-    writer.finalize()
+}
+
+fn gone(path: &Path) -> WriteError {
+    WriteError {
+        path: path.to_path_buf(),
+        cause: WriteCause::Io(Arc::new(std::io::Error::other(
+            "the file's writer was lost (a writing job panicked)",
+        ))),
+    }
 }
