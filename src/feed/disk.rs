@@ -6,8 +6,9 @@
 //! the watchdog go on. With a working disk a couple of pool threads serve every recording,
 //! so the files cost no thread (nor a thread's allocator cache) each.
 //!
-//! Frames go over in batches (every [`DiskWriter::send`], the feed's tick, or every
-//! [`BATCH_FRAMES`]): one job per batch, not per frame.
+//! Frames go over in batches (at every flush, once a second, or every [`BATCH_FRAMES`]):
+//! one job per batch, not per frame (a job per feed tick, five a second, woke pool threads
+//! 250 times a second at 50 feeds).
 //!
 //! The queue holds at most [`MAX_QUEUED`] bytes of frames: past that (a disk stalled for
 //! minutes) frames are dropped and counted rather than letting memory grow without bound,
@@ -27,8 +28,9 @@ use crate::webm::writer::{FrameBytes, WebmWriter, WriteCause, WriteError, WriteS
 /// of a minute at 12 Mb/s; far past any flush a working disk takes.
 const MAX_QUEUED: usize = 32 << 20;
 
-/// Frames gathered before they go to the queue at the latest (the feed's tick sends sooner).
-const BATCH_FRAMES: usize = 64;
+/// Frames gathered before they go to the queue at the latest (a flush sends sooner): three
+/// seconds of a feed's audio and video.
+const BATCH_FRAMES: usize = 256;
 
 /// A recording's file, written on the blocking pool.
 pub(crate) struct DiskWriter {
@@ -153,7 +155,7 @@ impl DiskWriter {
     }
 
     /// Hands the frames gathered so far to the queue.
-    pub(crate) fn send(&mut self) {
+    fn send(&mut self) {
         if !self.batch.is_empty() {
             let frames = std::mem::take(&mut self.batch);
             self.job(Job::Frames(frames));

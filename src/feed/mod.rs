@@ -579,10 +579,6 @@ impl Feed {
                     if let Some(end) = self.flush_if_due() {
                         break end;
                     }
-                    if let Some(r) = &mut self.recording {
-                        // The tick's frames go to the file's thread in one batch.
-                        r.writer.send();
-                    }
                     if self.recording.as_ref().is_some_and(|r| r.writer.wants_keyframe()) {
                         // Video was dropped for a slow disk; it goes on at a keyframe.
                         self.machine.handle(Input::KeyframeWanted, Now::read());
