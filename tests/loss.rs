@@ -3,8 +3,8 @@
 //! of the frames it sent as the reference, and the file's frames counted.
 //!
 //! Janus 1.1.2 retransmits to a subscriber only once it knows the round trip, from a receiver
-//! report answering its first sender report, about 1.3 s into the subscription (2.1 s with
-//! str0m's default report interval); until then a lost packet costs the frames until the next
+//! report answering its first sender report, about 2.1 s into the subscription with str0m's
+//! report a second (1.3 s with one every 100 ms); until then a lost packet costs the frames until the next
 //! keyframe. So the steady state is measured with loss starting 2 s into the recording, and
 //! loss from the first packet is measured and printed beside it.
 //!
