@@ -111,8 +111,11 @@ fn a_subscription_hung_up_while_the_publisher_stays_goes_on_as_part_2() {
     let parts = recordings_of(&out, "stays");
     assert_eq!(parts.len(), 2, "{parts:#?}");
     let (first, second) = (&parts[0].1, &parts[1].1);
+    // Janus sends its `hangup` event and closes DTLS at once: whichever reaches the daemon
+    // first names the end (both are a hang-up that may heal).
+    let why = first["end_reason"].as_str().unwrap();
     assert!(
-        first["end_reason"].as_str().unwrap().starts_with("hangup"),
+        why.starts_with("hangup") || why == "error: peer closed the DTLS connection",
         "{first:#}"
     );
     assert_eq!(second["part"], 2, "{second:#}");
