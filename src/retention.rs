@@ -443,13 +443,8 @@ mod tests {
         assert!(sweep(&dir, 7 * DAY, SystemTime::UNIX_EPOCH + DAY, &|_| true).is_empty());
         let deleted = sweep(&dir, 7 * DAY, SystemTime::now(), &|_| true);
         assert_eq!(deleted, [room.join("gone.webm"), room.join("gone.json")]);
-        let mut left: Vec<String> = fs::read_dir(&room)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
         assert_eq!(
-            left,
+            listing(&room),
             [
                 "broken.json",
                 "live.room.json",

@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ struct Shared {
     idle: Condvar,
     /// Frame bytes queued and not yet written.
     queued: AtomicUsize,
+    /// `State::failed` is set: read on every frame without taking the lock.
+    has_failed: AtomicBool,
 }
 
 struct State {
@@ -97,6 +99,7 @@ impl DiskWriter {
                 }),
                 idle: Condvar::new(),
                 queued: AtomicUsize::new(0),
+                has_failed: AtomicBool::new(false),
             }),
             runtime,
             path: path.to_path_buf(),
@@ -228,6 +231,9 @@ impl DiskWriter {
     }
 
     fn failed(&self) -> Result<(), WriteError> {
+        if !self.shared.has_failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &self.shared.lock().failed {
             Some(e) => Err(WriteError {
                 path: e.path.clone(),
@@ -332,6 +338,7 @@ fn run_jobs(writer: &mut WebmWriter, jobs: VecDeque<Job>, shared: &Shared) {
         };
         if let Err(e) = written {
             shared.lock().failed.get_or_insert(e);
+            shared.has_failed.store(true, Ordering::Release);
         }
     }
 }
