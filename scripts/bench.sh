@@ -25,6 +25,12 @@
 # both daemon passes, the HTTP thread's CPU, frames lost, and the requests' statuses and
 # latencies. The daemon's HTTP server is on (127.0.0.1:9469) in every pass.
 #
+# BENCH_UPLOAD_MIB=64 adds, for each N, a pass with [storage] on: the daemon pass again while
+# it uploads N finished recordings of that many MiB each (random bytes, queued as a previous
+# run leaves them) to Garage in the namespace, paced by `max_bytes_per_second` to last the
+# publishing time, and prints the recording thread's CPU per
+# feed-minute in both passes, the upload runtime's CPU, frames lost, and how much was uploaded
+# while the feeds recorded.
 # Needs root and scripts/setup.sh. Output and logs: bench-output/ (the baseline pass in
 # bench-output/nN/baseline/). Nothing leaves the machine.
 # BENCH_PERF=1 also samples the daemon with `perf record` (bench-output/nN/perf.data), writes
@@ -134,11 +140,40 @@ publish() { # N DIR [--hold]: N synthetic publishers for $secs seconds, report i
     }
 }
 
-run_one() { # N [api]: the daemon pass (with the API load)
-    local n=$1 dir=$out/n$1 api=${2:-}
-    [ -n "$api" ] && dir=$out/n$1/api
+# Queues N finished recordings of $BENCH_UPLOAD_MIB MiB each under DIR's output directory,
+# as the daemon's upload queue holds them after a stop (one entry per file).
+queue_uploads() { # N DIR
+    local n=$1 dir=$2 i id file
+    mkdir -p "$dir/recordings/upload" "$dir/recordings/.state/uploads/queue"
+    for i in $(seq "$n"); do
+        file=$dir/recordings/upload/old-$i.webm
+        head -c "${BENCH_UPLOAD_MIB}M" /dev/urandom >"$file"
+        id=$(printf '0190aaaa-0000-7000-8000-%012d' "$i")
+        printf '{"id":"%s","path":"%s","key":"upload/old-%s.webm","kind":"media","bytes":%s,"queued_at":%s}' \
+            "$id" "$file" "$i" "$(stat -c %s "$file")" "$(date +%s)" \
+            >"$dir/recordings/.state/uploads/queue/$id.json"
+    done
+    sync
+}
+
+run_one() { # N [api|upload]: the daemon pass (with the API load, or uploading)
+    local n=$1 dir=$out/n$1 extra=${2:-}
+    local api="" upload=""
+    [ "$extra" = api ] && api=1
+    [ "$extra" = upload ] && upload=1
+    [ -n "$extra" ] && dir=$out/n$1/$extra
     mkdir -p "$dir/recordings"
     start_janus "$n" "$dir" "jr-bench-$$-$n"
+    local storage=""
+    if [ -n "$upload" ]; then
+        . scripts/garage.sh
+        garage_start "$ns" "$dir"
+        queue_uploads "$n" "$dir"
+        # Paced so that the uploads last the whole pass (uploads finished before the
+        # measurement starts would measure nothing): N x MiB over the publishing time.
+        storage="$(storage_toml "$dir")
+max_bytes_per_second = $((n * BENCH_UPLOAD_MIB * 1048576 / (secs > 20 ? secs - 10 : secs)))"
+    fi
 
     cat >"$dir/janus-recorder.toml" <<CONFIG
 [janus]
@@ -151,6 +186,7 @@ advertise = ["10.201.0.2"]
 room = $room
 [http]
 listen = "127.0.0.1:9469"
+$storage
 CONFIG
     # `ip netns exec` execs the program, so $! is the daemon itself.
     env RUST_LOG=info ${BENCH_DAEMON_ENV:-} ip netns exec "$ns" "$bin" run --config "$dir/janus-recorder.toml" >"$dir/janus-recorder.log" 2>&1 &
@@ -196,6 +232,7 @@ CONFIG
     fi
     publish "$n" "$dir" --hold
     [ -n "$load" ] && wait "$load"
+    [ -n "$upload" ] && grep -c "uploaded and verified" "$dir/janus-recorder.log" >"$dir/uploaded-while-recording.txt"
     # Every feed's file is finalized when its publisher leaves.
     wait_log "$dir/janus-recorder.log" "recording finished" 30 "$n" || true
     local cpu1 peak_kib janus_cpu1
@@ -256,6 +293,10 @@ for n in $feeds_list; do
         run_one "$n" api
         python3 scripts/bench_report.py api "$out/n$n" >"$out/n$n/api-summary.txt"
     fi
+    if [ -n "${BENCH_UPLOAD_MIB:-}" ]; then
+        run_one "$n" upload
+        python3 scripts/bench_report.py upload "$out/n$n" >"$out/n$n/upload-summary.txt"
+    fi
 done
 
 echo
@@ -263,6 +304,7 @@ echo "== janus-recorder benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, $(grep 
 python3 scripts/bench_report.py table "$out"
 for n in $feeds_list; do
     [ -s "$out/n$n/api-summary.txt" ] && { echo; cat "$out/n$n/api-summary.txt"; }
+    [ -s "$out/n$n/upload-summary.txt" ] && { echo; cat "$out/n$n/upload-summary.txt"; }
 done
 for n in $feeds_list; do
     top=$out/n$n/perf-top.txt

@@ -248,8 +248,34 @@ def api(d):
     print(f"\nrecording thread with requests / without: {rows[1][1] / rows[0][1]:.3f}")
 
 
+def upload(d):
+    """The daemon pass with and without uploads to [storage] (BENCH_UPLOAD_MIB), side by side."""
+    rows = []
+    for name, sub in (("without uploads", d), ("uploading", os.path.join(d, "upload"))):
+        stats = json.load(open(os.path.join(sub, "daemon.json")))
+        feed_min = stats["feeds"] * stats["secs"] / 60
+        rec = stats["recording_thread_cpu"][1] - stats["recording_thread_cpu"][0]
+        total = stats["daemon_cpu"][1] - stats["daemon_cpu"][0]
+        # Every other thread (uploads, file writes, HTTP), exited ones included: what is not
+        # the recording thread's in the process's own total.
+        rows.append((name, rec / feed_min, total / feed_min, total - rec, frames_lost(sub, stats)))
+    up = os.path.join(d, "upload")
+    queued = glob.glob(os.path.join(up, "recordings", "upload", "old-*.webm"))
+    mib = sum(os.path.getsize(f) for f in queued) / 2**20
+    done = int(open(os.path.join(up, "uploaded-while-recording.txt")).read().split()[0] or 0)
+    n = json.load(open(os.path.join(d, "daemon.json")))["feeds"]
+    print(f"Uploading {len(queued)} finished recordings ({mib:.0f} MiB) while {n} feeds record:"
+          f" {done} uploaded and verified while they recorded")
+    print()
+    print("| pass | recording thread CPU s/feed-min | daemon CPU s/feed-min | other threads' CPU s (uploads, disk, HTTP) | frames lost |")
+    print("|---|---|---|---|---|")
+    for name, rec, total, other, lost in rows:
+        print(f"| {name} | {rec:.4f} | {total:.4f} | {other:.2f} | {lost} |")
+    print(f"\nrecording thread uploading / without: {rows[1][1] / rows[0][1]:.3f}")
+
+
 if __name__ == "__main__":
-    commands = {"measure": measure, "table": table, "api": api}
+    commands = {"measure": measure, "table": table, "api": api, "upload": upload}
     if len(sys.argv) != 3 or sys.argv[1] not in commands:
-        sys.exit("usage: bench_report.py measure DIR | table OUT | api DIR")
+        sys.exit("usage: bench_report.py measure DIR | table OUT | api DIR | upload DIR")
     commands[sys.argv[1]](sys.argv[2])
