@@ -31,6 +31,12 @@
 # publishing time, and prints the recording thread's CPU per
 # feed-minute in both passes, the upload runtime's CPU, frames lost, and how much was uploaded
 # while the feeds recorded.
+# BENCH_SUBSCRIBE_GROUPS="1 16 0" adds, for each N, one pass per group size with no daemon:
+# `janus-recorder subscribe-probe` subscribes to the N publishers the recorder's way but
+# writes nothing, G feeds per subscription (1: one per feed, as the recorder does; 0: all in
+# one multistream subscription), and a pass with no subscriber at all; Janus's and the
+# probe's CPU are measured over the same steady window (from 15 s after the publishers start,
+# BENCH_SECS - 10 s long) and printed per mode: what a subscription costs Janus.
 # Needs root and scripts/setup.sh. Output and logs: bench-output/ (the baseline pass in
 # bench-output/nN/baseline/). Nothing leaves the machine.
 # BENCH_PERF=1 also samples the daemon with `perf record` (bench-output/nN/perf.data), writes
@@ -285,7 +291,43 @@ baseline_one() { # N: the same Janus, room and publishers, no daemon
     ns=""
 }
 
+probe_one() { # N GROUP ("none": no subscriber): Janus's CPU for the probe's subscriptions
+    local n=$1 group=$2 dir=$out/n$1/subscribe-$2
+    mkdir -p "$dir"
+    start_janus "$n" "$dir" "jr-bench-$$-$n-s$group"
+    echo "== N=$n: subscriptions of $group feeds each, nothing recorded (logs in $dir)"
+    local window=$((secs > 20 ? secs - 10 : secs))
+    ( secs=$((window + 25)) publish "$n" "$dir" ) &
+    local publishers=$! probe=""
+    if [ "$group" != none ]; then
+        RUST_LOG=warn ip netns exec "$ns" "$bin" subscribe-probe --url ws://127.0.0.1:8188 \
+            --room $room --feeds "$n" --group "$group" --seconds "$((window + 20))" \
+            --advertise 10.201.0.2 --report "$dir/probe.json" >"$dir/probe.log" 2>&1 &
+        probe=$!
+    fi
+    sleep 15
+    local janus_cpu0 janus_cpu1 probe_cpu0=0 probe_cpu1=0
+    janus_cpu0=$(cpu_of "$janus")
+    [ -n "$probe" ] && probe_cpu0=$(cpu_of "$probe")
+    sleep "$window"
+    janus_cpu1=$(cpu_of "$janus")
+    [ -n "$probe" ] && probe_cpu1=$(cpu_of "$probe")
+    [ -n "$probe" ] && { wait "$probe" || true; }
+    wait "$publishers" || true
+    echo "{\"feeds\": $n, \"group\": \"$group\", \"window\": $window, \"janus_cpu\": [$janus_cpu0, $janus_cpu1], \"probe_cpu\": [$probe_cpu0, $probe_cpu1]}" >"$dir/cpu.json"
+    cleanup
+    ns=""
+}
+
 for n in $feeds_list; do
+    if [ -n "${BENCH_SUBSCRIBE_GROUPS:-}" ]; then
+        for g in none $BENCH_SUBSCRIBE_GROUPS; do
+            probe_one "$n" "$g"
+        done
+        python3 scripts/bench_report.py subscribe "$out/n$n" >"$out/n$n/subscribe-summary.txt"
+        cat "$out/n$n/subscribe-summary.txt"
+        [ -n "${BENCH_SUBSCRIBE_ONLY:-}" ] && continue
+    fi
     run_one "$n"
     baseline_one "$n"
     python3 scripts/bench_report.py measure "$out/n$n"
@@ -305,6 +347,7 @@ python3 scripts/bench_report.py table "$out"
 for n in $feeds_list; do
     [ -s "$out/n$n/api-summary.txt" ] && { echo; cat "$out/n$n/api-summary.txt"; }
     [ -s "$out/n$n/upload-summary.txt" ] && { echo; cat "$out/n$n/upload-summary.txt"; }
+    [ -s "$out/n$n/subscribe-summary.txt" ] && { echo; cat "$out/n$n/subscribe-summary.txt"; }
 done
 for n in $feeds_list; do
     top=$out/n$n/perf-top.txt

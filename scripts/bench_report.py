@@ -274,8 +274,43 @@ def upload(d):
     print(f"\nrecording thread uploading / without: {rows[1][1] / rows[0][1]:.3f}")
 
 
+def subscribe(d):
+    """Janus's CPU per subscription mode (BENCH_SUBSCRIBE_GROUPS), against no subscriber."""
+    rows = []
+    for sub in sorted(glob.glob(os.path.join(d, "subscribe-*"))):
+        c = json.load(open(os.path.join(sub, "cpu.json")))
+        minutes = c["window"] / 60
+        janus = (c["janus_cpu"][1] - c["janus_cpu"][0]) / minutes
+        probe = (c["probe_cpu"][1] - c["probe_cpu"][0]) / minutes / c["feeds"]
+        report = os.path.join(sub, "probe.json")
+        p = json.load(open(report)) if os.path.exists(report) else None
+        rows.append((c["group"], c["feeds"], janus, probe, p))
+    none = next((r for r in rows if r[0] == "none"), None)
+    if none is None:
+        return
+    n = none[1]
+    print(f"What subscriptions cost Janus at {n} feeds (nothing recorded; the same steady window"
+          f" in each pass):")
+    print()
+    print("| feeds per subscription | subscriptions | Janus CPU s/min | Janus's extra CPU s/feed-min"
+          " | subscriber CPU s/feed-min | frames received | first frame ms p50 / p95 | failed |")
+    print("|---|---|---|---|---|---|---|---|")
+    order = {"none": -1, "0": 10**6}
+    for group, feeds, janus, probe, p in sorted(rows, key=lambda r: order.get(r[0], int(r[0]) if r[0].isdigit() else 0)):
+        label = {"none": "no subscriber", "0": f"all ({feeds})"}.get(group, group)
+        extra = (janus - none[2]) / feeds
+        if p is None:
+            print(f"| {label} | 0 | {janus:.1f} | - | - | - | - | - |")
+            continue
+        ff = p["first_frame_ms"] or [0]
+        p50, p95 = ff[len(ff) // 2], ff[min(len(ff) - 1, int(len(ff) * 0.95))]
+        print(f"| {label} | {p['subscriptions']} | {janus:.1f} | {extra:.3f} | {probe:.4f}"
+              f" | {p['frames']} | {p50} / {p95} | {len(p['failed'])} |")
+
+
 if __name__ == "__main__":
-    commands = {"measure": measure, "table": table, "api": api, "upload": upload}
+    commands = {"measure": measure, "table": table, "api": api, "upload": upload,
+                "subscribe": subscribe}
     if len(sys.argv) != 3 or sys.argv[1] not in commands:
-        sys.exit("usage: bench_report.py measure DIR | table OUT | api DIR | upload DIR")
+        sys.exit("usage: bench_report.py measure DIR | table OUT | api DIR | upload DIR | subscribe DIR")
     commands[sys.argv[1]](sys.argv[2])
