@@ -277,7 +277,7 @@ def upload(d):
 def subscribe(d):
     """Janus's CPU per subscription mode (BENCH_SUBSCRIBE_GROUPS), against no subscriber."""
     rows = []
-    for sub in sorted(glob.glob(os.path.join(d, "subscribe-*"))):
+    for sub in sorted(glob.glob(os.path.join(d, "subscribe-*", ""))):
         c = json.load(open(os.path.join(sub, "cpu.json")))
         minutes = c["window"] / 60
         janus = (c["janus_cpu"][1] - c["janus_cpu"][0]) / minutes
