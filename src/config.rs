@@ -39,6 +39,8 @@ pub struct Config {
     pub webhooks: Vec<crate::events::WebhookConfig>,
     /// `[storage]`: the bucket finished recordings are uploaded to (see [`crate::storage`]).
     pub storage: Option<crate::storage::StorageConfig>,
+    /// `[cluster]`: share the rooms with other instances through etcd (see [`crate::fleet`]).
+    pub cluster: Option<crate::fleet::ClusterConfig>,
 }
 
 /// Where the HTTP server listens when `[http]` is given without `listen`.
@@ -429,6 +431,11 @@ impl Config {
             storage
                 .validate()
                 .map_err(|(k, problem)| (format!("storage.{k}"), problem))?;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .validate()
+                .map_err(|(k, problem)| (format!("cluster.{k}"), problem))?;
         }
         for (i, room) in self.rooms.iter().enumerate() {
             let key = |k: &str| format!("rooms[{i}].{k}");

@@ -19,6 +19,7 @@ use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError, EXIT_CONFIG, NetworkConfig, OutputConfig, RoomsMode};
 use crate::events::Events;
 use crate::feed::FeedSettings;
+use crate::fleet::{Fleet, Held, sleep_until_some};
 use crate::health::Health;
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::limits::FeedSlots;
@@ -246,6 +247,7 @@ fn feed_settings(
     shared: &Shared,
     own: &OwnFeeds,
     slots: &FeedSlots,
+    fleet: Option<&Fleet>,
 ) -> Arc<FeedSettings> {
     let health = &shared.health;
     apply_limits(config, slots);
@@ -259,6 +261,7 @@ fn feed_settings(
         events: shared.events.clone(),
         uploads: shared.uploads.clone(),
         server: config.janus.name.as_str().into(),
+        fleet: fleet.map(|f| f.parts.clone()),
     });
     let advertised: Vec<String> = media.candidates().iter().map(|a| a.to_string()).collect();
     tracing::info!(
@@ -509,6 +512,18 @@ async fn serve(config_path: &Path, mut config: Config) {
     // Kept across reconnects and reloads: relays of an old session may still be leaving.
     let own = OwnFeeds::default();
     let slots = FeedSlots::new(config.max_feeds());
+    // `[cluster]`: the rooms are shared with the other instances; a room is watched only
+    // while this one holds its claim. (A change to `[cluster]` takes a restart.)
+    let fleet = config.cluster.clone().map(|cluster| {
+        tracing::info!(instance = %cluster.instance, endpoints = ?cluster.endpoints, ttl = ?cluster.lease_ttl, "in a fleet: sharing the rooms through etcd");
+        Fleet::start(
+            cluster,
+            &config.janus.name,
+            registry.clone(),
+            slots.clone(),
+            shutdown.clone(),
+        )
+    });
     // Built before each connection when missing: at start, and after a reload changed them
     // (then only once the old session's feeds have ended, so a fixed port is free again).
     let mut settings: Option<Arc<FeedSettings>> = None;
@@ -548,7 +563,7 @@ async fn serve(config_path: &Path, mut config: Config) {
             Some(s) => s,
             None => match media_loop(&config.network, media.take()).await {
                 Ok(m) => {
-                    let s = feed_settings(&config, &m.media, &shared, &own, &slots);
+                    let s = feed_settings(&config, &m.media, &shared, &own, &slots, fleet.as_ref());
                     media = Some(m);
                     settings = Some(s.clone());
                     s
@@ -596,6 +611,9 @@ async fn serve(config_path: &Path, mut config: Config) {
             ))
         });
         let mut rooms = Rooms::new(session.clone(), current, shutdown.clone());
+        let mut held_changed = fleet.as_ref().map(|f| f.held.clone());
+        // Applies the wanted rooms (in a fleet, those claimed and not fenced); returns when
+        // the claims' fence comes, if they are valid now.
         let apply = |rooms: &mut Rooms| {
             let wanted = registry.wanted();
             health.set_rooms_configured(wanted.len());
@@ -606,10 +624,17 @@ async fn serve(config_path: &Path, mut config: Config) {
                     .map(|s| (s.room.to_string(), s.why))
                     .collect(),
             );
-            rooms.apply(&wanted);
+            let now = tokio::time::Instant::now();
+            let held = fleet.as_ref().map(|f| f.held.borrow().clone());
+            let claims = held
+                .as_ref()
+                .map(|h| h.valid_at(now).cloned().unwrap_or_default());
+            rooms.apply(&wanted, claims.as_ref());
+            held.and_then(|h| h.valid_until)
+                .filter(|until| *until > now)
         };
         wanted_changed.mark_unchanged();
-        apply(&mut rooms);
+        let mut fence = apply(&mut rooms);
         let mut stale = false;
         let cancel = loop {
             tokio::select! {
@@ -633,7 +658,12 @@ async fn serve(config_path: &Path, mut config: Config) {
                         break true;
                     }
                 },
-                Ok(()) = wanted_changed.changed() => apply(&mut rooms),
+                Ok(()) = wanted_changed.changed() => fence = apply(&mut rooms),
+                () = next_held(&mut held_changed) => fence = apply(&mut rooms),
+                () = sleep_until_some(fence) => {
+                    tracing::warn!("the etcd lease was not renewed in time: fenced, stopping this instance's rooms");
+                    fence = apply(&mut rooms);
+                }
                 Some(()) = rooms.reap() => {}
             }
         };
@@ -658,6 +688,10 @@ async fn serve(config_path: &Path, mut config: Config) {
             retry_in = Some(wait);
         }
     }
+    // The files are final: the rooms are the others' now.
+    if let Some(f) = fleet {
+        f.release().await;
+    }
     supervisor.abort();
     sweeper.abort();
     expiry.abort();
@@ -666,6 +700,16 @@ async fn serve(config_path: &Path, mut config: Config) {
     shared.events_stop.cancel();
     side.shutdown_background();
     tracing::info!("stopped");
+}
+
+/// Waits for the fleet's claims to change; never, outside a fleet (or once its task ended).
+async fn next_held(held: &mut Option<tokio::sync::watch::Receiver<Held>>) {
+    if let Some(rx) = held
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// Hands a reloaded `[output]` to the retention task (which sweeps again at once if it
