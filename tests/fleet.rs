@@ -1,0 +1,299 @@
+//! `[cluster]`: three recorders share six rooms through a real etcd (Debian's etcd-server,
+//! started in the test's namespace), each room with a synthetic publisher on a real Janus.
+//! Each room is recorded by exactly one instance; an instance killed with SIGKILL has its
+//! rooms recorded again by the others within the lease TTL + 2 s, each feed's new part linked
+//! to the last one the dead instance wrote; an instance stopped with SIGTERM hands its rooms
+//! over at once. The gaps are printed per room.
+//!
+//! All three instances write into one output directory (a shared volume, as a fleet would
+//! use), each with its own state directory.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use janus_recorder::output::Sidecar;
+use support::etcd::{CLIENT_URL, Etcd, require_etcd};
+use support::*;
+
+const ROOMS: [u64; 6] = [2501, 2502, 2503, 2504, 2505, 2506];
+/// Short, to keep the test short; what is measured scales with it.
+const TTL: Duration = Duration::from_secs(6);
+
+/// Every sidecar under `out` (not the room manifests), with its path.
+fn sidecars(out: &Path) -> Vec<(PathBuf, Sidecar)> {
+    files_under(out)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".json") && !name.ends_with(".room.json")
+        })
+        .filter_map(|p| {
+            let s: Sidecar = serde_json::from_slice(&fs::read(&p).ok()?).ok()?;
+            Some((p, s))
+        })
+        .collect()
+}
+
+/// Each room's recordings still open (no `ended_at`), by the instance recording them.
+fn open_by_room(out: &Path) -> BTreeMap<u64, BTreeSet<String>> {
+    let mut by_room: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for (_, s) in sidecars(out) {
+        if s.ended_at.is_none() {
+            let room: u64 = s.room.to_string().parse().unwrap();
+            by_room
+                .entry(room)
+                .or_default()
+                .insert(s.recorded_by.clone().unwrap_or_default());
+        }
+    }
+    by_room
+}
+
+/// The newest recording of `room` by someone other than `not_by`, if any.
+fn newest_by_other(out: &Path, room: u64, not_by: &str) -> Option<Sidecar> {
+    sidecars(out)
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.room.to_string() == room.to_string())
+        .filter(|s| s.recorded_by.as_deref().is_some_and(|b| b != not_by))
+        .max_by_key(|s| s.fencing_token)
+}
+
+/// The last part `by` wrote of `room`.
+fn last_by(out: &Path, room: u64, by: &str) -> Sidecar {
+    sidecars(out)
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.room.to_string() == room.to_string())
+        .filter(|s| s.recorded_by.as_deref() == Some(by))
+        .max_by_key(|s| (s.fencing_token, s.part))
+        .unwrap_or_else(|| panic!("no recording of room {room} by {by}"))
+}
+
+fn instance_config(out: &Path, idir: &Path, name: &str) -> String {
+    recorder_config(
+        out,
+        &format!("state_dir = \"{}\"\n", idir.join("state").display()),
+        &format!(
+            "{}[cluster]\nendpoints = [\"{CLIENT_URL}\"]\ninstance = \"{name}\"\n\
+             lease_ttl = \"{}s\"\n",
+            rooms_toml(&ROOMS),
+            TTL.as_secs()
+        ),
+    )
+}
+
+/// Waits until each room of `rooms` has a recording by someone other than `gone` newer
+/// than `since_token`; returns the gap from `from` to when it was seen, per room.
+fn wait_taken_over(
+    out: &Path,
+    rooms: &[(u64, i64)],
+    gone: &str,
+    from: Instant,
+    timeout: Duration,
+) -> BTreeMap<u64, (Duration, Sidecar)> {
+    let mut seen = BTreeMap::new();
+    while seen.len() < rooms.len() {
+        for (room, token) in rooms {
+            if seen.contains_key(room) {
+                continue;
+            }
+            if let Some(s) = newest_by_other(out, *room, gone)
+                .filter(|s| s.fencing_token.is_some_and(|t| t > *token))
+            {
+                seen.insert(*room, (from.elapsed(), s));
+            }
+        }
+        assert!(
+            from.elapsed() < timeout,
+            "rooms of {gone} not taken over within {timeout:?}: only {:?}",
+            seen.keys().collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    seen
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The new part of each feed taken over links to the last part the previous holder wrote,
+/// and says it was taken over.
+fn assert_linked(out: &Path, taken: &BTreeMap<u64, (Duration, Sidecar)>, from: &str) {
+    for (room, (_, new)) in taken {
+        let old = last_by(out, *room, from);
+        assert_eq!(new.feed, old.feed, "room {room}: the same publisher");
+        assert_eq!(
+            new.previous_part.as_deref(),
+            Some(old.file.as_str()),
+            "room {room}: the takeover's part follows {from}'s"
+        );
+        assert_eq!(new.part, old.part + 1, "room {room}");
+        assert_eq!(
+            new.resumed_after.as_deref(),
+            Some(format!("taken over from instance {from}").as_str()),
+            "room {room}"
+        );
+    }
+}
+
+#[test]
+fn three_instances_share_six_rooms_and_take_over_a_dead_ones() {
+    require_tools();
+    require_etcd();
+    let scratch = Scratch::new("fleet");
+    let dir = scratch.path.clone();
+    let ns = Netns::create("fleet");
+    let specs: Vec<RoomSpec> = ROOMS.iter().map(|r| RoomSpec::new(*r, "vp8")).collect();
+    let _janus = Janus::start(&ns, &dir, &specs);
+    let etcd = Etcd::start(&ns, &dir);
+    let _publishers: Vec<Proc> = ROOMS
+        .iter()
+        .map(|r| synthetic_publishers(&ns, &dir, *r, &format!("p{r}"), 1, 240.0, &[]))
+        .collect();
+    let out = dir.join("recordings");
+    let names = ["rec-1", "rec-2", "rec-3"];
+    let mut daemons: BTreeMap<&str, Daemon> = names
+        .iter()
+        .map(|name| {
+            let idir = dir.join(name);
+            fs::create_dir_all(&idir).unwrap();
+            let d = Daemon::start(&ns, &idir, &instance_config(&out, &idir, name));
+            (*name, d)
+        })
+        .collect();
+
+    // Each room recorded, by exactly one instance.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let by_room = loop {
+        let by_room = open_by_room(&out);
+        if by_room.len() == ROOMS.len() {
+            break by_room;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every room recorded: {by_room:?}\n{}",
+            daemons["rec-1"].proc.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // A few renewals later, still one each.
+    std::thread::sleep(TTL);
+    let settled = open_by_room(&out);
+    assert_eq!(settled, by_room, "the rooms stayed where they were");
+    let mut rooms_of: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (room, by) in &settled {
+        assert_eq!(by.len(), 1, "room {room} recorded by {by:?} at once");
+        rooms_of
+            .entry(by.first().unwrap().clone())
+            .or_default()
+            .push(*room);
+    }
+    println!("rooms per instance: {rooms_of:?}");
+    assert_eq!(
+        rooms_of.len(),
+        3,
+        "every instance records some: {rooms_of:?}"
+    );
+    let keys = etcd.get_prefix("/janus-recorder/rooms/");
+    assert_eq!(keys.len(), ROOMS.len(), "one key per room: {keys:?}");
+
+    // SIGKILL the instance with the most rooms: the others record them again.
+    let (victim, victim_rooms) = rooms_of
+        .iter()
+        .max_by_key(|(_, r)| r.len())
+        .map(|(n, r)| (n.clone(), r.clone()))
+        .unwrap();
+    let tokens: Vec<(u64, i64)> = victim_rooms
+        .iter()
+        .map(|r| (*r, last_by(&out, *r, &victim).fencing_token.unwrap()))
+        .collect();
+    let killed = Instant::now();
+    let mut dead = daemons.remove(victim.as_str()).unwrap();
+    dead.proc.child.kill().unwrap();
+    dead.proc.child.wait().unwrap();
+    let taken = wait_taken_over(
+        &out,
+        &tokens,
+        &victim,
+        killed,
+        TTL + Duration::from_secs(10),
+    );
+    for (room, (gap, s)) in &taken {
+        println!(
+            "SIGKILL of {victim}: room {room} recorded again by {} after {:.2} s",
+            s.recorded_by.as_deref().unwrap_or("?"),
+            gap.as_secs_f64()
+        );
+    }
+    let worst = taken.values().map(|(g, _)| *g).max().unwrap();
+    assert!(
+        worst <= TTL + Duration::from_secs(2),
+        "a room was unrecorded for {worst:?} (TTL {TTL:?} + 2 s)"
+    );
+    assert_linked(&out, &taken, &victim);
+    std::thread::sleep(Duration::from_secs(2));
+    for (room, by) in open_by_room(&out) {
+        let live: BTreeSet<&String> = by.iter().filter(|b| **b != victim).collect();
+        assert_eq!(live.len(), 1, "room {room} recorded by {live:?} at once");
+    }
+
+    // SIGTERM one of the two left: its rooms go to the last at once.
+    let leaving = daemons.keys().next().copied().unwrap();
+    let its_rooms: Vec<(u64, i64)> = open_by_room(&out)
+        .into_iter()
+        .filter(|(_, by)| by.contains(leaving))
+        .map(|(r, _)| (r, last_by(&out, r, leaving).fencing_token.unwrap()))
+        .collect();
+    assert!(!its_rooms.is_empty(), "{leaving} records something");
+    let stopped = Instant::now();
+    let (status, _) = daemons
+        .get_mut(leaving)
+        .unwrap()
+        .proc
+        .terminate(Duration::from_secs(10));
+    assert!(status.success(), "{leaving} exited {status}");
+    let taken = wait_taken_over(&out, &its_rooms, leaving, stopped, Duration::from_secs(10));
+    let mut gaps: Vec<Duration> = Vec::new();
+    for (room, (gap, s)) in &taken {
+        let old = last_by(&out, *room, leaving);
+        assert_eq!(
+            old.end_reason.as_deref(),
+            Some("shutdown"),
+            "room {room}: finalized"
+        );
+        println!(
+            "SIGTERM of {leaving}: room {room} recorded again by {} after {:.2} s",
+            s.recorded_by.as_deref().unwrap_or("?"),
+            gap.as_secs_f64()
+        );
+        gaps.push(*gap);
+    }
+    gaps.sort();
+    println!(
+        "graceful handover: p50 {:.2} s, p95 {:.2} s over {} rooms",
+        percentile(&gaps, 0.5).as_secs_f64(),
+        percentile(&gaps, 0.95).as_secs_f64(),
+        gaps.len()
+    );
+    assert_linked(&out, &taken, leaving);
+    assert!(
+        *gaps.last().unwrap() < TTL,
+        "a graceful handover waited for the lease to expire: {gaps:?}"
+    );
+    for d in daemons.values_mut() {
+        if d.proc.child.try_wait().unwrap().is_none() {
+            let (status, _) = d.proc.terminate(Duration::from_secs(10));
+            assert!(status.success());
+        }
+    }
+    assert!(
+        etcd.get_prefix("/janus-recorder/").is_empty(),
+        "every lease revoked on SIGTERM"
+    );
+}
