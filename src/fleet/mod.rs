@@ -231,6 +231,22 @@ async fn timed<T>(
     }
 }
 
+/// A watch's next answer, or why the watch is over.
+fn watched(
+    what: &str,
+    answer: Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
+) -> Result<etcd_client::WatchResponse, String> {
+    match answer {
+        Err(e) => Err(format!("watching {what}: {e}")),
+        Ok(None) => Err(format!("the watch of {what} ended")),
+        Ok(Some(w)) if w.canceled() => Err(format!(
+            "the watch of {what} was cancelled: {}",
+            w.cancel_reason()
+        )),
+        Ok(Some(w)) => Ok(w),
+    }
+}
+
 impl Node {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut client: Option<Client> = None;
@@ -442,23 +458,11 @@ impl Node {
                     }
                 }
                 event = room_watch.message() => {
-                    let event = event.map_err(|e| format!("watching the rooms: {e}"))?;
-                    let Some(event) = event else {
-                        return Err("the rooms' watch ended".into());
-                    };
-                    if event.canceled() {
-                        return Err(format!("the rooms' watch was cancelled: {}", event.cancel_reason()));
-                    }
+                    let event = watched("the rooms", event)?;
                     self.on_room_events(event.events());
                 }
                 event = load_watch.message() => {
-                    let event = event.map_err(|e| format!("watching the loads: {e}"))?;
-                    let Some(event) = event else {
-                        return Err("the loads' watch ended".into());
-                    };
-                    if event.canceled() {
-                        return Err(format!("the loads' watch was cancelled: {}", event.cancel_reason()));
-                    }
+                    let event = watched("the loads", event)?;
                     for e in event.events() {
                         let Some(kv) = e.kv() else { continue };
                         let Some(name) = self.keys.instance_of(kv.key()) else { continue };
