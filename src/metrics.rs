@@ -183,9 +183,10 @@ pub fn keyframe_requested() {
     metrics::counter!("janus_recorder_keyframe_requests_total").increment(1);
 }
 
-/// `[cluster]`: the rooms this instance holds.
-pub fn fleet_rooms_held(rooms: u64) {
-    metrics::gauge!("janus_recorder_fleet_rooms_held").set(rooms as f64);
+/// `[cluster]`: the rooms this instance (named in the label) holds.
+pub fn fleet_rooms_held(instance: &str, rooms: u64) {
+    metrics::gauge!("janus_recorder_fleet_rooms_held", "instance" => instance.to_owned())
+        .set(rooms as f64);
 }
 
 /// `[cluster]`: a room claimed; `takeover` when another instance held it before.

@@ -626,6 +626,9 @@ async fn serve(config_path: &Path, mut config: Config) {
             );
             let now = tokio::time::Instant::now();
             let held = fleet.as_ref().map(|f| f.held.borrow().clone());
+            if let Some(h) = &held {
+                health.set_room_holders(h.holders.clone());
+            }
             let claims = held
                 .as_ref()
                 .map(|h| h.valid_at(now).cloned().unwrap_or_default());

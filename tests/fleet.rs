@@ -74,14 +74,20 @@ fn last_by(out: &Path, room: u64, by: &str) -> Sidecar {
         .unwrap_or_else(|| panic!("no recording of room {room} by {by}"))
 }
 
+/// Where instance `name` (`rec-N`) serves its API and metrics.
+fn api_of(name: &str) -> String {
+    format!("127.0.0.1:{}", 9470 + name[4..].parse::<u16>().unwrap())
+}
+
 fn instance_config(out: &Path, idir: &Path, name: &str) -> String {
     recorder_config(
         out,
         &format!("state_dir = \"{}\"\n", idir.join("state").display()),
         &format!(
-            "{}[cluster]\nendpoints = [\"{CLIENT_URL}\"]\ninstance = \"{name}\"\n\
-             lease_ttl = \"{}s\"\n",
+            "{}[http]\nlisten = \"{}\"\n[cluster]\nendpoints = [\"{CLIENT_URL}\"]\n\
+             instance = \"{name}\"\nlease_ttl = \"{}s\"\n",
             rooms_toml(&ROOMS),
+            api_of(name),
             TTL.as_secs()
         ),
     )
@@ -216,6 +222,22 @@ fn three_instances_share_six_rooms_and_take_over_a_dead_ones() {
     );
     let keys = etcd.get_prefix("/janus-recorder/rooms/");
     assert_eq!(keys.len(), ROOMS.len(), "one key per room: {keys:?}");
+    // Each instance's API names the recorder of every room, its metrics its own rooms.
+    for name in names {
+        let list: serde_json::Value =
+            serde_json::from_str(&http_get(&ns, &api_of(name), "/api/v1/rooms")).unwrap();
+        for entry in list["rooms"].as_array().unwrap() {
+            let room = entry["room"].as_u64().unwrap();
+            let by = settled[&room].first().unwrap();
+            assert_eq!(entry["recorded_by"], by.as_str(), "{name}'s view of {room}");
+        }
+        let metrics = http_get(&ns, &api_of(name), "/metrics");
+        let held = metric(
+            &metrics,
+            &format!("janus_recorder_fleet_rooms_held{{instance=\"{name}\"}}"),
+        );
+        assert_eq!(held as usize, rooms_of[name].len(), "{name}'s metric");
+    }
 
     // SIGKILL the instance with the most rooms: the others record them again.
     let (victim, victim_rooms) = rooms_of

@@ -727,7 +727,7 @@ impl Node {
         )
         .await?;
         self.published_load = Some(load);
-        crate::metrics::fleet_rooms_held(load.rooms);
+        crate::metrics::fleet_rooms_held(&self.config.instance, load.rooms);
         Ok(())
     }
 
