@@ -162,19 +162,19 @@ async fn watch_once(
         taken_over: HashMap::new(),
     };
     // A takeover: each feed still publishing goes on from the previous holder's last part.
-    if let Some(before) = claim.and_then(|c| c.after.as_ref()) {
-        for p in &before.parts {
-            feeds.taken_over.insert(
-                p.feed.clone(),
-                Resume {
-                    previous: Some(feed::LastPart {
-                        file: p.file.clone(),
-                        part: p.part,
-                    }),
-                    why: format!("taken over from instance {}", before.instance),
-                    attempt: 0,
-                },
+    if let Some(claim) = claim {
+        let from = claim.after.as_ref().map(|h| h.instance.clone());
+        for (feed, last) in claim.take_links() {
+            let why = format!(
+                "taken over from instance {}",
+                from.as_deref().unwrap_or("?")
             );
+            let resume = Resume {
+                previous: Some(last),
+                why,
+                attempt: 0,
+            };
+            feeds.taken_over.insert(feed, resume);
         }
     }
     for p in publishers {

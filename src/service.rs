@@ -598,6 +598,9 @@ async fn serve(config_path: &Path, mut config: Config) {
         };
         let opened = tokio::time::Instant::now();
         tracing::info!(session = %session.id(), "connected to Janus");
+        if let Some(f) = &fleet {
+            f.janus_up(true);
+        }
         if std::mem::take(&mut lost_a_session) {
             crate::metrics::reconnect();
         }
@@ -676,6 +679,10 @@ async fn serve(config_path: &Path, mut config: Config) {
         }
         let lasted = opened.elapsed();
         rooms.stop_all(cancel).await;
+        // The files are final: without Janus, the rooms are for the others to record.
+        if let Some(f) = &fleet {
+            f.janus_up(false);
+        }
         if stale {
             settings = None;
         }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -39,11 +40,14 @@ pub struct FeedPart {
     pub part: u32,
 }
 
-/// An instance's published load: the feeds it records and the rooms it holds.
+/// An instance's published load: the feeds it records and the rooms it holds, and whether
+/// it can take rooms (it has a session with Janus).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Load {
     pub feeds: u64,
     pub rooms: u64,
+    #[serde(default)]
+    pub janus: bool,
 }
 
 impl Load {
@@ -53,8 +57,9 @@ impl Load {
     }
 }
 
-/// This instance's hold on one room.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// This instance's hold on one room. Two claims are the same claim when their instance and
+/// revision are.
+#[derive(Debug)]
 pub struct Claim {
     pub instance: Arc<str>,
     /// The revision at which the key was created: the fencing token, larger for each new
@@ -63,20 +68,46 @@ pub struct Claim {
     /// The instance that held the room before (when this instance saw it), and the last
     /// part of each feed it recorded.
     pub after: Option<Holding>,
+    /// The links to `after`'s parts were handed out: a room watched again under the same
+    /// claim (after a fence that healed) goes on from its own parts, not the old holder's.
+    links_taken: AtomicBool,
 }
 
+impl PartialEq for Claim {
+    fn eq(&self, other: &Claim) -> bool {
+        self.instance == other.instance && self.revision == other.revision
+    }
+}
+
+impl Eq for Claim {}
+
 impl Claim {
-    /// The last part the previous holder wrote of `feed`, if any.
-    pub fn previous_part(&self, feed: &FeedId) -> Option<LastPart> {
-        let before = self.after.as_ref()?;
-        before
-            .parts
-            .iter()
-            .find(|p| p.feed == *feed)
-            .map(|p| LastPart {
-                file: p.file.clone(),
-                part: p.part,
-            })
+    pub fn new(instance: Arc<str>, revision: i64, after: Option<Holding>) -> Claim {
+        Claim {
+            instance,
+            revision,
+            after,
+            links_taken: AtomicBool::new(false),
+        }
+    }
+
+    /// The last part the previous holder wrote of each feed: the first time only (the
+    /// first watch of the room under this claim).
+    pub fn take_links(&self) -> HashMap<FeedId, LastPart> {
+        match &self.after {
+            Some(before) if !self.links_taken.swap(true, Ordering::AcqRel) => before
+                .parts
+                .iter()
+                .map(|p| {
+                    let last = LastPart {
+                        file: p.file.clone(),
+                        part: p.part,
+                    };
+                    (p.feed.clone(), last)
+                })
+                .collect(),
+            _ => HashMap::new(),
+        }
     }
 }
 
@@ -169,11 +200,11 @@ impl Board {
 
     /// This instance won `room` at `revision`.
     pub fn claimed(&mut self, room: RoomId, revision: i64) -> Arc<Claim> {
-        let claim = Arc::new(Claim {
-            instance: self.me.clone(),
+        let claim = Arc::new(Claim::new(
+            self.me.clone(),
             revision,
-            after: self.gone.get(&room).cloned(),
-        });
+            self.gone.get(&room).cloned(),
+        ));
         self.holders.insert(
             room.clone(),
             Holding {
@@ -222,10 +253,13 @@ impl Board {
 
     /// How long this instance, at load `own`, waits before claiming a free room: nothing when
     /// it is the least loaded (first by name among equals), more the more it has beyond the
-    /// least loaded instance.
+    /// least loaded instance. Instances without Janus take no rooms and do not count.
     pub fn claim_delay(&self, own: Load) -> Duration {
         let own_w = own.weight();
-        let others = self.loads.iter().filter(|(name, _)| **name != *self.me);
+        let others = self
+            .loads
+            .iter()
+            .filter(|(name, l)| **name != *self.me && l.janus);
         let least = others
             .clone()
             .map(|(_, l)| l.weight())
@@ -255,7 +289,11 @@ mod tests {
     }
 
     fn load(feeds: u64, rooms: u64) -> Load {
-        Load { feeds, rooms }
+        Load {
+            feeds,
+            rooms,
+            janus: true,
+        }
     }
 
     /// A room freed by another instance's lease is free again, and a claim of it links to
@@ -270,14 +308,16 @@ mod tests {
         assert_eq!(b.free([&r1, &r2]), vec![r1.clone(), r2.clone()]);
         let claim = b.claimed(r1.clone(), 42);
         assert_eq!(claim.revision, 42);
+        let links = claim.take_links();
         assert_eq!(
-            claim.previous_part(&FeedId::from(7)),
-            Some(LastPart {
+            links.get(&FeedId::from(7)),
+            Some(&LastPart {
                 file: "a.webm".into(),
                 part: 2
             })
         );
-        assert_eq!(claim.previous_part(&FeedId::from(8)), None);
+        assert_eq!(links.len(), 1);
+        assert!(claim.take_links().is_empty(), "handed out once");
         assert_eq!(b.free([&r1, &r2]), vec![r2.clone()]);
         assert!(b.on_delete(&r1), "ours: the service must stop it");
         assert!(b.held().is_empty());
@@ -315,8 +355,13 @@ mod tests {
         assert_eq!(b.claim_delay(load(0, 0)), Duration::ZERO, "least loaded");
         assert_eq!(b.claim_delay(load(2, 1)), DELAY_PER_LOAD * 3);
         assert_eq!(b.claim_delay(load(40, 1)), MAX_CLAIM_DELAY);
-        b.on_load_gone("a");
+        let no_janus = Load {
+            janus: false,
+            ..load(0, 0)
+        };
+        b.on_load("a".into(), no_janus);
+        assert_eq!(b.claim_delay(load(0, 1)), DELAY_PER_LOAD, "after c only");
         b.on_load_gone("c");
-        assert_eq!(b.claim_delay(load(40, 1)), Duration::ZERO, "alone again");
+        assert_eq!(b.claim_delay(load(40, 1)), Duration::ZERO, "a has no Janus");
     }
 }

@@ -42,6 +42,10 @@ use crate::registry::Registry;
 
 /// The longest a single etcd request may take before the connection counts as lost.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a starting instance waits (at most a third of the TTL) before it claims its
+/// first room: the instances of a fleet started together see each other's loads first,
+/// instead of the first one up taking every room.
+const JOIN_WINDOW: Duration = Duration::from_secs(1);
 /// The wait before connecting again after the connection to etcd was lost.
 const RECONNECT_AFTER: Duration = Duration::from_millis(500);
 
@@ -105,6 +109,7 @@ enum Command {
 pub struct Fleet {
     pub held: watch::Receiver<Held>,
     pub parts: Parts,
+    janus: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -121,6 +126,7 @@ impl Fleet {
     ) -> Fleet {
         let (held_tx, held) = watch::channel(Held::default());
         let (tx, rx) = mpsc::unbounded_channel();
+        let (janus, janus_up) = watch::channel(false);
         let keys = Keys::new(&config.prefix, server, &config.instance);
         let node = Node {
             board: Board::new(config.instance.as_str().into()),
@@ -136,13 +142,24 @@ impl Fleet {
             published_load: None,
             claim_at: None,
             claim_due: false,
+            janus_up,
+            joined_at: None,
         };
         let task = tokio::spawn(node.run(rx));
         Fleet {
             held,
             parts: Parts(tx),
+            janus,
             task,
         }
+    }
+
+    /// Whether this instance has a session with Janus: it claims rooms only while it has
+    /// one, and lets its rooms go when it loses it (once their files are finalized), so
+    /// that an instance that cannot reach Janus leaves them to those that can.
+    pub fn janus_up(&self, up: bool) {
+        self.janus
+            .send_if_modified(|now| std::mem::replace(now, up) != up);
     }
 
     /// Frees every room this instance holds at once (revokes its lease), so that others
@@ -213,11 +230,16 @@ struct Node {
     renewed_at: Option<Instant>,
     /// The last part of each feed of each held room.
     parts: HashMap<RoomId, Vec<FeedPart>>,
-    published_load: Option<Load>,
+    /// The load last published (`Some(None)`: withdrawn).
+    published_load: Option<Option<Load>>,
     /// When to try claiming a free room.
     claim_at: Option<Instant>,
     /// `claim_at` is this instance's turn (after the wait its load gave it).
     claim_due: bool,
+    /// This instance has a session with Janus.
+    janus_up: watch::Receiver<bool>,
+    /// When this process got its first lease.
+    joined_at: Option<Instant>,
 }
 
 async fn timed<T>(
@@ -480,6 +502,10 @@ impl Node {
                     self.release_unwanted(c).await?;
                     self.claim_at.get_or_insert_with(Instant::now);
                 }
+                Ok(()) = self.janus_up.changed() => {
+                    self.release_unwanted(c).await?;
+                    self.claim_at.get_or_insert_with(Instant::now);
+                }
                 _ = sleep_until_some(self.claim_at) => {
                     self.claim_at = None;
                     self.claim_one(c, lease).await?;
@@ -518,6 +544,7 @@ impl Node {
         tracing::info!(lease = id, ttl, instance = %self.config.instance, "etcd lease granted");
         self.lease = Some(id);
         self.renewed_at = Some(at);
+        self.joined_at.get_or_insert(at);
         timed("keeping the lease", c.lease_keep_alive(id)).await
     }
 
@@ -558,7 +585,12 @@ impl Node {
         }
     }
 
+    /// The rooms to hold: the wanted ones, none while this instance has no session with
+    /// Janus.
     fn wanted(&self) -> Vec<RoomId> {
+        if !*self.janus_up.borrow() {
+            return Vec::new();
+        }
         self.registry
             .wanted()
             .into_iter()
@@ -570,6 +602,7 @@ impl Node {
         Load {
             feeds: self.slots.used() as u64,
             rooms: self.board.held().len() as u64,
+            janus: *self.janus_up.borrow(),
         }
     }
 
@@ -581,7 +614,19 @@ impl Node {
     /// Claims the first free wanted room if it is this instance's turn, and plans the next
     /// try.
     async fn claim_one(&mut self, c: &mut Client, lease: i64) -> Result<(), String> {
-        if self.shutdown.is_cancelled() || self.fenced() {
+        if self.shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let window = self
+            .joined_at
+            .map(|at| at + self.config.renew_every().min(JOIN_WINDOW));
+        if let Some(open) = window.filter(|w| Instant::now() < *w) {
+            self.claim_at = Some(open);
+            return Ok(());
+        }
+        if self.fenced() {
+            // Not while cut off: after the next renewal.
+            self.claim_at = Some(Instant::now() + self.config.renew_every());
             return Ok(());
         }
         let free = self.board.free(&self.wanted());
@@ -686,6 +731,9 @@ impl Node {
 
     /// Lets go of held rooms no longer wanted (the service stops recording them).
     async fn release_unwanted(&mut self, c: &mut Client) -> Result<(), String> {
+        // An instance that stops taking rooms withdraws its load first: the others then
+        // claim what it lets go without waiting for it.
+        self.publish_load(c).await?;
         for room in self.board.unwanted(&self.wanted()) {
             let Some(claim) = self.board.held().get(&room).cloned() else {
                 continue;
@@ -699,7 +747,7 @@ impl Node {
                 )])
                 .and_then([TxnOp::delete(key, None)]);
             timed("releasing a room", c.txn(txn)).await?;
-            tracing::info!(%room, "room no longer wanted; its key released");
+            tracing::info!(%room, "room no longer wanted here; its key released");
             self.board.released(&room);
             self.parts.remove(&room);
         }
@@ -707,27 +755,32 @@ impl Node {
         self.publish_load(c).await
     }
 
-    /// Publishes this instance's load (with its lease) when it changed.
+    /// Publishes this instance's load (with its lease) when it changed; withdraws it once the
+    /// instance is stopping, so that the others do not wait for it.
     async fn publish_load(&mut self, c: &mut Client) -> Result<(), String> {
-        let load = self.load();
+        let load = (!self.shutdown.is_cancelled()).then(|| self.load());
+        crate::metrics::fleet_rooms_held(&self.config.instance, self.board.held().len() as u64);
         if self.published_load == Some(load) {
             return Ok(());
         }
         let Some(lease) = self.lease else {
             return Ok(());
         };
-        let value = serde_json::to_vec(&load).unwrap_or_default();
-        timed(
-            "publishing the load",
-            c.put(
-                self.keys.me.clone(),
-                value,
-                Some(PutOptions::new().with_lease(lease)),
-            ),
-        )
-        .await?;
+        match load {
+            Some(load) => {
+                let value = serde_json::to_vec(&load).unwrap_or_default();
+                let put = c.put(
+                    self.keys.me.clone(),
+                    value,
+                    Some(PutOptions::new().with_lease(lease)),
+                );
+                timed("publishing the load", put).await?;
+            }
+            None => {
+                timed("withdrawing the load", c.delete(self.keys.me.clone(), None)).await?;
+            }
+        }
         self.published_load = Some(load);
-        crate::metrics::fleet_rooms_held(&self.config.instance, load.rooms);
         Ok(())
     }
 
