@@ -13,6 +13,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use janus_recorder::output::Sidecar;
@@ -79,12 +80,12 @@ fn api_of(name: &str) -> String {
     format!("127.0.0.1:{}", 9470 + name[4..].parse::<u16>().unwrap())
 }
 
-fn instance_config(out: &Path, idir: &Path, name: &str) -> String {
+fn instance_config(out: &Path, idir: &Path, name: &str, endpoint: &str) -> String {
     recorder_config(
         out,
         &format!("state_dir = \"{}\"\n", idir.join("state").display()),
         &format!(
-            "{}[http]\nlisten = \"{}\"\n[cluster]\nendpoints = [\"{CLIENT_URL}\"]\n\
+            "{}[http]\nlisten = \"{}\"\n[cluster]\nendpoints = [\"{endpoint}\"]\n\
              instance = \"{name}\"\nlease_ttl = \"{}s\"\n",
             rooms_toml(&ROOMS),
             api_of(name),
@@ -162,49 +163,134 @@ fn assert_linked(out: &Path, taken: &BTreeMap<u64, (Duration, Sidecar)>, from: &
     }
 }
 
+/// These tests each run Janus, etcd, six publishers and three daemons: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const NAMES: [&str; 3] = ["rec-1", "rec-2", "rec-3"];
+
+/// Janus with [`ROOMS`], a publisher in each, etcd, and the three instances.
+struct Rig {
+    _scratch: Scratch,
+    dir: PathBuf,
+    ns: Netns,
+    _janus: Janus,
+    etcd: Etcd,
+    _publishers: Vec<Proc>,
+    out: PathBuf,
+    daemons: BTreeMap<&'static str, Daemon>,
+    /// Each instance's etcd endpoint.
+    endpoints: BTreeMap<&'static str, String>,
+    /// How many times each instance was started.
+    starts: BTreeMap<&'static str, u32>,
+}
+
+impl Rig {
+    /// With `own_endpoints`, etcd listens on one loopback address per instance
+    /// (127.0.0.N+1 for rec-N), each instance using its own.
+    fn new(tag: &str, own_endpoints: bool) -> Rig {
+        require_tools();
+        require_etcd();
+        let scratch = Scratch::new(tag);
+        let dir = scratch.path.clone();
+        let ns = Netns::create(tag);
+        let specs: Vec<RoomSpec> = ROOMS.iter().map(|r| RoomSpec::new(*r, "vp8")).collect();
+        let janus = Janus::start(&ns, &dir, &specs);
+        let endpoints: BTreeMap<&str, String> = NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let url = if own_endpoints {
+                    format!("http://127.0.0.{}:2379", i + 2)
+                } else {
+                    CLIENT_URL.to_owned()
+                };
+                (*n, url)
+            })
+            .collect();
+        let mut urls: Vec<&str> = vec![CLIENT_URL];
+        if own_endpoints {
+            urls.extend(endpoints.values().map(String::as_str));
+        }
+        let etcd = Etcd::start_on(&ns, &dir, &urls);
+        let publishers = ROOMS
+            .iter()
+            .map(|r| synthetic_publishers(&ns, &dir, *r, &format!("p{r}"), 1, 300.0, &[]))
+            .collect();
+        let mut rig = Rig {
+            _scratch: scratch,
+            out: dir.join("recordings"),
+            dir,
+            ns,
+            _janus: janus,
+            etcd,
+            _publishers: publishers,
+            daemons: BTreeMap::new(),
+            endpoints,
+            starts: BTreeMap::new(),
+        };
+        for name in NAMES {
+            rig.start(name);
+        }
+        rig
+    }
+
+    /// Starts instance `name` (again); each start logs to a file of its own.
+    fn start(&mut self, name: &'static str) {
+        let idir = self.dir.join(name);
+        let n = self.starts.entry(name).or_default();
+        *n += 1;
+        let run = idir.join(format!("run-{n}"));
+        fs::create_dir_all(&run).unwrap();
+        let config = instance_config(&self.out, &idir, name, &self.endpoints[name]);
+        self.daemons
+            .insert(name, Daemon::start(&self.ns, &run, &config));
+    }
+
+    /// Waits until every room is recorded; returns who records each.
+    fn wait_all_recorded(&self, timeout: Duration) -> BTreeMap<u64, BTreeSet<String>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let by_room = open_by_room(&self.out);
+            if by_room.len() == ROOMS.len() && by_room.values().all(|b| b.len() == 1) {
+                return by_room;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every room recorded once: {by_room:?}\n{}",
+                self.daemons.values().next().unwrap().proc.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 #[test]
 fn three_instances_share_six_rooms_and_take_over_a_dead_ones() {
-    require_tools();
-    require_etcd();
-    let scratch = Scratch::new("fleet");
-    let dir = scratch.path.clone();
-    let ns = Netns::create("fleet");
-    let specs: Vec<RoomSpec> = ROOMS.iter().map(|r| RoomSpec::new(*r, "vp8")).collect();
-    let _janus = Janus::start(&ns, &dir, &specs);
-    let etcd = Etcd::start(&ns, &dir);
-    let _publishers: Vec<Proc> = ROOMS
-        .iter()
-        .map(|r| synthetic_publishers(&ns, &dir, *r, &format!("p{r}"), 1, 240.0, &[]))
-        .collect();
-    let out = dir.join("recordings");
-    let names = ["rec-1", "rec-2", "rec-3"];
-    let mut daemons: BTreeMap<&str, Daemon> = names
-        .iter()
-        .map(|name| {
-            let idir = dir.join(name);
-            fs::create_dir_all(&idir).unwrap();
-            let d = Daemon::start(&ns, &idir, &instance_config(&out, &idir, name));
-            (*name, d)
-        })
-        .collect();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new("fleet", false);
+    let (ns, out, etcd) = (&rig.ns, &rig.out, &rig.etcd);
+    let mut daemons = rig.daemons;
+    let names = NAMES;
 
     // Each room recorded, by exactly one instance.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let by_room = loop {
-        let by_room = open_by_room(&out);
-        if by_room.len() == ROOMS.len() {
-            break by_room;
+    let by_room = {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let by_room = open_by_room(out);
+            if by_room.len() == ROOMS.len() {
+                break by_room;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every room recorded: {by_room:?}\n{}",
+                daemons["rec-1"].proc.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(
-            Instant::now() < deadline,
-            "not every room recorded: {by_room:?}\n{}",
-            daemons["rec-1"].proc.log_tail(40)
-        );
-        std::thread::sleep(Duration::from_millis(200));
     };
     // A few renewals later, still one each.
     std::thread::sleep(TTL);
-    let settled = open_by_room(&out);
+    let settled = open_by_room(out);
     assert_eq!(settled, by_room, "the rooms stayed where they were");
     let mut rooms_of: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (room, by) in &settled {
@@ -225,13 +311,13 @@ fn three_instances_share_six_rooms_and_take_over_a_dead_ones() {
     // Each instance's API names the recorder of every room, its metrics its own rooms.
     for name in names {
         let list: serde_json::Value =
-            serde_json::from_str(&http_get(&ns, &api_of(name), "/api/v1/rooms")).unwrap();
+            serde_json::from_str(&http_get(ns, &api_of(name), "/api/v1/rooms")).unwrap();
         for entry in list["rooms"].as_array().unwrap() {
             let room = entry["room"].as_u64().unwrap();
             let by = settled[&room].first().unwrap();
             assert_eq!(entry["recorded_by"], by.as_str(), "{name}'s view of {room}");
         }
-        let metrics = http_get(&ns, &api_of(name), "/metrics");
+        let metrics = http_get(ns, &api_of(name), "/metrics");
         let held = metric(
             &metrics,
             &format!("janus_recorder_fleet_rooms_held{{instance=\"{name}\"}}"),
@@ -247,20 +333,14 @@ fn three_instances_share_six_rooms_and_take_over_a_dead_ones() {
         .unwrap();
     let tokens: Vec<(u64, i64)> = victim_rooms
         .iter()
-        .map(|r| (*r, last_by(&out, *r, &victim).fencing_token.unwrap()))
+        .map(|r| (*r, last_by(out, *r, &victim).fencing_token.unwrap()))
         .collect();
     let killed = Instant::now();
     let killed_at = now_secs();
     let mut dead = daemons.remove(victim.as_str()).unwrap();
     dead.proc.child.kill().unwrap();
     dead.proc.child.wait().unwrap();
-    let taken = wait_taken_over(
-        &out,
-        &tokens,
-        &victim,
-        killed,
-        TTL + Duration::from_secs(10),
-    );
+    let taken = wait_taken_over(out, &tokens, &victim, killed, TTL + Duration::from_secs(10));
     // The gap: from the kill to the new part's first frame (its `started_at`); the new
     // sidecar is written a little later, once the track clocks are decided.
     for (room, (seen, s)) in &taken {
@@ -275,19 +355,19 @@ fn three_instances_share_six_rooms_and_take_over_a_dead_ones() {
             "room {room} was unrecorded for {gap:.2} s (TTL {TTL:?} + 2 s)"
         );
     }
-    assert_linked(&out, &taken, &victim);
+    assert_linked(out, &taken, &victim);
     std::thread::sleep(Duration::from_secs(2));
-    for (room, by) in open_by_room(&out) {
+    for (room, by) in open_by_room(out) {
         let live: BTreeSet<&String> = by.iter().filter(|b| **b != victim).collect();
         assert_eq!(live.len(), 1, "room {room} recorded by {live:?} at once");
     }
 
     // SIGTERM one of the two left: its rooms go to the last at once.
     let leaving = daemons.keys().next().copied().unwrap();
-    let its_rooms: Vec<(u64, i64)> = open_by_room(&out)
+    let its_rooms: Vec<(u64, i64)> = open_by_room(out)
         .into_iter()
         .filter(|(_, by)| by.contains(leaving))
-        .map(|(r, _)| (r, last_by(&out, r, leaving).fencing_token.unwrap()))
+        .map(|(r, _)| (r, last_by(out, r, leaving).fencing_token.unwrap()))
         .collect();
     assert!(!its_rooms.is_empty(), "{leaving} records something");
     let stopped = Instant::now();
@@ -297,11 +377,11 @@ fn three_instances_share_six_rooms_and_take_over_a_dead_ones() {
         .proc
         .terminate(Duration::from_secs(10));
     assert!(status.success(), "{leaving} exited {status}");
-    let taken = wait_taken_over(&out, &its_rooms, leaving, stopped, Duration::from_secs(10));
+    let taken = wait_taken_over(out, &its_rooms, leaving, stopped, Duration::from_secs(10));
     // The gap: from the old part's end to the new part's first frame.
     let mut gaps: Vec<f64> = Vec::new();
     for (room, (seen, s)) in &taken {
-        let old = last_by(&out, *room, leaving);
+        let old = last_by(out, *room, leaving);
         assert_eq!(
             old.end_reason.as_deref(),
             Some("shutdown"),
@@ -322,7 +402,7 @@ fn three_instances_share_six_rooms_and_take_over_a_dead_ones() {
         percentile(&gaps, 0.95),
         gaps.len()
     );
-    assert_linked(&out, &taken, leaving);
+    assert_linked(out, &taken, leaving);
     assert!(
         *gaps.last().unwrap() <= 1.0,
         "a graceful handover left a gap over 1 s: {gaps:?}"
@@ -336,5 +416,195 @@ fn three_instances_share_six_rooms_and_take_over_a_dead_ones() {
     assert!(
         etcd.get_prefix("/janus-recorder/").is_empty(),
         "every lease revoked on SIGTERM"
+    );
+}
+
+/// Drops every packet to and from `addr`:2379 in `ns` (etcd's endpoint for one instance).
+fn cut_off(ns: &Netns, addr: &str) {
+    let rules = format!(
+        "table inet fleetcut {{\n chain out {{\n  type filter hook output priority 0;\n  \
+         ip daddr {addr} tcp dport 2379 drop\n  ip saddr {addr} tcp sport 2379 drop\n }}\n}}\n"
+    );
+    let path = std::env::temp_dir().join(format!("fleetcut-{}.nft", std::process::id()));
+    fs::write(&path, rules).unwrap();
+    let status = ns.command("nft").arg("-f").arg(&path).status().unwrap();
+    let _ = fs::remove_file(&path);
+    assert!(status.success(), "nft failed");
+}
+
+fn heal(ns: &Netns) {
+    let status = ns
+        .command("nft")
+        .args(["delete", "table", "inet", "fleetcut"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "nft delete failed");
+}
+
+/// Every sidecar of `by` that ended `handed-over`, by room.
+fn handed_over(out: &Path, by: &str) -> BTreeMap<u64, Sidecar> {
+    sidecars(out)
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.recorded_by.as_deref() == Some(by))
+        .filter(|s| s.end_reason.as_deref() == Some("handed-over"))
+        .map(|s| (s.room.to_string().parse().unwrap(), s))
+        .collect()
+}
+
+/// Checks, for `period`, that every room stays recorded by exactly one instance.
+fn assert_each_room_once(out: &Path, period: Duration, what: &str) {
+    let end = Instant::now() + period;
+    while Instant::now() < end {
+        let by_room = open_by_room(out);
+        assert_eq!(
+            by_room.len(),
+            ROOMS.len(),
+            "{what}: a room is not recorded: {by_room:?}"
+        );
+        for (room, by) in &by_room {
+            assert_eq!(
+                by.len(),
+                1,
+                "{what}: room {room} recorded by {by:?} at once"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_cut_off_instance_stops_in_time_etcd_restarts_and_a_rolling_restart_keeps_every_room() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rig = Rig::new("fleetcut", true);
+    let settled = rig.wait_all_recorded(Duration::from_secs(60));
+    let fence = TTL * 2 / 3;
+
+    // Cut rec-2 off from etcd (Janus still reachable): it stops recording within two thirds
+    // of the TTL, before the others take its rooms.
+    let victim = "rec-2";
+    let its_rooms: Vec<(u64, i64)> = settled
+        .iter()
+        .filter(|(_, by)| by.contains(victim))
+        .map(|(r, _)| (*r, last_by(&rig.out, *r, victim).fencing_token.unwrap()))
+        .collect();
+    assert!(
+        !its_rooms.is_empty(),
+        "{victim} records something: {settled:?}"
+    );
+    let cut = Instant::now();
+    let cut_at = now_secs();
+    cut_off(
+        &rig.ns,
+        rig.endpoints[victim]
+            .trim_start_matches("http://")
+            .split(':')
+            .next()
+            .unwrap(),
+    );
+    let taken = wait_taken_over(
+        &rig.out,
+        &its_rooms,
+        victim,
+        cut,
+        TTL + Duration::from_secs(10),
+    );
+    let stopped = handed_over(&rig.out, victim);
+    for (room, (_, new)) in &taken {
+        let old = stopped
+            .get(room)
+            .unwrap_or_else(|| panic!("room {room}: {victim}'s part did not end handed-over"));
+        let stop = epoch_secs(old.ended_at.as_deref().unwrap()) - cut_at;
+        let start = epoch_secs(&new.started_at) - cut_at;
+        println!(
+            "cut off {victim}: room {room} stopped {stop:.2} s after the cut, recorded by {} from {start:.2} s",
+            new.recorded_by.as_deref().unwrap_or("?")
+        );
+        assert!(
+            stop <= fence.as_secs_f64() + 0.3,
+            "room {room}: {victim} wrote for {stop:.2} s after the cut (fence {fence:?})"
+        );
+        assert!(start > stop, "room {room}: recorded twice at once");
+        assert!(
+            start <= (TTL + Duration::from_secs(2)).as_secs_f64(),
+            "room {room}: unrecorded until {start:.2} s"
+        );
+    }
+    assert_linked(&rig.out, &taken, victim);
+
+    // Healed: it rejoins (a new lease) without taking any room from the others.
+    heal(&rig.ns);
+    rig.daemons.get_mut(victim).unwrap().proc.wait_for_nth(
+        "etcd lease granted",
+        2,
+        Duration::from_secs(15),
+    );
+    assert_each_room_once(&rig.out, TTL, "after the heal");
+    let by_room = open_by_room(&rig.out);
+    assert!(
+        by_room.values().all(|by| !by.contains(victim)),
+        "{victim} took a room back: {by_room:?}"
+    );
+
+    // etcd killed and started again: the leases survive, no room is lost or doubled.
+    let before = open_by_room(&rig.out);
+    let down = Instant::now();
+    rig.etcd.restart(&rig.ns);
+    println!(
+        "etcd killed and up again after {:.2} s",
+        down.elapsed().as_secs_f64()
+    );
+    assert_each_room_once(&rig.out, TTL, "after etcd's restart");
+    assert_eq!(open_by_room(&rig.out), before, "every room where it was");
+
+    // A rolling restart: each instance in turn stopped (SIGTERM) and started again; each
+    // room it recorded goes on elsewhere after a short gap.
+    let mut gaps: Vec<f64> = Vec::new();
+    for name in NAMES {
+        let its_rooms: Vec<(u64, i64)> = open_by_room(&rig.out)
+            .into_iter()
+            .filter(|(_, by)| by.contains(name))
+            .map(|(r, _)| (r, last_by(&rig.out, r, name).fencing_token.unwrap()))
+            .collect();
+        let stopped = Instant::now();
+        let (status, _) = rig
+            .daemons
+            .get_mut(name)
+            .unwrap()
+            .proc
+            .terminate(Duration::from_secs(10));
+        assert!(status.success(), "{name} exited {status}");
+        let taken = wait_taken_over(&rig.out, &its_rooms, name, stopped, Duration::from_secs(10));
+        for (room, (_, new)) in &taken {
+            let old = last_by(&rig.out, *room, name);
+            let gap = epoch_secs(&new.started_at) - epoch_secs(old.ended_at.as_deref().unwrap());
+            println!("rolling restart, {name} stopped: room {room} gap {gap:.2} s");
+            gaps.push(gap);
+        }
+        assert_linked(&rig.out, &taken, name);
+        rig.start(name);
+        rig.daemons
+            .get_mut(name)
+            .unwrap()
+            .proc
+            .wait_for("etcd lease granted", Duration::from_secs(15));
+        rig.wait_all_recorded(Duration::from_secs(10));
+    }
+    gaps.sort_by(f64::total_cmp);
+    println!(
+        "rolling restart: gap p50 {:.2} s, p95 {:.2} s, max {:.2} s over {} handovers",
+        percentile(&gaps, 0.5),
+        percentile(&gaps, 0.95),
+        gaps.last().unwrap(),
+        gaps.len()
+    );
+    assert!(
+        *gaps.last().unwrap() <= 1.0,
+        "a handover left a gap over 1 s: {gaps:?}"
+    );
+    assert_each_room_once(
+        &rig.out,
+        Duration::from_secs(2),
+        "after the rolling restart",
     );
 }

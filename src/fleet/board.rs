@@ -41,13 +41,13 @@ pub struct FeedPart {
 }
 
 /// An instance's published load: the feeds it records and the rooms it holds, and whether
-/// it can take rooms (it has a session with Janus).
+/// it takes rooms (it has a session with Janus).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Load {
     pub feeds: u64,
     pub rooms: u64,
     #[serde(default)]
-    pub janus: bool,
+    pub taking: bool,
 }
 
 impl Load {
@@ -251,15 +251,27 @@ impl Board {
             .collect()
     }
 
+    /// Whether this instance, at load `own`, carries less than every other instance taking
+    /// rooms (and there is one): a fleet that has its rooms already, which a joining
+    /// instance need not wait to learn about.
+    pub fn strictly_least(&self, own: Load) -> bool {
+        let mut others = self
+            .loads
+            .iter()
+            .filter(|(name, l)| **name != *self.me && l.taking)
+            .peekable();
+        others.peek().is_some() && others.all(|(_, l)| l.weight() > own.weight())
+    }
+
     /// How long this instance, at load `own`, waits before claiming a free room: nothing when
     /// it is the least loaded (first by name among equals), more the more it has beyond the
-    /// least loaded instance. Instances without Janus take no rooms and do not count.
+    /// least loaded instance. Instances not taking rooms do not count.
     pub fn claim_delay(&self, own: Load) -> Duration {
         let own_w = own.weight();
         let others = self
             .loads
             .iter()
-            .filter(|(name, l)| **name != *self.me && l.janus);
+            .filter(|(name, l)| **name != *self.me && l.taking);
         let least = others
             .clone()
             .map(|(_, l)| l.weight())
@@ -292,7 +304,7 @@ mod tests {
         Load {
             feeds,
             rooms,
-            janus: true,
+            taking: true,
         }
     }
 
@@ -351,17 +363,22 @@ mod tests {
         b.on_load("a".into(), load(0, 0));
         b.on_load("c".into(), load(0, 0));
         assert_eq!(b.claim_delay(load(0, 0)), DELAY_PER_RANK, "after a");
+        assert!(!b.strictly_least(load(0, 0)), "a tie");
         b.on_load("a".into(), load(0, 1));
         assert_eq!(b.claim_delay(load(0, 0)), Duration::ZERO, "least loaded");
+        assert!(!b.strictly_least(load(0, 0)), "c has as little");
         assert_eq!(b.claim_delay(load(2, 1)), DELAY_PER_LOAD * 3);
         assert_eq!(b.claim_delay(load(40, 1)), MAX_CLAIM_DELAY);
         let no_janus = Load {
-            janus: false,
+            taking: false,
             ..load(0, 0)
         };
         b.on_load("a".into(), no_janus);
         assert_eq!(b.claim_delay(load(0, 1)), DELAY_PER_LOAD, "after c only");
         b.on_load_gone("c");
         assert_eq!(b.claim_delay(load(40, 1)), Duration::ZERO, "a has no Janus");
+        assert!(!b.strictly_least(load(0, 0)), "nobody else takes rooms");
+        b.on_load("c".into(), load(1, 1));
+        assert!(b.strictly_least(load(0, 0)));
     }
 }

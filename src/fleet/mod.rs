@@ -43,8 +43,8 @@ use crate::registry::Registry;
 /// The longest a single etcd request may take before the connection counts as lost.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a starting instance waits (at most a third of the TTL) before it claims its
-/// first room: the instances of a fleet started together see each other's loads first,
-/// instead of the first one up taking every room.
+/// first room, unless it has less load than every other: the instances of a fleet started
+/// together see each other's loads first, instead of the first one up taking every room.
 const JOIN_WINDOW: Duration = Duration::from_secs(1);
 /// The wait before connecting again after the connection to etcd was lost.
 const RECONNECT_AFTER: Duration = Duration::from_millis(500);
@@ -144,6 +144,7 @@ impl Fleet {
             claim_due: false,
             janus_up,
             joined_at: None,
+            serving: false,
         };
         let task = tokio::spawn(node.run(rx));
         Fleet {
@@ -240,6 +241,8 @@ struct Node {
     janus_up: watch::Receiver<bool>,
     /// When this process got its first lease.
     joined_at: Option<Instant>,
+    /// A session with etcd is up (its loss is to be told).
+    serving: bool,
 }
 
 async fn timed<T>(
@@ -272,17 +275,15 @@ fn watched(
 impl Node {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut client: Option<Client> = None;
-        let mut warned = false;
         loop {
             match self.session(&mut client, &mut commands).await {
                 Ended::Released => return,
-                Ended::Lost(why) => {
-                    if !warned {
-                        tracing::warn!(%why, "lost etcd; reconnecting (the rooms stop at the fence)");
-                    }
-                    warned = true;
+                // Said once per loss, not at every failed try to reconnect.
+                Ended::Lost(why) if std::mem::take(&mut self.serving) => {
+                    tracing::warn!(%why, "lost etcd; reconnecting (the rooms stop at the fence)");
                     crate::metrics::fleet_reconnect();
                 }
+                Ended::Lost(why) => tracing::debug!(%why, "etcd still unreachable"),
             }
             self.publish_held();
             let pause = tokio::time::sleep(RECONNECT_AFTER);
@@ -302,9 +303,6 @@ impl Node {
                         None => return,
                     },
                 }
-            }
-            if self.renewed_at.is_some() {
-                warned = false;
             }
         }
     }
@@ -361,6 +359,13 @@ impl Node {
         // The lease: the one held before the connection was lost, if it is still alive
         // (its rooms are still ours), else a new one.
         let mut sent = VecDeque::new();
+        if self
+            .renewed_at
+            .is_some_and(|at| at.elapsed() >= self.config.lease_ttl)
+        {
+            tracing::warn!("the lease has expired meanwhile; its rooms are lost");
+            self.lose_lease();
+        }
         let (mut keeper, mut renewals) = match self.lease {
             Some(id) => {
                 let at = Instant::now();
@@ -454,6 +459,7 @@ impl Node {
         self.publish_load(c).await?;
         self.publish_held();
         self.claim_at = Some(Instant::now());
+        self.serving = true;
         let mut wanted = self.registry.changed();
         let mut renew = tokio::time::interval(self.config.renew_every());
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -602,8 +608,19 @@ impl Node {
         Load {
             feeds: self.slots.used() as u64,
             rooms: self.board.held().len() as u64,
-            janus: *self.janus_up.borrow(),
+            taking: *self.janus_up.borrow(),
         }
+    }
+
+    /// When the join window of this process ends.
+    fn window_end(&self) -> Option<Instant> {
+        self.joined_at
+            .map(|at| at + self.config.renew_every().min(JOIN_WINDOW))
+    }
+
+    /// In the join window: not claiming yet, while the fleet's loads come in.
+    fn joining(&self) -> bool {
+        self.window_end().is_none_or(|end| Instant::now() < end)
     }
 
     fn fenced(&self) -> bool {
@@ -617,10 +634,10 @@ impl Node {
         if self.shutdown.is_cancelled() {
             return Ok(());
         }
-        let window = self
-            .joined_at
-            .map(|at| at + self.config.renew_every().min(JOIN_WINDOW));
-        if let Some(open) = window.filter(|w| Instant::now() < *w) {
+        // Joining: wait for the fleet's loads, unless it clearly has its rooms already.
+        if let Some(open) = self.window_end().filter(|_| self.joining())
+            && !self.board.strictly_least(self.load())
+        {
             self.claim_at = Some(open);
             return Ok(());
         }

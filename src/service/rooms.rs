@@ -154,16 +154,18 @@ impl Rooms {
     /// watch.
     pub(super) fn apply(&mut self, wanted: &[Wanted], claims: Option<&Claims>) {
         let claim_of = |room: &RoomId| claims.map(|c| c.get(room).cloned());
-        let wanted: Vec<&Wanted> = wanted
+        let all = wanted;
+        let wanted: Vec<&Wanted> = all
             .iter()
             .filter(|w| claim_of(&w.config.room).is_none_or(|c| c.is_some()))
             .collect();
         self.running.retain(|id, r| {
-            let now = wanted.iter().find(|w| w.config.room == *id);
+            let now = all.iter().find(|w| w.config.room == *id);
+            let claim = claim_of(id);
             let keep = now.is_some_and(|w| w.config == r.wanted.config)
-                && claim_of(id).is_none_or(|c| c == r.claim);
+                && claim.as_ref().is_none_or(|c| *c == r.claim);
             if !keep {
-                let claimed = claims.is_none_or(|c| c.contains_key(id));
+                let claimed = claim.is_none_or(|c| c.is_some());
                 let (reason, why) = match (r.wanted.source, now) {
                     // Wanted still, but no longer ours: another instance records it.
                     (_, Some(_)) if !claimed => (

@@ -30,18 +30,28 @@ pub struct Etcd {
     bin: PathBuf,
     dir: PathBuf,
     ns_name: String,
+    /// Where it serves clients (comma-separated URLs).
+    listen: String,
 }
 
 impl Etcd {
     /// Starts etcd in `ns` with its data under `dir/etcd` and waits until it answers.
     pub fn start(ns: &Netns, dir: &Path) -> Etcd {
+        Etcd::start_on(ns, dir, &[CLIENT_URL])
+    }
+
+    /// [`Etcd::start`] serving clients on each of `urls` (the first is [`CLIENT_URL`]):
+    /// one address per client, so that a test can cut one client off with nftables.
+    pub fn start_on(ns: &Netns, dir: &Path, urls: &[&str]) -> Etcd {
         let bin = require_etcd();
         let dir = dir.join("etcd");
+        let listen = urls.join(",");
         let mut e = Etcd {
-            proc: spawn(ns, &bin, &dir),
+            proc: spawn(ns, &bin, &dir, &listen),
             bin,
             dir,
             ns_name: ns.name.clone(),
+            listen,
         };
         e.wait_up();
         e
@@ -97,19 +107,19 @@ impl Etcd {
     pub fn restart(&mut self, ns: &Netns) {
         let _ = self.proc.child.kill();
         let _ = self.proc.child.wait();
-        self.proc = spawn(ns, &self.bin, &self.dir);
+        self.proc = spawn(ns, &self.bin, &self.dir, &self.listen);
         self.wait_up();
     }
 }
 
-fn spawn(ns: &Netns, bin: &Path, dir: &Path) -> Proc {
+fn spawn(ns: &Netns, bin: &Path, dir: &Path, listen: &str) -> Proc {
     std::fs::create_dir_all(dir).unwrap();
     let mut cmd = ns.command(bin);
     cmd.arg("--name")
         .arg("fleet")
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .args(["--listen-client-urls", CLIENT_URL])
+        .args(["--listen-client-urls", listen])
         .args(["--advertise-client-urls", CLIENT_URL])
         .args(["--listen-peer-urls", PEER_URL])
         .args(["--initial-advertise-peer-urls", PEER_URL])
