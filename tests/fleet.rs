@@ -269,6 +269,7 @@ fn three_instances_share_six_rooms_and_take_over_a_dead_ones() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let rig = Rig::new("fleet", false);
     let (ns, out, etcd) = (&rig.ns, &rig.out, &rig.etcd);
+    let rig_dir = rig.dir.clone();
     let mut daemons = rig.daemons;
     let names = NAMES;
 
@@ -417,6 +418,33 @@ fn three_instances_share_six_rooms_and_take_over_a_dead_ones() {
         etcd.get_prefix("/janus-recorder/").is_empty(),
         "every lease revoked on SIGTERM"
     );
+
+    // `room` joins each meeting's parts, from every instance, into one track pair.
+    require_ffmpeg();
+    for room in ROOMS {
+        let parts = sidecars(out)
+            .iter()
+            .filter(|(_, s)| s.room.to_string() == room.to_string())
+            .count();
+        let file = rig_dir.join(format!("room-{room}.mkv"));
+        let made = std::process::Command::new(env!("CARGO_BIN_EXE_janus-recorder"))
+            .arg("room")
+            .arg("--out")
+            .arg(&file)
+            .arg(out.join(room.to_string()))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&made.stdout),
+            String::from_utf8_lossy(&made.stderr)
+        );
+        assert!(made.status.success(), "room {room}: {text}");
+        assert!(
+            text.contains(&format!("{parts} recordings, 2 tracks")),
+            "room {room}: {parts} parts: {text}"
+        );
+    }
 }
 
 /// Drops every packet to and from `addr`:2379 in `ns` (etcd's endpoint for one instance).
