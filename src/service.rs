@@ -113,8 +113,13 @@ pub fn check(config_path: &Path) -> i32 {
                 .as_ref()
                 .map(|s| format!(", uploads to bucket {}", s.bucket))
                 .unwrap_or_default();
+            let fleet = config
+                .cluster
+                .as_ref()
+                .map(|c| format!(", instance {} of a fleet", c.instance))
+                .unwrap_or_default();
             println!(
-                "{}: OK ({rooms}, recordings in {}{api}{storage})",
+                "{}: OK ({rooms}, recordings in {}{api}{storage}{fleet})",
                 config_path.display(),
                 config.output.dir.display()
             );
@@ -341,6 +346,9 @@ fn on_hangup(path: &Path, config: &mut Config, notifier: &Notifier, health: &Hea
             );
             if new.http != config.http || new.metrics != config.metrics {
                 tracing::warn!("SIGHUP: a change to [http] listen takes effect after a restart");
+            }
+            if new.cluster != config.cluster {
+                tracing::warn!("SIGHUP: a change to [cluster] takes effect after a restart");
             }
             *config = new;
             if reconnect {
