@@ -80,14 +80,14 @@ fn api_of(name: &str) -> String {
     format!("127.0.0.1:{}", 9470 + name[4..].parse::<u16>().unwrap())
 }
 
-fn instance_config(out: &Path, idir: &Path, name: &str, endpoint: &str) -> String {
+fn instance_config(out: &Path, idir: &Path, name: &str, endpoint: &str, rooms: &[u64]) -> String {
     recorder_config(
         out,
         &format!("state_dir = \"{}\"\n", idir.join("state").display()),
         &format!(
             "{}[http]\nlisten = \"{}\"\n[cluster]\nendpoints = [\"{endpoint}\"]\n\
              instance = \"{name}\"\nlease_ttl = \"{}s\"\n",
-            rooms_toml(&ROOMS),
+            rooms_toml(rooms),
             api_of(name),
             TTL.as_secs()
         ),
@@ -168,8 +168,10 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const NAMES: [&str; 3] = ["rec-1", "rec-2", "rec-3"];
 
-/// Janus with [`ROOMS`], a publisher in each, etcd, and the three instances.
+/// Janus with rooms (by default [`ROOMS`], a publisher in each), etcd, and the three
+/// instances.
 struct Rig {
+    rooms: Vec<u64>,
     _scratch: Scratch,
     dir: PathBuf,
     ns: Netns,
@@ -188,12 +190,17 @@ impl Rig {
     /// With `own_endpoints`, etcd listens on one loopback address per instance
     /// (127.0.0.N+1 for rec-N), each instance using its own.
     fn new(tag: &str, own_endpoints: bool) -> Rig {
+        Rig::with_rooms(tag, own_endpoints, &ROOMS, true)
+    }
+
+    /// [`Rig::new`] with `rooms`, with a publisher in each or none.
+    fn with_rooms(tag: &str, own_endpoints: bool, rooms: &[u64], publish: bool) -> Rig {
         require_tools();
         require_etcd();
         let scratch = Scratch::new(tag);
         let dir = scratch.path.clone();
         let ns = Netns::create(tag);
-        let specs: Vec<RoomSpec> = ROOMS.iter().map(|r| RoomSpec::new(*r, "vp8")).collect();
+        let specs: Vec<RoomSpec> = rooms.iter().map(|r| RoomSpec::new(*r, "vp8")).collect();
         let janus = Janus::start(&ns, &dir, &specs);
         let endpoints: BTreeMap<&str, String> = NAMES
             .iter()
@@ -212,11 +219,13 @@ impl Rig {
             urls.extend(endpoints.values().map(String::as_str));
         }
         let etcd = Etcd::start_on(&ns, &dir, &urls);
-        let publishers = ROOMS
+        let publishers = rooms
             .iter()
+            .filter(|_| publish)
             .map(|r| synthetic_publishers(&ns, &dir, *r, &format!("p{r}"), 1, 300.0, &[]))
             .collect();
         let mut rig = Rig {
+            rooms: rooms.to_vec(),
             _scratch: scratch,
             out: dir.join("recordings"),
             dir,
@@ -241,7 +250,7 @@ impl Rig {
         *n += 1;
         let run = idir.join(format!("run-{n}"));
         fs::create_dir_all(&run).unwrap();
-        let config = instance_config(&self.out, &idir, name, &self.endpoints[name]);
+        let config = instance_config(&self.out, &idir, name, &self.endpoints[name], &self.rooms);
         self.daemons
             .insert(name, Daemon::start(&self.ns, &run, &config));
     }
@@ -634,5 +643,111 @@ fn a_cut_off_instance_stops_in_time_etcd_restarts_and_a_rolling_restart_keeps_ev
         &rig.out,
         Duration::from_secs(2),
         "after the rolling restart",
+    );
+}
+
+/// Each room key's holder, from etcd.
+fn holders(etcd: &Etcd) -> BTreeMap<String, String> {
+    etcd.get_prefix("/janus-recorder/rooms/")
+        .into_iter()
+        .map(|(key, value)| {
+            let holding: serde_json::Value = serde_json::from_str(&value).unwrap();
+            let room = key.rsplit('/').next().unwrap().to_owned();
+            (room, holding["instance"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// The instances watching each room now, from the room manifests still open (a SIGKILLed
+/// instance's stay open: `except` it).
+fn watching(out: &Path, except: &str) -> BTreeMap<String, Vec<String>> {
+    let mut by_room: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in files_under(out) {
+        if !p.to_string_lossy().ends_with(".room.json") {
+            continue;
+        }
+        let Ok(m) = serde_json::from_slice::<serde_json::Value>(&fs::read(&p).unwrap()) else {
+            continue;
+        };
+        let by = m["instance"].as_str().unwrap_or_default().to_owned();
+        if m["ended_at"].is_null() && by != except {
+            by_room.entry(m["room"].to_string()).or_default().push(by);
+        }
+    }
+    by_room
+}
+
+/// Thirty rooms (watched, no publishers): spread ten by ten, each watched once; one instance
+/// SIGKILLed: every one of its rooms held and watched again within TTL + 2 s.
+#[test]
+fn thirty_rooms_spread_and_move_within_the_ttl() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rooms: Vec<u64> = (2601..2631).collect();
+    let mut rig = Rig::with_rooms("fleet30", false, &rooms, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let held = holders(&rig.etcd);
+        let watched = watching(&rig.out, "");
+        if held.len() == rooms.len() && watched.len() == rooms.len() {
+            break held;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every room held and watched: {held:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+    for by in held.values() {
+        *per.entry(by.as_str()).or_default() += 1;
+    }
+    println!("30 rooms per instance: {per:?}");
+    assert_eq!(per.len(), 3, "{per:?}");
+    assert!(
+        per.values().max().unwrap() - per.values().min().unwrap() <= 2,
+        "the rooms are spread evenly: {per:?}"
+    );
+    for (room, by) in watching(&rig.out, "") {
+        assert_eq!(by.len(), 1, "room {room} watched by {by:?}");
+        assert_eq!(by[0], held[&room], "room {room} watched by its holder");
+    }
+
+    let victim = per
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(v, _)| v.to_string())
+        .unwrap();
+    let moving = per[victim.as_str()];
+    let killed = Instant::now();
+    let mut dead = rig.daemons.remove(victim.as_str()).unwrap();
+    dead.proc.child.kill().unwrap();
+    dead.proc.child.wait().unwrap();
+    let mut max_twice = 0;
+    loop {
+        let held = holders(&rig.etcd);
+        let watched = watching(&rig.out, &victim);
+        max_twice = max_twice.max(watched.values().filter(|by| by.len() > 1).count());
+        if held.len() == rooms.len()
+            && held.values().all(|by| *by != victim)
+            && watched.len() == rooms.len()
+        {
+            break;
+        }
+        assert!(
+            killed.elapsed() < TTL + Duration::from_secs(2),
+            "{victim}'s {moving} rooms not all held and watched again within TTL + 2 s: \
+             {} held, {} watched",
+            held.values().filter(|by| **by != victim).count(),
+            watched.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "SIGKILL of {victim}: its {moving} rooms held and watched again after {:.2} s",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        max_twice, 0,
+        "a room was watched by two live instances at once"
     );
 }
