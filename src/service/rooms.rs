@@ -161,14 +161,13 @@ impl Rooms {
             .collect();
         self.running.retain(|id, r| {
             let now = all.iter().find(|w| w.config.room == *id);
-            let claim = claim_of(id);
-            let keep = now.is_some_and(|w| w.config == r.wanted.config)
-                && claim.as_ref().is_none_or(|c| *c == r.claim);
+            // In a fleet: the claim it was started under is still this instance's.
+            let same_claim = claim_of(id).is_none_or(|c| c == r.claim);
+            let keep = now.is_some_and(|w| w.config == r.wanted.config) && same_claim;
             if !keep {
-                let claimed = claim.is_none_or(|c| c.is_some());
                 let (reason, why) = match (r.wanted.source, now) {
                     // Wanted still, but no longer ours: another instance records it.
-                    (_, Some(_)) if !claimed => (
+                    (_, Some(_)) if !same_claim => (
                         EndReason::HandedOver,
                         "this instance no longer holds the room's claim",
                     ),
@@ -226,6 +225,18 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Rooms started with `watch`, and the service's stop token.
+    fn rooms_with(watch: Watch) -> (Rooms, CancellationToken) {
+        let shutdown = CancellationToken::new();
+        let rooms = Rooms::with_watch(
+            watch,
+            Arc::new(Health::default()),
+            shutdown.clone(),
+            ROOM_RESTART,
+        );
+        (rooms, shutdown)
+    }
 
     fn wanted(room: u64, source: Source) -> Wanted {
         Wanted {
@@ -286,6 +297,58 @@ mod tests {
         rooms.stop_all(true).await;
     }
 
+    /// In a fleet, a wanted room is watched only under a claim: fenced (no claims), it ends
+    /// `handed-over`; claimed again (the same claim, the fence healed) it is watched again;
+    /// a new claim is a new watch.
+    #[tokio::test]
+    async fn in_a_fleet_only_claimed_rooms_are_watched() {
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let l = log.clone();
+        let watch: Watch = Box::new(move |room, claim, stop| {
+            let l = l.clone();
+            let revision = claim.map_or(0, |c| c.revision);
+            l.lock()
+                .unwrap()
+                .push(format!("start {} {revision}", room.room));
+            Box::pin(async move {
+                stop.room.cancelled().await;
+                l.lock()
+                    .unwrap()
+                    .push(format!("end {} {}", room.room, stop.reason()));
+            })
+        });
+        let (mut rooms, shutdown) = rooms_with(watch);
+        let both = [wanted(1, Source::Config), wanted(2, Source::Config)];
+        let claim = |revision| Arc::new(Claim::new("rec-a".into(), revision, None));
+        let claims = |c: Option<Arc<Claim>>| -> Claims {
+            c.into_iter().map(|c| (RoomId::from(1), c)).collect()
+        };
+        let settle = || tokio::time::sleep(Duration::from_millis(30));
+        rooms.apply(&both, Some(&claims(Some(claim(5)))));
+        settle().await;
+        rooms.apply(&both, Some(&claims(None)));
+        settle().await;
+        rooms.apply(&both, Some(&claims(Some(claim(5)))));
+        settle().await;
+        rooms.apply(&both, Some(&claims(Some(claim(5)))));
+        rooms.apply(&both, Some(&claims(Some(claim(9)))));
+        settle().await;
+        assert_eq!(
+            *log.lock().unwrap(),
+            // (A new claim's watch is made as the old one is told to stop.)
+            [
+                "start 1 5",
+                "end 1 handed-over",
+                "start 1 5",
+                "start 1 9",
+                "end 1 handed-over"
+            ]
+        );
+        assert_eq!(rooms.running.len(), 1, "room 2 is another instance's");
+        shutdown.cancel();
+        rooms.stop_all(true).await;
+    }
+
     /// Each source's room, once no longer wanted, ends with its own reason: the API's
     /// `stopped`, a discovered room `destroyed`, the config's `reconfigured`; a room that
     /// moves from one source to another goes on.
@@ -302,13 +365,7 @@ mod tests {
                     .push((room.room.to_string(), stop.reason().to_string()));
             })
         });
-        let shutdown = CancellationToken::new();
-        let mut rooms = Rooms::with_watch(
-            watch,
-            Arc::new(Health::default()),
-            shutdown.clone(),
-            ROOM_RESTART,
-        );
+        let (mut rooms, shutdown) = rooms_with(watch);
         rooms.apply(
             &[
                 wanted(1, Source::Config),
