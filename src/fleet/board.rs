@@ -15,13 +15,13 @@ use crate::ids::{FeedId, RoomId};
 /// How much later than the least loaded instance another tries to claim a free room, per
 /// unit of load it has more (capped at [`MAX_CLAIM_DELAY`]): the least loaded one claims
 /// first, and has published its new load by the time the next one looks.
-pub const DELAY_PER_LOAD: Duration = Duration::from_millis(150);
+pub const DELAY_PER_LOAD: Duration = Duration::from_millis(100);
 /// Among instances with the same load, how much later each one tries than the one before
 /// it in name order (so that they do not all race for the same room).
-pub const DELAY_PER_RANK: Duration = Duration::from_millis(60);
+pub const DELAY_PER_RANK: Duration = Duration::from_millis(40);
 /// The longest an instance waits before claiming a free room: a room with no recorder must
 /// not wait long for a busy instance when the idle ones are gone.
-pub const MAX_CLAIM_DELAY: Duration = Duration::from_secs(1);
+pub const MAX_CLAIM_DELAY: Duration = Duration::from_millis(600);
 
 /// A room key's value: who holds the room and the last part of each feed it records (a
 /// takeover links its new parts to them).
