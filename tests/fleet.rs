@@ -751,3 +751,59 @@ fn thirty_rooms_spread_and_move_within_the_ttl() {
         "a room was watched by two live instances at once"
     );
 }
+
+/// etcd with its auth on: an instance with the user and password (the password read from a
+/// file, as a secret) holds and watches its room; one with a wrong password holds nothing and
+/// says why.
+#[test]
+fn etcd_credentials_are_used_and_a_wrong_password_is_told() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    require_etcd();
+    let scratch = Scratch::new("fleetauth");
+    let dir = scratch.path.clone();
+    let ns = Netns::create("fleetauth");
+    let room = 2701;
+    let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(room, "vp8")]);
+    let etcd = Etcd::start(&ns, &dir);
+    etcd.enable_auth("rootpw", "recorder:s3cret", "/janus-recorder/");
+    let out = dir.join("recordings");
+    let start = |name: &str, password: &str| {
+        let idir = dir.join(name);
+        fs::create_dir_all(&idir).unwrap();
+        let secret = idir.join("etcd-password");
+        fs::write(&secret, format!("{password}\n")).unwrap();
+        let config = format!(
+            "{}user = \"recorder\"\npassword = {{ file = \"{}\" }}\n",
+            instance_config(&out, &idir, name, CLIENT_URL, &[room]),
+            secret.display()
+        );
+        Daemon::start(&ns, &idir, &config)
+    };
+    let mut wrong = start("rec-2", "not-it");
+    let told = wrong
+        .proc
+        .wait_for("authentication failed", Duration::from_secs(15));
+    assert!(told.contains("WARN"), "told as a warning: {told}");
+    let mut right = start("rec-1", "s3cret");
+    right
+        .proc
+        .wait_for("claimed the room", Duration::from_secs(15));
+    let keys = etcd
+        .ctl_as(
+            Some("root:rootpw"),
+            &["get", "--prefix", "/janus-recorder/rooms/"],
+        )
+        .unwrap();
+    assert!(keys.contains("\"instance\":\"rec-1\""), "{keys}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !watching(&out, "").contains_key(&room.to_string()) {
+        assert!(Instant::now() < deadline, "room {room} not watched");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(watching(&out, "")[&room.to_string()], ["rec-1"]);
+    assert!(
+        !wrong.proc.log_text().contains("claimed the room"),
+        "the wrong password claimed a room"
+    );
+}

@@ -144,7 +144,7 @@ impl Fleet {
             claim_due: false,
             janus_up,
             joined_at: None,
-            serving: false,
+            tell_failure: true,
         };
         let task = tokio::spawn(node.run(rx));
         Fleet {
@@ -241,8 +241,9 @@ struct Node {
     janus_up: watch::Receiver<bool>,
     /// When this process got its first lease.
     joined_at: Option<Instant>,
-    /// A session with etcd is up (its loss is to be told).
-    serving: bool,
+    /// The next failure is to be told (at start, and once a session was up): the others
+    /// are only logged at debug level while etcd stays unreachable.
+    tell_failure: bool,
 }
 
 async fn timed<T>(
@@ -279,9 +280,11 @@ impl Node {
             match self.session(&mut client, &mut commands).await {
                 Ended::Released => return,
                 // Said once per loss, not at every failed try to reconnect.
-                Ended::Lost(why) if std::mem::take(&mut self.serving) => {
-                    tracing::warn!(%why, "lost etcd; reconnecting (the rooms stop at the fence)");
-                    crate::metrics::fleet_reconnect();
+                Ended::Lost(why) if std::mem::take(&mut self.tell_failure) => {
+                    tracing::warn!(%why, "no session with etcd; trying again (held rooms stop at the fence)");
+                    if self.renewed_at.is_some() {
+                        crate::metrics::fleet_reconnect();
+                    }
                 }
                 Ended::Lost(why) => tracing::debug!(%why, "etcd still unreachable"),
             }
@@ -459,7 +462,7 @@ impl Node {
         self.publish_load(c).await?;
         self.publish_held();
         self.claim_at = Some(Instant::now());
-        self.serving = true;
+        self.tell_failure = true;
         let mut wanted = self.registry.changed();
         let mut renew = tokio::time::interval(self.config.renew_every());
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -78,9 +78,15 @@ impl Etcd {
 
     /// `etcdctl ARGS` against this member: its output, or `None` when it fails.
     pub fn ctl(&self, args: &[&str]) -> Option<String> {
+        self.ctl_as(None, args)
+    }
+
+    /// [`Etcd::ctl`] as `user` (`NAME:PASSWORD`), once etcd's auth is on.
+    pub fn ctl_as(&self, user: Option<&str>, args: &[&str]) -> Option<String> {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.ns_name, "etcdctl"])
             .args(["--endpoints", CLIENT_URL, "--command-timeout=2s"])
+            .args(user.map(|u| format!("--user={u}")))
             .args(args)
             .env("ETCDCTL_API", "3")
             .output()
@@ -101,6 +107,31 @@ impl Etcd {
             .filter(|kv| kv.len() == 2)
             .map(|kv| (kv[0].to_owned(), kv[1].to_owned()))
             .collect()
+    }
+
+    /// Turns etcd's auth on: `root` (password `root_password`) and `user` (`NAME:PASSWORD`)
+    /// allowed to read and write under `prefix`.
+    pub fn enable_auth(&self, root_password: &str, user: &str, prefix: &str) {
+        let name = user.split(':').next().unwrap();
+        for args in [
+            vec!["user", "add", &format!("root:{root_password}")],
+            vec!["role", "add", "fleet"],
+            vec![
+                "role",
+                "grant-permission",
+                "fleet",
+                "--prefix=true",
+                "readwrite",
+                prefix,
+            ],
+            vec!["user", "add", user],
+            vec!["user", "grant-role", name, "fleet"],
+            vec!["auth", "enable"],
+        ] {
+            let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+            self.ctl(&args)
+                .unwrap_or_else(|| panic!("etcdctl {args:?} failed"));
+        }
     }
 
     /// Kills etcd (SIGKILL) and starts it again on the same data.
