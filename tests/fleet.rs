@@ -184,17 +184,26 @@ struct Rig {
     endpoints: BTreeMap<&'static str, String>,
     /// How many times each instance was started.
     starts: BTreeMap<&'static str, u32>,
+    /// Instances with a `[limits] max_feeds`.
+    max_feeds: BTreeMap<&'static str, usize>,
 }
 
 impl Rig {
     /// With `own_endpoints`, etcd listens on one loopback address per instance
     /// (127.0.0.N+1 for rec-N), each instance using its own.
     fn new(tag: &str, own_endpoints: bool) -> Rig {
-        Rig::with_rooms(tag, own_endpoints, &ROOMS, true)
+        Rig::with_rooms(tag, own_endpoints, &ROOMS, true, &[])
     }
 
-    /// [`Rig::new`] with `rooms`, with a publisher in each or none.
-    fn with_rooms(tag: &str, own_endpoints: bool, rooms: &[u64], publish: bool) -> Rig {
+    /// [`Rig::new`] with `rooms`, with a publisher in each or none, and some instances'
+    /// `[limits] max_feeds`.
+    fn with_rooms(
+        tag: &str,
+        own_endpoints: bool,
+        rooms: &[u64],
+        publish: bool,
+        max_feeds: &[(&'static str, usize)],
+    ) -> Rig {
         require_tools();
         require_etcd();
         let scratch = Scratch::new(tag);
@@ -236,6 +245,7 @@ impl Rig {
             daemons: BTreeMap::new(),
             endpoints,
             starts: BTreeMap::new(),
+            max_feeds: max_feeds.iter().copied().collect(),
         };
         for name in NAMES {
             rig.start(name);
@@ -250,7 +260,11 @@ impl Rig {
         *n += 1;
         let run = idir.join(format!("run-{n}"));
         fs::create_dir_all(&run).unwrap();
-        let config = instance_config(&self.out, &idir, name, &self.endpoints[name], &self.rooms);
+        let mut config =
+            instance_config(&self.out, &idir, name, &self.endpoints[name], &self.rooms);
+        if let Some(max) = self.max_feeds.get(name) {
+            config.push_str(&format!("[limits]\nmax_feeds = {max}\n"));
+        }
         self.daemons
             .insert(name, Daemon::start(&self.ns, &run, &config));
     }
@@ -677,13 +691,15 @@ fn watching(out: &Path, except: &str) -> BTreeMap<String, Vec<String>> {
     by_room
 }
 
-/// Thirty rooms (watched, no publishers): spread ten by ten, each watched once; one instance
-/// SIGKILLed: every one of its rooms held and watched again within TTL + 2 s.
+/// Thirty rooms (watched, no publishers), one instance with `max_feeds = 3`: it takes three
+/// (a room just claimed counts as a feed), the others the rest, evenly; each room watched
+/// once; one instance SIGKILLed: every one of its rooms held and watched again within
+/// TTL + 2 s, none by the full one.
 #[test]
-fn thirty_rooms_spread_and_move_within_the_ttl() {
+fn thirty_rooms_spread_under_max_feeds_and_move_within_the_ttl() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let rooms: Vec<u64> = (2601..2631).collect();
-    let mut rig = Rig::with_rooms("fleet30", false, &rooms, false);
+    let mut rig = Rig::with_rooms("fleet30", false, &rooms, false, &[("rec-3", 3)]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let held = loop {
         let held = holders(&rig.etcd);
@@ -701,11 +717,15 @@ fn thirty_rooms_spread_and_move_within_the_ttl() {
     for by in held.values() {
         *per.entry(by.as_str()).or_default() += 1;
     }
-    println!("30 rooms per instance: {per:?}");
-    assert_eq!(per.len(), 3, "{per:?}");
+    println!("30 rooms per instance (rec-3 at max_feeds = 3): {per:?}");
+    assert_eq!(
+        per.get("rec-3"),
+        Some(&3),
+        "rec-3 takes three rooms: {per:?}"
+    );
     assert!(
-        per.values().max().unwrap() - per.values().min().unwrap() <= 2,
-        "the rooms are spread evenly: {per:?}"
+        per["rec-1"].abs_diff(per["rec-2"]) <= 2,
+        "the others share the rest evenly: {per:?}"
     );
     for (room, by) in watching(&rig.out, "") {
         assert_eq!(by.len(), 1, "room {room} watched by {by:?}");
@@ -746,6 +766,11 @@ fn thirty_rooms_spread_and_move_within_the_ttl() {
         "SIGKILL of {victim}: its {moving} rooms held and watched again after {:.2} s",
         killed.elapsed().as_secs_f64()
     );
+    let full = holders(&rig.etcd)
+        .values()
+        .filter(|by| *by == "rec-3")
+        .count();
+    assert_eq!(full, 3, "rec-3 took none past its max_feeds");
     assert_eq!(
         max_twice, 0,
         "a room was watched by two live instances at once"

@@ -41,7 +41,7 @@ pub struct FeedPart {
 }
 
 /// An instance's published load: the feeds it records and the rooms it holds, and whether
-/// it takes rooms (it has a session with Janus).
+/// it takes rooms (it has a session with Janus and is under its `max_feeds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Load {
     pub feeds: u64,

@@ -607,12 +607,20 @@ impl Node {
             .collect()
     }
 
+    /// This instance's load; it takes rooms while it has Janus and is under `max_feeds`.
     fn load(&self) -> Load {
         Load {
             feeds: self.slots.used() as u64,
             rooms: self.board.held().len() as u64,
-            taking: *self.janus_up.borrow(),
+            taking: *self.janus_up.borrow() && !self.at_capacity(),
         }
+    }
+
+    /// At `max_feeds`, a room just claimed counting as one feed until its own are known (so
+    /// that a burst of claims cannot pass the limit before the feeds start).
+    fn at_capacity(&self) -> bool {
+        let committed = self.slots.used().max(self.board.held().len());
+        committed >= self.slots.max()
     }
 
     /// When the join window of this process ends.
@@ -653,7 +661,7 @@ impl Node {
         let Some(room) = free.first().cloned() else {
             return Ok(());
         };
-        if self.slots.used() >= self.slots.max() {
+        if self.at_capacity() {
             tracing::debug!("at max_feeds: leaving free rooms to the others");
             self.claim_at = Some(Instant::now() + board::MAX_CLAIM_DELAY);
             return Ok(());
