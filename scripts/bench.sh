@@ -343,7 +343,7 @@ done
 
 echo
 echo "== janus-recorder benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-python3 scripts/bench_report.py table "$out"
+[ -n "${BENCH_SUBSCRIBE_ONLY:-}" ] || python3 scripts/bench_report.py table "$out"
 for n in $feeds_list; do
     [ -s "$out/n$n/api-summary.txt" ] && { echo; cat "$out/n$n/api-summary.txt"; }
     [ -s "$out/n$n/upload-summary.txt" ] && { echo; cat "$out/n$n/upload-summary.txt"; }
