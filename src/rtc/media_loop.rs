@@ -8,6 +8,8 @@
 //!   ([`super::route`]); str0m's output is drained after every input, as str0m requires.
 //! - One timer serves every session: deadlines are rounded up to a shared grid, so sessions
 //!   whose timers are due close together are served in one wake-up.
+//! - RTP to send is spread over time per session ([`super::spread`]), not sent a frame at a
+//!   time: a large frame's burst overflows the receiver's socket buffer.
 //! - Two paces. While any session sets up (ICE, DTLS, the first keyframe), the loop wakes
 //!   for every datagram and hands events over at once. Once every session's media flows
 //!   steadily ([`super::RtcSession::batch_reads`]), the loop wakes only on a 40 ms tick: it
@@ -37,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::pacing::{Mailbox, Outbox, Pacing};
 use super::route::{Routes, RtcId, is_stun};
 use super::sockets::{Bound, Port, PortSocket, readable};
+use super::spread::{Held, Spread, is_rtp_media};
 use super::{ReceiveStats, RtcEvent, SessionEnd};
 use crate::media::Codec;
 use crate::net::SocketPlan;
@@ -238,6 +241,8 @@ struct Entry {
     keyframes: Vec<Mid>,
     /// The negotiated payload type per sending mid, looked up once.
     send_pts: Vec<(Mid, Pt)>,
+    /// RTP waiting for its turn to be sent.
+    spread: Spread,
 }
 
 impl Mailbox for Entry {
@@ -258,6 +263,8 @@ struct Loop {
     next_timer: Instant,
     /// The sockets are out of epoll (the steady pace).
     unwatched: bool,
+    /// Sessions with RTP waiting to be sent, and when the next of it may go.
+    releases: HashMap<RtcId, Instant>,
     bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
     /// What the loop did since the last report, for the debug log.
@@ -308,6 +315,7 @@ impl Loop {
             pacing: Pacing::default(),
             next_timer: Instant::now() + Duration::from_secs(1),
             unwatched: false,
+            releases: HashMap::new(),
             bufs: (0..BATCH).map(|_| vec![0; READ_BUF]).collect(),
             metas: vec![RecvMeta::default(); BATCH],
             counts: Counts::new(),
@@ -329,6 +337,9 @@ impl Loop {
                 .map_or(self.next_timer, |f| f.min(self.next_timer));
             if steady {
                 wake = wake.min(next_on_grid(Instant::now(), TICK));
+            }
+            if let Some(&release) = self.releases.values().min() {
+                wake = wake.min(release);
             }
             tokio::select! {
                 biased;
@@ -354,6 +365,7 @@ impl Loop {
             if now >= self.next_timer {
                 self.run_timers(now);
             }
+            self.release_due(now);
             self.flush(now);
             self.counts.wakes += 1;
             if now.duration_since(self.counts.since) >= COUNTS_EVERY {
@@ -450,6 +462,7 @@ impl Loop {
         let turn = turn.and_then(|()| self.drain(id, now));
         match turn {
             Ok(()) => {
+                self.release(id, now);
                 if let Some(e) = self.entries.get(&id) {
                     self.next_timer = self.next_timer.min(round_up(e.deadline, self.grid()));
                     self.schedule(id, now);
@@ -497,9 +510,15 @@ impl Loop {
                         // Our check goes there: its answer (no username) comes back from there.
                         self.routes.learn(i, t.destination, id);
                     }
-                    // UDP: a full socket buffer drops the datagram, as the network would.
-                    if let Err(err) = self.ports[i].socket.send_to(&t.contents, t.destination) {
-                        tracing::debug!(error = %err, len = t.contents.len(), "UDP send failed");
+                    if is_rtp_media(&t.contents) {
+                        let held = Held {
+                            port: i,
+                            to: t.destination,
+                            data: t.contents.into(),
+                        };
+                        e.spread.push(now, held);
+                    } else {
+                        send(&self.ports, i, t.destination, &t.contents);
                     }
                 }
                 Output::Event(ev) => {
@@ -531,6 +550,37 @@ impl Loop {
             }
         }
         Ok(())
+    }
+
+    /// Sends the session's RTP whose turn has come; notes when the rest may go.
+    fn release(&mut self, id: RtcId, now: Instant) {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if e.spread.is_empty() {
+            return;
+        }
+        let ports = &self.ports;
+        match e
+            .spread
+            .release(now, |h| send(ports, h.port, h.to, &h.data))
+        {
+            Some(next) => self.releases.insert(id, next),
+            None => self.releases.remove(&id),
+        };
+    }
+
+    /// Sends the RTP of every session whose turn has come.
+    fn release_due(&mut self, now: Instant) {
+        let due: Vec<RtcId> = self
+            .releases
+            .iter()
+            .filter(|&(_, &t)| t <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.release(id, now);
+        }
     }
 
     /// Puts a session with events in line: now while it sets up or when something other
@@ -598,6 +648,7 @@ impl Loop {
                         deadline: now,
                         keyframes: Vec::new(),
                         send_pts: Vec::new(),
+                        spread: Spread::new(now),
                     },
                 );
                 self.after(id, Ok(()), now);
@@ -735,6 +786,14 @@ impl Loop {
         }
         self.routes.remove_session(id);
         self.pacing.forget(id);
+        self.releases.remove(&id);
+    }
+}
+
+/// Sends a datagram from port `i`. UDP: a full socket buffer drops it, as the network would.
+fn send(ports: &[Port], i: usize, to: SocketAddr, data: &[u8]) {
+    if let Err(err) = ports[i].socket.send_to(data, to) {
+        tracing::debug!(error = %err, len = data.len(), "UDP send failed");
     }
 }
 

@@ -12,6 +12,7 @@ mod media_loop;
 mod pacing;
 mod route;
 mod sockets;
+mod spread;
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
