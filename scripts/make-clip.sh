@@ -6,8 +6,11 @@
 # no B-frames, .mkv), h265 (no B-frames, .mkv), av1 (.webm), vp9 (.webm).
 # SIZE (e.g. 1920x1080, 3840x2160) and BITRATE (ffmpeg's form: 400k, 12M) make larger
 # clips, as screen shares, 1080p and 4K cameras and hardware encoders send. A BITRATE given
-# is held constant (minrate = maxrate): the test pattern is so easy to code that the
-# encoders otherwise stay far below it (VP8 1080p asked for 12M: 5 Mb/s).
+# is held constant (minrate = maxrate), and the pattern gets a fixed grain (the same in every
+# frame: costly in a keyframe, free in the frames after it, as a screen share's text is). The
+# bare test pattern is so easy to code that the encoders stayed far below the rate (VP8 1080p
+# asked for 12M: 5 Mb/s) and its keyframes small (70 KB); with the grain, VP8 1080p at 12M has
+# keyframes of 500-800 KB (400-700 packets) as real sources at these rates do.
 # Usage: scripts/make-clip.sh [OUT] [vp8|vp9|h264|h265|av1] [SIZE] [BITRATE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +21,11 @@ rate=${4:-400k}
 [[ "$size" =~ ^[0-9]+x[0-9]+$ ]] || { echo "make-clip.sh: SIZE is WIDTHxHEIGHT, not $size" >&2; exit 2; }
 [[ "$rate" =~ ^[0-9]+[kM]?$ ]] || { echo "make-clip.sh: BITRATE is like 400k or 12M, not $rate" >&2; exit 2; }
 constant=()
-[ -z "${4:-}" ] || constant=(-minrate "$rate" -maxrate "$rate" -bufsize "$rate")
+pattern="testsrc2=size=$size:rate=20"
+if [ -n "${4:-}" ]; then
+    constant=(-minrate "$rate" -maxrate "$rate" -bufsize "$rate")
+    pattern="$pattern,noise=alls=30:allf=u"
+fi
 case "$codec" in
     vp8) video=(-c:v libvpx -b:v "$rate" -g 40 -deadline realtime -cpu-used 8) ;;
     vp9) video=(-c:v libvpx-vp9 -b:v "$rate" -g 40 -deadline realtime -cpu-used 8) ;;
@@ -31,7 +38,7 @@ case "$codec" in
 esac
 mkdir -p "$(dirname "$out")"
 ffmpeg -nostdin -v error -y \
-    -f lavfi -i "testsrc2=size=$size:rate=20" \
+    -f lavfi -i "$pattern" \
     -f lavfi -i "sine=frequency=440:beep_factor=4:sample_rate=48000" \
     -t 10 -shortest \
     "${video[@]}" "${constant[@]}" \
