@@ -265,12 +265,21 @@ struct Loop {
     unwatched: bool,
     /// Sessions with RTP waiting to be sent, and when the next of it may go.
     releases: HashMap<RtcId, Instant>,
+    /// The kernel's drop count of each socket when last read, and when that was.
+    drops: Vec<u32>,
+    drops_read: Instant,
+    /// Drops not logged yet, and when they last were (a warning a minute at most).
+    drops_unlogged: u64,
+    drops_logged: Option<Instant>,
     bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
     /// What the loop did since the last report, for the debug log.
     counts: Counts,
 }
 
+/// How often the kernel's drop count of our sockets is read (on a wake-up the loop has
+/// anyway: the loop wakes at least once a second).
+const DROPS_EVERY: Duration = Duration::from_secs(1);
 /// How often the loop logs what it did (at debug level).
 const COUNTS_EVERY: Duration = Duration::from_secs(30);
 
@@ -307,6 +316,7 @@ impl Loop {
         media: mpsc::Receiver<Media>,
     ) -> Loop {
         Loop {
+            drops: vec![0; ports.len()],
             ports,
             entries: HashMap::new(),
             routes: Routes::default(),
@@ -316,6 +326,9 @@ impl Loop {
             next_timer: Instant::now() + Duration::from_secs(1),
             unwatched: false,
             releases: HashMap::new(),
+            drops_read: Instant::now(),
+            drops_unlogged: 0,
+            drops_logged: None,
             bufs: (0..BATCH).map(|_| vec![0; READ_BUF]).collect(),
             metas: vec![RecvMeta::default(); BATCH],
             counts: Counts::new(),
@@ -367,6 +380,9 @@ impl Loop {
             }
             self.release_due(now);
             self.flush(now);
+            if now.duration_since(self.drops_read) >= DROPS_EVERY {
+                self.read_drops(now);
+            }
             self.counts.wakes += 1;
             if now.duration_since(self.counts.since) >= COUNTS_EVERY {
                 tracing::debug!(
@@ -383,6 +399,34 @@ impl Loop {
             }
         }
         tracing::debug!(unrouted = self.counts.unrouted, "media loop ended");
+    }
+
+    /// Counts the datagrams the kernel dropped on our sockets since the last read (their
+    /// receive buffers were full: the loop did not read them in time, or the buffer is small).
+    fn read_drops(&mut self, now: Instant) {
+        self.drops_read = now;
+        for (port, last) in self.ports.iter().zip(&mut self.drops) {
+            let Some(drops) = port.socket.drops() else {
+                continue;
+            };
+            let new = drops.wrapping_sub(*last);
+            *last = drops;
+            if new > 0 {
+                crate::metrics::udp_receive_drops(new.into());
+                self.drops_unlogged += u64::from(new);
+            }
+        }
+        let quiet = self
+            .drops_logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60));
+        if self.drops_unlogged > 0 && quiet {
+            tracing::warn!(
+                dropped = self.drops_unlogged,
+                "the kernel dropped media datagrams for us: the UDP receive buffer was full"
+            );
+            self.drops_unlogged = 0;
+            self.drops_logged = Some(now);
+        }
     }
 
     /// Whether every session is batched: the loop's steady pace.

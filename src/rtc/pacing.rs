@@ -120,6 +120,10 @@ impl Outbox {
                         !drop
                     });
                     self.dropped += dropped as u64;
+                    crate::metrics::frames_dropped(
+                        crate::metrics::FrameDrop::TaskBehind,
+                        dropped as u64,
+                    );
                 }
                 true
             }
