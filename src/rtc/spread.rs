@@ -21,15 +21,18 @@ const FLOOR: f64 = 20e6 / 8.0;
 /// The rate, as a multiple of what the session sent over the last second (libwebrtc's).
 const FACTOR: f64 = 2.5;
 /// Packets queued are sent within about this (a burst far above the recent rate speeds up).
-const MAX_DELAY: Duration = Duration::from_millis(100);
+/// libwebrtc's pacer would take 210 ms for a 12 Mb/s camera's 800 KB keyframe.
+const MAX_DELAY: Duration = Duration::from_millis(250);
 /// Bytes sent at once when the bucket is full (13 full packets).
 const BURST: f64 = 16.0 * 1024.0;
 /// The loop is woken again once this much may go (not for every packet).
 const WAKE: f64 = 8.0 * 1024.0;
 /// What the recent rate is measured over: two halves of a second.
 const HALF: Duration = Duration::from_millis(500);
-/// The shortest span the recent rate is measured over (a session's first frame).
-const SHORTEST: Duration = Duration::from_millis(100);
+/// The span a new (or idle) session's rate is measured over at least: its first frames are
+/// not taken for a rate (a first keyframe of 800 KB measured over 100 ms went out at 160 Mb/s, and
+/// Janus's socket dropped 64 of its packets).
+const SHORTEST: Duration = Duration::from_secs(1);
 
 /// Whether a datagram is RTP media (not STUN, DTLS or RTCP), by its first two bytes
 /// (RFC 7983; RTCP's packet types 192-223 per RFC 5761). SRTP leaves them in the clear.
@@ -113,12 +116,12 @@ impl Spread {
 
     /// Bytes a second the queue is sent at now.
     fn rate(&self, now: Instant) -> f64 {
-        let mut span = now.saturating_duration_since(self.half_began);
-        if self.previous.is_some() {
-            span += HALF;
-        }
-        let bytes = self.previous.unwrap_or(0) + self.current;
-        let recent = bytes as f64 / span.max(SHORTEST).as_secs_f64();
+        let current = now.saturating_duration_since(self.half_began);
+        let (bytes, span) = match self.previous {
+            Some(previous) => (previous + self.current, HALF + current),
+            None => (self.current, current.max(SHORTEST)),
+        };
+        let recent = bytes as f64 / span.as_secs_f64();
         let drain = self.queued_bytes as f64 / MAX_DELAY.as_secs_f64();
         FLOOR.max(FACTOR * recent).max(drain)
     }
@@ -148,8 +151,8 @@ mod tests {
 
     /// Sends `frames` frames of `packets` packets of 1,200 bytes, one every 50 ms, releasing
     /// whenever the spread asks to be woken (and at each frame); returns each packet's delay
-    /// and the largest number of bytes sent within one millisecond.
-    fn run(frames: usize, packets: usize) -> (Vec<Duration>, usize) {
+    /// and the largest number of bytes sent within `window`.
+    fn run(frames: usize, packets: usize, window: Duration) -> (Vec<Duration>, usize) {
         let start = Instant::now();
         let mut s = Spread::new(start);
         let mut sent: Vec<(Instant, Instant)> = Vec::new();
@@ -176,7 +179,7 @@ mod tests {
         for (i, (_, at)) in sent.iter().enumerate() {
             let within = sent[i..]
                 .iter()
-                .take_while(|(_, t)| *t < *at + Duration::from_millis(1))
+                .take_while(|(_, t)| *t < *at + window)
                 .count();
             most = most.max(within * 1200);
         }
@@ -186,28 +189,33 @@ mod tests {
     /// A webcam's frames (three packets) go at once.
     #[test]
     fn small_frames_are_not_held() {
-        let (delays, _) = run(40, 3);
+        let (delays, _) = run(40, 3, Duration::from_millis(1));
         assert!(delays.iter().all(|d| d.is_zero()), "{delays:?}");
     }
 
     /// 150-packet frames 20 times a second (a 4K camera at 29 Mb/s) are spread: no more than
-    /// the burst and a few milliseconds' worth of the rate in any millisecond, every packet
-    /// out within the frame's 50 ms.
+    /// the burst and a millisecond of 2.5 times the rate in any millisecond; once the rate is
+    /// known (after a second), every packet out within the frame's 50 ms.
     #[test]
     fn large_frames_are_spread_within_the_frame_interval() {
-        let (delays, most) = run(60, 150);
-        let worst = delays.iter().max().unwrap();
+        let (delays, most) = run(60, 150, Duration::from_millis(1));
+        let steady = &delays[20 * 150..];
+        let worst = steady.iter().max().unwrap();
         assert!(*worst < Duration::from_millis(50), "{worst:?}");
-        assert!(most < 40 * 1024, "{most} bytes in a millisecond");
+        let worst = delays.iter().max().unwrap();
+        assert!(*worst <= MAX_DELAY, "{worst:?}");
+        assert!(most < 28 * 1024, "{most} bytes in a millisecond");
     }
 
     /// A burst far above the recent rate (a 600-packet keyframe after silence) goes within
-    /// twice MAX_DELAY (the rate falls as the queue drains, to the floor).
+    /// twice MAX_DELAY (the rate falls as the queue drains, to the floor), and not faster
+    /// than the floor or the longest delay asks (no more than 50 packets in 10 ms).
     #[test]
     fn a_sudden_burst_goes_within_the_longest_delay() {
-        let (delays, _) = run(1, 600);
+        let (delays, most) = run(1, 600, Duration::from_millis(10));
         let worst = delays.iter().max().unwrap();
         assert!(*worst <= MAX_DELAY * 2, "{worst:?}");
+        assert!(most <= 50 * 1200, "{most} bytes in 10 ms");
     }
 
     #[test]
