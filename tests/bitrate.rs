@@ -241,10 +241,11 @@ fn publish_and_record(tag: &str, clip: &Path, videocodec: &'static str, seconds:
 }
 
 /// Every frame sent is in the file, which decodes without error (ffmpeg and the check tool
-/// with its decoder) from a keyframe, and the kernel dropped nothing on the way (Janus's
-/// socket included).
+/// with its decoder) from a keyframe, and nothing was dropped on our side. The kernel's drops
+/// elsewhere in the namespace (Janus's sockets) are printed, not asserted: a drop there that
+/// Janus's NACK to the publisher repairs loses nothing, and a Janus descheduled for tens of
+/// milliseconds on a loaded machine can drop even paced packets.
 fn assert_every_frame(o: &Outcome) {
-    assert_eq!(o.dropped, 0, "UDP datagrams dropped: {o:?}");
     assert_eq!(o.our_udp_drops, 0.0, "{o:?}");
     assert!(o.frames_dropped.is_empty(), "{o:?}");
     assert_eq!(o.written, o.sent, "frames written of those sent: {o:?}");
