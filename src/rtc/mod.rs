@@ -496,8 +496,9 @@ impl RtcSession {
             .is_ok()
     }
 
-    /// Waits (1 s at most) until every frame sent so far is in str0m, which then paces it
-    /// out: before leaving, so the last frames are not cut off.
+    /// Waits (1 s at most) until every frame sent so far is in str0m; the loop then spreads
+    /// its packets out within about 250 ms (`spread`): before leaving, so the last frames
+    /// are not cut off.
     pub async fn sent(&self) {
         let (tx, rx) = oneshot::channel();
         let barrier = async {

@@ -139,8 +139,9 @@ pub(super) struct Pacing {
     urgent: Vec<RtcId>,
     /// When batched sessions' events go out next (None: none wait).
     next_flush: Option<Instant>,
-    /// Sessions that are not batched (setting up, or sending: str0m paces what it sends on
-    /// its own timers, which a batch grid would slow to a crawl): while there is one, the
+    /// Sessions that are not batched (setting up, or sending: str0m's timers and the spread of
+    /// what it sends (`super::spread`) run on their own deadlines, which a batch grid would
+    /// slow to a crawl): while there is one, the
     /// loop wakes for every datagram and timer.
     immediate: usize,
 }
