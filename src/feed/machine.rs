@@ -683,6 +683,30 @@ mod tests {
         );
     }
 
+    /// Video the gate holds back is counted by why: before the first keyframe, after a break.
+    #[test]
+    fn video_held_back_is_counted_by_why() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let t0 = Now::read();
+            let mut m = machine(true, false, t0);
+            m.handle(frame(VIDEO, t0, 0, false, true), t0);
+            m.handle(frame(VIDEO, t0, 33, true, true), at(t0, 33));
+            m.handle(frame(VIDEO, t0, 66, false, true), at(t0, 66));
+            m.handle(frame(VIDEO, t0, 133, false, false), at(t0, 133));
+            m.handle(frame(VIDEO, t0, 166, false, true), at(t0, 166));
+            m.handle(frame(VIDEO, t0, 200, true, true), at(t0, 200));
+        });
+        let text = handle.render();
+        for line in [
+            "janus_recorder_frames_dropped_total{reason=\"before-keyframe\"} 1",
+            "janus_recorder_frames_dropped_total{reason=\"stream-break\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+    }
+
     #[test]
     fn tracks_start_together_once_both_clocks_are_decided() {
         let t0 = Now::read();

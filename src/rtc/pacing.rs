@@ -326,8 +326,13 @@ mod tests {
             o.push(frame(n));
         }
         o.push(RtcEvent::Connected);
-        assert!(o.hand_over(&to), "a full channel is not a gone task");
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        let handed = metrics::with_local_recorder(&recorder, || o.hand_over(&to));
+        assert!(handed, "a full channel is not a gone task");
         assert_eq!(o.dropped(), 12);
+        let line = "janus_recorder_frames_dropped_total{reason=\"task-behind\"} 12";
+        assert!(metrics.render().lines().any(|l| l == line), "{line}");
         let held = o.take();
         assert_eq!(held.len(), MAX_HELD);
         assert!(matches!(held[0], RtcEvent::Disconnected));
