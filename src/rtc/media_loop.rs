@@ -506,7 +506,6 @@ impl Loop {
         let turn = turn.and_then(|()| self.drain(id, now));
         match turn {
             Ok(()) => {
-                self.release(id, now);
                 if let Some(e) = self.entries.get(&id) {
                     self.next_timer = self.next_timer.min(round_up(e.deadline, self.grid()));
                     self.schedule(id, now);
@@ -593,25 +592,16 @@ impl Loop {
                 }
             }
         }
+        // What may go of the RTP just queued goes now, in the same turn.
+        release(id, e, &self.ports, &mut self.releases, now);
         Ok(())
     }
 
     /// Sends the session's RTP whose turn has come; notes when the rest may go.
     fn release(&mut self, id: RtcId, now: Instant) {
-        let Some(e) = self.entries.get_mut(&id) else {
-            return;
-        };
-        if e.spread.is_empty() {
-            return;
+        if let Some(e) = self.entries.get_mut(&id) {
+            release(id, e, &self.ports, &mut self.releases, now);
         }
-        let ports = &self.ports;
-        match e
-            .spread
-            .release(now, |h| send(ports, h.port, h.to, &h.data))
-        {
-            Some(next) => self.releases.insert(id, next),
-            None => self.releases.remove(&id),
-        };
     }
 
     /// Sends the RTP of every session whose turn has come.
@@ -832,6 +822,26 @@ impl Loop {
         self.pacing.forget(id);
         self.releases.remove(&id);
     }
+}
+
+/// Sends the session's RTP whose turn has come; notes in `releases` when the rest may go.
+fn release(
+    id: RtcId,
+    e: &mut Entry,
+    ports: &[Port],
+    releases: &mut HashMap<RtcId, Instant>,
+    now: Instant,
+) {
+    if e.spread.is_empty() {
+        return;
+    }
+    match e
+        .spread
+        .release(now, |h| send(ports, h.port, h.to, &h.data))
+    {
+        Some(next) => releases.insert(id, next),
+        None => releases.remove(&id),
+    };
 }
 
 /// Sends a datagram from port `i`. UDP: a full socket buffer drops it, as the network would.
