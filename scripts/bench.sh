@@ -25,6 +25,18 @@
 # both daemon passes, the HTTP thread's CPU, frames lost, and the requests' statuses and
 # latencies. The daemon's HTTP server is on (127.0.0.1:9469) in every pass.
 #
+# BENCH_UPLOAD_MIB=64 adds, for each N, a pass with [storage] on: the daemon pass again while
+# it uploads N finished recordings of that many MiB each (random bytes, queued as a previous
+# run leaves them) to Garage in the namespace, paced by `max_bytes_per_second` to last the
+# publishing time, and prints the recording thread's CPU per
+# feed-minute in both passes, the upload runtime's CPU, frames lost, and how much was uploaded
+# while the feeds recorded.
+# BENCH_SUBSCRIBE_GROUPS="1 16 0" adds, for each N, one pass per group size with no daemon:
+# `janus-recorder subscribe-probe` subscribes to the N publishers the recorder's way but
+# writes nothing, G feeds per subscription (1: one per feed, as the recorder does; 0: all in
+# one multistream subscription), and a pass with no subscriber at all; Janus's and the
+# probe's CPU are measured over the same steady window (from 15 s after the publishers start,
+# BENCH_SECS - 10 s long) and printed per mode: what a subscription costs Janus.
 # BENCH_BITRATE="2M 6M 12M 25M" runs the whole benchmark once per video bitrate, each with a
 # clip of that constant rate from scripts/make-clip.sh (VP8, BENCH_SIZE, default 1920x1080; use
 # 3840x2160 for 4K; kept in media/ as the tests keep theirs), output in
@@ -148,11 +160,40 @@ publish() { # N DIR [--hold]: N synthetic publishers for $secs seconds, report i
     }
 }
 
-run_one() { # N [api]: the daemon pass (with the API load)
-    local n=$1 dir=$out/n$1 api=${2:-}
-    [ -n "$api" ] && dir=$out/n$1/api
+# Queues N finished recordings of $BENCH_UPLOAD_MIB MiB each under DIR's output directory,
+# as the daemon's upload queue holds them after a stop (one entry per file).
+queue_uploads() { # N DIR
+    local n=$1 dir=$2 i id file
+    mkdir -p "$dir/recordings/upload" "$dir/recordings/.state/uploads/queue"
+    for i in $(seq "$n"); do
+        file=$dir/recordings/upload/old-$i.webm
+        head -c "${BENCH_UPLOAD_MIB}M" /dev/urandom >"$file"
+        id=$(printf '0190aaaa-0000-7000-8000-%012d' "$i")
+        printf '{"id":"%s","path":"%s","key":"upload/old-%s.webm","kind":"media","bytes":%s,"queued_at":%s}' \
+            "$id" "$file" "$i" "$(stat -c %s "$file")" "$(date +%s)" \
+            >"$dir/recordings/.state/uploads/queue/$id.json"
+    done
+    sync
+}
+
+run_one() { # N [api|upload]: the daemon pass (with the API load, or uploading)
+    local n=$1 dir=$out/n$1 extra=${2:-}
+    local api="" upload=""
+    [ "$extra" = api ] && api=1
+    [ "$extra" = upload ] && upload=1
+    [ -n "$extra" ] && dir=$out/n$1/$extra
     mkdir -p "$dir/recordings"
     start_janus "$n" "$dir" "jr-bench-$$-$n"
+    local storage=""
+    if [ -n "$upload" ]; then
+        . scripts/garage.sh
+        garage_start "$ns" "$dir"
+        queue_uploads "$n" "$dir"
+        # Paced so that the uploads last the whole pass (uploads finished before the
+        # measurement starts would measure nothing): N x MiB over the publishing time.
+        storage="$(storage_toml "$dir")
+max_bytes_per_second = $((n * BENCH_UPLOAD_MIB * 1048576 / (secs > 20 ? secs - 10 : secs)))"
+    fi
 
     cat >"$dir/janus-recorder.toml" <<CONFIG
 [janus]
@@ -165,6 +206,7 @@ advertise = ["10.201.0.2"]
 room = $room
 [http]
 listen = "127.0.0.1:9469"
+$storage
 CONFIG
     # `ip netns exec` execs the program, so $! is the daemon itself.
     env RUST_LOG=info ${BENCH_DAEMON_ENV:-} ip netns exec "$ns" "$bin" run --config "$dir/janus-recorder.toml" >"$dir/janus-recorder.log" 2>&1 &
@@ -210,6 +252,7 @@ CONFIG
     fi
     publish "$n" "$dir" --hold
     [ -n "$load" ] && wait "$load"
+    [ -n "$upload" ] && grep -c "uploaded and verified" "$dir/janus-recorder.log" >"$dir/uploaded-while-recording.txt"
     # Every feed's file is finalized when its publisher leaves.
     wait_log "$dir/janus-recorder.log" "recording finished" 30 "$n" || true
     local cpu1 peak_kib janus_cpu1
@@ -263,15 +306,55 @@ baseline_one() { # N: the same Janus, room and publishers, no daemon
     ns=""
 }
 
+probe_one() { # N GROUP ("none": no subscriber): Janus's CPU for the probe's subscriptions
+    local n=$1 group=$2 dir=$out/n$1/subscribe-$2
+    mkdir -p "$dir"
+    start_janus "$n" "$dir" "jr-bench-$$-$n-s$group"
+    echo "== N=$n: subscriptions of $group feeds each, nothing recorded (logs in $dir)"
+    local window=$((secs > 20 ? secs - 10 : secs))
+    ( secs=$((window + 25)) publish "$n" "$dir" ) &
+    local publishers=$! probe=""
+    if [ "$group" != none ]; then
+        RUST_LOG=warn ip netns exec "$ns" "$bin" subscribe-probe --url ws://127.0.0.1:8188 \
+            --room $room --feeds "$n" --group "$group" --seconds "$((window + 20))" \
+            --advertise 10.201.0.2 --report "$dir/probe.json" >"$dir/probe.log" 2>&1 &
+        probe=$!
+    fi
+    sleep 15
+    local janus_cpu0 janus_cpu1 probe_cpu0=0 probe_cpu1=0
+    janus_cpu0=$(cpu_of "$janus")
+    [ -n "$probe" ] && probe_cpu0=$(cpu_of "$probe")
+    sleep "$window"
+    janus_cpu1=$(cpu_of "$janus")
+    [ -n "$probe" ] && probe_cpu1=$(cpu_of "$probe")
+    [ -n "$probe" ] && { wait "$probe" || true; }
+    wait "$publishers" || true
+    echo "{\"feeds\": $n, \"group\": \"$group\", \"window\": $window, \"janus_cpu\": [$janus_cpu0, $janus_cpu1], \"probe_cpu\": [$probe_cpu0, $probe_cpu1]}" >"$dir/cpu.json"
+    cleanup
+    ns=""
+}
+
 bench_all() { # every N of $feeds_list, into $out, with $clip
     mkdir -p "$out"
     for n in $feeds_list; do
+        if [ -n "${BENCH_SUBSCRIBE_GROUPS:-}" ]; then
+            for g in none $BENCH_SUBSCRIBE_GROUPS; do
+                probe_one "$n" "$g"
+            done
+            python3 scripts/bench_report.py subscribe "$out/n$n" >"$out/n$n/subscribe-summary.txt"
+            cat "$out/n$n/subscribe-summary.txt"
+            [ -n "${BENCH_SUBSCRIBE_ONLY:-}" ] && continue
+        fi
         run_one "$n"
         baseline_one "$n"
         python3 scripts/bench_report.py measure "$out/n$n"
         if [ -n "${BENCH_API_RPS:-}" ]; then
             run_one "$n" api
             python3 scripts/bench_report.py api "$out/n$n" >"$out/n$n/api-summary.txt"
+        fi
+        if [ -n "${BENCH_UPLOAD_MIB:-}" ]; then
+            run_one "$n" upload
+            python3 scripts/bench_report.py upload "$out/n$n" >"$out/n$n/upload-summary.txt"
         fi
     done
 }
@@ -280,6 +363,8 @@ report() { # the tables of $out
     python3 scripts/bench_report.py table "$out"
     for n in $feeds_list; do
         [ -s "$out/n$n/api-summary.txt" ] && { echo; cat "$out/n$n/api-summary.txt"; }
+        [ -s "$out/n$n/upload-summary.txt" ] && { echo; cat "$out/n$n/upload-summary.txt"; }
+        [ -s "$out/n$n/subscribe-summary.txt" ] && { echo; cat "$out/n$n/subscribe-summary.txt"; }
     done
     for n in $feeds_list; do
         top=$out/n$n/perf-top.txt
@@ -292,7 +377,6 @@ report() { # the tables of $out
         echo '```'
     done
 }
-
 if [ -z "$rates_list" ]; then
     bench_all
 else

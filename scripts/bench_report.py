@@ -258,8 +258,69 @@ def api(d):
     print(f"\nrecording thread with requests / without: {rows[1][1] / rows[0][1]:.3f}")
 
 
+def upload(d):
+    """The daemon pass with and without uploads to [storage] (BENCH_UPLOAD_MIB), side by side."""
+    rows = []
+    for name, sub in (("without uploads", d), ("uploading", os.path.join(d, "upload"))):
+        stats = json.load(open(os.path.join(sub, "daemon.json")))
+        feed_min = stats["feeds"] * stats["secs"] / 60
+        rec = stats["recording_thread_cpu"][1] - stats["recording_thread_cpu"][0]
+        total = stats["daemon_cpu"][1] - stats["daemon_cpu"][0]
+        # Every other thread (uploads, file writes, HTTP), exited ones included: what is not
+        # the recording thread's in the process's own total.
+        rows.append((name, rec / feed_min, total / feed_min, total - rec, frames_lost(sub, stats)))
+    up = os.path.join(d, "upload")
+    queued = glob.glob(os.path.join(up, "recordings", "upload", "old-*.webm"))
+    mib = sum(os.path.getsize(f) for f in queued) / 2**20
+    done = int(open(os.path.join(up, "uploaded-while-recording.txt")).read().split()[0] or 0)
+    n = json.load(open(os.path.join(d, "daemon.json")))["feeds"]
+    print(f"Uploading {len(queued)} finished recordings ({mib:.0f} MiB) while {n} feeds record:"
+          f" {done} uploaded and verified while they recorded")
+    print()
+    print("| pass | recording thread CPU s/feed-min | daemon CPU s/feed-min | other threads' CPU s (uploads, disk, HTTP) | frames lost |")
+    print("|---|---|---|---|---|")
+    for name, rec, total, other, lost in rows:
+        print(f"| {name} | {rec:.4f} | {total:.4f} | {other:.2f} | {lost} |")
+    print(f"\nrecording thread uploading / without: {rows[1][1] / rows[0][1]:.3f}")
+
+
+def subscribe(d):
+    """Janus's CPU per subscription mode (BENCH_SUBSCRIBE_GROUPS), against no subscriber."""
+    rows = []
+    for sub in sorted(glob.glob(os.path.join(d, "subscribe-*", ""))):
+        c = json.load(open(os.path.join(sub, "cpu.json")))
+        minutes = c["window"] / 60
+        janus = (c["janus_cpu"][1] - c["janus_cpu"][0]) / minutes
+        probe = (c["probe_cpu"][1] - c["probe_cpu"][0]) / minutes / c["feeds"]
+        report = os.path.join(sub, "probe.json")
+        p = json.load(open(report)) if os.path.exists(report) else None
+        rows.append((c["group"], c["feeds"], janus, probe, p))
+    none = next((r for r in rows if r[0] == "none"), None)
+    if none is None:
+        return
+    n = none[1]
+    print(f"What subscriptions cost Janus at {n} feeds (nothing recorded; the same steady window"
+          f" in each pass):")
+    print()
+    print("| feeds per subscription | subscriptions | Janus CPU s/min | Janus's extra CPU s/feed-min"
+          " | subscriber CPU s/feed-min | frames received | first frame ms p50 / p95 | failed |")
+    print("|---|---|---|---|---|---|---|---|")
+    order = {"none": -1, "0": 10**6}
+    for group, feeds, janus, probe, p in sorted(rows, key=lambda r: order.get(r[0], int(r[0]) if r[0].isdigit() else 0)):
+        label = {"none": "no subscriber", "0": f"all ({feeds})"}.get(group, group)
+        extra = (janus - none[2]) / feeds
+        if p is None:
+            print(f"| {label} | 0 | {janus:.1f} | - | - | - | - | - |")
+            continue
+        ff = p["first_frame_ms"] or [0]
+        p50, p95 = ff[len(ff) // 2], ff[min(len(ff) - 1, int(len(ff) * 0.95))]
+        print(f"| {label} | {p['subscriptions']} | {janus:.1f} | {extra:.3f} | {probe:.4f}"
+              f" | {p['frames']} | {p50} / {p95} | {len(p['failed'])} |")
+
+
 if __name__ == "__main__":
-    commands = {"measure": measure, "table": table, "api": api}
+    commands = {"measure": measure, "table": table, "api": api, "upload": upload,
+                "subscribe": subscribe}
     if len(sys.argv) != 3 or sys.argv[1] not in commands:
-        sys.exit("usage: bench_report.py measure DIR | table OUT | api DIR")
+        sys.exit("usage: bench_report.py measure DIR | table OUT | api DIR | upload DIR | subscribe DIR")
     commands[sys.argv[1]](sys.argv[2])

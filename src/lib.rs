@@ -24,6 +24,7 @@ pub mod meetings;
 pub mod metrics;
 pub mod net;
 pub mod output;
+pub mod probe;
 pub mod publish;
 pub mod recordings;
 pub mod registry;

@@ -79,6 +79,10 @@ enum Command {
     /// Print a link to the recordings page that opens one recording or room without a token,
     /// until it expires (signed with `[http] share_key`).
     Share(janus_recorder::share::ShareArgs),
+    /// Subscribe to a room's publishers without recording, per feed or grouped (the
+    /// subscription-cost benchmark of `scripts/bench.sh`).
+    #[command(hide = true)]
+    SubscribeProbe(janus_recorder::probe::ProbeArgs),
     /// Print the man page (roff) on stdout; `scripts/deb.sh` packages it.
     #[command(hide = true)]
     Manpage,
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
         Command::Check(args) => janus_recorder::check::run(&args),
         Command::Room(args) => janus_recorder::roomfile::run(&args),
         Command::Publish(args) => janus_recorder::publish::synthetic::run(&args),
+        Command::SubscribeProbe(args) => janus_recorder::probe::run(&args),
         Command::Config(ConfigCommand::Check { file, skip_secrets }) => {
             if skip_secrets {
                 janus_recorder::secret::unresolved(|| janus_recorder::service::check(&file))

@@ -38,6 +38,8 @@ pub enum MeetingState {
     Recording,
     /// The watch ended and every recording finished.
     Finished,
+    /// Finished, and every recording's file is in object storage, uploaded and verified.
+    Uploaded,
     /// A recording ended by an error.
     Failed,
     /// The watch never ended and nothing was written for a while (the daemon was stopped
@@ -51,6 +53,7 @@ impl MeetingState {
         match s {
             "recording" => Some(MeetingState::Recording),
             "finished" => Some(MeetingState::Finished),
+            "uploaded" => Some(MeetingState::Uploaded),
             "failed" => Some(MeetingState::Failed),
             "interrupted" => Some(MeetingState::Interrupted),
             _ => None,
@@ -84,6 +87,10 @@ pub struct MeetingRecording {
     pub duration_ms: Option<u64>,
     pub state: RecState,
     pub bytes: u64,
+    /// Whether the file is on the recorder's disk (else played from object storage).
+    pub local: bool,
+    /// Whether the file is in object storage, uploaded and verified.
+    pub uploaded: bool,
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
     /// `webm` or `matroska`.
@@ -274,8 +281,11 @@ impl Meetings<'_> {
                 Some(r) => (&r.sidecar, r.state, r.bytes, r.duration_ms),
                 None => (s, RecState::Interrupted, 0, s.duration_ms),
             };
+            // Only files on this disk are checked (an uploaded copy is the same bytes,
+            // verified by checksum when it went).
             if let Some(r) = &fresh
                 && r.state != RecState::Recording
+                && r.local
             {
                 verdicts.push((self.verdict)(&r.media));
             }
@@ -294,6 +304,8 @@ impl Meetings<'_> {
                 duration_ms,
                 state,
                 bytes,
+                local: fresh.as_ref().is_some_and(|r| r.local),
+                uploaded: fresh.as_ref().is_some_and(|r| r.uploaded),
                 video_codec: sidecar.video_codec.clone(),
                 audio_codec: sidecar.audio_codec.clone(),
                 container: sidecar.container.clone(),
@@ -321,6 +333,8 @@ impl Meetings<'_> {
             } else {
                 MeetingState::Recording
             }
+        } else if !recordings.is_empty() && recordings.iter().all(|r| r.uploaded) {
+            MeetingState::Uploaded
         } else {
             MeetingState::Finished
         };

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -138,6 +138,11 @@ pub struct RecordingInfo {
     pub state: RecState,
     /// Bytes of the media file now.
     pub bytes: u64,
+    /// Whether the media file is on this host's disk (else only in object storage, whence
+    /// the API serves it).
+    pub local: bool,
+    /// Whether the media file is in object storage, uploaded and verified.
+    pub uploaded: bool,
     /// Its length: the sidecar's once finished, the time since it started while live.
     pub duration_ms: Option<u64>,
     /// The media file's name (beside its sidecar in the room's directory).
@@ -215,11 +220,23 @@ struct IndexState {
     sidecars: HashMap<PathBuf, Cached>,
 }
 
+/// Whether a media file is in object storage, uploaded and verified (see
+/// [`crate::storage::Uploads::is_uploaded`]).
+pub type IsUploaded = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
+
 /// The recordings under one output directory.
-#[derive(Debug)]
 pub struct Index {
     dir: PathBuf,
     state: Mutex<IndexState>,
+    /// With `[storage]`: a recording whose media file is gone from the disk is still listed
+    /// (served from the bucket) when its upload was verified.
+    uploaded: Option<IsUploaded>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("dir", &self.dir).finish()
+    }
 }
 
 impl Index {
@@ -227,7 +244,14 @@ impl Index {
         Index {
             dir,
             state: Mutex::new(IndexState::default()),
+            uploaded: None,
         }
+    }
+
+    /// Also lists finished recordings whose local media file is gone but uploaded.
+    pub fn with_uploads(mut self, uploaded: IsUploaded) -> Index {
+        self.uploaded = Some(uploaded);
+        self
     }
 
     /// The output directory.
@@ -271,7 +295,7 @@ impl Index {
         let (room, stem) = parse_id(id)?;
         let sidecar_path = self.dir.join(room).join(format!("{stem}.json"));
         let cached = read_sidecar(&sidecar_path)?;
-        info(&self.dir, &sidecar_path, &cached, now)
+        self.info(&sidecar_path, &cached, now)
     }
 
     /// Every recording, the index brought up to date if it is older than [`REFRESH_EVERY`].
@@ -283,7 +307,7 @@ impl Index {
         }
         st.sidecars
             .iter()
-            .filter_map(|(path, c)| info(&self.dir, path, c, now))
+            .filter_map(|(path, c)| self.info(path, c, now))
             .collect()
     }
 }
@@ -369,50 +393,60 @@ fn read_sidecar(path: &Path) -> Option<Cached> {
     })
 }
 
-/// The API's view of one sidecar; `None` if its media file is not beside it (or the
-/// sidecar names a file of another stem: a sidecar is never trusted to point elsewhere).
-fn info(dir: &Path, sidecar_path: &Path, c: &Cached, now: SystemTime) -> Option<RecordingInfo> {
-    let stem = sidecar_path.file_stem()?.to_string_lossy().into_owned();
-    let file = &c.sidecar.file;
-    let ext = file.strip_prefix(&stem)?.strip_prefix('.')?;
-    if ext != "webm" && ext != "mkv" {
-        return None;
-    }
-    let media = sidecar_path.with_file_name(file);
-    let md = std::fs::symlink_metadata(&media).ok()?;
-    if !md.is_file() || !media.starts_with(dir) {
-        return None;
-    }
-    let s = &c.sidecar;
-    let ended = s.ended_at.is_some();
-    let written = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let state = match &s.end_reason {
-        _ if !ended => {
-            if now.duration_since(written).unwrap_or_default() > LIVE_SILENCE {
-                RecState::Interrupted
-            } else {
-                RecState::Recording
-            }
+impl Index {
+    /// The API's view of one sidecar; `None` if its media file is not beside it (nor, once
+    /// finished, in object storage), or the sidecar names a file of another stem: a sidecar is
+    /// never trusted to point elsewhere.
+    fn info(&self, sidecar_path: &Path, c: &Cached, now: SystemTime) -> Option<RecordingInfo> {
+        let stem = sidecar_path.file_stem()?.to_string_lossy().into_owned();
+        let file = &c.sidecar.file;
+        let ext = file.strip_prefix(&stem)?.strip_prefix('.')?;
+        if ext != "webm" && ext != "mkv" {
+            return None;
         }
-        Some(r) if r.starts_with("error") || r.contains("finalize failed") => RecState::Failed,
-        _ => RecState::Finished,
-    };
-    let duration_ms = if ended {
-        s.duration_ms
-    } else {
-        let now_ns = ns(now);
-        u64::try_from((now_ns - c.start_ns).max(0) / 1_000_000).ok()
-    };
-    Some(RecordingInfo {
-        id: recording_id(&media),
-        state,
-        bytes: md.len(),
-        duration_ms,
-        file: file.clone(),
-        sidecar: s.clone(),
-        start_ns: c.start_ns,
-        media,
-    })
+        let media = sidecar_path.with_file_name(file);
+        let s = &c.sidecar;
+        let ended = s.ended_at.is_some();
+        let uploaded = self.uploaded.as_ref().is_some_and(|f| f(&media));
+        let (bytes, written) = match std::fs::symlink_metadata(&media) {
+            Ok(md) if md.is_file() && media.starts_with(&self.dir) => (
+                Some(md.len()),
+                md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            ),
+            Ok(_) => return None,
+            Err(_) if ended && uploaded => (None, SystemTime::UNIX_EPOCH),
+            Err(_) => return None,
+        };
+        let state = match &s.end_reason {
+            _ if !ended => {
+                if now.duration_since(written).unwrap_or_default() > LIVE_SILENCE {
+                    RecState::Interrupted
+                } else {
+                    RecState::Recording
+                }
+            }
+            Some(r) if r.starts_with("error") || r.contains("finalize failed") => RecState::Failed,
+            _ => RecState::Finished,
+        };
+        let duration_ms = if ended {
+            s.duration_ms
+        } else {
+            let now_ns = ns(now);
+            u64::try_from((now_ns - c.start_ns).max(0) / 1_000_000).ok()
+        };
+        Some(RecordingInfo {
+            id: recording_id(&media),
+            state,
+            bytes: bytes.or(s.bytes).unwrap_or(0),
+            local: bytes.is_some(),
+            uploaded,
+            duration_ms,
+            file: file.clone(),
+            sidecar: s.clone(),
+            start_ns: c.start_ns,
+            media,
+        })
+    }
 }
 
 #[cfg(test)]

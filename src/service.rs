@@ -446,7 +446,12 @@ fn start_shared(config: &Config, health: &Arc<Health>, side: &tokio::runtime::Ha
         ))),
         registry: shared.registry.clone(),
         health: health.clone(),
-        index: Arc::new(crate::recordings::Index::new(config.output.dir.clone())),
+        index: Arc::new({
+            let uploads = shared.uploads.clone();
+            crate::recordings::Index::new(config.output.dir.clone())
+                .with_uploads(Arc::new(move |p| uploads.is_uploaded(p)))
+        }),
+        uploads: shared.uploads.clone(),
         events: shared.events.clone(),
         metrics,
     };

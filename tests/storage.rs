@@ -292,9 +292,19 @@ fn wrong_credentials_keep_the_files_and_a_mended_config_drains_the_queue() {
     assert!(ev["id"].is_string(), "{ev}");
 }
 
+/// The API on loopback (no tokens needed there).
+const API: &str = "127.0.0.1:9469";
+
+/// `keep_local = "until-uploaded"`: the media file goes once its upload is verified, never
+/// before; its sidecar stays (the index of the API and the page). The API then serves the
+/// file from the bucket, ranges included, and the meeting, once its watch ended, is
+/// `uploaded`.
 #[test]
 fn until_uploaded_deletes_the_local_copy_only_once_verified() {
-    let until = |g: &mut Garage, d: &Path| g.storage_toml(d, "keep_local = \"until-uploaded\"\n");
+    let until = |g: &mut Garage, d: &Path| {
+        let storage = g.storage_toml(d, "keep_local = \"until-uploaded\"\n");
+        format!("{storage}\n[http]\nlisten = \"{API}\"\n")
+    };
     let mut r = rig("storageu", 1703, "", until);
     let dir = r.dir.clone();
     let (garage, ns, daemon) = (&r.garage, &r.ns, &mut r.daemon);
@@ -302,31 +312,108 @@ fn until_uploaded_deletes_the_local_copy_only_once_verified() {
     let line = daemon
         .proc
         .wait_for("recording finished", Duration::from_secs(15));
+    daemon.proc.wait_for(DELETED, Duration::from_secs(30));
+    let media = path_in(&line);
+    let sidecar = media.with_extension("json");
+    assert!(!media.exists(), "{} is still there", media.display());
     daemon
         .proc
-        .wait_for_nth(DELETED, 2, Duration::from_secs(30));
-    let media = path_in(&line);
-    assert!(!media.exists(), "{} is still there", media.display());
-    assert!(!media.with_extension("json").exists());
+        .wait_for_nth(UPLOADED, 2, Duration::from_secs(30));
+    assert!(sidecar.exists(), "the sidecar went too");
     let keys = garage.keys();
     assert_eq!(keys.len(), 2, "{keys:?}");
-    for key in keys {
-        let (bytes, sha) = garage.get(&key);
+    let media_key = keys
+        .iter()
+        .find(|k| k.ends_with(".webm"))
+        .unwrap_or_else(|| panic!("no media object: {keys:?}"));
+    for key in &keys {
+        let (bytes, sha) = garage.get(key);
         assert_eq!(sha.as_deref(), Some(sha256_hex(&bytes).as_str()), "{key}");
         assert!(!bytes.is_empty());
     }
-    // Each file went only after its upload was verified.
+    // The media file went only after its upload was verified.
     let log = daemon.proc.log_text();
-    for file in [media.clone(), media.with_extension("json")] {
-        let name = file.display().to_string();
-        let field = format!("path={name}");
-        let at = |needle: &str| {
-            log.lines()
-                .position(|l| l.contains(needle) && l.split_whitespace().any(|w| w == field))
-                .unwrap_or_else(|| panic!("no {needle:?} for {name}:\n{log}"))
-        };
-        assert!(at(UPLOADED) < at(DELETED), "{name}");
-    }
+    let field = format!("path={}", media.display());
+    let at = |needle: &str| {
+        log.lines()
+            .position(|l| l.contains(needle) && l.split_whitespace().any(|w| w == field))
+            .unwrap_or_else(|| panic!("no {needle:?} for {field}:\n{log}"))
+    };
+    assert!(at(UPLOADED) < at(DELETED));
+
+    // Served from the bucket: whole, a range, a range past the end.
+    let (object, _) = garage.get(media_key);
+    let id = format!(
+        "{}~{}",
+        media
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy(),
+        media.file_stem().unwrap().to_string_lossy()
+    );
+    let file = format!("/api/v1/recordings/{id}/file");
+    let whole = http_request(ns, API, &file, &[]);
+    assert_eq!(whole.status, 200, "{}", whole.head);
+    assert_eq!(whole.header("content-type"), Some("video/webm"));
+    assert!(whole.body == object, "the served file is not the object");
+    let part = http_request(ns, API, &file, &["Range: bytes=100-4195"]);
+    assert_eq!(part.status, 206, "{}", part.head);
+    let total = object.len();
+    let want = format!("bytes 100-4195/{total}");
+    assert_eq!(part.header("content-range"), Some(want.as_str()));
+    assert!(
+        part.body == object[100..4196],
+        "the range is not the object's"
+    );
+    let past = http_request(ns, API, &file, &[&format!("Range: bytes={total}-")]);
+    assert_eq!(past.status, 416, "{}", past.head);
+    let detail: serde_json::Value =
+        serde_json::from_str(&http_get(ns, API, &format!("/api/v1/recordings/{id}"))).unwrap();
+    assert_eq!(detail["local"], false, "{detail:#}");
+    assert_eq!(detail["uploaded"], true, "{detail:#}");
+    assert_eq!(detail["bytes"], total, "{detail:#}");
+
+    // The watch ends (a stop); after the next start that meeting is `uploaded`.
+    daemon.proc.terminate(Duration::from_secs(20));
+    let config = std::fs::read_to_string(&daemon.config).unwrap();
+    *daemon = Daemon::start(ns, &dir, &config);
+    daemon
+        .proc
+        .wait_for("watching room", Duration::from_secs(20));
+    let list: serde_json::Value =
+        serde_json::from_str(&http_get(ns, API, "/api/v1/meetings?room=1703")).unwrap();
+    let meeting = list["meetings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["recordings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == id.as_str())
+        })
+        .unwrap_or_else(|| panic!("no meeting with {id}: {list:#}"));
+    assert_eq!(meeting["state"], "uploaded", "{meeting:#}");
+    let rec = &meeting["recordings"][0];
+    assert_eq!(
+        (&rec["local"], &rec["uploaded"]),
+        (&false.into(), &true.into()),
+        "{meeting:#}"
+    );
+    // The whole room cannot be made from files that are not here: said, not a broken file.
+    let room = http_request(
+        ns,
+        API,
+        &format!(
+            "/api/v1/meetings/{}/room.mkv",
+            meeting["id"].as_str().unwrap()
+        ),
+        &[],
+    );
+    assert_eq!(room.status, 409, "{}", room.head);
 }
 
 /// The daemon with `[storage]` and no Janus (uploads do not need one), started on a queue a

@@ -636,6 +636,29 @@ mod tests {
         assert_eq!(w[1].2 - w[0].2, 33_000_000, "RTP spacing kept");
     }
 
+    /// After the session closed, the machine only writes (the feed has no session to ask
+    /// for a keyframe, a batch or a candidate then).
+    #[test]
+    fn ending_asks_nothing_of_the_session() {
+        let t0 = Now::read();
+        let mut m = machine(true, false, t0);
+        actions(&mut m);
+        m.handle(Input::Rtc(RtcEvent::Connected), t0);
+        m.handle(frame(VIDEO, t0, 0, true, true), t0);
+        m.handle(frame(AUDIO, t0, 10, false, true), at(t0, 10));
+        // A break: the gate closes and wants a keyframe, which never comes.
+        m.handle(frame(VIDEO, t0, 100, false, false), at(t0, 100));
+        actions(&mut m);
+        m.handle(Input::Ending, at(t0, 2000));
+        let a = actions(&mut m);
+        assert!(!a.is_empty(), "the frames waiting for a clock are written");
+        assert!(
+            a.iter()
+                .all(|a| matches!(a, Action::Write { .. } | Action::End(_))),
+            "{a:?}"
+        );
+    }
+
     #[test]
     fn frames_come_in_batches_once_connected() {
         let t0 = Now::read();

@@ -8,6 +8,7 @@ pub mod clock;
 mod disk;
 pub mod gate;
 pub mod machine;
+mod recording;
 pub mod relay;
 
 use std::fmt;
@@ -176,11 +177,6 @@ impl fmt::Display for EndReason {
 const FEED_TICK: Duration = Duration::from_millis(200);
 /// How often buffered file data is pushed to disk (bounds what a crash can lose).
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-/// How long an ending feed waits for packets still on their way (see `Feed::record`): when
-/// the publisher ended, until none came for this long.
-const END_GRACE: Duration = Duration::from_millis(40);
-/// The longest a feed whose publisher ended waits for the last packets.
-const END_WAIT_MAX: Duration = Duration::from_secs(1);
 /// How often a recorded feed gets its frames from the media loop once they flow: a file
 /// does not care when its frames come, and each batch is a wake-up of the feed's task. The
 /// feed's own tick, on the same grid, so the task wakes once for both.
@@ -509,22 +505,6 @@ struct OpenFile {
     levels: crate::levels::Levels,
 }
 
-impl OpenFile {
-    /// Whether `split_after` asks for the next part at a frame placed at `at` on the feed's
-    /// timeline (the part's length is media time, not how long the file has been open), if
-    /// that frame can open a part (a video keyframe, or any frame of a file without video).
-    fn split_due(
-        &self,
-        split_after: Option<Duration>,
-        at: Duration,
-        keyframe: bool,
-        has_video: bool,
-    ) -> bool {
-        split_after.is_some_and(|after| at.saturating_sub(self.offset) >= after)
-            && (keyframe || !has_video)
-    }
-}
-
 /// The feed's IO around its [`FeedMachine`]: the files, the relay, the metrics.
 struct Feed {
     settings: Arc<FeedSettings>,
@@ -586,37 +566,22 @@ impl Feed {
                     Input::Tick
                 },
             };
-            if let Some(end) = self.step(input, Some(&mut rtc)) {
+            if let Some(end) = self.step(input, &mut rtc) {
                 break end;
             }
         };
-        // Frames already received when the feed was told to end belong to its file. Janus
-        // sends `leaving` or `unpublished` right after forwarding the publisher's last
-        // packets, and the event (TCP) can overtake them (UDP): they get a moment to land.
-        // When the publisher ended, nothing comes after its last packets, so the feed takes
-        // frames until a grace passes without one (on a loaded machine the last ones came
-        // later than one grace: 60 ms of 8 feeds' ends at 100 feeds). Otherwise (shutdown, a
-        // lost connection) media may still flow: one grace.
-        let publisher_ended = matches!(
-            reason,
-            EndReason::Unpublished
-                | EndReason::Leaving
-                | EndReason::Kicked
-                | EndReason::RoomDestroyed
-                | EndReason::HangUp(_)
-        );
-        if !matches!(reason, EndReason::Failed(_)) {
-            let give_up = Instant::now() + END_WAIT_MAX;
+        // Frames already received when the feed was told to end belong to its file.
+        if let Some(wait) = recording::EndWait::new(&reason, Instant::now()) {
             loop {
-                tokio::time::sleep(END_GRACE).await;
+                tokio::time::sleep(recording::END_GRACE).await;
                 let mut frames = 0;
                 for ev in rtc.take_received().await {
                     if matches!(ev, RtcEvent::Frame(_)) {
                         frames += 1;
-                        let _ = self.step(Input::Rtc(ev), Some(&mut rtc));
+                        let _ = self.step(Input::Rtc(ev), &mut rtc);
                     }
                 }
-                if !publisher_ended || frames == 0 || Instant::now() >= give_up {
+                if !wait.again(frames, Instant::now()) {
                     break;
                 }
             }
@@ -631,18 +596,8 @@ impl Feed {
     }
 
     /// Feeds the machine one input and carries out its actions; the end, if one came.
-    /// Without a session (the file being finished on a blocking thread) only writes, relays
-    /// and the end can be carried out; anything else is logged as not done.
-    fn step(&mut self, input: Input, rtc: Option<&mut RtcSession>) -> Option<EndReason> {
+    fn step(&mut self, input: Input, rtc: &mut RtcSession) -> Option<EndReason> {
         self.machine.handle(input, Now::read());
-        let Some(rtc) = rtc else {
-            while let Some(action) = self.machine.poll() {
-                if let Some(end) = self.carry_out(action) {
-                    return Some(end);
-                }
-            }
-            return None;
-        };
         while let Some(action) = self.machine.poll() {
             match action {
                 Action::RequestKeyframe(mid) => {
@@ -672,8 +627,20 @@ impl Feed {
         None
     }
 
+    /// The session is closed: the machine releases the frames still waiting for a clock.
+    /// It asks nothing of a session then (its test `ending_asks_nothing_of_the_session`).
+    fn release_at_end(&mut self) -> Option<EndReason> {
+        self.machine.handle(Input::Ending, Now::read());
+        while let Some(action) = self.machine.poll() {
+            if let Some(end) = self.carry_out(action) {
+                return Some(end);
+            }
+        }
+        None
+    }
+
     /// Carries out an action that needs no media session: a write, a relayed frame,
-    /// statistics, the end (others are logged as not done).
+    /// statistics, the end.
     fn carry_out(&mut self, action: Action) -> Option<EndReason> {
         match action {
             Action::Write { at, frame } => {
@@ -690,7 +657,10 @@ impl Feed {
             }
             Action::Stats { lost, nacks } => crate::metrics::receive_stats(lost, nacks),
             Action::End(reason) => return Some(reason),
-            other => tracing::debug!(action = ?other, "no media session any more: not done"),
+            // Only after the session closed (see `release_at_end`): a machine bug, said.
+            other => {
+                tracing::warn!(action = ?other, "a session action after the session closed: not done")
+            }
         }
         None
     }
@@ -731,9 +701,10 @@ impl Feed {
         let is_video = kind == MediaKind::Video;
         let has_video = self.machine.has_video();
         let rec = self.recording.as_mut().expect("a recording is open");
-        let mut ts = Duration::from_nanos((t - rec.zero).clamp(0, u64::MAX as i128) as u64);
-        if rec.split_due(
+        let mut ts = recording::on_timeline(t, rec.zero);
+        if recording::split_due(
             self.spec.split_after,
+            rec.offset,
             ts,
             is_video && d.is_keyframe(),
             has_video,
@@ -742,11 +713,13 @@ impl Feed {
         }
         let rec = self.recording.as_mut().expect("a recording is open");
         ts = ts.saturating_sub(rec.offset);
-        if is_video && rec.sidecar.part == 1 && rec.sidecar.first_keyframe_ms.is_none() {
-            let ms = d
-                .network_time
-                .saturating_duration_since(self.spec.announced)
-                .as_millis() as u64;
+        if let Some(ms) = recording::first_keyframe_ms(
+            is_video,
+            rec.sidecar.part,
+            rec.sidecar.first_keyframe_ms,
+            d.network_time,
+            self.spec.announced,
+        ) {
             tracing::info!(after_announcement_ms = ms, "first keyframe written");
             rec.sidecar.first_keyframe_ms = Some(ms);
         }
@@ -881,7 +854,7 @@ impl Feed {
     /// Finalizes the file and completes the sidecar at the end of the feed.
     fn finish(&mut self, reason: &EndReason) {
         // Frames still waiting for a clock are placed and written.
-        if let Some(end) = self.step(Input::Ending, None) {
+        if let Some(end) = self.release_at_end() {
             tracing::error!(%end, "writing the last frames failed");
         }
         if let Some(rec) = &self.recording {

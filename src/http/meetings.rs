@@ -218,7 +218,8 @@ async fn recording_timeline(
     Path(RecordingPath { id }): Path<RecordingPath>,
 ) -> Result<Response, ApiError> {
     beside_recording(&api, id, "image/svg+xml", "inline", |index, id| {
-        let r = index.get(id, SystemTime::now())?;
+        // A file only in object storage is not read back whole for a picture.
+        let r = index.get(id, SystemTime::now()).filter(|r| r.local)?;
         let mut report = crate::check::check_file(&r.media, &Default::default());
         // The file's name only: the server's directories are not the viewer's business.
         report.file = r.file.into();
@@ -282,6 +283,7 @@ impl std::io::Write for ToResponse {
     params(MeetingPath),
     responses(
         (status = 200, description = "The room file", content_type = "video/x-matroska"),
+        (status = 409, body = ErrorBody, description = "Files only in object storage"),
         ReadErrors
     )
 )]
@@ -300,6 +302,12 @@ async fn meeting_room_file(
     })
     .await?
     .ok_or_else(|| ApiError::not_found("no such meeting"))?;
+    if meeting.recordings.iter().any(|r| !r.local) {
+        return Err(ApiError::conflict(
+            "some of this meeting's files are only in object storage (keep_local): download \
+             them one by one",
+        ));
+    }
     let zero = time::OffsetDateTime::parse(
         &meeting.zero_at,
         &time::format_description::well_known::Rfc3339,

@@ -68,6 +68,8 @@ pub struct Api {
     pub registry: Registry,
     pub health: Arc<Health>,
     pub index: Arc<Index>,
+    /// Where recordings whose local copy is gone are read back from.
+    pub uploads: crate::storage::Uploads,
     pub events: Events,
     /// The Prometheus text, when metrics are recorded.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
@@ -454,6 +456,7 @@ mod tests {
             registry: Registry::open(vec![], None),
             health: Arc::default(),
             index: Arc::new(Index::new(dir)),
+            uploads: crate::storage::Uploads::disabled(),
             events: Events::disabled(),
             metrics: None,
         }

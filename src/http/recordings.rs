@@ -147,9 +147,13 @@ fn verdicts() -> &'static VerdictCache {
     CACHE.get_or_init(Default::default)
 }
 
-/// The check tool's verdict on `path`, cached.
+/// The check tool's verdict on `path`, cached; `unchecked` when the file is not here (only
+/// in object storage, or deleted a moment ago).
 pub(super) fn verdict(path: &std::path::Path) -> Verdict {
-    let md = std::fs::metadata(path).ok();
+    let Some(md) = std::fs::metadata(path).ok() else {
+        return Verdict::unchecked();
+    };
+    let md = Some(md);
     let key = md
         .as_ref()
         .map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
@@ -202,7 +206,8 @@ async fn get_recording(
 }
 
 /// The recording's media file (`video/webm` or `video/x-matroska`), with HTTP ranges (206);
-/// a file still being written is served as far as it is written.
+/// a file still being written is served as far as it is written, one whose local copy
+/// `keep_local` deleted is read back from object storage.
 #[utoipa::path(
     get,
     path = "/recordings/{id}/file",
@@ -213,7 +218,8 @@ async fn get_recording(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 416, description = "A range outside the file")
+        (status = 416, description = "A range outside the file"),
+        (status = 502, body = ErrorBody, description = "Only in object storage, which failed")
     )
 )]
 async fn recording_file(
@@ -222,15 +228,74 @@ async fn recording_file(
     req: Request,
 ) -> Result<Response, ApiError> {
     let index: Arc<crate::recordings::Index> = api.index.clone();
-    let media =
-        tokio::task::spawn_blocking(move || index.get(&id, SystemTime::now()).map(|r| r.media))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .ok_or_else(|| ApiError::not_found("no such recording"))?;
+    let recording = tokio::task::spawn_blocking(move || index.get(&id, SystemTime::now()))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| ApiError::not_found("no such recording"))?;
+    let media = recording.media;
+    if !recording.local {
+        return from_storage(&api.uploads, &media, req.headers()).await;
+    }
     // Its type from the extension: `video/webm`, `video/x-matroska`.
     let served = tower_http::services::ServeFile::new(&media)
         .oneshot(req)
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(served.into_response())
+}
+
+/// Serves an uploaded recording whose local copy `keep_local` deleted, from the bucket,
+/// with the same ranges (206, 416) as a file on disk.
+async fn from_storage(
+    uploads: &crate::storage::Uploads,
+    media: &std::path::Path,
+    headers: &axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    use crate::storage::FetchError;
+    use axum::http::{StatusCode, header};
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let fetched = match uploads.fetch(media, range).await {
+        Ok(f) => f,
+        Err(FetchError::Unsatisfiable(size)) => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+            )
+                .into_response());
+        }
+        Err(e @ FetchError::NotUploaded) => return Err(ApiError::not_found(e.to_string())),
+        Err(e) => {
+            tracing::warn!(path = %media.display(), error = %e, "cannot serve a recording from object storage");
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "storage",
+                e.to_string(),
+            ));
+        }
+    };
+    let content_type = match media.extension().and_then(|e| e.to_str()) {
+        Some("mkv") => "video/x-matroska",
+        _ => "video/webm",
+    };
+    let r = &fetched.range;
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, r.end - r.start);
+    response = if fetched.partial {
+        response.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!(
+                "bytes {}-{}/{}",
+                r.start,
+                r.end.saturating_sub(1),
+                fetched.size
+            ),
+        )
+    } else {
+        response.status(StatusCode::OK)
+    };
+    response
+        .body(axum::body::Body::from_stream(fetched.body))
+        .map_err(|e| ApiError::internal(e.to_string()))
 }

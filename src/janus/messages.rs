@@ -411,16 +411,20 @@ impl VideoRoomEvent {
 /// Whether a `listparticipants` answer (`{"videoroom": "participants", "participants":
 /// [{"id", "publisher": true, ...}]}`) has `feed` publishing.
 pub fn is_publishing(data: &Value, feed: &FeedId) -> bool {
+    publishing(data).contains(feed)
+}
+
+/// The feeds publishing now, from a `listparticipants` answer.
+pub fn publishing(data: &Value) -> Vec<FeedId> {
     data.get("participants")
         .and_then(Value::as_array)
-        .is_some_and(|list| {
-            list.iter().any(|p| {
-                p.get("publisher").and_then(Value::as_bool) == Some(true)
-                    && p.get("id")
-                        .and_then(|id| serde_json::from_value::<FeedId>(id.clone()).ok())
-                        .is_some_and(|id| id == *feed)
-            })
+        .map(|list| {
+            list.iter()
+                .filter(|p| p.get("publisher").and_then(Value::as_bool) == Some(true))
+                .filter_map(|p| serde_json::from_value::<FeedId>(p.get("id")?.clone()).ok())
+                .collect()
         })
+        .unwrap_or_default()
 }
 
 /// One room of the VideoRoom's `list` answer.

@@ -36,6 +36,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot};
 
+use super::driven::DrivenRtc;
 use super::pacing::{Mailbox, Outbox, Pacing};
 use super::route::{Routes, RtcId, is_stun};
 use super::sockets::{Bound, Port, PortSocket, readable};
@@ -231,7 +232,7 @@ impl MediaLoop {
 
 /// One session in the loop.
 struct Entry {
-    rtc: Rtc,
+    rtc: DrivenRtc,
     events: mpsc::Sender<Vec<RtcEvent>>,
     /// Events on their way to the session's task.
     outbox: Outbox,
@@ -380,6 +381,7 @@ impl Loop {
             }
             self.release_due(now);
             self.flush(now);
+            self.check_drained();
             if now.duration_since(self.drops_read) >= DROPS_EVERY {
                 self.read_drops(now);
             }
@@ -485,7 +487,7 @@ impl Loop {
                 };
                 let rtc = &mut e.rtc;
                 match catch_unwind(AssertUnwindSafe(|| {
-                    rtc.handle_input(Input::Receive(now, input))
+                    rtc.input(|rtc| rtc.handle_input(Input::Receive(now, input)))
                 })) {
                     Ok(Ok(())) => Ok(()),
                     // A bad packet (e.g. failed SRTP auth) is not the end of the session.
@@ -527,7 +529,7 @@ impl Loop {
             let rtc = &mut e.rtc;
             let keyframes = &mut e.keyframes;
             catch_unwind(AssertUnwindSafe(|| {
-                keyframes.retain(|&mid| !request_keyframe(rtc, mid))
+                rtc.input(|rtc| keyframes.retain(|&mid| !request_keyframe(rtc, mid)))
             }))
             .map_err(SessionEnd::panicked)?;
         }
@@ -676,7 +678,7 @@ impl Loop {
                 self.entries.insert(
                     id,
                     Entry {
-                        rtc,
+                        rtc: DrivenRtc::new(rtc),
                         events,
                         outbox: Outbox::default(),
                         deadline: now,
@@ -738,14 +740,27 @@ impl Loop {
         }
     }
 
-    /// Runs `f` on a session's `Rtc` under the panic guard; None: no such session.
+    /// Gives a session's `Rtc` an input under the panic guard (the caller drains it after);
+    /// None: no such session.
     fn with_rtc(&mut self, id: RtcId, f: impl FnOnce(&mut Rtc) -> Turn) -> Option<Turn> {
         let e = self.entries.get_mut(&id)?;
         let rtc = &mut e.rtc;
         Some(
-            catch_unwind(AssertUnwindSafe(|| f(rtc)))
+            catch_unwind(AssertUnwindSafe(|| rtc.input(f)))
                 .unwrap_or_else(|p| Err(SessionEnd::panicked(p))),
         )
+    }
+
+    /// str0m's rule, checked after every turn of the loop: no session may be left with an
+    /// input not followed by a whole drain. A break of it is a bug in this module: in a debug
+    /// build (every test) it panics, in a release build it is logged.
+    fn check_drained(&self) {
+        if let Some((id, _)) = self.entries.iter().find(|(_, e)| e.rtc.undrained()) {
+            if cfg!(debug_assertions) {
+                panic!("session {id:?} took an input without a drain after it");
+            }
+            tracing::error!(session = ?id, "a session took an input without a drain after it");
+        }
     }
 
     fn on_send(&mut self, o: Outgoing) {
@@ -768,15 +783,17 @@ impl Loop {
             .map(|&(_, pt)| pt);
         let rtc = &mut e.rtc;
         let written = catch_unwind(AssertUnwindSafe(|| {
-            let writer = rtc.writer(mid)?;
-            let pt = match cached {
-                Some(pt) => pt,
-                None => writer
-                    .payload_params()
-                    .find(|p| p.spec().codec == codec.to_str0m())
-                    .map(|p| p.pt())?,
-            };
-            Some(writer.write(pt, wallclock, rtp_time, data).map(|()| pt))
+            rtc.input(|rtc| {
+                let writer = rtc.writer(mid)?;
+                let pt = match cached {
+                    Some(pt) => pt,
+                    None => writer
+                        .payload_params()
+                        .find(|p| p.spec().codec == codec.to_str0m())
+                        .map(|p| p.pt())?,
+                };
+                Some(writer.write(pt, wallclock, rtp_time, data).map(|()| pt))
+            })
         }));
         let turn = match written {
             Ok(Some(Ok(pt))) => {

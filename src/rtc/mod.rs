@@ -8,6 +8,7 @@
 //! are packetized again, never decoded. That keeps one code path for recording, relaying and
 //! the synthetic publisher, with str0m's NACK/RTX and sender reports on both sides.
 
+mod driven;
 mod media_loop;
 mod pacing;
 mod route;

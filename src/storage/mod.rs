@@ -13,8 +13,8 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -22,12 +22,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod config;
+pub mod fetch;
 pub mod journal;
 pub mod queue;
 pub mod upload;
 
 pub use config::{KeepLocal, KeyTemplate, KeyVars, StorageConfig};
+pub use fetch::{FetchError, Fetched};
 pub use queue::{FileKind, Pending, Queue};
+
+/// The extensions of recordings' media files: what `keep_local` deletes once uploaded
+/// (sidecars, levels and room manifests stay, small, as the index the API and the page read).
+const MEDIA_EXTENSIONS: [&str; 2] = ["webm", "mkv"];
 
 use crate::backoff::Backoff;
 use crate::events::{EventKind, Events};
@@ -67,7 +73,12 @@ pub struct Uploads {
     configured: Arc<AtomicBool>,
     /// Files handed over and not yet in the queue on disk (see [`Uploads::settle`]).
     handed: Arc<AtomicUsize>,
+    /// The bucket of the `[storage]` now, to read uploaded files back ([`Uploads::fetch`]).
+    bucket: SharedBucket,
 }
+
+/// The bucket the upload task opened last, shared with the readers.
+type SharedBucket = Arc<RwLock<Option<Arc<dyn Bucket>>>>;
 
 impl Uploads {
     /// No uploads, whatever the config says (tests, tools).
@@ -77,6 +88,7 @@ impl Uploads {
             queue: None,
             configured: Arc::default(),
             handed: Arc::default(),
+            bucket: Arc::default(),
         }
     }
 
@@ -95,8 +107,10 @@ impl Uploads {
         let (tx, rx) = mpsc::unbounded_channel();
         let configured = Arc::new(AtomicBool::new(config.is_some()));
         let handed = Arc::new(AtomicUsize::new(0));
+        let bucket = SharedBucket::default();
         let runner = Runner {
             handed: handed.clone(),
+            shared_bucket: bucket.clone(),
             queue: queue.clone(),
             journals,
             events,
@@ -114,6 +128,7 @@ impl Uploads {
             queue: Some(queue),
             configured,
             handed,
+            bucket,
         })
     }
 
@@ -134,13 +149,43 @@ impl Uploads {
         self.queue.as_ref().is_some_and(|q| q.is_uploaded(path))
     }
 
-    /// Forgets files deleted locally (by retention) from the ledger of uploads.
+    /// Forgets files deleted locally (by retention) from the ledger of uploads. A sidecar's
+    /// going forgets its media file too: once `keep_local` deleted that, its ledger entry
+    /// was the only note of where the recording went, and now nothing lists it any more.
     pub fn forget(&self, deleted: &[PathBuf]) {
         if let Some(q) = &self.queue {
             for path in deleted {
                 q.forget(path);
+                if path.extension().is_some_and(|e| e == "json") {
+                    for ext in MEDIA_EXTENSIONS {
+                        q.forget(&path.with_extension(ext));
+                    }
+                }
             }
         }
+    }
+
+    /// Whether `path` is in the bucket, uploaded and verified (its local copy may be gone).
+    pub fn is_uploaded(&self, path: &Path) -> bool {
+        self.queue.as_ref().is_some_and(|q| q.is_uploaded(path))
+    }
+
+    /// Reads back (a range of) the uploaded copy of `path`, for a recording whose local file
+    /// `keep_local` deleted: the recordings page still plays it, through the daemon, so the
+    /// bucket needs no public endpoint and no presigned URL leaves the host.
+    pub async fn fetch(&self, path: &Path, range: Option<&str>) -> Result<Fetched, FetchError> {
+        let key = self
+            .queue
+            .as_ref()
+            .and_then(|q| q.uploaded_key(path))
+            .ok_or(FetchError::NotUploaded)?;
+        let bucket = self
+            .bucket
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(FetchError::NoStorage)?;
+        fetch::fetch(&*bucket, &key, range).await
     }
 
     /// A recording's file (or one part of it) and its sidecar are finished.
@@ -205,6 +250,12 @@ fn date_of(rfc3339: &str) -> String {
     rfc3339.get(..10).unwrap_or("unknown-date").to_owned()
 }
 
+/// Whether `path` is a recording's media file (not a sidecar or manifest).
+fn is_media(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| MEDIA_EXTENSIONS.iter().any(|m| e == *m))
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -215,6 +266,8 @@ fn file_name(path: &Path) -> String {
 struct Runner {
     /// [`Uploads::handed`].
     handed: Arc<AtomicUsize>,
+    /// [`Uploads::bucket`].
+    shared_bucket: SharedBucket,
     queue: Queue,
     journals: Journals,
     events: Events,
@@ -318,6 +371,10 @@ impl Runner {
                 }
             },
         };
+        *self
+            .shared_bucket
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = self.bucket.clone();
         self.config = config;
         self.backoff.reset();
         self.retry_at = None;
@@ -420,10 +477,11 @@ impl Runner {
     /// deleted if `keep_local` says so.
     async fn uploaded(&mut self, item: Pending, up: Uploaded) {
         let queue = self.queue.clone();
-        let delete_now = self
-            .config
-            .as_ref()
-            .is_some_and(|c| c.keep_local == KeepLocal::UntilUploaded);
+        let delete_now = item.kind == FileKind::Media
+            && self
+                .config
+                .as_ref()
+                .is_some_and(|c| c.keep_local == KeepLocal::UntilUploaded);
         let it = item.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = queue.mark_uploaded(&it.path, &it.key) {
@@ -457,9 +515,9 @@ impl Runner {
             if !delete_now {
                 return;
             }
+            // The ledger keeps the entry: it says where the recording is now.
             match std::fs::remove_file(&item.path) {
                 Ok(()) => {
-                    queue.forget(&item.path);
                     tracing::info!(path = %item.path.display(), "keep_local: deleted the uploaded local copy");
                 }
                 Err(e) => {
@@ -470,7 +528,8 @@ impl Runner {
         .await;
     }
 
-    /// `keep_local = N` days: deletes uploaded files last written more than N days ago.
+    /// `keep_local = N` days: deletes uploaded media files last written more than N days ago;
+    /// forgets ledger entries whose recording is gone altogether (its sidecar too).
     async fn keep_local_sweep(&self) {
         let Some(KeepLocal::Days(days)) = self.config.as_ref().map(|c| c.keep_local) else {
             return;
@@ -480,13 +539,17 @@ impl Runner {
         let _ = tokio::task::spawn_blocking(move || {
             let now = std::time::SystemTime::now();
             for (path, _) in queue.uploaded() {
-                let old = std::fs::metadata(&path)
+                let media = is_media(&path);
+                let old = media
+                    && std::fs::metadata(&path)
                     .and_then(|m| m.modified())
                     .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > keep));
                 if old && std::fs::remove_file(&path).is_ok() {
                     tracing::info!(path = %path.display(), days = days.get(), "keep_local: deleted the uploaded local copy");
                 }
-                if !path.exists() {
+                let gone = !path.exists()
+                    && (!media || !path.with_extension("json").exists());
+                if gone {
                     queue.forget(&path);
                 }
             }

@@ -130,6 +130,13 @@ impl Queue {
         self.done.join(ledger_name(path)).is_file()
     }
 
+    /// The key `path` was uploaded under, if it was.
+    pub fn uploaded_key(&self, path: &Path) -> Option<String> {
+        let entry = std::fs::read(self.done.join(ledger_name(path))).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&entry).ok()?;
+        Some(v.get("key")?.as_str()?.to_owned())
+    }
+
     /// Every file in the ledger: its path and key.
     pub fn uploaded(&self) -> Vec<(PathBuf, String)> {
         let Ok(dir) = std::fs::read_dir(&self.done) else {
@@ -190,6 +197,8 @@ mod tests {
         q.mark_uploaded(p, "k").unwrap();
         assert!(q.is_uploaded(p));
         assert_eq!(q.uploaded(), vec![(p.to_owned(), "k".to_owned())]);
+        assert_eq!(q.uploaded_key(p).as_deref(), Some("k"));
+        assert_eq!(q.uploaded_key(Path::new("/r/other.webm")), None);
         assert!(!q.is_uploaded(Path::new("/r/other.webm")));
         q.forget(p);
         assert!(!q.is_uploaded(p));

@@ -1137,21 +1137,56 @@ pub fn agreement_with_ffprobe(
 
 /// GETs `path` from `addr` inside the namespace; returns the response body.
 pub fn http_get(ns: &Netns, addr: &str, path: &str) -> String {
+    let r = http_request(ns, addr, path, &[]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// An HTTP answer: its status, its head (status line and headers) and its body.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// GETs `path` from `addr` inside the namespace with more `headers` (`Name: value`).
+pub fn http_request(ns: &Netns, addr: &str, path: &str, headers: &[&str]) -> HttpAnswer {
     use std::io::{Read, Write};
     let (addr, path) = (addr.to_string(), path.to_string());
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     in_netns(ns, move || {
         let mut stream =
             std::net::TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n"
         )
         .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        body.to_string()
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(response.len());
+        let head = String::from_utf8_lossy(&response[..split]).into_owned();
+        let body = response.get(split + 4..).unwrap_or_default().to_vec();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head:?}"));
+        HttpAnswer { status, head, body }
     })
 }
 

@@ -381,8 +381,10 @@ async function meetingView(id) {
   show(title, info, el('div', { class: 'tiles', id: 'tiles' }, tiles.map((t) => t.tile)),
     el('div', { class: 'transport' }, playBtn, range, time, speed),
     lanes, el('h2', {}, 'Recordings'), list,
-    el('p', { class: 'downloads' }, el('a', { id: 'room-file', href: API + '/meetings/' + idPath(m.id) + '/room.mkv', download: '' },
-      'The whole room as one Matroska file (every track on the room clock, nothing re-encoded)')));
+    el('p', { class: 'downloads' }, m.recordings.every((r) => r.local)
+      ? el('a', { id: 'room-file', href: API + '/meetings/' + idPath(m.id) + '/room.mkv', download: '' },
+        'The whole room as one Matroska file (every track on the room clock, nothing re-encoded)')
+      : 'The files are in object storage: download them one by one from each recording.'));
   lanes.style.position = 'relative';
   lanes.append(cursor);
   for (const t of tiles) drawSpeech(t, total);
@@ -449,12 +451,14 @@ async function recordingView(id) {
       row('State', r.state), row('Started', localTime(s.started_at)),
       row('Ended', s.ended_at ? localTime(s.ended_at) : null), row('End reason', s.end_reason),
       row('Duration', r.duration_ms !== null ? clock(r.duration_ms / 1000) : null),
-      row('Size', bytes(r.bytes)), row('Codecs', [s.video_codec, s.audio_codec].filter(Boolean).join(' + ')),
+      row('Size', bytes(r.bytes)),
+      row('Stored', r.local ? (r.uploaded ? 'here and in object storage' : 'here') : 'in object storage (played from there)'),
+      row('Codecs', [s.video_codec, s.audio_codec].filter(Boolean).join(' + ')),
       row('Container', s.container), row('Part', String(s.part)),
       row('Clocks', [s.video_clock, s.audio_clock].filter(Boolean).join(', ')))),
     el('h2', {}, 'Check: ', el('span', { class: 'verdict-' + c.status }, c.status)),
     problems,
-    el('div', { class: 'timeline' }, el('img', { alt: 'timeline of the file', src: API + '/recordings/' + idPath(r.id) + '/timeline.svg' })),
+    r.local ? el('div', { class: 'timeline' }, el('img', { alt: 'timeline of the file', src: API + '/recordings/' + idPath(r.id) + '/timeline.svg' })) : '',
     el('h2', {}, 'Downloads'),
     el('p', { class: 'downloads', id: 'downloads' },
       el('a', { href: fileUrl(r.id), download: r.file }, 'The file (' + bytes(r.bytes) + ')'),
@@ -464,10 +468,13 @@ async function recordingView(id) {
   try {
     const list = await getJSON('/meetings?room=' + encodeURIComponent(r.id.split('~')[0]));
     const m = list.meetings.find((x) => x.recordings.some((x2) => x2.id === r.id));
+    if (m && m.recordings.every((x) => x.local)) {
+      document.getElementById('downloads').append(
+        el('a', { id: 'room-file', href: API + '/meetings/' + idPath(m.id) + '/room.mkv', download: '' }, 'The whole room (one Matroska file)'));
+    }
     if (m) {
       const offset = m.recordings.find((x) => x.id === r.id).offset_ms / 1000;
       document.getElementById('downloads').append(
-        el('a', { id: 'room-file', href: API + '/meetings/' + idPath(m.id) + '/room.mkv', download: '' }, 'The whole room (one Matroska file)'),
         el('a', { id: 'in-meeting', href: '/meeting/' + idPath(m.id) + '?t=' + formatT(offset) }, 'Watch it in its meeting'));
     }
   } catch (_) { /* not shared with this viewer */ }

@@ -271,3 +271,18 @@ fn layer_switches_are_parsed() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn participants_lists_give_the_publishing_feeds() {
+    let data = serde_json::json!({"videoroom": "participants", "room": 1, "participants": [
+        {"id": 7, "display": "a", "publisher": true},
+        {"id": 8, "display": "watching", "publisher": false},
+        {"id": "x-9", "publisher": true},
+        {"id": [1], "publisher": true},
+        {"publisher": true}
+    ]});
+    let feeds = publishing(&data);
+    assert_eq!(feeds.len(), 2, "{feeds:?}");
+    assert!(is_publishing(&data, &feeds[0]));
+    assert!(!is_publishing(&serde_json::json!({"videoroom": "participants"}), &feeds[0]));
+}
