@@ -28,7 +28,7 @@ use crate::secret::Secret;
 pub const DEFAULT_MEDIA: &str = "media/clip.webm";
 
 /// How long a publisher keeps its session up after its last frame, so that the last packets
-/// (spread over up to about 250 ms at high rates) and any retransmission asked for reach
+/// (spread over a frame interval or so at a steady rate) and any retransmission asked for reach
 /// Janus before it leaves.
 const LINGER: Duration = Duration::from_millis(500);
 

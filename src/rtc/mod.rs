@@ -498,7 +498,7 @@ impl RtcSession {
     }
 
     /// Waits (1 s at most) until every frame sent so far is in str0m; the loop then spreads
-    /// its packets out within about 250 ms (`spread`): before leaving, so the last frames
+    /// its packets out (`spread`: within a frame interval at a steady rate, a second at most): before leaving, so the last frames
     /// are not cut off.
     pub async fn sent(&self) {
         let (tx, rx) = oneshot::channel();
