@@ -360,7 +360,7 @@ bench_all() { # every N of $feeds_list, into $out, with $clip
 }
 
 report() { # the tables of $out
-    python3 scripts/bench_report.py table "$out"
+    [ -n "${BENCH_SUBSCRIBE_ONLY:-}" ] || python3 scripts/bench_report.py table "$out"
     for n in $feeds_list; do
         [ -s "$out/n$n/api-summary.txt" ] && { echo; cat "$out/n$n/api-summary.txt"; }
         [ -s "$out/n$n/upload-summary.txt" ] && { echo; cat "$out/n$n/upload-summary.txt"; }
@@ -377,6 +377,7 @@ report() { # the tables of $out
         echo '```'
     done
 }
+
 if [ -z "$rates_list" ]; then
     bench_all
 else

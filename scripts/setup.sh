@@ -2,7 +2,7 @@
 # Installs everything janus-recorder needs to build, run its demo and run its tests on a fresh
 # Debian machine (run as root): the build tools for str0m's and libopus's C parts, Janus 1.1.2
 # with its demos (janus.js) and tools (janus-pp-rec), Chromium for the test publishers, ffmpeg,
-# mkvtoolnix and iproute2, cargo-deb for the Debian package, and the S3 server Garage for the
+# mkvtoolnix and iproute2, etcd (and protoc for its client's build), cargo-deb for the Debian package, and the S3 server Garage for the
 # [storage] tests. Safe to run again.
 set -euo pipefail
 
@@ -27,6 +27,9 @@ packages=(
     # a disk that stalls, for the stalled-disk test (tests/support/stallfs.py, a FUSE file
     # system through fusepy)
     libfuse2 fuse3
+    # `[cluster]`: etcd, the coordination store of the fleet tests and demo (etcdctl with it);
+    # protoc and its well-known .proto files for the etcd-client crate's build script
+    etcd-server etcd-client protobuf-compiler libprotobuf-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -46,6 +49,8 @@ fi
 # The Debian package starts Janus as a service on port 8188; the tests and the demo run their
 # own Janus inside network namespaces, so the system one is not needed.
 systemctl disable --now janus >/dev/null 2>&1 || true
+# Likewise etcd: the fleet tests start their own inside their namespaces.
+systemctl disable --now etcd >/dev/null 2>&1 || true
 
 # The synthetic publisher's default clip (made here, not kept in the repository).
 [ -s "$(dirname "$0")/../media/clip.webm" ] || "$(dirname "$0")/make-clip.sh" >/dev/null

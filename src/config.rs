@@ -39,6 +39,8 @@ pub struct Config {
     pub webhooks: Vec<crate::events::WebhookConfig>,
     /// `[storage]`: the bucket finished recordings are uploaded to (see [`crate::storage`]).
     pub storage: Option<crate::storage::StorageConfig>,
+    /// `[cluster]`: share the rooms with other instances through etcd (see [`crate::fleet`]).
+    pub cluster: Option<crate::fleet::ClusterConfig>,
 }
 
 /// Where the HTTP server listens when `[http]` is given without `listen`.
@@ -429,6 +431,11 @@ impl Config {
             storage
                 .validate()
                 .map_err(|(k, problem)| (format!("storage.{k}"), problem))?;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .validate()
+                .map_err(|(k, problem)| (format!("cluster.{k}"), problem))?;
         }
         for (i, room) in self.rooms.iter().enumerate() {
             let key = |k: &str| format!("rooms[{i}].{k}");
@@ -1094,6 +1101,37 @@ mod tests {
             "0640: only the listener"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `[cluster]` is optional; its problems name the file, the key under `cluster.` and
+    /// the problem.
+    #[test]
+    fn cluster_is_parsed_and_its_errors_name_the_key() {
+        assert!(parse(GOOD).unwrap().cluster.is_none());
+        let ok = parse(&format!(
+            "{GOOD}[cluster]\nendpoints = [\"http://10.0.0.5:2379\"]\ninstance = \"rec-a\"\n\
+             user = \"u\"\npassword = {{ env = \"HOME\" }}\n"
+        ))
+        .unwrap();
+        let c = ok.cluster.unwrap();
+        assert_eq!((c.instance.as_str(), c.lease_ttl.as_secs()), ("rec-a", 10));
+        for (extra, key) in [
+            ("lease_ttl = \"1s\"", "cluster.lease_ttl"),
+            ("lease_ttl = 10", "cluster.lease_ttl"),
+            ("password = \"p\"", "cluster.user"),
+            ("tls = true", "cluster.tls"),
+        ] {
+            let e = parse(&format!(
+                "{GOOD}[cluster]\nendpoints = [\"http://e:2379\"]\ninstance = \"a\"\n{extra}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{extra}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with("config error in /etc/jr.toml: key `cluster"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

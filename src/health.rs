@@ -21,6 +21,8 @@ pub struct Health {
     room_states: Mutex<HashMap<RoomId, RoomState>>,
     /// Rooms discovery found but does not record, and why.
     skipped: Mutex<Vec<(String, String)>>,
+    /// In a fleet: the instance holding each room's key, as this one last saw it.
+    holders: Mutex<HashMap<RoomId, String>>,
     last_error: Mutex<Option<(String, SystemTime)>>,
     next_loop: AtomicU64,
     /// The last time each running feed loop went round.
@@ -118,6 +120,18 @@ impl Health {
         if let Ok(mut s) = self.skipped.lock() {
             *s = skipped;
         }
+    }
+
+    /// In a fleet: every room's holder, as the fleet last saw them.
+    pub fn set_room_holders(&self, holders: HashMap<RoomId, String>) {
+        if let Ok(mut h) = self.holders.lock() {
+            *h = holders;
+        }
+    }
+
+    /// In a fleet: the instance holding `room`'s key (none: nobody, or not a fleet).
+    pub fn room_holder(&self, room: &RoomId) -> Option<String> {
+        self.holders.lock().ok()?.get(room).cloned()
     }
 
     /// Feeds of `room` being written now.

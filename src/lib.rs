@@ -12,6 +12,7 @@ pub mod config;
 pub mod discovery;
 pub mod events;
 pub mod feed;
+pub mod fleet;
 pub mod health;
 pub mod http;
 pub mod ids;

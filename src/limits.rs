@@ -111,6 +111,11 @@ impl FeedSlots {
         self.0.max.load(Ordering::Relaxed)
     }
 
+    /// The feeds running now.
+    pub fn used(&self) -> usize {
+        self.0.used.load(Ordering::Relaxed)
+    }
+
     /// Changes whenever a slot is given back (or the limit raised by a reload).
     pub fn freed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.freed.subscribe()

@@ -27,6 +27,14 @@ struct Contents {
     room: RoomId,
     /// The Janus server's URL.
     janus: String,
+    /// In a fleet: the instance that watched the room, and its claim's fencing token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fencing_token: Option<i64>,
+    /// In a fleet, a takeover: the instance that held the room before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    taken_over_from: Option<String>,
     started_at: String,
     ended_at: Option<String>,
     /// Why the watch ended (`shutdown`, `connection-lost`, `reconfigured`, ...).
@@ -55,8 +63,14 @@ struct State {
 }
 
 impl RoomManifest {
-    /// Starts the manifest of a watch of `room` on the Janus at `janus`, now.
-    pub fn create(dir: &Path, room: &RoomId, janus: &str) -> std::io::Result<RoomManifest> {
+    /// Starts the manifest of a watch of `room` on the Janus at `janus`, now (under `claim`,
+    /// in a fleet).
+    pub fn create(
+        dir: &Path,
+        room: &RoomId,
+        janus: &str,
+        claim: Option<&crate::fleet::Claim>,
+    ) -> std::io::Result<RoomManifest> {
         let now = SystemTime::now();
         let room_dir = room_dir(dir, room)?;
         let stem = file_stamp(now);
@@ -70,6 +84,9 @@ impl RoomManifest {
         let contents = Contents {
             room: room.clone(),
             janus: janus.to_owned(),
+            instance: claim.map(|c| c.instance.to_string()),
+            fencing_token: claim.map(|c| c.revision),
+            taken_over_from: claim.and_then(|c| c.after.as_ref().map(|h| h.instance.clone())),
             started_at: rfc3339(now),
             ended_at: None,
             end_reason: None,
@@ -161,7 +178,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let room = RoomId::from(42);
-        let m = Arc::new(RoomManifest::create(&dir, &room, "ws://janus:8188").unwrap());
+        let m = Arc::new(RoomManifest::create(&dir, &room, "ws://janus:8188", None).unwrap());
         let read = || -> serde_json::Value {
             serde_json::from_str(&std::fs::read_to_string(m.path()).unwrap()).unwrap()
         };
@@ -188,7 +205,7 @@ mod tests {
         m.close("shutdown");
         assert_eq!(read()["end_reason"], "shutdown");
         // A second watch begun in the same second gets its own file.
-        let again = RoomManifest::create(&dir, &room, "ws://janus:8188").unwrap();
+        let again = RoomManifest::create(&dir, &room, "ws://janus:8188", None).unwrap();
         assert_ne!(again.path(), m.path());
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -201,7 +218,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let room = RoomId::from(43);
-        let m = Arc::new(RoomManifest::create(&dir, &room, "ws://janus:8188").unwrap());
+        let m = Arc::new(RoomManifest::create(&dir, &room, "ws://janus:8188", None).unwrap());
         let listed = || -> usize {
             let v: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(m.path()).unwrap()).unwrap();

@@ -406,7 +406,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let room = RoomId::from(42);
-        let m = Arc::new(RoomManifest::create(&dir, &room, "ws://janus:8188").unwrap());
+        let m = Arc::new(RoomManifest::create(&dir, &room, "ws://janus:8188", None).unwrap());
         let room_dir = m.path().parent().unwrap().to_owned();
         for (feed, name, start) in [
             (1u64, "Alice", "2026-12-01T10:00:00.500Z"),

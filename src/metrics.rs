@@ -24,6 +24,18 @@ pub fn install()
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge};
     describe_gauge!(
+        "janus_recorder_fleet_rooms_held",
+        "[cluster]: rooms whose etcd key this instance holds"
+    );
+    describe_counter!(
+        "janus_recorder_fleet_claims_total",
+        "[cluster]: rooms claimed, by whether another instance held them before (takeover)"
+    );
+    describe_counter!(
+        "janus_recorder_fleet_etcd_reconnects_total",
+        "[cluster]: connections to etcd lost and made again"
+    );
+    describe_gauge!(
         "janus_recorder_feeds_recording",
         "Feeds being written to a file now."
     );
@@ -177,6 +189,23 @@ pub fn receive_stats(lost: u64, nacks: u64) {
 /// We asked Janus for a keyframe (PLI).
 pub fn keyframe_requested() {
     metrics::counter!("janus_recorder_keyframe_requests_total").increment(1);
+}
+
+/// `[cluster]`: the rooms this instance (named in the label) holds.
+pub fn fleet_rooms_held(instance: &str, rooms: u64) {
+    metrics::gauge!("janus_recorder_fleet_rooms_held", "instance" => instance.to_owned())
+        .set(rooms as f64);
+}
+
+/// `[cluster]`: a room claimed; `takeover` when another instance held it before.
+pub fn fleet_claim(takeover: bool) {
+    let kind = if takeover { "takeover" } else { "free" };
+    metrics::counter!("janus_recorder_fleet_claims_total", "kind" => kind).increment(1);
+}
+
+/// `[cluster]`: the connection to etcd was lost.
+pub fn fleet_reconnect() {
+    metrics::counter!("janus_recorder_fleet_etcd_reconnects_total").increment(1);
 }
 
 pub fn reconnect() {

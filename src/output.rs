@@ -282,6 +282,12 @@ pub struct Sidecar {
     /// `previous_part` is the last file before the failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_after: Option<String>,
+    /// In a fleet (`[cluster]`): the instance that recorded this file, and its claim's
+    /// fencing token (the etcd revision of the room key: larger for each new claim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<i64>,
     /// Which clock placed each track: `capture-time`, `sender-report` or `arrival`.
     pub audio_clock: Option<String>,
     pub video_clock: Option<String>,
@@ -321,6 +327,8 @@ impl Sidecar {
             previous_part: None,
             next_part: None,
             resumed_after: None,
+            recorded_by: None,
+            fencing_token: None,
             audio_clock: None,
             video_clock: None,
         }

@@ -16,6 +16,7 @@ use crate::config::RoomConfig;
 use crate::events::EventKind;
 use crate::feed::relay::RelayTarget;
 use crate::feed::{self, EndReason, FeedEnd, FeedSettings, FeedSpec, Resume};
+use crate::fleet::Claim;
 use crate::health::RoomState;
 use crate::ids::FeedId;
 use crate::janus::messages::{Incoming, Publisher, VideoRoomEvent};
@@ -80,18 +81,20 @@ impl RoomStop {
     }
 }
 
-/// Watches `room` on `session` until told to stop or until the connection is lost.
+/// Watches `room` on `session` until told to stop or until the connection is lost; in a
+/// fleet, under this instance's `claim` on it.
 pub async fn watch(
     session: Session,
     settings: Arc<FeedSettings>,
     room: RoomConfig,
+    claim: Option<Arc<Claim>>,
     stop: RoomStop,
 ) {
     let shutdown = &stop.room;
     let health = &settings.health;
     loop {
         health.set_room_state(&room.room, RoomState::Joining);
-        match watch_once(&session, &settings, &room, &stop).await {
+        match watch_once(&session, &settings, &room, claim.as_ref(), &stop).await {
             RoomEnd::Shutdown | RoomEnd::ConnectionLost => break,
             RoomEnd::Retry(why) => {
                 tracing::error!(reason = %why, "room not recorded; retrying in {ROOM_RETRY:?}");
@@ -112,6 +115,7 @@ async fn watch_once(
     session: &Session,
     settings: &Arc<FeedSettings>,
     room: &RoomConfig,
+    claim: Option<&Arc<Claim>>,
     stop: &RoomStop,
 ) -> RoomEnd {
     let (mut handle, private_id, publishers) = match join(session, room).await {
@@ -134,7 +138,7 @@ async fn watch_once(
     );
     let manifest = room.record.then(|| {
         let janus = crate::janus::redacted(session.url());
-        match RoomManifest::create(&settings.out_dir, &room.room, &janus) {
+        match RoomManifest::create(&settings.out_dir, &room.room, &janus, claim.map(|c| &**c)) {
             Ok(m) => Some(Arc::new(m)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot write the room manifest; recording without it");
@@ -154,7 +158,25 @@ async fn watch_once(
         manifest: manifest.flatten(),
         waiting: VecDeque::new(),
         retries: Vec::new(),
+        claim: claim.cloned(),
+        taken_over: HashMap::new(),
     };
+    // A takeover: each feed still publishing goes on from the previous holder's last part.
+    if let Some(claim) = claim {
+        let from = claim.after.as_ref().map(|h| h.instance.clone());
+        for (feed, last) in claim.take_links() {
+            let why = format!(
+                "taken over from instance {}",
+                from.as_deref().unwrap_or("?")
+            );
+            let resume = Resume {
+                previous: Some(last),
+                why,
+                attempt: 0,
+            };
+            feeds.taken_over.insert(feed, resume);
+        }
+    }
     for p in publishers {
         feeds.start(p, None);
     }
@@ -276,6 +298,11 @@ struct Feeds {
     relay: Option<Arc<RelayTarget>>,
     /// This watch's room manifest (recorded rooms), shared by its feeds.
     manifest: Option<Arc<RoomManifest>>,
+    /// In a fleet: this instance's claim on the room.
+    claim: Option<Arc<Claim>>,
+    /// A takeover: the feeds the previous holder recorded, each going on from its last part
+    /// (taken when the feed is first subscribed).
+    taken_over: HashMap<FeedId, Resume>,
 }
 
 impl Feeds {
@@ -314,6 +341,7 @@ impl Feeds {
             // A new publication: a retry still due for the old one has no business.
             self.retries.retain(|r| r.publisher.id != p.id);
         }
+        let resume = resume.or_else(|| self.taken_over.remove(&p.id));
         match &resume {
             None => span.in_scope(|| tracing::info!("publisher announced; subscribing")),
             Some(r) => span.in_scope(
@@ -342,6 +370,7 @@ impl Feeds {
             manifest: self.manifest.clone(),
             split_after: self.room.split_after.or(self.settings.split_after),
             resume,
+            claim: self.claim.clone(),
         };
         let run = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
         let task = async move {
@@ -382,6 +411,9 @@ impl Feeds {
         match self.running.remove(feed) {
             Some(r) => {
                 tracing::info!(%feed, display = ?r.display, %reason, "publisher gone");
+                if let Some(parts) = &self.settings.fleet {
+                    parts.ended(&self.room.room, feed);
+                }
                 let _ = r.stop.send(reason);
             }
             None => tracing::debug!(%feed, %reason, "not a feed we record"),

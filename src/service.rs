@@ -19,6 +19,7 @@ use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError, EXIT_CONFIG, NetworkConfig, OutputConfig, RoomsMode};
 use crate::events::Events;
 use crate::feed::FeedSettings;
+use crate::fleet::{Fleet, Held, sleep_until_some};
 use crate::health::Health;
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::limits::FeedSlots;
@@ -112,8 +113,13 @@ pub fn check(config_path: &Path) -> i32 {
                 .as_ref()
                 .map(|s| format!(", uploads to bucket {}", s.bucket))
                 .unwrap_or_default();
+            let fleet = config
+                .cluster
+                .as_ref()
+                .map(|c| format!(", instance {} of a fleet", c.instance))
+                .unwrap_or_default();
             println!(
-                "{}: OK ({rooms}, recordings in {}{api}{storage})",
+                "{}: OK ({rooms}, recordings in {}{api}{storage}{fleet})",
                 config_path.display(),
                 config.output.dir.display()
             );
@@ -246,6 +252,7 @@ fn feed_settings(
     shared: &Shared,
     own: &OwnFeeds,
     slots: &FeedSlots,
+    fleet: Option<&Fleet>,
 ) -> Arc<FeedSettings> {
     let health = &shared.health;
     apply_limits(config, slots);
@@ -259,6 +266,7 @@ fn feed_settings(
         events: shared.events.clone(),
         uploads: shared.uploads.clone(),
         server: config.janus.name.as_str().into(),
+        fleet: fleet.map(|f| f.parts.clone()),
     });
     let advertised: Vec<String> = media.candidates().iter().map(|a| a.to_string()).collect();
     tracing::info!(
@@ -338,6 +346,9 @@ fn on_hangup(path: &Path, config: &mut Config, notifier: &Notifier, health: &Hea
             );
             if new.http != config.http || new.metrics != config.metrics {
                 tracing::warn!("SIGHUP: a change to [http] listen takes effect after a restart");
+            }
+            if new.cluster != config.cluster {
+                tracing::warn!("SIGHUP: a change to [cluster] takes effect after a restart");
             }
             *config = new;
             if reconnect {
@@ -514,6 +525,18 @@ async fn serve(config_path: &Path, mut config: Config) {
     // Kept across reconnects and reloads: relays of an old session may still be leaving.
     let own = OwnFeeds::default();
     let slots = FeedSlots::new(config.max_feeds());
+    // `[cluster]`: the rooms are shared with the other instances; a room is watched only
+    // while this one holds its claim. (A change to `[cluster]` takes a restart.)
+    let fleet = config.cluster.clone().map(|cluster| {
+        tracing::info!(instance = %cluster.instance, endpoints = ?cluster.endpoints, ttl = ?cluster.lease_ttl, "in a fleet: sharing the rooms through etcd");
+        Fleet::start(
+            cluster,
+            &config.janus.name,
+            registry.clone(),
+            slots.clone(),
+            shutdown.clone(),
+        )
+    });
     // Built before each connection when missing: at start, and after a reload changed them
     // (then only once the old session's feeds have ended, so a fixed port is free again).
     let mut settings: Option<Arc<FeedSettings>> = None;
@@ -553,7 +576,7 @@ async fn serve(config_path: &Path, mut config: Config) {
             Some(s) => s,
             None => match media_loop(&config.network, media.take()).await {
                 Ok(m) => {
-                    let s = feed_settings(&config, &m.media, &shared, &own, &slots);
+                    let s = feed_settings(&config, &m.media, &shared, &own, &slots, fleet.as_ref());
                     media = Some(m);
                     settings = Some(s.clone());
                     s
@@ -588,6 +611,9 @@ async fn serve(config_path: &Path, mut config: Config) {
         };
         let opened = tokio::time::Instant::now();
         tracing::info!(session = %session.id(), "connected to Janus");
+        if let Some(f) = &fleet {
+            f.janus_up(true);
+        }
         if std::mem::take(&mut lost_a_session) {
             crate::metrics::reconnect();
         }
@@ -601,6 +627,9 @@ async fn serve(config_path: &Path, mut config: Config) {
             ))
         });
         let mut rooms = Rooms::new(session.clone(), current, shutdown.clone());
+        let mut held_changed = fleet.as_ref().map(|f| f.held.clone());
+        // Applies the wanted rooms (in a fleet, those claimed and not fenced); returns when
+        // the claims' fence comes, if they are valid now.
         let apply = |rooms: &mut Rooms| {
             let wanted = registry.wanted();
             health.set_rooms_configured(wanted.len());
@@ -611,10 +640,20 @@ async fn serve(config_path: &Path, mut config: Config) {
                     .map(|s| (s.room.to_string(), s.why))
                     .collect(),
             );
-            rooms.apply(&wanted);
+            let now = tokio::time::Instant::now();
+            let held = fleet.as_ref().map(|f| f.held.borrow().clone());
+            if let Some(h) = &held {
+                health.set_room_holders(h.holders.clone());
+            }
+            let claims = held
+                .as_ref()
+                .map(|h| h.valid_at(now).cloned().unwrap_or_default());
+            rooms.apply(&wanted, claims.as_ref());
+            held.and_then(|h| h.valid_until)
+                .filter(|until| *until > now)
         };
         wanted_changed.mark_unchanged();
-        apply(&mut rooms);
+        let mut fence = apply(&mut rooms);
         let mut stale = false;
         let cancel = loop {
             tokio::select! {
@@ -638,7 +677,12 @@ async fn serve(config_path: &Path, mut config: Config) {
                         break true;
                     }
                 },
-                Ok(()) = wanted_changed.changed() => apply(&mut rooms),
+                Ok(()) = wanted_changed.changed() => fence = apply(&mut rooms),
+                () = next_held(&mut held_changed) => fence = apply(&mut rooms),
+                () = sleep_until_some(fence) => {
+                    tracing::warn!("the etcd lease was not renewed in time: fenced, stopping this instance's rooms");
+                    fence = apply(&mut rooms);
+                }
                 Some(()) = rooms.reap() => {}
             }
         };
@@ -648,6 +692,10 @@ async fn serve(config_path: &Path, mut config: Config) {
         }
         let lasted = opened.elapsed();
         rooms.stop_all(cancel).await;
+        // The files are final: without Janus, the rooms are for the others to record.
+        if let Some(f) = &fleet {
+            f.janus_up(false);
+        }
         if stale {
             settings = None;
         }
@@ -663,6 +711,10 @@ async fn serve(config_path: &Path, mut config: Config) {
             retry_in = Some(wait);
         }
     }
+    // The files are final: the rooms are the others' now.
+    if let Some(f) = fleet {
+        f.release().await;
+    }
     supervisor.abort();
     sweeper.abort();
     expiry.abort();
@@ -671,6 +723,16 @@ async fn serve(config_path: &Path, mut config: Config) {
     shared.events_stop.cancel();
     side.shutdown_background();
     tracing::info!("stopped");
+}
+
+/// Waits for the fleet's claims to change; never, outside a fleet (or once its task ended).
+async fn next_held(held: &mut Option<tokio::sync::watch::Receiver<Held>>) {
+    if let Some(rx) = held
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// Hands a reloaded `[output]` to the retention task (which sweeps again at once if it

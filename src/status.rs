@@ -226,6 +226,24 @@ pub fn render(addr: SocketAddr, samples: &Samples, now: SystemTime) -> String {
             format!(" ({})", kinds.join(", "))
         }
     ));
+    for (instance, rooms) in by_label(samples, "janus_recorder_fleet_rooms_held", "instance") {
+        let claims = by_label(samples, "janus_recorder_fleet_claims_total", "kind");
+        let claims = |kind: &str| {
+            claims
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map_or(0, |(_, n)| *n as u64)
+        };
+        out.push_str(&format!(
+            "fleet: instance {} holds {} rooms; claimed since start: {} free, {} taken over; \
+             etcd reconnects: {}\n",
+            crate::text::Escaped(&instance),
+            rooms as u64,
+            claims("free"),
+            claims("takeover"),
+            count("janus_recorder_fleet_etcd_reconnects_total"),
+        ));
+    }
     out.push_str(&format!(
         "reconnects: {}; feeds refused at max_feeds: {}\n",
         count("janus_recorder_reconnects_total"),
@@ -309,6 +327,23 @@ janus_recorder_file_errors_total 1
             "{text}"
         );
         assert!(!render(addr, &parse(PAGE), SystemTime::UNIX_EPOCH).contains("uploads:"));
+    }
+
+    #[test]
+    fn renders_the_fleet_when_in_one() {
+        let addr = "127.0.0.1:9469".parse().unwrap();
+        let page = "janus_recorder_fleet_rooms_held{instance=\"rec-2\"} 3\n\
+                    janus_recorder_fleet_claims_total{kind=\"free\"} 2\n\
+                    janus_recorder_fleet_claims_total{kind=\"takeover\"} 1\n";
+        let text = render(addr, &parse(page), SystemTime::UNIX_EPOCH);
+        assert!(
+            text.contains(
+                "fleet: instance rec-2 holds 3 rooms; claimed since start: 2 free, 1 taken \
+                 over; etcd reconnects: 0\n"
+            ),
+            "{text}"
+        );
+        assert!(!render(addr, &parse(PAGE), SystemTime::UNIX_EPOCH).contains("fleet"));
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct FeedSettings {
     pub uploads: crate::storage::Uploads,
     /// The Janus server's name in the API and the events (`[janus] name`).
     pub server: Arc<str>,
+    /// In a fleet: where each feed's last part is told (a takeover links to it).
+    pub fleet: Option<crate::fleet::Parts>,
 }
 
 /// What one feed subscribes to.
@@ -78,8 +80,12 @@ pub struct FeedSpec {
     pub manifest: Option<Arc<crate::manifest::RoomManifest>>,
     /// Files this long are continued in a new part (the room's, else `[output]`'s).
     pub split_after: Option<Duration>,
-    /// This subscription goes on after a failure of the last one (see [`Resume`]).
+    /// This subscription goes on after a failure of the last one (see [`Resume`]), or
+    /// from another instance's last part (a takeover).
     pub resume: Option<Resume>,
+    /// In a fleet: this instance's claim on the room (its name and fencing token go into
+    /// the sidecar).
+    pub claim: Option<Arc<crate::fleet::Claim>>,
 }
 
 /// A recording's last file: its name and part number.
@@ -130,6 +136,9 @@ pub enum EndReason {
     ConnectionLost,
     /// `split_after` was reached: the publication goes on in the next part.
     Split,
+    /// In a fleet: this instance no longer holds the room's claim (it could not renew its
+    /// lease in time, or it lost it); another instance records the room.
+    HandedOver,
     Failed(Failure),
 }
 
@@ -167,6 +176,7 @@ impl fmt::Display for EndReason {
             EndReason::Stopped => f.write_str("stopped"),
             EndReason::ConnectionLost => f.write_str("connection-lost"),
             EndReason::Split => f.write_str("split"),
+            EndReason::HandedOver => f.write_str("handed-over"),
             EndReason::Failed(e) => write!(f, "error: {}", crate::text::Escaped(&e.to_string())),
         }
     }
@@ -814,6 +824,8 @@ impl Feed {
             part: before.as_ref().map_or(1, |p| p.part + 1),
             previous_part: before.map(|p| p.file),
             resumed_after: resumed.map(|r| r.why.clone()),
+            recorded_by: self.spec.claim.as_ref().map(|c| c.instance.to_string()),
+            fencing_token: self.spec.claim.as_ref().map(|c| c.revision),
             audio_clock: self.machine.clock_of(MediaKind::Audio),
             video_clock: self.machine.clock_of(MediaKind::Video),
             ..Sidecar::begun(
@@ -835,6 +847,13 @@ impl Feed {
         writer.write_sidecar(sidecar.clone(), paths.sidecar.clone());
         if let Some(m) = &self.spec.manifest {
             m.recording(&sidecar);
+        }
+        if let Some(parts) = &self.settings.fleet {
+            let last = LastPart {
+                file: sidecar.file.clone(),
+                part: sidecar.part,
+            };
+            parts.opened(&self.spec.room, &p.id, last);
         }
         tracing::info!(path = %paths.media.display(), "recording started");
         let outputs = self.outputs();

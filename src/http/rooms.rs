@@ -41,6 +41,10 @@ pub struct RoomEntry {
     pub reason: Option<String>,
     /// Feeds being written to files now.
     pub feeds_recording: usize,
+    /// In a fleet (`[cluster]`): the instance that holds the room's key and records it
+    /// (none: nobody holds it now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
     /// When an API room stops by itself.
     pub until: Option<String>,
 }
@@ -77,6 +81,7 @@ async fn list_rooms(State(api): State<Api>) -> Json<RoomList> {
             RoomEntry {
                 server: server.clone(),
                 feeds_recording: api.health.room_feeds(&w.config.room),
+                recorded_by: api.health.room_holder(&w.config.room),
                 room: w.config.room,
                 source: Some(w.source),
                 state: state.into(),
@@ -92,6 +97,7 @@ async fn list_rooms(State(api): State<Api>) -> Json<RoomList> {
         state: "skipped".into(),
         reason: Some(s.why),
         feeds_recording: 0,
+        recorded_by: None,
         until: None,
     }));
     Json(RoomList { rooms })
@@ -289,6 +295,7 @@ async fn start_room(
             state: "joining".into(),
             reason: None,
             feeds_recording: 0,
+            recorded_by: None,
             until: until.map(rfc3339),
         }),
     ))

@@ -1,7 +1,8 @@
 //! The room watchers of one Janus session, reconciled with the [`Registry`]'s wanted rooms:
 //! each watcher has its own stop token, so a change stops or starts one room without
 //! touching the others; rooms that stay as they were keep recording into the same files. A
-//! watcher that panics is logged and started again after a pause.
+//! watcher that panics is logged and started again after a pause. In a fleet (`[cluster]`)
+//! only the rooms this instance holds a claim on are watched, each with its claim.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -14,6 +15,7 @@ use tracing::Instrument;
 
 use crate::config::RoomConfig;
 use crate::feed::{EndReason, FeedSettings};
+use crate::fleet::Claim;
 use crate::health::Health;
 use crate::ids::RoomId;
 use crate::janus::Session;
@@ -22,12 +24,18 @@ use crate::room;
 
 use super::{ROOM_RESTART, SHUTDOWN_GRACE};
 
-/// Starts watching one room: `room::watch` on a session, or anything else in a test.
-pub(super) type Watch = Box<dyn Fn(RoomConfig, room::RoomStop) -> BoxFuture<'static, ()> + Send>;
+/// Starts watching one room (with this instance's claim on it, in a fleet): `room::watch` on
+/// a session, or anything else in a test.
+pub(super) type Watch =
+    Box<dyn Fn(RoomConfig, Option<Arc<Claim>>, room::RoomStop) -> BoxFuture<'static, ()> + Send>;
+
+/// In a fleet, the rooms this instance may record now and its claim on each.
+pub(super) type Claims = HashMap<RoomId, Arc<Claim>>;
 
 /// One running watcher.
 struct Running {
     wanted: Wanted,
+    claim: Option<Arc<Claim>>,
     stop: CancellationToken,
     /// Why it is being stopped, when not for the whole service.
     why: Arc<OnceLock<EndReason>>,
@@ -51,8 +59,14 @@ impl Rooms {
         shutdown: CancellationToken,
     ) -> Rooms {
         let health = settings.health.clone();
-        let watch: Watch = Box::new(move |room, stop| {
-            Box::pin(room::watch(session.clone(), settings.clone(), room, stop))
+        let watch: Watch = Box::new(move |room, claim, stop| {
+            Box::pin(room::watch(
+                session.clone(),
+                settings.clone(),
+                room,
+                claim,
+                stop,
+            ))
         });
         Rooms::with_watch(watch, health, shutdown, ROOM_RESTART)
     }
@@ -75,13 +89,14 @@ impl Rooms {
     }
 
     /// Starts watching `room` after `delay` (unless it is stopped meanwhile).
-    fn start_after(&mut self, wanted: Wanted, delay: Duration) {
+    fn start_after(&mut self, wanted: Wanted, claim: Option<Arc<Claim>>, delay: Duration) {
         let room = &wanted.config;
         let stop = self.shutdown.child_token();
         let why = Arc::new(OnceLock::new());
         let span = tracing::info_span!("room", room = %room.room);
         let watcher = (self.watch)(
             room.clone(),
+            claim.clone(),
             room::RoomStop {
                 service: self.shutdown.clone(),
                 room: stop.clone(),
@@ -97,8 +112,15 @@ impl Rooms {
         };
         let handle = self.tasks.spawn(task.instrument(span));
         self.task_room.insert(handle.id(), room.room.clone());
-        self.running
-            .insert(room.room.clone(), Running { wanted, stop, why });
+        self.running.insert(
+            room.room.clone(),
+            Running {
+                wanted,
+                claim,
+                stop,
+                why,
+            },
+        );
     }
 
     /// Waits for a room task to end and deals with it: a panicked watcher is logged and
@@ -121,19 +143,34 @@ impl Rooms {
         if let Some(r) = self.running.remove(&room)
             && !r.stop.is_cancelled()
         {
-            self.start_after(r.wanted, self.restart_after);
+            self.start_after(r.wanted, r.claim, self.restart_after);
         }
         Some(())
     }
 
     /// Stops rooms no longer wanted (or wanted differently: a new pin, say) and starts new
-    /// ones; rooms that stay as they were keep recording into the same files.
-    pub(super) fn apply(&mut self, wanted: &[Wanted]) {
+    /// ones; rooms that stay as they were keep recording into the same files. With `claims`
+    /// (a fleet), a wanted room is watched only while claimed, and a new claim is a new
+    /// watch.
+    pub(super) fn apply(&mut self, wanted: &[Wanted], claims: Option<&Claims>) {
+        let claim_of = |room: &RoomId| claims.map(|c| c.get(room).cloned());
+        let all = wanted;
+        let wanted: Vec<&Wanted> = all
+            .iter()
+            .filter(|w| claim_of(&w.config.room).is_none_or(|c| c.is_some()))
+            .collect();
         self.running.retain(|id, r| {
-            let now = wanted.iter().find(|w| w.config.room == *id);
-            let keep = now.is_some_and(|w| w.config == r.wanted.config);
+            let now = all.iter().find(|w| w.config.room == *id);
+            // In a fleet: the claim it was started under is still this instance's.
+            let same_claim = claim_of(id).is_none_or(|c| c == r.claim);
+            let keep = now.is_some_and(|w| w.config == r.wanted.config) && same_claim;
             if !keep {
                 let (reason, why) = match (r.wanted.source, now) {
+                    // Wanted still, but no longer ours: another instance records it.
+                    (_, Some(_)) if !same_claim => (
+                        EndReason::HandedOver,
+                        "this instance no longer holds the room's claim",
+                    ),
                     // Wanted still, but differently: the config changed it.
                     (_, Some(_)) | (Source::Config, None) => {
                         (EndReason::Reconfigured, "room removed from the config")
@@ -153,15 +190,16 @@ impl Rooms {
             match self.running.get_mut(&w.config.room) {
                 // The same room from another source now (the API's room added to the
                 // config): it goes on, known by its new source.
-                Some(r) => r.wanted = w.clone(),
+                Some(r) => r.wanted = (*w).clone(),
                 None => {
                     let why = match w.source {
                         Source::Config => "room added to the config",
                         Source::Api => "room started through the API",
                         Source::Discovered => "room found on Janus",
                     };
-                    tracing::info!(room = %w.config.room, "{why}; recording it");
-                    self.start_after(w.clone(), Duration::ZERO);
+                    let claim = claim_of(&w.config.room).flatten();
+                    tracing::info!(room = %w.config.room, revision = claim.as_ref().map(|c| c.revision), "{why}; recording it");
+                    self.start_after((*w).clone(), claim, Duration::ZERO);
                 }
             }
         }
@@ -188,6 +226,18 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// Rooms started with `watch`, and the service's stop token.
+    fn rooms_with(watch: Watch) -> (Rooms, CancellationToken) {
+        let shutdown = CancellationToken::new();
+        let rooms = Rooms::with_watch(
+            watch,
+            Arc::new(Health::default()),
+            shutdown.clone(),
+            ROOM_RESTART,
+        );
+        (rooms, shutdown)
+    }
+
     fn wanted(room: u64, source: Source) -> Wanted {
         Wanted {
             config: RoomConfig::recorded(RoomId::from(room)),
@@ -203,7 +253,7 @@ mod tests {
         let started = Arc::new(AtomicUsize::new(0));
         let running = Arc::new(AtomicUsize::new(0));
         let (s, r) = (started.clone(), running.clone());
-        let watch: Watch = Box::new(move |_room, stop| {
+        let watch: Watch = Box::new(move |_room, _claim, stop| {
             let n = s.fetch_add(1, Ordering::SeqCst);
             let r = r.clone();
             Box::pin(async move {
@@ -221,7 +271,7 @@ mod tests {
             Duration::from_millis(20),
         );
         let room = wanted(1234, Source::Config);
-        rooms.apply(std::slice::from_ref(&room));
+        rooms.apply(std::slice::from_ref(&room), None);
         tokio::time::timeout(Duration::from_secs(5), rooms.reap())
             .await
             .expect("the crash is reaped");
@@ -237,12 +287,64 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "not restarted");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        rooms.apply(std::slice::from_ref(&room));
+        rooms.apply(std::slice::from_ref(&room), None);
         assert_eq!(
             started.load(Ordering::SeqCst),
             2,
             "restarted once, kept on reload"
         );
+        shutdown.cancel();
+        rooms.stop_all(true).await;
+    }
+
+    /// In a fleet, a wanted room is watched only under a claim: fenced (no claims), it ends
+    /// `handed-over`; claimed again (the same claim, the fence healed) it is watched again;
+    /// a new claim is a new watch.
+    #[tokio::test]
+    async fn in_a_fleet_only_claimed_rooms_are_watched() {
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let l = log.clone();
+        let watch: Watch = Box::new(move |room, claim, stop| {
+            let l = l.clone();
+            let revision = claim.map_or(0, |c| c.revision);
+            l.lock()
+                .unwrap()
+                .push(format!("start {} {revision}", room.room));
+            Box::pin(async move {
+                stop.room.cancelled().await;
+                l.lock()
+                    .unwrap()
+                    .push(format!("end {} {}", room.room, stop.reason()));
+            })
+        });
+        let (mut rooms, shutdown) = rooms_with(watch);
+        let both = [wanted(1, Source::Config), wanted(2, Source::Config)];
+        let claim = |revision| Arc::new(Claim::new("rec-a".into(), revision, None));
+        let claims = |c: Option<Arc<Claim>>| -> Claims {
+            c.into_iter().map(|c| (RoomId::from(1), c)).collect()
+        };
+        let settle = || tokio::time::sleep(Duration::from_millis(30));
+        rooms.apply(&both, Some(&claims(Some(claim(5)))));
+        settle().await;
+        rooms.apply(&both, Some(&claims(None)));
+        settle().await;
+        rooms.apply(&both, Some(&claims(Some(claim(5)))));
+        settle().await;
+        rooms.apply(&both, Some(&claims(Some(claim(5)))));
+        rooms.apply(&both, Some(&claims(Some(claim(9)))));
+        settle().await;
+        assert_eq!(
+            *log.lock().unwrap(),
+            // (A new claim's watch is made as the old one is told to stop.)
+            [
+                "start 1 5",
+                "end 1 handed-over",
+                "start 1 5",
+                "start 1 9",
+                "end 1 handed-over"
+            ]
+        );
+        assert_eq!(rooms.running.len(), 1, "room 2 is another instance's");
         shutdown.cancel();
         rooms.stop_all(true).await;
     }
@@ -254,7 +356,7 @@ mod tests {
     async fn rooms_stop_with_their_sources_reason() {
         let ended: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let e = ended.clone();
-        let watch: Watch = Box::new(move |room, stop| {
+        let watch: Watch = Box::new(move |room, _claim, stop| {
             let e = e.clone();
             Box::pin(async move {
                 stop.room.cancelled().await;
@@ -263,22 +365,19 @@ mod tests {
                     .push((room.room.to_string(), stop.reason().to_string()));
             })
         });
-        let shutdown = CancellationToken::new();
-        let mut rooms = Rooms::with_watch(
-            watch,
-            Arc::new(Health::default()),
-            shutdown.clone(),
-            ROOM_RESTART,
+        let (mut rooms, shutdown) = rooms_with(watch);
+        rooms.apply(
+            &[
+                wanted(1, Source::Config),
+                wanted(2, Source::Api),
+                wanted(3, Source::Discovered),
+                wanted(4, Source::Api),
+            ],
+            None,
         );
-        rooms.apply(&[
-            wanted(1, Source::Config),
-            wanted(2, Source::Api),
-            wanted(3, Source::Discovered),
-            wanted(4, Source::Api),
-        ]);
         // Every watcher running (a watcher stopped before it began finalizes nothing).
         tokio::time::sleep(Duration::from_millis(50)).await;
-        rooms.apply(&[wanted(4, Source::Config)]);
+        rooms.apply(&[wanted(4, Source::Config)], None);
         for _ in 0..3 {
             tokio::time::timeout(Duration::from_secs(5), rooms.reap())
                 .await

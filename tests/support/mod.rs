@@ -6,6 +6,7 @@
 //! Missing tools fail the test with the command that installs them; nothing is skipped.
 #![allow(dead_code)] // each test binary uses a different part of the rig
 
+pub mod etcd;
 pub mod garage;
 
 use std::fs;
