@@ -37,6 +37,12 @@
 # one multistream subscription), and a pass with no subscriber at all; Janus's and the
 # probe's CPU are measured over the same steady window (from 15 s after the publishers start,
 # BENCH_SECS - 10 s long) and printed per mode: what a subscription costs Janus.
+# BENCH_BITRATE="2M 6M 12M 25M" runs the whole benchmark once per video bitrate, each with a
+# clip of that constant rate from scripts/make-clip.sh (VP8, BENCH_SIZE, default 1920x1080; use
+# 3840x2160 for 4K; kept in media/ as the tests keep theirs), output in
+# bench-output/rate-RATE/, and prints the rate with each table, which counts video frames sent
+# and written apart. Unset: the default clip (640x480, 400 kb/s).
+#
 # Needs root and scripts/setup.sh. Output and logs: bench-output/ (the baseline pass in
 # bench-output/nN/baseline/). Nothing leaves the machine.
 # BENCH_PERF=1 also samples the daemon with `perf record` (bench-output/nN/perf.data), writes
@@ -46,18 +52,26 @@ cd "$(dirname "$0")/.."
 root=$PWD
 feeds_list=${BENCH_FEEDS:-10 50 100}
 secs=${BENCH_SECS:-60}
+rates_list=${BENCH_BITRATE:-}
+size=${BENCH_SIZE:-1920x1080}
 room=4321
-out=$root/bench-output
+output=$root/bench-output
+out=$output
 # CARGO_TARGET_DIR is honoured (e.g. a profiling build with frame pointers kept apart).
 bin=${CARGO_TARGET_DIR:-$root/target}/release/janus-recorder
-clip=$root/media/clip.webm
+default_clip=$root/media/clip.webm
+clip=$default_clip
+video="640x480 VP8 at 400 kb/s (media/clip.webm)"
 ticks=$(getconf CLK_TCK)
 
 [ "$(id -u)" -eq 0 ] || { echo "bench.sh creates network namespaces: run it as root" >&2; exit 1; }
 for tool in janus janus-pp-rec ffprobe ip python3; do
     command -v "$tool" >/dev/null || { echo "$tool is missing: run scripts/setup.sh" >&2; exit 1; }
 done
-[ -s "$clip" ] || scripts/make-clip.sh >/dev/null
+[ -s "$default_clip" ] || scripts/make-clip.sh >/dev/null
+for rate in $rates_list; do
+    [[ "$rate" =~ ^[0-9]+[kM]$ ]] || { echo "BENCH_BITRATE: $rate is not a rate like 12M or 400k" >&2; exit 1; }
+done
 # Open files: at 200 feeds Janus holds 400 PeerConnections (the publishers' and our
 # subscriptions), each with a UDP socket per address and its event loop's descriptors, plus
 # two .mjr files per publisher (at 5 feeds it held 66 descriptors, 44 without the daemon:
@@ -68,8 +82,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 echo "== building janus-recorder (release)"
 cargo build --release --quiet
-rm -rf "$out"
-mkdir -p "$out"
+rm -rf "$output"
+mkdir -p "$output"
 
 ns=""
 cleanup() {
@@ -267,7 +281,8 @@ CONFIG
 {"feeds": $n, "secs": $secs, "daemon_cpu": [$cpu0, $cpu1], "janus_cpu": [$janus_cpu0, $janus_cpu1],
  "base_kib": $base_kib, "peak_kib": $peak_kib,
  "base_anon_kib": $base_anon_kib, "peak_anon_kib": ${peak_anon_kib:-$base_anon_kib},
- "recording_thread_cpu": [$rec0, $rec1], "http_thread_cpu": [$http0, $http1]}
+ "recording_thread_cpu": [$rec0, $rec1], "http_thread_cpu": [$http0, $http1],
+ "video": "$video"}
 STATS
     cleanup
     ns=""
@@ -319,43 +334,74 @@ probe_one() { # N GROUP ("none": no subscriber): Janus's CPU for the probe's sub
     ns=""
 }
 
-for n in $feeds_list; do
-    if [ -n "${BENCH_SUBSCRIBE_GROUPS:-}" ]; then
-        for g in none $BENCH_SUBSCRIBE_GROUPS; do
-            probe_one "$n" "$g"
-        done
-        python3 scripts/bench_report.py subscribe "$out/n$n" >"$out/n$n/subscribe-summary.txt"
-        cat "$out/n$n/subscribe-summary.txt"
-        [ -n "${BENCH_SUBSCRIBE_ONLY:-}" ] && continue
-    fi
-    run_one "$n"
-    baseline_one "$n"
-    python3 scripts/bench_report.py measure "$out/n$n"
-    if [ -n "${BENCH_API_RPS:-}" ]; then
-        run_one "$n" api
-        python3 scripts/bench_report.py api "$out/n$n" >"$out/n$n/api-summary.txt"
-    fi
-    if [ -n "${BENCH_UPLOAD_MIB:-}" ]; then
-        run_one "$n" upload
-        python3 scripts/bench_report.py upload "$out/n$n" >"$out/n$n/upload-summary.txt"
-    fi
-done
+bench_all() { # every N of $feeds_list, into $out, with $clip
+    mkdir -p "$out"
+    for n in $feeds_list; do
+        if [ -n "${BENCH_SUBSCRIBE_GROUPS:-}" ]; then
+            for g in none $BENCH_SUBSCRIBE_GROUPS; do
+                probe_one "$n" "$g"
+            done
+            python3 scripts/bench_report.py subscribe "$out/n$n" >"$out/n$n/subscribe-summary.txt"
+            cat "$out/n$n/subscribe-summary.txt"
+            [ -n "${BENCH_SUBSCRIBE_ONLY:-}" ] && continue
+        fi
+        run_one "$n"
+        baseline_one "$n"
+        python3 scripts/bench_report.py measure "$out/n$n"
+        if [ -n "${BENCH_API_RPS:-}" ]; then
+            run_one "$n" api
+            python3 scripts/bench_report.py api "$out/n$n" >"$out/n$n/api-summary.txt"
+        fi
+        if [ -n "${BENCH_UPLOAD_MIB:-}" ]; then
+            run_one "$n" upload
+            python3 scripts/bench_report.py upload "$out/n$n" >"$out/n$n/upload-summary.txt"
+        fi
+    done
+}
+
+report() { # the tables of $out
+    [ -n "${BENCH_SUBSCRIBE_ONLY:-}" ] || python3 scripts/bench_report.py table "$out"
+    for n in $feeds_list; do
+        [ -s "$out/n$n/api-summary.txt" ] && { echo; cat "$out/n$n/api-summary.txt"; }
+        [ -s "$out/n$n/upload-summary.txt" ] && { echo; cat "$out/n$n/upload-summary.txt"; }
+        [ -s "$out/n$n/subscribe-summary.txt" ] && { echo; cat "$out/n$n/subscribe-summary.txt"; }
+    done
+    for n in $feeds_list; do
+        top=$out/n$n/perf-top.txt
+        [ -s "$top" ] || continue
+        echo
+        echo "The daemon's heaviest symbols at $n feeds, self time (all 25 in $top):"
+        echo
+        echo '```'
+        head -10 "$top"
+        echo '```'
+    done
+}
+
+if [ -z "$rates_list" ]; then
+    bench_all
+else
+    for rate in $rates_list; do
+        clip=$root/media/vp8-$size-$rate.webm
+        # Made beside it and renamed, so a test reading the same clip never sees half of it.
+        [ -s "$clip" ] || { scripts/make-clip.sh "$clip.part.webm" vp8 "$size" "$rate" >/dev/null &&
+            mv "$clip.part.webm" "$clip"; }
+        video="$size VP8 at $rate (media/${clip##*/})"
+        out=$output/rate-$rate
+        echo "== video: $video"
+        bench_all
+    done
+fi
 
 echo
 echo "== janus-recorder benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-[ -n "${BENCH_SUBSCRIBE_ONLY:-}" ] || python3 scripts/bench_report.py table "$out"
-for n in $feeds_list; do
-    [ -s "$out/n$n/api-summary.txt" ] && { echo; cat "$out/n$n/api-summary.txt"; }
-    [ -s "$out/n$n/upload-summary.txt" ] && { echo; cat "$out/n$n/upload-summary.txt"; }
-    [ -s "$out/n$n/subscribe-summary.txt" ] && { echo; cat "$out/n$n/subscribe-summary.txt"; }
-done
-for n in $feeds_list; do
-    top=$out/n$n/perf-top.txt
-    [ -s "$top" ] || continue
-    echo
-    echo "The daemon's heaviest symbols at $n feeds, self time (all 25 in $top):"
-    echo
-    echo '```'
-    head -10 "$top"
-    echo '```'
-done
+if [ -z "$rates_list" ]; then
+    report
+else
+    for rate in $rates_list; do
+        out=$output/rate-$rate
+        echo
+        echo "=== video at $rate"
+        report
+    done
+fi

@@ -73,6 +73,8 @@ def measure(d):
     daemon_cpu = stats["daemon_cpu"][1] - stats["daemon_cpu"][0]
     janus_cpu = stats["janus_cpu"][1] - stats["janus_cpu"][0]
     lost = []
+    video_sent = sum(f["video_frames"] for f in sent.values())
+    video_written = sum((sidecars.get(name, {}).get("video_frames") or 0) for name in sent)
     for name, f in sent.items():
         s = sidecars.get(name, {})
         frames_sent = f["audio_frames"] + f["video_frames"]
@@ -147,6 +149,9 @@ def measure(d):
         "rss_per_feed_mib": (stats["peak_kib"] - stats["base_kib"]) / 1024 / feeds,
         "anon_per_feed_mib": ((stats["peak_anon_kib"] - stats["base_anon_kib"]) / 1024 / feeds
                               if "peak_anon_kib" in stats else None),
+        "video": stats.get("video"),
+        "video_frames_sent": video_sent,
+        "video_frames_written": video_written,
         "frames_sent": sum(x[1] for x in lost),
         "frames_written": sum(x[2] for x in lost),
         "frames_lost": sum(max(0, x[0]) for x in lost),
@@ -156,7 +161,8 @@ def measure(d):
         "first_keyframe_ms_worst": keys[-1] if keys else None,
     }
     json.dump(result, open(os.path.join(d, "result.json"), "w"), indent=1)
-    print(f"   N={feeds}: {result['recordings']} recordings, {result['frames_lost']} frames lost,"
+    print(f"   N={feeds}: {result['recordings']} recordings, {result['frames_lost']} frames lost"
+          f" (video {video_written} of {video_sent} written),"
           f" daemon {daemon_cpu:.2f} s CPU, janus-pp-rec {pp_cpu:.2f} s CPU,"
           f" Janus {janus_cpu:.2f} s CPU ({fmt(base_cpu, '.2f')} s without the daemon)")
 
@@ -170,11 +176,14 @@ def table(out):
     for path in glob.glob(os.path.join(out, "n*", "result.json")):
         rows.append(json.load(open(path)))
     rows.sort(key=lambda r: r["feeds"])
+    videos = sorted({r.get("video") or "n/a" for r in rows})
+    print(f"Video: {', '.join(videos)}\n")
     print("| feeds | daemon CPU s/feed-min | janus-pp-rec CPU s/feed-min | ratio | daemon peak RSS MiB/feed (anonymous part)"
-          " | frames sent / written (lost, worst feed) | first keyframe ms median / p95 / worst"
+          " | frames sent / written (lost, worst feed) | video frames sent / written"
+          " | first keyframe ms median / p95 / worst"
           " | Janus CPU s/min with / without the daemon | Janus's extra CPU for our subscriptions"
           " s/feed-min |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         d, p = r["daemon_cpu_per_feed_min"], r["pp_rec_cpu_per_feed_min"]
         ratio = d / p if d is not None and p else None
@@ -185,6 +194,7 @@ def table(out):
               f" | {r['rss_per_feed_mib']:.2f} (anon {fmt(r.get('anon_per_feed_mib'), '.2f')};"
               f" base {r['base_mib']:.1f})"
               f" | {r['frames_sent']} / {r['frames_written']} ({r['frames_lost']}, {worst_txt}{recs})"
+              f" | {r.get('video_frames_sent', 'n/a')} / {r.get('video_frames_written', 'n/a')}"
               f" | {fmt(r['first_keyframe_ms_median'], '.0f')} / {fmt(r['first_keyframe_ms_p95'], '.0f')}"
               f" / {fmt(r['first_keyframe_ms_worst'], '.0f')}"
               f" | {fmt(r['janus_cpu_per_min'], '.1f')} / {fmt(r['janus_baseline_cpu_per_min'], '.1f')}"

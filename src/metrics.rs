@@ -54,6 +54,14 @@ fn describe() {
     );
     describe_counter!("janus_recorder_nacks_sent_total", "NACKs sent to Janus.");
     describe_counter!(
+        "janus_recorder_frames_dropped_total",
+        "Frames received and not written, by why (before-keyframe: video before a recording's first keyframe; stream-break: video after lost packets, until the next keyframe; task-behind: a feed's task did not keep up with the media loop; disk: its file's disk did not keep up; codec: not the track's codec)."
+    );
+    describe_counter!(
+        "janus_recorder_udp_receive_drops_total",
+        "Datagrams the kernel dropped on the media sockets because their receive buffer was full (SO_MEMINFO)."
+    );
+    describe_counter!(
         "janus_recorder_keyframe_requests_total",
         "Keyframe requests (PLI) sent to Janus."
     );
@@ -207,6 +215,47 @@ pub fn reconnect() {
 /// A frame not written because its file's disk did not keep up (see `feed::disk`).
 pub fn frames_dropped_for_disk() {
     metrics::counter!("janus_recorder_frames_dropped_for_disk_total").increment(1);
+    frames_dropped(FrameDrop::Disk, 1);
+}
+
+/// Why a frame received was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameDrop {
+    /// Video before the recording's first keyframe.
+    BeforeKeyframe,
+    /// Video after lost packets broke the stream, until the next keyframe.
+    StreamBreak,
+    /// The feed's task did not take its frames from the media loop in time.
+    TaskBehind,
+    /// The file's disk did not keep up.
+    Disk,
+    /// Not the codec the track was negotiated with.
+    Codec,
+}
+
+impl FrameDrop {
+    fn label(self) -> &'static str {
+        match self {
+            FrameDrop::BeforeKeyframe => "before-keyframe",
+            FrameDrop::StreamBreak => "stream-break",
+            FrameDrop::TaskBehind => "task-behind",
+            FrameDrop::Disk => "disk",
+            FrameDrop::Codec => "codec",
+        }
+    }
+}
+
+/// `count` frames received and not written, for `reason`. Not on the path of frames written:
+/// the counter is looked up by key on each call.
+pub fn frames_dropped(reason: FrameDrop, count: u64) {
+    metrics::counter!("janus_recorder_frames_dropped_total", "reason" => reason.label())
+        .increment(count);
+}
+
+/// Datagrams the kernel dropped on a media socket (its receive buffer was full) since the
+/// last call.
+pub fn udp_receive_drops(count: u64) {
+    metrics::counter!("janus_recorder_udp_receive_drops_total").increment(count);
 }
 
 pub fn file_error() {

@@ -23,6 +23,7 @@ use super::clock::{self, FrameTiming, SenderReport, TrackClock};
 use super::gate::{KeyframeGate, RequestPacer};
 use crate::janus::messages::{Incoming, VideoRoomEvent};
 use crate::media::{Codec, MediaKind};
+use crate::metrics::FrameDrop;
 use crate::rtc::{ReceiveStats, RtcEvent};
 
 /// How often to ask for a keyframe while the recording waits for one.
@@ -126,6 +127,9 @@ pub struct FeedMachine {
     /// The recorded video track's mid, once str0m announced it.
     video_mid: Option<Mid>,
     gate: KeyframeGate,
+    /// The gate has let video through once: frames it holds back from then on follow a
+    /// break (for the metrics).
+    video_admitted: bool,
     pacer: RequestPacer,
     disconnected_since: Option<Instant>,
     /// The last receive statistics per media, to turn str0m's totals into increments.
@@ -170,6 +174,7 @@ impl FeedMachine {
             video_mid: None,
             // A feed that is only relayed has no file to wait for a keyframe for.
             gate: KeyframeGate::new(record),
+            video_admitted: false,
             pacer: RequestPacer::default(),
             disconnected_since: None,
             stats: HashMap::new(),
@@ -311,6 +316,7 @@ impl FeedMachine {
                 track.warned_codec = true;
                 tracing::warn!(expected = %track.codec, got = ?d.params.spec().codec, "dropping frames of an unexpected codec");
             }
+            crate::metrics::frames_dropped(FrameDrop::Codec, 1);
             return;
         }
         let kind = track.codec.kind();
@@ -334,9 +340,16 @@ impl FeedMachine {
                     tracing::debug!("break in the video stream; waiting for a keyframe");
                     self.pacer.reset();
                 }
+                let why = if self.video_admitted {
+                    FrameDrop::StreamBreak
+                } else {
+                    FrameDrop::BeforeKeyframe
+                };
+                crate::metrics::frames_dropped(why, 1);
                 self.keep_asking(d.network_time);
                 return;
             }
+            self.video_admitted = true;
             if was_waiting {
                 tracing::debug!("keyframe received");
             }
@@ -691,6 +704,30 @@ mod tests {
             [0, 33, 166],
             "nothing between the break and the keyframe"
         );
+    }
+
+    /// Video the gate holds back is counted by why: before the first keyframe, after a break.
+    #[test]
+    fn video_held_back_is_counted_by_why() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let t0 = Now::read();
+            let mut m = machine(true, false, t0);
+            m.handle(frame(VIDEO, t0, 0, false, true), t0);
+            m.handle(frame(VIDEO, t0, 33, true, true), at(t0, 33));
+            m.handle(frame(VIDEO, t0, 66, false, true), at(t0, 66));
+            m.handle(frame(VIDEO, t0, 133, false, false), at(t0, 133));
+            m.handle(frame(VIDEO, t0, 166, false, true), at(t0, 166));
+            m.handle(frame(VIDEO, t0, 200, true, true), at(t0, 200));
+        });
+        let text = handle.render();
+        for line in [
+            "janus_recorder_frames_dropped_total{reason=\"before-keyframe\"} 1",
+            "janus_recorder_frames_dropped_total{reason=\"stream-break\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
     }
 
     #[test]

@@ -28,7 +28,8 @@ use crate::secret::Secret;
 pub const DEFAULT_MEDIA: &str = "media/clip.webm";
 
 /// How long a publisher keeps its session up after its last frame, so that the last packets
-/// (and any retransmission asked for) reach Janus before it leaves.
+/// (spread over a frame interval or so at a steady rate) and any retransmission asked for reach
+/// Janus before it leaves.
 const LINGER: Duration = Duration::from_millis(500);
 
 /// Arguments of `janus-recorder publish`.

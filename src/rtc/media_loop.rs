@@ -8,6 +8,8 @@
 //!   ([`super::route`]); str0m's output is drained after every input, as str0m requires.
 //! - One timer serves every session: deadlines are rounded up to a shared grid, so sessions
 //!   whose timers are due close together are served in one wake-up.
+//! - RTP to send is spread over time per session ([`super::spread`]), not sent a frame at a
+//!   time: a large frame's burst overflows the receiver's socket buffer.
 //! - Two paces. While any session sets up (ICE, DTLS, the first keyframe), the loop wakes
 //!   for every datagram and hands events over at once. Once every session's media flows
 //!   steadily ([`super::RtcSession::batch_reads`]), the loop wakes only on a 40 ms tick: it
@@ -38,6 +40,7 @@ use super::driven::DrivenRtc;
 use super::pacing::{Mailbox, Outbox, Pacing};
 use super::route::{Routes, RtcId, is_stun};
 use super::sockets::{Bound, Port, PortSocket, readable};
+use super::spread::{Held, Spread, is_rtp_media};
 use super::{ReceiveStats, RtcEvent, SessionEnd};
 use crate::media::Codec;
 use crate::net::SocketPlan;
@@ -239,6 +242,8 @@ struct Entry {
     keyframes: Vec<Mid>,
     /// The negotiated payload type per sending mid, looked up once.
     send_pts: Vec<(Mid, Pt)>,
+    /// RTP waiting for its turn to be sent.
+    spread: Spread,
 }
 
 impl Mailbox for Entry {
@@ -259,12 +264,23 @@ struct Loop {
     next_timer: Instant,
     /// The sockets are out of epoll (the steady pace).
     unwatched: bool,
+    /// Sessions with RTP waiting to be sent, and when the next of it may go.
+    releases: HashMap<RtcId, Instant>,
+    /// The kernel's drop count of each socket when last read, and when that was.
+    drops: Vec<u32>,
+    drops_read: Instant,
+    /// Drops not logged yet, and when they last were (a warning a minute at most).
+    drops_unlogged: u64,
+    drops_logged: Option<Instant>,
     bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
     /// What the loop did since the last report, for the debug log.
     counts: Counts,
 }
 
+/// How often the kernel's drop count of our sockets is read (on a wake-up the loop has
+/// anyway: the loop wakes at least once a second).
+const DROPS_EVERY: Duration = Duration::from_secs(1);
 /// How often the loop logs what it did (at debug level).
 const COUNTS_EVERY: Duration = Duration::from_secs(30);
 
@@ -301,6 +317,7 @@ impl Loop {
         media: mpsc::Receiver<Media>,
     ) -> Loop {
         Loop {
+            drops: vec![0; ports.len()],
             ports,
             entries: HashMap::new(),
             routes: Routes::default(),
@@ -309,6 +326,10 @@ impl Loop {
             pacing: Pacing::default(),
             next_timer: Instant::now() + Duration::from_secs(1),
             unwatched: false,
+            releases: HashMap::new(),
+            drops_read: Instant::now(),
+            drops_unlogged: 0,
+            drops_logged: None,
             bufs: (0..BATCH).map(|_| vec![0; READ_BUF]).collect(),
             metas: vec![RecvMeta::default(); BATCH],
             counts: Counts::new(),
@@ -330,6 +351,9 @@ impl Loop {
                 .map_or(self.next_timer, |f| f.min(self.next_timer));
             if steady {
                 wake = wake.min(next_on_grid(Instant::now(), TICK));
+            }
+            if let Some(&release) = self.releases.values().min() {
+                wake = wake.min(release);
             }
             tokio::select! {
                 biased;
@@ -355,8 +379,12 @@ impl Loop {
             if now >= self.next_timer {
                 self.run_timers(now);
             }
+            self.release_due(now);
             self.flush(now);
             self.check_drained();
+            if now.duration_since(self.drops_read) >= DROPS_EVERY {
+                self.read_drops(now);
+            }
             self.counts.wakes += 1;
             if now.duration_since(self.counts.since) >= COUNTS_EVERY {
                 tracing::debug!(
@@ -373,6 +401,34 @@ impl Loop {
             }
         }
         tracing::debug!(unrouted = self.counts.unrouted, "media loop ended");
+    }
+
+    /// Counts the datagrams the kernel dropped on our sockets since the last read (their
+    /// receive buffers were full: the loop did not read them in time, or the buffer is small).
+    fn read_drops(&mut self, now: Instant) {
+        self.drops_read = now;
+        for (port, last) in self.ports.iter().zip(&mut self.drops) {
+            let Some(drops) = port.socket.drops() else {
+                continue;
+            };
+            let new = drops.wrapping_sub(*last);
+            *last = drops;
+            if new > 0 {
+                crate::metrics::udp_receive_drops(new.into());
+                self.drops_unlogged += u64::from(new);
+            }
+        }
+        let quiet = self
+            .drops_logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60));
+        if self.drops_unlogged > 0 && quiet {
+            tracing::warn!(
+                dropped = self.drops_unlogged,
+                "the kernel dropped media datagrams for us: the UDP receive buffer was full"
+            );
+            self.drops_unlogged = 0;
+            self.drops_logged = Some(now);
+        }
     }
 
     /// Whether every session is batched: the loop's steady pace.
@@ -499,9 +555,15 @@ impl Loop {
                         // Our check goes there: its answer (no username) comes back from there.
                         self.routes.learn(i, t.destination, id);
                     }
-                    // UDP: a full socket buffer drops the datagram, as the network would.
-                    if let Err(err) = self.ports[i].socket.send_to(&t.contents, t.destination) {
-                        tracing::debug!(error = %err, len = t.contents.len(), "UDP send failed");
+                    if is_rtp_media(&t.contents) {
+                        let held = Held {
+                            port: i,
+                            to: t.destination,
+                            data: t.contents.into(),
+                        };
+                        e.spread.push(now, held);
+                    } else {
+                        send(&self.ports, i, t.destination, &t.contents);
                     }
                 }
                 Output::Event(ev) => {
@@ -532,7 +594,29 @@ impl Loop {
                 }
             }
         }
+        // What may go of the RTP just queued goes now, in the same turn.
+        release(id, e, &self.ports, &mut self.releases, now);
         Ok(())
+    }
+
+    /// Sends the session's RTP whose turn has come; notes when the rest may go.
+    fn release(&mut self, id: RtcId, now: Instant) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            release(id, e, &self.ports, &mut self.releases, now);
+        }
+    }
+
+    /// Sends the RTP of every session whose turn has come.
+    fn release_due(&mut self, now: Instant) {
+        let due: Vec<RtcId> = self
+            .releases
+            .iter()
+            .filter(|&(_, &t)| t <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.release(id, now);
+        }
     }
 
     /// Puts a session with events in line: now while it sets up or when something other
@@ -600,6 +684,7 @@ impl Loop {
                         deadline: now,
                         keyframes: Vec::new(),
                         send_pts: Vec::new(),
+                        spread: Spread::new(now),
                     },
                 );
                 self.after(id, Ok(()), now);
@@ -752,6 +837,34 @@ impl Loop {
         }
         self.routes.remove_session(id);
         self.pacing.forget(id);
+        self.releases.remove(&id);
+    }
+}
+
+/// Sends the session's RTP whose turn has come; notes in `releases` when the rest may go.
+fn release(
+    id: RtcId,
+    e: &mut Entry,
+    ports: &[Port],
+    releases: &mut HashMap<RtcId, Instant>,
+    now: Instant,
+) {
+    if e.spread.is_empty() {
+        return;
+    }
+    match e
+        .spread
+        .release(now, |h| send(ports, h.port, h.to, &h.data))
+    {
+        Some(next) => releases.insert(id, next),
+        None => releases.remove(&id),
+    };
+}
+
+/// Sends a datagram from port `i`. UDP: a full socket buffer drops it, as the network would.
+fn send(ports: &[Port], i: usize, to: SocketAddr, data: &[u8]) {
+    if let Err(err) = ports[i].socket.send_to(data, to) {
+        tracing::debug!(error = %err, len = data.len(), "UDP send failed");
     }
 }
 

@@ -13,6 +13,7 @@ mod media_loop;
 mod pacing;
 mod route;
 mod sockets;
+mod spread;
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -496,8 +497,9 @@ impl RtcSession {
             .is_ok()
     }
 
-    /// Waits (1 s at most) until every frame sent so far is in str0m, which then paces it
-    /// out: before leaving, so the last frames are not cut off.
+    /// Waits (1 s at most) until every frame sent so far is in str0m; the loop then spreads
+    /// its packets out (`spread`: within a frame interval at a steady rate, a second at most): before leaving, so the last frames
+    /// are not cut off.
     pub async fn sent(&self) {
         let (tx, rx) = oneshot::channel();
         let barrier = async {

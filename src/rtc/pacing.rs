@@ -120,6 +120,10 @@ impl Outbox {
                         !drop
                     });
                     self.dropped += dropped as u64;
+                    crate::metrics::frames_dropped(
+                        crate::metrics::FrameDrop::TaskBehind,
+                        dropped as u64,
+                    );
                 }
                 true
             }
@@ -135,8 +139,9 @@ pub(super) struct Pacing {
     urgent: Vec<RtcId>,
     /// When batched sessions' events go out next (None: none wait).
     next_flush: Option<Instant>,
-    /// Sessions that are not batched (setting up, or sending: str0m paces what it sends on
-    /// its own timers, which a batch grid would slow to a crawl): while there is one, the
+    /// Sessions that are not batched (setting up, or sending: str0m's timers and the spread of
+    /// what it sends (`super::spread`) run on their own deadlines, which a batch grid would
+    /// slow to a crawl): while there is one, the
     /// loop wakes for every datagram and timer.
     immediate: usize,
 }
@@ -321,8 +326,13 @@ mod tests {
             o.push(frame(n));
         }
         o.push(RtcEvent::Connected);
-        assert!(o.hand_over(&to), "a full channel is not a gone task");
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        let handed = metrics::with_local_recorder(&recorder, || o.hand_over(&to));
+        assert!(handed, "a full channel is not a gone task");
         assert_eq!(o.dropped(), 12);
+        let line = "janus_recorder_frames_dropped_total{reason=\"task-behind\"} 12";
+        assert!(metrics.render().lines().any(|l| l == line), "{line}");
         let held = o.take();
         assert_eq!(held.len(), MAX_HELD);
         assert!(matches!(held[0], RtcEvent::Disconnected));

@@ -151,6 +151,32 @@ impl PortSocket {
         }
     }
 
+    /// Datagrams the kernel dropped on this socket since it was opened because its receive
+    /// buffer was full (SO_MEMINFO's drop count, one system call); None if it cannot say.
+    pub(super) fn drops(&self) -> Option<u32> {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            PortSocket::Watched(t) => t.as_raw_fd(),
+            PortSocket::Unwatched(s) => s.as_raw_fd(),
+            PortSocket::Lost => return None,
+        };
+        // More room than the kernel's SK_MEMINFO_VARS (9); it fills what it has.
+        let mut info = [0u32; 16];
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `info`, which we own.
+        let got = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let drops = libc::SK_MEMINFO_DROPS as usize;
+        (got == 0 && len as usize > drops * 4).then(|| info[drops])
+    }
+
     pub(super) fn poll_recv_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         match self {
             PortSocket::Watched(t) => t.poll_recv_ready(cx).map(drop),
@@ -174,4 +200,27 @@ pub(super) async fn readable(ports: &[Port]) -> usize {
         std::task::Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Datagrams that find the receive buffer full are counted, as the kernel counts them.
+    #[test]
+    fn the_kernels_drops_are_read() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let state = UdpSocketState::new((&rx).into()).unwrap();
+        state.set_recv_buffer_size((&rx).into(), 4096).unwrap();
+        let to = rx.local_addr().unwrap();
+        let port = PortSocket::Unwatched(rx);
+        assert_eq!(port.drops(), Some(0));
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..100 {
+            tx.send_to(&[0; 1000], to).unwrap();
+        }
+        let drops = port.drops().unwrap();
+        assert!((50..=100).contains(&drops), "{drops}");
+        assert_eq!(PortSocket::Lost.drops(), None);
+    }
 }

@@ -284,5 +284,8 @@ fn participants_lists_give_the_publishing_feeds() {
     let feeds = publishing(&data);
     assert_eq!(feeds.len(), 2, "{feeds:?}");
     assert!(is_publishing(&data, &feeds[0]));
-    assert!(!is_publishing(&serde_json::json!({"videoroom": "participants"}), &feeds[0]));
+    assert!(!is_publishing(
+        &serde_json::json!({"videoroom": "participants"}),
+        &feeds[0]
+    ));
 }
