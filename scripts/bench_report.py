@@ -236,13 +236,19 @@ def frames_lost(d, stats):
     return sum(f["audio_frames"] + f["video_frames"] - written.get(f["display"], 0) for f in sent)
 
 
+def daemon_pass(sub):
+    """One daemon pass's stats, its feed-minutes and its recording thread's CPU seconds."""
+    stats = json.load(open(os.path.join(sub, "daemon.json")))
+    feed_min = stats["feeds"] * stats["secs"] / 60
+    rec = stats["recording_thread_cpu"][1] - stats["recording_thread_cpu"][0]
+    return stats, feed_min, rec
+
+
 def api(d):
     """The daemon pass with and without the HTTP API load (BENCH_API_RPS), side by side."""
     rows = []
     for name, sub in (("without requests", d), ("with requests", os.path.join(d, "api"))):
-        stats = json.load(open(os.path.join(sub, "daemon.json")))
-        feed_min = stats["feeds"] * stats["secs"] / 60
-        rec = stats["recording_thread_cpu"][1] - stats["recording_thread_cpu"][0]
+        stats, feed_min, rec = daemon_pass(sub)
         http = stats["http_thread_cpu"][1] - stats["http_thread_cpu"][0]
         rows.append((name, rec / feed_min, http, frames_lost(sub, stats)))
     load = json.load(open(os.path.join(d, "api", "api.json")))
@@ -262,9 +268,7 @@ def upload(d):
     """The daemon pass with and without uploads to [storage] (BENCH_UPLOAD_MIB), side by side."""
     rows = []
     for name, sub in (("without uploads", d), ("uploading", os.path.join(d, "upload"))):
-        stats = json.load(open(os.path.join(sub, "daemon.json")))
-        feed_min = stats["feeds"] * stats["secs"] / 60
-        rec = stats["recording_thread_cpu"][1] - stats["recording_thread_cpu"][0]
+        stats, feed_min, rec = daemon_pass(sub)
         total = stats["daemon_cpu"][1] - stats["daemon_cpu"][0]
         # Every other thread (uploads, file writes, HTTP), exited ones included: what is not
         # the recording thread's in the process's own total.

@@ -14,7 +14,7 @@ use str0m::media::Mid;
 use tokio::task::JoinSet;
 
 use crate::ids::{FeedId, RoomId};
-use crate::janus::messages::{Incoming, Jsep, VideoRoomEvent, publishing};
+use crate::janus::messages::{Incoming, VideoRoomEvent, publishing};
 use crate::janus::videoroom::{Request, SubscribeStream, TopLayers};
 use crate::janus::{Auth, Session, TlsTrust};
 use crate::net::{SocketPlan, interface_addresses};
@@ -231,24 +231,9 @@ async fn subscribe(
         .iter()
         .filter_map(|s| Some((Mid::from(s.mid.as_str()), s.feed.clone()?)))
         .collect();
-    let mut setup = media.receiver();
-    let answer = setup
-        .accept_offer(&offer.sdp)
-        .map_err(|e| format!("answering: {e}"))?;
-    let candidates = setup.local_candidates();
-    let mut rtc = setup.start().map_err(|e| format!("starting: {e}"))?;
-    let answer = Jsep {
-        kind: "answer".into(),
-        sdp: answer,
-    };
-    handle
-        .message(Request::Start.body(), Some(&answer))
+    let mut rtc = crate::feed::answer_offer(&handle, media, &offer.sdp)
         .await
-        .map_err(|e| format!("starting the subscription: {e}"))?;
-    handle
-        .trickle(&candidates)
-        .await
-        .map_err(|e| format!("trickling: {e}"))?;
+        .map_err(|e| e.to_string())?;
     let mut received = Received {
         frames: HashMap::new(),
         first_frame_ms: None,

@@ -382,8 +382,19 @@ async fn subscribe(
         ));
     }
 
-    let mut setup = settings.media.receiver();
-    let answer = setup.accept_offer(&offer.sdp)?;
+    let rtc = answer_offer(&handle, &settings.media, &offer.sdp).await?;
+    Ok((handle, rtc, tracks))
+}
+
+/// Answers a subscription's SDP offer (`sdp`, from Janus's answer to `join`): the session
+/// negotiated and handed to `media`, Janus started with our answer, our candidates trickled.
+pub async fn answer_offer(
+    handle: &Handle,
+    media: &MediaLoop,
+    sdp: &str,
+) -> Result<RtcSession, SubscribeError> {
+    let mut setup = media.receiver();
+    let answer = setup.accept_offer(sdp)?;
     let candidates = setup.local_candidates();
     // In the loop before Janus has our answer: its first connectivity checks name our ufrag.
     let rtc = setup.start()?;
@@ -399,7 +410,7 @@ async fn subscribe(
         .trickle(&candidates)
         .await
         .map_err(janus("trickling our candidates"))?;
-    Ok((handle, rtc, tracks))
+    Ok(rtc)
 }
 
 /// Chooses what to record: the first audio and the first video stream whose codec we can

@@ -257,6 +257,20 @@ async fn timed<T>(
     }
 }
 
+/// Watches every key under `prefix` from the revision after `revision` (what a read at
+/// `revision` already gave).
+async fn watch_after(
+    c: &mut Client,
+    what: &str,
+    prefix: &str,
+    revision: i64,
+) -> Result<etcd_client::WatchStream, String> {
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision + 1);
+    timed(what, c.watch(prefix, Some(options))).await
+}
+
 /// A watch's next answer, or why the watch is over.
 fn watched(
     what: &str,
@@ -434,28 +448,13 @@ impl Node {
             }
         }
         let loads_revision = loads.header().map_or(0, |h| h.revision());
-        let mut room_watch = timed(
-            "watching the rooms",
-            c.watch(
-                self.keys.rooms.clone(),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision + 1),
-                ),
-            ),
-        )
-        .await?;
-        let mut load_watch = timed(
+        let mut room_watch =
+            watch_after(c, "watching the rooms", &self.keys.rooms, revision).await?;
+        let mut load_watch = watch_after(
+            c,
             "watching the loads",
-            c.watch(
-                self.keys.instances.clone(),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(loads_revision + 1),
-                ),
-            ),
+            &self.keys.instances,
+            loads_revision,
         )
         .await?;
         self.published_load = None;
