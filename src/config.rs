@@ -162,6 +162,14 @@ pub struct JanusConfig {
         deserialize_with = "any_human_duration"
     )]
     pub discover_every: std::time::Duration,
+    /// How many feeds of a room share one subscription (one Janus handle and PeerConnection,
+    /// renegotiated as publishers come and go); default 16. 1: a subscription per feed.
+    #[serde(default = "default_feeds_per_subscription")]
+    pub feeds_per_subscription: std::num::NonZeroUsize,
+}
+
+fn default_feeds_per_subscription() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(16).expect("16 is not zero")
 }
 
 fn default_server_name() -> String {

@@ -146,7 +146,17 @@ async fn watch_once(
             }
         }
     });
+    let groups = (settings.feeds_per_subscription > 1).then(|| {
+        let access = feed::group::RoomAccess {
+            room: room.room.clone(),
+            pin: room.pin.clone(),
+            private_id,
+            media: settings.media.clone(),
+        };
+        feed::group::Groups::new(session.clone(), access, settings.feeds_per_subscription)
+    });
     let mut feeds = Feeds {
+        groups,
         session: session.clone(),
         settings: settings.clone(),
         room: room.clone(),
@@ -283,6 +293,8 @@ async fn sleep_until_some(at: Option<Instant>) {
 
 /// The feed tasks of one room.
 struct Feeds {
+    /// The room's shared subscriptions (none: a subscription per feed).
+    groups: Option<feed::group::Groups>,
     session: Session,
     settings: Arc<FeedSettings>,
     room: RoomConfig,
@@ -371,6 +383,7 @@ impl Feeds {
             split_after: self.room.split_after.or(self.settings.split_after),
             resume,
             claim: self.claim.clone(),
+            groups: self.groups.clone(),
         };
         let run = feed::run(self.session.clone(), self.settings.clone(), spec, stop_rx);
         let task = async move {

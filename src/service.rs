@@ -267,6 +267,7 @@ fn feed_settings(
         uploads: shared.uploads.clone(),
         server: config.janus.name.as_str().into(),
         fleet: fleet.map(|f| f.parts.clone()),
+        feeds_per_subscription: config.janus.feeds_per_subscription.get(),
     });
     let advertised: Vec<String> = media.candidates().iter().map(|a| a.to_string()).collect();
     tracing::info!(

@@ -7,6 +7,8 @@
 pub mod clock;
 mod disk;
 pub mod gate;
+pub mod group;
+mod link;
 pub mod machine;
 mod recording;
 pub mod relay;
@@ -35,6 +37,7 @@ use crate::rtc::{MediaLoop, RtcError, RtcEvent, RtcSession};
 use crate::secret::Secret;
 use crate::webm::writer::{FrameBytes, TrackSetup, WebmWriter, WriteError};
 use disk::DiskWriter;
+use link::{Link, Next};
 use machine::{Action, FeedMachine, Input, Now};
 use relay::{Relay, RelayEvent, RelayTarget};
 
@@ -60,6 +63,8 @@ pub struct FeedSettings {
     pub server: Arc<str>,
     /// In a fleet: where each feed's last part is told (a takeover links to it).
     pub fleet: Option<crate::fleet::Parts>,
+    /// `[janus] feeds_per_subscription`: 1 is a subscription per feed.
+    pub feeds_per_subscription: usize,
 }
 
 /// What one feed subscribes to.
@@ -86,6 +91,9 @@ pub struct FeedSpec {
     /// In a fleet: this instance's claim on the room (its name and fencing token go into
     /// the sidecar).
     pub claim: Option<Arc<crate::fleet::Claim>>,
+    /// The room's shared subscriptions, which the feed joins (`[janus]
+    /// feeds_per_subscription` above 1); none: a subscription of its own.
+    pub groups: Option<group::Groups>,
 }
 
 /// A recording's last file: its name and part number.
@@ -202,8 +210,19 @@ pub async fn run(
     spec: FeedSpec,
     mut stop: oneshot::Receiver<EndReason>,
 ) -> FeedEnd {
-    let (handle, rtc, tracks) = tokio::select! {
-        r = subscribe(&session, &settings, &spec) => match r {
+    let subscribing = async {
+        match &spec.groups {
+            Some(groups) => groups
+                .join(&spec.publisher)
+                .await
+                .map(|j| (Link::Shared(j.member), j.tracks)),
+            None => subscribe(&session, &settings, &spec)
+                .await
+                .map(|(handle, rtc, tracks)| (Link::Own { handle, rtc }, tracks)),
+        }
+    };
+    let (link, tracks) = tokio::select! {
+        r = subscribing => match r {
             Ok(v) => v,
             Err(SubscribeError::Gone) => {
                 tracing::info!("the publisher is no longer publishing; not subscribing again");
@@ -251,7 +270,7 @@ pub async fn run(
         svc: SvcJoiner::default(),
         last: None,
     };
-    let reason = feed.record(handle, rtc, stop).await;
+    let reason = feed.record(link, stop).await;
     // Finalizing is file IO (a long file's cues and sizes): on a blocking thread, so the media
     // loop and the other feeds go on meanwhile (the runtime has one thread), and the files of
     // a shutdown are finalized side by side rather than one after the other.
@@ -299,6 +318,12 @@ pub enum SubscribeError {
     /// Subscribing again: the publisher no longer publishes.
     #[error("the publisher no longer publishes")]
     Gone,
+    /// The shared subscription (see [`group`]) ended before the feed was added to it.
+    #[error("the shared subscription ended")]
+    GroupEnded,
+    /// The shared subscription failed while the feed was being added to it.
+    #[error("the shared subscription failed: {0}")]
+    GroupFailed(String),
 }
 
 /// The error of a Janus request, with what it was for.
@@ -552,8 +577,7 @@ impl Feed {
     /// The event loop: str0m, Janus events for our handle, the room's stop, the relay, a tick.
     async fn record(
         &mut self,
-        mut handle: Handle,
-        mut rtc: RtcSession,
+        mut link: Link,
         mut stop: oneshot::Receiver<EndReason>,
     ) -> EndReason {
         // On the process-wide grid, so every feed's tick and the media loop's fall in one
@@ -565,10 +589,9 @@ impl Feed {
         let heartbeat = settings.health.heartbeat();
         let reason = loop {
             let input = tokio::select! {
-                ev = rtc.next_event() => Input::Rtc(ev),
-                msg = handle.next_event() => match msg {
-                    Some(msg) => Input::Janus(msg),
-                    None => break EndReason::ConnectionLost,
+                next = link.next() => match next {
+                    Next::Input(input) => input,
+                    Next::End(reason) => break reason,
                 },
                 r = &mut stop => break r.unwrap_or(EndReason::Shutdown),
                 ev = relay_event(&mut self.relay) => match ev {
@@ -587,7 +610,7 @@ impl Feed {
                     Input::Tick
                 },
             };
-            if let Some(end) = self.step(input, &mut rtc) {
+            if let Some(end) = self.step(input, &mut link) {
                 break end;
             }
         };
@@ -596,10 +619,10 @@ impl Feed {
             loop {
                 tokio::time::sleep(recording::END_GRACE).await;
                 let mut frames = 0;
-                for ev in rtc.take_received().await {
+                for ev in link.take_received().await {
                     if matches!(ev, RtcEvent::Frame(_)) {
                         frames += 1;
-                        let _ = self.step(Input::Rtc(ev), &mut rtc);
+                        let _ = self.step(Input::Rtc(ev), &mut link);
                     }
                 }
                 if !wait.again(frames, Instant::now()) {
@@ -607,17 +630,15 @@ impl Feed {
                 }
             }
         }
-        rtc.close();
         if let Some(relay) = self.relay.take() {
             relay.close().await;
         }
-        // Detach now (Drop would too); bounded so shutdown stays quick.
-        let _ = tokio::time::timeout(Duration::from_secs(1), handle.detach()).await;
+        link.close().await;
         reason
     }
 
     /// Feeds the machine one input and carries out its actions; the end, if one came.
-    fn step(&mut self, input: Input, rtc: &mut RtcSession) -> Option<EndReason> {
+    fn step(&mut self, input: Input, rtc: &mut Link) -> Option<EndReason> {
         self.machine.handle(input, Now::read());
         while let Some(action) = self.machine.poll() {
             match action {

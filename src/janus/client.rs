@@ -570,6 +570,13 @@ impl Handle {
         self.events.recv().await
     }
 
+    /// The handle's asynchronous messages, taken apart from it, so that a task can wait for
+    /// them while requests on the handle (shared) are under way. `next_event` on the handle
+    /// says `None` from then on.
+    pub fn take_events(&mut self) -> mpsc::Receiver<Incoming> {
+        std::mem::replace(&mut self.events, mpsc::channel(1).1)
+    }
+
     /// Detaches the handle and waits for Janus to confirm.
     pub async fn detach(mut self) {
         self.detached = true;

@@ -303,9 +303,14 @@ pub enum VideoRoomEvent {
     Attached {
         streams: Vec<SubscribedStream>,
     },
+    /// The subscription changed (`subscribe`, `unsubscribe`, or a publisher gone): every
+    /// stream it now has; a new offer comes in `jsep` (none: nothing to negotiate).
     Updated {
         streams: Vec<SubscribedStream>,
     },
+    /// A change of the subscription is postponed until our answer to the last offer: its
+    /// offer comes later as an `updated` event.
+    Updating,
     Started,
     SlowLink {
         current_bitrate: Option<u64>,
@@ -366,6 +371,7 @@ impl VideoRoomEvent {
             "updated" => VideoRoomEvent::Updated {
                 streams: parse_subscribed(data.get("streams")),
             },
+            "updating" => VideoRoomEvent::Updating,
             "talking" | "stopped-talking" => VideoRoomEvent::Talking {
                 feed: feed_field("id").flatten(),
                 talking: kind == "talking",

@@ -92,6 +92,12 @@ pub(super) enum Control {
     Batch(RtcId, Duration),
     /// Everything received so far, without waiting for the tick.
     Take(RtcId, oneshot::Sender<Vec<RtcEvent>>),
+    /// Accept a new SDP offer (a renegotiation); the answer goes back.
+    Offer(
+        RtcId,
+        String,
+        oneshot::Sender<Result<String, super::RtcError>>,
+    ),
     Close(RtcId),
 }
 
@@ -725,6 +731,20 @@ impl Loop {
                     .map(|e| e.outbox.take())
                     .unwrap_or_default();
                 let _ = reply.send(events);
+            }
+            Control::Offer(id, sdp, reply) => {
+                let mut answer = Err(super::RtcError::Dead);
+                let turn = self.with_rtc(id, |rtc| {
+                    answer = super::accept_offer(rtc, &sdp);
+                    Ok(())
+                });
+                if let Some(turn) = turn {
+                    if let Err(e) = &turn {
+                        answer = Err(super::RtcError::Panicked(e.to_string()));
+                    }
+                    self.after(id, turn, now);
+                }
+                let _ = reply.send(answer);
             }
             Control::Close(id) => {
                 // RTCP BYE / DTLS close_notify, best effort.

@@ -156,7 +156,13 @@ fn receiving_config() -> RtcConfig {
         // every 100 ms; with one every 200 ms, Janus's CPU for our subscriptions went from 0.24
         // to 0.26-0.28 s per feed-minute in the benchmark, for loss in a subscription's first
         // second only.
-        .set_extension_map(receive_extensions());
+        .set_extension_map(receive_extensions())
+        // Janus (1.1.2 and later) files a whole RTCP datagram under the first media source it
+        // names: with str0m's packing (one receiver report for every stream), only one stream
+        // of a subscription learned the round trip (Janus keeps no packets to retransmit
+        // before it does), and NACKs for one stream were applied to another's packets. Our
+        // patch to str0m (vendor/str0m-patches) keeps each datagram about one source.
+        .set_rtcp_per_media_source(true);
     let codecs = config.codec_config();
     // Payload types str0m's defaults leave free; Janus's offer decides the ones used.
     codecs.add_h264(37.into(), Some(38.into()), false, 0x64_001f);
@@ -273,19 +279,7 @@ impl RtcSetup {
     pub fn accept_offer(&mut self, sdp: &str) -> Result<String, RtcError> {
         let sdp = &filter_sdp_candidates(sdp, self.candidate_networks());
         // Parsing is guarded too: the SDP comes from the network.
-        self.guarded(|rtc| {
-            let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| RtcError::BadSdp {
-                kind: "offer",
-                reason: e.to_string(),
-            })?;
-            rtc.sdp_api()
-                .accept_offer(offer)
-                .map(|a| a.to_sdp_string())
-                .map_err(|e| RtcError::Refused {
-                    kind: "offer",
-                    reason: e.to_string(),
-                })
-        })
+        self.guarded(|rtc| accept_offer(rtc, sdp))
     }
 
     /// Our SDP offer to send one send-only media per entry of `kinds`; returns the offer and
@@ -378,6 +372,22 @@ impl RtcSetup {
     }
 }
 
+/// Accepts an SDP offer on `rtc` (a new session's, or a renegotiation of a running one);
+/// our SDP answer. The caller guards against str0m's panics.
+fn accept_offer(rtc: &mut Rtc, sdp: &str) -> Result<String, RtcError> {
+    let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| RtcError::BadSdp {
+        kind: "offer",
+        reason: e.to_string(),
+    })?;
+    rtc.sdp_api()
+        .accept_offer(offer)
+        .map(|a| a.to_sdp_string())
+        .map_err(|e| RtcError::Refused {
+            kind: "offer",
+            reason: e.to_string(),
+        })
+}
+
 /// An SDP `candidate:` string as str0m's candidate; parsing is guarded: it comes from the
 /// network.
 fn parse_candidate(sdp: &str) -> Result<Candidate, RtcError> {
@@ -459,11 +469,32 @@ impl RtcSession {
         }
     }
 
+    /// Everything that happened to the session since the last call, at least one event
+    /// (a whole batch of the loop's at once: what a task that hands frames on to others
+    /// takes, so it wakes them once per batch). Cancel-safe.
+    pub async fn next_events(&mut self) -> Vec<RtcEvent> {
+        let first = self.next_event().await;
+        let mut events = Vec::with_capacity(self.queue.len() + 1);
+        events.push(first);
+        events.extend(self.queue.drain(..));
+        events
+    }
+
     /// Adds a candidate Janus trickled (refused outside `[network] candidate_networks`).
     pub fn add_remote_candidate(&mut self, sdp: &str) -> Result<(), RtcError> {
         let c = allowed_candidate(sdp, &self.shared.candidate_networks)?;
         self.control(Control::Candidate(self.id, c));
         Ok(())
+    }
+
+    /// Renegotiates the running session: accepts Janus's new SDP offer (streams added to or
+    /// removed from a multistream subscription) in the media loop, between two of its turns,
+    /// so the media already flowing is not interrupted; our SDP answer.
+    pub async fn renegotiate(&mut self, sdp: &str) -> Result<String, RtcError> {
+        let sdp = filter_sdp_candidates(sdp, &self.shared.candidate_networks);
+        let (tx, rx) = oneshot::channel();
+        self.control(Control::Offer(self.id, sdp, tx));
+        rx.await.unwrap_or(Err(RtcError::Dead))
     }
 
     /// Asks the sender of `mid` for a keyframe with a PLI, as soon as str0m can (it needs

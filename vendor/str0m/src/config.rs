@@ -54,6 +54,7 @@ pub struct RtcConfig {
     pub(crate) sctp_max_message_size: u32,
     pub(crate) rtp_mode: bool,
     pub(crate) enable_raw_packets: bool,
+    pub(crate) rtcp_per_media_source: bool,
     pub(crate) dtls_version: DtlsVersion,
     pub(crate) vp9_packetizer_mode: Vp9PacketizerMode,
     pub(crate) snap_enabled: bool,
@@ -760,6 +761,22 @@ impl RtcConfig {
         self
     }
 
+    /// Send the RTCP feedback about each remote media source (its receiver report, NACKs and
+    /// keyframe requests) in datagrams of its own, never merged with feedback about another.
+    ///
+    /// By default str0m packs the feedback of every stream into as few compound packets as
+    /// fit (one receiver report with a block per stream). A peer that files a whole
+    /// compound packet under the first source it names (Janus up to 1.2, which reads the
+    /// first report block or the first NACK's media SSRC) then learns the round trip of
+    /// one stream only, and applies every NACK to that stream's packets. With this on,
+    /// each datagram names one source, at the cost of more (smaller) RTCP datagrams.
+    ///
+    /// Default: `false`
+    pub fn set_rtcp_per_media_source(mut self, enabled: bool) -> Self {
+        self.rtcp_per_media_source = enabled;
+        self
+    }
+
     /// Enable SNAP (SCTP Negotiation Acceleration Protocol).
     ///
     /// When enabled, the `a=sctp-init` attribute is included in outgoing SDP
@@ -906,6 +923,7 @@ impl Default for RtcConfig {
             sctp_max_message_size: crate::sctp::LOCAL_MAX_MESSAGE_SIZE,
             rtp_mode: false,
             enable_raw_packets: false,
+            rtcp_per_media_source: false,
             dtls_version: DtlsVersion::Dtls12,
             vp9_packetizer_mode: Vp9PacketizerMode::default(),
             snap_enabled: false,

@@ -134,6 +134,8 @@ pub(crate) struct Session {
     pending_rrtrs: VecDeque<(Ssrc, LastRrtr)>,
 
     raw_packets: Option<VecDeque<Box<RawPacket>>>,
+    /// See [`crate::RtcConfig::set_rtcp_per_media_source`].
+    rtcp_per_media_source: bool,
 
     // Pending application-specific feedback (PSFB FMT=15) messages to emit as events.
     pending_app_feedback: Option<AppSpecificFeedback>,
@@ -218,6 +220,7 @@ impl Session {
             feedback_rx: VecDeque::new(),
             rtp_closing: false,
             pending_rrtrs: VecDeque::new(),
+            rtcp_per_media_source: config.rtcp_per_media_source,
             raw_packets: if config.enable_raw_packets {
                 Some(VecDeque::new())
             } else {
@@ -1209,7 +1212,11 @@ impl Session {
             }
         };
 
-        let len = Rtcp::write_packet(&mut self.feedback_tx, &mut data, output);
+        let len = if self.rtcp_per_media_source {
+            Rtcp::write_packet_per_source(&mut self.feedback_tx, &mut data, output)
+        } else {
+            Rtcp::write_packet(&mut self.feedback_tx, &mut data, output)
+        };
 
         if len == 0 {
             return None;

@@ -186,6 +186,56 @@ impl Rtcp {
         offset
     }
 
+    /// Like [`Rtcp::write_packet`], but every item written is about the media source of
+    /// the first (after ordering), or about none: receiver reports are not merged across
+    /// sources (each has one report block), and feedback about other sources stays queued
+    /// for the next datagram.
+    pub(crate) fn write_packet_per_source(
+        feedback: &mut VecDeque<Rtcp>,
+        buf: &mut [u8],
+        mut output: impl FnMut(Rtcp),
+    ) -> usize {
+        if feedback.is_empty() {
+            return 0;
+        }
+        feedback.make_contiguous().sort_by_key(Self::order_no);
+        let source = feedback.iter().find_map(Rtcp::media_source);
+        let total_len = buf.len();
+        let mut offset = 0;
+        let mut i = 0;
+        while i < feedback.len() {
+            let item = &feedback[i];
+            let about = item.media_source();
+            if about.is_some() && about != source {
+                i += 1;
+                continue;
+            }
+            let item_len = item.length_words() * 4;
+            if total_len - offset < item_len {
+                break;
+            }
+            let fb = feedback.remove(i).expect("index checked");
+            let written = fb.write_to(&mut buf[offset..]);
+            assert_eq!(written, item_len, "length_words equals write_to length: {fb:?}");
+            output(fb);
+            offset += item_len;
+        }
+        offset
+    }
+
+    /// The one remote media source this feedback is about, if it is about exactly one.
+    fn media_source(&self) -> Option<Ssrc> {
+        match self {
+            Rtcp::ReceiverReport(rr) if rr.reports.len() == 1 => {
+                rr.reports.iter().next().map(|r| r.ssrc)
+            }
+            Rtcp::Nack(n) => Some(n.ssrc),
+            Rtcp::Pli(p) => Some(p.ssrc),
+            Rtcp::Fir(f) if f.reports.len() == 1 => f.reports.iter().next().map(|r| r.ssrc),
+            _ => None,
+        }
+    }
+
     fn merge(&mut self, other: &mut Rtcp, words_left: usize) -> bool {
         match (self, other) {
             // Stack receiver reports into sender reports.
@@ -553,6 +603,30 @@ mod test {
         assert_eq!(iter.next().unwrap(), &report(3));
         assert_eq!(iter.next().unwrap(), &report(4));
         assert_eq!(iter.next().unwrap(), &report(5));
+    }
+
+    #[test]
+    fn one_media_source_per_datagram() {
+        let pli = |ssrc: u32| {
+            Rtcp::Pli(Pli {
+                sender_ssrc: 42.into(),
+                ssrc: ssrc.into(),
+            })
+        };
+        let mut queue = VecDeque::new();
+        queue.push_back(pli(2));
+        queue.push_back(rr(1));
+        queue.push_back(rr(2));
+        queue.push_back(pli(1));
+        let mut datagrams = Vec::new();
+        let mut buf = vec![0; 1500];
+        while !queue.is_empty() {
+            let mut written = Vec::new();
+            let n = Rtcp::write_packet_per_source(&mut queue, &mut buf, |fb| written.push(fb));
+            assert!(n > 0);
+            datagrams.push(written);
+        }
+        assert_eq!(datagrams, vec![vec![rr(1), pli(1)], vec![rr(2), pli(2)]]);
     }
 
     #[test]
