@@ -165,6 +165,7 @@ impl Groups {
             candidates: Vec::new(),
             batch: None,
             to_self: commands.clone(),
+            pending_keyframes: Vec::new(),
         };
         // Its own span, not the first feed's: it outlives that feed.
         let span =
@@ -295,6 +296,7 @@ struct Joiner {
 /// A feed of the group.
 struct Seat {
     to: mpsc::Sender<ToMember>,
+    /// Its m-lines (routed to it unless a newer feed took one over).
     mids: Vec<Mid>,
     batch: Option<Duration>,
 }
@@ -348,6 +350,8 @@ struct Group {
     batch: Option<Duration>,
     /// The group's own command channel, for its members.
     to_self: mpsc::UnboundedSender<Command>,
+    /// Mids whose publishers are to be asked for a keyframe once the session can take it.
+    pending_keyframes: Vec<Mid>,
 }
 
 /// Why the group ends.
@@ -410,11 +414,13 @@ impl Group {
                     if let Err(end) = self.on_outcome(asked, outcome) {
                         return end;
                     }
+                    self.send_keyframe_requests();
                 }
                 events = session_events(&mut self.rtc) => {
                     if let Err(end) = self.on_session(events) {
                         return end;
                     }
+                    self.send_keyframe_requests();
                 }
                 msg = janus.recv() => match msg {
                     Some(msg) => {
@@ -643,17 +649,9 @@ impl Group {
     /// Seats the joiners whose streams the layout now has: their mids routed to them, their
     /// tasks answered. Called once the session has the layout's offer.
     fn seat_joiners(&mut self) {
-        self.by_mid.clear();
-        for (feed, seat) in &mut self.members {
-            seat.mids.retain(|m| {
-                self.streams
-                    .iter()
-                    .any(|s| s.feed.as_ref() == Some(feed) && Mid::from(s.mid.as_str()) == *m)
-            });
-            for m in &seat.mids {
-                self.by_mid.insert(*m, feed.clone());
-            }
-        }
+        // A feed's routes stay until it leaves, whatever the layout says: its last packets
+        // may come after Janus took its streams away (the publisher left), and belong to
+        // its file. A new feed on a reused m-line takes the route over.
         let mut i = 0;
         while i < self.joining.len() {
             let j = &self.joining[i];
@@ -691,10 +689,23 @@ impl Group {
                 batch: None,
             };
             let mids: Vec<Mid> = tracks.iter().map(|t| t.0).collect();
+            // Its media, said here: str0m says `MediaAdded` only for an m-line it has not
+            // seen, and Janus gives a new feed the m-lines of one that left.
+            let mut first: Vec<RtcEvent> = tracks
+                .iter()
+                .map(|&(mid, codec)| RtcEvent::MediaAdded {
+                    mid,
+                    kind: match codec.kind() {
+                        crate::media::MediaKind::Audio => str0m::media::MediaKind::Audio,
+                        crate::media::MediaKind::Video => str0m::media::MediaKind::Video,
+                    },
+                })
+                .collect();
             if self.connected {
                 // It missed the session's `Connected`: its machine starts from it.
-                let _ = to.try_send(ToMember::Rtc(vec![RtcEvent::Connected]));
+                first.push(RtcEvent::Connected);
             }
+            let _ = to.try_send(ToMember::Rtc(first));
             if let Err(back) = j.reply.send(Ok(Joined { member, tracks })) {
                 // Its task stopped waiting: the member it was given leaves (on drop).
                 drop(back);
@@ -732,7 +743,9 @@ impl Group {
             Command::Leave(feed) => {
                 if let Some(seat) = self.members.remove(&feed) {
                     for m in &seat.mids {
-                        self.by_mid.remove(m);
+                        if self.by_mid.get(m) == Some(&feed) {
+                            self.by_mid.remove(m);
+                        }
                     }
                     // Unless Janus removed its streams already (the publisher went).
                     if self.streams.iter().any(|s| s.feed.as_ref() == Some(&feed)) {
@@ -767,17 +780,41 @@ impl Group {
     /// the first feed's publisher, never the one that needed it. Sent beside the request
     /// under way (it changes nothing to negotiate).
     fn request_keyframe(&mut self, mid: Mid) {
+        if !self.pending_keyframes.contains(&mid) {
+            self.pending_keyframes.push(mid);
+        }
+        self.send_keyframe_requests();
+    }
+
+    /// Sends the keyframe requests that wait, once the session can receive what they bring:
+    /// connected, and no answer of ours on its way to Janus (a stream it adds gets media only
+    /// once Janus has it). Sooner, the keyframe came before we could take it (a publisher
+    /// that waits for a request to start sending lost its first frames).
+    fn send_keyframe_requests(&mut self) {
+        let answering = matches!(
+            self.in_flight,
+            Some(InFlight {
+                asked: Asked::Answer | Asked::Setup,
+                ..
+            })
+        );
+        if !self.connected || answering || self.offer.is_some() || self.pending_keyframes.is_empty()
+        {
+            return;
+        }
         let Some(handle) = self.handle.clone() else {
             return;
         };
-        let body = serde_json::json!({
-            "request": "configure",
-            "streams": [{ "mid": mid.to_string(), "send": true }],
-        });
+        let mids = std::mem::take(&mut self.pending_keyframes);
+        let streams: Vec<Value> = mids
+            .iter()
+            .map(|m| serde_json::json!({ "mid": m.to_string(), "send": true }))
+            .collect();
+        let body = serde_json::json!({ "request": "configure", "streams": streams });
         tokio::spawn(
             async move {
                 if let Err(e) = handle.message(body, None).await {
-                    tracing::debug!(error = %e, %mid, "keyframe request refused");
+                    tracing::debug!(error = %e, ?mids, "keyframe request refused");
                 }
             }
             .in_current_span(),

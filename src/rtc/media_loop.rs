@@ -733,6 +733,11 @@ impl Loop {
                 let _ = reply.send(events);
             }
             Control::Offer(id, sdp, reply) => {
+                // What waits on the sockets came before the offer: it goes to str0m under the
+                // old layout (a stream the offer removes may still have packets there).
+                for i in 0..self.ports.len() {
+                    self.read(i, READS_PER_TICK);
+                }
                 let mut answer = Err(super::RtcError::Dead);
                 let turn = self.with_rtc(id, |rtc| {
                     answer = super::accept_offer(rtc, &sdp);

@@ -8,6 +8,7 @@
 
 pub mod etcd;
 pub mod garage;
+pub mod janus_admin;
 
 use std::fs;
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,190 @@
+//! Shared subscriptions (`[janus] feeds_per_subscription`, 16 by default): the feeds of a
+//! room share one Janus subscriber handle and one str0m session, renegotiated as publishers
+//! come and go. Each feed still has its own file, and none may lose a frame to another's
+//! coming or going.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::janus_admin::subscriber_handles;
+use support::*;
+
+/// The frames each publisher of `report` sent are the frames of its one recording.
+fn every_frame_recorded(out: &Path, report: &Value) {
+    let feeds = report["feeds"].as_array().unwrap();
+    assert!(!feeds.is_empty(), "{report:#}");
+    for feed in feeds {
+        let display = feed["display"].as_str().unwrap();
+        assert!(feed["error"].is_null(), "{display}: {feed}");
+        let recs = recordings_of(out, display);
+        assert_eq!(recs.len(), 1, "{display}: {recs:#?}");
+        let (file, sidecar) = &recs[0];
+        for key in ["audio_frames", "video_frames"] {
+            assert_eq!(sidecar[key], feed[key], "{display} {key}: {sidecar:#}");
+        }
+        assert!(first_video_packet_is_key(file), "{}", file.display());
+    }
+}
+
+/// Two publishers record from start to end while four others join and leave one after
+/// another, each a renegotiation of the subscription they share: every frame of each is in
+/// its file, and all six went through one subscription.
+#[test]
+fn publishers_joining_and_leaving_cost_the_others_no_frame() {
+    require_tools();
+    let scratch = Scratch::new("multistream-churn");
+    let dir = scratch.path.clone();
+    let ns = Netns::create("mschurn");
+    let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1901, "vp8")]);
+    let out = dir.join("recordings");
+    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, "", &rooms_toml(&[1901])));
+    daemon
+        .proc
+        .wait_for("watching room", Duration::from_secs(20));
+    let stay_report = dir.join("sent-stay.json");
+    let mut stayers = synthetic_publishers(
+        &ns,
+        &dir,
+        1901,
+        "stay",
+        2,
+        16.0,
+        &["--hold", "--report", stay_report.to_str().unwrap()],
+    );
+    daemon
+        .proc
+        .wait_for_nth("recording started", 2, Duration::from_secs(20));
+    let mut visitors = Vec::new();
+    for i in 1..=4 {
+        visitors.push(publish_held(
+            &ns,
+            &dir,
+            1901,
+            &format!("visit{i}"),
+            1,
+            2.0,
+            &[],
+        ));
+    }
+    let status = wait_exit(&mut stayers, Duration::from_secs(40));
+    assert!(status.success(), "{}", stayers.log_tail(30));
+    daemon
+        .proc
+        .wait_for_nth("recording finished", 6, Duration::from_secs(15));
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    let log = daemon.proc.log_text();
+    let stay: Value =
+        serde_json::from_str(&std::fs::read_to_string(&stay_report).unwrap()).unwrap();
+    every_frame_recorded(&out, &stay);
+    for v in &visitors {
+        every_frame_recorded(&out, v);
+    }
+    let added = log.matches("feed added to the subscription").count();
+    assert_eq!(added, 6, "{log}");
+    assert!(!log.contains("group=2"), "one subscription for all: {log}");
+}
+
+/// Seventeen publishers at once: sixteen share a subscription, the seventeenth starts a
+/// second one; every frame of each is recorded.
+#[test]
+fn a_room_of_seventeen_takes_two_subscriptions() {
+    require_tools();
+    let scratch = Scratch::new("multistream-17");
+    let dir = scratch.path.clone();
+    let ns = Netns::create("ms17");
+    let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1902, "vp8")]);
+    let out = dir.join("recordings");
+    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, "", &rooms_toml(&[1902])));
+    daemon
+        .proc
+        .wait_for("watching room", Duration::from_secs(20));
+    let report = dir.join("sent-many.json");
+    let mut publishers = synthetic_publishers(
+        &ns,
+        &dir,
+        1902,
+        "many",
+        17,
+        8.0,
+        &["--hold", "--report", report.to_str().unwrap()],
+    );
+    daemon
+        .proc
+        .wait_for_nth("recording started", 17, Duration::from_secs(30));
+    let handles = subscriber_handles(&ns);
+    assert_eq!(handles.len(), 2, "subscriber handles on Janus: {handles:?}");
+    let status = wait_exit(&mut publishers, Duration::from_secs(60));
+    assert!(status.success(), "{}", publishers.log_tail(30));
+    daemon
+        .proc
+        .wait_for_nth("recording finished", 17, Duration::from_secs(15));
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    let sent: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    every_frame_recorded(&out, &sent);
+}
+
+/// The shared subscription's media cut off (every datagram to the recorder dropped) until
+/// its ICE gives up: each of its feeds is subscribed again, in a new shared subscription,
+/// once the network is back, each file going on as part 2 of its recording.
+#[test]
+fn a_shared_subscription_whose_ice_is_cut_is_made_again() {
+    require_tools();
+    let scratch = Scratch::new("multistream-ice");
+    let dir = scratch.path.clone();
+    let ns = Netns::create("msice");
+    let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1903, "vp8")]);
+    let cut = "10.201.0.4";
+    lossy_address(&ns, cut, 0);
+    let out = dir.join("recordings");
+    let config = recorder_config(&out, "", &rooms_toml(&[1903])).replace(ADDR_B, cut);
+    let mut daemon = Daemon::start(&ns, &dir, &config);
+    daemon
+        .proc
+        .wait_for("watching room", Duration::from_secs(20));
+    let mut publishers = synthetic_publishers(&ns, &dir, 1903, "cut", 3, 60.0, &[]);
+    daemon
+        .proc
+        .wait_for_nth("recording started", 3, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(3));
+    add_loss(&ns, cut, 100);
+    daemon
+        .proc
+        .wait_for_nth("subscribing again", 3, Duration::from_secs(40));
+    let flushed = ns
+        .command("nft")
+        .args(["flush", "chain", "inet", "loss", "input"])
+        .status()
+        .unwrap();
+    assert!(flushed.success());
+    daemon
+        .proc
+        .wait_for_nth("recording started", 6, Duration::from_secs(40));
+    std::thread::sleep(Duration::from_secs(3));
+    publishers.terminate(Duration::from_secs(5));
+    daemon
+        .proc
+        .wait_for_nth("recording finished", 6, Duration::from_secs(15));
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    for i in 1..=3 {
+        let display = format!("cut-{i}");
+        let parts = recordings_of(&out, &display);
+        assert!(parts.len() >= 2, "{display}: {parts:#?}");
+        let (first, last) = (&parts[0].1, &parts[parts.len() - 1].1);
+        assert_eq!(
+            parts[1].1["previous_part"], first["file"],
+            "{display}: {parts:#?}"
+        );
+        assert!(!last["resumed_after"].is_null(), "{display}: {last:#}");
+        for (file, sidecar) in &parts {
+            assert!(first_video_packet_is_key(file), "{}", file.display());
+            assert_eq!(decode_errors(file).trim(), "", "{}", file.display());
+            assert!(sidecar["video_frames"].as_u64() > Some(30), "{sidecar:#}");
+        }
+    }
+}
