@@ -31,6 +31,9 @@
 # publishing time, and prints the recording thread's CPU per
 # feed-minute in both passes, the upload runtime's CPU, frames lost, and how much was uploaded
 # while the feeds recorded.
+# BENCH_MODES="16 1" (the default): the daemon pass once per number of feeds per subscription
+# (`[janus] feeds_per_subscription`; 1 is a subscription per feed), one row each in the table
+# ("per subscription" column), each with Janus's extra CPU against the same baseline.
 # BENCH_SUBSCRIBE_GROUPS="1 16 0" adds, for each N, one pass per group size with no daemon:
 # `janus-recorder subscribe-probe` subscribes to the N publishers the recorder's way but
 # writes nothing, G feeds per subscription (1: one per feed, as the recorder does; 0: all in
@@ -52,6 +55,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 feeds_list=${BENCH_FEEDS:-10 50 100}
 secs=${BENCH_SECS:-60}
+# Feeds per subscription of each daemon pass ([janus] feeds_per_subscription): the first is
+# the main pass (the API, upload and perf passes use it too), each other one a pass of its own
+# in nN/mode-G, all in the table with Janus's extra CPU for each.
+modes=${BENCH_MODES:-16 1}
+first_mode=${modes%% *}
+other_modes=${modes#"$first_mode"}
 rates_list=${BENCH_BITRATE:-}
 size=${BENCH_SIZE:-1920x1080}
 room=4321
@@ -176,11 +185,12 @@ queue_uploads() { # N DIR
     sync
 }
 
-run_one() { # N [api|upload]: the daemon pass (with the API load, or uploading)
+run_one() { # N [api|upload|mode-G]: the daemon pass (with the API load, uploading, or G feeds per subscription)
     local n=$1 dir=$out/n$1 extra=${2:-}
-    local api="" upload=""
+    local api="" upload="" per_subscription=$first_mode
     [ "$extra" = api ] && api=1
     [ "$extra" = upload ] && upload=1
+    [[ "$extra" == mode-* ]] && per_subscription=${extra#mode-}
     [ -n "$extra" ] && dir=$out/n$1/$extra
     mkdir -p "$dir/recordings"
     start_janus "$n" "$dir" "jr-bench-$$-$n"
@@ -198,6 +208,7 @@ max_bytes_per_second = $((n * BENCH_UPLOAD_MIB * 1048576 / (secs > 20 ? secs - 1
     cat >"$dir/janus-recorder.toml" <<CONFIG
 [janus]
 url = "ws://127.0.0.1:8188"
+feeds_per_subscription = $per_subscription
 [output]
 dir = "$dir/recordings"
 [network]
@@ -282,7 +293,7 @@ CONFIG
  "base_kib": $base_kib, "peak_kib": $peak_kib,
  "base_anon_kib": $base_anon_kib, "peak_anon_kib": ${peak_anon_kib:-$base_anon_kib},
  "recording_thread_cpu": [$rec0, $rec1], "http_thread_cpu": [$http0, $http1],
- "video": "$video"}
+ "feeds_per_subscription": $per_subscription, "video": "$video"}
 STATS
     cleanup
     ns=""
@@ -348,6 +359,12 @@ bench_all() { # every N of $feeds_list, into $out, with $clip
         run_one "$n"
         baseline_one "$n"
         python3 scripts/bench_report.py measure "$out/n$n"
+        # The other subscription modes: the same pass, measured against the same baseline.
+        for m in $other_modes; do
+            run_one "$n" "mode-$m"
+            ln -sfn ../baseline "$out/n$n/mode-$m/baseline"
+            python3 scripts/bench_report.py measure "$out/n$n/mode-$m"
+        done
         if [ -n "${BENCH_API_RPS:-}" ]; then
             run_one "$n" api
             python3 scripts/bench_report.py api "$out/n$n" >"$out/n$n/api-summary.txt"

@@ -150,6 +150,7 @@ def measure(d):
         "anon_per_feed_mib": ((stats["peak_anon_kib"] - stats["base_anon_kib"]) / 1024 / feeds
                               if "peak_anon_kib" in stats else None),
         "video": stats.get("video"),
+        "feeds_per_subscription": stats.get("feeds_per_subscription"),
         "video_frames_sent": video_sent,
         "video_frames_written": video_written,
         "frames_sent": sum(x[1] for x in lost),
@@ -173,24 +174,25 @@ def fmt(v, spec):
 
 def table(out):
     rows = []
-    for path in glob.glob(os.path.join(out, "n*", "result.json")):
-        rows.append(json.load(open(path)))
-    rows.sort(key=lambda r: r["feeds"])
+    for pattern in [("n*", "result.json"), ("n*", "mode-*", "result.json")]:
+        for path in glob.glob(os.path.join(out, *pattern)):
+            rows.append(json.load(open(path)))
+    rows.sort(key=lambda r: (r["feeds"], -(r.get("feeds_per_subscription") or 1)))
     videos = sorted({r.get("video") or "n/a" for r in rows})
     print(f"Video: {', '.join(videos)}\n")
-    print("| feeds | daemon CPU s/feed-min | janus-pp-rec CPU s/feed-min | ratio | daemon peak RSS MiB/feed (anonymous part)"
+    print("| feeds | per subscription | daemon CPU s/feed-min | janus-pp-rec CPU s/feed-min | ratio | daemon peak RSS MiB/feed (anonymous part)"
           " | frames sent / written (lost, worst feed) | video frames sent / written"
           " | first keyframe ms median / p95 / worst"
           " | Janus CPU s/min with / without the daemon | Janus's extra CPU for our subscriptions"
           " s/feed-min |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         d, p = r["daemon_cpu_per_feed_min"], r["pp_rec_cpu_per_feed_min"]
         ratio = d / p if d is not None and p else None
         worst = r["worst_feed"]
         worst_txt = f"{worst[3]}: {worst[0]}" if worst and worst[0] > 0 else "none"
         recs = "" if r["recordings"] == r["feeds"] else f", {r['recordings']}/{r['feeds']} recorded"
-        print(f"| {r['feeds']} | {fmt(d, '.3f')} | {fmt(p, '.3f')} | {fmt(ratio, '.2f')}"
+        print(f"| {r['feeds']} | {r.get('feeds_per_subscription') or 1} | {fmt(d, '.3f')} | {fmt(p, '.3f')} | {fmt(ratio, '.2f')}"
               f" | {r['rss_per_feed_mib']:.2f} (anon {fmt(r.get('anon_per_feed_mib'), '.2f')};"
               f" base {r['base_mib']:.1f})"
               f" | {r['frames_sent']} / {r['frames_written']} ({r['frames_lost']}, {worst_txt}{recs})"
