@@ -706,9 +706,10 @@ impl Group {
                 first.push(RtcEvent::Connected);
             }
             let _ = to.try_send(ToMember::Rtc(first));
-            if let Err(back) = j.reply.send(Ok(Joined { member, tracks })) {
-                // Its task stopped waiting: the member it was given leaves (on drop).
-                drop(back);
+            if j.reply.send(Ok(Joined { member, tracks })).is_err() {
+                // Its task stopped waiting (its feed was stopped meanwhile): its streams go.
+                self.free_seat();
+                self.leaving.push(feed);
                 continue;
             }
             for m in &mids {
