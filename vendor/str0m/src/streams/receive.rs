@@ -833,16 +833,22 @@ impl StreamRx {
         &mut self,
         now: Instant,
         sender_ssrc: Ssrc,
+        min_retry_interval: Duration,
         feedback: &mut VecDeque<Rtcp>,
     ) -> Option<()> {
         if !self.nack_enabled() {
             return None;
         }
 
+        // The register waits one RTT plus its margin between NACKs of a packet: an RTT
+        // raised to the floor less that margin makes the floor the least wait.
+        let rtt = self.stats.rtt.unwrap_or(super::register_nack::DEFAULT_RTT).max(
+            min_retry_interval.saturating_sub(super::register_nack::NACK_RETRY_MARGIN),
+        );
         let nacks = self
             .register
             .as_mut()
-            .and_then(|r| r.nack_report(now, self.stats.rtt))?;
+            .and_then(|r| r.nack_report(now, Some(rtt)))?;
 
         for mut nack in nacks {
             nack.sender_ssrc = sender_ssrc;
@@ -1163,19 +1169,19 @@ mod tests {
             let mut feedback = VecDeque::new();
             assert!(
                 stream
-                    .maybe_create_nack(now, 1.into(), &mut feedback)
+                    .maybe_create_nack(now, 1.into(), Duration::ZERO, &mut feedback)
                     .is_some()
             );
             let due = now + rtt + Duration::from_millis(5);
             assert!(
                 stream
-                    .maybe_create_nack(due - Duration::from_nanos(1), 1.into(), &mut feedback)
+                    .maybe_create_nack(due - Duration::from_nanos(1), 1.into(), Duration::ZERO, &mut feedback)
                     .is_none()
             );
             assert_eq!(feedback.len(), 1);
             assert!(
                 stream
-                    .maybe_create_nack(due, 1.into(), &mut feedback)
+                    .maybe_create_nack(due, 1.into(), Duration::ZERO, &mut feedback)
                     .is_some()
             );
             assert_eq!(feedback.len(), 2);
@@ -1194,12 +1200,12 @@ mod tests {
             assert!(stream.nack_enabled());
             assert!(
                 stream
-                    .maybe_create_nack(now, 1.into(), &mut feedback)
+                    .maybe_create_nack(now, 1.into(), Duration::ZERO, &mut feedback)
                     .is_some()
             );
             assert!(
                 stream
-                    .maybe_create_nack(now, 1.into(), &mut feedback)
+                    .maybe_create_nack(now, 1.into(), Duration::ZERO, &mut feedback)
                     .is_none()
             );
             now += Duration::from_millis(105);
@@ -1212,7 +1218,7 @@ mod tests {
         assert!(!stream.nack_enabled());
         assert!(
             stream
-                .maybe_create_nack(now, 1.into(), &mut feedback)
+                .maybe_create_nack(now, 1.into(), Duration::ZERO, &mut feedback)
                 .is_none()
         );
         assert_eq!(feedback.len(), 5);
@@ -1252,7 +1258,7 @@ mod tests {
         let mut feedback = VecDeque::new();
         assert!(
             stream
-                .maybe_create_nack(now, 1.into(), &mut feedback)
+                .maybe_create_nack(now, 1.into(), Duration::ZERO, &mut feedback)
                 .is_some()
         );
 
@@ -1336,7 +1342,7 @@ mod tests {
         let mut feedback = VecDeque::new();
         assert!(
             stream
-                .maybe_create_nack(Instant::now(), 1.into(), &mut feedback)
+                .maybe_create_nack(Instant::now(), 1.into(), Duration::ZERO, &mut feedback)
                 .is_none()
         );
         assert!(feedback.is_empty());
