@@ -116,6 +116,13 @@ pub enum RtcError {
 /// How often str0m reports receive statistics.
 const STATS_EVERY: Duration = Duration::from_secs(5);
 
+/// The least time between two NACKs for the same packet. Janus 1.1.2 resends a packet at
+/// most once per 200 ms (`MAX_NACK_IGNORE` in its ice.c) and never learns our round trip
+/// (it drops our RRTR), so str0m's retries 105 ms apart had every other one ignored; at 210 ms
+/// each of str0m's five NACKs is answered while the packet is in Janus's NACK queue (see
+/// README, "Loss": `min_nack_queue = 1000`).
+const NACK_RETRY: Duration = Duration::from_millis(210);
+
 /// str0m's standard RTP header extensions without transport-wide sequence numbers, for a
 /// receiving session. Janus does no bandwidth estimation for subscribers, so transport-cc
 /// feedback (about ten RTCP packets a second per feed) only cost CPU, and it did harm: str0m
@@ -156,7 +163,8 @@ fn receiving_config() -> RtcConfig {
         // every 100 ms; with one every 200 ms, Janus's CPU for our subscriptions went from 0.24
         // to 0.26-0.28 s per feed-minute in the benchmark, for loss in a subscription's first
         // second only.
-        .set_extension_map(receive_extensions());
+        .set_extension_map(receive_extensions())
+        .set_min_nack_retry_interval(NACK_RETRY);
     let codecs = config.codec_config();
     // Payload types str0m's defaults leave free; Janus's offer decides the ones used.
     codecs.add_h264(37.into(), Some(38.into()), false, 0x64_001f);
