@@ -159,10 +159,11 @@ fn receiving_config() -> RtcConfig {
         .set_stats_interval(Some(STATS_EVERY))
         // str0m's receiver report interval (a second) is kept. Janus 1.1.2 retransmits
         // nothing to a subscriber until a report answering its first sender report gives it
-        // the round trip: retransmissions began 2.1 s into a subscription, 1.3 s with a report
-        // every 100 ms; with one every 200 ms, Janus's CPU for our subscriptions went from 0.24
-        // to 0.26-0.28 s per feed-minute in the benchmark, for loss in a subscription's first
-        // second only.
+        // the round trip. The vendored str0m answers a sender's first report at once: the
+        // first resent packet came 1.4 s into a subscription (10% loss), 1.7-2.1 s waiting for
+        // the next report a second, 1.3 s with a report every 100 ms; with one every 200 ms,
+        // Janus's CPU for our subscriptions went from 0.24 to 0.26-0.28 s per feed-minute in
+        // the benchmark, for loss in a subscription's first second only.
         .set_extension_map(receive_extensions())
         .set_min_nack_retry_interval(NACK_RETRY);
     let codecs = config.codec_config();

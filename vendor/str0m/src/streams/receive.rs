@@ -322,6 +322,14 @@ impl StreamRx {
         // Clock rate is that of the last received packet.
         info.rtp_time = MediaTime::new(extended, clock_rate);
 
+        // Answer the first sender report at once: a sender learns the RTT only from a
+        // receiver report that refers to one of its sender reports, and Janus 1.1.2 resends
+        // nothing before it knows the RTT. Waiting for the next regular report left the first
+        // second or two of a subscription without retransmissions.
+        if self.sender_info.is_none() {
+            self.last_receiver_report = already_happened();
+        }
+
         self.sender_info = Some(LastSenderInfo {
             received_at: now,
             info,
