@@ -26,7 +26,14 @@
 //!
 //! The steady state is measured with loss from 2 s into the recording, when Janus resends;
 //! loss from the first packet is printed beside it: its losses before Janus knows the round
-//! trip break the video until a keyframe gets through whole.
+//! trip (about 1.4 s in: the vendored str0m answers Janus's first sender report at once)
+//! break the video until a keyframe gets through whole.
+//!
+//! Measured here (six full runs and single cases): every frame at 10% and in bursts,
+//! 99.8-100% at 5%, 98.8-100% at 20% (frames lost only at the end, where a packet was still
+//! being resent as the publisher left), never a gap; from the first packet 88-94% at 10%,
+//! 82-94% at 20%. With Janus's default 200 ms queue, 10% loss kept 91-97% with a gap in
+//! every run.
 
 mod support;
 
