@@ -123,6 +123,12 @@ const STATS_EVERY: Duration = Duration::from_secs(5);
 /// README, "Loss": `min_nack_queue = 1000`).
 const NACK_RETRY: Duration = Duration::from_millis(210);
 
+/// How many complete video frames str0m holds behind a missing packet before it gives the
+/// packet up. The five NACKs, [`NACK_RETRY`] apart, and str0m's 300 ms grace after the last
+/// take about 1.3 s; str0m's 30 frames are 1 s at 30 fps and would give up on the last two
+/// resends. 60 covers 1.3 s up to 45 fps; frames wait only behind a gap.
+const HOLD_BACK_FRAMES: usize = 60;
+
 /// str0m's standard RTP header extensions without transport-wide sequence numbers, for a
 /// receiving session. Janus does no bandwidth estimation for subscribers, so transport-cc
 /// feedback (about ten RTCP packets a second per feed) only cost CPU, and it did harm: str0m
@@ -165,7 +171,8 @@ fn receiving_config() -> RtcConfig {
         // Janus's CPU for our subscriptions went from 0.24 to 0.26-0.28 s per feed-minute in
         // the benchmark, for loss in a subscription's first second only.
         .set_extension_map(receive_extensions())
-        .set_min_nack_retry_interval(NACK_RETRY);
+        .set_min_nack_retry_interval(NACK_RETRY)
+        .set_reordering_size_video(HOLD_BACK_FRAMES);
     let codecs = config.codec_config();
     // Payload types str0m's defaults leave free; Janus's offer decides the ones used.
     codecs.add_h264(37.into(), Some(38.into()), false, 0x64_001f);
