@@ -850,9 +850,11 @@ impl StreamRx {
 
         // The register waits one RTT plus its margin between NACKs of a packet: an RTT
         // raised to the floor less that margin makes the floor the least wait.
-        let rtt = self.stats.rtt.unwrap_or(super::register_nack::DEFAULT_RTT).max(
-            min_retry_interval.saturating_sub(super::register_nack::NACK_RETRY_MARGIN),
-        );
+        let rtt = self
+            .stats
+            .rtt
+            .unwrap_or(super::register_nack::DEFAULT_RTT)
+            .max(min_retry_interval.saturating_sub(super::register_nack::NACK_RETRY_MARGIN));
         let nacks = self
             .register
             .as_mut()
@@ -1183,13 +1185,51 @@ mod tests {
             let due = now + rtt + Duration::from_millis(5);
             assert!(
                 stream
-                    .maybe_create_nack(due - Duration::from_nanos(1), 1.into(), Duration::ZERO, &mut feedback)
+                    .maybe_create_nack(
+                        due - Duration::from_nanos(1),
+                        1.into(),
+                        Duration::ZERO,
+                        &mut feedback
+                    )
                     .is_none()
             );
             assert_eq!(feedback.len(), 1);
             assert!(
                 stream
                     .maybe_create_nack(due, 1.into(), Duration::ZERO, &mut feedback)
+                    .is_some()
+            );
+            assert_eq!(feedback.len(), 2);
+        }
+    }
+
+    #[test]
+    fn nack_retries_wait_at_least_the_floor() {
+        let floor = Duration::from_millis(210);
+        for (rtt, wait) in [
+            (None, floor),
+            (Some(Duration::from_millis(20)), floor),
+            (Some(Duration::from_millis(300)), Duration::from_millis(305)),
+        ] {
+            let mut stream = stream_with(&[(10, 0), (12, 1920)]);
+            stream.stats.rtt = rtt;
+            let now = Instant::now();
+            let mut feedback = VecDeque::new();
+            assert!(
+                stream
+                    .maybe_create_nack(now, 1.into(), floor, &mut feedback)
+                    .is_some()
+            );
+            let due = now + wait;
+            let early = due - Duration::from_nanos(1);
+            assert!(
+                stream
+                    .maybe_create_nack(early, 1.into(), floor, &mut feedback)
+                    .is_none()
+            );
+            assert!(
+                stream
+                    .maybe_create_nack(due, 1.into(), floor, &mut feedback)
                     .is_some()
             );
             assert_eq!(feedback.len(), 2);
