@@ -7,7 +7,8 @@
 //!   within `min_nack_queue` (janus.jcfg's media section, 200 by default) and 1000; it resends
 //!   a NACKed packet from that queue, but not again within 200 ms (`MAX_NACK_IGNORE`). Until a
 //!   receiver report answering its first sender report gives it the round trip, the queue is
-//!   0 and nothing is resent: about 2.1 s into a subscription with str0m's report a second.
+//!   0 and nothing is resent: 1.7-2.1 s into a subscription with str0m's report a second,
+//!   about 1.4 s now that the vendored str0m answers a sender's first report at once.
 //! - str0m NACKs a missing packet five times, a round trip plus 5 ms apart; Janus drops our
 //!   RRTR and sends no DLRR, so str0m never learns the round trip and took 100 ms. Janus then
 //!   ignored every other NACK, and with a 200 ms queue answered the first only: a packet whose
@@ -29,10 +30,10 @@
 //! trip (about 1.4 s in: the vendored str0m answers Janus's first sender report at once)
 //! break the video until a keyframe gets through whole.
 //!
-//! Measured here (six full runs and single cases): every frame at 10% and in bursts,
-//! 99.8-100% at 5%, 98.8-100% at 20% (frames lost only at the end, where a packet was still
-//! being resent as the publisher left), never a gap; from the first packet 88-94% at 10%,
-//! 82-94% at 20%. With Janus's default 200 ms queue, 10% loss kept 91-97% with a gap in
+//! Measured here (eight full runs and single cases): every frame in bursts, 99.8-100% at 5%
+//! and 10%, 98.8-100% at 20% (frames lost only at the end, where a packet was still being
+//! resent as the publisher left), never a gap; from the first packet 88-95% at 10%, 82-94%
+//! at 20%. With Janus's default 200 ms queue, 10% loss kept 91-97% with a gap in
 //! every run.
 
 mod support;

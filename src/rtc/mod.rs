@@ -120,7 +120,7 @@ const STATS_EVERY: Duration = Duration::from_secs(5);
 /// most once per 200 ms (`MAX_NACK_IGNORE` in its ice.c) and never learns our round trip
 /// (it drops our RRTR), so str0m's retries 105 ms apart had every other one ignored; at 210 ms
 /// each of str0m's five NACKs is answered while the packet is in Janus's NACK queue (see
-/// README, "Loss": `min_nack_queue = 1000`).
+/// README, "What happens when": `min_nack_queue = 1000`).
 const NACK_RETRY: Duration = Duration::from_millis(210);
 
 /// How many complete video frames str0m holds behind a missing packet before it gives the
