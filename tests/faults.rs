@@ -499,10 +499,9 @@ fn packet_loss_is_repaired_or_recovered_and_the_file_decodes() {
     let rig = Rig::new("loss", &[1234], None);
     // The daemon gets an address of its own, and 3% of the UDP packets sent to it are dropped
     // (nftables' random number generator: this kernel has no netem).
-    let lossy = "10.201.0.3";
-    lossy_address(&rig.ns, lossy, 3);
+    lossy_address(&rig.ns, 3);
     let _alice = rig.publisher(PublisherSpec::new(1234, "Alice"));
-    let config = config_text(&rig.out, &[1234]).replace(ADDR_B, lossy)
+    let config = on_lossy_address(&config_text(&rig.out, &[1234]))
         + "[metrics]\nlisten = \"127.0.0.1:9469\"\n";
     let mut daemon = Daemon::start(&rig.ns, &rig.dir, &config);
     daemon

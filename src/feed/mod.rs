@@ -1,5 +1,6 @@
-//! The feed subscriber: one task per publisher. It subscribes with its own Janus handle,
-//! answers Janus's offer with a str0m session in the process's media loop ([`crate::rtc`]), places
+//! The feed subscriber: one task per publisher. It subscribes, in a subscription shared with
+//! other feeds of its room ([`group`]) or with its own Janus handle, answering Janus's offer
+//! with a str0m session in the process's media loop ([`crate::rtc`]) (see [`link`]), places
 //! frames on the room clock ([`clock`]), gates video on keyframes, and writes one WebM file
 //! plus its sidecar. It ends when the room says so (`stop`), on `hangup`, on ICE failure, or
 //! when the connection to Janus is lost, and always finalizes what it wrote.

@@ -116,6 +116,19 @@ pub enum RtcError {
 /// How often str0m reports receive statistics.
 const STATS_EVERY: Duration = Duration::from_secs(5);
 
+/// The least time between two NACKs for the same packet. Janus 1.1.2 resends a packet at
+/// most once per 200 ms (`MAX_NACK_IGNORE` in its ice.c) and never learns our round trip
+/// (it drops our RRTR), so str0m's retries 105 ms apart had every other one ignored; at 210 ms
+/// each of str0m's five NACKs is answered while the packet is in Janus's NACK queue (see
+/// README, "What happens when": `min_nack_queue = 1000`).
+const NACK_RETRY: Duration = Duration::from_millis(210);
+
+/// How many complete video frames str0m holds behind a missing packet before it gives the
+/// packet up. The five NACKs, [`NACK_RETRY`] apart, and str0m's 300 ms grace after the last
+/// take about 1.3 s; str0m's 30 frames are 1 s at 30 fps and would give up on the last two
+/// resends. 60 covers 1.3 s up to 45 fps; frames wait only behind a gap.
+const HOLD_BACK_FRAMES: usize = 60;
+
 /// str0m's standard RTP header extensions without transport-wide sequence numbers, for a
 /// receiving session. Janus does no bandwidth estimation for subscribers, so transport-cc
 /// feedback (about ten RTCP packets a second per feed) only cost CPU, and it did harm: str0m
@@ -152,11 +165,14 @@ fn receiving_config() -> RtcConfig {
         .set_stats_interval(Some(STATS_EVERY))
         // str0m's receiver report interval (a second) is kept. Janus 1.1.2 retransmits
         // nothing to a subscriber until a report answering its first sender report gives it
-        // the round trip: retransmissions began 2.1 s into a subscription, 1.3 s with a report
-        // every 100 ms; with one every 200 ms, Janus's CPU for our subscriptions went from 0.24
-        // to 0.26-0.28 s per feed-minute in the benchmark, for loss in a subscription's first
-        // second only.
+        // the round trip. The vendored str0m answers a sender's first report at once: the
+        // first resent packet came 1.4 s into a subscription (10% loss), 1.7-2.1 s waiting for
+        // the next report a second, 1.3 s with a report every 100 ms; with one every 200 ms,
+        // Janus's CPU for our subscriptions went from 0.24 to 0.26-0.28 s per feed-minute in
+        // the benchmark, for loss in a subscription's first second only.
         .set_extension_map(receive_extensions())
+        .set_min_nack_retry_interval(NACK_RETRY)
+        .set_reordering_size_video(HOLD_BACK_FRAMES)
         // Janus (1.1.2 and later) files a whole RTCP datagram under the first media source it
         // names: with str0m's packing (one receiver report for every stream), only one stream
         // of a subscription learned the round trip (Janus keeps no packets to retransmit

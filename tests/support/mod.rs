@@ -1337,23 +1337,39 @@ pub fn janus_pp_rec_video(rec_dir: &Path, feed: Option<&str>, out: &Path) -> Pat
     out.to_path_buf()
 }
 
-/// Gives the daemon's side of `ns` the address `addr` and drops `percent`% of the UDP
-/// packets sent to it (nftables' random numbers: this kernel has no netem), on the way in:
-/// Janus's packets to the recorder, retransmissions included, and nothing else.
-pub fn lossy_address(ns: &Netns, addr: &str, percent: u32) {
+/// The address [`lossy_address`] gives the daemon.
+pub const LOSSY_ADDR: &str = "10.201.0.3";
+/// The daemon's media port on [`LOSSY_ADDR`] (below the ephemeral range Janus's ports come from).
+pub const LOSSY_PORT: u16 = 20_000;
+
+/// `config` (from [`recorder_config`]) with the daemon's media on [`LOSSY_ADDR`]:[`LOSSY_PORT`].
+pub fn on_lossy_address(config: &str) -> String {
+    config.replace(ADDR_B, LOSSY_ADDR).replacen(
+        "[network]\n",
+        &format!("[network]\nport = {LOSSY_PORT}\n"),
+        1,
+    )
+}
+
+/// Gives the daemon's side of `ns` the address [`LOSSY_ADDR`] and drops `percent`% of the
+/// UDP packets sent to the daemon's port there (nftables' random numbers: this kernel has no
+/// netem): Janus's packets to the recorder, retransmissions included, and nothing else. The
+/// port matters: Janus gathers a candidate on that address too and talks to the daemon from
+/// it, so a rule on the address alone dropped our NACKs, reports and PLIs as well.
+pub fn lossy_address(ns: &Netns, percent: u32) {
     ns_commands(
         ns,
         &[
-            format!("ip addr add {addr}/24 dev vb"),
+            format!("ip addr add {LOSSY_ADDR}/24 dev vb"),
             "nft add table inet loss".to_string(),
             "nft add chain inet loss input { type filter hook input priority 0 ; }".to_string(),
         ],
     );
-    add_loss(ns, addr, percent);
+    add_loss(ns, percent);
 }
 
-/// Drops `percent`% more of the UDP packets to `addr` (see [`lossy_address`]).
-pub fn add_loss(ns: &Netns, addr: &str, percent: u32) {
+/// Drops `percent`% more of the UDP packets to the daemon (see [`lossy_address`]).
+pub fn add_loss(ns: &Netns, percent: u32) {
     let share = if percent >= 100 {
         String::new()
     } else {
@@ -1362,7 +1378,7 @@ pub fn add_loss(ns: &Netns, addr: &str, percent: u32) {
     ns_commands(
         ns,
         &[format!(
-            "nft add rule inet loss input ip daddr {addr} meta l4proto udp {share}drop"
+            "nft add rule inet loss input ip daddr {LOSSY_ADDR} udp dport {LOSSY_PORT} {share}drop"
         )],
     );
 }

@@ -47,6 +47,7 @@ pub struct RtcConfig {
     pub(crate) reordering_size_audio: usize,
     pub(crate) reordering_size_video: usize,
     pub(crate) reordering_timeout_audio: Option<Duration>,
+    pub(crate) min_nack_retry_interval: Duration,
     pub(crate) pause_threshold: Duration,
     pub(crate) send_buffer_audio: usize,
     pub(crate) send_buffer_video: usize,
@@ -547,6 +548,25 @@ impl RtcConfig {
         self.reordering_timeout_audio
     }
 
+    /// Sets the least time between two NACKs for the same missing packet.
+    ///
+    /// A retry otherwise waits one RTT plus 5 ms (100 ms until the RTT is measured, which
+    /// needs a sender answering RRTR with DLRR). A sender that resends a packet at most once
+    /// in some interval ignores the NACKs that come sooner; Janus 1.1.2 resends at most once
+    /// per 200 ms and never learns our RTT, so its every other NACK was wasted. The number
+    /// of NACKs per packet (5) is unchanged, so a larger floor spreads them over more time.
+    ///
+    /// Default: zero (no floor).
+    pub fn set_min_nack_retry_interval(mut self, interval: Duration) -> Self {
+        self.min_nack_retry_interval = interval;
+        self
+    }
+
+    /// Returns the least time between two NACKs for the same packet.
+    pub fn min_nack_retry_interval(&self) -> Duration {
+        self.min_nack_retry_interval
+    }
+
     /// Sets the number of packets held back for reordering video packets.
     ///
     /// Str0m tries to deliver the frames in order. This number determines how many
@@ -916,6 +936,7 @@ impl Default for RtcConfig {
             reordering_size_audio: 15,
             reordering_size_video: 30,
             reordering_timeout_audio: Some(Duration::from_secs(1)),
+            min_nack_retry_interval: Duration::ZERO,
             pause_threshold: Duration::from_millis(1500),
             send_buffer_audio: 50,
             send_buffer_video: 1000,

@@ -73,6 +73,7 @@ pub(crate) struct Session {
     reordering_size_audio: usize,
     reordering_size_video: usize,
     reordering_timeout_audio: Option<Duration>,
+    min_nack_retry_interval: Duration,
     intervals: RtcpReportIntervals,
     pub send_buffer_audio: usize,
     pub send_buffer_video: usize,
@@ -186,6 +187,7 @@ impl Session {
             reordering_size_audio: config.reordering_size_audio,
             reordering_size_video: config.reordering_size_video,
             reordering_timeout_audio: config.reordering_timeout_audio,
+            min_nack_retry_interval: config.min_nack_retry_interval,
             intervals: config.intervals,
             send_buffer_audio: config.send_buffer_audio,
             send_buffer_video: config.send_buffer_video,
@@ -302,6 +304,7 @@ impl Session {
             StreamTimeoutConfig {
                 codecs: &self.codec_config,
                 intervals: self.intervals,
+                min_nack_retry_interval: self.min_nack_retry_interval,
             },
             &mut self.feedback_tx,
         );

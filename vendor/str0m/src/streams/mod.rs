@@ -35,6 +35,7 @@ pub(crate) use send::{DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP};
 pub(crate) struct StreamTimeoutConfig<'a> {
     pub(crate) codecs: &'a CodecConfig,
     pub(crate) intervals: RtcpReportIntervals,
+    pub(crate) min_nack_retry_interval: Duration,
 }
 
 /// Packet of RTP data.
@@ -435,7 +436,11 @@ impl Streams {
         config: StreamTimeoutConfig<'_>,
         feedback: &mut VecDeque<Rtcp>,
     ) {
-        let StreamTimeoutConfig { codecs, intervals } = config;
+        let StreamTimeoutConfig {
+            codecs,
+            intervals,
+            min_nack_retry_interval,
+        } = config;
 
         self.mids_to_report.clear(); // Clear for checking StreamRx.
         for stream in self.streams_rx.values() {
@@ -454,7 +459,7 @@ impl Streams {
             }
 
             if do_nack {
-                stream.maybe_create_nack(now, sender_ssrc, feedback);
+                stream.maybe_create_nack(now, sender_ssrc, min_nack_retry_interval, feedback);
             }
 
             stream.handle_timeout(now);

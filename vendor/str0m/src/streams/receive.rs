@@ -322,6 +322,14 @@ impl StreamRx {
         // Clock rate is that of the last received packet.
         info.rtp_time = MediaTime::new(extended, clock_rate);
 
+        // Answer the first sender report at once: a sender learns the RTT only from a
+        // receiver report that refers to one of its sender reports, and Janus 1.1.2 resends
+        // nothing before it knows the RTT. Waiting for the next regular report left the first
+        // second or two of a subscription without retransmissions.
+        if self.sender_info.is_none() {
+            self.last_receiver_report = already_happened();
+        }
+
         self.sender_info = Some(LastSenderInfo {
             received_at: now,
             info,
@@ -833,16 +841,24 @@ impl StreamRx {
         &mut self,
         now: Instant,
         sender_ssrc: Ssrc,
+        min_retry_interval: Duration,
         feedback: &mut VecDeque<Rtcp>,
     ) -> Option<()> {
         if !self.nack_enabled() {
             return None;
         }
 
+        // The register waits one RTT plus its margin between NACKs of a packet: an RTT
+        // raised to the floor less that margin makes the floor the least wait.
+        let rtt = self
+            .stats
+            .rtt
+            .unwrap_or(super::register_nack::DEFAULT_RTT)
+            .max(min_retry_interval.saturating_sub(super::register_nack::NACK_RETRY_MARGIN));
         let nacks = self
             .register
             .as_mut()
-            .and_then(|r| r.nack_report(now, self.stats.rtt))?;
+            .and_then(|r| r.nack_report(now, Some(rtt)))?;
 
         for mut nack in nacks {
             nack.sender_ssrc = sender_ssrc;
@@ -1163,19 +1179,57 @@ mod tests {
             let mut feedback = VecDeque::new();
             assert!(
                 stream
-                    .maybe_create_nack(now, 1.into(), &mut feedback)
+                    .maybe_create_nack(now, 1.into(), Duration::ZERO, &mut feedback)
                     .is_some()
             );
             let due = now + rtt + Duration::from_millis(5);
             assert!(
                 stream
-                    .maybe_create_nack(due - Duration::from_nanos(1), 1.into(), &mut feedback)
+                    .maybe_create_nack(
+                        due - Duration::from_nanos(1),
+                        1.into(),
+                        Duration::ZERO,
+                        &mut feedback
+                    )
                     .is_none()
             );
             assert_eq!(feedback.len(), 1);
             assert!(
                 stream
-                    .maybe_create_nack(due, 1.into(), &mut feedback)
+                    .maybe_create_nack(due, 1.into(), Duration::ZERO, &mut feedback)
+                    .is_some()
+            );
+            assert_eq!(feedback.len(), 2);
+        }
+    }
+
+    #[test]
+    fn nack_retries_wait_at_least_the_floor() {
+        let floor = Duration::from_millis(210);
+        for (rtt, wait) in [
+            (None, floor),
+            (Some(Duration::from_millis(20)), floor),
+            (Some(Duration::from_millis(300)), Duration::from_millis(305)),
+        ] {
+            let mut stream = stream_with(&[(10, 0), (12, 1920)]);
+            stream.stats.rtt = rtt;
+            let now = Instant::now();
+            let mut feedback = VecDeque::new();
+            assert!(
+                stream
+                    .maybe_create_nack(now, 1.into(), floor, &mut feedback)
+                    .is_some()
+            );
+            let due = now + wait;
+            let early = due - Duration::from_nanos(1);
+            assert!(
+                stream
+                    .maybe_create_nack(early, 1.into(), floor, &mut feedback)
+                    .is_none()
+            );
+            assert!(
+                stream
+                    .maybe_create_nack(due, 1.into(), floor, &mut feedback)
                     .is_some()
             );
             assert_eq!(feedback.len(), 2);
@@ -1194,12 +1248,12 @@ mod tests {
             assert!(stream.nack_enabled());
             assert!(
                 stream
-                    .maybe_create_nack(now, 1.into(), &mut feedback)
+                    .maybe_create_nack(now, 1.into(), Duration::ZERO, &mut feedback)
                     .is_some()
             );
             assert!(
                 stream
-                    .maybe_create_nack(now, 1.into(), &mut feedback)
+                    .maybe_create_nack(now, 1.into(), Duration::ZERO, &mut feedback)
                     .is_none()
             );
             now += Duration::from_millis(105);
@@ -1212,7 +1266,7 @@ mod tests {
         assert!(!stream.nack_enabled());
         assert!(
             stream
-                .maybe_create_nack(now, 1.into(), &mut feedback)
+                .maybe_create_nack(now, 1.into(), Duration::ZERO, &mut feedback)
                 .is_none()
         );
         assert_eq!(feedback.len(), 5);
@@ -1252,7 +1306,7 @@ mod tests {
         let mut feedback = VecDeque::new();
         assert!(
             stream
-                .maybe_create_nack(now, 1.into(), &mut feedback)
+                .maybe_create_nack(now, 1.into(), Duration::ZERO, &mut feedback)
                 .is_some()
         );
 
@@ -1336,7 +1390,7 @@ mod tests {
         let mut feedback = VecDeque::new();
         assert!(
             stream
-                .maybe_create_nack(Instant::now(), 1.into(), &mut feedback)
+                .maybe_create_nack(Instant::now(), 1.into(), Duration::ZERO, &mut feedback)
                 .is_none()
         );
         assert!(feedback.is_empty());

@@ -10,7 +10,7 @@ const MAX_MISORDER: u64 = 100;
 const MAX_NACKS: u8 = 5;
 
 pub(super) const DEFAULT_RTT: Duration = Duration::from_millis(100);
-const NACK_RETRY_MARGIN: Duration = Duration::from_millis(5);
+pub(super) const NACK_RETRY_MARGIN: Duration = Duration::from_millis(5);
 
 /// Circular buffer size
 const BUFFER_SIZE: u64 = MAX_MISORDER + 1;
