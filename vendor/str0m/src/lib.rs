@@ -2035,8 +2035,21 @@ impl Rtc {
         match input {
             Input::Timeout(now) => self.do_handle_timeout(now)?,
             Input::Receive(recv_time, r) => {
+                // An RTP packet moves no timer forward by itself: when no timer is due yet
+                // and the last timeout is still valid (nothing armed it since), the whole
+                // timeout pass (ICE, SCTP, channels, every stream's reports, stats) would
+                // find nothing to do. It ran for every media packet, where most of a
+                // receiving session's CPU is spent. STUN, DTLS and RTCP (rare, and RTCP
+                // can queue resends for the pacer) keep the pass.
+                let rtp = matches!(r.contents.inner, DatagramRecvInner::Rtp(_));
+                let due = self.readiness.wants_timeout() || recv_time >= self.cached_timeout;
                 self.do_handle_receive(recv_time, r)?;
-                self.do_handle_timeout(recv_time)?;
+                if rtp && !due {
+                    self.init_time(recv_time);
+                    self.last_now = self.last_now.max(recv_time);
+                } else {
+                    self.do_handle_timeout(recv_time)?;
+                }
             }
         }
         Ok(())

@@ -1366,9 +1366,12 @@ impl Session {
     }
 
     fn nack_at(&self) -> Option<Instant> {
-        // Paused streams stop counting as NACK-enabled once their pending retries finish,
-        // so an idle session doesn't wake every NACK_MIN_INTERVAL for as long as it lives.
-        if !self.streams.any_nack_enabled() {
+        // Only a stream missing a packet that still has NACK attempts left needs the NACK
+        // timer: without one, a receiving session woke every NACK_MIN_INTERVAL to find
+        // nothing to report (the whole timeout pass, for every session, 30 times a second).
+        // A new gap arms the timeout as the packet after it is received, and the NACK goes
+        // out at the next timeout.
+        if !self.streams.any_nack_pending() {
             return None;
         }
 

@@ -763,11 +763,12 @@ impl Streams {
             .find(|s| s.ssrc() == ssrc || s.rtx() == Some(ssrc))
     }
 
-    /// Whether any receive stream currently needs NACK reports (see [`StreamRx::nack_enabled`]).
+    /// Whether a receive stream may have a NACK to send: NACK is enabled for it (see
+    /// [`StreamRx::nack_enabled`]) and a missing packet still has attempts left.
     ///
-    /// Not cached: the answer changes with pause state and pending NACK retries.
-    pub(crate) fn any_nack_enabled(&self) -> bool {
-        self.streams_rx.values().any(|s| s.nack_enabled())
+    /// Not cached: the answer changes with pause state, losses and NACK retries.
+    pub(crate) fn any_nack_pending(&self) -> bool {
+        self.streams_rx.values().any(|s| s.nack_pending())
     }
 
     fn rx_lookup_at(&self) -> Instant {

@@ -816,6 +816,16 @@ impl StreamRx {
         received.checked_add(rtt.saturating_mul(3))
     }
 
+    /// Whether this stream needs its NACK timer: NACK is enabled and a missing packet
+    /// still has attempts left.
+    pub(crate) fn nack_pending(&self) -> bool {
+        self.nack_enabled()
+            && self
+                .register
+                .as_ref()
+                .is_some_and(|r| r.has_pending_nacks())
+    }
+
     /// Whether this stream should keep its NACK timer active.
     ///
     /// Paused streams finish pending retries before disabling NACK reports.
