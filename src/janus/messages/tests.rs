@@ -114,6 +114,29 @@ fn attached_with_offer() {
     str0m::change::SdpOffer::from_sdp_string(&jsep.sdp).unwrap();
 }
 
+/// A multistream subscription's changes, as Janus 1.1.2 words them: `updated` with every
+/// stream (a removed publisher's m-line stays, inactive and without a feed), `updating` when
+/// the change waits for our answer to the last offer.
+#[test]
+fn subscription_updates() {
+    let data = serde_json::json!({
+        "videoroom": "updated",
+        "room": 1234,
+        "streams": [
+            {"type": "video", "mindex": 0, "mid": "0", "feed_id": 7, "feed_mid": "1", "active": true},
+            {"type": "audio", "mindex": 1, "mid": "1", "active": false},
+        ],
+    });
+    let VideoRoomEvent::Updated { streams } = VideoRoomEvent::parse(&data) else {
+        panic!("not an update")
+    };
+    assert_eq!(streams.len(), 2);
+    assert_eq!(streams[0].feed, Some(FeedId::from(7)));
+    assert_eq!(streams[1].feed, None);
+    let data = serde_json::json!({"videoroom": "updating", "room": 1234});
+    assert_eq!(VideoRoomEvent::parse(&data), VideoRoomEvent::Updating);
+}
+
 #[test]
 fn own_unpublish_and_configure_answers() {
     let (ev, _, _) = plugin_event("22-event-event");
