@@ -135,6 +135,13 @@ pub(crate) struct Session {
     pending_rrtrs: VecDeque<(Ssrc, LastRrtr)>,
 
     raw_packets: Option<VecDeque<Box<RawPacket>>>,
+    /// Medias that got RTP since a poll last found no sample in them: only these are polled
+    /// (with many medias in a session, polling every one after every packet was most of the
+    /// receive path's cost).
+    poll_mids: Vec<Mid>,
+    /// Every media is polled: time alone can release a sample (a reordering or recovery
+    /// wait ran out), so after a timeout, and at the start.
+    poll_all: bool,
     /// See [`crate::RtcConfig::set_rtcp_per_media_source`].
     rtcp_per_media_source: bool,
 
@@ -223,6 +230,8 @@ impl Session {
             rtp_closing: false,
             pending_rrtrs: VecDeque::new(),
             rtcp_per_media_source: config.rtcp_per_media_source,
+            poll_mids: Vec::new(),
+            poll_all: true,
             raw_packets: if config.enable_raw_packets {
                 Some(VecDeque::new())
             } else {
@@ -282,6 +291,7 @@ impl Session {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, wake: &mut Wake) -> Result<(), RtcError> {
+        self.poll_all = true;
         if self.rtp_closing {
             // Closing only drains previously queued BYEs; this timeout changes nothing.
             wake.no_events();
@@ -747,6 +757,9 @@ impl Session {
         };
         // A receive stream exists only when MID/SSRC mapping succeeded.
         let (mid, ssrc) = mapped.unwrap();
+        if !self.poll_mids.contains(&mid) {
+            self.poll_mids.push(mid);
+        }
 
         // Register reception in nack registers.
         let receipt_outer = stream.update_register(now, &header, clock_rate, is_repair, seq_no);
@@ -1110,7 +1123,13 @@ impl Session {
     }
 
     fn update_receive_recovery(&mut self) {
-        for media in self.medias.iter_mut().filter(|m| m.kind().is_video()) {
+        let (all, polled) = (self.poll_all, &self.poll_mids);
+        let polled = |m: &Media| all || polled.contains(&m.mid());
+        for media in self
+            .medias
+            .iter_mut()
+            .filter(|m| m.kind().is_video() && polled(m))
+        {
             let mid = media.mid();
             for (rid, buf) in media.receive_buffers() {
                 let deadline = buf.recovery_candidate().and_then(|(range, received)| {
@@ -1131,14 +1150,28 @@ impl Session {
         }
 
         self.update_receive_recovery();
-        for media in &mut self.medias {
-            if let Some(e) =
-                media.poll_sample(&self.codec_config, now, self.reordering_timeout_audio)?
-            {
-                return Ok(Some(Event::MediaData(e)));
+        if self.poll_all {
+            for media in &mut self.medias {
+                if let Some(e) =
+                    media.poll_sample(&self.codec_config, now, self.reordering_timeout_audio)?
+                {
+                    return Ok(Some(Event::MediaData(e)));
+                }
             }
+            self.poll_all = false;
+            self.poll_mids.clear();
+            return Ok(None);
         }
-
+        while let Some(&mid) = self.poll_mids.last() {
+            if let Some(media) = self.medias.iter_mut().find(|m| m.mid() == mid) {
+                if let Some(e) =
+                    media.poll_sample(&self.codec_config, now, self.reordering_timeout_audio)?
+                {
+                    return Ok(Some(Event::MediaData(e)));
+                }
+            }
+            self.poll_mids.pop();
+        }
         Ok(None)
     }
 
