@@ -368,9 +368,17 @@ fn huge_event(size: usize) -> String {
 }
 
 fn survivor_subscribed(seen: &Seen) -> bool {
+    subscribed_feeds(seen).contains(&42)
+}
+
+/// The feeds the daemon asked to subscribe to, over every subscriber `join` (a shared
+/// subscription asks for several feeds in one).
+fn subscribed_feeds(seen: &Seen) -> std::collections::BTreeSet<u64> {
     seen.subscriber_joins
         .iter()
-        .any(|j| j["streams"][0]["feed"] == 42)
+        .flat_map(|j| j["streams"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s["feed"].as_u64())
+        .collect()
 }
 
 #[test]
@@ -613,13 +621,13 @@ fn publishers_past_max_feeds_are_refused_logged_and_counted() {
         &[],
         &format!("[limits]\nmax_feeds = 2\n[metrics]\nlisten = \"{metrics}\"\n"),
     );
-    rig.wait_until("two subscriptions", Duration::from_secs(10), |s| {
-        s.subscriber_joins.len() >= 2
+    rig.wait_until("two feeds subscribed", Duration::from_secs(10), |s| {
+        subscribed_feeds(s).len() >= 2
     });
     rig.wait_until(
         "the waiting three subscribed once slots freed",
         Duration::from_secs(10),
-        |s| s.subscriber_joins.len() >= 5,
+        |s| subscribed_feeds(s).len() >= 5,
     );
     std::thread::sleep(Duration::from_millis(500));
     let refused = metric_of(metrics, "janus_recorder_feeds_refused_total");

@@ -114,16 +114,24 @@ impl Groups {
     /// Subscribes to `publisher`'s recorded streams in a group with a free seat (or a new
     /// one): its place in the group and the tracks to record.
     pub async fn join(&self, publisher: &Publisher) -> Result<Joined, SubscribeError> {
-        let commands = self.seat();
-        let (reply, answer) = oneshot::channel();
-        let join = Command::Join {
-            publisher: publisher.clone(),
-            reply,
-        };
-        if commands.send(join).is_err() {
-            return Err(SubscribeError::GroupEnded);
+        // A group that ended before it asked Janus for this feed's streams (its last feed left,
+        // or it failed for the others') is no fault of this feed: it takes a seat elsewhere.
+        for _ in 0..3 {
+            let commands = self.seat();
+            let (reply, answer) = oneshot::channel();
+            let join = Command::Join {
+                publisher: publisher.clone(),
+                reply,
+            };
+            if commands.send(join).is_err() {
+                continue;
+            }
+            match answer.await {
+                Ok(Err(SubscribeError::GroupEnded)) | Err(_) => continue,
+                Ok(joined) => return joined,
+            }
         }
-        answer.await.map_err(|_| SubscribeError::GroupEnded)?
+        Err(SubscribeError::GroupEnded)
     }
 
     /// A seat in an open group with room, or in a new group.
@@ -977,9 +985,13 @@ impl Group {
                 let _ = seat.to.try_send(ToMember::End(reason.clone()));
             }
             for j in self.joining.drain(..) {
-                let _ = j
-                    .reply
-                    .send(Err(SubscribeError::GroupFailed(reason.to_string())));
+                // Those not asked for yet go to another group (see `Groups::join`).
+                let e = if j.asked {
+                    SubscribeError::GroupFailed(reason.to_string())
+                } else {
+                    SubscribeError::GroupEnded
+                };
+                let _ = j.reply.send(Err(e));
             }
         }
         self.members.clear();

@@ -204,6 +204,11 @@ const RECORDED_BATCHES: Duration = FEED_TICK;
 /// and for any feed until its first keyframe is written.
 const SMALL_BATCHES: Duration = Duration::from_millis(20);
 
+/// From this try in a row on, a failing feed is subscribed again with a subscription of its
+/// own rather than in a shared one (the first re-subscribe, after a whole group failed for
+/// a fault of the network or Janus, goes back into a shared one).
+const ALONE_AFTER_ATTEMPT: u32 = 2;
+
 /// Records one publisher until it ends; returns why it ended.
 pub async fn run(
     session: Session,
@@ -212,7 +217,15 @@ pub async fn run(
     mut stop: oneshot::Receiver<EndReason>,
 ) -> FeedEnd {
     let subscribing = async {
-        match &spec.groups {
+        // A feed that failed again after a re-subscribe is subscribed on its own: whatever
+        // fails with it (an offer str0m refuses, a hostile Janus) must not take a shared
+        // subscription's other feeds down with it again and again.
+        let shared = spec.groups.as_ref().filter(|_| {
+            spec.resume
+                .as_ref()
+                .is_none_or(|r| r.attempt < ALONE_AFTER_ATTEMPT)
+        });
+        match shared {
             Some(groups) => groups
                 .join(&spec.publisher)
                 .await
