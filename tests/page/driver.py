@@ -103,7 +103,9 @@ def live(base, token, artifacts):
                 v.getVideoPlaybackQuality().totalVideoFrames]) : null; }""",
             timeout=20000,
         ).json_value()
-        time.sleep(3)
+        # Over 6 s: two Chromium publishers, Janus, the daemon and this browser share two
+        # cores, and a second's stall of one of them is not the page failing to play live.
+        time.sleep(6)
         later = page.evaluate(
             """() => [...document.querySelectorAll('#live video')].map(v => [v.dataset.id,
                 v.currentTime, v.getVideoPlaybackQuality().totalVideoFrames,
@@ -115,8 +117,8 @@ def live(base, token, artifacts):
         for vid, t, frames in first:
             check(vid in by_id, f"live video {vid} went away")
             _, t2, frames2, lag = by_id[vid]
-            check(t2 > t + 1.5, f"live video {vid}: time {t} -> {t2} in 3 s")
-            check(frames2 > frames + 20, f"live video {vid}: frames {frames} -> {frames2} in 3 s")
+            check(t2 > t + 3, f"live video {vid}: time {t} -> {t2} in 6 s")
+            check(frames2 > frames + 40, f"live video {vid}: frames {frames} -> {frames2} in 6 s")
             behind.append(lag)
         rooms = page.inner_text("#rooms")
         browser.close()

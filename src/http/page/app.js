@@ -574,7 +574,8 @@ function playLive(video, r, type) {
     sb = ms.addSourceBuffer(type);
     while (!stop) {
       try { await pull(); } catch (_) { /* next time */ }
-      await new Promise((ok) => setTimeout(ok, 1000));
+      // The recorder flushes once a second; pulling twice a second appends bytes at most 1.5 s old.
+      await new Promise((ok) => setTimeout(ok, 500));
     }
   }, { once: true });
   return () => { stop = true; video.pause(); };
