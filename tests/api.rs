@@ -65,31 +65,25 @@ fn call(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    in_netns(ns, move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut req = reqwest::Client::new()
-                .request(method, &url)
-                .timeout(Duration::from_secs(20));
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            for (k, v) in headers {
-                req = req.header(k, v);
-            }
-            if let Some(b) = body {
-                req = req.header("content-type", "application/json").body(b);
-            }
-            let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
-            Answer {
-                status: resp.status().as_u16(),
-                headers: resp.headers().clone(),
-                body: resp.bytes().await.unwrap().to_vec(),
-            }
-        })
+    block_on_in_netns(ns, move || async move {
+        let mut req = reqwest::Client::new()
+            .request(method, &url)
+            .timeout(Duration::from_secs(20));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        Answer {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: resp.bytes().await.unwrap().to_vec(),
+        }
     })
 }
 

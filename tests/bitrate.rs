@@ -128,10 +128,7 @@ fn publish_and_record(tag: &str, clip: &Path, videocodec: &'static str, seconds:
     let out = dir.join("recordings");
     let config = recorder_config(&out, "", &rooms_toml(&[1601]))
         + "[metrics]\nlisten = \"127.0.0.1:9469\"\n";
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
     let before = udp_counters(&ns);
     let report = dir.join("sent.json");
     let mut publish = synthetic_publishers(

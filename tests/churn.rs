@@ -127,10 +127,7 @@ fn five_hundred_publications_leave_the_daemon_as_it_was() {
     let metrics_addr = "127.0.0.1:9469";
     let metrics = format!("[metrics]\nlisten = \"{metrics_addr}\"\n");
     let config = recorder_config(&out, "", &(metrics + &rooms_toml(&[ROOM])));
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let daemon = Daemon::watching(&ns, &dir, &config, 1);
     let pid = daemon.proc.child.id();
 
     // Frames each publisher sent, by display name.

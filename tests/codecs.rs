@@ -108,10 +108,7 @@ fn chromium_h264_and_av1_publishers_are_recorded() {
     let janus = Janus::start(&ns, &dir, &specs);
     let page = PageServer::start(&ns, &dir);
     let out = dir.join("recordings");
-    let mut daemon = Daemon::start(&ns, &dir, &config_for(&out, &[1501, 1502, 1503]));
-    daemon
-        .proc
-        .wait_for_nth("watching room", 3, Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config_for(&out, &[1501, 1502, 1503]), 3);
 
     // 20 s: our file may start up to 1.5 s after Janus's own (see tests/recording.rs), which
     // has to stay well inside 10% of the frames.
@@ -217,10 +214,7 @@ fn synthetic_h264_h265_and_av1_publishers_are_recorded_frame_for_frame() {
     let _janus = Janus::start(&ns, &dir, &specs);
     let out = dir.join("recordings");
     let ids: Vec<u64> = cases.iter().map(|c| c.0).collect();
-    let mut daemon = Daemon::start(&ns, &dir, &config_for(&out, &ids));
-    daemon
-        .proc
-        .wait_for_nth("watching room", cases.len(), Duration::from_secs(20));
+    let _daemon = Daemon::watching(&ns, &dir, &config_for(&out, &ids), cases.len());
 
     for (room, codec, probe_codec, extension, container) in cases {
         let clip = make_clip(&dir, codec);
@@ -290,10 +284,7 @@ fn simulcast_and_vp9_svc_publishers_are_recorded_at_their_top_layer() {
     let janus = Janus::start(&ns, &dir, &specs);
     let page = PageServer::start(&ns, &dir);
     let out = dir.join("recordings");
-    let mut daemon = Daemon::start(&ns, &dir, &config_for(&out, &[1521, 1522]));
-    daemon
-        .proc
-        .wait_for_nth("watching room", 2, Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config_for(&out, &[1521, 1522]), 2);
 
     let layered = |room, display: &str, query: &[(&'static str, &str)]| {
         let mut spec = PublisherSpec {

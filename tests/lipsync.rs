@@ -253,10 +253,7 @@ fn lip_sync_and_the_room_clock_match_the_sources() {
     let page = PageServer::start(&ns, &dir);
     let out = dir.join("recordings");
     let config = recorder_config(&out, "", &rooms_toml(&[1701]));
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
     let publisher = |display: &str| {
         let mut spec = PublisherSpec {
             secs: Some(16),

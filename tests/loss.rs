@@ -107,10 +107,7 @@ fn record(loss: Loss) -> Kept {
     let out = dir.join("recordings");
     let config = on_lossy_address(&recorder_config(&out, "", &rooms_toml(&[1401])))
         + "[metrics]\nlisten = \"127.0.0.1:9469\"\n";
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
     let report = dir.join("sent.json");
     let mut publish = synthetic_publishers(
         &ns,

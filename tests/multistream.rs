@@ -40,10 +40,12 @@ fn publishers_joining_and_leaving_cost_the_others_no_frame() {
     let ns = Netns::create("mschurn");
     let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1901, "vp8")]);
     let out = dir.join("recordings");
-    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, "", &rooms_toml(&[1901])));
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(
+        &ns,
+        &dir,
+        &recorder_config(&out, "", &rooms_toml(&[1901])),
+        1,
+    );
     let stay_report = dir.join("sent-stay.json");
     let mut stayers = synthetic_publishers(
         &ns,
@@ -98,10 +100,12 @@ fn a_room_of_seventeen_takes_two_subscriptions() {
     let ns = Netns::create("ms17");
     let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1902, "vp8")]);
     let out = dir.join("recordings");
-    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, "", &rooms_toml(&[1902])));
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(
+        &ns,
+        &dir,
+        &recorder_config(&out, "", &rooms_toml(&[1902])),
+        1,
+    );
     let report = dir.join("sent-many.json");
     let mut publishers = synthetic_publishers(
         &ns,
@@ -141,10 +145,7 @@ fn a_shared_subscription_whose_ice_is_cut_is_made_again() {
     lossy_address(&ns, 0);
     let out = dir.join("recordings");
     let config = on_lossy_address(&recorder_config(&out, "", &rooms_toml(&[1903])));
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
     let mut publishers = synthetic_publishers(&ns, &dir, 1903, "cut", 3, 60.0, &[]);
     daemon
         .proc

@@ -111,10 +111,7 @@ fn the_page_lists_plays_in_sync_and_guards_the_recordings() {
     let pages = PageServer::start(&ns, &dir);
     let out = dir.join("out");
     let config = recorder_config(&out, "", &format!("{}{}", http_toml(), rooms_toml(&[ROOM])));
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(30));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
     let base = "http://127.0.0.1:9469";
 
     let mut alice = Publisher::start(&ns, &pages, &dir, PublisherSpec::new(ROOM, "Alice"));
@@ -204,10 +201,7 @@ fn each_codec_plays_on_its_room_clock() {
         "",
         &format!("{}{}", http_toml(), rooms_toml(&ids)),
     );
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for_nth("watching room", rooms.len(), Duration::from_secs(30));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, rooms.len());
     let specs = rooms
         .iter()
         .map(|&(room, codec)| PublisherSpec {

@@ -27,10 +27,12 @@ fn synthetic_publishers_are_recorded_frame_for_frame() {
     let ns = Netns::create("synthetic");
     let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1301, "vp8")]);
     let out = dir.join("recordings");
-    let mut daemon = Daemon::start(&ns, &dir, &recorder_config(&out, "", &rooms_toml(&[1301])));
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(
+        &ns,
+        &dir,
+        &recorder_config(&out, "", &rooms_toml(&[1301])),
+        1,
+    );
 
     let sent = publish_held(&ns, &dir, 1301, "synth", 3, 6.0, &[]);
     daemon
@@ -112,11 +114,11 @@ impl RelayRun<'_> {
         let config_a = recorder_config(&out_a, "", &rooms);
         let dir_a = self.dir.join("daemon-a");
         fs::create_dir_all(&dir_a).unwrap();
-        let mut daemon_a = Daemon::start(self.ns, &dir_a, &config_a);
-        daemon_a.proc.wait_for_nth(
-            "watching room",
+        let mut daemon_a = Daemon::watching(
+            self.ns,
+            &dir_a,
+            &config_a,
             1 + usize::from(self.a_watches_target),
-            Duration::from_secs(20),
         );
 
         let report = self.dir.join("sent.json");

@@ -23,10 +23,7 @@ fn a_subscription_hung_up_while_the_publisher_stays_goes_on_as_part_2() {
         "[network]\n",
         "[network]\ncandidate_networks = [\"10.201.0.0/24\"]\n",
     );
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
     let mut publisher = synthetic_publishers(&ns, &dir, 1801, "stays", 1, 30.0, &[]);
     daemon
         .proc
@@ -86,10 +83,7 @@ fn a_publisher_refused_at_max_feeds_is_recorded_once_a_slot_frees() {
         "",
         &format!("{}[limits]\nmax_feeds = 2\n", rooms_toml(&[1802])),
     );
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
     let mut early = synthetic_publishers(&ns, &dir, 1802, "early", 2, 5.0, &[]);
     daemon
         .proc

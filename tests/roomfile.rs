@@ -136,10 +136,7 @@ fn a_room_file_from_three_recordings_including_a_republished_feed() {
     let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(ROOM, "vp8")]);
     let out = dir.join("recordings");
     let config = recorder_config(&out, "", &rooms_toml(&[ROOM]));
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
 
     // alice for 9 s; bob from about 3 s to 12 s; alice again (a new publication, so a new
     // feed) from about 10 s to 15 s.

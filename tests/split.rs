@@ -17,10 +17,7 @@ fn split_after_continues_in_linked_parts_without_losing_a_frame() {
     let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1601, "vp8")]);
     let out = dir.join("recordings");
     let config = recorder_config(&out, "split_after = \"5s\"\n", &rooms_toml(&[1601]));
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
     // The default clip has a keyframe every 2 s: parts of about 6, 6 and 1 s.
     let sent = publish_held(&ns, &dir, 1601, "long", 1, 13.0, &[]);
     daemon

@@ -63,10 +63,7 @@ fn rig(
     let out = dir.join("recordings");
     let storage = storage(&mut garage, &dir);
     let config = recorder_config(&out, output, &format!("{}{storage}", rooms_toml(&[room])));
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let daemon = Daemon::watching(&ns, &dir, &config, 1);
     Rig {
         daemon,
         _janus: janus,
@@ -378,10 +375,7 @@ fn until_uploaded_deletes_the_local_copy_only_once_verified() {
     // The watch ends (a stop); after the next start that meeting is `uploaded`.
     daemon.proc.terminate(Duration::from_secs(20));
     let config = std::fs::read_to_string(&daemon.config).unwrap();
-    *daemon = Daemon::start(ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    *daemon = Daemon::watching(ns, &dir, &config, 1);
     let list: serde_json::Value =
         serde_json::from_str(&http_get(ns, API, "/api/v1/meetings?room=1703")).unwrap();
     let meeting = list["meetings"]

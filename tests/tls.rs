@@ -52,10 +52,7 @@ fn janus_over_wss_is_recorded_with_ca_file_and_refused_without() {
 
     // With it: recorded.
     let out = dir.join("recordings");
-    let mut daemon = Daemon::start(&ns, &dir, &config(&out, Some(&tls.ca)));
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config(&out, Some(&tls.ca)), 1);
     publish_held(&ns, &dir, 1401, "tls", 1, 5.0, &[]);
     daemon
         .proc

@@ -38,19 +38,8 @@ impl Receiver {
         let g = got.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready) = std::sync::mpsc::channel();
-        let path = format!("/var/run/netns/{}", ns.name);
-        let thread = std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let fd = std::fs::File::open(&path).unwrap();
-            assert_eq!(
-                unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
+        let thread = spawn_in_netns(&ns.name, move || {
+            block_on(async move {
                 let app = axum::Router::new().route(
                     "/hook",
                     axum::routing::post(
@@ -155,10 +144,7 @@ fn events_survive_a_receiver_down_for_30_s_and_a_sigkill() {
     let out = dir.join("recordings");
     let config = config(&out);
     let down_since = Instant::now();
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
     // Two publications while nobody receives; the daemon is killed, then started again.
     publish_held(&ns, &dir, 1721, "first", 2, 3.0, &[]);
     daemon
@@ -167,10 +153,7 @@ fn events_survive_a_receiver_down_for_30_s_and_a_sigkill() {
     std::thread::sleep(Duration::from_millis(500));
     unsafe { libc::kill(daemon.proc.child.id() as i32, libc::SIGKILL) };
     let _ = daemon.proc.child.wait();
-    let mut daemon = Daemon::start(&ns, &dir, &config);
-    daemon
-        .proc
-        .wait_for("watching room", Duration::from_secs(20));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
     publish_held(&ns, &dir, 1721, "second", 1, 3.0, &[]);
     daemon
         .proc

@@ -234,11 +234,7 @@ impl Bucket {
                     .build()
                     .unwrap(),
             );
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(f(client))
+            super::block_on(f(client))
         })
     }
 

@@ -4,41 +4,35 @@
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
-use super::{Netns, in_netns};
+use super::{Netns, block_on_in_netns};
 
 const ADMIN: &str = "ws://127.0.0.1:7188";
 const ADMIN_SECRET: &str = "janus-test-admin";
 
 /// Janus's Admin API inside the namespace: one request, its answer.
 pub fn admin(ns: &Netns, mut request: Value) -> Value {
-    in_netns(ns, move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-            let mut req = ADMIN.into_client_request().unwrap();
-            req.headers_mut().insert(
-                "Sec-WebSocket-Protocol",
-                "janus-admin-protocol".parse().unwrap(),
-            );
-            let (mut ws, _) = tokio_tungstenite::connect_async(req)
-                .await
-                .expect("the Admin API");
-            request["transaction"] = json!("t");
-            request["admin_secret"] = json!(ADMIN_SECRET);
-            ws.send(request.to_string().into()).await.unwrap();
-            loop {
-                let msg = ws.next().await.unwrap().unwrap();
-                if let Ok(text) = msg.to_text()
-                    && let Ok(v) = serde_json::from_str::<Value>(text)
-                    && v["transaction"] == "t"
-                {
-                    return v;
-                }
+    block_on_in_netns(ns, move || async move {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = ADMIN.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "janus-admin-protocol".parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("the Admin API");
+        request["transaction"] = json!("t");
+        request["admin_secret"] = json!(ADMIN_SECRET);
+        ws.send(request.to_string().into()).await.unwrap();
+        loop {
+            let msg = ws.next().await.unwrap().unwrap();
+            if let Ok(text) = msg.to_text()
+                && let Ok(v) = serde_json::from_str::<Value>(text)
+                && v["transaction"] == "t"
+            {
+                return v;
             }
-        })
+        }
     })
 }
 

@@ -800,6 +800,15 @@ impl Daemon {
         Daemon::start_env(ns, dir, config, &[])
     }
 
+    /// [`Daemon::start`], then waits until it watches `rooms` rooms (its log says so for each).
+    pub fn watching(ns: &Netns, dir: &Path, config: &str, rooms: usize) -> Daemon {
+        let mut daemon = Daemon::start(ns, dir, config);
+        daemon
+            .proc
+            .wait_for_nth("watching room", rooms, Duration::from_secs(30));
+        daemon
+    }
+
     /// [`Daemon::start`] with more environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`).
     pub fn start_env(
         ns: &Netns,
@@ -952,6 +961,24 @@ pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 's
     in_named_netns(&ns.name, f)
 }
 
+/// Runs `fut` to its end on a current-thread tokio runtime of its own (the tests' threads
+/// are plain threads, several of them inside a namespace).
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(fut)
+}
+
+/// [`in_netns`] for async code: the future is made and run on the namespace's thread.
+pub fn block_on_in_netns<T: Send + 'static, F: std::future::Future<Output = T>>(
+    ns: &Netns,
+    make: impl FnOnce() -> F + Send + 'static,
+) -> T {
+    in_netns(ns, move || block_on(make()))
+}
+
 /// [`in_netns`] by the namespace's name.
 pub fn in_named_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     spawn_in_netns(name, f)
@@ -1029,27 +1056,18 @@ pub fn videoroom_request(ns: &Netns, body: serde_json::Value) -> serde_json::Val
 /// [`videoroom_request`] to the Janus at `url`.
 pub fn videoroom_request_at(ns: &Netns, url: &str, body: serde_json::Value) -> serde_json::Value {
     let url = url.to_owned();
-    in_netns(ns, move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let session = janus_recorder::janus::Session::connect(
-                &url,
-                Default::default(),
-                &Default::default(),
-            )
-            .await
-            .expect("connect to Janus");
-            let handle = session.attach_videoroom().await.expect("attach");
-            let (answer, _) = handle
-                .message(body.clone(), None)
+    block_on_in_netns(ns, move || async move {
+        let session =
+            janus_recorder::janus::Session::connect(&url, Default::default(), &Default::default())
                 .await
-                .unwrap_or_else(|e| panic!("{body}: {e}"));
-            session.destroy().await;
-            answer
-        })
+                .expect("connect to Janus");
+        let handle = session.attach_videoroom().await.expect("attach");
+        let (answer, _) = handle
+            .message(body.clone(), None)
+            .await
+            .unwrap_or_else(|e| panic!("{body}: {e}"));
+        session.destroy().await;
+        answer
     })
 }
 
