@@ -27,6 +27,9 @@ packages=(
     # a disk that stalls, for the stalled-disk test (tests/support/stallfs.py, a FUSE file
     # system through fusepy)
     libfuse2 fuse3
+    # iptables-legacy: a netfilter queue that delays the daemon's media in a test (this
+    # kernel's nftables has no `queue`)
+    iptables
     # `[cluster]`: etcd, the coordination store of the fleet tests and demo (etcdctl with it);
     # protoc and its well-known .proto files for the etcd-client crate's build script
     etcd-server etcd-client protobuf-compiler libprotobuf-dev

@@ -188,3 +188,48 @@ fn a_shared_subscription_whose_ice_is_cut_is_made_again() {
         }
     }
 }
+
+/// Media from a loaded Janus lags its events: a publisher's last packets can reach us after
+/// the `leaving` that ends its feed. Here every datagram to the daemon is held 700 ms (a
+/// netfilter queue), so when the leaving publisher's feed is told to end, its last 700 ms
+/// are still on their way: the feed takes frames while they come, and every frame is in
+/// its file (and in the file of the publisher that stays, sharing the subscription).
+#[test]
+fn a_leaving_publishers_packets_that_come_after_its_events_are_recorded() {
+    require_tools();
+    let scratch = Scratch::new("multistream-late");
+    let dir = scratch.path.clone();
+    let ns = Netns::create("mslate");
+    let _janus = Janus::start(&ns, &dir, &[RoomSpec::new(1904, "vp8")]);
+    let _delay = delay_media(&ns, Duration::from_millis(700));
+    let out = dir.join("recordings");
+    let config = on_lossy_address(&recorder_config(&out, "", &rooms_toml(&[1904])));
+    let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
+    let stay_report = dir.join("sent-stay.json");
+    let mut stayer = synthetic_publishers(
+        &ns,
+        &dir,
+        1904,
+        "stay",
+        1,
+        10.0,
+        &["--hold", "--report", stay_report.to_str().unwrap()],
+    );
+    daemon
+        .proc
+        .wait_for("recording started", Duration::from_secs(20));
+    let left = publish_held(&ns, &dir, 1904, "leave", 1, 3.0, &[]);
+    let status = wait_exit(&mut stayer, Duration::from_secs(40));
+    assert!(status.success(), "{}", stayer.log_tail(30));
+    daemon
+        .proc
+        .wait_for_nth("recording finished", 2, Duration::from_secs(15));
+    let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    let log = daemon.proc.log_text();
+    assert!(!log.contains("group=2"), "one subscription for both: {log}");
+    every_frame_recorded(&out, &left);
+    let stay: Value =
+        serde_json::from_str(&std::fs::read_to_string(&stay_report).unwrap()).unwrap();
+    every_frame_recorded(&out, &stay);
+}

@@ -1401,6 +1401,85 @@ pub fn add_loss(ns: &Netns, percent: u32) {
     );
 }
 
+/// Every UDP datagram to the daemon's port on [`LOSSY_ADDR`] held for a while before the
+/// kernel delivers it (a netfilter queue read by a thread of the test, since this kernel has
+/// no netem): Janus's media reaches the daemon late, after Janus's events about it, as it
+/// does from a loaded Janus. Ends (every held datagram delivered) when dropped.
+pub struct MediaDelay {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The netfilter queue [`delay_media`] uses.
+const DELAY_QUEUE: u16 = 7;
+
+/// Gives the daemon's side of `ns` the address [`LOSSY_ADDR`] and delays by `delay` every
+/// datagram to the daemon's port there (use [`on_lossy_address`] for the daemon's config).
+pub fn delay_media(ns: &Netns, delay: Duration) -> MediaDelay {
+    assert!(
+        on_path("iptables-legacy"),
+        "iptables-legacy not found: run `scripts/setup.sh` (or `apt-get install -y iptables`)"
+    );
+    ns_commands(
+        ns,
+        &[
+            format!("ip addr add {LOSSY_ADDR}/24 dev vb"),
+            format!(
+                "iptables-legacy -A INPUT -d {LOSSY_ADDR} -p udp --dport {LOSSY_PORT} \
+                 -j NFQUEUE --queue-num {DELAY_QUEUE} --queue-bypass"
+            ),
+        ],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let thread = spawn_in_netns(&ns.name, move || {
+        let mut queue = nfq::Queue::open().expect("a netfilter queue socket");
+        queue
+            .bind(DELAY_QUEUE)
+            .expect("binding the netfilter queue");
+        queue.set_nonblocking(true);
+        ready_tx.send(()).unwrap();
+        let mut held = std::collections::VecDeque::<(Instant, nfq::Message)>::new();
+        loop {
+            let stopped = stopping.load(Ordering::Relaxed);
+            loop {
+                match queue.recv() {
+                    Ok(msg) => held.push_back((Instant::now() + delay, msg)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("reading the netfilter queue: {e}"),
+                }
+            }
+            let now = Instant::now();
+            while held.front().is_some_and(|(due, _)| stopped || *due <= now) {
+                let (_, mut msg) = held.pop_front().expect("a front");
+                msg.set_verdict(nfq::Verdict::Accept);
+                queue.verdict(msg).expect("a verdict");
+            }
+            if stopped {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    ready
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the netfilter queue is read");
+    MediaDelay {
+        stop,
+        thread: Some(thread),
+    }
+}
+
+impl Drop for MediaDelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Runs each command line (split at spaces) inside `ns`; fails with its stderr.
 fn ns_commands(ns: &Netns, lines: &[String]) {
     for line in lines {
