@@ -387,7 +387,6 @@ async fn in_flight(f: &mut Option<InFlight>) -> Outcome {
     }
 }
 
-/// The session's next events; never, without a session.
 /// When a held offer is due; never, without one.
 async fn hold_ends(until: Option<Instant>) {
     match until {
@@ -396,6 +395,7 @@ async fn hold_ends(until: Option<Instant>) {
     }
 }
 
+/// The session's next events; never, without a session.
 async fn session_events(rtc: &mut Option<RtcSession>) -> Vec<RtcEvent> {
     match rtc {
         Some(r) => r.next_events().await,
