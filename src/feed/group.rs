@@ -564,6 +564,12 @@ impl Group {
         Ok(())
     }
 
+    /// Whether Janus's layout still has streams of `feed` (none once its publisher left and
+    /// Janus said so, or once we unsubscribed it).
+    fn has_streams(&self, feed: &FeedId) -> bool {
+        self.streams.iter().any(|s| s.feed.as_ref() == Some(feed))
+    }
+
     /// Whether Janus's offer waits, because it takes away the streams of feeds that have not
     /// left yet. Janus's answer to our `unsubscribe` of feeds that ended is an offer of the
     /// whole subscription, in which the streams of every publisher gone by then are inactive,
@@ -573,10 +579,7 @@ impl Group {
     /// feeds lost their last audio and video frame (15 of 100 in the benchmark). The offer
     /// waits until those feeds left, [`OFFER_HOLD_MAX`] at most.
     fn holds_offer(&mut self) -> bool {
-        let departing = self
-            .members
-            .keys()
-            .any(|f| !self.streams.iter().any(|s| s.feed.as_ref() == Some(f)));
+        let departing = self.members.keys().any(|f| !self.has_streams(f));
         let first = self.offer_held_until.is_none();
         let held = offer_waits(departing, &mut self.offer_held_until, Instant::now());
         if held && first {
@@ -806,7 +809,7 @@ impl Group {
                         }
                     }
                     // Unless Janus removed its streams already (the publisher went).
-                    if self.streams.iter().any(|s| s.feed.as_ref() == Some(&feed)) {
+                    if self.has_streams(&feed) {
                         self.leaving.push(feed);
                     }
                     self.free_seat();

@@ -1360,6 +1360,11 @@ pub const LOSSY_ADDR: &str = "10.201.0.3";
 /// The daemon's media port on [`LOSSY_ADDR`] (below the ephemeral range Janus's ports come from).
 pub const LOSSY_PORT: u16 = 20_000;
 
+/// The command that gives the daemon's side of a namespace the address [`LOSSY_ADDR`].
+fn add_lossy_addr() -> String {
+    format!("ip addr add {LOSSY_ADDR}/24 dev vb")
+}
+
 /// `config` (from [`recorder_config`]) with the daemon's media on [`LOSSY_ADDR`]:[`LOSSY_PORT`].
 pub fn on_lossy_address(config: &str) -> String {
     config.replace(ADDR_B, LOSSY_ADDR).replacen(
@@ -1378,7 +1383,7 @@ pub fn lossy_address(ns: &Netns, percent: u32) {
     ns_commands(
         ns,
         &[
-            format!("ip addr add {LOSSY_ADDR}/24 dev vb"),
+            add_lossy_addr(),
             "nft add table inet loss".to_string(),
             "nft add chain inet loss input { type filter hook input priority 0 ; }".to_string(),
         ],
@@ -1423,7 +1428,7 @@ pub fn delay_media(ns: &Netns, delay: Duration) -> MediaDelay {
     ns_commands(
         ns,
         &[
-            format!("ip addr add {LOSSY_ADDR}/24 dev vb"),
+            add_lossy_addr(),
             format!(
                 "iptables-legacy -A INPUT -d {LOSSY_ADDR} -p udp --dport {LOSSY_PORT} \
                  -j NFQUEUE --queue-num {DELAY_QUEUE} --queue-bypass"
