@@ -76,9 +76,12 @@ class Passthrough(Operations):
     def open(self, path, flags):
         return os.open(self._full(path), flags)
 
+    # FUSE calls come on several threads at once (nothreads=False), and a file's reads and
+    # writes share one descriptor: positioned IO only, since a seek then a write could land
+    # at another thread's offset (a check of a whole recording once read 41 KB from the
+    # wrong place, while the file itself was whole).
     def read(self, path, size, offset, fh):
-        os.lseek(fh, offset, os.SEEK_SET)
-        return os.read(fh, size)
+        return os.pread(fh, size, offset)
 
     def release(self, path, fh):
         return os.close(fh)
@@ -90,8 +93,7 @@ class Passthrough(Operations):
 
     @waits
     def write(self, path, data, offset, fh):
-        os.lseek(fh, offset, os.SEEK_SET)
-        return os.write(fh, data)
+        return os.pwrite(fh, data, offset)
 
     @waits
     def truncate(self, path, length, fh=None):
