@@ -48,8 +48,15 @@
 #
 # Needs root and scripts/setup.sh. Output and logs: bench-output/ (the baseline pass in
 # bench-output/nN/baseline/). Nothing leaves the machine.
+# BENCH_MIN_NACK_QUEUE=MS sets Janus's min_nack_queue (how long it keeps every sent packet for
+# resending; the tests' janus.jcfg says 1000) in every pass.
 # BENCH_PERF=1 also samples the daemon with `perf record` (bench-output/nN/perf.data), writes
 # the 25 heaviest symbols to bench-output/nN/perf-top.txt and prints the first 10 of them.
+# Janus's CPU is also taken over each pass's steady window (from 15 s after the publishers
+# start to 10 s before they stop, runs of 45 s or more): a second "extra CPU" column, what
+# carrying our subscriptions costs Janus apart from setting them up. BENCH_PERF_JANUS=1
+# samples Janus over that window in every pass (janus-perf.data, janus-perf-top.txt: its
+# heaviest libraries, then symbols) and prints the libraries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -140,6 +147,9 @@ start_janus() { # N DIR NAMESPACE
     $inns ip link set vb up
 
     cp tests/janus/janus.jcfg tests/janus/janus.transport.websockets.jcfg "$dir/janus-conf/"
+    # How long Janus keeps sent packets for resending (the tests' 1000 ms unless set).
+    [ -n "${BENCH_MIN_NACK_QUEUE:-}" ] &&
+        sed -i "s/min_nack_queue = .*/min_nack_queue = $BENCH_MIN_NACK_QUEUE/" "$dir/janus-conf/janus.jcfg"
     cat >"$dir/janus-conf/janus.plugin.videoroom.jcfg" <<ROOMS
 general: {
 }
@@ -261,7 +271,10 @@ CONFIG
               --secs "$((secs - 5))" --out "$dir/api.json" ) &
         load=$!
     fi
+    steady_window "$dir" &
+    local steady=$!
     publish "$n" "$dir" --hold
+    wait "$steady" || true
     [ -n "$load" ] && wait "$load"
     [ -n "$upload" ] && grep -c "uploaded and verified" "$dir/janus-recorder.log" >"$dir/uploaded-while-recording.txt"
     # Every feed's file is finalized when its publisher leaves.
@@ -299,6 +312,36 @@ STATS
     ns=""
 }
 
+# Janus's CPU over the steady window of a pass, into DIR/janus-steady.json: from 15 s after
+# the publishers start until 10 s before they stop (passes of 45 s or more), when every
+# subscription is set up and none is torn down yet, so that the figure is the cost per minute
+# of carrying our subscriptions, apart from setting them up. Run beside `publish`, in both
+# passes alike. BENCH_PERF_JANUS=1 also samples Janus's stacks over that window
+# (DIR/janus-perf.data; its heaviest libraries and symbols in DIR/janus-perf-top.txt).
+steady_window() { # DIR
+    local dir=$1 window=$((secs - 25))
+    [ "$secs" -ge 45 ] || return 0
+    sleep 15
+    local c0 c1
+    c0=$(cpu_of "$janus")
+    if [ -n "${BENCH_PERF_JANUS:-}" ]; then
+        perf record -F 499 -g -p "$janus" -o "$dir/janus-perf.data" -- sleep "$window" \
+            >"$dir/janus-perf.log" 2>&1 || true
+    else
+        sleep "$window"
+    fi
+    c1=$(cpu_of "$janus")
+    echo "{\"window\": $window, \"janus_cpu\": [$c0, $c1]}" >"$dir/janus-steady.json"
+    if [ -n "${BENCH_PERF_JANUS:-}" ]; then
+        { perf report --stdio --no-children --sort dso -g none -i "$dir/janus-perf.data" 2>/dev/null \
+              | grep -E '^ *[0-9.]+%' | head -12
+          echo
+          perf report --stdio --no-children --sort dso,symbol -g none -i "$dir/janus-perf.data" 2>/dev/null \
+              | grep -E '^ *[0-9.]+%' | sed -E 's/ +- +- *$//; s/ +$//' | head -30
+        } >"$dir/janus-perf-top.txt" || true
+    fi
+}
+
 baseline_one() { # N: the same Janus, room and publishers, no daemon
     local n=$1 dir=$out/n$1/baseline
     start_janus "$n" "$dir" "jr-bench-$$-$n-b"
@@ -310,7 +353,10 @@ baseline_one() { # N: the same Janus, room and publishers, no daemon
     echo "== N=$n: the same without the daemon (logs in $dir)"
     # No --hold: no subscriber will ask for a keyframe. The publishers send from the moment
     # their media connects, the same $secs seconds.
+    steady_window "$dir" &
+    local steady=$!
     publish "$n" "$dir"
+    wait "$steady" || true
     janus_cpu1=$(cpu_of "$janus")
     echo "{\"janus_cpu\": [$janus_cpu0, $janus_cpu1]}" >"$dir/janus.json"
     cleanup
@@ -391,6 +437,15 @@ report() { # the tables of $out
         echo
         echo '```'
         head -10 "$top"
+        echo '```'
+    done
+    for top in "$out"/n*/janus-perf-top.txt "$out"/n*/*/janus-perf-top.txt; do
+        [ -s "$top" ] || continue
+        echo
+        echo "Janus's heaviest libraries over the steady window, self time (${top#"$out"/}):"
+        echo
+        echo '```'
+        sed '/^$/q' "$top"
         echo '```'
     done
 }

@@ -100,6 +100,9 @@ def measure(d):
         base_sent = json.load(open(os.path.join(base_dir, "sent.json")))["feeds"]
     minutes = stats["secs"] / 60
     janus_per_min = janus_cpu / minutes
+    # The same over the steady window of both passes (bench.sh `steady_window`): every
+    # subscription set up, none torn down; what carrying them costs Janus per minute.
+    steady = steady_extra(d, base_dir, feeds)
     base_per_min = base_cpu / minutes if base_cpu is not None else None
     # RSS samples (seconds, KiB), and the RSS at 5 and 30 minutes: the first sample at or
     # after each, if the run lasted that long.
@@ -143,6 +146,9 @@ def measure(d):
         "janus_baseline_cpu_per_min": base_per_min,
         "janus_extra_cpu_per_feed_min":
             (janus_per_min - base_per_min) / feeds if base_per_min is not None else None,
+        "janus_steady_cpu_per_min": steady[0],
+        "janus_steady_baseline_cpu_per_min": steady[1],
+        "janus_steady_extra_cpu_per_feed_min": steady[2],
         "baseline_publishers_ok": sum(1 for f in base_sent if not f.get("error")),
         "baseline_frames_sent": sum(f["audio_frames"] + f["video_frames"] for f in base_sent),
         "base_mib": stats["base_kib"] / 1024,
@@ -168,6 +174,21 @@ def measure(d):
           f" Janus {janus_cpu:.2f} s CPU ({fmt(base_cpu, '.2f')} s without the daemon)")
 
 
+def steady_extra(d, base_dir, feeds):
+    """Janus's CPU per minute over the steady window with and without the daemon, and the
+    difference per feed-minute; Nones where a pass has no window (runs under 45 s)."""
+    def per_min(path):
+        if not os.path.exists(path):
+            return None
+        c = json.load(open(path))
+        return (c["janus_cpu"][1] - c["janus_cpu"][0]) / (c["window"] / 60)
+    with_daemon = per_min(os.path.join(d, "janus-steady.json"))
+    without = per_min(os.path.join(base_dir, "janus-steady.json"))
+    if with_daemon is None or without is None:
+        return with_daemon, without, None
+    return with_daemon, without, (with_daemon - without) / feeds
+
+
 def fmt(v, spec):
     return "n/a" if v is None else format(v, spec)
 
@@ -184,8 +205,8 @@ def table(out):
           " | frames sent / written (lost, worst feed) | video frames sent / written"
           " | first keyframe ms median / p95 / worst"
           " | Janus CPU s/min with / without the daemon | Janus's extra CPU for our subscriptions"
-          " s/feed-min |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          " s/feed-min | the same, steady window: Janus CPU s/min with / without | extra s/feed-min |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         d, p = r["daemon_cpu_per_feed_min"], r["pp_rec_cpu_per_feed_min"]
         ratio = d / p if d is not None and p else None
@@ -200,7 +221,10 @@ def table(out):
               f" | {fmt(r['first_keyframe_ms_median'], '.0f')} / {fmt(r['first_keyframe_ms_p95'], '.0f')}"
               f" / {fmt(r['first_keyframe_ms_worst'], '.0f')}"
               f" | {fmt(r['janus_cpu_per_min'], '.1f')} / {fmt(r['janus_baseline_cpu_per_min'], '.1f')}"
-              f" | {fmt(r['janus_extra_cpu_per_feed_min'], '.3f')} |")
+              f" | {fmt(r['janus_extra_cpu_per_feed_min'], '.3f')}"
+              f" | {fmt(r.get('janus_steady_cpu_per_min'), '.1f')}"
+              f" / {fmt(r.get('janus_steady_baseline_cpu_per_min'), '.1f')}"
+              f" | {fmt(r.get('janus_steady_extra_cpu_per_feed_min'), '.3f')} |")
     # The difference only means something if the baseline's publishers sent what the daemon
     # pass's did.
     for r in rows:
@@ -224,7 +248,10 @@ def table(out):
     print(f"\n{rows[0]['secs'] if rows else 0} s of publishing per run; janus-pp-rec converts each feed's"
           " audio and video .mjr (feed-minutes counted on its video output). Janus's CPU is per"
           " minute of publishing, in the run with the daemon and in one with the same publishers"
-          " but no daemon; the difference, divided by the feeds, is what our subscriptions cost it.")
+          " but no daemon; the difference, divided by the feeds, is what our subscriptions cost it"
+          " (setting them up and tearing them down included). The steady window is the same from"
+          " 15 s after the publishers start to 10 s before they stop, in both passes: what"
+          " carrying the subscriptions costs per minute.")
 
 
 def frames_lost(d, stats):
