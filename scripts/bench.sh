@@ -37,7 +37,8 @@
 # BENCH_SUBSCRIBE_GROUPS="1 16 0" adds, for each N, one pass per group size with no daemon:
 # `janus-recorder subscribe-probe` subscribes to the N publishers the recorder's way but
 # writes nothing, G feeds per subscription (1: one per feed, as the recorder does; 0: all in
-# one multistream subscription), and a pass with no subscriber at all; Janus's and the
+# one multistream subscription; "forward": no subscription, VideoRoom RTP forwarders sending
+# plain RTP to the probe's one socket), and a pass with no subscriber at all; Janus's and the
 # probe's CPU are measured over the same steady window (from 15 s after the publishers start,
 # BENCH_SECS - 10 s long) and printed per mode: what a subscription costs Janus.
 # BENCH_BITRATE="2M 6M 12M 25M" runs the whole benchmark once per video bitrate, each with a
@@ -372,8 +373,10 @@ probe_one() { # N GROUP ("none": no subscriber): Janus's CPU for the probe's sub
     ( secs=$((window + 25)) publish "$n" "$dir" ) &
     local publishers=$! probe=""
     if [ "$group" != none ]; then
+        local how=(--group "$group")
+        [ "$group" = forward ] && how=(--forward)
         RUST_LOG=warn ip netns exec "$ns" "$bin" subscribe-probe --url ws://127.0.0.1:8188 \
-            --room $room --feeds "$n" --group "$group" --seconds "$((window + 20))" \
+            --room $room --feeds "$n" "${how[@]}" --seconds "$((window + 20))" \
             --advertise 10.201.0.2 --report "$dir/probe.json" >"$dir/probe.log" 2>&1 &
         probe=$!
     fi

@@ -338,9 +338,10 @@ def subscribe(d):
     print("| feeds per subscription | subscriptions | Janus CPU s/min | Janus's extra CPU s/feed-min"
           " | subscriber CPU s/feed-min | frames received | first frame ms p50 / p95 | failed |")
     print("|---|---|---|---|---|---|---|---|")
-    order = {"none": -1, "0": 10**6}
+    order = {"none": -1, "0": 10**6, "forward": 10**7}
     for group, feeds, janus, probe, p in sorted(rows, key=lambda r: order.get(r[0], int(r[0]) if r[0].isdigit() else 0)):
-        label = {"none": "no subscriber", "0": f"all ({feeds})"}.get(group, group)
+        label = {"none": "no subscriber", "0": f"all ({feeds})",
+                 "forward": "none: RTP forwarders (plain RTP)"}.get(group, group)
         extra = (janus - none[2]) / feeds
         if p is None:
             print(f"| {label} | 0 | {janus:.1f} | - | - | - | - | - |")
@@ -348,7 +349,8 @@ def subscribe(d):
         ff = p["first_frame_ms"] or [0]
         p50, p95 = ff[len(ff) // 2], ff[min(len(ff) - 1, int(len(ff) * 0.95))]
         print(f"| {label} | {p['subscriptions']} | {janus:.1f} | {extra:.3f} | {probe:.4f}"
-              f" | {p['frames']} | {p50} / {p95} | {len(p['failed'])} |")
+              f" | {p['frames'] if group != 'forward' else str(p.get('packets', 0)) + ' RTP packets'}"
+              f" | {p50} / {p95} | {len(p['failed'])} |")
 
 
 if __name__ == "__main__":

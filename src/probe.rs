@@ -2,8 +2,10 @@
 //! the recorder would, receiving their media through the media loop and str0m, but writing
 //! nothing: one subscription per feed (as the recorder does today), or a few feeds per
 //! multistream subscription (`--group N`: one Janus handle and PeerConnection with the
-//! streams of N feeds). `scripts/bench.sh` runs it in each mode on the same Janus and feeds
-//! to measure what a subscription costs Janus, apart from the recorder's files.
+//! streams of N feeds); or, with `--forward`, no subscription at all: VideoRoom RTP
+//! forwarders sending plain RTP to one socket. `scripts/bench.sh` runs it in each mode on the
+//! same Janus and feeds to measure what a subscription costs Janus, apart from the recorder's
+//! files.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,6 +50,11 @@ pub struct ProbeArgs {
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Instead of subscribing, have Janus forward each publisher's media as plain RTP to one
+    /// UDP socket of ours (VideoRoom `rtp_forward`), and count the datagrams: what Janus's
+    /// cheapest way out of a room costs it, beside our subscriptions.
+    #[arg(long)]
+    pub forward: bool,
 }
 
 /// What one probe run received.
@@ -55,6 +62,7 @@ pub struct ProbeArgs {
 pub struct ProbeReport {
     pub feeds: usize,
     pub group: usize,
+    /// Subscriptions made (`--forward`: forwarders, one per stream).
     pub subscriptions: usize,
     /// Frames received over every subscription.
     pub frames: u64,
@@ -64,6 +72,8 @@ pub struct ProbeReport {
     pub first_frame_ms: Vec<u64>,
     /// Frames received per feed.
     pub frames_per_feed: HashMap<String, u64>,
+    /// RTP datagrams received (`--forward`, where nothing assembles frames).
+    pub packets: u64,
 }
 
 /// Runs the probe; the exit code.
@@ -88,13 +98,23 @@ pub fn run(args: &ProbeArgs) -> i32 {
     };
     match runtime.block_on(probe(args)) {
         Ok(report) => {
-            println!(
-                "{} feeds in {} subscriptions: {} frames, {} failed",
-                report.feeds,
-                report.subscriptions,
-                report.frames,
-                report.failed.len()
-            );
+            if args.forward {
+                println!(
+                    "{} feeds through {} RTP forwarders: {} packets, {} failed",
+                    report.feeds,
+                    report.subscriptions,
+                    report.packets,
+                    report.failed.len()
+                );
+            } else {
+                println!(
+                    "{} feeds in {} subscriptions: {} frames, {} failed",
+                    report.feeds,
+                    report.subscriptions,
+                    report.frames,
+                    report.failed.len()
+                );
+            }
             if let Some(path) = &args.report
                 && let Err(e) = std::fs::write(
                     path,
@@ -122,9 +142,20 @@ async fn probe(args: &ProbeArgs) -> Result<ProbeReport, String> {
     } else {
         args.advertise.clone()
     };
+    let room = RoomId::from(args.room);
+    if args.forward {
+        let feeds = wait_for_publishers(&session, &room, args.feeds).await?;
+        let until = Instant::now() + Duration::from_secs_f64(args.seconds);
+        let host = advertise
+            .first()
+            .copied()
+            .ok_or("no address to forward to")?;
+        let report = forward(&session, &room, &feeds, host, until).await;
+        session.destroy().await;
+        return report;
+    }
     let media = MediaLoop::start(&SocketPlan::new(None, &advertise), 0)
         .map_err(|e| format!("cannot open the media socket: {e}"))?;
-    let room = RoomId::from(args.room);
     let feeds = wait_for_publishers(&session, &room, args.feeds).await?;
     let group = if args.group == 0 {
         feeds.len()
@@ -185,6 +216,92 @@ async fn wait_for_publishers(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Err(format!("fewer than {n} publishers after a minute"))
+}
+
+/// Has Janus forward every stream of `feeds` as plain RTP to one UDP socket on `host`, and
+/// counts what arrives until `until`; then stops the forwarders.
+async fn forward(
+    session: &Session,
+    room: &RoomId,
+    feeds: &[FeedId],
+    host: std::net::IpAddr,
+    until: Instant,
+) -> Result<ProbeReport, String> {
+    let socket = tokio::net::UdpSocket::bind((host, 0))
+        .await
+        .map_err(|e| format!("cannot open a UDP socket on {host}: {e}"))?;
+    let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+    let handle = session
+        .attach_videoroom()
+        .await
+        .map_err(|e| format!("attaching: {e}"))?;
+    let asked = Instant::now();
+    let mut forwarders = Vec::new();
+    let mut report = ProbeReport {
+        feeds: feeds.len(),
+        ..ProbeReport::default()
+    };
+    for feed in feeds {
+        let request = Request::RtpForward {
+            room,
+            publisher_id: feed,
+            host: host.to_string(),
+            audio_port: port,
+            video_port: port,
+        };
+        match handle.message(request.body(), None).await {
+            Ok((data, _)) => {
+                // Janus 1.1.2 answers the audio_port/video_port form (deprecated, but it needs
+                // no mids) with `rtp_stream`; the `streams` form with `forwarders`.
+                let legacy = &data["rtp_stream"];
+                let ids: Vec<u64> = data["forwarders"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f["stream_id"].as_u64())
+                    .chain(legacy["audio_stream_id"].as_u64())
+                    .chain(legacy["video_stream_id"].as_u64())
+                    .collect();
+                if ids.is_empty() {
+                    report
+                        .failed
+                        .push(format!("{feed}: no forwarder in {data}"));
+                }
+                forwarders.extend(ids.into_iter().map(|id| (feed, id)));
+            }
+            Err(e) => report.failed.push(format!("{feed}: {e}")),
+        }
+    }
+    report.subscriptions = forwarders.len();
+    let mut buf = vec![0u8; 2048];
+    let end = tokio::time::sleep_until(until.into());
+    tokio::pin!(end);
+    loop {
+        tokio::select! {
+            _ = &mut end => break,
+            got = socket.recv(&mut buf) => match got {
+                Ok(_) => {
+                    if report.packets == 0 {
+                        report.first_frame_ms.push(asked.elapsed().as_millis() as u64);
+                    }
+                    report.packets += 1;
+                }
+                Err(e) => return Err(format!("receiving: {e}")),
+            },
+        }
+    }
+    for (feed, stream_id) in forwarders {
+        let stop = Request::StopRtpForward {
+            room,
+            publisher_id: feed,
+            stream_id,
+        };
+        if let Err(e) = handle.message(stop.body(), None).await {
+            tracing::warn!(%feed, stream_id, error = %e, "stopping a forwarder failed");
+        }
+    }
+    handle.detach().await;
+    Ok(report)
 }
 
 /// One subscription's outcome.

@@ -47,6 +47,23 @@ pub enum Request<'a> {
     /// List a room's participants (who publishes now).
     #[serde(rename = "listparticipants")]
     ListParticipants { room: &'a RoomId },
+    /// Have Janus send a publisher's audio and video as plain RTP to `host` (VideoRoom RTP
+    /// forwarders; only the benchmark's probe uses them, to measure what they cost Janus).
+    #[serde(rename = "rtp_forward")]
+    RtpForward {
+        room: &'a RoomId,
+        publisher_id: &'a FeedId,
+        host: String,
+        audio_port: u16,
+        video_port: u16,
+    },
+    /// Stop one forwarder that [`Request::RtpForward`] started.
+    #[serde(rename = "stop_rtp_forward")]
+    StopRtpForward {
+        room: &'a RoomId,
+        publisher_id: &'a FeedId,
+        stream_id: u64,
+    },
     /// List the rooms (private ones too with the right `admin_key`).
     List {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,6 +196,27 @@ mod tests {
         assert_eq!(
             Request::publish(d, Some(Codec::Opus), None).body(),
             json!({"request": "publish", "descriptions": [{"mid": "0", "description": "x"}], "audiocodec": "opus"})
+        );
+        assert_eq!(
+            Request::RtpForward {
+                room: &room,
+                publisher_id: &feed,
+                host: "10.0.0.2".into(),
+                audio_port: 5002,
+                video_port: 5004,
+            }
+            .body(),
+            json!({"request": "rtp_forward", "room": 1234, "publisher_id": 7, "host": "10.0.0.2",
+                   "audio_port": 5002, "video_port": 5004})
+        );
+        assert_eq!(
+            Request::StopRtpForward {
+                room: &room,
+                publisher_id: &feed,
+                stream_id: 9
+            }
+            .body(),
+            json!({"request": "stop_rtp_forward", "room": 1234, "publisher_id": 7, "stream_id": 9})
         );
     }
 }
