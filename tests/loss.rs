@@ -85,7 +85,8 @@ fn cost(pid: u32) -> (f64, f64) {
     (ticks / per_second, hwm_kib / 1024.0)
 }
 
-fn record(loss: Loss) -> Kept {
+/// Records one synthetic publisher for `seconds` under `loss`.
+fn record(loss: Loss, seconds: f64) -> Kept {
     require_tools();
     let tag = match loss {
         Loss::None => "lossnone".into(),
@@ -115,7 +116,7 @@ fn record(loss: Loss) -> Kept {
         1401,
         "lossy",
         1,
-        20.0,
+        seconds,
         &["--hold", "--report", report.to_str().unwrap()],
     );
     daemon
@@ -140,7 +141,7 @@ fn record(loss: Loss) -> Kept {
             }
         }
     }
-    let status = wait_exit(&mut publish, Duration::from_secs(60));
+    let status = wait_exit(&mut publish, Duration::from_secs_f64(seconds + 40.0));
     assert!(status.success(), "publish: {}", publish.log_tail(30));
     daemon
         .proc
@@ -184,16 +185,22 @@ fn record(loss: Loss) -> Kept {
 /// kept at 10% loss with no gap, 97% at 20%), 99% and no gap at 5% and in bursts, every frame
 /// without loss. Loss from the first packet is printed beside them (see the module's
 /// comment), with each run's memory and CPU.
+///
+/// 20% is recorded for 60 s, the rest for 20 s. At 20% a packet is lost for good when all six
+/// sends of it are (p^6, 6.4e-5): with about 1000 video packets in 20 s, about one 20 s run in
+/// 16 loses one, and the video breaks until a keyframe comes through the same loss, about a
+/// second, which alone is 5% of 20 s (seen once in a full run: 94.5%, one gap). Over 60 s such
+/// a break is under 2%, so the 97% floor measures the recovery rather than one packet's luck.
 #[test]
 fn loss_and_bursts_keep_the_video() {
-    for (loss, floor, gapless) in [
-        (Loss::None, 1.0, true),
-        (Loss::Steady(5), 0.99, true),
-        (Loss::Steady(10), 0.99, true),
-        (Loss::Steady(20), 0.97, false),
-        (Loss::Bursts, 0.99, true),
+    for (loss, seconds, floor, gapless) in [
+        (Loss::None, 20.0, 1.0, true),
+        (Loss::Steady(5), 20.0, 0.99, true),
+        (Loss::Steady(10), 20.0, 0.99, true),
+        (Loss::Steady(20), 60.0, 0.97, false),
+        (Loss::Bursts, 20.0, 0.99, true),
     ] {
-        let kept = record(loss);
+        let kept = record(loss, seconds);
         assert!(
             kept.video_written as f64 >= floor * kept.video_sent as f64,
             "{loss:?}: {} of {} video frames",
@@ -205,6 +212,6 @@ fn loss_and_bursts_keep_the_video() {
         }
     }
     for percent in [10, 20] {
-        record(Loss::FromStart(percent));
+        record(Loss::FromStart(percent), 20.0);
     }
 }
