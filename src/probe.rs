@@ -98,23 +98,17 @@ pub fn run(args: &ProbeArgs) -> i32 {
     };
     match runtime.block_on(probe(args)) {
         Ok(report) => {
-            if args.forward {
-                println!(
-                    "{} feeds through {} RTP forwarders: {} packets, {} failed",
-                    report.feeds,
-                    report.subscriptions,
-                    report.packets,
-                    report.failed.len()
-                );
+            let (through, count, unit) = if args.forward {
+                ("RTP forwarders", report.packets, "packets")
             } else {
-                println!(
-                    "{} feeds in {} subscriptions: {} frames, {} failed",
-                    report.feeds,
-                    report.subscriptions,
-                    report.frames,
-                    report.failed.len()
-                );
-            }
+                ("subscriptions", report.frames, "frames")
+            };
+            println!(
+                "{} feeds through {} {through}: {count} {unit}, {} failed",
+                report.feeds,
+                report.subscriptions,
+                report.failed.len()
+            );
             if let Some(path) = &args.report
                 && let Err(e) = std::fs::write(
                     path,
