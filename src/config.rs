@@ -166,6 +166,32 @@ pub struct JanusConfig {
     /// renegotiated as publishers come and go); default 16. 1: a subscription per feed.
     #[serde(default = "default_feeds_per_subscription")]
     pub feeds_per_subscription: std::num::NonZeroUsize,
+    /// Record from the VideoRoom's RTP forwarders instead of subscribing (plain RTP to one
+    /// socket of ours; see [`RtpForwardConfig`]). Unset: WebRTC subscriptions.
+    pub rtp_forward: Option<RtpForwardConfig>,
+}
+
+/// `[janus] rtp_forward = { listen = "127.0.0.1:0" }`: Janus sends each recorded stream as
+/// plain RTP (no ICE, DTLS or SRTP) to this socket, which costs Janus about a third of what a
+/// WebRTC subscription does, but gives no retransmission and no encryption: for a recorder
+/// on Janus's own host or a private network.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtpForwardConfig {
+    /// The UDP address to receive on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The address Janus sends to, when it is not `listen`'s (which must then be given if
+    /// `listen` is a wildcard address such as `0.0.0.0`).
+    pub host: Option<String>,
+}
+
+impl RtpForwardConfig {
+    /// The host Janus is told to send to.
+    pub fn janus_host(&self) -> String {
+        self.host
+            .clone()
+            .unwrap_or_else(|| self.listen.ip().to_string())
+    }
 }
 
 fn default_feeds_per_subscription() -> std::num::NonZeroUsize {
@@ -310,6 +336,9 @@ pub struct RoomConfig {
     pub room: RoomId,
     /// The room's PIN, if it has one.
     pub pin: Option<Secret>,
+    /// The room's `secret`, if it has one: only `[janus] rtp_forward` needs it (Janus asks
+    /// for it to start a forwarder).
+    pub secret: Option<Secret>,
     /// Record the room's feeds into files (default true; false for a relay-only room).
     #[serde(default = "yes")]
     pub record: bool,
@@ -326,6 +355,7 @@ impl RoomConfig {
         RoomConfig {
             room,
             pin: None,
+            secret: None,
             record: true,
             relay: None,
             split_after: None,
@@ -578,6 +608,25 @@ impl Config {
         }
         if let Some(re) = &j.description {
             regex::Regex::new(re).map_err(|e| ("janus.description", one_line(&e.to_string())))?;
+        }
+        if let Some(f) = &j.rtp_forward {
+            if f.listen.ip().is_unspecified() && f.host.is_none() {
+                return Err((
+                    "janus.rtp_forward.host",
+                    format!(
+                        "listen = \"{}\" is every address: set host to the one Janus sends to",
+                        f.listen
+                    ),
+                ));
+            }
+            if f.host.as_deref().is_some_and(|h| {
+                h.is_empty() || h.len() > 253 || h.chars().any(|c| c.is_whitespace() || c == '"')
+            }) {
+                return Err((
+                    "janus.rtp_forward.host",
+                    "must be a host name or address".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -1073,6 +1122,58 @@ mod tests {
             let e = parse(&format!("[janus]\nurl = \"ws://j\"\n{janus}\n{base}")).unwrap_err();
             assert_eq!(e.key.as_deref(), Some(key), "{janus}: {e}");
             assert!(e.problem.contains(problem), "{janus}: {e}");
+        }
+    }
+
+    #[test]
+    fn rtp_forward_is_parsed_and_checked() {
+        let base = "[output]\ndir = \"/r\"\n[[rooms]]\nroom = 1\nsecret = { env = \"HOME\" }\n";
+        let c = parse(&format!(
+            "[janus]\nurl = \"ws://j\"\nrtp_forward = {{ listen = \"127.0.0.1:5100\" }}\n{base}"
+        ))
+        .unwrap();
+        let f = c.janus.rtp_forward.as_ref().unwrap();
+        assert_eq!(f.janus_host(), "127.0.0.1");
+        assert_eq!(f.listen.port(), 5100);
+        assert!(c.rooms[0].secret.is_some());
+        let c = parse(&format!(
+            "[janus]\nurl = \"ws://j\"\nrtp_forward = {{ listen = \"0.0.0.0:0\", host = \"10.0.0.5\" }}\n{base}"
+        ))
+        .unwrap();
+        assert_eq!(c.janus.rtp_forward.unwrap().janus_host(), "10.0.0.5");
+        for (forward, key, problem) in [
+            (
+                "{ listen = \"0.0.0.0:0\" }",
+                "janus.rtp_forward.host",
+                "every address",
+            ),
+            (
+                "{ listen = \"[::]:0\" }",
+                "janus.rtp_forward.host",
+                "every address",
+            ),
+            (
+                "{ listen = \"127.0.0.1:0\", host = \"a b\" }",
+                "janus.rtp_forward.host",
+                "host name",
+            ),
+            (
+                "{ listen = \"localhost\" }",
+                "janus.rtp_forward.listen",
+                "socket address",
+            ),
+            (
+                "{ listen = \"127.0.0.1:0\", port = 3 }",
+                "janus.rtp_forward.port",
+                "unknown field",
+            ),
+        ] {
+            let e = parse(&format!(
+                "[janus]\nurl = \"ws://j\"\nrtp_forward = {forward}\n{base}"
+            ))
+            .unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{forward}: {e}");
+            assert!(e.problem.contains(problem), "{forward}: {e}");
         }
     }
 

@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod events;
 pub mod feed;
 pub mod fleet;
+pub mod forwarded;
 pub mod health;
 pub mod http;
 pub mod ids;

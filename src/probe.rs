@@ -289,6 +289,8 @@ async fn forward(
             room,
             publisher_id: feed,
             stream_id,
+            secret: None,
+            admin_key: None,
         };
         if let Err(e) = handle.message(stop.body(), None).await {
             tracing::warn!(%feed, stream_id, error = %e, "stopping a forwarder failed");

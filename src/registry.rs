@@ -348,6 +348,7 @@ impl Stored {
             config: RoomConfig {
                 room: self.room,
                 pin: self.pin.map(Secret::new),
+                secret: None,
                 record: true,
                 relay: self.relay.map(|r| {
                     RelayConfig::without_credentials(

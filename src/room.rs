@@ -146,7 +146,8 @@ async fn watch_once(
             }
         }
     });
-    let groups = (settings.feeds_per_subscription > 1).then(|| {
+    // Forwarded feeds share nothing but the receiver's socket.
+    let groups = (settings.feeds_per_subscription > 1 && settings.forward.is_none()).then(|| {
         let access = feed::group::RoomAccess {
             room: room.room.clone(),
             pin: room.pin.clone(),
@@ -374,6 +375,7 @@ impl Feeds {
         let spec = FeedSpec {
             room: self.room.room.clone(),
             pin: self.room.pin.clone(),
+            secret: self.room.secret.clone(),
             private_id: self.private_id,
             publisher: p,
             announced: Instant::now(),

@@ -245,10 +245,21 @@ async fn media_loop(network: &NetworkConfig, current: Option<Media>) -> std::io:
     }
 }
 
+/// `[janus] rtp_forward`'s receiver, bound; none without it.
+fn forward_receiver(config: &Config) -> std::io::Result<Option<crate::forwarded::Forwards>> {
+    config
+        .janus
+        .rtp_forward
+        .as_ref()
+        .map(crate::forwarded::Forwards::bind)
+        .transpose()
+}
+
 /// Builds what every feed shares from the config.
 fn feed_settings(
     config: &Config,
     media: &MediaLoop,
+    forwards: Option<crate::forwarded::Forwards>,
     shared: &Shared,
     own: &OwnFeeds,
     slots: &FeedSlots,
@@ -268,6 +279,10 @@ fn feed_settings(
         server: config.janus.name.as_str().into(),
         fleet: fleet.map(|f| f.parts.clone()),
         feeds_per_subscription: config.janus.feeds_per_subscription.get(),
+        forward: forwards.map(|forwards| crate::feed::forward::ForwardSettings {
+            forwards,
+            admin_key: config.janus.admin_key.clone(),
+        }),
     });
     let advertised: Vec<String> = media.candidates().iter().map(|a| a.to_string()).collect();
     tracing::info!(
@@ -575,16 +590,29 @@ async fn serve(config_path: &Path, mut config: Config) {
         }
         let current = match settings.clone() {
             Some(s) => s,
-            None => match media_loop(&config.network, media.take()).await {
-                Ok(m) => {
-                    let s = feed_settings(&config, &m.media, &shared, &own, &slots, fleet.as_ref());
+            None => match media_loop(&config.network, media.take())
+                .await
+                .and_then(|m| {
+                    let forwards = forward_receiver(&config)?;
+                    Ok((m, forwards))
+                }) {
+                Ok((m, forwards)) => {
+                    let s = feed_settings(
+                        &config,
+                        &m.media,
+                        forwards,
+                        &shared,
+                        &own,
+                        &slots,
+                        fleet.as_ref(),
+                    );
                     media = Some(m);
                     settings = Some(s.clone());
                     s
                 }
                 Err(e) => {
                     let wait = backoff.next_wait();
-                    tracing::error!(error = %e, "cannot open the media sockets ([network]); retrying in {wait:?}");
+                    tracing::error!(error = %e, "cannot open the media sockets ([network], [janus] rtp_forward); retrying in {wait:?}");
                     health.error(format!("cannot open the media sockets: {e}"));
                     retry_in = Some(wait);
                     continue;

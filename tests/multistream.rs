@@ -5,29 +5,11 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::janus_admin::subscriber_handles;
 use support::*;
-
-/// The frames each publisher of `report` sent are the frames of its one recording.
-fn every_frame_recorded(out: &Path, report: &Value) {
-    let feeds = report["feeds"].as_array().unwrap();
-    assert!(!feeds.is_empty(), "{report:#}");
-    for feed in feeds {
-        let display = feed["display"].as_str().unwrap();
-        assert!(feed["error"].is_null(), "{display}: {feed}");
-        let recs = recordings_of(out, display);
-        assert_eq!(recs.len(), 1, "{display}: {recs:#?}");
-        let (file, sidecar) = &recs[0];
-        for key in ["audio_frames", "video_frames"] {
-            assert_eq!(sidecar[key], feed[key], "{display} {key}: {sidecar:#}");
-        }
-        assert!(first_video_packet_is_key(file), "{}", file.display());
-    }
-}
 
 /// Two publishers record from start to end while four others join and leave one after
 /// another, each a renegotiation of the subscription they share: every frame of each is in
@@ -46,44 +28,12 @@ fn publishers_joining_and_leaving_cost_the_others_no_frame() {
         &recorder_config(&out, "", &rooms_toml(&[1901])),
         1,
     );
-    let stay_report = dir.join("sent-stay.json");
-    let mut stayers = synthetic_publishers(
-        &ns,
-        &dir,
-        1901,
-        "stay",
-        2,
-        16.0,
-        &["--hold", "--report", stay_report.to_str().unwrap()],
-    );
-    daemon
-        .proc
-        .wait_for_nth("recording started", 2, Duration::from_secs(20));
-    let mut visitors = Vec::new();
-    for i in 1..=4 {
-        visitors.push(publish_held(
-            &ns,
-            &dir,
-            1901,
-            &format!("visit{i}"),
-            1,
-            2.0,
-            &[],
-        ));
-    }
-    let status = wait_exit(&mut stayers, Duration::from_secs(40));
-    assert!(status.success(), "{}", stayers.log_tail(30));
-    daemon
-        .proc
-        .wait_for_nth("recording finished", 6, Duration::from_secs(15));
+    let reports = stayers_and_visitors(&ns, &dir, 1901, &mut daemon, (16.0, 4), || {});
     let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
     assert!(status.success());
     let log = daemon.proc.log_text();
-    let stay: Value =
-        serde_json::from_str(&std::fs::read_to_string(&stay_report).unwrap()).unwrap();
-    every_frame_recorded(&out, &stay);
-    for v in &visitors {
-        every_frame_recorded(&out, v);
+    for r in &reports {
+        assert_every_frame_recorded(&out, r);
     }
     let added = log.matches("feed added to the subscription").count();
     assert_eq!(added, 6, "{log}");
@@ -129,7 +79,7 @@ fn a_room_of_seventeen_takes_two_subscriptions() {
     let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
     assert!(status.success());
     let sent: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    every_frame_recorded(&out, &sent);
+    assert_every_frame_recorded(&out, &sent);
 }
 
 /// The shared subscription's media cut off (every datagram to the recorder dropped) until
@@ -228,8 +178,8 @@ fn a_leaving_publishers_packets_that_come_after_its_events_are_recorded() {
     assert!(status.success());
     let log = daemon.proc.log_text();
     assert!(!log.contains("group=2"), "one subscription for both: {log}");
-    every_frame_recorded(&out, &left);
+    assert_every_frame_recorded(&out, &left);
     let stay: Value =
         serde_json::from_str(&std::fs::read_to_string(&stay_report).unwrap()).unwrap();
-    every_frame_recorded(&out, &stay);
+    assert_every_frame_recorded(&out, &stay);
 }

@@ -43,7 +43,7 @@ use crate::rtc::{MediaLoop, RtcEvent, RtcSession};
 use crate::secret::Secret;
 
 /// Janus's error code for a feed (or a feed's mid) that is not publishing.
-const NO_SUCH_FEED: i64 = 428;
+pub(super) const NO_SUCH_FEED: i64 = 428;
 /// Batches a feed's task may have waiting before the group drops its frames (5 s of the
 /// shortest batches, as the media loop's own limit per session).
 const MEMBER_BATCHES: usize = 256;

@@ -1,12 +1,13 @@
 //! A feed's subscription, as its task sees it: one of its own (a Janus handle and a str0m
-//! session for this feed alone), or a place in a room's shared one ([`super::group`]). The
-//! feed's loop is the same over either.
+//! session for this feed alone), a place in a room's shared one ([`super::group`]), or RTP
+//! forwarders ([`super::forward`]). The feed's loop is the same over each.
 
 use std::time::Duration;
 
 use str0m::media::Mid;
 
 use super::EndReason;
+use super::forward::Forwarded;
 use super::group::{Member, MemberInput};
 use super::machine::Input;
 use crate::janus::Handle;
@@ -18,6 +19,8 @@ pub enum Link {
     Own { handle: Handle, rtc: RtcSession },
     /// A place in a subscription shared with other feeds of the room.
     Shared(Member),
+    /// RTP forwarders instead of a subscription (`[janus] rtp_forward`).
+    Forwarded(Forwarded),
 }
 
 /// What the link gives the feed's loop next.
@@ -42,6 +45,18 @@ impl Link {
                 MemberInput::Janus(msg) => Next::Input(Input::Janus(msg)),
                 MemberInput::End(reason) => Next::End(reason),
             },
+            Link::Forwarded(f) => tokio::select! {
+                ev = f.streams.next() => match ev {
+                    Some(ev) => Next::Input(Input::Rtc(ev)),
+                    None => Next::End(EndReason::Failed(super::Failure::Subscribe(
+                        "the RTP forward receiver ended".into(),
+                    ))),
+                },
+                msg = f.handle.next_event() => match msg {
+                    Some(msg) => Next::Input(Input::Janus(msg)),
+                    None => Next::End(EndReason::ConnectionLost),
+                },
+            },
         }
     }
 
@@ -50,6 +65,7 @@ impl Link {
         match self {
             Link::Own { rtc, .. } => rtc.request_keyframe(mid),
             Link::Shared(m) => m.request_keyframe(mid),
+            Link::Forwarded(f) => f.streams.request_keyframe(mid),
         }
     }
 
@@ -58,6 +74,7 @@ impl Link {
         match self {
             Link::Own { rtc, .. } => rtc.batch_reads(every),
             Link::Shared(m) => m.batch_reads(every),
+            Link::Forwarded(f) => f.streams.batch_reads(every),
         }
     }
 
@@ -65,7 +82,7 @@ impl Link {
     pub fn add_remote_candidate(&mut self, sdp: &str) -> Result<(), RtcError> {
         match self {
             Link::Own { rtc, .. } => rtc.add_remote_candidate(sdp),
-            Link::Shared(_) => Ok(()),
+            Link::Shared(_) | Link::Forwarded(_) => Ok(()),
         }
     }
 
@@ -74,6 +91,7 @@ impl Link {
         match self {
             Link::Own { rtc, .. } => rtc.take_received().await,
             Link::Shared(m) => m.take_received().await,
+            Link::Forwarded(f) => f.streams.take_received(),
         }
     }
 
@@ -86,6 +104,7 @@ impl Link {
                 let _ = tokio::time::timeout(Duration::from_secs(1), handle.detach()).await;
             }
             Link::Shared(m) => drop(m),
+            Link::Forwarded(f) => f.close().await,
         }
     }
 }

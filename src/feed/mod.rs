@@ -7,6 +7,7 @@
 
 pub mod clock;
 mod disk;
+pub mod forward;
 pub mod gate;
 pub mod group;
 mod link;
@@ -66,6 +67,8 @@ pub struct FeedSettings {
     pub fleet: Option<crate::fleet::Parts>,
     /// `[janus] feeds_per_subscription`: 1 is a subscription per feed.
     pub feeds_per_subscription: usize,
+    /// `[janus] rtp_forward`: feeds are recorded from RTP forwarders, not subscriptions.
+    pub forward: Option<forward::ForwardSettings>,
 }
 
 /// What one feed subscribes to.
@@ -73,6 +76,8 @@ pub struct FeedSettings {
 pub struct FeedSpec {
     pub room: RoomId,
     pub pin: Option<Secret>,
+    /// The room's `secret` (`[janus] rtp_forward` needs it for a room that has one).
+    pub secret: Option<Secret>,
     /// The room watcher's private id (rooms with `require_pvtid` need it).
     pub private_id: Option<u64>,
     pub publisher: Publisher,
@@ -225,6 +230,11 @@ pub async fn run(
                 .as_ref()
                 .is_none_or(|r| r.attempt < ALONE_AFTER_ATTEMPT)
         });
+        if let Some(forward) = &settings.forward {
+            return forward::start(&session, forward, &spec)
+                .await
+                .map(|(f, tracks)| (Link::Forwarded(f), tracks));
+        }
         match shared {
             Some(groups) => groups
                 .join(&spec.publisher)
@@ -358,28 +368,37 @@ pub enum OpenError {
     Writer(#[from] WriteError),
 }
 
+/// A VideoRoom handle for the feed; subscribing again after a failure (`resume`), only while
+/// the publisher still publishes.
+async fn attach_while_publishing(
+    session: &Session,
+    spec: &FeedSpec,
+) -> Result<Handle, SubscribeError> {
+    let handle = session
+        .attach_videoroom()
+        .await
+        .map_err(janus("attaching to the VideoRoom plugin"))?;
+    if spec.resume.is_some() {
+        let (data, _) = handle
+            .message(Request::ListParticipants { room: &spec.room }.body(), None)
+            .await
+            .map_err(janus("listing the participants"))?;
+        if !crate::janus::messages::is_publishing(&data, &spec.publisher.id) {
+            handle.detach().await;
+            return Err(SubscribeError::Gone);
+        }
+    }
+    Ok(handle)
+}
+
 /// Attaches, joins as subscriber, answers the offer and sends our candidates.
 async fn subscribe(
     session: &Session,
     settings: &FeedSettings,
     spec: &FeedSpec,
 ) -> Result<(Handle, RtcSession, Vec<(Mid, Codec)>), SubscribeError> {
-    let handle = session
-        .attach_videoroom()
-        .await
-        .map_err(janus("attaching to the VideoRoom plugin"))?;
+    let handle = attach_while_publishing(session, spec).await?;
     let p = &spec.publisher;
-    if spec.resume.is_some() {
-        // Subscribing again after a failure: only while the publisher still publishes.
-        let (data, _) = handle
-            .message(Request::ListParticipants { room: &spec.room }.body(), None)
-            .await
-            .map_err(janus("listing the participants"))?;
-        if !crate::janus::messages::is_publishing(&data, &p.id) {
-            handle.detach().await;
-            return Err(SubscribeError::Gone);
-        }
-    }
     let mut wanted = streams_to_record(p);
     // Video first. Janus maps an RTCP packet it cannot place by SSRC (str0m's keyframe
     // requests come without a receiver report, and a recv-only peer has no SSRC Janus knows)
@@ -1109,6 +1128,7 @@ mod tests {
             codec: Codec::from_janus_name(codec),
             codec_name: Some(codec.into()),
             disabled: false,
+            simulcast: false,
         }
     }
 

@@ -225,6 +225,8 @@ pub struct PublisherStream {
     pub codec: Option<Codec>,
     pub codec_name: Option<String>,
     pub disabled: bool,
+    /// The publisher sends this video as simulcast substreams.
+    pub simulcast: bool,
 }
 
 /// The `type` of a stream.
@@ -487,6 +489,7 @@ fn parse_publishers(v: Option<&Value>) -> Vec<Publisher> {
                             codec: Codec::from_janus_name(&name),
                             codec_name: Some(name),
                             disabled: false,
+                            simulcast: false,
                         });
                     }
                 }
@@ -500,6 +503,36 @@ fn parse_publishers(v: Option<&Value>) -> Vec<Publisher> {
         .collect()
 }
 
+/// One forwarder of Janus's answer to `rtp_forward` (the `streams` form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarder {
+    pub stream_id: u64,
+    pub kind: StreamKind,
+    /// The SSRC it sends with, as asked for.
+    pub ssrc: Option<u32>,
+    /// The port Janus takes RTCP feedback on (when we gave an `rtcp_port`).
+    pub local_rtcp_port: Option<u16>,
+}
+
+/// The forwarders of an `rtp_forward` answer (`forwarders`); the ones without a stream id
+/// are left out.
+pub fn forwarders(data: &Value) -> Vec<Forwarder> {
+    let int = |f: &Value, k: &str| f.get(k).and_then(Value::as_u64);
+    data.get("forwarders")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            Some(Forwarder {
+                stream_id: int(f, "stream_id")?,
+                kind: StreamKind::parse(f.get("type").and_then(Value::as_str).unwrap_or("")),
+                ssrc: int(f, "ssrc").and_then(|v| u32::try_from(v).ok()),
+                local_rtcp_port: int(f, "local_rtcp_port").and_then(|v| u16::try_from(v).ok()),
+            })
+        })
+        .collect()
+}
+
 fn parse_publisher_stream(s: &Value) -> Option<PublisherStream> {
     let codec_name = str_field(s, "codec");
     Some(PublisherStream {
@@ -508,6 +541,7 @@ fn parse_publisher_stream(s: &Value) -> Option<PublisherStream> {
         codec: codec_name.as_deref().and_then(Codec::from_janus_name),
         codec_name,
         disabled: s.get("disabled").and_then(Value::as_bool).unwrap_or(false),
+        simulcast: s.get("simulcast").and_then(Value::as_bool).unwrap_or(false),
     })
 }
 

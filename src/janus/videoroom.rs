@@ -57,18 +57,56 @@ pub enum Request<'a> {
         audio_port: u16,
         video_port: u16,
     },
-    /// Stop one forwarder that [`Request::RtpForward`] started.
+    /// Have Janus send each of `streams` of a publisher as plain RTP to `host` (the
+    /// recorder's `[janus] rtp_forward` mode): each stream to its port, with the SSRC we
+    /// route it by.
+    #[serde(rename = "rtp_forward")]
+    RtpForwardStreams {
+        room: &'a RoomId,
+        publisher_id: &'a FeedId,
+        host: &'a str,
+        streams: Vec<ForwardStream>,
+        /// The room's `secret` (Janus asks for it when the room has one).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<&'a str>,
+        /// The VideoRoom's `admin_key` (asked for with `lock_rtp_forward = true`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        admin_key: Option<&'a str>,
+    },
+    /// Stop one forwarder that [`Request::RtpForward`] or [`Request::RtpForwardStreams`]
+    /// started.
     #[serde(rename = "stop_rtp_forward")]
     StopRtpForward {
         room: &'a RoomId,
         publisher_id: &'a FeedId,
         stream_id: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        admin_key: Option<&'a str>,
     },
     /// List the rooms (private ones too with the right `admin_key`).
     List {
         #[serde(skip_serializing_if = "Option::is_none")]
         admin_key: Option<&'a str>,
     },
+}
+
+/// One stream of [`Request::RtpForwardStreams`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ForwardStream {
+    /// The publisher's mid.
+    pub mid: String,
+    pub port: u16,
+    pub ssrc: u32,
+    /// Where Janus sends its latching packets from the socket it takes RTCP feedback on
+    /// (our keyframe requests); video only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtcp_port: Option<u16>,
+    /// A simulcast publisher's video: forwarded as a viewer gets it (the top substream, its
+    /// switches rewritten into one stream), not each substream apart.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub simulcast: bool,
 }
 
 /// One stream of a subscription.
@@ -210,10 +248,41 @@ mod tests {
                    "audio_port": 5002, "video_port": 5004})
         );
         assert_eq!(
+            Request::RtpForwardStreams {
+                room: &room,
+                publisher_id: &feed,
+                host: "127.0.0.1",
+                streams: vec![
+                    ForwardStream {
+                        mid: "0".into(),
+                        port: 5002,
+                        ssrc: 11,
+                        rtcp_port: None,
+                        simulcast: false
+                    },
+                    ForwardStream {
+                        mid: "1".into(),
+                        port: 5002,
+                        ssrc: 12,
+                        rtcp_port: Some(5002),
+                        simulcast: true
+                    },
+                ],
+                secret: Some("s"),
+                admin_key: None,
+            }
+            .body(),
+            json!({"request": "rtp_forward", "room": 1234, "publisher_id": 7, "host": "127.0.0.1", "secret": "s",
+                   "streams": [{"mid": "0", "port": 5002, "ssrc": 11},
+                               {"mid": "1", "port": 5002, "ssrc": 12, "rtcp_port": 5002, "simulcast": true}]})
+        );
+        assert_eq!(
             Request::StopRtpForward {
                 room: &room,
                 publisher_id: &feed,
-                stream_id: 9
+                stream_id: 9,
+                secret: None,
+                admin_key: None,
             }
             .body(),
             json!({"request": "stop_rtp_forward", "room": 1234, "publisher_id": 7, "stream_id": 9})

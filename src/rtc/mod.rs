@@ -30,6 +30,7 @@ use crate::media::Codec;
 use media_loop::{Control, Media, NewSession, Outgoing, Shared};
 pub use media_loop::{MediaLoop, next_on_grid};
 use route::RtcId;
+pub(crate) use sockets::bind_unwatched;
 
 /// What the session reports to its task.
 #[derive(Debug)]

@@ -49,6 +49,19 @@ impl Bound {
     }
 }
 
+/// A socket on `addr` (port 0: an ephemeral one) that no runtime watches, non-blocking, with
+/// large buffers, for a reader that reads on a tick of its own (the RTP forwarders' receiver).
+pub(crate) fn bind_unwatched(
+    addr: SocketAddr,
+) -> io::Result<(std::net::UdpSocket, UdpSocketState)> {
+    let socket = std::net::UdpSocket::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("binding UDP {addr}: {e}")))?;
+    socket.set_nonblocking(true)?;
+    let state = UdpSocketState::new((&socket).into())?;
+    grow_buffers(&socket, &state);
+    Ok((socket, state))
+}
+
 /// Asks for large socket buffers: one socket carries every feed, and the default (about
 /// 200 KiB) holds only milliseconds of 100 feeds. SO_RCVBUFFORCE goes past
 /// `net.core.rmem_max` where the process may (CAP_NET_ADMIN); else the sysctl caps it and

@@ -1501,3 +1501,78 @@ fn ns_commands(ns: &Netns, lines: &[String]) {
         );
     }
 }
+
+/// The frames each publisher of `report` (a synthetic publisher's `--report`) sent are the
+/// frames of its one recording, which starts with a keyframe, checks clean and decodes
+/// without an error.
+pub fn assert_every_frame_recorded(out: &Path, report: &serde_json::Value) {
+    use janus_recorder::check::{CheckOptions, Status, check_file};
+    let feeds = report["feeds"].as_array().unwrap();
+    assert!(!feeds.is_empty(), "{report:#}");
+    for feed in feeds {
+        let display = feed["display"].as_str().unwrap();
+        assert!(feed["error"].is_null(), "{display}: {feed}");
+        let recs = recordings_of(out, display);
+        assert_eq!(recs.len(), 1, "{display}: {recs:#?}");
+        let (file, sidecar) = &recs[0];
+        for key in ["audio_frames", "video_frames"] {
+            assert_eq!(sidecar[key], feed[key], "{display} {key}: {sidecar:#}");
+        }
+        assert!(first_video_packet_is_key(file), "{}", file.display());
+        let check = check_file(file, &CheckOptions::default());
+        assert_eq!(check.status, Status::Ok, "{}", check.human());
+        assert_eq!(decode_errors(file), "", "{}", file.display());
+    }
+}
+
+/// Two publishers ("stay", `seconds` long, held until recorded) from start to end while
+/// `visitors` others ("visit1", ...) join and leave one after another, 2 s each;
+/// `while_staying` runs once the two record. Waits until every recording finished (the
+/// daemon goes on) and gives every publisher's report, the stayers' first.
+pub fn stayers_and_visitors(
+    ns: &Netns,
+    dir: &Path,
+    room: u64,
+    daemon: &mut Daemon,
+    (seconds, visitors): (f64, u32),
+    while_staying: impl FnOnce(),
+) -> Vec<serde_json::Value> {
+    let stay_report = dir.join("sent-stay.json");
+    let mut stayers = synthetic_publishers(
+        ns,
+        dir,
+        room,
+        "stay",
+        2,
+        seconds,
+        &["--hold", "--report", stay_report.to_str().unwrap()],
+    );
+    daemon
+        .proc
+        .wait_for_nth("recording started", 2, Duration::from_secs(20));
+    while_staying();
+    let mut reports = Vec::new();
+    for i in 1..=visitors {
+        reports.push(publish_held(
+            ns,
+            dir,
+            room,
+            &format!("visit{i}"),
+            1,
+            2.0,
+            &[],
+        ));
+    }
+    let status = wait_exit(&mut stayers, Duration::from_secs(seconds as u64 + 30));
+    assert!(status.success(), "{}", stayers.log_tail(30));
+    daemon.proc.wait_for_nth(
+        "recording finished",
+        2 + visitors as usize,
+        Duration::from_secs(15),
+    );
+    reports.insert(
+        0,
+        serde_json::from_str(&fs::read_to_string(&stay_report).unwrap()).unwrap(),
+    );
+    reports
+}

@@ -312,3 +312,35 @@ fn participants_lists_give_the_publishing_feeds() {
         &feeds[0]
     ));
 }
+
+#[test]
+fn rtp_forward_answers_give_their_forwarders() {
+    // Janus 1.1.2's answer to an rtp_forward with two streams (the video one with rtcp_port).
+    let data = serde_json::json!({
+        "videoroom": "rtp_forward", "room": 1234, "publisher_id": 7,
+        "forwarders": [
+            {"stream_id": 111, "type": "audio", "host": "127.0.0.1", "port": 5002, "ssrc": 1246887937, "srtp": false},
+            {"stream_id": 222, "type": "video", "host": "127.0.0.1", "port": 5002,
+             "local_rtcp_port": 40123, "remote_rtcp_port": 5002, "ssrc": 1246887938, "srtp": false},
+            {"type": "video"}
+        ]
+    });
+    assert_eq!(
+        forwarders(&data),
+        vec![
+            Forwarder {
+                stream_id: 111,
+                kind: StreamKind::Audio,
+                ssrc: Some(1246887937),
+                local_rtcp_port: None
+            },
+            Forwarder {
+                stream_id: 222,
+                kind: StreamKind::Video,
+                ssrc: Some(1246887938),
+                local_rtcp_port: Some(40123)
+            },
+        ]
+    );
+    assert!(forwarders(&serde_json::json!({"videoroom": "event"})).is_empty());
+}

@@ -79,6 +79,9 @@ pub use tele::TelephoneEvent;
 pub(crate) use tele::duration_from_units;
 use tele::{TelephoneEventDepacketizer, TelephoneEventPacketizer};
 
+mod assembler;
+pub use assembler::{AssembledFrame, FrameAssembler};
+
 mod buffer_rx;
 pub(crate) use buffer_rx::{DepacketizingBuffer, RtpMeta};
 
