@@ -34,6 +34,8 @@
 # BENCH_MODES="16 1" (the default): the daemon pass once per number of feeds per subscription
 # (`[janus] feeds_per_subscription`; 1 is a subscription per feed), one row each in the table
 # ("per subscription" column), each with Janus's extra CPU against the same baseline.
+# "forward" in the list is a pass recording from RTP forwarders (`[janus] rtp_forward`, to
+# 127.0.0.1) instead of subscriptions.
 # BENCH_SUBSCRIBE_GROUPS="1 16 0" adds, for each N, one pass per group size with no daemon:
 # `janus-recorder subscribe-probe` subscribes to the N publishers the recorder's way but
 # writes nothing, G feeds per subscription (1: one per feed, as the recorder does; 0: all in
@@ -216,10 +218,12 @@ run_one() { # N [api|upload|mode-G]: the daemon pass (with the API load, uploadi
 max_bytes_per_second = $((n * BENCH_UPLOAD_MIB * 1048576 / (secs > 20 ? secs - 10 : secs)))"
     fi
 
+    local receive="feeds_per_subscription = $per_subscription"
+    [ "$per_subscription" = forward ] && receive='rtp_forward = { listen = "127.0.0.1:0" }'
     cat >"$dir/janus-recorder.toml" <<CONFIG
 [janus]
 url = "ws://127.0.0.1:8188"
-feeds_per_subscription = $per_subscription
+$receive
 [output]
 dir = "$dir/recordings"
 [network]
@@ -307,7 +311,7 @@ CONFIG
  "base_kib": $base_kib, "peak_kib": $peak_kib,
  "base_anon_kib": $base_anon_kib, "peak_anon_kib": ${peak_anon_kib:-$base_anon_kib},
  "recording_thread_cpu": [$rec0, $rec1], "http_thread_cpu": [$http0, $http1],
- "feeds_per_subscription": $per_subscription, "video": "$video"}
+ "feeds_per_subscription": "$per_subscription", "video": "$video"}
 STATS
     cleanup
     ns=""

@@ -198,7 +198,12 @@ def table(out):
     for pattern in [("n*", "result.json"), ("n*", "mode-*", "result.json")]:
         for path in glob.glob(os.path.join(out, *pattern)):
             rows.append(json.load(open(path)))
-    rows.sort(key=lambda r: (r["feeds"], -(r.get("feeds_per_subscription") or 1)))
+    def per_subscription(r):
+        # A number of feeds per subscription (old runs wrote it as a number), or "forward".
+        v = str(r.get("feeds_per_subscription") or 1)
+        return -int(v) if v.isdigit() else 1
+
+    rows.sort(key=lambda r: (r["feeds"], per_subscription(r)))
     videos = sorted({r.get("video") or "n/a" for r in rows})
     print(f"Video: {', '.join(videos)}\n")
     print("| feeds | per subscription | daemon CPU s/feed-min | janus-pp-rec CPU s/feed-min | ratio | daemon peak RSS MiB/feed (anonymous part)"

@@ -138,8 +138,7 @@ impl Forwards {
             host: config.janus_host(),
             port,
             table: Mutex::new(Table::default()),
-            // Any start will do: the SSRCs only have to differ from one another.
-            next_ssrc: AtomicU32::new(0x4a52_0000),
+            next_ssrc: AtomicU32::new(unpredictable_u32()),
             next_feed: AtomicU64::new(1),
         });
         tokio::spawn(receive(Arc::downgrade(&inner)));
@@ -228,9 +227,15 @@ impl Stream {
         })
     }
 
-    fn on_packet(&mut self, source: SocketAddr, data: &[u8], now: Instant) {
+    /// Takes one packet of the stream; false if it is refused: not RTP, or from another
+    /// address than the stream's first packet (Janus sends a publisher's packets from one
+    /// socket; anyone else who learned the SSRC must not write into the file).
+    fn on_packet(&mut self, source: SocketAddr, data: &[u8], now: Instant) -> bool {
+        if self.source.is_some_and(|s| s.ip() != source.ip()) {
+            return false;
+        }
         if !self.assembler.push(now, data) {
-            return;
+            return false;
         }
         self.source = Some(source);
         self.packets += 1;
@@ -243,6 +248,7 @@ impl Stream {
             Some(_) => {}
         }
         self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+        true
     }
 
     /// The frames ready at `now`, and the statistics when due, into `out`.
@@ -285,6 +291,16 @@ impl Stream {
             }));
         }
     }
+}
+
+/// Where the SSRCs start: anything, as long as another host on the network cannot guess
+/// them (the SSRC is all that routes a packet to a feed; a stream also takes packets from
+/// one address only, see [`Stream::on_packet`]). std's hasher keys are random per process.
+fn unpredictable_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish() as u32
 }
 
 /// `seq` extended to 64 bits near `highest`.
@@ -363,10 +379,16 @@ impl Table {
         // RTP version 2, and not RTCP (payload types 72-76 with the marker bit: 200-204).
         let rtp = data.len() >= 12 && data[0] >> 6 == 2 && !(200..=206).contains(&data[1]);
         let ssrc = rtp.then(|| u32::from_be_bytes([data[8], data[9], data[10], data[11]]));
-        match ssrc.and_then(|s| self.streams.get_mut(&s)) {
+        let taken = match ssrc.and_then(|s| self.streams.get_mut(&s)) {
             Some(stream) => stream.on_packet(source, data, now),
-            None if ssrc == Some(0) && data.len() == 12 => self.on_latch(source),
-            None => self.unrouted += 1,
+            None if ssrc == Some(0) && data.len() == 12 => {
+                self.on_latch(source);
+                true
+            }
+            None => false,
+        };
+        if !taken {
+            self.unrouted += 1;
         }
     }
 
@@ -594,6 +616,10 @@ mod tests {
         }
         t.on_datagram(src, &packet(8, 5, 0, false, &[0x08]), now);
         assert_eq!(t.unrouted, 1);
+        // The stream's SSRC from another address: refused.
+        let other: SocketAddr = "10.9.9.9:5000".parse().unwrap();
+        t.on_datagram(other, &packet(7, 2, 960 * 4, false, &[0x08, 9]), now);
+        assert_eq!(t.unrouted, 2);
         let mut scratch = Vec::new();
         t.release(now, &mut scratch);
         let batch = rx.try_recv().expect("a batch");

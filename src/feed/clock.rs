@@ -148,9 +148,20 @@ pub struct TrackClock {
     jumps: JumpLog,
     /// A capture time out of bounds was seen (and logged) already.
     distrusted: bool,
+    /// No sender report will come (RTP forwarders): arrival is decided at the first frame
+    /// rather than after [`WAIT_FOR_SENDER_REPORT`] of frames held for nothing.
+    no_reports: bool,
 }
 
 impl TrackClock {
+    /// A clock for a track that gets no sender reports (see [`TrackClock::no_reports`]).
+    pub fn without_sender_reports() -> TrackClock {
+        TrackClock {
+            no_reports: true,
+            ..TrackClock::default()
+        }
+    }
+
     /// Takes in what one frame tells about the clocks (call for every frame, also for those
     /// held back while the source is not decided).
     pub fn observe(&mut self, f: &FrameTiming) {
@@ -226,7 +237,7 @@ impl TrackClock {
                 Some(ClockSource::CaptureTime)
             } else if !self.reports.is_empty() {
                 Some(ClockSource::SenderReport)
-            } else if waited || (force && self.first_arrival.is_some()) {
+            } else if (waited || force || self.no_reports) && self.first_arrival.is_some() {
                 Some(ClockSource::Arrival)
             } else {
                 None
@@ -402,6 +413,16 @@ mod tests {
         // A reordered older frame: clamped to the last time.
         assert_eq!(placed_ms(&mut c, frame(48_000, 48_000, 1_000)), 1_000);
         assert_eq!(placed_ms(&mut c, frame(47_040, 48_000, 1_005)), 1_000);
+    }
+
+    /// Without sender reports to wait for, arrival is the source from the first frame.
+    #[test]
+    fn a_track_without_reports_uses_arrival_at_once() {
+        let mut c = TrackClock::without_sender_reports();
+        assert_eq!(c.decide(T0, false), None, "no frame yet");
+        let f = frame(0, 48_000, 0);
+        c.observe(&f);
+        assert_eq!(c.decide(f.arrival_nanos, false), Some(ClockSource::Arrival));
     }
 
     #[test]

@@ -188,6 +188,15 @@ impl FeedMachine {
         }
     }
 
+    /// Its tracks get no sender reports (RTP forwarders): their frames go on the room clock
+    /// by arrival from the first one.
+    pub fn without_sender_reports(mut self) -> FeedMachine {
+        for t in self.tracks.values_mut() {
+            t.clock = TrackClock::without_sender_reports();
+        }
+        self
+    }
+
     /// The next action, oldest first.
     pub fn poll(&mut self) -> Option<Action> {
         self.out.pop_front()

@@ -284,8 +284,12 @@ pub async fn run(
             (codec_of(MediaKind::Audio), codec_of(MediaKind::Video)),
         )
     });
+    let mut machine = FeedMachine::new(tracks, spec.record, relay.is_some(), Now::read());
+    if matches!(link, Link::Forwarded(_)) {
+        machine = machine.without_sender_reports();
+    }
     let mut feed = Feed {
-        machine: FeedMachine::new(tracks, spec.record, relay.is_some(), Now::read()),
+        machine,
         settings,
         spec,
         recording: None,
