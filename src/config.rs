@@ -172,7 +172,7 @@ pub struct JanusConfig {
 }
 
 /// `[janus] rtp_forward = { listen = "127.0.0.1:0" }`: Janus sends each recorded stream as
-/// plain RTP (no ICE, DTLS or SRTP) to this socket, which costs Janus about a third of what a
+/// plain RTP (no ICE, DTLS or SRTP) to this socket, which costs Janus a fifth or less of what a
 /// WebRTC subscription does, but gives no retransmission and no encryption: for a recorder
 /// on Janus's own host or a private network.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -8,8 +8,8 @@
 //!
 //! Why: Janus relays a packet to a WebRTC subscriber through an allocation, a queue, a
 //! wake-up of the subscriber's thread, SRTP and a `sendmsg`; to a forwarder with one `sendto`
-//! from the publisher's thread (the README's "Where Janus's extra CPU goes": a third of the
-//! cost). What it gives up: retransmission (a lost packet stays lost: the feed asks for a
+//! from the publisher's thread (the README's "Recording from RTP forwarders: what it
+//! costs": a fifth of the cost or less). What it gives up: retransmission (a lost packet stays lost: the feed asks for a
 //! keyframe, which Janus passes on to the publisher as a PLI), encryption (the recorder
 //! belongs on Janus's host or a private network), and sender reports (frames are placed on
 //! the room clock by their arrival).
