@@ -235,30 +235,40 @@ fn measure(out: &Path, p: &mut Publisher, rec_dir: &Path, dir: &Path) -> Measure
     }
 }
 
-#[test]
-fn lip_sync_and_the_room_clock_match_the_sources() {
+/// Two Chromium publishers of the flash-and-beep media, 3 s apart, recorded by a daemon with
+/// `janus_extra` in its `[janus]` table: each feed's measures and the report, printed; the
+/// daemon and Janus still running (the directory kept in `scratch`).
+fn two_publishers_recorded(
+    scratch: &Scratch,
+    tag: &str,
+    room: u64,
+    janus_extra: &str,
+) -> (Daemon, Netns, Janus, Vec<Measured>, String) {
     require_tools();
-    let scratch = Scratch::new("lipsync");
     let dir = scratch.path.clone();
     let (video, audio) = make_media(&dir);
-    let ns = Netns::create("lipsync");
+    let ns = Netns::create(tag);
     let janus = Janus::start(
         &ns,
         &dir,
         &[RoomSpec {
             record: true,
-            ..RoomSpec::new(1701, "vp8")
+            ..RoomSpec::new(room, "vp8")
         }],
     );
     let page = PageServer::start(&ns, &dir);
     let out = dir.join("recordings");
-    let config = recorder_config(&out, "", &rooms_toml(&[1701]));
+    let config = recorder_config(&out, "", &rooms_toml(&[room])).replacen(
+        "[janus]\n",
+        &format!("[janus]\n{janus_extra}"),
+        1,
+    );
     let mut daemon = Daemon::watching(&ns, &dir, &config, 1);
     let publisher = |display: &str| {
         let mut spec = PublisherSpec {
             secs: Some(16),
             media_files: Some((video.clone(), audio.clone())),
-            ..PublisherSpec::new(1701, display)
+            ..PublisherSpec::new(room, display)
         };
         spec.query.push(("measure", "14".into()));
         Publisher::start(&ns, &page, &dir, spec)
@@ -299,20 +309,34 @@ fn lip_sync_and_the_room_clock_match_the_sources() {
             )
         })
         .collect();
-    eprintln!("{}", report.join("\n"));
-    for m in &results {
+    let report = report.join("\n");
+    eprintln!("{report}");
+    (daemon, ns, janus, results, report)
+}
+
+/// Each file's A/V offset is its source's, its video placed by `clock`, and the two feeds'
+/// flashes agree on the room clock.
+fn assert_in_sync(results: &[Measured], report: &str, clock: &str) {
+    for m in results {
         assert!(
             (m.recorded_av_ms - m.source_av_ms).abs() <= AV_TOLERANCE_MS,
-            "A/V offset off the source's:\n{}",
-            report.join("\n")
+            "A/V offset off the source's:\n{report}"
         );
-        assert_eq!(m.clocks.1, "sender-report", "{}", report.join("\n"));
+        assert_eq!(m.clocks.1, clock, "{report}");
     }
     assert!(
         (results[0].room_latency_ms - results[1].room_latency_ms).abs() <= ROOM_TOLERANCE_MS,
-        "the two feeds' flashes disagree on the room clock:\n{}",
-        report.join("\n")
+        "the two feeds' flashes disagree on the room clock:\n{report}"
     );
+}
+
+#[test]
+fn lip_sync_and_the_room_clock_match_the_sources() {
+    let scratch = Scratch::new("lipsync");
+    let (mut daemon, _ns, _janus, results, report) =
+        two_publishers_recorded(&scratch, "lipsync", 1701, "");
+    assert_in_sync(&results, &report, "sender-report");
+    let out = scratch.path.join("recordings");
 
     // The room manifest lists both recordings as their sidecars say, and the watch's end.
     let (status, _) = daemon.proc.terminate(Duration::from_secs(10));
@@ -333,4 +357,18 @@ fn lip_sync_and_the_room_clock_match_the_sources() {
         let entry = listed.iter().find(|r| r["display"] == name).unwrap();
         assert_eq!(entry, sidecar, "the manifest's entry is the sidecar");
     }
+}
+
+/// The same from RTP forwarders (`[janus] rtp_forward`): no sender reports come, so both
+/// feed is placed by arrival, and lip sync and the room clock hold as well.
+#[test]
+fn forwarded_feeds_keep_lip_sync_on_the_arrival_clock() {
+    let scratch = Scratch::new("lipsync-forward");
+    let (_daemon, _ns, _janus, results, report) = two_publishers_recorded(
+        &scratch,
+        "lipsyncfw",
+        1702,
+        "rtp_forward = { listen = \"127.0.0.1:0\" }\n",
+    );
+    assert_in_sync(&results, &report, "arrival");
 }
