@@ -175,6 +175,7 @@ impl Groups {
             offer: None,
             in_flight: None,
             subscribed: false,
+            janus_up: false,
             candidates: Vec::new(),
             batch: None,
             to_self: commands.clone(),
@@ -358,6 +359,9 @@ struct Group {
     in_flight: Option<InFlight>,
     /// `join` succeeded: later feeds are added with `subscribe`.
     subscribed: bool,
+    /// Janus said `webrtcup`: its side of the PeerConnection is set up. Until then no
+    /// `subscribe` goes (see [`Group::next_request`]).
+    janus_up: bool,
     /// Candidates Janus trickled before the session was set up.
     candidates: Vec<String>,
     /// The session's batch period now.
@@ -512,7 +516,14 @@ impl Group {
                 None => waiting,
             }
         };
-        if !to_ask.is_empty() {
+        // Feeds are added once Janus's side of the PeerConnection is up. As it comes up,
+        // Janus asks the publisher of every video stream the subscription has for a keyframe
+        // ("New subscriber available"), also of streams added by a `subscribe` whose answer
+        // has not reached it: those publishers' first frames, and that keyframe, went
+        // nowhere (Janus relays a new stream only once it has our answer). A publisher that
+        // starts on a keyframe request (our synthetic one in `--hold`) lost its first 40 ms;
+        // a camera, one keyframe. Joiners wait the DTLS handshake at most.
+        if !to_ask.is_empty() && (!self.subscribed || self.janus_up) {
             let mut streams: Vec<(bool, SubscribeStream)> = Vec::new();
             let mut feeds = Vec::new();
             for &i in &to_ask {
@@ -996,7 +1007,10 @@ impl Group {
             Incoming::Detached { .. } => {
                 return Err(GroupEnd::Failed(EndReason::HangUp("detached".into())));
             }
-            Incoming::WebrtcUp { .. } => tracing::info!("webrtcup"),
+            Incoming::WebrtcUp { .. } => {
+                tracing::info!("webrtcup");
+                self.janus_up = true;
+            }
             Incoming::Media { mid: Some(mid), .. } | Incoming::SlowLink { mid: Some(mid), .. } => {
                 self.to_feed_of(&mid.clone(), msg)
             }
