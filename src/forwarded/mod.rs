@@ -14,6 +14,9 @@
 //! belongs on Janus's host or a private network), and sender reports (frames are placed on
 //! the room clock by their arrival).
 //!
+//! Opus, where every packet is a frame, is reordered here ([`in_order`]) rather than by str0m:
+//! the same rules, a copy of each payload instead of three.
+//!
 //! One task reads the socket on a steady tick ([`TICK`]) with `recvmmsg`, as the media loop
 //! does in its steady pace: its wake-ups do not grow with the packets.
 
@@ -26,18 +29,25 @@ use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 use quinn_udp::{RecvMeta, UdpSocketState};
+use str0m::format::CodecExtra;
 use str0m::format::{CodecSpec, FormatParams, PayloadParams};
-use str0m::media::{Frequency, MediaData, Mid};
-use str0m::rtp::{ExtensionValues, FrameAssembler};
+use str0m::media::{Frequency, MediaData, MediaTime, Mid};
+use str0m::rtp::{ExtensionValues, FrameAssembler, SeqNo};
 use tokio::sync::mpsc;
 
 use crate::config::RtpForwardConfig;
 use crate::media::{Codec, MediaKind};
-use crate::rtc::{ReceiveStats, RtcEvent};
+use crate::rtc::{ReceiveStats, RtcEvent, next_on_grid};
+
+mod in_order;
+use in_order::InOrder;
 
 /// How often the socket is read and frames handed on: every frame waits at most this long
-/// in the socket buffer (the feeds batch further, see [`Registration::batch_reads`]).
-const TICK: Duration = Duration::from_millis(20);
+/// in the socket buffer (the feeds batch further, see [`Registration::batch_reads`]). The
+/// media loop's steady tick: each wake-up of the process costs a context switch, 40 ms of
+/// 100 feeds is a few hundred datagrams (the socket buffer holds seconds of them), and a
+/// first keyframe waits 40 ms at most more.
+const TICK: Duration = Duration::from_millis(40);
 /// Datagrams per `recvmmsg`.
 const BATCH: usize = 32;
 /// A read buffer holds a whole GRO batch.
@@ -105,7 +115,7 @@ struct Stream {
     feed: u64,
     mid: Mid,
     params: PayloadParams,
-    assembler: FrameAssembler,
+    assembly: Assembly,
     /// Where its packets come from (Janus's host; its RTCP port is [`Stream::rtcp_port`]).
     source: Option<SocketAddr>,
     /// The port Janus takes this stream's RTCP feedback on (video only).
@@ -116,6 +126,17 @@ struct Stream {
     highest: Option<u64>,
     window: (u64, u64),
     stats_due: Instant,
+}
+
+/// How a stream's packets become frames.
+enum Assembly {
+    /// str0m's depacketizer and reordering buffer: video, whose frames span packets.
+    Frames(Box<FrameAssembler>),
+    /// Every packet a frame (Opus), reordered here; the RTP time extended over wraps.
+    Packets {
+        order: InOrder,
+        max_time: Option<u64>,
+    },
 }
 
 /// A feed's frames on their way to its task.
@@ -211,13 +232,24 @@ impl Stream {
             channels,
             format: FormatParams::default(),
         };
-        let assembler = FrameAssembler::new(codec.to_str0m(), rate, hold_back, Some(REORDER_WAIT))?;
+        let assembly = match codec {
+            Codec::Opus => Assembly::Packets {
+                order: InOrder::new(hold_back, REORDER_WAIT),
+                max_time: None,
+            },
+            _ => Assembly::Frames(Box::new(FrameAssembler::new(
+                codec.to_str0m(),
+                rate,
+                hold_back,
+                Some(REORDER_WAIT),
+            )?)),
+        };
         Some(Stream {
             feed,
             mid,
             // The payload type is Janus's business here; the feed reads the codec only.
             params: PayloadParams::new(0.into(), None, spec),
-            assembler,
+            assembly,
             source: None,
             rtcp_port: None,
             packets: 0,
@@ -234,14 +266,32 @@ impl Stream {
         if self.source.is_some_and(|s| s.ip() != source.ip()) {
             return false;
         }
-        if !self.assembler.push(now, data) {
+        let seq = u16::from_be_bytes([data[2], data[3]]);
+        let ext = extend_seq(self.highest, seq);
+        let taken = match &mut self.assembly {
+            Assembly::Frames(a) => a.push(now, data),
+            Assembly::Packets { order, max_time } => match rtp_payload(data) {
+                Some(payload) => {
+                    let ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+                    let time = extend(*max_time, ts.into(), 32);
+                    *max_time = Some(max_time.map_or(time, |m| m.max(time)));
+                    order.push(in_order::Packet {
+                        seq: ext,
+                        time,
+                        received: now,
+                        data: (!payload.is_empty()).then(|| Arc::from(payload)),
+                    });
+                    true
+                }
+                None => false,
+            },
+        };
+        if !taken {
             return false;
         }
         self.source = Some(source);
         self.packets += 1;
         self.window.1 += 1;
-        let seq = u16::from_be_bytes([data[2], data[3]]);
-        let ext = extend_seq(self.highest, seq);
         match self.highest {
             None => self.window.0 += 1,
             Some(h) if ext > h => self.window.0 += ext - h,
@@ -253,25 +303,53 @@ impl Stream {
 
     /// The frames ready at `now`, and the statistics when due, into `out`.
     fn release(&mut self, now: Instant, out: &mut Vec<RtcEvent>) {
-        while let Some(r) = self.assembler.pop(now) {
-            match r {
-                Ok(f) => out.push(RtcEvent::Frame(Box::new(MediaData {
-                    mid: self.mid,
-                    pt: self.params.pt(),
-                    rid: None,
-                    params: self.params,
-                    time: f.time,
-                    network_time: f.network_time,
-                    seq_range: f.seq_range,
-                    contiguous: f.contiguous,
-                    data: Arc::from(f.data),
-                    ext_vals: ExtensionValues::default(),
-                    codec_extra: f.codec_extra,
-                    last_sender_info: None,
-                    audio_start_of_talk_spurt: false,
-                }))),
-                Err(e) => {
-                    tracing::debug!(mid = %self.mid, error = %e, "a frame did not depacketize")
+        let frame = |time, network_time, seq_range, contiguous, data, codec_extra| {
+            RtcEvent::Frame(Box::new(MediaData {
+                mid: self.mid,
+                pt: self.params.pt(),
+                rid: None,
+                params: self.params,
+                time,
+                network_time,
+                seq_range,
+                contiguous,
+                data,
+                ext_vals: ExtensionValues::default(),
+                codec_extra,
+                last_sender_info: None,
+                audio_start_of_talk_spurt: false,
+            }))
+        };
+        match &mut self.assembly {
+            Assembly::Frames(a) => {
+                while let Some(r) = a.pop(now) {
+                    match r {
+                        Ok(f) => out.push(frame(
+                            f.time,
+                            f.network_time,
+                            f.seq_range,
+                            f.contiguous,
+                            Arc::from(f.data),
+                            f.codec_extra,
+                        )),
+                        Err(e) => {
+                            tracing::debug!(mid = %self.mid, error = %e, "a frame did not depacketize")
+                        }
+                    }
+                }
+            }
+            Assembly::Packets { order, .. } => {
+                while let Some(r) = order.pop(now) {
+                    let p = r.packet;
+                    let seq = SeqNo::from(p.seq);
+                    out.push(frame(
+                        MediaTime::new(p.time, Frequency::FORTY_EIGHT_KHZ),
+                        p.received,
+                        seq..=seq,
+                        r.contiguous,
+                        p.data.unwrap_or_else(|| Arc::from([])),
+                        CodecExtra::None,
+                    ));
                 }
             }
         }
@@ -305,16 +383,45 @@ fn unpredictable_u32() -> u32 {
 
 /// `seq` extended to 64 bits near `highest`.
 fn extend_seq(highest: Option<u64>, seq: u16) -> u64 {
+    extend(highest, seq.into(), 16)
+}
+
+/// `value`, a counter of `bits` bits that wraps, extended to 64 bits near `highest`. The
+/// first value starts one wrap up, so one that goes back past zero stays positive.
+fn extend(highest: Option<u64>, value: u64, bits: u32) -> u64 {
+    let wrap = 1u64 << bits;
     let Some(h) = highest else {
-        return u64::from(seq) + (1 << 16);
+        return value + wrap;
     };
-    let base = h & !0xffff;
-    let candidates = [base.wrapping_sub(1 << 16), base, base + (1 << 16)];
+    let base = h & !(wrap - 1);
+    let candidates = [base.wrapping_sub(wrap), base, base + wrap];
     candidates
         .into_iter()
-        .map(|b| b + u64::from(seq))
+        .map(|b| b.wrapping_add(value))
         .min_by_key(|c| c.abs_diff(h))
         .unwrap_or(h)
+}
+
+/// The payload of an RTP packet (after the CSRCs, the header extension and before the
+/// padding); `None` if it is not one. Empty: padding only.
+fn rtp_payload(packet: &[u8]) -> Option<&[u8]> {
+    if packet.len() < 12 || packet[0] >> 6 != 2 {
+        return None;
+    }
+    let mut start = 12 + 4 * usize::from(packet[0] & 0x0f);
+    if packet[0] & 0x10 != 0 {
+        let words = packet.get(start + 2..start + 4)?;
+        start += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
+    }
+    let mut end = packet.len();
+    if packet[0] & 0x20 != 0 {
+        let pad = usize::from(*packet.last()?);
+        if pad == 0 {
+            return None;
+        }
+        end = end.checked_sub(pad)?;
+    }
+    packet.get(start..end)
 }
 
 /// Reads the socket on every tick, until the last [`Forwards`] and [`Registration`] are
@@ -322,7 +429,9 @@ fn extend_seq(highest: Option<u64>, seq: u16) -> u64 {
 async fn receive(inner: std::sync::Weak<Inner>) {
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0; READ_BUF]).collect();
     let mut metas = vec![RecvMeta::default(); BATCH];
-    let mut tick = tokio::time::interval(TICK);
+    // On the process's grid, as the feeds' own ticks: a feed's batch comes in the wake-up
+    // of its tick, not in one of its own.
+    let mut tick = tokio::time::interval_at(next_on_grid(Instant::now(), TICK).into(), TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut out = Vec::new();
     loop {
@@ -436,7 +545,7 @@ impl Table {
         for outbox in self.feeds.values_mut() {
             if now >= outbox.due {
                 outbox.send();
-                outbox.due = now + outbox.every;
+                outbox.due = next_on_grid(now, outbox.every);
             }
         }
     }
@@ -457,7 +566,9 @@ impl Outbox {
         if self.pending.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.pending);
+        // The next batch is about as long: room for it now, not grown by copies.
+        let room = self.pending.len();
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(room));
         let frames = batch.len() as u64;
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(batch) {
             self.dropped += frames;
@@ -686,6 +797,45 @@ mod tests {
             vec![(janus, 7)],
             "the stream's first keyframe asked for"
         );
+    }
+
+    #[test]
+    fn the_payload_is_found_past_csrcs_extension_and_padding() {
+        // Version 2, padding, extension, one CSRC.
+        let mut p = vec![0x80 | 0x20 | 0x10 | 1, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7];
+        p.extend_from_slice(&[1, 2, 3, 4]); // the CSRC
+        p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0]); // one word of extension
+        p.extend_from_slice(&[0xaa, 0xbb]); // the payload
+        p.extend_from_slice(&[0, 0, 3]); // three bytes of padding
+        assert_eq!(rtp_payload(&p), Some(&[0xaa, 0xbb][..]));
+        // Padding longer than the packet, an extension past its end, not version 2.
+        let mut bad = p.clone();
+        *bad.last_mut().unwrap() = 200;
+        assert_eq!(rtp_payload(&bad), None);
+        assert_eq!(rtp_payload(&p[..17]), None);
+        assert_eq!(rtp_payload(&[0x40; 12]), None);
+        // A plain header with nothing after it: padding only, empty.
+        assert_eq!(
+            rtp_payload(&[0x80, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7]),
+            Some(&[][..])
+        );
+    }
+
+    #[test]
+    fn opus_rtp_time_goes_on_across_its_wrap() {
+        let (mut t, mut rx) = table_with("0", Codec::Opus, 7);
+        let src: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let now = Instant::now();
+        let start = u32::MAX - 959;
+        for i in 0..3u16 {
+            let ts = start.wrapping_add(960 * u32::from(i));
+            t.on_datagram(src, &packet(7, i, ts, false, &[0x08]), now);
+        }
+        t.release(now, &mut Vec::new());
+        let batch = rx.try_recv().expect("a batch");
+        let times: Vec<u64> = frames(&batch).iter().map(|d| d.time.numer()).collect();
+        assert_eq!(times.len(), 3);
+        assert!(times.windows(2).all(|w| w[1] == w[0] + 960), "{times:?}");
     }
 
     #[test]
