@@ -36,6 +36,7 @@ pub(super) struct Released {
     pub contiguous: bool,
 }
 
+/// One stream's packets waiting to be released in order.
 #[derive(Debug)]
 pub(super) struct InOrder {
     /// By sequence number.
@@ -48,6 +49,7 @@ pub(super) struct InOrder {
 }
 
 impl InOrder {
+    /// Holds at most `hold_back` packets behind a gap, each at most `wait`.
     pub(super) fn new(hold_back: usize, wait: Duration) -> InOrder {
         InOrder {
             held: VecDeque::new(),
@@ -58,6 +60,7 @@ impl InOrder {
         }
     }
 
+    /// Takes a packet; a late one (at or before the last released) or a duplicate is dropped.
     pub(super) fn push(&mut self, packet: Packet) {
         if self.last.is_some_and(|l| packet.seq <= l) {
             return;
