@@ -31,7 +31,10 @@ pub(super) struct Packet {
 /// A released frame.
 #[derive(Debug, Clone)]
 pub(super) struct Released {
-    pub packet: Packet,
+    pub seq: u64,
+    pub time: u64,
+    pub received: Instant,
+    pub data: Arc<[u8]>,
     /// No packet is missing between the previous frame released and this one.
     pub contiguous: bool,
 }
@@ -96,13 +99,19 @@ impl InOrder {
             let packet = self.held.pop_front()?;
             self.last = Some(packet.seq);
             let contiguous = follows && !self.gap;
-            if packet.data.is_none() {
+            let Some(data) = packet.data else {
                 // Padding passes a gap before it on to the next frame.
                 self.gap = !contiguous;
                 continue;
-            }
+            };
             self.gap = false;
-            return Some(Released { packet, contiguous });
+            return Some(Released {
+                seq: packet.seq,
+                time: packet.time,
+                received: packet.received,
+                data,
+                contiguous,
+            });
         }
     }
 }
@@ -122,7 +131,7 @@ mod tests {
 
     fn drain(o: &mut InOrder, now: Instant) -> Vec<(u64, bool)> {
         std::iter::from_fn(|| o.pop(now))
-            .map(|r| (r.packet.seq, r.contiguous))
+            .map(|r| (r.seq, r.contiguous))
             .collect()
     }
 

@@ -340,14 +340,13 @@ impl Stream {
             }
             Assembly::Packets { order, .. } => {
                 while let Some(r) = order.pop(now) {
-                    let p = r.packet;
-                    let seq = SeqNo::from(p.seq);
+                    let seq = SeqNo::from(r.seq);
                     out.push(frame(
-                        MediaTime::new(p.time, Frequency::FORTY_EIGHT_KHZ),
-                        p.received,
+                        MediaTime::new(r.time, Frequency::FORTY_EIGHT_KHZ),
+                        r.received,
                         seq..=seq,
                         r.contiguous,
-                        p.data.unwrap_or_else(|| Arc::from([])),
+                        r.data,
                         CodecExtra::None,
                     ));
                 }

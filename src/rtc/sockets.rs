@@ -70,8 +70,6 @@ pub(crate) fn bind_unwatched(
 /// (`put_cmsg`, `__sock_recv_timestamp`: about 3% of the daemon's CPU at 50 forwarded
 /// feeds). UDP GRO's segment size stays on: it is how a coalesced read is split.
 fn no_control_messages(socket: &std::net::UdpSocket) {
-    use std::os::fd::AsRawFd;
-    let off: libc::c_int = 0;
     for (level, name) in [
         (libc::IPPROTO_IP, libc::IP_PKTINFO),
         (libc::IPPROTO_IP, libc::IP_RECVTOS),
@@ -79,17 +77,29 @@ fn no_control_messages(socket: &std::net::UdpSocket) {
         (libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS),
         (libc::SOL_SOCKET, libc::SO_TIMESTAMPNS),
     ] {
-        // SAFETY: setsockopt reads `off`, an int we own, for the length given. An option the
-        // socket's family lacks fails harmlessly.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                level,
-                name,
-                (&off as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+        // An option the socket's family lacks fails harmlessly.
+        set_int_option(socket, level, name, 0);
+    }
+}
+
+/// `setsockopt` of an int option; whether the kernel took it is read back by the caller
+/// where it matters.
+fn set_int_option(
+    socket: &std::net::UdpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt reads `value`, an int we own, for the length given.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
@@ -98,22 +108,16 @@ fn no_control_messages(socket: &std::net::UdpSocket) {
 /// `net.core.rmem_max` where the process may (CAP_NET_ADMIN); else the sysctl caps it and
 /// the log says so.
 fn grow_buffers(socket: &std::net::UdpSocket, state: &UdpSocketState) {
-    use std::os::fd::AsRawFd;
     let _ = state.set_recv_buffer_size(socket.into(), SOCKET_BUFFER);
     let _ = state.set_send_buffer_size(socket.into(), SOCKET_BUFFER);
     let got = state.recv_buffer_size(socket.into()).unwrap_or(0);
     if got < SOCKET_BUFFER {
-        let size = SOCKET_BUFFER as libc::c_int;
-        // SAFETY: setsockopt reads `size`, an int we own, for the length given.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+        set_int_option(
+            socket,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            SOCKET_BUFFER as libc::c_int,
+        );
     }
     let got = state.recv_buffer_size(socket.into()).unwrap_or(0);
     if got < SOCKET_BUFFER {
