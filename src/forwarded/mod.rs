@@ -14,8 +14,9 @@
 //! belongs on Janus's host or a private network), and sender reports (frames are placed on
 //! the room clock by their arrival).
 //!
-//! Opus, where every packet is a frame, is reordered here ([`in_order`]) rather than by str0m:
-//! the same rules, a copy of each payload instead of three.
+//! Opus, where every packet is a frame, is reordered here ([`in_order`]) rather than by str0m,
+//! and VP8 frames are assembled here ([`vp8`]): the same rules, one or two copies of each
+//! payload instead of three. The other video codecs go through str0m's depacketizers.
 //!
 //! One task reads the socket on a steady tick ([`TICK`]) with `recvmmsg`, as the media loop
 //! does in its steady pace: its wake-ups do not grow with the packets.
@@ -40,7 +41,9 @@ use crate::media::{Codec, MediaKind};
 use crate::rtc::{ReceiveStats, RtcEvent, next_on_grid};
 
 mod in_order;
+mod vp8;
 use in_order::InOrder;
+use vp8::Vp8Frames;
 
 /// How often the socket is read and frames handed on: every frame waits at most this long
 /// in the socket buffer (the feeds batch further, see [`Registration::batch_reads`]). The
@@ -54,9 +57,11 @@ const BATCH: usize = 32;
 const READ_BUF: usize = 64 * 1024;
 /// Reads per tick: up to 8192 datagrams, what is left waits for the next tick.
 const READS_PER_TICK: usize = 256;
-/// Packets held back to reorder (str0m's defaults for a session).
+/// Packets held back to reorder (str0m's defaults for a session; str0m counts video in
+/// frames, [`Vp8Frames`] in packets: a second of a 2 Mb/s stream, the wait decides first).
 const HOLD_BACK_AUDIO: usize = 15;
 const HOLD_BACK_VIDEO: usize = 30;
+const HOLD_BACK_VP8_PACKETS: usize = 256;
 /// How long a frame waits for a packet missing before it: on the same host or a private
 /// network a packet is late by far less, and nothing will resend it.
 const REORDER_WAIT: Duration = Duration::from_millis(100);
@@ -116,6 +121,8 @@ struct Stream {
     mid: Mid,
     params: PayloadParams,
     assembly: Assembly,
+    /// The highest RTP time seen, extended over wraps (our own assemblies).
+    max_time: Option<u64>,
     /// Where its packets come from (Janus's host; its RTCP port is [`Stream::rtcp_port`]).
     source: Option<SocketAddr>,
     /// The port Janus takes this stream's RTCP feedback on (video only).
@@ -132,11 +139,10 @@ struct Stream {
 enum Assembly {
     /// str0m's depacketizer and reordering buffer: video, whose frames span packets.
     Frames(Box<FrameAssembler>),
-    /// Every packet a frame (Opus), reordered here; the RTP time extended over wraps.
-    Packets {
-        order: InOrder,
-        max_time: Option<u64>,
-    },
+    /// Every packet a frame (Opus), reordered here.
+    Packets(InOrder),
+    /// VP8 frames, assembled here.
+    Vp8(Box<Vp8Frames>),
 }
 
 /// A feed's frames on their way to its task.
@@ -233,10 +239,11 @@ impl Stream {
             format: FormatParams::default(),
         };
         let assembly = match codec {
-            Codec::Opus => Assembly::Packets {
-                order: InOrder::new(hold_back, REORDER_WAIT),
-                max_time: None,
-            },
+            Codec::Opus => Assembly::Packets(InOrder::new(hold_back, REORDER_WAIT)),
+            Codec::Vp8 => Assembly::Vp8(Box::new(Vp8Frames::new(
+                HOLD_BACK_VP8_PACKETS,
+                REORDER_WAIT,
+            ))),
             _ => Assembly::Frames(Box::new(FrameAssembler::new(
                 codec.to_str0m(),
                 rate,
@@ -250,6 +257,7 @@ impl Stream {
             // The payload type is Janus's business here; the feed reads the codec only.
             params: PayloadParams::new(0.into(), None, spec),
             assembly,
+            max_time: None,
             source: None,
             rtcp_port: None,
             packets: 0,
@@ -268,23 +276,28 @@ impl Stream {
         }
         let seq = u16::from_be_bytes([data[2], data[3]]);
         let ext = extend_seq(self.highest, seq);
-        let taken = match &mut self.assembly {
-            Assembly::Frames(a) => a.push(now, data),
-            Assembly::Packets { order, max_time } => match rtp_payload(data) {
-                Some(payload) => {
-                    let ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
-                    let time = extend(*max_time, ts.into(), 32);
-                    *max_time = Some(max_time.map_or(time, |m| m.max(time)));
-                    order.push(in_order::Packet {
-                        seq: ext,
-                        time,
-                        received: now,
-                        data: (!payload.is_empty()).then(|| Arc::from(payload)),
-                    });
-                    true
-                }
-                None => false,
-            },
+        let taken = match (&mut self.assembly, rtp_payload(data)) {
+            (Assembly::Frames(a), _) => a.push(now, data),
+            (_, None) => false,
+            (Assembly::Packets(order), Some(payload)) => {
+                order.push(in_order::Packet {
+                    seq: ext,
+                    time: rtp_time(&mut self.max_time, data),
+                    received: now,
+                    data: (!payload.is_empty()).then(|| Arc::from(payload)),
+                });
+                true
+            }
+            (Assembly::Vp8(frames), Some(payload)) => {
+                frames.push(vp8::Packet {
+                    seq: ext,
+                    time: rtp_time(&mut self.max_time, data),
+                    marker: data[1] & 0x80 != 0,
+                    received: now,
+                    payload,
+                });
+                true
+            }
         };
         if !taken {
             return false;
@@ -338,7 +351,19 @@ impl Stream {
                     }
                 }
             }
-            Assembly::Packets { order, .. } => {
+            Assembly::Vp8(frames) => {
+                while let Some(f) = frames.pop(now) {
+                    out.push(frame(
+                        MediaTime::new(f.time, Frequency::NINETY_KHZ),
+                        f.received,
+                        SeqNo::from(*f.seqs.start())..=SeqNo::from(*f.seqs.end()),
+                        f.contiguous,
+                        f.data,
+                        CodecExtra::Vp8(f.extra),
+                    ));
+                }
+            }
+            Assembly::Packets(order) => {
                 while let Some(r) = order.pop(now) {
                     let seq = SeqNo::from(r.seq);
                     out.push(frame(
@@ -378,6 +403,15 @@ fn unpredictable_u32() -> u32 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(std::process::id().into());
     h.finish() as u32
+}
+
+/// The RTP time of `packet` (at least 8 bytes), extended over wraps near `max_time`, which
+/// it moves on.
+fn rtp_time(max_time: &mut Option<u64>, packet: &[u8]) -> u64 {
+    let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+    let time = extend(*max_time, ts.into(), 32);
+    *max_time = Some(max_time.map_or(time, |m| m.max(time)));
+    time
 }
 
 /// `seq` extended to 64 bits near `highest`.
