@@ -1031,8 +1031,7 @@ fn blocks_encode_as_webm_iterable_does() {
         let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
         for (track, offset, key) in [(1u8, 0i16, true), (2, -5, false), (2, i16::MAX, true)] {
             let mut ours = Vec::new();
-            encode_simple_block_header(&mut ours, track, offset, key, data.len());
-            ours.extend_from_slice(&data);
+            encode_simple_block(&mut ours, track, offset, key, &data);
             let block =
                 SimpleBlock::new_uncheked(&data, track.into(), offset, false, None, false, key);
             // Blocks are written inside a Segment and a Cluster, both of unknown size.
@@ -1051,33 +1050,4 @@ fn blocks_encode_as_webm_iterable_does() {
             assert_eq!(ours, theirs[starts..], "{len} bytes, track {track}");
         }
     }
-}
-
-/// Pending bytes and frames kept by reference reach the file in the order they were put,
-/// however many (here more than one `writev` takes): small frames copied in, large ones
-/// given to `writev` where they go.
-#[test]
-fn frames_by_reference_are_written_in_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pending");
-    let mut file = File::create(&path).unwrap();
-    let mut pending = Pending::default();
-    let mut expected = Vec::new();
-    for round in 0..2 {
-        for i in 0..1200usize {
-            let header = [round as u8, (i % 251) as u8, 0xA3];
-            pending.write_all(&header).unwrap();
-            expected.extend_from_slice(&header);
-            let len = [3, BY_REFERENCE_FROM - 1, BY_REFERENCE_FROM, 5000][i % 4];
-            let frame: Vec<u8> = (0..len).map(|b| (b * 31 + i) as u8).collect();
-            expected.extend_from_slice(&frame);
-            let shared: std::sync::Arc<[u8]> = frame.into();
-            pending.push_frame(shared.into());
-        }
-        assert_eq!(pending.frames.len(), 600, "the large half by reference");
-        pending.write_to(&mut file).unwrap();
-        assert_eq!(pending.len(), 0);
-    }
-    drop(file);
-    assert!(std::fs::read(&path).unwrap() == expected);
 }
