@@ -250,6 +250,11 @@ impl Member {
         }
     }
 
+    /// A media event already received and not taken yet; `None` without waiting for one.
+    pub fn queued(&mut self) -> Option<RtcEvent> {
+        self.queue.pop_front()
+    }
+
     /// Asks the publisher of `mid` (one of this feed's) for a keyframe.
     pub fn request_keyframe(&mut self, mid: Mid) {
         let _ = self.commands.send(Command::Keyframe(mid));

@@ -60,6 +60,16 @@ impl Link {
         }
     }
 
+    /// A media event already received and not taken yet (the rest of a batch); `None`
+    /// without waiting for one.
+    pub fn queued(&mut self) -> Option<RtcEvent> {
+        match self {
+            Link::Own { rtc, .. } => rtc.queued(),
+            Link::Shared(m) => m.queued(),
+            Link::Forwarded(f) => f.streams.queued(),
+        }
+    }
+
     /// Asks the publisher of `mid` for a keyframe (PLI).
     pub fn request_keyframe(&mut self, mid: Mid) {
         match self {

@@ -624,7 +624,7 @@ impl Feed {
         // The watchdog is fed only while every feed loop goes round.
         let settings = self.settings.clone();
         let heartbeat = settings.health.heartbeat();
-        let reason = loop {
+        let reason = 'run: loop {
             let input = tokio::select! {
                 next = link.next() => match next {
                     Next::Input(input) => input,
@@ -649,6 +649,13 @@ impl Feed {
             };
             if let Some(end) = self.step(input, &mut link) {
                 break end;
+            }
+            // The rest of the batch that input came in, without a turn of the select (and of
+            // the link's own) for each frame: a batch is tens of frames.
+            while let Some(ev) = link.queued() {
+                if let Some(end) = self.step(Input::Rtc(ev), &mut link) {
+                    break 'run end;
+                }
             }
         };
         // Frames already received when the feed was told to end belong to its file.

@@ -1,7 +1,7 @@
 //! Recording from the VideoRoom's RTP forwarders (`[janus] rtp_forward`): Janus sends each
 //! recorded stream as plain RTP to one UDP socket of ours, every stream with an SSRC we chose,
-//! and the socket's datagrams go to their feed by that SSRC. Frames are assembled by str0m's
-//! depacketizers and reordering buffer ([`FrameAssembler`]: what a session does with the same
+//! and the socket's datagrams go to their feed by that SSRC. Frames are assembled as str0m's
+//! depacketizers and reordering buffer assemble them (what a session does with the same
 //! packets, without the session) and reach the feed's task as the [`RtcEvent`]s a
 //! subscription gives, in batches, so the feed's machine, clocks, gate and files are the same
 //! in both modes.
@@ -16,7 +16,8 @@
 //!
 //! Opus, where every packet is a frame, is reordered here ([`in_order`]) rather than by str0m,
 //! and VP8 frames are assembled here ([`vp8`]): the same rules, one or two copies of each
-//! payload instead of three. The other video codecs go through str0m's depacketizers.
+//! payload instead of three. The other video codecs go through str0m's own
+//! ([`FrameAssembler`]).
 //!
 //! One task reads the socket on a steady tick ([`TICK`]) with `recvmmsg`, as the media loop
 //! does in its steady pace: its wake-ups do not grow with the packets.
@@ -632,6 +633,11 @@ impl Registration {
             }
             self.queue.extend(self.events.recv().await?);
         }
+    }
+
+    /// An event already received and not taken yet; `None` without waiting for one.
+    pub fn queued(&mut self) -> Option<RtcEvent> {
+        self.queue.pop_front()
     }
 
     /// Janus takes RTCP feedback for the stream of `ssrc` on `port` (its `local_rtcp_port`).

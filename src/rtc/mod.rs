@@ -486,6 +486,11 @@ impl RtcSession {
         }
     }
 
+    /// An event already received and not taken yet; `None` without waiting for one.
+    pub fn queued(&mut self) -> Option<RtcEvent> {
+        self.queue.pop_front()
+    }
+
     /// Everything that happened to the session since the last call, at least one event
     /// (a whole batch of the loop's at once: what a task that hands frames on to others
     /// takes, so it wakes them once per batch). Cancel-safe.
