@@ -22,6 +22,12 @@ use str0m::format::Vp8CodecExtra;
 
 /// Packets held at most, whatever `hold_back` says.
 const MAX_HELD: usize = 4096;
+/// A frame larger than this is dropped (a stream that never ends its frame must not grow
+/// without bound): several times a 4K keyframe.
+const MAX_FRAME: usize = 16 << 20;
+/// The frame buffer's room kept between frames; one a larger keyframe grew is given back, so
+/// a feed does not hold its largest keyframe's size for good.
+const KEPT_ROOM: usize = 256 << 10;
 
 /// One RTP packet of the stream, its payload borrowed from the socket's buffer.
 #[derive(Debug, Clone, Copy)]
@@ -172,8 +178,15 @@ impl Vp8Frames {
 
     fn drop_building(&mut self) {
         self.building = None;
-        self.data.clear();
+        self.clear_data();
         self.gap = true;
+    }
+
+    fn clear_data(&mut self) {
+        self.data.clear();
+        if self.data.capacity() > KEPT_ROOM {
+            self.data.shrink_to(KEPT_ROOM / 4);
+        }
     }
 
     /// The packet that follows the last one taken.
@@ -218,6 +231,10 @@ impl Vp8Frames {
             return;
         };
         b.last_seq = p.seq;
+        if self.data.len() + body.len() > MAX_FRAME {
+            self.drop_building();
+            return;
+        }
         self.data.extend_from_slice(body);
         if p.marker {
             self.finish();
@@ -230,7 +247,7 @@ impl Vp8Frames {
             return;
         };
         let data = Arc::from(&self.data[..]);
-        self.data.clear();
+        self.clear_data();
         self.ready.push_back(Frame {
             time: b.time,
             received: b.received,
@@ -565,6 +582,31 @@ mod tests {
         assert_eq!(Descriptor::parse(&[0x90, 0x80, 0x80]), None);
         assert_eq!(Descriptor::parse(&[0x80]), None);
         assert_eq!(Descriptor::parse(&[]), None);
+    }
+
+    #[test]
+    fn a_frame_that_never_ends_is_dropped_at_its_bound() {
+        let t0 = Instant::now();
+        let mut f = Vp8Frames::new(1024, WAIT);
+        let chunk = vec![0x55u8; 60_000];
+        let first = [&[0x10u8][..], &KEY, &chunk].concat();
+        push(&mut f, &(0, 0, false, first), t0);
+        let mut seq = 1;
+        while seq * 60_000 <= MAX_FRAME as u64 {
+            push(
+                &mut f,
+                &(seq, 0, false, [&[0x00u8][..], &chunk].concat()),
+                t0,
+            );
+            seq += 1;
+        }
+        assert!(f.building.is_none() && f.data.capacity() <= KEPT_ROOM);
+        for p in &packets(seq, 3000, &INTER, 1) {
+            push(&mut f, p, t0);
+        }
+        let frames = drain(&mut f, t0);
+        assert_eq!(frames.len(), 1);
+        assert!(!frames[0].contiguous);
     }
 
     #[test]
