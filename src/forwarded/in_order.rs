@@ -4,17 +4,14 @@
 //! the feed takes; here the payload is copied once, from the socket's buffer into that
 //! shared buffer. Audio is most of a feed's packets (50 of about 90 a second).
 //!
-//! The rules are str0m's: a packet that follows the last one released goes at once; one
-//! after a gap waits until the gap is filled, until [`InOrder::new`]'s `hold_back` packets
-//! wait, or until it has waited `wait`; what comes after a gap is marked not contiguous;
-//! a packet at or before the last released, or a duplicate, is dropped.
+//! The rules are str0m's ([`super::reorder`]); what comes after a gap given up is marked not
+//! contiguous.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Packets held at most, whatever `hold_back` says (str0m's bound too).
-const MAX_HELD: usize = 4096;
+use super::reorder::{Arrival, Reorder};
 
 /// One packet waiting for its turn.
 #[derive(Debug, Clone)]
@@ -39,80 +36,65 @@ pub(super) struct Released {
     pub contiguous: bool,
 }
 
-/// One stream's packets waiting to be released in order.
+/// One stream's packets on their way out in order.
 #[derive(Debug)]
 pub(super) struct InOrder {
-    /// By sequence number.
-    held: VecDeque<Packet>,
-    last: Option<u64>,
-    /// Padding after a gap was passed over: the next frame does not follow.
+    order: Reorder<Packet>,
+    /// A gap was given up (or passed over by padding) since the last frame released.
     gap: bool,
-    hold_back: usize,
-    wait: Duration,
+    ready: VecDeque<Released>,
 }
 
 impl InOrder {
     /// Holds at most `hold_back` packets behind a gap, each at most `wait`.
     pub(super) fn new(hold_back: usize, wait: Duration) -> InOrder {
         InOrder {
-            held: VecDeque::new(),
-            last: None,
+            order: Reorder::new(hold_back, wait),
             gap: false,
-            hold_back: hold_back.max(1),
-            wait,
+            ready: VecDeque::new(),
         }
     }
 
     /// Takes a packet; a late one (at or before the last released) or a duplicate is dropped.
     pub(super) fn push(&mut self, packet: Packet) {
-        if self.last.is_some_and(|l| packet.seq <= l) {
-            return;
-        }
-        // Packets nearly always come in order: search from the back.
-        let at = match self.held.back() {
-            Some(b) if b.seq < packet.seq => self.held.len(),
-            _ => match self.held.binary_search_by_key(&packet.seq, |p| p.seq) {
-                Ok(_) => return,
-                Err(i) => i,
-            },
-        };
-        if self.held.len() >= MAX_HELD {
-            if at == 0 {
-                return;
+        match self.order.arrive(packet.seq) {
+            Arrival::Next => {
+                self.take(packet);
+                self.take_held();
             }
-            self.held.pop_front();
-            self.held.insert(at - 1, packet);
-        } else {
-            self.held.insert(at, packet);
+            Arrival::Early => self.order.hold(packet.seq, packet.received, packet),
+            Arrival::Late => {}
         }
     }
 
-    /// The next frame ready at `now`.
+    /// The next frame ready at `now`: a gap that has waited long enough is given up first.
     pub(super) fn pop(&mut self, now: Instant) -> Option<Released> {
-        loop {
-            let first = self.held.front()?;
-            let follows = self.last.is_none_or(|l| first.seq == l + 1);
-            let waited = now.saturating_duration_since(first.received) >= self.wait;
-            if !(follows || waited || self.held.len() >= self.hold_back) {
-                return None;
-            }
-            let packet = self.held.pop_front()?;
-            self.last = Some(packet.seq);
-            let contiguous = follows && !self.gap;
-            let Some(data) = packet.data else {
-                // Padding passes a gap before it on to the next frame.
-                self.gap = !contiguous;
-                continue;
-            };
-            self.gap = false;
-            return Some(Released {
-                seq: packet.seq,
-                time: packet.time,
-                received: packet.received,
-                data,
-                contiguous,
-            });
+        while self.order.give_up(now) {
+            self.gap = true;
+            self.take_held();
         }
+        self.ready.pop_front()
+    }
+
+    fn take_held(&mut self) {
+        while let Some((_, packet)) = self.order.next_held() {
+            self.take(packet);
+        }
+    }
+
+    /// The packet that follows the last one taken: a frame, or padding that keeps the
+    /// sequence (and passes a gap before it on to the next frame).
+    fn take(&mut self, packet: Packet) {
+        let Some(data) = packet.data else {
+            return;
+        };
+        self.ready.push_back(Released {
+            seq: packet.seq,
+            time: packet.time,
+            received: packet.received,
+            data,
+            contiguous: !std::mem::take(&mut self.gap),
+        });
     }
 }
 

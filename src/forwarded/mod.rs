@@ -42,6 +42,7 @@ use crate::media::{Codec, MediaKind};
 use crate::rtc::{ReceiveStats, RtcEvent, next_on_grid};
 
 mod in_order;
+mod reorder;
 mod vp8;
 use in_order::InOrder;
 use vp8::Vp8Frames;

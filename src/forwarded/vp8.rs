@@ -5,11 +5,11 @@
 //! per-packet allocations and segment bookkeeping. VP8 is Janus's default video codec and
 //! most of a video feed's bytes; the other video codecs stay on str0m's depacketizers.
 //!
-//! Packets that arrive in order (nearly all of them, from Janus on this host or a private
-//! network) go straight into the frame being built. A packet after a gap is held (a copy)
-//! until the gap fills, or until one held packet has waited `wait` or `hold_back` are held:
-//! then the gap is given up, the frame it broke is dropped and the next whole frame is
-//! marked not contiguous, which makes the feed wait for a keyframe, as with str0m. A frame
+//! Packets are put in order by str0m's rules ([`super::reorder`]): those that arrive in order
+//! (nearly all of them, from Janus on this host or a private network) go straight into the
+//! frame being built, one after a gap is held (a copy) until the gap fills or is given up;
+//! then the frame it broke is dropped and the next whole frame is marked not contiguous,
+//! which makes the feed wait for a keyframe, as with str0m. A frame
 //! starts with the packet that has the S bit and partition 0, and ends with the marker bit
 //! (or, without one, where the next frame's RTP time begins).
 
@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use str0m::format::Vp8CodecExtra;
 
-/// Packets held at most, whatever `hold_back` says.
-const MAX_HELD: usize = 4096;
+use super::reorder::{Arrival, Reorder};
+
 /// A frame larger than this is dropped (a stream that never ends its frame must not grow
 /// without bound): several times a 4K keyframe.
 const MAX_FRAME: usize = 16 << 20;
@@ -54,10 +54,9 @@ pub(super) struct Frame {
     pub extra: Vp8CodecExtra,
 }
 
-/// A packet after a gap, kept until the gap is filled or given up.
+/// A packet after a gap, a copy kept until the gap is filled or given up.
 #[derive(Debug)]
 struct Held {
-    seq: u64,
     time: u64,
     marker: bool,
     received: Instant,
@@ -77,103 +76,67 @@ struct Building {
 /// One VP8 stream's packets on their way to frames.
 #[derive(Debug)]
 pub(super) struct Vp8Frames {
-    /// The last sequence number taken (or given up on).
-    last: Option<u64>,
-    /// Packets after a gap, by sequence number.
-    held: VecDeque<Held>,
+    order: Reorder<Held>,
     building: Option<Building>,
     /// The frame being built's bytes; its capacity is kept from frame to frame.
     data: Vec<u8>,
     /// A packet went missing (or did not parse) since the last frame released.
     gap: bool,
     ready: VecDeque<Frame>,
-    hold_back: usize,
-    wait: Duration,
 }
 
 impl Vp8Frames {
     /// Holds at most `hold_back` packets behind a gap, each at most `wait`.
     pub(super) fn new(hold_back: usize, wait: Duration) -> Vp8Frames {
         Vp8Frames {
-            last: None,
-            held: VecDeque::new(),
+            order: Reorder::new(hold_back, wait),
             building: None,
             data: Vec::new(),
             gap: false,
             ready: VecDeque::new(),
-            hold_back: hold_back.clamp(1, MAX_HELD),
-            wait,
         }
     }
 
     /// Takes a packet; a late one (at or before the last taken) or a duplicate is dropped.
     pub(super) fn push(&mut self, packet: Packet<'_>) {
-        match self.last {
-            Some(l) if packet.seq <= l => {}
-            Some(l) if packet.seq > l + 1 => self.hold(packet),
-            _ => {
+        match self.order.arrive(packet.seq) {
+            Arrival::Next => {
                 self.take(packet);
-                self.take_held_that_follow();
+                self.take_held();
             }
+            Arrival::Early => {
+                let held = Held {
+                    time: packet.time,
+                    marker: packet.marker,
+                    received: packet.received,
+                    payload: packet.payload.into(),
+                };
+                self.order.hold(packet.seq, packet.received, held);
+            }
+            Arrival::Late => {}
         }
     }
 
-    /// The next whole frame at `now`: a gap that has waited long enough is given up first.
+    /// The next whole frame at `now`: a gap that has waited long enough is given up first
+    /// (the frame it broke is dropped).
     pub(super) fn pop(&mut self, now: Instant) -> Option<Frame> {
-        while let Some(first) = self.held.front() {
-            let waited = now.saturating_duration_since(first.received) >= self.wait;
-            if !waited && self.held.len() < self.hold_back {
-                break;
-            }
-            self.lose(first.seq - 1);
-            self.take_held_that_follow();
+        while self.order.give_up(now) {
+            self.drop_building();
+            self.take_held();
         }
         self.ready.pop_front()
     }
 
-    fn hold(&mut self, p: Packet<'_>) {
-        let at = match self.held.back() {
-            Some(b) if b.seq < p.seq => self.held.len(),
-            _ => match self.held.binary_search_by_key(&p.seq, |h| h.seq) {
-                Ok(_) => return,
-                Err(i) => i,
-            },
-        };
-        let held = Held {
-            seq: p.seq,
-            time: p.time,
-            marker: p.marker,
-            received: p.received,
-            payload: p.payload.into(),
-        };
-        self.held.insert(at, held);
-        if self.held.len() > MAX_HELD {
-            self.held.pop_back();
-        }
-    }
-
-    fn take_held_that_follow(&mut self) {
-        while let Some(h) = self.held.front() {
-            if self.last.is_some_and(|l| h.seq != l + 1) {
-                return;
-            }
-            let Some(h) = self.held.pop_front() else {
-                return;
-            };
+    fn take_held(&mut self) {
+        while let Some((seq, h)) = self.order.next_held() {
             self.take(Packet {
-                seq: h.seq,
+                seq,
                 time: h.time,
                 marker: h.marker,
                 received: h.received,
                 payload: &h.payload,
             });
         }
-    }
-
-    /// Packets up to `through` will not come: the frame they belonged to is dropped.
-    fn lose(&mut self, through: u64) {
-        self.last = Some(through);
-        self.drop_building();
     }
 
     fn drop_building(&mut self) {
@@ -191,7 +154,6 @@ impl Vp8Frames {
 
     /// The packet that follows the last one taken.
     fn take(&mut self, p: Packet<'_>) {
-        self.last = Some(p.seq);
         if p.payload.is_empty() {
             return; // padding: it keeps the sequence, and nothing else
         }
