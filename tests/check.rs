@@ -414,10 +414,7 @@ fn a_missing_opus_codec_private_is_reported() {
     let scratch = Scratch::new("check-nopriv");
     let bytes = fs::read(clip(&scratch.path, "a.webm", None, Some(SINE), &[])).unwrap();
     // Turn CodecPrivate (id 63 A2, 1-byte size) into a Void of the same length.
-    let at = bytes
-        .windows(2)
-        .position(|w| w == [0x63, 0xA2])
-        .expect("CodecPrivate");
+    let at = codec_private_at(&bytes, b"A_OPUS");
     let size = bytes[at + 2];
     assert!(size & 0x80 != 0, "a 1-byte size");
     let mut removed = bytes[..at].to_vec();
@@ -681,12 +678,25 @@ fn a_first_h264_frame_that_is_no_idr_is_reported() {
     assert_eq!(r.tracks[0].keyframes, 4);
 }
 
-/// Turns the file's only CodecPrivate into a Void of the same length.
+/// Where the CodecPrivate element of the track whose CodecID starts with `codec` ("V_",
+/// "A_OPUS") starts: the first id 0x63A2 after that CodecID, which ffmpeg writes just before
+/// it. (The first 0x63A2 of the file can be two bytes of a random SegmentUID or TrackUID,
+/// which are written before.)
+fn codec_private_at(bytes: &[u8], codec: &[u8]) -> usize {
+    let codec_id = bytes
+        .windows(codec.len())
+        .position(|w| w == codec)
+        .expect("the track's CodecID");
+    codec_id
+        + bytes[codec_id..]
+            .windows(2)
+            .position(|w| w == [0x63, 0xA2])
+            .expect("CodecPrivate")
+}
+
+/// Turns the video's CodecPrivate into a Void of the same length.
 fn without_codec_private(bytes: &[u8]) -> Vec<u8> {
-    let at = bytes
-        .windows(2)
-        .position(|w| w == [0x63, 0xA2])
-        .expect("CodecPrivate");
+    let at = codec_private_at(bytes, b"V_");
     let size_len = bytes[at + 2].leading_zeros() as usize + 1;
     let mut size = u64::from(bytes[at + 2] & (0xff >> size_len));
     for b in &bytes[at + 3..at + 2 + size_len] {
@@ -722,7 +732,7 @@ fn missing_and_bad_codec_private_and_av1_temporal_delimiters_are_reported() {
         has(&missing, ProblemKind::MissingCodecPrivate);
 
         // The record's version byte (right after the CodecPrivate's id and size) changed.
-        let at = bytes.windows(2).position(|w| w == [0x63, 0xA2]).unwrap();
+        let at = codec_private_at(&bytes, b"V_");
         let body = at + 2 + bytes[at + 2].leading_zeros() as usize + 1;
         assert_eq!(bytes[body], first_byte, "{video}");
         let mut bad = bytes.clone();
